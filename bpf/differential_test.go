@@ -1,0 +1,223 @@
+package bpf
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+)
+
+// TestDifferential checks the kernel against the reference Decide(): random
+// policies with hundreds of overlapping IPv4 and IPv6 ranges, and thousands
+// of real datagrams from real uids (and forwarded, unowned ones). Each
+// verdict is read from the program's own decision event, so denied probes
+// cost no timeout. Policies are swapped in one after another on the same
+// filter, so every swap is checked too.
+func TestDifferential(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d (set NTF_SEED to replay)", seed)
+	if s := testSeed(); s != 0 {
+		seed = s
+	}
+	rng := rand.New(rand.NewPCG(seed, seed>>1))
+
+	tp := testnet.NewTopology(t, testnet.Options{Container: true})
+	type sender struct {
+		agent *testnet.Agent
+		owner policy.Owner
+	}
+	var senders []sender
+	for _, uid := range []uint32{0, 1001, 1002, 1003, 65534} {
+		senders = append(senders, sender{testnet.StartAgent(t, tp.Client, uid), policy.Owner{UID: uid}})
+	}
+	senders = append(senders, sender{testnet.StartAgent(t, tp.Container, 0), policy.Owner{Unowned: true}})
+
+	f := openFilter(t, tp.Client, ModeAuto)
+	events, err := f.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Close() })
+
+	const policies, probesPerPolicy = 3, 1000
+	// What the probes exercised, so that a vacuous run fails.
+	seen := map[string]int{}
+	for round := range policies {
+		p, prefixes := randomPolicy(t, rng)
+		gen := apply(t, tp.Client, f, p, LogAll)
+		t.Logf("policy %d: %d ranges, generation %d", round, p.RangeCount(), gen)
+		mismatches := 0
+		for i := range probesPerPolicy {
+			s := senders[rng.IntN(len(senders))]
+			dst := randomDestination(rng, prefixes)
+			port := uint16(1000 + i)
+			sport, err := s.agent.Send(dst, port)
+			if err != nil {
+				t.Fatalf("probe %s -> %s: %v", s.owner, dst, err)
+			}
+			ev := nextEvent(t, events, sport, port)
+			want := p.Decide("eth0", s.owner, dst)
+			if ev.Generation != gen {
+				t.Fatalf("event of generation %d, want %d", ev.Generation, gen)
+			}
+			var got netip.Prefix
+			if r, ok := f.Rule(ev.Generation, ev.Rule); ok {
+				got = r.Range
+			}
+			seen[fmt.Sprintf("allowed=%t", want.Allowed)]++
+			seen[fmt.Sprintf("by-range=%t", want.Range.IsValid())]++
+			seen[fmt.Sprintf("unowned=%t", s.owner.Unowned)]++
+			seen[fmt.Sprintf("ipv6=%t", dst.Unmap().Is6())]++
+			if ev.Allowed != want.Allowed || got != want.Range || ev.Unowned != s.owner.Unowned {
+				mismatches++
+				t.Errorf("%s -> %s: kernel allowed=%t range=%v unowned=%t; Decide allowed=%t range=%v (%s)",
+					s.owner, dst, ev.Allowed, got, ev.Unowned, want.Allowed, want.Range, want.Reason)
+				if mismatches > 20 {
+					t.FailNow()
+				}
+			}
+		}
+	}
+	t.Logf("probes: %v", seen)
+	for _, k := range []string{"allowed=true", "allowed=false", "by-range=true", "by-range=false", "unowned=true", "ipv6=true"} {
+		if seen[k] < 50 {
+			t.Errorf("only %d probes with %s: the random policies do not exercise the kernel", seen[k], k)
+		}
+	}
+}
+
+func nextEvent(t *testing.T, events *EventReader, sport, dport uint16) Event {
+	t.Helper()
+	events.SetDeadline(time.Now().Add(5 * time.Second))
+	for {
+		ev, err := events.Read()
+		if err != nil {
+			t.Fatalf("no decision event for :%d -> :%d: %v", sport, dport, err)
+		}
+		if ev.Sport == sport && ev.Dport == dport {
+			return ev
+		}
+	}
+}
+
+// Address pools the random policies draw from: few bases, so that prefixes
+// nest and overlap.
+var (
+	bases4 = []netip.Addr{
+		netip.MustParseAddr("10.0.0.0"), netip.MustParseAddr("10.1.0.0"),
+		netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("172.16.0.0"),
+		netip.MustParseAddr("100.64.0.0"),
+	}
+	bases6 = []netip.Addr{
+		netip.MustParseAddr("fd00:ec2::254"), netip.MustParseAddr("2001:db8::"),
+		netip.MustParseAddr("2001:db8:1::"), netip.MustParseAddr("fd00:10::"),
+	}
+)
+
+func randomPolicy(t *testing.T, rng *rand.Rand) (*policy.Policy, []netip.Prefix) {
+	t.Helper()
+	who := []string{"uid:0", "uid:1001", "uid:1002", "uid:1003", "uid:65534", "*", "unowned", "group:imds"}
+	defaults := map[string]config.Action{"eth0": config.Deny}
+	if rng.IntN(2) == 0 {
+		defaults["eth0"] = config.Allow
+	}
+	var eps []ep
+	var prefixes []netip.Prefix
+	for e := range 40 {
+		var ranges []string
+		seen := map[netip.Prefix]bool{}
+		for range 3 + rng.IntN(8) {
+			var p netip.Prefix
+			if rng.IntN(2) == 0 {
+				p = jitter(rng, bases4[rng.IntN(len(bases4))], 8+rng.IntN(25))
+			} else {
+				p = jitter(rng, bases6[rng.IntN(len(bases6))], 16+rng.IntN(113))
+			}
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			ranges = append(ranges, p.String())
+			prefixes = append(prefixes, p)
+		}
+		var allow []string
+		for _, w := range who {
+			if rng.IntN(4) == 0 {
+				allow = append(allow, w)
+			}
+		}
+		eps = append(eps, ep{fmt.Sprintf("ep%d", e), []string{"eth0"}, ranges, allow})
+	}
+	return compile(t, defaults, eps...), prefixes
+}
+
+// jitter flips a few random bits of base below bits, then masks to bits.
+func jitter(rng *rand.Rand, base netip.Addr, bits int) netip.Prefix {
+	b := base.AsSlice()
+	for range 2 {
+		if n := rng.IntN(bits + 1); n < len(b)*8 {
+			b[n/8] ^= 0x80 >> (n % 8)
+		}
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return netip.PrefixFrom(a, bits).Masked()
+}
+
+// randomDestination picks an address inside a configured range most of the
+// time, elsewhere otherwise, avoiding addresses the client treats specially.
+func randomDestination(rng *rand.Rand, prefixes []netip.Prefix) netip.Addr {
+	for {
+		var a netip.Addr
+		switch rng.IntN(10) {
+		case 0, 1:
+			b := make([]byte, 4)
+			for i := range b {
+				b[i] = byte(rng.UintN(256))
+			}
+			a, _ = netip.AddrFromSlice(b)
+		case 2:
+			b := make([]byte, 16)
+			for i := range b {
+				b[i] = byte(rng.UintN(256))
+			}
+			b[0] = 0x20 | b[0]&0x1f // global unicast
+			a, _ = netip.AddrFromSlice(b)
+		default:
+			p := prefixes[rng.IntN(len(prefixes))]
+			b := p.Addr().AsSlice()
+			for n := p.Bits(); n < len(b)*8; n++ {
+				if rng.IntN(2) == 0 {
+					b[n/8] ^= 0x80 >> (n % 8)
+				}
+			}
+			a, _ = netip.AddrFromSlice(b)
+		}
+		if usable(a) {
+			if a.Is4() && rng.IntN(8) == 0 {
+				return netip.AddrFrom16(a.As16()) // ::ffff:a.b.c.d from a v6 socket
+			}
+			return a
+		}
+	}
+}
+
+var unusable = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("224.0.0.0/3"), netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("::/8"), netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("ff00::/8"), netip.MustParsePrefix("fd77::/16"),
+}
+
+func usable(a netip.Addr) bool {
+	for _, p := range unusable {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,149 @@
+package bpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Event is one decision reported by the kernel.
+type Event struct {
+	MonoNS     uint64 // CLOCK_MONOTONIC at the decision
+	Cgroup     uint64 // cgroup v2 id of the sending socket (0: unknown)
+	Generation uint32 // policy generation that decided
+	Rule       uint32 // 0: no range matched, the interface default decided
+	Ifindex    int
+	UID        uint32 // meaningless when Unowned
+	Unowned    bool
+	Allowed    bool
+	Proto      uint8
+	Src, Dst   netip.Addr
+	Sport      uint16
+	Dport      uint16
+}
+
+// EventReader reads decision events from the kernel's ring buffer.
+type EventReader struct {
+	rd  *ringbuf.Reader
+	rec ringbuf.Record
+}
+
+// Events opens a reader on the decision ring buffer. Only one reader should
+// be open at a time: events are consumed.
+func (f *Filter) Events() (*EventReader, error) {
+	rd, err := ringbuf.NewReader(f.objs.NtfEvents)
+	if err != nil {
+		return nil, fmt.Errorf("open decision ring buffer: %w", err)
+	}
+	return &EventReader{rd: rd}, nil
+}
+
+// ErrClosed is returned by Read after Close.
+var ErrClosed = ringbuf.ErrClosed
+
+// Read blocks until the next event or Close.
+func (r *EventReader) Read() (Event, error) {
+	if err := r.rd.ReadInto(&r.rec); err != nil {
+		return Event{}, err
+	}
+	var raw filterNtfEvent
+	if err := binary.Read(bytes.NewReader(r.rec.RawSample), binary.NativeEndian, &raw); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	return decodeEvent(&raw), nil
+}
+
+// SetDeadline makes Read give up at t with os.ErrDeadlineExceeded.
+func (r *EventReader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
+
+// Close unblocks Read.
+func (r *EventReader) Close() error {
+	err := r.rd.Close()
+	if errors.Is(err, ringbuf.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func decodeEvent(raw *filterNtfEvent) Event {
+	e := Event{
+		MonoNS:     raw.Ts,
+		Cgroup:     raw.Cgroup,
+		Generation: raw.Generation,
+		Rule:       raw.Rule,
+		Ifindex:    int(raw.Ifindex),
+		UID:        raw.Uid,
+		Unowned:    raw.Unowned != 0,
+		Allowed:    raw.Allowed != 0,
+		Proto:      raw.Proto,
+		Sport:      raw.Sport,
+		Dport:      raw.Dport,
+	}
+	if raw.Family == 4 {
+		e.Src = netip.AddrFrom4([4]byte(raw.Src[:4]))
+		e.Dst = netip.AddrFrom4([4]byte(raw.Dst[:4]))
+	} else {
+		e.Src = netip.AddrFrom16(raw.Src)
+		e.Dst = netip.AddrFrom16(raw.Dst)
+	}
+	// A v6 packet to an IPv4-mapped destination keeps its v6 source.
+	if raw.Family == 4 && !isV4Prefix(raw.Src) {
+		e.Src = netip.AddrFrom16(raw.Src)
+	}
+	return e
+}
+
+// isV4Prefix reports whether a 16-byte field holds an IPv4 address in its
+// first four bytes (the rest zero).
+func isV4Prefix(b [16]byte) bool {
+	for _, x := range b[4:] {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Rule returns what a rule id of a generation stands for.
+func (f *Filter) Rule(gen, id uint32) (Rule, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rules, ok := f.rules[gen]
+	if !ok || id == 0 || int(id) > len(rules) {
+		return Rule{}, false
+	}
+	return rules[id-1], true
+}
+
+// Counters are the program's packet counters, summed over CPUs.
+type Counters struct {
+	Allowed, Denied, NotIP, Malformed, Unfiltered, NoPolicy, EventsLost uint64
+}
+
+// Counters reads the counters.
+func (f *Filter) Counters() (Counters, error) {
+	var c Counters
+	for idx, dst := range map[filterNtfCounter]*uint64{
+		filterNtfCounterNTF_CNT_ALLOWED:     &c.Allowed,
+		filterNtfCounterNTF_CNT_DENIED:      &c.Denied,
+		filterNtfCounterNTF_CNT_NOT_IP:      &c.NotIP,
+		filterNtfCounterNTF_CNT_MALFORMED:   &c.Malformed,
+		filterNtfCounterNTF_CNT_UNFILTERED:  &c.Unfiltered,
+		filterNtfCounterNTF_CNT_NO_POLICY:   &c.NoPolicy,
+		filterNtfCounterNTF_CNT_EVENTS_LOST: &c.EventsLost,
+	} {
+		var perCPU []uint64
+		if err := f.objs.NtfCounters.Lookup(uint32(idx), &perCPU); err != nil {
+			return c, fmt.Errorf("read counter %d: %w", idx, err)
+		}
+		for _, v := range perCPU {
+			*dst += v
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,140 @@
+package bpf
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+)
+
+func TestMain(m *testing.M) { testnet.Main(m) }
+
+// ep is a terse endpoint for tests: ranges and principals as written.
+type ep struct {
+	name   string
+	ifaces []string
+	ranges []string
+	allow  []string
+}
+
+// users and groups the test resolver knows.
+var testUsers = map[string]uint32{"alice": 1001, "bob": 1002, "nobody": 65534, "root": 0}
+var testGroups = map[string][]uint32{"imds": {1001, 1003}}
+
+type mapResolver struct{}
+
+func (mapResolver) User(name string) (uint32, error) {
+	if uid, ok := testUsers[name]; ok {
+		return uid, nil
+	}
+	return 0, fmt.Errorf("%w user %q", policy.ErrUnknown, name)
+}
+
+func (mapResolver) Group(name string) ([]uint32, error) {
+	if uids, ok := testGroups[name]; ok {
+		return uids, nil
+	}
+	return nil, fmt.Errorf("%w group %q", policy.ErrUnknown, name)
+}
+
+func principal(t testing.TB, s string) config.Principal {
+	switch {
+	case s == "*":
+		return config.Principal{Kind: config.PrincipalEveryone, Text: s}
+	case s == "unowned":
+		return config.Principal{Kind: config.PrincipalUnowned, Text: s}
+	case strings.HasPrefix(s, "uid:"):
+		n, err := strconv.ParseUint(s[4:], 10, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return config.Principal{Kind: config.PrincipalUID, UID: uint32(n), Text: s}
+	case strings.HasPrefix(s, "group:"):
+		return config.Principal{Kind: config.PrincipalGroup, Name: s[6:], Text: s}
+	}
+	return config.Principal{Kind: config.PrincipalUser, Name: s, Text: s}
+}
+
+// compile builds a policy from terse endpoints and `interfaces:` defaults.
+func compile(t testing.TB, defaults map[string]config.Action, eps ...ep) *policy.Policy {
+	t.Helper()
+	cfg := &config.Config{Interfaces: map[string]config.Interface{}}
+	for pat, a := range defaults {
+		cfg.Interfaces[pat] = config.Interface{Default: a}
+	}
+	for _, e := range eps {
+		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces}
+		for _, r := range e.ranges {
+			ce.Ranges = append(ce.Ranges, netip.MustParsePrefix(r))
+		}
+		for _, a := range e.allow {
+			ce.Allow = append(ce.Allow, principal(t, a))
+		}
+		cfg.Endpoints = append(cfg.Endpoints, ce)
+	}
+	p, err := policy.Compile(cfg, mapResolver{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// openFilter loads the program with its own pin directory inside ns.
+func openFilter(t testing.TB, ns *testnet.NS, mode Mode) *Filter {
+	t.Helper()
+	var f *Filter
+	ns.MustDo(t, func() (err error) {
+		f, err = Open(Options{PinDir: testPinDir(), Mode: mode})
+		return err
+	})
+	t.Cleanup(func() {
+		ns.Do(func() error { return f.Detach() })
+	})
+	return f
+}
+
+func testPinDir() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return filepath.Join("/sys/fs/bpf", "ntft-"+hex.EncodeToString(b))
+}
+
+// apply makes p live on every interface of ns that it filters.
+func apply(t testing.TB, ns *testnet.NS, f *Filter, p *policy.Policy, log LogMode) uint32 {
+	t.Helper()
+	var gen uint32
+	ns.MustDo(t, func() error {
+		ifaces, err := Interfaces()
+		if err != nil {
+			return err
+		}
+		gen, err = f.Apply(p, ifaces, log)
+		return err
+	})
+	return gen
+}
+
+func attachedNames(f *Filter) []string {
+	var names []string
+	for _, a := range f.Attachments() {
+		names = append(names, a.Iface.Name+"/"+string(a.Mode))
+	}
+	slices.Sort(names)
+	return names
+}
+
+// testSeed replays a differential run: NTF_SEED=<seed from the log>.
+func testSeed() uint64 {
+	s, _ := strconv.ParseUint(os.Getenv("NTF_SEED"), 10, 64)
+	return s
+}

@@ -1,0 +1,257 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"syscall"
+	"testing"
+)
+
+func TestPermissionRefusals(t *testing.T) {
+	const garbage = "this: [is not: valid\n"
+	tests := []struct {
+		name  string
+		files map[string]string
+		root  bool // needs chown
+		prep  func(t *testing.T, dir string)
+		want  func(dir string) []string
+	}{{
+		name:  "group-writable main file",
+		files: map[string]string{mainName: garbage},
+		prep:  func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, mainName), 0o664) },
+		want: func(dir string) []string {
+			return []string{mainName + ": refusing: writable by group or others (mode 0664); a user who can write it could grant itself access — chmod go-w " + filepath.Join(dir, mainName)}
+		},
+	}, {
+		name:  "other-writable drop-in",
+		files: map[string]string{mainName: seed, "conf.d/x.yml": garbage},
+		prep:  func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, "conf.d/x.yml"), 0o646) },
+		want: func(dir string) []string {
+			return []string{"conf.d/x.yml: refusing: writable by group or others (mode 0646); a user who can write it could grant itself access — chmod go-w " + filepath.Join(dir, "conf.d/x.yml")}
+		},
+	}, {
+		name:  "other-writable conf.d",
+		files: map[string]string{mainName: seed, "conf.d/x.yml": "log: {rate: 0}\n"},
+		prep:  func(t *testing.T, dir string) { chmod(t, filepath.Join(dir, "conf.d"), 0o757) },
+		want: func(dir string) []string {
+			return []string{
+				"conf.d: refusing: directory writable by group or others (mode 0757); a user who can write it could replace the files in it and grant itself access — chmod go-w " + filepath.Join(dir, "conf.d"),
+				"conf.d/x.yml:1: log.rate must be between 1 and 2147483647, not 0",
+			}
+		},
+	}, {
+		name:  "group-writable main directory",
+		files: map[string]string{mainName: seed},
+		prep:  func(t *testing.T, dir string) { chmod(t, dir, 0o775) },
+		want: func(dir string) []string {
+			return []string{".: refusing: directory writable by group or others (mode 0775); a user who can write it could replace the files in it and grant itself access — chmod go-w " + dir}
+		},
+	}, {
+		name:  "drop-in owned by uid 1000",
+		files: map[string]string{mainName: seed, "conf.d/x.yml": garbage},
+		root:  true,
+		prep:  func(t *testing.T, dir string) { chown(t, filepath.Join(dir, "conf.d/x.yml"), 1000) },
+		want: func(dir string) []string {
+			return []string{"conf.d/x.yml: refusing: owned by uid 1000, not root; a user who owns it could grant itself access — chown root " + filepath.Join(dir, "conf.d/x.yml")}
+		},
+	}, {
+		name:  "main file owned by uid 1000 and group-writable",
+		files: map[string]string{mainName: seed},
+		root:  true,
+		prep: func(t *testing.T, dir string) {
+			p := filepath.Join(dir, mainName)
+			chown(t, p, 1000)
+			chmod(t, p, 0o660)
+		},
+		want: func(dir string) []string {
+			p := filepath.Join(dir, mainName)
+			return []string{
+				mainName + ": refusing: owned by uid 1000, not root; a user who owns it could grant itself access — chown root " + p,
+				mainName + ": refusing: writable by group or others (mode 0660); a user who can write it could grant itself access — chmod go-w " + p,
+			}
+		},
+	}, {
+		name:  "conf.d owned by uid 1000",
+		files: map[string]string{mainName: seed, "conf.d/x.yml": seed},
+		root:  true,
+		prep:  func(t *testing.T, dir string) { chown(t, filepath.Join(dir, "conf.d"), 1000) },
+		want: func(dir string) []string {
+			return []string{"conf.d: refusing: directory owned by uid 1000, not root; a user who owns it could replace the files in it and grant itself access — chown root " + filepath.Join(dir, "conf.d")}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.root {
+				requireRoot(t)
+			}
+			dir := writeSet(t, tt.files)
+			tt.prep(t, dir)
+			owner := uint32(os.Getuid())
+			if tt.root {
+				owner = 0
+			}
+			cfg, err := load(filepath.Join(dir, mainName), owner)
+			if cfg != nil || err == nil {
+				t.Fatalf("load = %+v, %v; want a refusal", cfg, err)
+			}
+			if got, want := errorList(t, dir, err), tt.want(dir); !reflect.DeepEqual(got, want) {
+				t.Errorf("errors:\n%q\nwant:\n%q", got, want)
+			}
+		})
+	}
+}
+
+func chown(t *testing.T, path string, uid int) {
+	t.Helper()
+	if err := os.Chown(path, uid, -1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kubernetesSet lays out conf.d the way a ConfigMap volume does:
+//
+//	conf.d/..2024_01_01_00_00_00.1/x.yml  the data
+//	conf.d/..data -> ..2024_01_01_00_00_00.1
+//	conf.d/x.yml -> ..data/x.yml
+func kubernetesSet(t *testing.T, x string) string {
+	t.Helper()
+	const ts = "conf.d/..2024_01_01_00_00_00.1"
+	dir := writeSet(t, map[string]string{
+		mainName:             seed,
+		ts + "/x.yml":        x,
+		ts + "/hidden.yml":   "garbage: [\n", // only reachable via ..data
+		"conf.d/placeholder": "",
+	})
+	symlink(t, "..2024_01_01_00_00_00.1", filepath.Join(dir, "conf.d/..data"))
+	symlink(t, "..data/x.yml", filepath.Join(dir, "conf.d/x.yml"))
+	return dir
+}
+
+func TestKubernetesSymlinkedDropIn(t *testing.T) {
+	dir := kubernetesSet(t, "log: {rate: 3}\n")
+	cfg := mustLoad(t, dir)
+	if cfg.Log.Rate != 3 {
+		t.Errorf("rate = %d, want 3 from the symlinked drop-in", cfg.Log.Rate)
+	}
+	want := []string{filepath.Join(dir, mainName), filepath.Join(dir, "conf.d/x.yml")}
+	if !reflect.DeepEqual(cfg.Files, want) {
+		t.Errorf("Files = %v, want %v (..data and its files not read directly)", cfg.Files, want)
+	}
+}
+
+func TestSymlinkTargetIsChecked(t *testing.T) {
+	dir := kubernetesSet(t, "log: {rate: 3}\n")
+	target := filepath.Join(dir, "conf.d/..2024_01_01_00_00_00.1/x.yml")
+	chmod(t, target, 0o666)
+	_, err := loadSet(t, dir)
+	got := errorList(t, dir, err)
+	want := []string{"conf.d/x.yml: refusing: writable by group or others (mode 0666); a user who can write it could grant itself access — chmod go-w " + filepath.Join(dir, "conf.d/x.yml")}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("errors %q, want %q", got, want)
+	}
+}
+
+func TestIgnoredDropIns(t *testing.T) {
+	const garbage = "garbage: [\n"
+	dir := writeSet(t, map[string]string{
+		mainName:                seed,
+		"conf.d/.hidden.yml":    garbage,
+		"conf.d/x.yaml":         garbage,
+		"conf.d/x.yml~":         garbage,
+		"conf.d/.x.yml.swp":     garbage,
+		"conf.d/x.yml.dpkg-old": garbage,
+		"conf.d/README":         garbage,
+		"conf.d/dir.yml/a.yml":  garbage,
+		"conf.d/ok.yml":         "on_stop: keep\n",
+	})
+	if err := syscall.Mkfifo(filepath.Join(dir, "conf.d/fifo.yml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := mustLoad(t, dir)
+	want := []string{filepath.Join(dir, mainName), filepath.Join(dir, "conf.d/ok.yml")}
+	if !reflect.DeepEqual(cfg.Files, want) || cfg.OnStop != OnStopKeep {
+		t.Errorf("Files = %v OnStop = %q, want %v and keep", cfg.Files, cfg.OnStop, want)
+	}
+}
+
+func TestEmptyFilesAreValid(t *testing.T) {
+	dir := writeSet(t, map[string]string{
+		mainName:             "",
+		"conf.d/a.yml":       "# only a comment\n\n   # and another\n",
+		"conf.d/b.yml":       "---\n",
+		"conf.d/c.yml":       "---\n# comment\n...\n",
+		"conf.d/d.yml":       "~\n",
+		"conf.d/e-blank.yml": "\n\n",
+	})
+	cfg := mustLoad(t, dir)
+	if len(cfg.Endpoints) != 0 || len(cfg.Interfaces) != 0 || len(cfg.Files) != 6 {
+		t.Errorf("cfg = %+v, want an empty config read from 6 files", cfg)
+	}
+	if want := (Log{Level: "info", Decisions: "denied", Rate: 50}); cfg.Log != want || cfg.OnStop != OnStopDetach {
+		t.Errorf("Log %+v OnStop %q, want defaults", cfg.Log, cfg.OnStop)
+	}
+}
+
+func TestUnreadableSets(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		prep  func(t *testing.T, dir string)
+		want  []string
+	}{{
+		name:  "missing main file",
+		files: map[string]string{"conf.d/x.yml": "on_stop: keep\n"},
+		want:  []string{mainName + ": cannot read: no such file or directory"},
+	}, {
+		name:  "main file is a directory",
+		files: map[string]string{mainName + "/x": ""},
+		want:  []string{mainName + ": cannot read: not a regular file but a directory"},
+	}, {
+		name:  "conf.d is a file",
+		files: map[string]string{mainName: seed, "conf.d": ""},
+		want:  []string{"conf.d: cannot read: not a directory but a regular file"},
+	}, {
+		name:  "broken symlink drop-in",
+		files: map[string]string{mainName: seed, "conf.d/a.yml": "log: {rate: 0}\n"},
+		prep: func(t *testing.T, dir string) {
+			symlink(t, "nowhere.yml", filepath.Join(dir, "conf.d/b.yml"))
+		},
+		want: []string{
+			"conf.d/a.yml:1: log.rate must be between 1 and 2147483647, not 0",
+			"conf.d/b.yml: cannot read: no such file or directory",
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeSet(t, tt.files)
+			if tt.prep != nil {
+				tt.prep(t, dir)
+			}
+			cfg, err := loadSet(t, dir)
+			if cfg != nil || err == nil {
+				t.Fatalf("load = %+v, %v; want an error", cfg, err)
+			}
+			if got := errorList(t, dir, err); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMissingConfDIsFine(t *testing.T) {
+	dir := writeSet(t, map[string]string{mainName: seed})
+	if _, err := os.Stat(filepath.Join(dir, "conf.d")); !os.IsNotExist(err) {
+		t.Fatalf("conf.d exists: %v", err)
+	}
+	if cfg := mustLoad(t, dir); len(cfg.Files) != 1 {
+		t.Errorf("Files = %v, want the main file only", cfg.Files)
+	}
+}

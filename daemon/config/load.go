@@ -1,0 +1,161 @@
+package config
+
+import (
+	"maps"
+	"path/filepath"
+)
+
+// Load reads the configuration set: mainPath, then <dir of mainPath>/conf.d/*.yml
+// in lexical order, merged as SPEC §2 says. Files and directories must be
+// owned by root and not writable by group or others. When the set is
+// invalid, the error is an Errors listing every problem found in every
+// file, sorted by file order then line, and the Config is nil.
+func Load(mainPath string) (*Config, error) {
+	return load(mainPath, 0)
+}
+
+// LoadPartial is Load for reporting: it also returns what could be read of
+// an invalid set, so that later stages (the policy compiler resolving
+// names) can report their problems in the same run. A Config that comes
+// with problems must never be applied.
+func LoadPartial(mainPath string) (*Config, Errors) {
+	return loadPartial(mainPath, 0)
+}
+
+// load is Load with the required owner as a parameter, for tests.
+func load(mainPath string, owner uint32) (*Config, error) {
+	cfg, errs := loadPartial(mainPath, owner)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+func loadPartial(mainPath string, owner uint32) (*Config, Errors) {
+	l := &loader{owner: owner}
+	cfg := l.run(mainPath)
+	l.errs.Sort(l.order)
+	return cfg, l.errs
+}
+
+// loader collects the problems of one Load; every step keeps going after
+// a problem so that the whole set is reported at once.
+type loader struct {
+	owner    uint32
+	errs     Errors
+	order    []string // directories and files in reading order, to sort errors
+	files    []string // every file read
+	settings []fileSettings
+}
+
+func (l *loader) fail(path, msg string) {
+	l.errs = append(l.errs, Error{Pos: Pos{File: path}, Msg: msg})
+}
+
+func (l *loader) run(mainPath string) *Config {
+	mainDir, confDir := configDirs(mainPath)
+	l.order = append(l.order, mainDir, mainPath, confDir)
+	l.checkDir(mainDir)
+	l.readFile(mainPath)
+	for _, name := range l.dropIns(confDir) {
+		l.readDropIn(filepath.Join(confDir, name))
+	}
+	return merge(l.settings, l.files)
+}
+
+// checkDir guards a directory the set lives in: whoever can write it can
+// replace the files regardless of their own modes.
+func (l *loader) checkDir(dir string) {
+	f, refused, err := openChecked(dir, l.owner, true)
+	if err != nil {
+		l.fail(dir, ioProblem(err))
+		return
+	}
+	f.Close()
+	for _, r := range refused {
+		l.fail(dir, r)
+	}
+}
+
+// dropIns lists conf.d. A refused conf.d does not stop its files from
+// being checked: the set is rejected anyway, and the administrator gets
+// every problem in one go.
+func (l *loader) dropIns(dir string) []string {
+	names, refused, err := dropIns(dir, l.owner)
+	for _, r := range refused {
+		l.fail(dir, r)
+	}
+	if err != nil {
+		l.fail(dir, ioProblem(err))
+	}
+	return names
+}
+
+func (l *loader) readDropIn(path string) {
+	l.order = append(l.order, path)
+	ok, err := dropInWanted(path)
+	if err != nil {
+		l.fail(path, ioProblem(err))
+		return
+	}
+	if ok {
+		l.readFile(path)
+	}
+}
+
+func (l *loader) readFile(path string) {
+	data, refused, err := readChecked(path, l.owner)
+	if err != nil {
+		l.fail(path, ioProblem(err))
+		return
+	}
+	for _, r := range refused {
+		l.fail(path, r)
+	}
+	if len(refused) > 0 {
+		return
+	}
+	s, errs := parseFile(path, data)
+	l.errs = append(l.errs, errs...)
+	l.files = append(l.files, path)
+	l.settings = append(l.settings, s)
+}
+
+// merge applies the drop-in rules: an endpoint named again replaces the
+// earlier one whole but keeps its place in the order; interfaces merge key
+// by key; each scalar takes the last value set.
+func merge(files []fileSettings, paths []string) *Config {
+	cfg := &Config{
+		Interfaces: make(map[string]Interface),
+		Log:        Log{Level: DefaultLogLevel, Decisions: DefaultLogDecisions, Rate: DefaultLogRate},
+		OnStop:     DefaultOnStop,
+		Files:      paths,
+	}
+	index := make(map[string]int)
+	for _, f := range files {
+		for _, ep := range f.endpoints {
+			if i, ok := index[ep.Name]; ok {
+				cfg.Endpoints[i] = ep
+				continue
+			}
+			index[ep.Name] = len(cfg.Endpoints)
+			cfg.Endpoints = append(cfg.Endpoints, ep)
+		}
+		maps.Copy(cfg.Interfaces, f.interfaces)
+		mergeScalars(cfg, f)
+	}
+	return cfg
+}
+
+func mergeScalars(cfg *Config, f fileSettings) {
+	set(&cfg.Log.Level, f.level)
+	set(&cfg.Log.Decisions, f.decisions)
+	set(&cfg.Log.Rate, f.rate)
+	set(&cfg.OnStop, f.onStop)
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}

@@ -1,0 +1,424 @@
+package config
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// seed is the seed's configuration, byte for byte.
+const seed = `endpoints:
+    - imdsv2:
+        iface: [eth0]
+        range: [169.254.169.254/32, fd00:ec2::254/128]
+        allow:
+          - testuser
+`
+
+func TestSeedParsesUnchanged(t *testing.T) {
+	dir := writeSet(t, map[string]string{mainName: seed})
+	main := filepath.Join(dir, mainName)
+	got := mustLoad(t, dir)
+	want := &Config{
+		Endpoints: []Endpoint{{
+			Name:   "imdsv2",
+			Ifaces: []string{"eth0"},
+			Ranges: prefixes("169.254.169.254/32", "fd00:ec2::254/128"),
+			Allow: []Principal{{
+				Kind: PrincipalUser, Name: "testuser", Text: "testuser",
+				Pos: Pos{File: main, Line: 6},
+			}},
+			Pos: Pos{File: main, Line: 2},
+		}},
+		Interfaces: map[string]Interface{},
+		Log:        Log{Level: "info", Decisions: "denied", Rate: 50},
+		OnStop:     OnStopDetach,
+		Files:      []string{main},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(seed) =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestLoadRequiresRootOwnership(t *testing.T) {
+	requireRoot(t)
+	dir := writeSet(t, map[string]string{mainName: seed})
+	cfg, err := Load(filepath.Join(dir, mainName))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(cfg.Endpoints) != 1 || cfg.Endpoints[0].Name != "imdsv2" {
+		t.Errorf("Endpoints = %+v, want imdsv2 only", cfg.Endpoints)
+	}
+}
+
+func TestExtendedExample(t *testing.T) {
+	dir := writeSet(t, map[string]string{mainName: seed + lines(
+		`interfaces:`,               // 7
+		`  eth0: {default: allow}`,  // 8
+		`  "*": {default: deny}`,    // 9
+		`log:`,                      // 10
+		`  level: debug`,            // 11
+		`  decisions: all`,          // 12
+		`  rate: 7`,                 // 13
+		`on_stop: keep # comment`)}, // 14
+	)
+	main := filepath.Join(dir, mainName)
+	got := mustLoad(t, dir)
+	wantIfs := map[string]Interface{
+		"eth0": {Default: Allow, Pos: Pos{File: main, Line: 8}},
+		"*":    {Default: Deny, Pos: Pos{File: main, Line: 9}},
+	}
+	if !reflect.DeepEqual(got.Interfaces, wantIfs) {
+		t.Errorf("Interfaces = %+v, want %+v", got.Interfaces, wantIfs)
+	}
+	if want := (Log{Level: "debug", Decisions: "all", Rate: 7}); got.Log != want {
+		t.Errorf("Log = %+v, want %+v", got.Log, want)
+	}
+	if got.OnStop != OnStopKeep {
+		t.Errorf("OnStop = %q, want keep", got.OnStop)
+	}
+}
+
+// endpointNames lists the endpoints' names with the file:line they come from.
+func endpointNames(dir string, cfg *Config) []string {
+	var out []string
+	for _, ep := range cfg.Endpoints {
+		rel, _ := filepath.Rel(dir, ep.Pos.File)
+		out = append(out, ep.Name+"@"+Pos{File: rel, Line: ep.Pos.Line}.String())
+	}
+	return out
+}
+
+const (
+	epA = "  - a: {iface: eth0, range: 10.0.0.0/8, allow: [alice]}\n"
+	epB = "  - b: {iface: eth1, range: 10.1.0.0/16, allow: []}\n"
+	epC = "  - c: {iface: eth2, range: 10.2.0.0/16, allow: []}\n"
+)
+
+func TestMerge(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		check func(t *testing.T, dir string, cfg *Config)
+	}{{
+		name: "endpoint replaced whole, keeping its place",
+		files: map[string]string{
+			mainName: "endpoints:\n" + epA + epB,
+			"conf.d/50-a.yml": lines(
+				"# replaces a",
+				"endpoints:",
+				"  - c: {iface: eth2, range: 10.2.0.0/16, allow: []}",
+				"  - a: {iface: wg0, range: [192.0.2.0/24], allow: []}"),
+		},
+		check: func(t *testing.T, dir string, cfg *Config) {
+			names := endpointNames(dir, cfg)
+			wantNames := []string{"a@conf.d/50-a.yml:4", "b@" + m(3), "c@conf.d/50-a.yml:3"}
+			if !reflect.DeepEqual(names, wantNames) {
+				t.Errorf("endpoints = %v, want %v", names, wantNames)
+			}
+			a := cfg.Endpoints[0]
+			if !reflect.DeepEqual(a.Ifaces, []string{"wg0"}) || !reflect.DeepEqual(a.Ranges, prefixes("192.0.2.0/24")) || len(a.Allow) != 0 {
+				t.Errorf("a = %+v, want the drop-in's a only (wg0, 192.0.2.0/24, nobody)", a)
+			}
+		},
+	}, {
+		name: "drop-ins apply in lexical order, later wins",
+		files: map[string]string{
+			mainName:         "on_stop: keep\nlog: {rate: 1}\n",
+			"conf.d/10.yml":  "log: {rate: 10}\n",
+			"conf.d/9.yml":   "log: {rate: 9}\n",
+			"conf.d/a-x.yml": "on_stop: detach\n",
+		},
+		check: func(t *testing.T, dir string, cfg *Config) {
+			if cfg.Log.Rate != 9 || cfg.OnStop != OnStopDetach {
+				t.Errorf("rate %d on_stop %q, want 9 (\"9.yml\" sorts after \"10.yml\") and detach", cfg.Log.Rate, cfg.OnStop)
+			}
+			var rel []string
+			for _, f := range cfg.Files {
+				r, _ := filepath.Rel(dir, f)
+				rel = append(rel, r)
+			}
+			if want := []string{mainName, "conf.d/10.yml", "conf.d/9.yml", "conf.d/a-x.yml"}; !reflect.DeepEqual(rel, want) {
+				t.Errorf("Files = %v, want %v", rel, want)
+			}
+		},
+	}, {
+		name: "interfaces merge key by key",
+		files: map[string]string{
+			mainName:       "interfaces:\n  eth0: {default: allow}\n  eth1: {default: allow}\n",
+			"conf.d/x.yml": "interfaces:\n  eth1: {default: deny}\n  \"wg*\": {default: allow}\n",
+		},
+		check: func(t *testing.T, dir string, cfg *Config) {
+			x := filepath.Join(dir, "conf.d/x.yml")
+			want := map[string]Interface{
+				"eth0": {Default: Allow, Pos: Pos{File: filepath.Join(dir, mainName), Line: 2}},
+				"eth1": {Default: Deny, Pos: Pos{File: x, Line: 2}},
+				"wg*":  {Default: Allow, Pos: Pos{File: x, Line: 3}},
+			}
+			if !reflect.DeepEqual(cfg.Interfaces, want) {
+				t.Errorf("Interfaces = %+v, want %+v", cfg.Interfaces, want)
+			}
+		},
+	}, {
+		name: "scalars merge key by key",
+		files: map[string]string{
+			mainName:       "log: {level: warn, decisions: all, rate: 5}\non_stop: keep\n",
+			"conf.d/x.yml": "log: {rate: 100}\n",
+			"conf.d/y.yml": "log: {level: error}\n",
+		},
+		check: func(t *testing.T, dir string, cfg *Config) {
+			if want := (Log{Level: "error", Decisions: "all", Rate: 100}); cfg.Log != want {
+				t.Errorf("Log = %+v, want %+v", cfg.Log, want)
+			}
+			if cfg.OnStop != OnStopKeep {
+				t.Errorf("OnStop = %q, want keep (drop-ins do not set it)", cfg.OnStop)
+			}
+		},
+	}, {
+		name:  "defaults where the set is silent",
+		files: map[string]string{mainName: "endpoints:\n" + epC},
+		check: func(t *testing.T, dir string, cfg *Config) {
+			if want := (Log{Level: DefaultLogLevel, Decisions: DefaultLogDecisions, Rate: DefaultLogRate}); cfg.Log != want {
+				t.Errorf("Log = %+v, want %+v", cfg.Log, want)
+			}
+			if cfg.OnStop != DefaultOnStop || cfg.Interfaces == nil || len(cfg.Interfaces) != 0 {
+				t.Errorf("OnStop %q Interfaces %v, want detach and an empty map", cfg.OnStop, cfg.Interfaces)
+			}
+		},
+	}, {
+		name: "an endpoint only in a drop-in is appended",
+		files: map[string]string{
+			mainName:       "endpoints:\n" + epA,
+			"conf.d/b.yml": "endpoints:\n" + epB,
+		},
+		check: func(t *testing.T, dir string, cfg *Config) {
+			if got, want := endpointNames(dir, cfg), []string{"a@" + m(2), "b@conf.d/b.yml:2"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("endpoints = %v, want %v", got, want)
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeSet(t, tt.files)
+			tt.check(t, dir, mustLoad(t, dir))
+		})
+	}
+}
+
+// TestErrorsAcrossFiles checks that every problem of every file comes back
+// in one Errors, sorted by file order and then line.
+func TestErrorsAcrossFiles(t *testing.T) {
+	dir := writeSet(t, map[string]string{
+		mainName: lines(
+			"endpoints:",              // 1
+			"  - a:",                  // 2
+			"      iface: eth0",       // 3
+			"      range: 10.0.0.1/8", // 4
+			"      allow: [1005]",     // 5
+			"log: {rate: 0}",          // 6
+			"on_stop: never"),         // 7
+		"conf.d/10-first.yml": lines(
+			"interfaces:",              // 1
+			"  eth0: {default: maybe}", // 2
+			"endpoints:",               // 3
+			"  - b:",                   // 4
+			"      iface: eth0"),       // 5
+		"conf.d/20-second.yml": lines("bogus: 1"),
+		"conf.d/30-unsafe.yml": "on_stop: keep\n",
+	})
+	chmod(t, filepath.Join(dir, "conf.d/30-unsafe.yml"), 0o620)
+	cfg, err := loadSet(t, dir)
+	if cfg != nil {
+		t.Errorf("Config = %+v, want nil", cfg)
+	}
+	got := errorList(t, dir, err)
+	want := []string{
+		m(4) + `: endpoint "a": range 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?`,
+		m(5) + `: endpoint "a": allow entry 1005 is a number; write uid:1005 for a uid (a bare number could be read as a name or an id)`,
+		m(6) + `: log.rate must be between 1 and 2147483647, not 0`,
+		m(7) + `: on_stop must be one of detach, keep, not the string "never"`,
+		`conf.d/10-first.yml:2: interface "eth0": default must be one of allow, deny, not the string "maybe"`,
+		`conf.d/10-first.yml:4: endpoint "b": missing range (the addresses or CIDR prefixes it guards)`,
+		`conf.d/10-first.yml:4: endpoint "b": missing allow; write allow: [] to deny everyone`,
+		`conf.d/20-second.yml:1: unknown key "bogus"; known: endpoints, interfaces, log, on_stop`,
+		`conf.d/30-unsafe.yml: refusing: writable by group or others (mode 0620); a user who can write it could grant itself access — chmod go-w ` + filepath.Join(dir, "conf.d/30-unsafe.yml"),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestErrorsSortedByLine(t *testing.T) {
+	// Emitted out of line order: the missing-settings error is found after
+	// the unknown key below it, at the endpoint's name.
+	dir := writeSet(t, map[string]string{mainName: lines(
+		"endpoints:",      // 1
+		"  - a:",          // 2
+		"      range: x",  // 3
+		"      colour: 1", // 4
+		"whatever: 1",     // 5
+	)})
+	_, err := loadSet(t, dir)
+	got := errorList(t, dir, err)
+	var at []string
+	for _, e := range got {
+		a, _, _ := strings.Cut(e, ": ")
+		at = append(at, a)
+	}
+	if want := []string{m(2), m(2), m(3), m(4), m(5)}; !reflect.DeepEqual(at, want) {
+		t.Errorf("positions %v, want %v\n%s", at, want, strings.Join(got, "\n"))
+	}
+}
+
+func TestIPv4MappedNormalisation(t *testing.T) {
+	dir := writeSet(t, map[string]string{mainName: lines(
+		"endpoints:",
+		"  - a:",
+		"      iface: eth0",
+		"      allow: []",
+		"      range:",
+		"        - ::ffff:169.254.169.254",
+		"        - ::ffff:10.0.0.0/104",
+		"        - ::ffff:0.0.0.0/96",
+		"        - 192.0.2.7",
+		"        - fd00::1",
+		"        - ::/80",
+	)})
+	got := mustLoad(t, dir).Endpoints[0].Ranges
+	want := prefixes("169.254.169.254/32", "10.0.0.0/8", "0.0.0.0/0", "192.0.2.7/32", "fd00::1/128", "::/80")
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ranges = %v, want %v", got, want)
+	}
+	for _, p := range got[:4] {
+		if !p.Addr().Is4() {
+			t.Errorf("%v is not stored as IPv4", p)
+		}
+	}
+}
+
+func TestPrincipals(t *testing.T) {
+	dir := writeSet(t, map[string]string{mainName: lines(
+		"endpoints:",                   // 1
+		"  - a:",                       // 2
+		"      iface: eth0",            // 3
+		"      range: 10.0.0.0/8",      // 4
+		"      allow:",                 // 5
+		"        - alice",              // 6
+		"        - uid:0",              // 7
+		"        - uid:4294967294",     // 8
+		"        - group:imds-readers", // 9
+		`        - "*"`,                // 10
+		"        - unowned",            // 11
+		"        - nobody",             // 12
+	)})
+	main := filepath.Join(dir, mainName)
+	got := mustLoad(t, dir).Endpoints[0].Allow
+	at := func(l int) Pos { return Pos{File: main, Line: l} }
+	want := []Principal{
+		{Kind: PrincipalUser, Name: "alice", Text: "alice", Pos: at(6)},
+		{Kind: PrincipalUID, UID: 0, Text: "uid:0", Pos: at(7)},
+		{Kind: PrincipalUID, UID: 4294967294, Text: "uid:4294967294", Pos: at(8)},
+		{Kind: PrincipalGroup, Name: "imds-readers", Text: "group:imds-readers", Pos: at(9)},
+		{Kind: PrincipalEveryone, Text: "*", Pos: at(10)},
+		{Kind: PrincipalUnowned, Text: "unowned", Pos: at(11)},
+		{Kind: PrincipalUser, Name: "nobody", Text: "nobody", Pos: at(12)},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("allow =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestValidForms(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		check   func(t *testing.T, cfg *Config)
+	}{{
+		name:    "scalars for iface, range and allow",
+		content: "endpoints:\n  - a:\n      iface: eth0.100\n      range: 10.0.0.0/8\n      allow: alice\n",
+		check: func(t *testing.T, cfg *Config) {
+			ep := cfg.Endpoints[0]
+			if !reflect.DeepEqual(ep.Ifaces, []string{"eth0.100"}) || !reflect.DeepEqual(ep.Ranges, prefixes("10.0.0.0/8")) ||
+				len(ep.Allow) != 1 || ep.Allow[0].Name != "alice" || ep.Allow[0].Pos.Line != 5 {
+				t.Errorf("endpoint = %+v", ep)
+			}
+		},
+	}, {
+		name:    "allow: [] allows nobody",
+		content: "endpoints:\n  - a: {iface: [eth0, \"veth*\", \"*\"], range: [10.0.0.0/8], allow: []}\n",
+		check: func(t *testing.T, cfg *Config) {
+			ep := cfg.Endpoints[0]
+			if ep.Allow == nil || len(ep.Allow) != 0 || !reflect.DeepEqual(ep.Ifaces, []string{"eth0", "veth*", "*"}) {
+				t.Errorf("endpoint = %+v, want empty non-nil Allow and three ifaces", ep)
+			}
+		},
+	}, {
+		name:    "interface without settings defaults to deny",
+		content: "interfaces:\n  eth0:\n  wg0: {}\n",
+		check: func(t *testing.T, cfg *Config) {
+			if cfg.Interfaces["eth0"].Default != Deny || cfg.Interfaces["wg0"].Default != Deny || cfg.Interfaces["wg0"].Pos.Line != 3 {
+				t.Errorf("Interfaces = %+v, want eth0 and wg0 deny", cfg.Interfaces)
+			}
+		},
+	}, {
+		name:    "empty sections",
+		content: "endpoints:\ninterfaces:\nlog:\n",
+		check: func(t *testing.T, cfg *Config) {
+			if len(cfg.Endpoints) != 0 || len(cfg.Interfaces) != 0 || cfg.Log.Rate != DefaultLogRate {
+				t.Errorf("cfg = %+v, want an empty config with defaults", cfg)
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeSet(t, map[string]string{mainName: tt.content})
+			tt.check(t, mustLoad(t, dir))
+		})
+	}
+}
+
+// TestAliases checks that values reached through YAML aliases and merge
+// keys are decoded and positioned where they are written.
+func TestAliases(t *testing.T) {
+	dir := writeSet(t, map[string]string{mainName: lines(
+		"endpoints:",                          // 1
+		"  - a: &base",                        // 2
+		"      iface: eth0",                   // 3
+		"      range: 10.0.0.0/8",             // 4
+		"      allow: &admins [alice, uid:0]", // 5
+		"  - b:",                              // 6
+		"      <<: *base",                     // 7
+		"      range: 10.1.0.0/16",            // 8
+		"  - c: {iface: eth1, range: 10.2.0.0/16, allow: *admins}", // 9
+	)})
+	cfg := mustLoad(t, dir)
+	if len(cfg.Endpoints) != 3 {
+		t.Fatalf("endpoints = %+v, want a, b, c", cfg.Endpoints)
+	}
+	b, c := cfg.Endpoints[1], cfg.Endpoints[2]
+	if !reflect.DeepEqual(b.Ifaces, []string{"eth0"}) || !reflect.DeepEqual(b.Ranges, prefixes("10.1.0.0/16")) || len(b.Allow) != 2 {
+		t.Errorf("b = %+v, want eth0 (merged), 10.1.0.0/16 (own), two principals", b)
+	}
+	if c.Allow[1].Text != "uid:0" || c.Allow[1].Pos.Line != 5 {
+		t.Errorf("c's uid:0 = %+v, want it positioned at the anchor, line 5", c.Allow[1])
+	}
+
+	dir = writeSet(t, map[string]string{mainName: lines(
+		"endpoints:",                // 1
+		"  - a: &base",              // 2
+		"      iface: eth0",         // 3
+		"      range: 10.0.0.0/8",   // 4
+		"      allow: [uid:-1]",     // 5
+		"  - b:",                    // 6
+		"      <<: *base",           // 7
+		"      range: [10.0.0.1/8]", // 8
+	)})
+	_, err := loadSet(t, dir)
+	checkErrors(t, dir, nil, err, []want{
+		{m(5), `endpoint "a": uid:-1 is not a uid`},
+		{m(5), `endpoint "b": uid:-1 is not a uid`},
+		{m(8), `endpoint "b": range 10.0.0.1/8 has host bits set`},
+	})
+}

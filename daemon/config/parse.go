@@ -1,0 +1,299 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+	yamlv3 "go.yaml.in/yaml/v3"
+)
+
+// fileParser decodes one file and collects its problems.
+type fileParser struct {
+	file string
+	errs Errors
+}
+
+func (p *fileParser) at(line int, format string, args ...any) {
+	p.errs = append(p.errs, Error{Pos: Pos{File: p.file, Line: line}, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *fileParser) pos(line int) Pos { return Pos{File: p.file, Line: line} }
+
+// parseFile turns one file's bytes into its settings. koanf decodes the
+// values; its plain maps carry no positions, so a yaml.v3 node tree of the
+// same bytes is walked alongside to give every problem its line.
+func parseFile(file string, data []byte) (fileSettings, Errors) {
+	p := &fileParser{file: file}
+	root, ok := p.tree(data)
+	if !ok || root == nil {
+		return fileSettings{}, p.errs
+	}
+	k := koanf.New(".")
+	if err := k.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+		p.yamlError(err)
+		return fileSettings{}, p.errs
+	}
+	s := p.top(newVal(k.Raw(), root, 1))
+	return s, p.errs
+}
+
+// tree parses data into a node tree and returns its top-level mapping, or
+// nil for a file with nothing in it (empty, comments only, or a bare null).
+func (p *fileParser) tree(data []byte) (*yamlv3.Node, bool) {
+	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	var doc yamlv3.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, true
+		}
+		p.yamlError(err)
+		return nil, false
+	}
+	// A second document is reported, but the first is still checked.
+	p.singleDocument(dec)
+	root := resolve(&doc)
+	switch {
+	case root == nil || root.ShortTag() == "!!null":
+		return nil, true
+	case root.Kind != yamlv3.MappingNode:
+		p.at(root.Line, "the top level must be a mapping of settings (%s), not %s", strings.Join(topKeys(), ", "), nodeKind(root))
+		return nil, false
+	}
+	return root, true
+}
+
+// singleDocument refuses a second "---" document: the YAML library would
+// silently drop it, and with it whatever it denies.
+func (p *fileParser) singleDocument(dec *yamlv3.Decoder) {
+	var next yamlv3.Node
+	err := dec.Decode(&next)
+	switch {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		p.yamlError(err)
+	default:
+		p.at(next.Line, "a second YAML document starts here; a configuration file holds one document")
+	}
+}
+
+// yamlError turns the YAML library's messages ("yaml: line N: ...") into
+// positioned Errors, one per problem it found.
+func (p *fileParser) yamlError(err error) {
+	var te *yamlv3.TypeError
+	if errors.As(err, &te) {
+		for _, m := range te.Errors {
+			line, msg := splitYAMLLine(m)
+			p.at(line, "YAML: %s", msg)
+		}
+		return
+	}
+	line, msg := splitYAMLLine(strings.TrimPrefix(err.Error(), "yaml: "))
+	p.at(line, "YAML syntax: %s%s", msg, syntaxHint(msg))
+}
+
+// syntaxHint explains the one YAML trap this format sets: IPv6 ranges such
+// as ::1/128 start with ':', which YAML does not accept unquoted inside
+// [...]. The library then also names a line at or just before the culprit.
+func syntaxHint(msg string) string {
+	if msg != "did not find expected node content" {
+		return ""
+	}
+	return ` (at or just after this line; a value starting with ':' inside [...], like an IPv6 range ::1/128, must be quoted: "::1/128")`
+}
+
+func splitYAMLLine(s string) (int, string) {
+	rest, ok := strings.CutPrefix(s, "line ")
+	if !ok {
+		return 0, s
+	}
+	num, msg, ok := strings.Cut(rest, ": ")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil {
+		return 0, s
+	}
+	return n, msg
+}
+
+// val is one value as koanf decoded it, with the node it came from.
+// The node only supplies lines: a value whose node cannot be found (keys
+// pulled in by a "<<" merge under another spelling, say) is still checked,
+// and reported at the nearest enclosing line.
+type val struct {
+	v    any
+	n    *yamlv3.Node // aliases resolved; nil when unknown
+	line int
+}
+
+// newVal positions v at the line where it is written; for an alias that is
+// the line of the "*name", not of the anchor.
+func newVal(v any, n *yamlv3.Node, fallback int) val {
+	line := fallback
+	if n != nil && n.Line > 0 {
+		line = n.Line
+	}
+	return val{v: v, n: resolve(n), line: line}
+}
+
+func resolve(n *yamlv3.Node) *yamlv3.Node {
+	for n != nil {
+		switch {
+		case n.Kind == yamlv3.AliasNode:
+			n = n.Alias
+		case n.Kind == yamlv3.DocumentNode && len(n.Content) > 0:
+			n = n.Content[0]
+		case n.Kind == yamlv3.DocumentNode:
+			return nil
+		default:
+			return n
+		}
+	}
+	return nil
+}
+
+// field is one key of a mapping.
+type field struct {
+	key  string
+	line int // line of the key
+	val  val
+}
+
+// asMap reports whether v is a mapping; koanf stringifies keys, but a map
+// nested deeper than it looks can still have non-string keys.
+func asMap(v any) (map[string]any, bool) {
+	switch m := v.(type) {
+	case map[string]any:
+		return m, true
+	case map[any]any:
+		out := make(map[string]any, len(m))
+		for k, x := range m {
+			out[fmt.Sprint(k)] = x
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// fields lists a mapping's keys in the order they are written.
+func (v val) fields() []field {
+	m, _ := asMap(v.v)
+	out := make([]field, 0, len(m))
+	for k, x := range m {
+		kn, vn := findKey(v.n, k)
+		kl := v.line
+		if kn != nil {
+			kl = kn.Line
+		}
+		out = append(out, field{key: k, line: kl, val: newVal(x, vn, kl)})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].line != out[j].line {
+			return out[i].line < out[j].line
+		}
+		return out[i].key < out[j].key
+	})
+	return out
+}
+
+// findKey finds key in a mapping node, looking through "<<" merges the way
+// the decoder does: keys written directly win over merged ones.
+func findKey(n *yamlv3.Node, key string) (k, v *yamlv3.Node) {
+	if n == nil || n.Kind != yamlv3.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if c := n.Content[i]; c.Kind == yamlv3.ScalarNode && c.ShortTag() != "!!merge" && c.Value == key {
+			return c, n.Content[i+1]
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].ShortTag() == "!!merge" {
+			if k, v := findMerged(n.Content[i+1], key); k != nil {
+				return k, v
+			}
+		}
+	}
+	return nil, nil
+}
+
+func findMerged(n *yamlv3.Node, key string) (k, v *yamlv3.Node) {
+	n = resolve(n)
+	if n != nil && n.Kind == yamlv3.SequenceNode {
+		for _, c := range n.Content {
+			if k, v := findKey(resolve(c), key); k != nil {
+				return k, v
+			}
+		}
+		return nil, nil
+	}
+	return findKey(n, key)
+}
+
+// items lists a sequence's elements.
+func (v val) items() []val {
+	s, _ := v.v.([]any)
+	out := make([]val, len(s))
+	for i, x := range s {
+		var n *yamlv3.Node
+		if v.n != nil && v.n.Kind == yamlv3.SequenceNode && i < len(v.n.Content) {
+			n = v.n.Content[i]
+		}
+		out[i] = newVal(x, n, v.line)
+	}
+	return out
+}
+
+// list accepts a list or a single scalar standing for a one-element list.
+func (v val) list() []val {
+	if _, ok := v.v.([]any); ok {
+		return v.items()
+	}
+	return []val{v}
+}
+
+func (v val) isList() bool {
+	_, ok := v.v.([]any)
+	return ok
+}
+
+func (v val) isMap() bool {
+	_, ok := asMap(v.v)
+	return ok
+}
+
+// describe names a decoded value's type for messages.
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "empty"
+	case string:
+		return fmt.Sprintf("the string %q", x)
+	case bool:
+		return fmt.Sprintf("the boolean %v", x)
+	case int, int64, uint64, float64:
+		return fmt.Sprintf("the number %v", x)
+	case []any:
+		return "a list"
+	}
+	if _, ok := asMap(v); ok {
+		return "a mapping"
+	}
+	return fmt.Sprintf("%v (%T)", v, v)
+}
+
+func nodeKind(n *yamlv3.Node) string {
+	switch n.Kind {
+	case yamlv3.SequenceNode:
+		return "a list"
+	case yamlv3.ScalarNode:
+		return fmt.Sprintf("the value %q", n.Value)
+	}
+	return "something else"
+}

@@ -1,0 +1,143 @@
+// Package config reads the net-tc-filter configuration set: the main file and
+// its conf.d drop-ins, merged with the rules of the product contract. It checks
+// syntax and safety (file ownership and modes) and reports every problem at
+// once as "file:line: message". It does not consult NSS: user and group names
+// are resolved by the policy compiler, which reports unknown names through the
+// same Error type, positioned by Principal.Pos.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// Pos is where something was written.
+type Pos struct {
+	File string
+	Line int // 0 when the parser does not know it
+}
+
+func (p Pos) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return p.File
+}
+
+// Action is what happens to a packet.
+type Action string
+
+const (
+	Allow Action = "allow"
+	Deny  Action = "deny"
+)
+
+// OnStop says whether a clean stop removes the filter.
+type OnStop string
+
+const (
+	OnStopDetach OnStop = "detach"
+	OnStopKeep   OnStop = "keep"
+)
+
+// PrincipalKind tells the forms a principal can be written in.
+type PrincipalKind int
+
+const (
+	PrincipalUser     PrincipalKind = iota // "alice": resolved through NSS
+	PrincipalUID                           // "uid:1005"
+	PrincipalGroup                         // "group:imds-readers": all members
+	PrincipalEveryone                      // "*": every socket owner, never unowned
+	PrincipalUnowned                       // "unowned": packets without a socket
+)
+
+// Principal is one entry of an endpoint's allow list, as written.
+type Principal struct {
+	Kind PrincipalKind
+	Name string // user or group name (PrincipalUser, PrincipalGroup)
+	UID  uint32 // PrincipalUID
+	Text string // exactly as written, for messages
+	Pos  Pos
+}
+
+// Endpoint is one named entry of `endpoints:`.
+type Endpoint struct {
+	Name   string
+	Ifaces []string       // interface names or globs, as written
+	Ranges []netip.Prefix // masked; IPv4-mapped IPv6 prefixes are stored as IPv4
+	Allow  []Principal
+	Pos    Pos
+}
+
+// Interface holds the settings of one `interfaces:` key.
+type Interface struct {
+	Default Action
+	Pos     Pos
+}
+
+// Log holds the `log:` settings.
+type Log struct {
+	Level     string // debug|info|warn|error
+	Decisions string // none|denied|all
+	Rate      int    // decision log lines per second at most
+}
+
+// Config is the merged configuration set.
+type Config struct {
+	Endpoints  []Endpoint           // in order of first appearance
+	Interfaces map[string]Interface // key: interface name or glob
+	Log        Log
+	OnStop     OnStop
+	Files      []string // every file read, in the order read
+}
+
+// Error is one problem, positioned where the parser knows it.
+type Error struct {
+	Pos Pos
+	Msg string
+}
+
+func (e Error) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+// Errors is every problem of a configuration set. It is an error itself.
+type Errors []Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Sort orders problems by file order of appearance, then line.
+func (es Errors) Sort(fileOrder []string) {
+	rank := make(map[string]int, len(fileOrder))
+	for i, f := range fileOrder {
+		rank[f] = i
+	}
+	sort.SliceStable(es, func(i, j int) bool {
+		ri, iok := rank[es[i].Pos.File]
+		rj, jok := rank[es[j].Pos.File]
+		if iok != jok {
+			return iok
+		}
+		if ri != rj {
+			return ri < rj
+		}
+		if es[i].Pos.File != es[j].Pos.File {
+			return es[i].Pos.File < es[j].Pos.File
+		}
+		return es[i].Pos.Line < es[j].Pos.Line
+	})
+}
+
+// Defaults used where the configuration set is silent.
+const (
+	DefaultLogLevel     = "info"
+	DefaultLogDecisions = "denied"
+	DefaultLogRate      = 50
+	DefaultOnStop       = OnStopDetach
+)

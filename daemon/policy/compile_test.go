@@ -1,0 +1,389 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+)
+
+// fakeResolver resolves names from fixed tables.
+type fakeResolver struct {
+	users  map[string]uint32
+	groups map[string][]uint32
+}
+
+func (f fakeResolver) User(name string) (uint32, error) {
+	uid, ok := f.users[name]
+	if !ok {
+		return 0, fmt.Errorf("%w user %q", ErrUnknown, name)
+	}
+	return uid, nil
+}
+
+func (f fakeResolver) Group(name string) ([]uint32, error) {
+	uids, ok := f.groups[name]
+	if !ok {
+		return nil, fmt.Errorf("%w group %q", ErrUnknown, name)
+	}
+	return slices.Clone(uids), nil
+}
+
+func testResolver() fakeResolver {
+	return fakeResolver{
+		users: map[string]uint32{"root": 0, "alice": 1000, "bob": 1001, "nobody": 65534},
+		groups: map[string][]uint32{
+			"imds-readers": {1003, 1000, 1002, 1000}, // unsorted, with a duplicate
+			"empty":        nil,
+			"wheel":        {0},
+		},
+	}
+}
+
+const (
+	mainFile = "/etc/net-tc-filter/net-tc-filter.yml"
+	dropFile = "/etc/net-tc-filter/conf.d/10-extra.yml"
+)
+
+// pr builds a principal as the config parser would.
+func pr(text, file string, line int) config.Principal {
+	p := config.Principal{Text: text, Pos: config.Pos{File: file, Line: line}}
+	switch {
+	case text == "*":
+		p.Kind = config.PrincipalEveryone
+	case text == "unowned":
+		p.Kind = config.PrincipalUnowned
+	case strings.HasPrefix(text, "uid:"):
+		var u uint32
+		if _, err := fmt.Sscanf(text, "uid:%d", &u); err != nil {
+			panic(err)
+		}
+		p.Kind, p.UID = config.PrincipalUID, u
+	case strings.HasPrefix(text, "group:"):
+		p.Kind, p.Name = config.PrincipalGroup, strings.TrimPrefix(text, "group:")
+	default:
+		p.Kind, p.Name = config.PrincipalUser, text
+	}
+	return p
+}
+
+func allow(file string, line int, texts ...string) []config.Principal {
+	var ps []config.Principal
+	for i, s := range texts {
+		ps = append(ps, pr(s, file, line+i))
+	}
+	return ps
+}
+
+func TestCompilePrincipals(t *testing.T) {
+	tests := []struct {
+		name  string
+		allow []string
+		want  Principals
+	}{
+		{"user", []string{"alice"}, uids(1000)},
+		{"users sorted", []string{"bob", "alice"}, uids(1000, 1001)},
+		{"root user", []string{"root"}, uids(0)},
+		{"nobody user", []string{"nobody"}, uids(65534)},
+		{"uid", []string{"uid:1005"}, uids(1005)},
+		{"uid 0", []string{"uid:0"}, uids(0)},
+		{"max uid", []string{"uid:4294967294"}, uids(4294967294)},
+		{"group expanded, sorted, unique", []string{"group:imds-readers"}, uids(1000, 1002, 1003)},
+		{"empty group", []string{"group:empty"}, Principals{}},
+		{"mixed, deduplicated", []string{"uid:1005", "group:imds-readers", "alice", "uid:1000", "bob", "group:wheel"}, uids(0, 1000, 1001, 1002, 1003, 1005)},
+		{"everyone", []string{"*"}, Principals{Everyone: true}},
+		{"unowned", []string{"unowned"}, Principals{Unowned: true}},
+		{"everyone and unowned", []string{"unowned", "*"}, Principals{Everyone: true, Unowned: true}},
+		{"everyone with a user", []string{"*", "alice"}, Principals{Everyone: true, UIDs: []uint32{1000}}},
+		{"unowned with a uid", []string{"uid:7", "unowned"}, Principals{Unowned: true, UIDs: []uint32{7}}},
+		{"empty allow list", nil, Principals{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &config.Config{
+				Endpoints: []config.Endpoint{{
+					Name:   "ep",
+					Ifaces: []string{"eth0", "wg*"},
+					Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")},
+					Allow:  allow(mainFile, 5, tt.allow...),
+					Pos:    config.Pos{File: mainFile, Line: 2},
+				}},
+				Interfaces: map[string]config.Interface{"eth0": {Default: config.Allow}},
+				Files:      []string{mainFile},
+			}
+			p, err := Compile(cfg, testResolver())
+			if err != nil {
+				t.Fatalf("Compile: %v", err)
+			}
+			if len(p.Endpoints) != 1 {
+				t.Fatalf("got %d endpoints, want 1", len(p.Endpoints))
+			}
+			e := p.Endpoints[0]
+			if !equalPrincipals(e.Principals, tt.want) {
+				t.Errorf("principals = %#v (%v), want %#v (%v)", e.Principals, e.Principals, tt.want, tt.want)
+			}
+			if e.Name != "ep" || !slices.Equal(e.Ifaces, []string{"eth0", "wg*"}) ||
+				!slices.Equal(e.Ranges, []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}) {
+				t.Errorf("endpoint = %+v, want name ep, ifaces [eth0 wg*], the two ranges", e)
+			}
+			if !slices.Equal(e.Allow, tt.allow) {
+				t.Errorf("Allow = %q, want %q (as written)", e.Allow, tt.allow)
+			}
+		})
+	}
+}
+
+func TestCompileStructure(t *testing.T) {
+	cfg := &config.Config{
+		Endpoints: []config.Endpoint{
+			{Name: "second-first", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(mainFile, 3, "alice")},
+			{Name: "a-later", Ifaces: []string{"*"}, Ranges: []netip.Prefix{pfx("fe80::/10"), pfx("ff02::/16")}, Allow: allow(mainFile, 9, "uid:0")},
+		},
+		Interfaces: map[string]config.Interface{
+			"eth0": {Default: config.Allow},
+			"*":    {Default: config.Deny},
+			"eth*": {Default: config.Allow},
+			"ens5": {Default: config.Deny},
+		},
+		Files: []string{mainFile},
+	}
+	p, err := Compile(cfg, testResolver())
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	var names []string
+	for _, e := range p.Endpoints {
+		names = append(names, e.Name)
+	}
+	if !slices.Equal(names, []string{"second-first", "a-later"}) {
+		t.Errorf("endpoints = %q, want config order [second-first a-later]", names)
+	}
+	want := []IfaceSetting{
+		{Pattern: "*", Default: config.Deny},
+		{Pattern: "ens5", Default: config.Deny},
+		{Pattern: "eth*", Default: config.Allow},
+		{Pattern: "eth0", Default: config.Allow},
+	}
+	if !slices.Equal(p.Interfaces, want) {
+		t.Errorf("Interfaces = %+v, want %+v", p.Interfaces, want)
+	}
+	if got := p.RangeCount(); got != 3 {
+		t.Errorf("RangeCount = %d, want 3", got)
+	}
+	// The compiled policy does not share slices with the configuration.
+	cfg.Endpoints[0].Ifaces[0] = "changed"
+	cfg.Endpoints[0].Ranges[0] = pfx("11.0.0.0/8")
+	if p.Endpoints[0].Ifaces[0] != "eth0" || p.Endpoints[0].Ranges[0] != pfx("10.0.0.0/8") {
+		t.Errorf("policy aliases the configuration: %+v", p.Endpoints[0])
+	}
+	// The compiled policy decides as expected.
+	if d := p.Decide("eth0", Owner{UID: 1000}, addr("10.1.1.1")); !d.Allowed {
+		t.Errorf("alice to 10.1.1.1 on eth0: %+v", d)
+	}
+	if d := p.Decide("eth0", Owner{UID: 1001}, addr("10.1.1.1")); d.Allowed {
+		t.Errorf("bob to 10.1.1.1 on eth0: %+v", d)
+	}
+	if d := p.Decide("eth0", Owner{UID: 1001}, addr("8.8.8.8")); !d.Allowed {
+		t.Errorf("bob to 8.8.8.8 on eth0 (default allow): %+v", d)
+	}
+}
+
+func TestCompileErrors(t *testing.T) {
+	cfg := &config.Config{
+		Endpoints: []config.Endpoint{
+			// from the drop-in, but first in the list
+			{Name: "dropped", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Pos: config.Pos{File: dropFile, Line: 2},
+				Allow: []config.Principal{
+					pr("alice", dropFile, 4),
+					pr("ghost", dropFile, 6),
+					pr("group:nogroup", dropFile, 5),
+				}},
+			{Name: "main-a", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.1.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 8},
+				Allow: []config.Principal{
+					pr("group:missing", mainFile, 12),
+					pr("uid:5", mainFile, 11),
+					pr("phantom", mainFile, 10),
+				}},
+			{Name: "main-b", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 18},
+				Allow: []config.Principal{pr("bob", mainFile, 20), pr("group:imds-readers", mainFile, 21)}},
+		},
+		Files: []string{mainFile, dropFile},
+	}
+	p, err := Compile(cfg, testResolver())
+	if err == nil {
+		t.Fatalf("Compile succeeded with unknown names: %+v", p)
+	}
+	if p != nil {
+		t.Errorf("Compile returned a policy with an error: %+v", p)
+	}
+	var errs config.Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error %T %v is not config.Errors", err, err)
+	}
+	want := []struct {
+		pos  config.Pos
+		text string
+	}{
+		{config.Pos{File: mainFile, Line: 10}, "phantom"},
+		{config.Pos{File: mainFile, Line: 12}, "group:missing"},
+		{config.Pos{File: dropFile, Line: 5}, "group:nogroup"},
+		{config.Pos{File: dropFile, Line: 6}, "ghost"},
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(want), err)
+	}
+	for i, w := range want {
+		if errs[i].Pos != w.pos {
+			t.Errorf("error %d at %v, want %v (%s)", i, errs[i].Pos, w.pos, errs[i].Msg)
+		}
+		if !strings.Contains(errs[i].Msg, `"`+w.text+`"`) {
+			t.Errorf("error %d %q does not quote the principal %q", i, errs[i].Msg, w.text)
+		}
+		if !strings.Contains(errs[i].Msg, "unknown") {
+			t.Errorf("error %d %q does not say unknown", i, errs[i].Msg)
+		}
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w.pos.String()+": ") {
+			t.Errorf("error text does not contain %q:\n%s", w.pos.String()+": ", msg)
+		}
+	}
+	if strings.Count(msg, "\n") != len(want)-1 {
+		t.Errorf("error text is not one line per problem:\n%s", msg)
+	}
+}
+
+// resolverError fails every lookup with an error that is not ErrUnknown
+// (an NSS backend that is down).
+type resolverError struct{}
+
+func (resolverError) User(string) (uint32, error)    { return 0, errors.New("nss backend down") }
+func (resolverError) Group(string) ([]uint32, error) { return nil, errors.New("nss backend down") }
+
+func TestCompileResolverFailure(t *testing.T) {
+	cfg := &config.Config{
+		Endpoints: []config.Endpoint{{Name: "ep", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+			Allow: []config.Principal{pr("alice", mainFile, 3), pr("uid:1", mainFile, 4), pr("group:g", mainFile, 5), pr("*", mainFile, 6)}}},
+		Files: []string{mainFile},
+	}
+	_, err := Compile(cfg, resolverError{})
+	var errs config.Errors
+	if !errors.As(err, &errs) || len(errs) != 2 {
+		t.Fatalf("Compile error = %v, want 2 config.Errors", err)
+	}
+	if errs[0].Pos.Line != 3 || errs[1].Pos.Line != 5 || !strings.Contains(errs[0].Msg, "nss backend down") {
+		t.Errorf("errors = %+v", errs)
+	}
+
+	// A principal kind the compiler does not know is an error, not a no-op.
+	cfg.Endpoints[0].Allow = []config.Principal{{Kind: config.PrincipalKind(99), Text: "weird", Pos: config.Pos{File: mainFile, Line: 7}}}
+	_, err = Compile(cfg, testResolver())
+	if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Pos.Line != 7 {
+		t.Errorf("unknown principal kind: err = %v", err)
+	}
+}
+
+func TestCompileRootWarnings(t *testing.T) {
+	imds := func(iface string, who ...string) config.Endpoint {
+		return config.Endpoint{Name: "imds-" + iface, Ifaces: []string{iface},
+			Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}, Allow: allow(mainFile, 3, who...)}
+	}
+	nd := func(iface string, ranges []string, who ...string) config.Endpoint {
+		e := config.Endpoint{Name: "nd-" + iface, Ifaces: []string{iface}, Allow: allow(mainFile, 10, who...)}
+		for _, r := range ranges {
+			e.Ranges = append(e.Ranges, pfx(r))
+		}
+		return e
+	}
+	ll := []string{"fe80::/10", "ff02::/16"}
+	deny := config.Interface{Default: config.Deny}
+	allowDef := config.Interface{Default: config.Allow}
+	type want struct {
+		iface   string   // named in the warning
+		blocked []string // kernel destinations the warning names
+	}
+	both := []string{"ff02::1:ff00:1", "fe80::1"}
+	tests := []struct {
+		name      string
+		endpoints []config.Endpoint
+		ifaces    map[string]config.Interface
+		want      []want
+	}{
+		{"explicit deny, root not allowed", []config.Endpoint{imds("eth0", "alice")},
+			map[string]config.Interface{"eth0": deny}, []want{{"eth0", both}}},
+		{"implicit deny, root not allowed", []config.Endpoint{imds("eth0", "alice")},
+			nil, []want{{"eth0", both}}},
+		{"allow default", []config.Endpoint{imds("eth0", "alice")},
+			map[string]config.Interface{"eth0": allowDef}, nil},
+		{"allow default via glob", []config.Endpoint{imds("eth0", "alice")},
+			map[string]config.Interface{"eth*": allowDef}, nil},
+		{"root allowed to fe80::/10 and ff02::/16 by uid", []config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "uid:0")},
+			map[string]config.Interface{"eth0": deny}, nil},
+		{"root allowed by name", []config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "root")},
+			map[string]config.Interface{"eth0": deny}, nil},
+		{"root allowed by group", []config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "group:wheel")},
+			map[string]config.Interface{"eth0": deny}, nil},
+		{"root allowed by *", []config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "*")},
+			map[string]config.Interface{"eth0": deny}, nil},
+		{"root allowed to ::/0", []config.Endpoint{imds("eth0", "alice"), nd("eth0", []string{"::/0"}, "uid:0")},
+			map[string]config.Interface{"eth0": deny}, nil},
+		{"root allowed through a glob endpoint", []config.Endpoint{imds("eth0", "alice"), nd("eth*", ll, "uid:0")},
+			map[string]config.Interface{"eth0": deny}, nil},
+		{"only fe80::/10", []config.Endpoint{nd("eth0", []string{"fe80::/10"}, "uid:0")},
+			nil, []want{{"eth0", []string{"ff02::1:ff00:1"}}}},
+		{"only ff02::/16", []config.Endpoint{nd("eth0", []string{"ff02::/16"}, "uid:0")},
+			nil, []want{{"eth0", []string{"fe80::1"}}}},
+		{"unowned is not root", []config.Endpoint{nd("eth0", ll, "unowned")},
+			nil, []want{{"eth0", both}}},
+		{"carve-out inside fe80::/10 without root", []config.Endpoint{
+			nd("eth0", ll, "uid:0"),
+			{Name: "carve", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fe80::/64")}, Allow: allow(mainFile, 20, "alice")}},
+			nil, []want{{"eth0", []string{"fe80::1"}}}},
+		{"root allowed on eth0 only", []config.Endpoint{nd("eth0", ll, "uid:0"), imds("eth1", "alice")},
+			nil, []want{{"eth1", both}}},
+		{"two deny interfaces", []config.Endpoint{imds("eth0", "alice"), imds("eth1", "bob")},
+			map[string]config.Interface{"eth0": deny, "eth1": deny, "eth2": allowDef}, []want{{"eth0", both}, {"eth1", both}}},
+		{"deny glob key with nothing for root", []config.Endpoint{nd("eth0", ll, "uid:0")},
+			map[string]config.Interface{"*": deny}, []want{{"*", both}}},
+		{"deny glob key, allow everywhere else", []config.Endpoint{nd("eth0", ll, "uid:0")},
+			map[string]config.Interface{"*": allowDef, "eth0": deny}, nil},
+		{"no endpoints, no interfaces", nil, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &config.Config{Endpoints: tt.endpoints, Interfaces: tt.ifaces, Files: []string{mainFile}}
+			p, err := Compile(cfg, testResolver())
+			if err != nil {
+				t.Fatalf("Compile: %v", err)
+			}
+			if len(p.Warnings) != len(tt.want) {
+				t.Fatalf("got %d warnings, want %d: %q", len(p.Warnings), len(tt.want), p.Warnings)
+			}
+			used := make([]bool, len(p.Warnings))
+		next:
+			for _, w := range tt.want {
+				for i, msg := range p.Warnings {
+					if used[i] || !strings.Contains(msg, "interface "+w.iface+":") {
+						continue
+					}
+					used[i] = true
+					for _, b := range w.blocked {
+						if !strings.Contains(msg, b) {
+							t.Errorf("warning %q does not name %s", msg, b)
+						}
+					}
+					if !strings.Contains(msg, "root") {
+						t.Errorf("warning %q does not mention root", msg)
+					}
+					continue next
+				}
+				t.Errorf("no warning names interface %s: %q", w.iface, p.Warnings)
+			}
+		})
+	}
+}

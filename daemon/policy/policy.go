@@ -1,0 +1,284 @@
+// Package policy turns a configuration into the neutral, resolved policy the
+// kernel enforces, and holds the reference Decide() that the kernel program
+// is tested against. It knows nothing of maps or programs: package bpf
+// encodes a Policy into its own layout.
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+)
+
+// Owner is who sent a packet: a socket's uid, or no socket at all.
+type Owner struct {
+	UID     uint32
+	Unowned bool // forwarded or kernel-made without a socket; UID is meaningless
+}
+
+func (o Owner) String() string {
+	if o.Unowned {
+		return "unowned"
+	}
+	return fmt.Sprintf("uid:%d", o.UID)
+}
+
+// Principals is a resolved allow list.
+type Principals struct {
+	Everyone bool     // "*": every socket owner
+	Unowned  bool     // packets without a socket
+	UIDs     []uint32 // sorted, unique
+}
+
+// Allows reports whether the owner may pass.
+func (p Principals) Allows(o Owner) bool {
+	if o.Unowned {
+		return p.Unowned
+	}
+	if p.Everyone {
+		return true
+	}
+	_, found := slices.BinarySearch(p.UIDs, o.UID)
+	return found
+}
+
+func (p Principals) union(q Principals) Principals {
+	uids := slices.Concat(p.UIDs, q.UIDs)
+	slices.Sort(uids)
+	return Principals{
+		Everyone: p.Everyone || q.Everyone,
+		Unowned:  p.Unowned || q.Unowned,
+		UIDs:     slices.Compact(uids),
+	}
+}
+
+// Key identifies equal principal sets, so that the encoder can share them.
+func (p Principals) Key() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%t/%t", p.Everyone, p.Unowned)
+	for _, u := range p.UIDs {
+		fmt.Fprintf(&b, ",%d", u)
+	}
+	return b.String()
+}
+
+func (p Principals) String() string {
+	var parts []string
+	if p.Everyone {
+		parts = append(parts, "*")
+	}
+	if p.Unowned {
+		parts = append(parts, "unowned")
+	}
+	for _, u := range p.UIDs {
+		parts = append(parts, fmt.Sprintf("uid:%d", u))
+	}
+	if len(parts) == 0 {
+		return "nobody"
+	}
+	return strings.Join(parts, " ")
+}
+
+// Endpoint is a configured endpoint with its principals resolved.
+type Endpoint struct {
+	Name       string
+	Ifaces     []string
+	Ranges     []netip.Prefix
+	Principals Principals
+	Allow      []string // the allow list as written, for explanations
+}
+
+// IfaceSetting is one `interfaces:` key.
+type IfaceSetting struct {
+	Pattern string
+	Default config.Action
+}
+
+// Policy is a compiled configuration set.
+type Policy struct {
+	Endpoints  []Endpoint
+	Interfaces []IfaceSetting // sorted by pattern
+	Warnings   []string
+}
+
+// MatchIface reports whether an interface name or glob matches an interface.
+// Globs never match lo: filtering loopback must be asked for by name.
+func MatchIface(pattern, name string) bool {
+	if pattern == name {
+		return true
+	}
+	if name == "lo" {
+		return false
+	}
+	ok, err := path.Match(pattern, name)
+	return err == nil && ok
+}
+
+func isGlob(pattern string) bool { return strings.ContainsAny(pattern, `*?[\`) }
+
+// setting returns the `interfaces:` key that governs an interface: the exact
+// name wins, then the longest glob (ties: the lexically first).
+func (p *Policy) setting(name string) (IfaceSetting, bool) {
+	var best IfaceSetting
+	found := false
+	for _, s := range p.Interfaces {
+		if !MatchIface(s.Pattern, name) {
+			continue
+		}
+		if !isGlob(s.Pattern) {
+			return s, true
+		}
+		if !found || len(s.Pattern) > len(best.Pattern) {
+			best, found = s, true
+		}
+	}
+	return best, found
+}
+
+// Filtered reports whether the policy puts a filter on an interface.
+func (p *Policy) Filtered(name string) bool {
+	if _, ok := p.setting(name); ok {
+		return true
+	}
+	return slices.ContainsFunc(p.Endpoints, func(e Endpoint) bool { return e.appliesTo(name) })
+}
+
+// Default is the action for destinations outside every range of an interface.
+func (p *Policy) Default(name string) config.Action {
+	if s, ok := p.setting(name); ok {
+		return s.Default
+	}
+	return config.Deny
+}
+
+func (e Endpoint) appliesTo(name string) bool {
+	return slices.ContainsFunc(e.Ifaces, func(pat string) bool { return MatchIface(pat, name) })
+}
+
+// Decision is the verdict on one packet and why.
+type Decision struct {
+	Allowed   bool
+	Filtered  bool         // false: the interface is not filtered at all
+	Range     netip.Prefix // the deciding range; invalid when the default decided
+	Endpoints []string     // endpoints that name Range
+	Reason    string
+}
+
+// Decide is the reference decision rule of the product contract, written for
+// clarity rather than speed: the kernel program must agree with it.
+func (p *Policy) Decide(iface string, o Owner, dst netip.Addr) Decision {
+	if !p.Filtered(iface) {
+		return Decision{Allowed: true, Reason: fmt.Sprintf("interface %s is not filtered", iface)}
+	}
+	dst = dst.Unmap().WithZone("")
+	var best netip.Prefix
+	var who Principals
+	var names []string
+	for _, e := range p.Endpoints {
+		if !e.appliesTo(iface) {
+			continue
+		}
+		for _, r := range e.Ranges {
+			if !r.Contains(dst) {
+				continue
+			}
+			switch {
+			case !best.IsValid() || r.Bits() > best.Bits():
+				best, who, names = r, e.Principals, []string{e.Name}
+			case r.Bits() == best.Bits():
+				who = who.union(e.Principals)
+				names = append(names, e.Name)
+			}
+		}
+	}
+	if !best.IsValid() {
+		def := p.Default(iface)
+		return Decision{
+			Allowed:  def == config.Allow,
+			Filtered: true,
+			Reason:   fmt.Sprintf("no configured range contains %s; default %s on %s", dst, def, iface),
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	d := Decision{Allowed: who.Allows(o), Filtered: true, Range: best, Endpoints: names}
+	verb := "is not"
+	if d.Allowed {
+		verb = "is"
+	}
+	d.Reason = fmt.Sprintf("%s %s allowed to %s (endpoint %s; allowed: %s)",
+		o, verb, best, strings.Join(names, ", "), who)
+	return d
+}
+
+// Entry is one range of an interface's table, merged across endpoints.
+type Entry struct {
+	Prefix     netip.Prefix
+	Endpoints  []string
+	Principals Principals
+}
+
+// Table is what the kernel needs for one interface: its ranges and default.
+type Table struct {
+	Default config.Action
+	Entries []Entry // sorted by prefix
+}
+
+// Key identifies equal tables, so that interfaces can share one in the kernel.
+func (t Table) Key() string {
+	var b strings.Builder
+	b.WriteString(string(t.Default))
+	for _, e := range t.Entries {
+		// Names are quoted: they may contain any separator used here.
+		fmt.Fprintf(&b, "|%s=%q:%s", e.Prefix, e.Endpoints, e.Principals.Key())
+	}
+	return b.String()
+}
+
+// Table returns the table of a filtered interface.
+func (p *Policy) Table(iface string) (Table, bool) {
+	if !p.Filtered(iface) {
+		return Table{}, false
+	}
+	byPrefix := map[netip.Prefix]*Entry{}
+	for _, e := range p.Endpoints {
+		if !e.appliesTo(iface) {
+			continue
+		}
+		for _, r := range e.Ranges {
+			if ent, ok := byPrefix[r]; ok {
+				ent.Principals = ent.Principals.union(e.Principals)
+				ent.Endpoints = append(ent.Endpoints, e.Name)
+				continue
+			}
+			byPrefix[r] = &Entry{Prefix: r, Endpoints: []string{e.Name}, Principals: e.Principals}
+		}
+	}
+	t := Table{Default: p.Default(iface), Entries: make([]Entry, 0, len(byPrefix))}
+	for _, ent := range byPrefix {
+		slices.Sort(ent.Endpoints)
+		ent.Endpoints = slices.Compact(ent.Endpoints)
+		t.Entries = append(t.Entries, *ent)
+	}
+	slices.SortFunc(t.Entries, func(a, b Entry) int {
+		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
+	})
+	return t, true
+}
+
+// RangeCount is the number of distinct (endpoint, range) pairs.
+func (p *Policy) RangeCount() int {
+	n := 0
+	for _, e := range p.Endpoints {
+		n += len(e.Ranges)
+	}
+	return n
+}
