@@ -450,7 +450,7 @@ func TestTableKey(t *testing.T) {
 			{Prefix: pfx("fd00::/8"), Endpoints: []string{"c"}, Principals: Principals{Everyone: true}},
 		}}
 	}
-	if base().Key() != base().Key() {
+	if a, b := base(), base(); a.Key() != b.Key() {
 		t.Fatalf("equal tables have different keys")
 	}
 	if (Table{Default: config.Deny}).Key() != (Table{Default: config.Deny, Entries: []Entry{}}).Key() {
