@@ -31,11 +31,13 @@ unit:
 	$(GO) test -race -count=1 ./daemon/config ./daemon/policy
 
 # Everything: generated-code check, lint, unit tests with -race, and the
-# privileged kernel tests (netns traffic, differential, BPF_PROG_TEST_RUN).
-test: deps check-generated lint
+# privileged kernel tests (netns traffic, differential, BPF_PROG_TEST_RUN),
+# and the demo as an end-to-end test of `run`.
+test: deps check-generated lint build
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
-	$(GO) test -race -count=1 ./daemon/config ./daemon/policy
+	$(GO) test -race -count=1 ./daemon/config ./daemon/policy ./cmd/...
 	$(GO) test -count=1 -p 1 ./...
+	./contrib/demo.sh ./net-tc-filter
 
 demo: deps build
 	./contrib/demo.sh ./net-tc-filter

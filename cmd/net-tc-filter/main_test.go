@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeConfig makes a root-owned configuration set (the tests run as root;
+// elsewhere the loader refuses files not owned by root, as it should).
+func writeConfig(t *testing.T, main string, dropIns map[string]string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root: configuration files must be owned by root")
+		}
+		t.Skip("needs root: configuration files must be owned by root")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Mkdir(filepath.Join(dir, "conf.d"), 0o755)
+	path := filepath.Join(dir, "net-tc-filter.yml")
+	if err := os.WriteFile(path, []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range dropIns {
+		if err := os.WriteFile(filepath.Join(dir, "conf.d", name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+const seed = `endpoints:
+    - imdsv2:
+        iface: [eth0]
+        range: [169.254.169.254/32, fd00:ec2::254/128]
+        allow:
+          - root
+`
+
+func TestCLI(t *testing.T) {
+	good := writeConfig(t, seed, map[string]string{"10-more.yml": "endpoints:\n  - wide:\n      iface: [eth0]\n      range: [169.254.0.0/16]\n      allow: [\"*\"]\n"})
+	bad := writeConfig(t, seed, map[string]string{"20-bad.yml": "endpoints:\n  - x:\n      iface: [eth0]\n      range: [10.0.0.1/8]\n      allow: [ntf-no-such-user]\n"})
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{"no command", nil, 2, nil, []string{"Usage: net-tc-filter COMMAND"}},
+		{"unknown command", []string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},
+		{"help", []string{"--help"}, 0, []string{"explain"}, nil},
+		{"command help", []string{"check", "--help"}, 0, []string{"Usage: net-tc-filter check"}, nil},
+		{"bad flag", []string{"check", "--nope"}, 2, nil, []string{"flag provided but not defined"}},
+		{"stray argument", []string{"version", "extra"}, 2, nil, []string{`unexpected argument "extra"`}},
+		{"version", []string{"version"}, 0, []string{"net-tc-filter dev"}, nil},
+		{"check ok", []string{"check", "--config", good}, 0,
+			[]string{"imdsv2 on eth0", "wide on eth0", "169.254.0.0/16", "OK: 2 endpoints, 3 ranges"},
+			[]string{"warning: interface eth0: default deny"}},
+		{"check reports every problem at once", []string{"check", "--config", bad}, 1, nil,
+			[]string{"20-bad.yml:4: endpoint \"x\": range 10.0.0.1/8 has host bits set", `20-bad.yml:5: allow "ntf-no-such-user": unknown user`}},
+		{"explain allowed by the narrower range", []string{"explain", "--config", good, "--user", "root", "--dst", "169.254.169.254", "--iface", "eth0"}, 0,
+			[]string{"eth0: allowed: uid:0 is allowed to 169.254.169.254/32 (endpoint imdsv2"}, nil},
+		{"explain denied", []string{"explain", "--config", good, "--user", "uid:1005", "--dst", "169.254.169.254", "--iface", "eth0"}, 0,
+			[]string{"eth0: denied: uid:1005 is not allowed to 169.254.169.254/32"}, nil},
+		{"explain wider range", []string{"explain", "--config", good, "--user", "uid:1005", "--dst", "169.254.1.1", "--iface", "eth0"}, 0,
+			[]string{"eth0: allowed: uid:1005 is allowed to 169.254.0.0/16 (endpoint wide"}, nil},
+		{"explain default", []string{"explain", "--config", good, "--user", "unowned", "--dst", "192.0.2.1", "--iface", "eth0"}, 0,
+			[]string{"eth0: denied: no configured range contains 192.0.2.1; default deny on eth0"}, nil},
+		{"explain needs user and dst", []string{"explain", "--config", good, "--dst", "192.0.2.1"}, 2, nil, []string{"--user and --dst are required"}},
+		{"explain bad address", []string{"explain", "--config", good, "--user", "root", "--dst", "999.1.1.1"}, 2, nil, []string{"--dst"}},
+		{"explain unknown user", []string{"explain", "--config", good, "--user", "ntf-no-such-user", "--dst", "192.0.2.1", "--iface", "eth0"}, 1, nil, []string{"unknown user"}},
+		{"run bad attach mode", []string{"run", "--attach-mode", "xdp"}, 2, nil, []string{`unknown attach mode "xdp"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(tc.args, &out, &errOut)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out.String(), errOut.String())
+			}
+			for _, want := range tc.stdout {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("stdout lacks %q:\n%s", want, out.String())
+				}
+			}
+			for _, want := range tc.stderr {
+				if !strings.Contains(errOut.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, errOut.String())
+				}
+			}
+		})
+	}
+}
