@@ -2,6 +2,8 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
+# Packages whose tests need no kernel privileges beyond root-owned files: run with -race.
+UNIT_PKGS := ./daemon/config ./daemon/policy ./cmd/...
 
 .PHONY: all build deps generate check-generated test unit lint demo clean
 
@@ -28,14 +30,14 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
 
 unit:
-	$(GO) test -race -count=1 ./daemon/config ./daemon/policy
+	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 # Everything: generated-code check, lint, unit tests with -race, and the
 # privileged kernel tests (netns traffic, differential, BPF_PROG_TEST_RUN),
 # and the demo as an end-to-end test of `run`.
 test: deps check-generated lint build
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
-	$(GO) test -race -count=1 ./daemon/config ./daemon/policy ./cmd/...
+	$(MAKE) unit
 	$(GO) test -count=1 -p 1 ./...
 	./contrib/demo.sh ./net-tc-filter
 
