@@ -3,7 +3,12 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Packages whose tests need no kernel privileges beyond root-owned files: run with -race.
-UNIT_PKGS := ./daemon/config ./daemon/policy ./cmd/...
+UNIT_PKGS := ./daemon/config ./daemon/policy ./daemon/watch ./daemon/logging ./cmd/...
+# The service's end-to-end tests: real daemons (built with -race as well)
+# in namespaces, real traffic as real uids.
+SERVICE_PKGS := ./daemon
+# The kernel program's tests: too slow under -race for what it would check.
+KERNEL_PKGS := ./bpf/...
 
 .PHONY: all build deps generate check-generated test unit lint demo clean
 
@@ -32,13 +37,15 @@ lint:
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
-# Everything: generated-code check, lint, unit tests with -race, and the
-# privileged kernel tests (netns traffic, differential, BPF_PROG_TEST_RUN),
-# and the demo as an end-to-end test of `run`.
+# Everything: generated-code check, lint, unit tests with -race, the
+# service tests (reload triggers, swap under load, kill -9, hotplug,
+# sd_notify, journald), the privileged kernel tests (netns traffic,
+# differential, BPF_PROG_TEST_RUN), and the demo as an end-to-end test.
 test: deps check-generated lint build
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	$(MAKE) unit
-	$(GO) test -count=1 -p 1 ./...
+	$(GO) test -race -count=1 -p 1 $(SERVICE_PKGS)
+	$(GO) test -count=1 -p 1 $(KERNEL_PKGS)
 	./contrib/demo.sh ./net-tc-filter
 
 demo: deps build

@@ -437,7 +437,8 @@ func putAll[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 }
 
 func (f *Filter) attach(ifc Iface) error {
-	if a, ok := f.attached[ifc.Index]; ok && a.Iface.Name == ifc.Name {
+	if a, ok := f.attached[ifc.Index]; ok {
+		a.Iface = ifc // renamed, maybe: the program is on the device, not the name
 		return nil
 	}
 	if l, ok := f.adopted[ifc.Index]; ok {
@@ -495,8 +496,14 @@ func (f *Filter) linkPin(idx int) string {
 func (f *Filter) detach(a *attachment) error {
 	delete(f.attached, a.Iface.Index)
 	if a.tcx != nil {
-		a.tcx.Unpin()
-		return a.tcx.Close()
+		// The pin holds the link (and so the program on the interface)
+		// as much as our descriptor does. It was renamed into place, so
+		// the link does not know its path: remove it by name.
+		err := os.Remove(f.linkPin(a.Iface.Index))
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+		return errors.Join(err, a.tcx.Close())
 	}
 	return detachClsact(a.Iface.Index, f.objs.NtfClsact)
 }

@@ -4,10 +4,14 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
@@ -37,92 +41,90 @@ func Load(path string, r policy.Resolver) (*config.Config, *policy.Policy, error
 	return cfg, p, nil
 }
 
-// Options configure Run.
-type Options struct {
-	ConfigPath string
-	PinDir     string
-	Mode       bpf.Mode
-	Logger     *slog.Logger
-	Resolver   policy.Resolver // NSS when nil
+// A file written in place (cp, an editor without rename, `>`) is empty or
+// half-written for a moment. A reload that read it then would apply a
+// policy nobody wrote, maybe one without a protection. So a load counts
+// only when no file of the set changed while it was read.
+const (
+	settleTime  = 20 * time.Millisecond
+	settleTries = 25
+)
+
+// errUnsettled is a reload given up on because files kept changing.
+var errUnsettled = errors.New("the configuration files kept changing while being read; the running policy stays until they are written")
+
+// loadSettled is Load, repeated until the files stand still.
+func loadSettled(path string, r policy.Resolver) (*config.Config, *policy.Policy, error) {
+	for range settleTries {
+		before := stamps(path)
+		cfg, p, err := Load(path, r)
+		time.Sleep(settleTime)
+		if maps.Equal(before, stamps(path)) {
+			return cfg, p, err
+		}
+	}
+	return nil, nil, errUnsettled
 }
 
-// Run enforces the configuration until ctx ends, then honours on_stop.
-func Run(ctx context.Context, opts Options) error {
-	log := opts.Logger
-	if opts.Resolver == nil {
-		opts.Resolver = policy.NSS{}
-	}
-	cfg, p, err := Load(opts.ConfigPath, opts.Resolver)
-	if err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
-	}
-	for _, w := range p.Warnings {
-		log.Warn(w)
-	}
-	logMode, err := bpf.ParseLogMode(cfg.Log.Decisions)
-	if err != nil {
-		return err
-	}
-	f, err := bpf.Open(bpf.Options{PinDir: opts.PinDir, Mode: opts.Mode})
-	if err != nil {
-		return err
-	}
-	ifaces, err := bpf.Interfaces()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	gen, err := f.Apply(p, ifaces, logMode)
-	if err != nil {
-		// Whatever did attach stays: fail loudly, but never leave a
-		// half-applied filter silently.
-		f.Close()
-		return fmt.Errorf("apply policy: %w", err)
-	}
-	log.Info(statusLine(p, f), "generation", gen, "files", cfg.Files)
-
-	events, err := f.Events()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		newDecisionLog(f, log).run(events)
-	}()
-
-	<-ctx.Done()
-	events.Close()
-	<-done
-	if cfg.OnStop == config.OnStopKeep {
-		log.Info("stopping; the filter stays enforced (on_stop: keep)")
-		return f.Close()
-	}
-	log.Info("stopping; detaching the filter (on_stop: detach)")
-	return f.Detach()
+type stamp struct {
+	size, mtime int64
+	ino         uint64
 }
 
-// statusLine is the one human line that says what is enforced.
-func statusLine(p *policy.Policy, f *bpf.Filter) string {
+// stamps identifies the current contents of the main file and conf.d by
+// their metadata (symbolic links followed: a ConfigMap swap shows as a new
+// inode).
+func stamps(path string) map[string]stamp {
+	out := map[string]stamp{}
+	add := func(p string) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return
+		}
+		st := stamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			st.ino = sys.Ino
+		}
+		out[p] = st
+	}
+	add(path)
+	dir := filepath.Join(filepath.Dir(path), "conf.d")
+	add(dir)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		add(filepath.Join(dir, e.Name()))
+	}
+	return out
+}
+
+// statusLine is the one human line that says what is enforced, e.g.
+// "enforcing 3 ranges for 2 users on eth0, ens5; generation 7 (tcx)".
+func statusLine(st Status) string {
+	names := make([]string, len(st.Attachments))
+	for i, a := range st.Attachments {
+		names[i] = a.Iface.Name
+	}
+	on := strings.Join(names, ", ")
+	if on == "" {
+		on = "no interface yet"
+	}
+	line := fmt.Sprintf("enforcing %d ranges for %d users on %s; generation %d (%s)",
+		st.Ranges, st.Users, on, st.Generation, modeName(st.Mode))
+	if st.LastError != "" {
+		line += "; last reload failed: " + st.LastError
+	}
+	return line
+}
+
+// userCount counts the distinct uids the policy names.
+func userCount(p *policy.Policy) int {
 	users := map[uint32]bool{}
 	for _, e := range p.Endpoints {
 		for _, u := range e.Principals.UIDs {
 			users[u] = true
 		}
 	}
-	var names string
-	for i, a := range f.Attachments() {
-		if i > 0 {
-			names += ", "
-		}
-		names += a.Iface.Name
-	}
-	if names == "" {
-		names = "no interface"
-	}
-	return fmt.Sprintf("enforcing %d ranges for %d users on %s; generation %d (%s)",
-		p.RangeCount(), len(users), names, f.Generation(), modeName(f.Mode()))
+	return len(users)
 }
 
 func modeName(m bpf.Mode) string {

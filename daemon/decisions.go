@@ -6,17 +6,21 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"os/user"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nettcfilter/net-tc-filter/bpf"
+	"github.com/nettcfilter/net-tc-filter/daemon/logging"
 )
 
 // Decision is one kernel decision, enriched for people.
 type Decision struct {
 	bpf.Event
 	User      string // user name, when NSS knows the uid
+	Unit      string // systemd unit of the sender, when known
 	Iface     string
 	Endpoints []string
 	Range     netip.Prefix // invalid: the interface default decided
@@ -90,43 +94,115 @@ func protoName(p uint8) string {
 	return strconv.Itoa(int(p))
 }
 
-// decisionLog turns events into log records.
+// DeniedMessageID marks denied decisions in the journal, so that
+// `journalctl MESSAGE_ID=...` finds them whatever the message says.
+const DeniedMessageID = "3f3fbd7373b641db84b2703fd2958c15"
+
+// decisionLog turns the kernel's events into log records: enriched,
+// aggregated and held to log.rate. It runs on its own goroutine so that a
+// flood of decisions never slows a reload.
 type decisionLog struct {
-	f     *bpf.Filter
-	log   *slog.Logger
-	users map[uint32]string
+	s      *Service
+	events *bpf.EventReader
+	units  *logging.Units // nil: no cgroup2, units unknown
+	users  map[uint32]string
+	limit  *limiter
+	lost   uint64 // ring-buffer drops reported so far
+	done   chan struct{}
 }
 
-func newDecisionLog(f *bpf.Filter, log *slog.Logger) *decisionLog {
-	return &decisionLog{f: f, log: log, users: map[uint32]string{}}
+func (s *Service) startDecisionLog(ctx context.Context) (*decisionLog, error) {
+	events, err := s.filter.Events()
+	if err != nil {
+		return nil, err
+	}
+	d := &decisionLog{
+		s:      s,
+		events: events,
+		users:  map[uint32]string{},
+		limit:  newLimiter(s.cfg.Log.Rate, time.Now()),
+		done:   make(chan struct{}),
+	}
+	if d.units, err = logging.NewUnits(); err != nil {
+		s.log.Warn("decision log: systemd units of senders unknown", "err", err)
+	}
+	if c, err := s.filter.Counters(); err == nil {
+		d.lost = c.EventsLost // an earlier run's losses are not ours to report
+	}
+	go d.run()
+	return d, nil
 }
 
-func (d *decisionLog) run(events *bpf.EventReader) {
+func (d *decisionLog) close() {
+	d.events.Close()
+	<-d.done
+}
+
+func (d *decisionLog) run() {
+	defer close(d.done)
+	next := time.Now().Add(time.Second)
 	for {
-		ev, err := events.Read()
-		if errors.Is(err, bpf.ErrClosed) {
+		d.events.SetDeadline(next)
+		ev, err := d.events.Read()
+		now := time.Now()
+		switch {
+		case errors.Is(err, bpf.ErrClosed):
+			d.tick(now)
 			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case err != nil:
+			d.s.log.Error("read decision events", "err", err)
+		default:
+			if d.limit.add(ev, now) {
+				d.emit(ev, 1)
+			}
 		}
-		if err != nil {
-			d.log.Error("read decision events", "err", err)
-			return
+		if !now.Before(next) {
+			d.tick(now)
+			next = now.Add(time.Second)
 		}
-		d.emit(d.enrich(ev))
+	}
+}
+
+// tick emits the aggregated decisions of the second that ended and says
+// what the rate limit and the kernel's ring buffer left out.
+func (d *decisionLog) tick(now time.Time) {
+	d.limit.setRate(int(d.s.rate.Load()))
+	sums, suppressed := d.limit.flush(now)
+	for _, sum := range sums {
+		d.emit(sum.ev, sum.count)
+	}
+	if suppressed > 0 {
+		d.s.log.Warn(fmt.Sprintf("decision log over log.rate (%d/s): %d decisions not logged", d.limit.rate, suppressed),
+			"NTF_SUPPRESSED", suppressed)
+	}
+	c, err := d.s.filter.Counters()
+	if err != nil {
+		d.s.log.Error("read counters", "err", err)
+		return
+	}
+	if c.EventsLost > d.lost {
+		d.s.log.Warn(fmt.Sprintf("kernel ring buffer full: %d decisions not reported", c.EventsLost-d.lost),
+			"NTF_EVENTS_LOST", c.EventsLost-d.lost)
+		d.lost = c.EventsLost
 	}
 }
 
 func (d *decisionLog) enrich(ev bpf.Event) Decision {
-	dec := Decision{Event: ev, Iface: "ifindex " + strconv.Itoa(ev.Ifindex)}
-	for _, a := range d.f.Attachments() {
-		if a.Iface.Index == ev.Ifindex {
-			dec.Iface = a.Iface.Name
-		}
+	dec := Decision{Event: ev}
+	if name, ok := d.s.ifaceName(ev.Ifindex); ok {
+		dec.Iface = name
+	} else {
+		dec.Iface = "ifindex " + strconv.Itoa(ev.Ifindex)
 	}
-	if r, ok := d.f.Rule(ev.Generation, ev.Rule); ok {
+	if r, ok := d.s.filter.Rule(ev.Generation, ev.Rule); ok {
 		dec.Range, dec.Endpoints = r.Range, r.Endpoints
 	}
 	if !ev.Unowned {
 		dec.User = d.userName(ev.UID)
+	}
+	if d.units != nil && ev.Cgroup != 0 {
+		dec.Unit = d.units.Unit(ev.Cgroup)
 	}
 	return dec
 }
@@ -137,6 +213,9 @@ func (d *decisionLog) userName(uid uint32) string {
 	if name, ok := d.users[uid]; ok {
 		return name
 	}
+	if len(d.users) > 4096 {
+		clear(d.users)
+	}
 	name := ""
 	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
 		name = u.Username
@@ -145,18 +224,49 @@ func (d *decisionLog) userName(uid uint32) string {
 	return name
 }
 
-func (d *decisionLog) emit(dec Decision) {
+func (d *decisionLog) emit(ev bpf.Event, count uint64) {
+	dec := d.enrich(ev)
 	level := slog.LevelWarn
 	if dec.Allowed {
 		level = slog.LevelInfo
 	}
-	rng := ""
-	if dec.Range.IsValid() {
-		rng = dec.Range.String()
+	d.s.opts.Decisions.LogAttrs(context.Background(), level, dec.Message(), dec.fields(count)...)
+}
+
+// fields are the journal fields of SPEC §4.
+func (d Decision) fields(count uint64) []slog.Attr {
+	uid, user := strconv.FormatUint(uint64(d.UID), 10), d.User
+	if d.Unowned {
+		uid, user = "", "unowned"
 	}
-	d.log.Log(context.Background(), level, dec.Message(),
-		"action", dec.Action(), "uid", dec.UID, "user", dec.User, "iface", dec.Iface,
-		"src", dec.Src, "dst", dec.Dst, "proto", protoName(dec.Proto),
-		"sport", dec.Sport, "dport", dec.Dport,
-		"endpoint", strings.Join(dec.Endpoints, ","), "range", rng)
+	rng := ""
+	if d.Range.IsValid() {
+		rng = d.Range.String()
+	}
+	attrs := []slog.Attr{
+		slog.String("NTF_ACTION", d.Action()),
+		slog.String("NTF_UID", uid),
+		slog.String("NTF_USER", user),
+		slog.String("NTF_UNIT", d.Unit),
+		slog.String("NTF_IFACE", d.Iface),
+		slog.String("NTF_SRC", d.Src.String()),
+		slog.String("NTF_DST", d.Dst.String()),
+		slog.String("NTF_PROTO", protoName(d.Proto)),
+		slog.String("NTF_SPORT", portText(d.Sport, d.Proto)),
+		slog.String("NTF_DPORT", portText(d.Dport, d.Proto)),
+		slog.String("NTF_ENDPOINT", strings.Join(d.Endpoints, ",")),
+		slog.String("NTF_RANGE", rng),
+		slog.Uint64("NTF_COUNT", count),
+	}
+	if !d.Allowed {
+		attrs = append([]slog.Attr{slog.String("MESSAGE_ID", DeniedMessageID)}, attrs...)
+	}
+	return attrs
+}
+
+func portText(port uint16, proto uint8) string {
+	if !hasPorts(proto) {
+		return ""
+	}
+	return strconv.Itoa(int(port))
 }

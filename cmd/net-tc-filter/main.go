@@ -20,6 +20,7 @@ import (
 	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon"
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/logging"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 )
 
@@ -38,7 +39,8 @@ const usage = `Usage: net-tc-filter COMMAND [OPTIONS]
 A host egress firewall that decides by the user who owns the sending socket.
 
 Commands:
-  run       enforce the configuration in the foreground until SIGINT/SIGTERM
+  run       enforce the configuration in the foreground until SIGINT/SIGTERM;
+            SIGHUP and changes of the configuration files reload it
   check     validate the configuration set and print the compiled policy
   explain   say which range decides a user's packets to a destination, and why
   detach    remove the filter and its pinned state by hand
@@ -128,15 +130,43 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "net-tc-filter run: %v\n", err)
 		return exitUsage
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	level := new(slog.LevelVar)
+	log := slog.New(logging.NewHandler(stderr, level))
+	svc := daemon.New(daemon.Options{
+		ConfigPath: *cfgPath,
+		PinDir:     *pinDir,
+		Mode:       mode,
+		Logger:     log,
+		LogLevel:   level,
+		Decisions:  slog.New(logging.NewHandler(stderr, slog.LevelDebug)),
+	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, PinDir: *pinDir, Mode: mode, Logger: log})
-	if err != nil {
-		fmt.Fprintf(stderr, "net-tc-filter run: %v\n", err)
+	// Registered before anything else can take time: an early SIGHUP must
+	// not kill the daemon (its default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHangup(ctx, svc, hup)
+	if err := svc.Run(ctx); err != nil {
+		log.Error("net-tc-filter run: " + err.Error())
 		return exitFailure
 	}
 	return exitOK
+}
+
+// reloadOnHangup makes SIGHUP a reload, as for every classic daemon.
+func reloadOnHangup(ctx context.Context, svc *daemon.Service, hup <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			// The service logs the outcome; a failed reload keeps the
+			// running policy.
+			svc.Reload(ctx)
+		}
+	}
 }
 
 // printErrors prints configuration problems one per line, file:line first.

@@ -127,6 +127,20 @@ func (a *Agent) UDP(dst netip.Addr, port uint16, timeout time.Duration) error {
 	return err
 }
 
+// Stream sends n datagrams to dst:port, paced, and returns how many left
+// the socket. A filter drops silently, so the receiver's count tells.
+func (a *Agent) Stream(dst netip.Addr, port uint16, n int) (int, error) {
+	resp, err := a.call(fmt.Sprintf("stream %s %d", netip.AddrPortFrom(dst, port), n))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(resp)
+}
+
+// Pid is the agent's process id, e.g. to move it into a cgroup before it
+// opens sockets.
+func (a *Agent) Pid() int { return a.cmd.Process.Pid }
+
 // Send sends one datagram to dst:port without waiting for anything and
 // returns the source port it left from.
 func (a *Agent) Send(dst netip.Addr, port uint16) (uint16, error) {
@@ -206,6 +220,8 @@ func serve(req string) string {
 	}
 	timeout := time.Duration(ms) * time.Millisecond
 	switch op {
+	case "stream":
+		return stream(dst, ms)
 	case "tcp":
 		return result(probeTCP(dst, timeout))
 	case "udp":
@@ -222,6 +238,25 @@ func serve(req string) string {
 		return fmt.Sprintf("ok %d", c.LocalAddr().(*net.UDPAddr).Port)
 	}
 	return "error unknown op " + op
+}
+
+// stream sends n datagrams to dst from one socket, paced so that a veth's
+// backlog never overflows: a datagram lost on the way must mean the filter
+// dropped it. It returns how many the kernel accepted.
+func stream(dst netip.AddrPort, n int) string {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+	if err != nil {
+		return "error " + err.Error()
+	}
+	defer c.Close()
+	sent := 0
+	for i := range n {
+		if _, err := c.Write([]byte(fmt.Sprintf("stream %d", i))); err == nil {
+			sent++
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return fmt.Sprintf("ok %d", sent)
 }
 
 // checkSource refuses a destination the kernel would reach from an address

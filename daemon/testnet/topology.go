@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -155,6 +156,31 @@ func (tp *Topology) ServeUDPEcho(t testing.TB, port uint16) {
 			}
 		}
 	}()
+}
+
+// CountUDP counts the datagrams that reach port on the server.
+func (tp *Topology) CountUDP(t testing.TB, port uint16) *atomic.Int64 {
+	t.Helper()
+	var pc net.PacketConn
+	tp.Server.MustDo(t, func() (err error) {
+		pc, err = net.ListenPacket("udp", ":"+strconv.Itoa(int(port)))
+		return err
+	})
+	t.Cleanup(func() { pc.Close() })
+	var n atomic.Int64
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, _, err := pc.ReadFrom(buf)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err == nil {
+				n.Add(1)
+			}
+		}
+	}()
+	return &n
 }
 
 // Timeouts for probes: an allowed probe answers in microseconds here; a

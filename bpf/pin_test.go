@@ -1,0 +1,214 @@
+package bpf
+
+import (
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+)
+
+// A filter whose process went away (Close without Detach, as after kill -9)
+// keeps enforcing; a new Open adopts the pins in both attach modes: the
+// generation goes on, and a new policy replaces the old one in place, with
+// one program on the interface, not two.
+func TestAdoptPinned(t *testing.T) {
+	for _, mode := range []Mode{ModeTCX, ModeClsact} {
+		t.Run(string(mode), func(t *testing.T) {
+			tp := testnet.NewTopology(t, testnet.Options{})
+			tp.ServeTCP(t, port)
+			tp.ServeUDPEcho(t, port)
+			alice := testnet.StartAgent(t, tp.Client, 1001)
+			bob := testnet.StartAgent(t, tp.Client, 1002)
+			allow := map[string]config.Action{"eth0": config.Allow}
+			onlyAlice := compile(t, allow, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"alice"}})
+			onlyBob := compile(t, allow, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"bob"}})
+
+			dir := testPinDir()
+			var f *Filter
+			tp.Client.MustDo(t, func() (err error) {
+				f, err = Open(Options{PinDir: dir, Mode: mode})
+				return err
+			})
+			gen := apply(t, tp.Client, f, onlyAlice, LogNone)
+			f.Close() // the process is gone; the pins stay
+
+			testnet.Expect(t, bob, imds4, port, false)
+			testnet.Expect(t, alice, imds4, port, true)
+
+			var g *Filter
+			tp.Client.MustDo(t, func() (err error) {
+				g, err = Open(Options{PinDir: dir, Mode: mode})
+				return err
+			})
+			t.Cleanup(func() { tp.Client.Do(func() error { return g.Detach() }) })
+			if g.Generation() != gen {
+				t.Errorf("adopted generation %d, want %d", g.Generation(), gen)
+			}
+			// Adopted but not applied yet: the old policy still holds.
+			testnet.Expect(t, bob, imds4, port, false)
+			if got := apply(t, tp.Client, g, onlyBob, LogNone); got != gen+1 {
+				t.Errorf("generation after adoption %d, want %d", got, gen+1)
+			}
+			testnet.Expect(t, bob, imds4, port, true)
+			testnet.Expect(t, alice, imds4, port, false)
+			if n := programsOnEth0(t, tp.Client, mode); n != 1 {
+				t.Errorf("%d programs on eth0 after adoption, want 1", n)
+			}
+		})
+	}
+}
+
+// Pins an older, incompatible version left behind (other map layouts, its
+// own program on a pinned tcx link) are replaced: the new program takes the
+// link over in place, and its maps take the pins' names.
+func TestReplaceStalePins(t *testing.T) {
+	tp := testnet.NewTopology(t, testnet.Options{})
+	tp.ServeTCP(t, port)
+	tp.ServeUDPEcho(t, port)
+	alice := testnet.StartAgent(t, tp.Client, 1001)
+	bob := testnet.StartAgent(t, tp.Client, 1002)
+	dir := testPinDir()
+
+	// The "old version": a map named like ours with another layout, and a
+	// pass-everything program on a pinned tcx link.
+	tp.Client.MustDo(t, func() error {
+		if err := ensurePinDir(dir); err != nil {
+			return err
+		}
+		old, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 3})
+		if err != nil {
+			return err
+		}
+		defer old.Close()
+		if err := old.Pin(filepath.Join(dir, "ntf_active")); err != nil {
+			return err
+		}
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type: ebpf.SchedCLS, License: "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()},
+		})
+		if err != nil {
+			return err
+		}
+		defer prog.Close()
+		ifc, err := Interfaces()
+		if err != nil {
+			return err
+		}
+		for _, i := range ifc {
+			if i.Name != "eth0" {
+				continue
+			}
+			l, err := link.AttachTCX(link.TCXOptions{Interface: i.Index, Program: prog, Attach: ebpf.AttachTCXEgress})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			return l.Pin(filepath.Join(dir, linkPrefix+strconv.Itoa(i.Index)))
+		}
+		return nil
+	})
+	testnet.Expect(t, bob, imds4, port, true)
+
+	var f *Filter
+	tp.Client.MustDo(t, func() (err error) {
+		f, err = Open(Options{PinDir: dir})
+		return err
+	})
+	t.Cleanup(func() { tp.Client.Do(func() error { return f.Detach() }) })
+	if f.Generation() != 0 {
+		t.Errorf("incompatible pins adopted: generation %d", f.Generation())
+	}
+	p := compile(t, map[string]config.Action{"eth0": config.Allow},
+		ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"alice"}})
+	apply(t, tp.Client, f, p, LogNone)
+	testnet.Expect(t, bob, imds4, port, false)
+	testnet.Expect(t, alice, imds4, port, true)
+	if n := programsOnEth0(t, tp.Client, ModeTCX); n != 1 {
+		t.Errorf("%d programs on eth0, want 1: the old link was not taken over", n)
+	}
+	pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, "ntf_active"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Close()
+	if err := f.spec.Maps["ntf_active"].Compatible(pinned); err != nil {
+		t.Errorf("the stale map is still pinned: %v", err)
+	}
+}
+
+// programsOnEth0 counts the programs on eth0's egress hook for a mode.
+func programsOnEth0(t *testing.T, ns *testnet.NS, mode Mode) int {
+	t.Helper()
+	n := 0
+	ns.MustDo(t, func() error {
+		ifc, err := Interfaces()
+		if err != nil {
+			return err
+		}
+		for _, i := range ifc {
+			if i.Name != "eth0" {
+				continue
+			}
+			if mode == ModeClsact {
+				n, err = clsactFilterCount(i.Index)
+				return err
+			}
+			res, err := link.QueryPrograms(link.QueryOptions{Target: i.Index, Attach: ebpf.AttachTCXEgress})
+			if err != nil {
+				return err
+			}
+			n = len(res.Programs)
+		}
+		return nil
+	})
+	return n
+}
+
+func clsactFilterCount(ifindex int) (int, error) {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return 0, err
+	}
+	flts, err := netlink.FilterList(l, netlink.HANDLE_MIN_EGRESS)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, f := range flts {
+		if _, ok := f.(*netlink.BpfFilter); ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// An interface the policy stops filtering loses the program for real (the
+// pinned link too), and can be filtered again later.
+func TestDetachInterface(t *testing.T) {
+	for _, mode := range []Mode{ModeTCX, ModeClsact} {
+		t.Run(string(mode), func(t *testing.T) {
+			tp := testnet.NewTopology(t, testnet.Options{})
+			f := openFilter(t, tp.Client, mode)
+			on := compile(t, nil, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"alice"}})
+			off := compile(t, nil, ep{"imds", []string{"eth9"}, []string{"169.254.169.254/32"}, []string{"alice"}})
+			for i, p := range []struct {
+				p    *policy.Policy
+				want int
+			}{{on, 1}, {off, 0}, {on, 1}} {
+				apply(t, tp.Client, f, p.p, LogNone)
+				if n := programsOnEth0(t, tp.Client, mode); n != p.want {
+					t.Errorf("step %d: %d programs on eth0, want %d", i, n, p.want)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,196 @@
+package daemon
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+)
+
+// cgroup2Root is where the unified hierarchy is mounted: /sys/fs/cgroup on
+// a pure v2 system, /sys/fs/cgroup/unified on a hybrid one.
+func cgroup2Root(t *testing.T) string {
+	t.Helper()
+	for _, dir := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(dir, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return dir
+		}
+	}
+	t.Fatal("no cgroup2 hierarchy mounted")
+	return ""
+}
+
+// scope makes a cgroup named like a systemd scope and moves pid into it.
+func scope(t *testing.T, pid int) string {
+	t.Helper()
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := "ntft-" + hex.EncodeToString(b) + ".scope"
+	dir := filepath.Join(cgroup2Root(t), name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Move what is left back to the root so the cgroup can go.
+		root := filepath.Join(cgroup2Root(t), "cgroup.procs")
+		os.WriteFile(root, []byte(strconv.Itoa(pid)), 0)
+		os.Remove(dir)
+	})
+	writeFile(t, filepath.Join(dir, "cgroup.procs"), strconv.Itoa(pid))
+	return name
+}
+
+// The decision log on journald's native protocol, as journald receives it:
+// every field of SPEC §4, the unit of the sender's cgroup, aggregation of
+// identical decisions into NTF_COUNT, and log.rate holding under a flood
+// with what it left out counted.
+func TestJournalFields(t *testing.T) {
+	testnet.RequireRoot(t)
+	b := newBed(t, policyYAML([]string{"uid:1001"},
+		"  - floodnet:\n      iface: [eth0]\n      range: [192.0.3.0/24]\n      allow: [uid:1001]\n")+
+		"log: {decisions: all, rate: 20}\n")
+	j := testnet.ListenJournal(t)
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	b.start(t, testnet.DaemonOptions{
+		Wrap:   j.Wrap(),
+		Stderr: stderr,
+		Env:    []string{"JOURNAL_STREAM=" + testnet.JournalStream(t, stderr)},
+	})
+	// The daemon's own messages go to the journal too.
+	j.WaitFor(t, 5*time.Second, "started", func(e map[string]string) bool {
+		return e["SYSLOG_IDENTIFIER"] == "net-tc-filter" && e["PRIORITY"] == "6" && len(e["MESSAGE"]) > 8 && e["MESSAGE"][:8] == "started:"
+	})
+
+	unit := scope(t, b.bob.Pid())
+	sport, err := b.bob.Send(prot4, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := j.WaitFor(t, 5*time.Second, "bob's denial", func(e map[string]string) bool {
+		return e["NTF_ACTION"] == "deny" && e["NTF_SPORT"] == strconv.Itoa(int(sport))
+	})
+	want := map[string]string{
+		"SYSLOG_IDENTIFIER": "net-tc-filter",
+		"PRIORITY":          "4",
+		"MESSAGE_ID":        DeniedMessageID,
+		"MESSAGE":           "denied egress uid=1002 198.18.0.1:" + strconv.Itoa(int(sport)) + " -> 192.0.2.7:8080/udp on eth0 (endpoint protected)",
+		"NTF_ACTION":        "deny",
+		"NTF_UID":           "1002",
+		"NTF_USER":          userName(bob),
+		"NTF_UNIT":          unit,
+		"NTF_IFACE":         "eth0",
+		"NTF_SRC":           "198.18.0.1",
+		"NTF_DST":           "192.0.2.7",
+		"NTF_PROTO":         "udp",
+		"NTF_SPORT":         strconv.Itoa(int(sport)),
+		"NTF_DPORT":         "8080",
+		"NTF_ENDPOINT":      "protected",
+		"NTF_RANGE":         "192.0.2.7/32",
+		"NTF_COUNT":         "1",
+	}
+	if u := userName(bob); u != "" {
+		want["MESSAGE"] = "denied egress uid=1002(" + u + ") 198.18.0.1:" + strconv.Itoa(int(sport)) + " -> 192.0.2.7:8080/udp on eth0 (endpoint protected)"
+	}
+	for k, v := range want {
+		if e[k] != v {
+			t.Errorf("%s = %q, want %q", k, e[k], v)
+		}
+	}
+
+	// Allowed, logged with decisions: all, at priority 6, no MESSAGE_ID.
+	if _, err := b.alice.Send(prot6, port); err != nil {
+		t.Fatal(err)
+	}
+	e = j.WaitFor(t, 5*time.Second, "alice's allowed packet", func(e map[string]string) bool {
+		return e["NTF_ACTION"] == "allow" && e["NTF_UID"] == "1001" && e["NTF_DST"] == prot6.String()
+	})
+	if e["PRIORITY"] != "6" || e["MESSAGE_ID"] != "" || e["NTF_RANGE"] != prot6.String()+"/128" {
+		t.Errorf("allowed entry: %v", e)
+	}
+
+	// Identical decisions (bob, same destination, other source ports):
+	// the first of a kind was logged above; the rest come as one entry
+	// with their count once the second ends.
+	const repeats = 50
+	for range repeats {
+		if _, err := b.bob.Send(prot4, port); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e = j.WaitFor(t, 5*time.Second, "aggregated denials", func(e map[string]string) bool {
+		return e["NTF_ACTION"] == "deny" && e["NTF_DST"] == prot4.String() && e["NTF_COUNT"] != "1"
+	})
+	if e["NTF_COUNT"] != strconv.Itoa(repeats) {
+		t.Errorf("aggregated entry NTF_COUNT = %s, want %d", e["NTF_COUNT"], repeats)
+	}
+
+	// A flood of distinct denials (one destination each): at most
+	// log.rate entries a second, and what they leave out counted in
+	// warnings: logged + suppressed account for every decision (give or
+	// take the kernel's own few packets, logged with decisions: all).
+	drainFor(j, 1500*time.Millisecond)
+	const flood = 250
+	start := time.Now()
+	for i := range flood {
+		dst := netip.AddrFrom4([4]byte{192, 0, 3, byte(1 + i)})
+		if _, err := b.bob.Send(dst, port); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logged, suppressed int
+	var entries int
+	for _, x := range drainFor(j, 2500*time.Millisecond) {
+		if x["NTF_ACTION"] != "" {
+			entries++
+		}
+		if x["NTF_UID"] == "1002" {
+			n, _ := strconv.Atoi(x["NTF_COUNT"])
+			logged += n
+		}
+		n, _ := strconv.Atoi(x["NTF_SUPPRESSED"])
+		suppressed += n
+	}
+	elapsed := time.Since(start)
+	t.Logf("flood of %d decisions: %d logged in %d entries, %d suppressed, in %v", flood, logged, entries, suppressed, elapsed)
+	if limit := int(20 * elapsed.Seconds()); entries > limit {
+		t.Errorf("%d decision entries in %v exceed log.rate 20/s", entries, elapsed)
+	}
+	if logged+suppressed < flood || logged+suppressed > flood+10 {
+		t.Errorf("logged %d + suppressed %d does not account for %d decisions", logged, suppressed, flood)
+	}
+}
+
+// drainFor collects journal entries until none came for quiet.
+func drainFor(j *testnet.Journal, quiet time.Duration) []map[string]string {
+	var out []map[string]string
+	for {
+		select {
+		case e := <-j.C:
+			out = append(out, e)
+		case <-time.After(quiet):
+			return out
+		}
+	}
+}
+
+func userName(uid int) string {
+	u, err := user.LookupId(strconv.Itoa(uid))
+	if err != nil {
+		return ""
+	}
+	return u.Username
+}

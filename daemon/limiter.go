@@ -1,0 +1,137 @@
+package daemon
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/nettcfilter/net-tc-filter/bpf"
+)
+
+// aggKey is what makes decisions "identical" for the log: the same verdict
+// for the same owner, path and service. The source port is left out on
+// purpose: a scanner or a retrying client opens a new port per attempt,
+// and each attempt is the same story for an auditor.
+type aggKey struct {
+	allowed, unowned bool
+	uid              uint32
+	ifindex          int
+	src, dst         netip.Addr
+	proto            uint8
+	dport            uint16
+	gen, rule        uint32
+}
+
+func keyOf(ev bpf.Event) aggKey {
+	k := aggKey{
+		allowed: ev.Allowed, unowned: ev.Unowned, ifindex: ev.Ifindex,
+		src: ev.Src, dst: ev.Dst, proto: ev.Proto, dport: ev.Dport,
+		gen: ev.Generation, rule: ev.Rule,
+	}
+	if !ev.Unowned {
+		k.uid = ev.UID
+	}
+	return k
+}
+
+type pending struct {
+	ev    bpf.Event // the first of its kind
+	count uint64    // identical decisions not logged yet
+}
+
+type summary struct {
+	ev    bpf.Event
+	count uint64
+}
+
+// maxKeys bounds the memory a flood of distinct decisions can take; what
+// does not fit is counted as suppressed.
+const maxKeys = 8192
+
+// limiter holds the decision log to `rate` lines per second (a token
+// bucket with one second of burst). The first decision of a kind is logged
+// at once; identical ones that follow within the second, and all of a kind
+// that was already seen the second before, are summed into one line with
+// their count at the end of the second. What the budget cannot take is
+// counted, never silently lost. Not safe for concurrent use.
+type limiter struct {
+	rate   int
+	tokens float64
+	last   time.Time
+	window map[aggKey]*pending
+	order  []aggKey
+	hot    map[aggKey]bool // kinds seen in the previous second
+	// decisions dropped since the last flush, for want of budget or room
+	suppressed uint64
+}
+
+func newLimiter(rate int, now time.Time) *limiter {
+	return &limiter{
+		rate:   max(rate, 1),
+		tokens: float64(max(rate, 1)),
+		last:   now,
+		window: map[aggKey]*pending{},
+		hot:    map[aggKey]bool{},
+	}
+}
+
+func (l *limiter) setRate(rate int) {
+	l.rate = max(rate, 1)
+	l.tokens = min(l.tokens, float64(l.rate))
+}
+
+func (l *limiter) take(now time.Time) bool {
+	if d := now.Sub(l.last); d > 0 {
+		l.tokens = min(float64(l.rate), l.tokens+d.Seconds()*float64(l.rate))
+		l.last = now
+	}
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
+}
+
+// add counts a decision and reports whether to log it now (with count 1).
+func (l *limiter) add(ev bpf.Event, now time.Time) bool {
+	k := keyOf(ev)
+	if p, ok := l.window[k]; ok {
+		p.count++
+		return false
+	}
+	if len(l.window) >= maxKeys {
+		l.suppressed++
+		return false
+	}
+	p := &pending{ev: ev}
+	l.window[k] = p
+	l.order = append(l.order, k)
+	if !l.hot[k] && l.take(now) {
+		return true
+	}
+	p.count = 1
+	return false
+}
+
+// flush ends the second: it returns the summaries to log, in the order the
+// kinds first appeared, and how many decisions were suppressed.
+func (l *limiter) flush(now time.Time) ([]summary, uint64) {
+	var out []summary
+	clear(l.hot)
+	for _, k := range l.order {
+		p := l.window[k]
+		l.hot[k] = true
+		if p.count == 0 {
+			continue
+		}
+		if l.take(now) {
+			out = append(out, summary{p.ev, p.count})
+		} else {
+			l.suppressed += p.count
+		}
+	}
+	clear(l.window)
+	l.order = l.order[:0]
+	suppressed := l.suppressed
+	l.suppressed = 0
+	return out, suppressed
+}

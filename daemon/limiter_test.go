@@ -1,0 +1,122 @@
+package daemon
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nettcfilter/net-tc-filter/bpf"
+)
+
+func ev(uid uint32, dst string, sport uint16) bpf.Event {
+	return bpf.Event{
+		UID: uid, Ifindex: 2, Proto: 17, Sport: sport, Dport: 80,
+		Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr(dst),
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	type step struct {
+		at    time.Duration // since t0
+		ev    bpf.Event
+		now   bool // logged at once
+		flush bool // instead of an event: end the second
+		sums  []uint64
+		supp  uint64
+	}
+	bob := func(dst string, sport uint16) bpf.Event { return ev(1002, dst, sport) }
+	for _, tc := range []struct {
+		name  string
+		rate  int
+		steps []step
+	}{
+		{"first of a kind at once, repeats summed at the end of the second", 10, []step{
+			{ev: bob("192.0.2.7", 1), now: true},
+			{ev: bob("192.0.2.7", 2)}, // another source port: identical for the log
+			{ev: bob("192.0.2.7", 3)},
+			{ev: ev(1001, "192.0.2.7", 4), now: true},
+			{at: time.Second, flush: true, sums: []uint64{2}},
+			{at: time.Second, flush: true}, // nothing new: nothing
+		}},
+		{"a kind seen the second before is only summed", 10, []step{
+			{ev: bob("192.0.2.7", 1), now: true},
+			{at: time.Second, flush: true},
+			{at: 1100 * time.Millisecond, ev: bob("192.0.2.7", 2)},
+			{at: 2 * time.Second, flush: true, sums: []uint64{1}},
+			// Quiet for a second: the kind cools down and is logged at once.
+			{at: 3 * time.Second, flush: true},
+			{at: 4 * time.Second, flush: true},
+			{at: 4100 * time.Millisecond, ev: bob("192.0.2.7", 3), now: true},
+		}},
+		{"the rate holds; the rest is counted", 2, []step{
+			{ev: bob("192.0.2.1", 1), now: true},
+			{ev: bob("192.0.2.2", 1), now: true},
+			{ev: bob("192.0.2.3", 1)},
+			{ev: bob("192.0.2.3", 2)},
+			{ev: bob("192.0.2.4", 1)},
+			// Half a second refills one token: the first summary gets it.
+			{at: 500 * time.Millisecond, flush: true, sums: []uint64{2}, supp: 1},
+		}},
+		{"unowned decisions are one kind whatever the uid field says", 10, []step{
+			{ev: bpf.Event{Unowned: true, UID: 0xffffffff, Dst: netip.MustParseAddr("192.0.2.7")}, now: true},
+			{ev: bpf.Event{Unowned: true, UID: 0, Dst: netip.MustParseAddr("192.0.2.7")}},
+			{at: time.Second, flush: true, sums: []uint64{1}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLimiter(tc.rate, t0)
+			for i, s := range tc.steps {
+				now := t0.Add(s.at)
+				if !s.flush {
+					if got := l.add(s.ev, now); got != s.now {
+						t.Errorf("step %d: logged at once = %v, want %v", i, got, s.now)
+					}
+					continue
+				}
+				sums, supp := l.flush(now)
+				var counts []uint64
+				for _, x := range sums {
+					counts = append(counts, x.count)
+				}
+				if len(counts) != len(s.sums) || supp != s.supp {
+					t.Errorf("step %d: summaries %v suppressed %d, want %v and %d", i, counts, supp, s.sums, s.supp)
+					continue
+				}
+				for j := range counts {
+					if counts[j] != s.sums[j] {
+						t.Errorf("step %d: summaries %v, want %v", i, counts, s.sums)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Memory stays bounded under a flood of distinct decisions, and none
+// vanishes: what does not fit is counted.
+func TestLimiterBounded(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	l := newLimiter(50, t0)
+	logged := 0
+	const n = 3 * maxKeys
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if l.add(bpf.Event{UID: 1, Dst: a}, t0) {
+			logged++
+		}
+	}
+	if len(l.window) > maxKeys {
+		t.Errorf("%d kinds held, bound is %d", len(l.window), maxKeys)
+	}
+	sums, supp := l.flush(t0.Add(time.Second))
+	for _, s := range sums {
+		logged += int(s.count)
+	}
+	if logged > 100 {
+		t.Errorf("%d logged in one second at rate 50", logged)
+	}
+	if logged+int(supp) != n {
+		t.Errorf("logged %d + suppressed %d != %d", logged, supp, n)
+	}
+}

@@ -1,0 +1,36 @@
+package logging
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+// childEnv makes the test binary play a role in a child process instead of
+// running the tests: the value names the role.
+const childEnv = "NTF_LOGGING_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	switch role := os.Getenv(childEnv); role {
+	case "":
+		os.Exit(m.Run())
+	case "journal":
+		os.Exit(journalChild())
+	default:
+		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", childEnv, role)
+		os.Exit(2)
+	}
+}
+
+// requireRoot skips a privileged test for an unprivileged run, except in CI,
+// where the project requires every privileged test to have run.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("privileged test needs root, and CI=true forbids skipping it")
+	}
+	t.Skip("needs root")
+}

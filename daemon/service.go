@@ -1,0 +1,387 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nettcfilter/net-tc-filter/bpf"
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/watch"
+)
+
+// Options configure a Service.
+type Options struct {
+	ConfigPath string
+	PinDir     string
+	Mode       bpf.Mode
+	// Logger takes the daemon's own messages; its level follows log.level
+	// through LogLevel when that is set.
+	Logger   *slog.Logger
+	LogLevel *slog.LevelVar
+	// Decisions takes the decision log; nil: Logger. It should let every
+	// level through: log.decisions chooses what reaches it.
+	Decisions *slog.Logger
+	Resolver  policy.Resolver // NSS when nil
+	// AccountFiles are watched for changes of users and groups; nil:
+	// /etc/passwd and /etc/group.
+	AccountFiles []string
+}
+
+// State is what the service is doing.
+type State string
+
+const (
+	StateStarting  State = "starting"
+	StateEnforcing State = "enforcing"
+	StateReloading State = "reloading"
+	StateStopping  State = "stopping"
+)
+
+// Status is a snapshot of the service for people and tools.
+type Status struct {
+	State       State
+	Summary     string // the STATUS= line
+	Generation  uint32
+	Mode        bpf.Mode
+	Attachments []bpf.Attachment
+	Ranges      int
+	Users       int
+	Files       []string
+	LastReload  time.Time
+	LastError   string // of the last reload; empty when it succeeded
+}
+
+// Service enforces a configuration set and follows its changes, the
+// changes of users and groups, and interfaces coming and going. One
+// goroutine (Run) owns the kernel state; everything else asks it.
+type Service struct {
+	opts    Options
+	log     *slog.Logger
+	notify  notifier
+	reloads chan reloadRequest
+
+	// Owned by the Run goroutine.
+	filter  *bpf.Filter
+	cfg     *config.Config
+	policy  *policy.Policy
+	logMode bpf.LogMode
+	ifaces  []bpf.Iface  // the filtered ones, as last applied
+	rate    atomic.Int64 // log.rate, read by the decision log
+
+	mu     sync.Mutex
+	status Status
+	names  map[int]string // ifindex → name of the filtered interfaces
+}
+
+type reloadRequest struct {
+	reply chan<- reloadResult
+}
+
+type reloadResult struct {
+	gen uint32
+	err error
+}
+
+// New makes a service; Run starts it.
+func New(opts Options) *Service {
+	if opts.Resolver == nil {
+		opts.Resolver = policy.NSS{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Decisions == nil {
+		opts.Decisions = opts.Logger
+	}
+	return &Service{
+		opts:    opts,
+		log:     opts.Logger,
+		reloads: make(chan reloadRequest),
+		status:  Status{State: StateStarting},
+		names:   map[int]string{},
+	}
+}
+
+// Reload reads the configuration set again and makes it live. It returns
+// the new generation once the kernel enforces it, or every problem of the
+// set, in which case the running policy stays. Reloads from every source
+// are serialised.
+func (s *Service) Reload(ctx context.Context) (uint32, error) {
+	reply := make(chan reloadResult, 1)
+	select {
+	case s.reloads <- reloadRequest{reply: reply}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case r := <-reply:
+		return r.gen, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Status returns a snapshot.
+func (s *Service) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.status
+	st.Attachments = slices.Clone(st.Attachments)
+	st.Files = slices.Clone(st.Files)
+	return st
+}
+
+// ifaceName names a filtered interface for the decision log, which runs on
+// its own goroutine.
+func (s *Service) ifaceName(idx int) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.names[idx]
+	return name, ok
+}
+
+// Run enforces the configuration until ctx ends, then honours on_stop. It
+// returns an error when the service cannot start; once started, failed
+// reloads are reported and the running policy stays.
+func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver)
+	if err != nil {
+		s.notify.status("configuration invalid; not started (the pinned filter, if any, stays)")
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	logMode, err := bpf.ParseLogMode(cfg.Log.Decisions)
+	if err != nil {
+		return err
+	}
+	// Subscribe before listing, so that an interface created in between
+	// is not missed.
+	links := linkEvents(ctx, s.log)
+	w, err := watch.New(watch.Options{ConfigPath: s.opts.ConfigPath, AccountFiles: s.opts.AccountFiles, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+
+	s.filter, err = bpf.Open(bpf.Options{PinDir: s.opts.PinDir, Mode: s.opts.Mode})
+	if err != nil {
+		return err
+	}
+	if err := s.apply(cfg, p, logMode); err != nil {
+		// Whatever did attach stays: fail loudly, but never remove a
+		// filter that may be protecting something.
+		s.filter.Close()
+		return fmt.Errorf("apply policy: %w", err)
+	}
+	dlog, err := s.startDecisionLog(ctx)
+	if err != nil {
+		s.filter.Close()
+		return err
+	}
+	s.setState(StateEnforcing)
+	s.log.Info("started: "+s.summary(), "generation", s.filter.Generation(), "files", cfg.Files)
+	if err := s.notify.ready(s.summary()); err != nil {
+		s.log.Warn("tell systemd we are ready", "err", err)
+	}
+
+	var watchdog <-chan time.Time
+	if d, err := watchdogInterval(); err != nil {
+		s.log.Warn("watchdog", "err", err)
+	} else if d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		watchdog = t.C
+		s.notify.watchdog()
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			return s.stop(dlog)
+		case req := <-s.reloads:
+			gen, err := s.reload(true, "reload requested")
+			req.reply <- reloadResult{gen, err}
+		case ch, ok := <-w.Changes():
+			if ok {
+				s.reload(false, "changed: "+strings.Join(ch.Paths, ", "))
+			}
+		case <-links:
+			s.syncInterfaces()
+		case <-watchdog:
+			s.notify.watchdog()
+		}
+	}
+}
+
+// reload loads the set again. A reload the watcher triggered is skipped
+// when it changes nothing (an editor's swap file, a new user that no
+// endpoint names); an asked-for one always makes a new generation.
+func (s *Service) reload(asked bool, why string) (uint32, error) {
+	s.notify.reloading()
+	s.setState(StateReloading)
+	defer func() { s.notify.ready(s.summary()) }()
+
+	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver)
+	var logMode bpf.LogMode
+	if err == nil {
+		logMode, err = bpf.ParseLogMode(cfg.Log.Decisions)
+	}
+	if err != nil {
+		s.failed("reload failed, the running policy stays", why, err)
+		return s.filter.Generation(), err
+	}
+	if !asked && logMode == s.logMode && reflect.DeepEqual(p, s.policy) && reflect.DeepEqual(cfg.Log, s.cfg.Log) && cfg.OnStop == s.cfg.OnStop {
+		s.log.Debug("configuration unchanged", "why", why)
+		s.setState(StateEnforcing)
+		return s.filter.Generation(), nil
+	}
+	if err := s.apply(cfg, p, logMode); err != nil {
+		s.failed("reload incomplete", why, err)
+		return s.filter.Generation(), err
+	}
+	s.setError("")
+	s.setState(StateEnforcing)
+	s.log.Info("reloaded: "+s.summary(), "why", why, "generation", s.filter.Generation(), "files", cfg.Files)
+	return s.filter.Generation(), nil
+}
+
+func (s *Service) failed(msg, why string, err error) {
+	var errs config.Errors
+	n := 1
+	if errors.As(err, &errs) {
+		n = len(errs)
+	}
+	s.log.Error(msg+":\n"+err.Error(), "why", why, "problems", n)
+	first := oneLine(err.Error())
+	if n > 1 {
+		first += fmt.Sprintf(" (and %d more)", n-1)
+	}
+	s.setError(first)
+	s.setState(StateEnforcing)
+}
+
+// apply makes a compiled configuration live on the interfaces it filters.
+func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMode) error {
+	for _, w := range p.Warnings {
+		s.log.Warn(w)
+	}
+	if s.opts.LogLevel != nil {
+		s.opts.LogLevel.Set(parseLevel(cfg.Log.Level))
+	}
+	all, err := bpf.Interfaces()
+	if err != nil {
+		return err
+	}
+	_, err = s.filter.Apply(p, all, logMode)
+	// Even a partly failed apply swapped the policy in: record what is
+	// live, so status and the next change start from the truth.
+	s.cfg, s.policy, s.logMode = cfg, p, logMode
+	s.rate.Store(int64(cfg.Log.Rate))
+	s.ifaces = filtered(p, all)
+	s.mu.Lock()
+	s.status.Files = cfg.Files
+	s.status.LastReload = time.Now()
+	s.mu.Unlock()
+	return err
+}
+
+// syncInterfaces follows interfaces that appeared, were renamed or went
+// away: when the set the policy filters changed, the policy is applied
+// again so the kernel's interface table and attachments match it.
+func (s *Service) syncInterfaces() {
+	all, err := bpf.Interfaces()
+	if err != nil {
+		s.log.Error("list interfaces", "err", err)
+		return
+	}
+	now := filtered(s.policy, all)
+	if slices.Equal(now, s.ifaces) {
+		return
+	}
+	if err := s.apply(s.cfg, s.policy, s.logMode); err != nil {
+		s.log.Error("follow interface change", "err", err)
+		s.setError(oneLine(err.Error()))
+		s.setState(StateEnforcing)
+		s.notify.status(s.summary())
+		return
+	}
+	s.setState(StateEnforcing)
+	s.log.Info("interfaces changed: "+s.summary(), "generation", s.filter.Generation())
+	s.notify.status(s.summary())
+}
+
+// filtered lists the interfaces a policy filters, in ifindex order.
+func filtered(p *policy.Policy, all []bpf.Iface) []bpf.Iface {
+	var out []bpf.Iface
+	for _, ifc := range all {
+		if p.Filtered(ifc.Name) {
+			out = append(out, ifc)
+		}
+	}
+	slices.SortFunc(out, func(a, b bpf.Iface) int { return a.Index - b.Index })
+	return out
+}
+
+func (s *Service) stop(dlog *decisionLog) error {
+	s.setState(StateStopping)
+	s.notify.stopping()
+	dlog.close()
+	if s.cfg.OnStop == config.OnStopKeep {
+		s.log.Info("stopping; the filter stays enforced (on_stop: keep)")
+		return s.filter.Close()
+	}
+	s.log.Info("stopping; detaching the filter (on_stop: detach)")
+	return s.filter.Detach()
+}
+
+// setError records the outcome of the last reload.
+func (s *Service) setError(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status.LastError = msg
+}
+
+// setState records the state and refreshes the snapshot from the filter.
+func (s *Service) setState(st State) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status.State = st
+	if s.filter == nil || s.policy == nil {
+		return
+	}
+	s.status.Generation = s.filter.Generation()
+	s.status.Mode = s.filter.Mode()
+	s.status.Attachments = s.filter.Attachments()
+	s.status.Ranges = s.policy.RangeCount()
+	s.status.Users = userCount(s.policy)
+	s.names = map[int]string{}
+	for _, a := range s.status.Attachments {
+		s.names[a.Iface.Index] = a.Iface.Name
+	}
+	s.status.Summary = statusLine(s.status)
+}
+
+func (s *Service) summary() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status.Summary
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo // the loader has refused anything else
+	}
+	return l
+}
