@@ -111,7 +111,7 @@ type decisionLog struct {
 	done   chan struct{}
 }
 
-func (s *Service) startDecisionLog(ctx context.Context) (*decisionLog, error) {
+func (s *Service) startDecisionLog() (*decisionLog, error) {
 	events, err := s.filter.Events()
 	if err != nil {
 		return nil, err

@@ -41,8 +41,9 @@ type State string
 
 const (
 	StateStarting  State = "starting"
-	StateEnforcing State = "enforcing"
-	StateReloading State = "reloading"
+	StateRunning   State = "running"   // the configured policy is live
+	StateReloading State = "reloading" // a reload is under way
+	StateDegraded  State = "degraded"  // enforcing, but the last reload or interface change failed
 	StateStopping  State = "stopping"
 )
 
@@ -178,18 +179,19 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.warn(p)
 	if err := s.apply(cfg, p, logMode); err != nil {
 		// Whatever did attach stays: fail loudly, but never remove a
 		// filter that may be protecting something.
 		s.filter.Close()
 		return fmt.Errorf("apply policy: %w", err)
 	}
-	dlog, err := s.startDecisionLog(ctx)
+	dlog, err := s.startDecisionLog()
 	if err != nil {
 		s.filter.Close()
 		return err
 	}
-	s.setState(StateEnforcing)
+	s.setState(StateRunning)
 	s.log.Info("started: "+s.summary(), "generation", s.filter.Generation(), "files", cfg.Files)
 	if err := s.notify.ready(s.summary()); err != nil {
 		s.log.Warn("tell systemd we are ready", "err", err)
@@ -205,6 +207,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.notify.watchdog()
 	}
 
+	changes := w.Changes()
 	for {
 		select {
 		case <-ctx.Done():
@@ -212,10 +215,13 @@ func (s *Service) Run(ctx context.Context) error {
 		case req := <-s.reloads:
 			gen, err := s.reload(true, "reload requested")
 			req.reply <- reloadResult{gen, err}
-		case ch, ok := <-w.Changes():
-			if ok {
-				s.reload(false, "changed: "+strings.Join(ch.Paths, ", "))
+		case ch, ok := <-changes:
+			if !ok {
+				s.log.Error("configuration watch ended; reload with SIGHUP")
+				changes = nil
+				continue
 			}
+			s.reload(false, "changed: "+strings.Join(ch.Paths, ", "))
 		case <-links:
 			s.syncInterfaces()
 		case <-watchdog:
@@ -243,15 +249,16 @@ func (s *Service) reload(asked bool, why string) (uint32, error) {
 	}
 	if !asked && logMode == s.logMode && reflect.DeepEqual(p, s.policy) && reflect.DeepEqual(cfg.Log, s.cfg.Log) && cfg.OnStop == s.cfg.OnStop {
 		s.log.Debug("configuration unchanged", "why", why)
-		s.setState(StateEnforcing)
+		s.setState(StateRunning)
 		return s.filter.Generation(), nil
 	}
+	s.warn(p)
 	if err := s.apply(cfg, p, logMode); err != nil {
 		s.failed("reload incomplete", why, err)
 		return s.filter.Generation(), err
 	}
 	s.setError("")
-	s.setState(StateEnforcing)
+	s.setState(StateRunning)
 	s.log.Info("reloaded: "+s.summary(), "why", why, "generation", s.filter.Generation(), "files", cfg.Files)
 	return s.filter.Generation(), nil
 }
@@ -268,14 +275,11 @@ func (s *Service) failed(msg, why string, err error) {
 		first += fmt.Sprintf(" (and %d more)", n-1)
 	}
 	s.setError(first)
-	s.setState(StateEnforcing)
+	s.setState(StateRunning)
 }
 
 // apply makes a compiled configuration live on the interfaces it filters.
 func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMode) error {
-	for _, w := range p.Warnings {
-		s.log.Warn(w)
-	}
 	if s.opts.LogLevel != nil {
 		s.opts.LogLevel.Set(parseLevel(cfg.Log.Level))
 	}
@@ -296,6 +300,14 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	return err
 }
 
+// warn logs what the compiler found risky (a deny default that locks out
+// root's neighbour discovery, for one) at every load that applies it.
+func (s *Service) warn(p *policy.Policy) {
+	for _, w := range p.Warnings {
+		s.log.Warn(w)
+	}
+}
+
 // syncInterfaces follows interfaces that appeared, were renamed or went
 // away: when the set the policy filters changed, the policy is applied
 // again so the kernel's interface table and attachments match it.
@@ -312,11 +324,11 @@ func (s *Service) syncInterfaces() {
 	if err := s.apply(s.cfg, s.policy, s.logMode); err != nil {
 		s.log.Error("follow interface change", "err", err)
 		s.setError(oneLine(err.Error()))
-		s.setState(StateEnforcing)
+		s.setState(StateRunning)
 		s.notify.status(s.summary())
 		return
 	}
-	s.setState(StateEnforcing)
+	s.setState(StateRunning)
 	s.log.Info("interfaces changed: "+s.summary(), "generation", s.filter.Generation())
 	s.notify.status(s.summary())
 }
@@ -356,6 +368,9 @@ func (s *Service) setError(msg string) {
 func (s *Service) setState(st State) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if st == StateRunning && s.status.LastError != "" {
+		st = StateDegraded
+	}
 	s.status.State = st
 	if s.filter == nil || s.policy == nil {
 		return

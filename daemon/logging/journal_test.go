@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
 // sent is one call of journal.Send.
@@ -325,7 +327,7 @@ func TestJournalHandlerFallbackFails(t *testing.T) {
 // flag.
 func TestJournalHandlerConcurrent(t *testing.T) {
 	rec := &recorder{}
-	var stderr syncBuffer
+	var stderr testnet.SyncBuffer
 	base := slog.New(newJournalHandler(nil, rec.send, &stderr))
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -347,23 +349,6 @@ func TestJournalHandlerConcurrent(t *testing.T) {
 			t.Errorf("interleaved stderr line %q", line)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // NewHandler's choice in this process: JOURNAL_STREAM against the real fd 2.

@@ -21,16 +21,3 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 }
-
-// requireRoot skips a privileged test for an unprivileged run, except in CI,
-// where the project requires every privileged test to have run.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("privileged test needs root, and CI=true forbids skipping it")
-	}
-	t.Skip("needs root")
-}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
 func TestUnitOfCgroup(t *testing.T) {
@@ -252,7 +254,7 @@ func TestNewUnitsUnreadable(t *testing.T) {
 // The real thing: cgroups made in the kernel's cgroup2 hierarchy, looked up
 // by the id the kernel gives them.
 func TestUnitsKernel(t *testing.T) {
-	requireRoot(t)
+	testnet.RequireRoot(t)
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)

@@ -137,6 +137,16 @@ func (a *Agent) Stream(dst netip.Addr, port uint16, n int) (int, error) {
 	return strconv.Atoi(resp)
 }
 
+// Burst sends n datagrams to dst:port as fast as the socket takes them and
+// returns how many it took: a flood, for what must hold under one.
+func (a *Agent) Burst(dst netip.Addr, port uint16, n int) (int, error) {
+	resp, err := a.call(fmt.Sprintf("burst %s %d", netip.AddrPortFrom(dst, port), n))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(resp)
+}
+
 // Pid is the agent's process id, e.g. to move it into a cgroup before it
 // opens sockets.
 func (a *Agent) Pid() int { return a.cmd.Process.Pid }
@@ -221,7 +231,9 @@ func serve(req string) string {
 	timeout := time.Duration(ms) * time.Millisecond
 	switch op {
 	case "stream":
-		return stream(dst, ms)
+		return stream(dst, ms, 100*time.Microsecond)
+	case "burst":
+		return stream(dst, ms, 0)
 	case "tcp":
 		return result(probeTCP(dst, timeout))
 	case "udp":
@@ -240,10 +252,10 @@ func serve(req string) string {
 	return "error unknown op " + op
 }
 
-// stream sends n datagrams to dst from one socket, paced so that a veth's
-// backlog never overflows: a datagram lost on the way must mean the filter
-// dropped it. It returns how many the kernel accepted.
-func stream(dst netip.AddrPort, n int) string {
+// stream sends n datagrams to dst from one socket, paced by gap so that a
+// veth's backlog never overflows: a datagram lost on the way must mean the
+// filter dropped it. It returns how many the kernel accepted.
+func stream(dst netip.AddrPort, n int, gap time.Duration) string {
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
 	if err != nil {
 		return "error " + err.Error()
@@ -254,7 +266,9 @@ func stream(dst netip.AddrPort, n int) string {
 		if _, err := c.Write([]byte(fmt.Sprintf("stream %d", i))); err == nil {
 			sent++
 		}
-		time.Sleep(100 * time.Microsecond)
+		if gap > 0 {
+			time.Sleep(gap)
+		}
 	}
 	return fmt.Sprintf("ok %d", sent)
 }

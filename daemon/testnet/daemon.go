@@ -128,7 +128,7 @@ type Daemon struct {
 	Notify *Notifications
 	Ready  string // the READY=1 datagram of the start, with its STATUS=
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -169,7 +169,7 @@ func startDaemon(t testing.TB, ns *NS, opts DaemonOptions) *Daemon {
 	args = append(args, opts.Wrap...)
 	args = append(args, Binary(t), "run", "--config", opts.Config, "--pin-dir", opts.PinDir)
 	args = append(args, opts.Args...)
-	d := &Daemon{Notify: ListenNotify(t), stderr: &syncBuffer{}, done: make(chan struct{})}
+	d := &Daemon{Notify: ListenNotify(t), stderr: &SyncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+d.Notify.Path)
 	d.cmd.Env = append(d.cmd.Env, opts.Env...)
@@ -237,18 +237,20 @@ func (d *Daemon) WaitLog(t testing.TB, s string, timeout time.Duration) {
 	}
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that several goroutines may write and read
+// at once, e.g. a process's stdout and stderr, or a log handler's output.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
