@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 UNIT_PKGS := ./daemon/config ./daemon/policy ./daemon/watch ./daemon/logging ./cmd/...
 # The service's end-to-end tests: real daemons (built with -race as well)
 # in namespaces, real traffic as real uids.
-SERVICE_PKGS := ./daemon
+SERVICE_PKGS := ./daemon ./dbus
 # The kernel program's tests: too slow under -race for what it would check.
 KERNEL_PKGS := ./bpf/...
 
@@ -15,8 +15,9 @@ KERNEL_PKGS := ./bpf/...
 all: build
 
 deps:
-	@command -v clang >/dev/null && command -v ethtool >/dev/null && command -v nsenter >/dev/null && command -v python3 >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev iproute2 ethtool util-linux python3)
+	@command -v clang >/dev/null && command -v ethtool >/dev/null && command -v nsenter >/dev/null && command -v python3 >/dev/null && \
+	  command -v dbus-daemon >/dev/null && command -v dbus-send >/dev/null && command -v busctl >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev iproute2 ethtool util-linux python3 dbus systemd)
 
 build:
 	CGO_ENABLED=1 $(GO) build -ldflags "$(LDFLAGS)" -o net-tc-filter ./cmd/net-tc-filter

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,26 @@ func Load(path string, r policy.Resolver) (*config.Config, *policy.Policy, error
 		return nil, nil, errs
 	}
 	return cfg, p, nil
+}
+
+// ParseOwner reads a sender as the CLI and D-Bus take it: a user name
+// ("alice"), "uid:1005" or "unowned".
+func ParseOwner(s string, r policy.Resolver) (policy.Owner, error) {
+	if s == "unowned" {
+		return policy.Owner{Unowned: true}, nil
+	}
+	if n, ok := strings.CutPrefix(s, "uid:"); ok {
+		uid, err := strconv.ParseUint(n, 10, 32)
+		if err != nil || uid == 1<<32-1 {
+			return policy.Owner{}, fmt.Errorf("%q is not a uid", n)
+		}
+		return policy.Owner{UID: uint32(uid)}, nil
+	}
+	uid, err := r.User(s)
+	if err != nil {
+		return policy.Owner{}, err
+	}
+	return policy.Owner{UID: uid}, nil
 }
 
 // A file written in place (cp, an editor without rename, `>`) is empty or

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -34,6 +35,17 @@ type Options struct {
 	// AccountFiles are watched for changes of users and groups; nil:
 	// /etc/passwd and /etc/group.
 	AccountFiles []string
+	// Events, when set, receives an Event after every reload and status
+	// change. Sends never block: a full channel drops the event, and the
+	// next one carries the news (observers re-read Status).
+	Events chan<- Event
+}
+
+// Event tells an observer (the D-Bus object) that the service changed.
+type Event struct {
+	Reload     bool   // a reload ended, well or not; else another status change
+	Generation uint32 // the live generation
+	Err        string // why the reload failed; empty when it did not
 }
 
 // State is what the service is doing.
@@ -81,6 +93,8 @@ type Service struct {
 	mu     sync.Mutex
 	status Status
 	names  map[int]string // ifindex → name of the filtered interfaces
+	live   *policy.Policy // for Check; a compiled policy is never modified
+	kernel *bpf.Filter    // for Counters, once open
 }
 
 type reloadRequest struct {
@@ -237,6 +251,23 @@ func (s *Service) reload(asked bool, why string) (uint32, error) {
 	s.notify.reloading()
 	s.setState(StateReloading)
 	defer func() { s.notify.ready(s.summary()) }()
+	before := s.filter.Generation()
+	gen, err := s.reloadOnce(asked, why)
+	// A watcher's reload that changed nothing is not news.
+	if err != nil || asked || gen != before {
+		s.emit(Event{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
+	}
+	return gen, err
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 
 	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver)
 	var logMode bpf.LogMode
@@ -296,8 +327,59 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	s.mu.Lock()
 	s.status.Files = cfg.Files
 	s.status.LastReload = time.Now()
+	s.live = p
+	s.kernel = s.filter
 	s.mu.Unlock()
 	return err
+}
+
+// Check says what the live policy does with a packet from owner to dst
+// leaving iface. With iface empty, the one filtered interface is meant; it
+// returns the interface it judged for.
+func (s *Service) Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Decision, string, error) {
+	s.mu.Lock()
+	p, attached := s.live, s.status.Attachments
+	s.mu.Unlock()
+	if p == nil {
+		return policy.Decision{}, "", errors.New("no policy is live yet")
+	}
+	if iface == "" {
+		switch len(attached) {
+		case 0:
+			return policy.Decision{}, "", errors.New("no interface is filtered; name one")
+		case 1:
+			iface = attached[0].Iface.Name
+		default:
+			names := make([]string, len(attached))
+			for i, a := range attached {
+				names[i] = a.Iface.Name
+			}
+			return policy.Decision{}, "", fmt.Errorf("several interfaces are filtered (%s); name one", strings.Join(names, ", "))
+		}
+	}
+	return p.Decide(iface, owner, dst), iface, nil
+}
+
+// Counters reads the kernel's packet counters.
+func (s *Service) Counters() (bpf.Counters, error) {
+	s.mu.Lock()
+	f := s.kernel
+	s.mu.Unlock()
+	if f == nil {
+		return bpf.Counters{}, errors.New("the filter is not loaded yet")
+	}
+	return f.Counters()
+}
+
+// emit tells the observer, if any, without ever waiting for it.
+func (s *Service) emit(ev Event) {
+	if s.opts.Events == nil {
+		return
+	}
+	select {
+	case s.opts.Events <- ev:
+	default:
+	}
 }
 
 // warn logs what the compiler found risky (a deny default that locks out
@@ -385,6 +467,7 @@ func (s *Service) setState(st State) {
 		s.names[a.Iface.Index] = a.Iface.Name
 	}
 	s.status.Summary = statusLine(s.status)
+	s.emit(Event{Generation: s.status.Generation})
 }
 
 func (s *Service) summary() string {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,15 +14,16 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon"
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/logging"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	ntfdbus "github.com/nettcfilter/net-tc-filter/dbus"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=...".
@@ -42,7 +44,10 @@ Commands:
   run       enforce the configuration in the foreground until SIGINT/SIGTERM;
             SIGHUP and changes of the configuration files reload it
   check     validate the configuration set and print the compiled policy
+  status    show the running daemon's state, policy generation and counters
+  reload    make the running daemon reload its configuration (synchronous)
   explain   say which range decides a user's packets to a destination, and why
+            (the running daemon's live policy; --offline: the files)
   detach    remove the filter and its pinned state by hand
   version   print the version
 
@@ -64,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"run":     cmdRun,
 		"check":   cmdCheck,
 		"explain": cmdExplain,
+		"status":  cmdStatus,
+		"reload":  cmdReload,
 		"detach":  cmdDetach,
 		"version": cmdVersion,
 	}
@@ -132,6 +139,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	log := slog.New(logging.NewHandler(stderr, level))
+	events := make(chan daemon.Event, 64)
 	svc := daemon.New(daemon.Options{
 		ConfigPath: *cfgPath,
 		PinDir:     *pinDir,
@@ -139,9 +147,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		Logger:     log,
 		LogLevel:   level,
 		Decisions:  slog.New(logging.NewHandler(stderr, slog.LevelDebug)),
+		Events:     events,
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	busCtx, stopBus := context.WithCancel(ctx)
+	defer stopBus()
+	go ntfdbus.Serve(busCtx, ntfdbus.ServerOptions{Manager: svc, Events: events, Version: version, Logger: log})
 	// Registered before anything else can take time: an early SIGHUP must
 	// not kill the daemon (its default action).
 	hup := make(chan os.Signal, 1)
@@ -224,11 +236,12 @@ func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
 }
 
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("explain", "explain --user USER --dst ADDRESS [--iface NAME] [--config FILE]", stderr)
-	cfgPath := fs.String("config", daemon.DefaultConfigPath, "main configuration `file`; drop-ins are read from conf.d/ beside it")
+	fs := newFlags("explain", "explain --user USER --dst ADDRESS [--iface NAME] [--offline] [--config FILE]", stderr)
+	cfgPath := fs.String("config", daemon.DefaultConfigPath, "main configuration `file` for --offline; drop-ins are read from conf.d/ beside it (implies --offline)")
 	who := fs.String("user", "", "sender: a user name, uid:N, or unowned (no socket)")
 	dstText := fs.String("dst", "", "destination `address` (IPv4 or IPv6)")
 	iface := fs.String("iface", "", "interface `name` (default: every filtered interface of this host)")
+	offline := fs.Bool("offline", false, "judge by the configuration files, not by the running daemon's live policy")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
 	}
@@ -242,7 +255,22 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "net-tc-filter explain: --dst: %v\n", err)
 		return exitUsage
 	}
-	owner, err := parseOwner(*who, policy.NSS{})
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			*offline = true
+		}
+	})
+	if !*offline {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := ntfdbus.Dial(ctx)
+		if err == nil {
+			defer c.Close()
+			return explainOnline(ctx, c, *who, dst, *iface, stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "net-tc-filter explain: %v; judging by the configuration files instead\n", err)
+	}
+	owner, err := daemon.ParseOwner(*who, policy.NSS{})
 	if err != nil {
 		fmt.Fprintf(stderr, "net-tc-filter explain: --user: %v\n", err)
 		return exitFailure
@@ -265,32 +293,133 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, name := range names {
 		d := p.Decide(name, owner, dst)
-		verdict := "denied"
-		if d.Allowed {
-			verdict = "allowed"
-		}
-		fmt.Fprintf(stdout, "%s: %s: %s\n", name, verdict, d.Reason)
+		printVerdict(stdout, name, d.Allowed, d.Reason)
 	}
 	return exitOK
 }
 
-// parseOwner reads "alice", "uid:1005" or "unowned".
-func parseOwner(s string, r policy.Resolver) (policy.Owner, error) {
-	if s == "unowned" {
-		return policy.Owner{Unowned: true}, nil
+func printVerdict(w io.Writer, iface string, allowed bool, reason string) {
+	verdict := "denied"
+	if allowed {
+		verdict = "allowed"
 	}
-	if n, ok := strings.CutPrefix(s, "uid:"); ok {
-		uid, err := strconv.ParseUint(n, 10, 32)
-		if err != nil || uid == 1<<32-1 {
-			return policy.Owner{}, fmt.Errorf("%q is not a uid", n)
+	fmt.Fprintf(w, "%s: %s: %s\n", iface, verdict, reason)
+}
+
+// explainOnline asks the running daemon (D-Bus Check) about its live policy.
+func explainOnline(ctx context.Context, c *ntfdbus.Client, who string, dst netip.Addr, iface string, stdout, stderr io.Writer) int {
+	names := []string{iface}
+	if iface == "" {
+		st, err := c.Status(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "net-tc-filter explain: %v\n", err)
+			return exitFailure
 		}
-		return policy.Owner{UID: uint32(uid)}, nil
+		names = names[:0]
+		for _, a := range st.Interfaces {
+			names = append(names, a.Name)
+		}
+		if len(names) == 0 {
+			fmt.Fprintln(stderr, "net-tc-filter explain: the running daemon filters no interface; name one with --iface")
+			return exitFailure
+		}
 	}
-	uid, err := r.User(s)
+	for _, name := range names {
+		d, err := c.Check(ctx, who, dst.String(), name)
+		if err != nil {
+			fmt.Fprintf(stderr, "net-tc-filter explain: %v\n", err)
+			return exitFailure
+		}
+		printVerdict(stdout, name, d.Allowed, d.Reason)
+	}
+	return exitOK
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", "status [--json]", stderr)
+	asJSON := fs.Bool("json", false, "print the status as JSON, for scripts")
+	if code, ok := parse(fs, args, stdout); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ntfdbus.Dial(ctx)
 	if err != nil {
-		return policy.Owner{}, err
+		fmt.Fprintf(stderr, "net-tc-filter status: %v\n", err)
+		return exitFailure
 	}
-	return policy.Owner{UID: uid}, nil
+	defer c.Close()
+	st, err := c.Status(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "net-tc-filter status: %v\n", err)
+		return exitFailure
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+		return exitOK
+	}
+	printStatus(stdout, st)
+	return exitOK
+}
+
+func printStatus(w io.Writer, st ntfdbus.Status) {
+	fmt.Fprintf(w, "net-tc-filter %s: %s\n", st.Version, st.State)
+	applied := "never"
+	if !st.LastReload.IsZero() {
+		applied = st.LastReload.Local().Format("2006-01-02 15:04:05 MST")
+	}
+	fmt.Fprintf(w, "  %-12s %d, applied %s\n", "generation", st.Generation, applied)
+	lastErr := "none"
+	if st.LastError != "" {
+		lastErr = st.LastError
+	}
+	fmt.Fprintf(w, "  %-12s %s\n", "last error", lastErr)
+	fmt.Fprintf(w, "  %-12s %d ranges\n", "rules", st.RuleCount)
+	fmt.Fprintf(w, "  %-12s %d allowed, %d denied\n", "packets", st.Allowed, st.Denied)
+	if len(st.Interfaces) == 0 {
+		fmt.Fprintf(w, "  %-12s none\n", "interfaces")
+	}
+	for i, a := range st.Interfaces {
+		label := ""
+		if i == 0 {
+			label = "interfaces"
+		}
+		fmt.Fprintf(w, "  %-12s %s (ifindex %d, %s)\n", label, a.Name, a.Index, a.Mode)
+	}
+	fmt.Fprintf(w, "  %-12s %s\n", "config", strings.Join(st.ConfigFiles, ", "))
+}
+
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("reload", "reload", stderr)
+	if code, ok := parse(fs, args, stdout); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := ntfdbus.Dial(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "net-tc-filter reload: %v\n", err)
+		return exitFailure
+	}
+	defer c.Close()
+	gen, err := c.Reload(ctx)
+	var de *ntfdbus.Error
+	switch {
+	case errors.As(err, &de) && de.Name == ntfdbus.ErrInvalidConfig:
+		fmt.Fprintln(stderr, "net-tc-filter reload: the configuration is invalid; the running policy stays:")
+		fmt.Fprintln(stderr, de.Message)
+		return exitFailure
+	case errors.As(err, &de) && de.Name == ntfdbus.ErrAccessDenied:
+		fmt.Fprintf(stderr, "net-tc-filter reload: permission denied: only root may reload (%s)\n", de.Message)
+		return exitFailure
+	case err != nil:
+		fmt.Fprintf(stderr, "net-tc-filter reload: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "reloaded: generation %d is live\n", gen)
+	return exitOK
 }
 
 func filteredHere(p *policy.Policy) ([]string, error) {

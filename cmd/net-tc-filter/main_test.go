@@ -75,7 +75,16 @@ func TestCLI(t *testing.T) {
 		{"explain bad address", []string{"explain", "--config", good, "--user", "root", "--dst", "999.1.1.1"}, 2, nil, []string{"--dst"}},
 		{"explain unknown user", []string{"explain", "--config", good, "--user", "ntf-no-such-user", "--dst", "192.0.2.1", "--iface", "eth0"}, 1, nil, []string{"unknown user"}},
 		{"run bad attach mode", []string{"run", "--attach-mode", "xdp"}, 2, nil, []string{`unknown attach mode "xdp"`}},
+		{"status help", []string{"status", "--help"}, 0, []string{"Usage: net-tc-filter status [--json]"}, nil},
+		{"reload takes no argument", []string{"reload", "now"}, 2, nil, []string{`unexpected argument "now"`}},
+		{"status without a bus", []string{"status"}, 1, nil, []string{"net-tc-filter status: cannot reach the system bus"}},
+		{"reload without a bus", []string{"reload"}, 1, nil, []string{"net-tc-filter reload: cannot reach the system bus"}},
+		{"explain falls back to the files without a daemon", []string{"explain", "--user", "root", "--dst", "169.254.169.254", "--iface", "eth0"}, 1,
+			nil, []string{"cannot reach the system bus", "judging by the configuration files instead"}},
 	}
+	// The online commands must find no bus here; the D-Bus package tests
+	// them against a real one.
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus"))
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer

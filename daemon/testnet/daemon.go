@@ -38,6 +38,7 @@ func Binary(t testing.TB) string {
 			build.err = err
 			return
 		}
+		os.Chmod(dir, 0o755) // tests run it as other users too
 		build.path = filepath.Join(dir, "net-tc-filter")
 		args := []string{"build", "-o", build.path}
 		if raceEnabled {

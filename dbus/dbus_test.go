@@ -1,0 +1,456 @@
+package dbus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/nettcfilter/net-tc-filter/daemon"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+)
+
+func TestMain(m *testing.M) { testnet.Main(m) }
+
+const (
+	port = 8080
+	bob  = 1002
+	// unpriv is the unprivileged bus client: dbus-daemon only lets in
+	// uids that have a passwd entry, and nobody always has one.
+	unpriv      = 65534
+	shippedConf = "../packaging/dbus/org.nettcfilter1.conf"
+)
+
+var prot4 = netip.MustParseAddr("192.0.2.7")
+
+func policyYAML(allow string) string {
+	return fmt.Sprintf(`endpoints:
+  - protected:
+      iface: [eth0]
+      range: [%s/32]
+      allow: [%s]
+interfaces:
+  eth0: {default: allow}
+`, prot4, allow)
+}
+
+// bed is a daemon in a netns, on a bus of the test's own.
+type bed struct {
+	tp         *testnet.Topology
+	bus        *testnet.Bus
+	main, pins string
+	d          *testnet.Daemon
+	alice, bob *testnet.Agent
+}
+
+func newBed(t *testing.T, bus *testnet.Bus) *bed {
+	t.Helper()
+	tp := testnet.NewTopology(t, testnet.Options{})
+	tp.ServeTCP(t, port)
+	tp.ServeUDPEcho(t, port)
+	dir := t.TempDir()
+	b := &bed{
+		tp: tp, bus: bus, main: filepath.Join(dir, "net-tc-filter.yml"), pins: testnet.PinDir(t),
+		alice: testnet.StartAgent(t, tp.Client, 1001),
+		bob:   testnet.StartAgent(t, tp.Client, bob),
+	}
+	write(t, b.main, policyYAML("uid:1001"))
+	b.start(t)
+	return b
+}
+
+func (b *bed) start(t *testing.T) {
+	t.Helper()
+	b.d = testnet.StartDaemon(t, b.tp.Client, testnet.DaemonOptions{
+		Config: b.main, PinDir: b.pins, Env: []string{b.bus.Env()},
+	})
+	b.d.WaitLog(t, "serving org.nettcfilter1", 10*time.Second)
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// conn is a bus connection as root (the test's uid).
+func conn(t *testing.T, bus *testnet.Bus) *godbus.Conn {
+	t.Helper()
+	c, err := godbus.Connect(bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func obj(c *godbus.Conn) godbus.BusObject { return c.Object(BusName, Path) }
+
+// cli runs the command line as root against the test's bus.
+func cli(t *testing.T, bus *testnet.Bus, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(testnet.Binary(t), args...)
+	cmd.Env = append(os.Environ(), bus.Env())
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func generation(t *testing.T, c *godbus.Conn) uint64 {
+	t.Helper()
+	v, err := obj(c).GetProperty(Interface + ".Generation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.Value().(uint64)
+}
+
+// Root and an unprivileged user on a system-like bus with the shipped
+// policy: both read properties and Status and introspect; only root
+// reloads, and a reload changes the kernel policy.
+func TestAccess(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	b := newBed(t, bus)
+	c := conn(t, bus)
+
+	for name, want := range map[string]any{
+		"State": "running", "Version": "dev", "RuleCount": uint32(1), "LastError": "",
+	} {
+		v, err := obj(c).GetProperty(Interface + "." + name)
+		if err != nil || v.Value() != want {
+			t.Errorf("%s = %v (%v), want %v", name, v, err, want)
+		}
+	}
+	v, err := obj(c).GetProperty(Interface + ".Interfaces")
+	if err != nil || !strings.HasPrefix(fmt.Sprint(v.Value()), "[[eth0 ") || !strings.HasSuffix(fmt.Sprint(v.Value()), " tcx]]") {
+		t.Errorf("Interfaces = %v (%v)", v, err)
+	}
+
+	// busctl shows typed members, from the introspection data.
+	out := testnet.Run(t, "busctl", "--address="+bus.Address, "introspect", BusName, string(Path), Interface)
+	for _, want := range []string{".Reload ", "method", ".Check ", "sss", "bsss", ".Interfaces ", "a(sus)", ".Reloaded ", "signal", "tbs"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("busctl introspect lacks %q:\n%s", want, out)
+		}
+	}
+
+	// An unprivileged user reads everything...
+	stdout, stderr, err := bus.AsUser(unpriv, testnet.Binary(t), "status", "--json")
+	if err != nil {
+		t.Fatalf("status as uid %d: %v\n%s", unpriv, err, stderr)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil || st.State != "running" || len(st.Interfaces) != 1 {
+		t.Errorf("status --json as uid %d: %+v (%v)\n%s", unpriv, st, err, stdout)
+	}
+	if out, _, err := bus.AsUser(unpriv, "busctl", "--address="+bus.Address, "get-property", BusName, string(Path), Interface, "State"); err != nil || strings.TrimSpace(out) != `s "running"` {
+		t.Errorf("busctl get-property as uid %d: %q %v", unpriv, out, err)
+	}
+	if out, _, err := bus.AsUser(unpriv, "busctl", "--address="+bus.Address, "call", BusName, string(Path), Interface, "Check", "sss", "uid:1002", prot4.String(), "eth0"); err != nil || !strings.HasPrefix(out, "bsss false") {
+		t.Errorf("Check as uid %d: %q %v", unpriv, out, err)
+	}
+
+	// ...but may not reload: refused by the bus, policy unchanged.
+	gen := generation(t, c)
+	_, stderr, err = bus.AsUser(unpriv, testnet.Binary(t), "reload")
+	if err == nil || !strings.Contains(stderr, "permission denied") {
+		t.Errorf("reload as uid %d: err %v, stderr %q", unpriv, err, stderr)
+	}
+	if g := generation(t, c); g != gen {
+		t.Errorf("generation moved from %d to %d on a refused reload", gen, g)
+	}
+
+	// Root reloads: synchronous, the new generation is live on return.
+	write(t, b.main, policyYAML("uid:1001, uid:1002"))
+	stdout, stderr, err = cli(t, bus, "reload")
+	if err != nil {
+		t.Fatalf("reload as root: %v\n%s", err, stderr)
+	}
+	testnet.Expect(t, b.bob, prot4, port, true)
+	if !strings.HasPrefix(stdout, "reloaded: generation ") {
+		t.Errorf("reload output: %q", stdout)
+	}
+}
+
+// Without the bus policy file (a bus that lets anyone call anything), the
+// daemon itself refuses Reload from anyone but root.
+func TestDaemonChecksCaller(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartOpenBus(t)
+	newBed(t, bus)
+	c := conn(t, bus)
+	gen := generation(t, c)
+	out, stderr, err := bus.AsUser(unpriv, "dbus-send", "--bus="+bus.Address, "--print-reply", "--dest="+BusName, string(Path), Interface+".Reload")
+	if err == nil || !strings.Contains(stderr, "org.freedesktop.DBus.Error.AccessDenied: only root may reload") {
+		t.Errorf("Reload as uid %d on an open bus: %q %q %v", unpriv, out, stderr, err)
+	}
+	if g := generation(t, c); g != gen {
+		t.Errorf("generation moved from %d to %d on a refused reload", gen, g)
+	}
+	// Root may.
+	var g uint64
+	if err := obj(c).Call(Interface+".Reload", 0).Store(&g); err != nil || g != gen+1 {
+		t.Errorf("Reload as root: %d %v, want %d", g, err, gen+1)
+	}
+}
+
+// An invalid set: InvalidConfig naming every problem, the old policy
+// stays; subscribers see Reloaded and PropertiesChanged.
+func TestReloadSignalsAndErrors(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	b := newBed(t, bus)
+	c := conn(t, bus)
+
+	sub := conn(t, bus)
+	if err := sub.AddMatchSignal(godbus.WithMatchSender(BusName), godbus.WithMatchObjectPath(Path)); err != nil {
+		t.Fatal(err)
+	}
+	signals := make(chan *godbus.Signal, 64)
+	sub.Signal(signals)
+
+	gen := generation(t, c)
+	var g uint64
+	if err := obj(c).Call(Interface+".Reload", 0).Store(&g); err != nil || g != gen+1 {
+		t.Fatalf("Reload: %d %v", g, err)
+	}
+	// Both arrive, in either order: Reloaded(gen, true, "") and a
+	// PropertiesChanged carrying the new Generation.
+	var reloaded, changed bool
+	for !reloaded || !changed {
+		sig := waitSignal(t, signals, "")
+		switch sig.Name {
+		case Interface + ".Reloaded":
+			reloaded = true
+			if fmt.Sprint(sig.Body) != fmt.Sprintf("[%d true ]", gen+1) {
+				t.Errorf("Reloaded%v, want (%d, true, \"\")", sig.Body, gen+1)
+			}
+		case "org.freedesktop.DBus.Properties.PropertiesChanged":
+			props, _ := sig.Body[1].(map[string]godbus.Variant)
+			if v, ok := props["Generation"]; ok {
+				changed = true
+				if v.Value() != gen+1 {
+					t.Errorf("PropertiesChanged%v: want Generation %d", sig.Body, gen+1)
+				}
+			}
+		}
+	}
+
+	write(t, b.main, `endpoints:
+  - protected:
+      iface: [eth0]
+      range: [192.0.2.7/32]
+      allow: [uid:1001, ntft-no-such-user]
+  - broken:
+      iface: [eth0]
+      range: [192.0.2.300/32]
+      allow: [uid:1]
+`)
+	err := obj(c).Call(Interface+".Reload", 0).Store(&g)
+	var de godbus.Error
+	if !errors.As(err, &de) || de.Name != ErrInvalidConfig {
+		t.Fatalf("Reload of an invalid set: %v, want %s", err, ErrInvalidConfig)
+	}
+	msg := fmt.Sprint(de.Body...)
+	for _, want := range []string{"ntft-no-such-user", "192.0.2.300", "net-tc-filter.yml:"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("InvalidConfig message lacks %q:\n%s", want, msg)
+		}
+	}
+	failed := waitSignal(t, signals, Interface+".Reloaded")
+	if failed.Body[1] != false || !strings.Contains(failed.Body[2].(string), "ntft-no-such-user") {
+		t.Errorf("Reloaded after a failure: %v", failed.Body)
+	}
+	if g := generation(t, c); g != gen+1 {
+		t.Errorf("generation %d after a failed reload, want %d", g, gen+1)
+	}
+	if v, _ := obj(c).GetProperty(Interface + ".State"); v.Value() != "degraded" {
+		t.Errorf("State after a failed reload = %v, want degraded", v)
+	}
+	testnet.Expect(t, b.bob, prot4, port, false)
+	testnet.Expect(t, b.alice, prot4, port, true)
+
+	// The command line says the same, with exit status 1.
+	_, stderr, err := cli(t, bus, "reload")
+	if code := exitCode(err); code != 1 || !strings.Contains(stderr, "ntft-no-such-user") || !strings.Contains(stderr, "192.0.2.300") {
+		t.Errorf("reload CLI on an invalid set: exit %d\n%s", code, stderr)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// waitSignal returns the next signal called name (any, for "").
+func waitSignal(t *testing.T, ch <-chan *godbus.Signal, name string) *godbus.Signal {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case s := <-ch:
+			if name == "" || s.Name == name {
+				return s
+			}
+		case <-deadline:
+			t.Fatalf("no %s signal", name)
+		}
+	}
+}
+
+// Check answers as the reference Decide() does on the same configuration.
+func TestCheckAgreesWithDecide(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	b := newBed(t, bus)
+	write(t, b.main, `endpoints:
+  - imds:
+      iface: [eth0]
+      range: [169.254.169.254/32, fd00:ec2::254/128]
+      allow: [uid:1001, root]
+  - link-local:
+      iface: [eth0]
+      range: [169.254.0.0/16]
+      allow: ["*"]
+  - forwarded:
+      iface: [eth0]
+      range: [10.0.0.0/8]
+      allow: [unowned]
+interfaces:
+  eth0: {default: deny}
+`)
+	c := conn(t, bus)
+	var gen uint64
+	if err := obj(c).Call(Interface+".Reload", 0).Store(&gen); err != nil {
+		t.Fatal(err)
+	}
+	_, p, err := daemon.Load(b.main, policy.NSS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, who := range []string{"uid:1001", "uid:1002", "root", "uid:0", "uid:65534", "unowned"} {
+		owner, err := daemon.ParseOwner(who, policy.NSS{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dst := range []string{"169.254.169.254", "169.254.1.1", "10.1.2.3", "192.0.2.1", "fd00:ec2::254", "::ffff:169.254.169.254", "2001:db8::1"} {
+			want := p.Decide("eth0", owner, netip.MustParseAddr(dst))
+			var d Decision
+			err := obj(c).Call(Interface+".Check", 0, who, dst, "eth0").Store(&d.Allowed, &d.Endpoint, &d.Range, &d.Reason)
+			if err != nil {
+				t.Fatalf("Check(%s, %s): %v", who, dst, err)
+			}
+			wantRange := ""
+			if want.Range.IsValid() {
+				wantRange = want.Range.String()
+			}
+			if d.Allowed != want.Allowed || d.Range != wantRange || d.Endpoint != strings.Join(want.Endpoints, ",") || d.Reason != want.Reason {
+				t.Errorf("Check(%s, %s) = %+v, Decide says %+v", who, dst, d, want)
+			}
+			n++
+		}
+	}
+	// Bad input is refused with a clear error.
+	for _, args := range [][]any{{"no-such-user-ntft", "192.0.2.1", "eth0"}, {"uid:1", "not-an-address", "eth0"}} {
+		err := obj(c).Call(Interface+".Check", 0, args...).Err
+		var de godbus.Error
+		if !errors.As(err, &de) || de.Name != "org.freedesktop.DBus.Error.InvalidArgs" {
+			t.Errorf("Check%v: %v, want InvalidArgs", args, err)
+		}
+	}
+	t.Logf("%d Check answers equal Decide()", n)
+}
+
+// The command line against the running daemon: status as a table,
+// explain through Check; clear messages without a daemon or a bus.
+func TestCLIOnline(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	b := newBed(t, bus)
+
+	out, stderr, err := cli(t, bus, "status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"net-tc-filter dev: running", "generation", "1 ranges", "eth0 (ifindex ", ", tcx)", b.main} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	out, stderr, err = cli(t, bus, "explain", "--user", "uid:1002", "--dst", prot4.String())
+	if err != nil || !strings.HasPrefix(out, "eth0: denied: uid:1002 is not allowed to 192.0.2.7/32") {
+		t.Errorf("explain online: %q %q %v", out, stderr, err)
+	}
+
+	b.d.Signal(15)
+	if err := b.d.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = cli(t, bus, "status")
+	if exitCode(err) != 1 || !strings.Contains(stderr, "net-tc-filter is not running") {
+		t.Errorf("status without a daemon: %v %q", err, stderr)
+	}
+	bus.Stop()
+	_, stderr, err = cli(t, bus, "reload")
+	if exitCode(err) != 1 || !strings.Contains(stderr, "cannot reach the system bus") {
+		t.Errorf("reload without a bus: %v %q", err, stderr)
+	}
+}
+
+// Restarts on either side: a new daemon takes the name again and a
+// subscriber's match (by the well-known name) sees its signals; after the
+// bus itself restarts, the daemon comes back on it by itself.
+func TestRestarts(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	b := newBed(t, bus)
+	sub := conn(t, bus)
+	if err := sub.AddMatchSignal(godbus.WithMatchSender(BusName), godbus.WithMatchMember("Reloaded")); err != nil {
+		t.Fatal(err)
+	}
+	signals := make(chan *godbus.Signal, 64)
+	sub.Signal(signals)
+
+	b.d.Kill()
+	b.start(t)
+	c := conn(t, bus)
+	if err := obj(c).Call(Interface+".Reload", 0).Err; err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, signals, Interface+".Reloaded")
+
+	bus.Stop()
+	bus.Start(t)
+	b.d.WaitLog(t, "lost the system bus connection", 10*time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, _, err := cli(t, bus, "status", "--json")
+		if err == nil && strings.Contains(out, `"state": "running"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not come back on the restarted bus:\n%s", b.d.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	testnet.Expect(t, b.bob, prot4, port, false) // enforcing all along
+}

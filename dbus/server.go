@@ -1,0 +1,298 @@
+// Package dbus puts the running daemon on the system bus as
+// org.nettcfilter1 (SPEC §5) and gives the command line a client for it. It
+// knows the daemon only through Manager; it never touches the kernel.
+package dbus
+
+import (
+	"context"
+	_ "embed"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"strings"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+	"github.com/godbus/dbus/v5/introspect"
+	"github.com/godbus/dbus/v5/prop"
+
+	"github.com/nettcfilter/net-tc-filter/bpf"
+	"github.com/nettcfilter/net-tc-filter/daemon"
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+)
+
+// Names on the bus.
+const (
+	BusName   = "org.nettcfilter1"
+	Path      = godbus.ObjectPath("/org/nettcfilter1")
+	Interface = "org.nettcfilter1.Manager"
+
+	ErrInvalidConfig = "org.nettcfilter1.Error.InvalidConfig"
+	ErrFailed        = "org.nettcfilter1.Error.Failed"
+	ErrAccessDenied  = "org.freedesktop.DBus.Error.AccessDenied"
+	errInvalidArgs   = "org.freedesktop.DBus.Error.InvalidArgs"
+)
+
+// InterfaceXML is the interface's introspection data, as installed to
+// /usr/share/dbus-1/interfaces/ and served by the object.
+//
+//go:embed org.nettcfilter1.Manager.xml
+var InterfaceXML string
+
+// Manager is what the object needs of the daemon.
+type Manager interface {
+	Reload(ctx context.Context) (uint32, error)
+	Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Decision, string, error)
+	Status() daemon.Status
+	Counters() (bpf.Counters, error)
+}
+
+// ServerOptions configure Serve.
+type ServerOptions struct {
+	Manager Manager
+	Events  <-chan daemon.Event // the daemon's Options.Events
+	Version string
+	Logger  *slog.Logger
+	// Resolver turns user names of Check into uids; nil: NSS.
+	Resolver policy.Resolver
+	// Retry is how long to wait before connecting again after the bus
+	// went away or the name was taken; default 2s.
+	Retry time.Duration
+}
+
+// Serve keeps the object on the system bus ($DBUS_SYSTEM_BUS_ADDRESS, or
+// the standard socket) until ctx ends. Without a bus, or with the name
+// taken, it logs and tries again: the filter never depends on D-Bus.
+func Serve(ctx context.Context, opts ServerOptions) {
+	if opts.Retry == 0 {
+		opts.Retry = 2 * time.Second
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = policy.NSS{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	logged := ""
+	for ctx.Err() == nil {
+		err := serveOnce(ctx, opts)
+		if err != nil && err.Error() != logged {
+			// Once per kind of failure, not once per retry.
+			opts.Logger.Warn("D-Bus: "+err.Error()+"; enforcing goes on, retrying", "retry", opts.Retry)
+			logged = err.Error()
+		}
+		if err == nil {
+			logged = ""
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(opts.Retry):
+		}
+	}
+}
+
+// serveOnce serves on one connection until it breaks or ctx ends.
+func serveOnce(ctx context.Context, opts ServerOptions) error {
+	conn, err := godbus.ConnectSystemBus(godbus.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("connect to the system bus: %w", err)
+	}
+	defer conn.Close()
+	obj := &object{opts: opts, conn: conn}
+	if err := obj.export(); err != nil {
+		return err
+	}
+	reply, err := conn.RequestName(BusName, godbus.NameFlagDoNotQueue)
+	if err != nil {
+		return fmt.Errorf("request the name %s: %w", BusName, err)
+	}
+	if reply != godbus.RequestNameReplyPrimaryOwner {
+		return fmt.Errorf("the name %s is taken by another process", BusName)
+	}
+	opts.Logger.Info("D-Bus: serving " + BusName + " on the system bus")
+
+	counters := time.NewTicker(time.Second)
+	defer counters.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-conn.Context().Done():
+			return errors.New("lost the system bus connection")
+		case ev := <-opts.Events:
+			obj.refresh()
+			if ev.Reload {
+				conn.Emit(Path, Interface+".Reloaded", uint64(ev.Generation), ev.Err == "", ev.Err)
+			}
+		case <-counters.C:
+			obj.refreshCounters()
+		}
+	}
+}
+
+// object is the exported org.nettcfilter1.Manager. Its exported methods are
+// the D-Bus methods, and only those.
+type object struct {
+	opts  ServerOptions
+	conn  *godbus.Conn
+	props *prop.Properties
+}
+
+func (o *object) export() error {
+	values := o.values()
+	m := map[string]*prop.Prop{}
+	for name, v := range values {
+		emit := prop.EmitTrue
+		switch name {
+		case "Version":
+			emit = prop.EmitConst
+		case "Allowed", "Denied":
+			emit = prop.EmitInvalidates // they change with every packet
+		}
+		m[name] = &prop.Prop{Value: v, Emit: emit}
+	}
+	props, err := prop.Export(o.conn, Path, prop.Map{Interface: m})
+	if err != nil {
+		return fmt.Errorf("export properties: %w", err)
+	}
+	o.props = props
+	if err := o.conn.Export(o, Path, Interface); err != nil {
+		return fmt.Errorf("export %s: %w", Interface, err)
+	}
+	node, err := introspection()
+	if err != nil {
+		return err
+	}
+	if err := o.conn.Export(introspect.NewIntrospectable(node), Path, "org.freedesktop.DBus.Introspectable"); err != nil {
+		return fmt.Errorf("export introspection: %w", err)
+	}
+	return nil
+}
+
+// introspection is the interface's XML with the Properties interface;
+// NewIntrospectable adds Introspectable and Peer.
+func introspection() (*introspect.Node, error) {
+	var node introspect.Node
+	if err := xml.Unmarshal([]byte(InterfaceXML), &node); err != nil {
+		return nil, fmt.Errorf("parse introspection data: %w", err)
+	}
+	node.Name = string(Path)
+	node.Interfaces = append(node.Interfaces, prop.IntrospectData)
+	return &node, nil
+}
+
+// iface is one element of the Interfaces property, a(sus).
+type iface struct {
+	Name  string
+	Index uint32
+	Mode  string
+}
+
+// values are the properties as the daemon's status has them now.
+func (o *object) values() map[string]any {
+	st := o.opts.Manager.Status()
+	ifaces := make([]iface, len(st.Attachments))
+	for i, a := range st.Attachments {
+		ifaces[i] = iface{a.Iface.Name, uint32(a.Iface.Index), string(a.Mode)}
+	}
+	var last uint64
+	if !st.LastReload.IsZero() {
+		last = uint64(st.LastReload.UnixMicro())
+	}
+	files := st.Files
+	if files == nil {
+		files = []string{}
+	}
+	c, _ := o.opts.Manager.Counters() // zero until the filter is loaded
+	return map[string]any{
+		"Version":     o.opts.Version,
+		"State":       string(st.State),
+		"Generation":  uint64(st.Generation),
+		"LastReload":  last,
+		"LastError":   st.LastError,
+		"ConfigFiles": files,
+		"Interfaces":  ifaces,
+		"RuleCount":   uint32(st.Ranges),
+		"Allowed":     c.Allowed,
+		"Denied":      c.Denied,
+	}
+}
+
+// refresh sets the properties that changed, which emits PropertiesChanged
+// for them.
+func (o *object) refresh() {
+	for name, v := range o.values() {
+		if !reflect.DeepEqual(o.props.GetMust(Interface, name), v) {
+			o.props.SetMust(Interface, name, v)
+		}
+	}
+}
+
+func (o *object) refreshCounters() {
+	c, err := o.opts.Manager.Counters()
+	if err != nil {
+		return
+	}
+	for name, v := range map[string]uint64{"Allowed": c.Allowed, "Denied": c.Denied} {
+		if o.props.GetMust(Interface, name).(uint64) != v {
+			o.props.SetMust(Interface, name, v)
+		}
+	}
+}
+
+// Reload is the D-Bus method. Only root may call it: the bus policy says
+// so, and so does this check, should the policy file be missing.
+func (o *object) Reload(sender godbus.Sender) (uint64, *godbus.Error) {
+	var uid uint32
+	err := o.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid)
+	if err != nil {
+		return 0, godbus.NewError(ErrFailed, []any{"cannot tell who is asking: " + err.Error()})
+	}
+	if uid != 0 {
+		o.opts.Logger.Warn("D-Bus: refused Reload", "uid", uid, "sender", string(sender))
+		return 0, godbus.NewError(ErrAccessDenied, []any{fmt.Sprintf("only root may reload net-tc-filter (caller uid %d)", uid)})
+	}
+	gen, err := o.opts.Manager.Reload(context.Background())
+	var errs config.Errors
+	switch {
+	case errors.As(err, &errs):
+		return 0, godbus.NewError(ErrInvalidConfig, []any{errs.Error()})
+	case err != nil:
+		return 0, godbus.NewError(ErrFailed, []any{err.Error()})
+	}
+	return uint64(gen), nil
+}
+
+// Check is the D-Bus method.
+func (o *object) Check(principal, destination, iface string) (bool, string, string, string, *godbus.Error) {
+	owner, err := daemon.ParseOwner(principal, o.opts.Resolver)
+	if err != nil {
+		return false, "", "", "", godbus.NewError(errInvalidArgs, []any{"principal: " + err.Error()})
+	}
+	dst, err := netip.ParseAddr(destination)
+	if err != nil {
+		return false, "", "", "", godbus.NewError(errInvalidArgs, []any{"destination: " + err.Error()})
+	}
+	d, _, err := o.opts.Manager.Check(owner, dst, iface)
+	if err != nil {
+		return false, "", "", "", godbus.NewError(errInvalidArgs, []any{err.Error()})
+	}
+	rng := ""
+	if d.Range.IsValid() {
+		rng = d.Range.String()
+	}
+	return d.Allowed, strings.Join(d.Endpoints, ","), rng, d.Reason, nil
+}
+
+// Status is the D-Bus method: every property at once.
+func (o *object) Status() (map[string]godbus.Variant, *godbus.Error) {
+	out := map[string]godbus.Variant{}
+	for name, v := range o.values() {
+		out[name] = godbus.MakeVariant(v)
+	}
+	return out, nil
+}
