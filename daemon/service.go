@@ -362,13 +362,14 @@ func (s *Service) Check(owner policy.Owner, dst netip.Addr, iface string) (polic
 
 // Counters reads the kernel's packet counters.
 func (s *Service) Counters() (bpf.Counters, error) {
+	// Read under the lock: stop closes the maps, and must not do so
+	// under a reader.
 	s.mu.Lock()
-	f := s.kernel
-	s.mu.Unlock()
-	if f == nil {
-		return bpf.Counters{}, errors.New("the filter is not loaded yet")
+	defer s.mu.Unlock()
+	if s.kernel == nil {
+		return bpf.Counters{}, errors.New("the filter is not loaded")
 	}
-	return f.Counters()
+	return s.kernel.Counters()
 }
 
 // emit tells the observer, if any, without ever waiting for it.
@@ -431,6 +432,9 @@ func (s *Service) stop(dlog *decisionLog) error {
 	s.setState(StateStopping)
 	s.notify.stopping()
 	dlog.close()
+	s.mu.Lock()
+	s.kernel = nil // no more Counters from other goroutines
+	s.mu.Unlock()
 	if s.cfg.OnStop == config.OnStopKeep {
 		s.log.Info("stopping; the filter stays enforced (on_stop: keep)")
 		return s.filter.Close()
