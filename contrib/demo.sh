@@ -36,6 +36,13 @@ while True:
     c, _ = s.accept(); c.sendall(b"instance credentials\n"); c.close()' &
 SPID=$!
 
+fetch() { # uid
+  nsenter --net=/run/netns/"$C" --setuid "$1" --setgid "$1" -- \
+    timeout 2 bash -c 'exec 3<>/dev/tcp/169.254.169.254/80 && head -1 <&3' 2>/dev/null
+}
+# Nothing is filtered yet: wait until the service answers at all.
+for _ in $(seq 50); do fetch 0 >/dev/null && break; sleep 0.1; done
+
 chmod 755 "$DIR"; mkdir -m 755 "$DIR/conf.d"
 cat > "$DIR/net-tc-filter.yml" <<YML
 # Only uid 1000 (the "agent") may reach the metadata service on eth0;
@@ -55,13 +62,8 @@ echo "== net-tc-filter check"
 echo "== net-tc-filter run (in the demo namespace)"
 nsenter --net=/run/netns/"$C" -- "$BIN" run --config "$DIR/net-tc-filter.yml" --pin-dir "$PIN" 2>"$DIR/daemon.log" &
 DPID=$!
-for _ in $(seq 50); do grep -q enforcing "$DIR/daemon.log" 2>/dev/null && break; sleep 0.1; done
-grep enforcing "$DIR/daemon.log"
-
-fetch() { # uid
-  nsenter --net=/run/netns/"$C" --setuid "$1" --setgid "$1" -- \
-    timeout 2 bash -c 'exec 3<>/dev/tcp/169.254.169.254/80 && head -1 <&3' 2>/dev/null
-}
+for _ in $(seq 100); do grep -q 'msg="started:' "$DIR/daemon.log" 2>/dev/null && break; sleep 0.1; done
+grep 'msg="started:' "$DIR/daemon.log"
 ok=0
 echo "== uid 1000 (allowed) connects to 169.254.169.254:80"
 if out=$(fetch 1000); then echo "   got: $out"; else echo "   FAILED: uid 1000 was blocked"; ok=1; fi
