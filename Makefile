@@ -1,7 +1,11 @@
 # net-tc-filter. Targets install what they need on Debian 12 (as root).
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# A release tag vX.Y.Z gives X.Y.Z; between releases: 0.1.0~git<commits>.<sha>,
+# which sorts before 0.1.0 and grows with every commit (Debian and RPM).
+VERSION ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' | grep . || \
+	echo 0.1.0~git$$(git rev-list --count HEAD 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 LDFLAGS := -X main.version=$(VERSION)
+NFPM    := $(shell go env GOPATH)/bin/nfpm
 # Packages whose tests need no kernel privileges beyond root-owned files: run with -race.
 UNIT_PKGS := ./daemon/config ./daemon/policy ./daemon/watch ./daemon/logging ./cmd/...
 # The service's end-to-end tests: real daemons (built with -race as well)
@@ -10,7 +14,7 @@ SERVICE_PKGS := ./daemon ./dbus
 # The kernel program's tests: too slow under -race for what it would check.
 KERNEL_PKGS := ./bpf/...
 
-.PHONY: all build deps generate check-generated test unit lint demo clean
+.PHONY: all build deps generate check-generated test unit lint demo clean man deb rpm package-deps e2e
 
 all: build
 
@@ -52,5 +56,49 @@ test: deps check-generated lint build
 demo: deps build
 	./contrib/demo.sh ./net-tc-filter
 
+# Packages. The binary is position-independent and stripped, as Debian wants.
+package-deps:
+	@command -v go-md2man >/dev/null && command -v lintian >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq go-md2man lintian)
+	@test -x $(NFPM) || $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.44.0
+
+build/net-tc-filter: FORCE
+	mkdir -p build
+	CGO_ENABLED=1 $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $@ ./cmd/net-tc-filter
+
+man: package-deps
+	mkdir -p build/man
+	for p in net-tc-filter.8 net-tc-filter.yml.5; do \
+	  go-md2man -in packaging/man/$$p.md | gzip -9n > build/man/$$p.gz; done
+
+build/changelog.gz: packaging/changelog FORCE
+	mkdir -p build
+	{ printf 'net-tc-filter (%s) unstable; urgency=medium\n\n  * Build of %s.\n\n -- %s  %s\n\n' \
+	    "$(VERSION)" "$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	    "net-tc-filter developers <maintainers@users.noreply.r-seed-e34b04b7.example>" \
+	    "$$(date -R -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))"; \
+	  cat packaging/changelog; } | gzip -9n > $@
+
+deb: package-deps build/net-tc-filter man build/changelog.gz
+	mkdir -p dist
+	VERSION=$(VERSION) $(NFPM) package --config nfpm.yaml --packager deb --target dist/
+	lintian --fail-on error dist/net-tc-filter_$(VERSION)_amd64.deb
+
+rpm: package-deps build/net-tc-filter man
+	mkdir -p dist
+	VERSION=$(VERSION) $(NFPM) package --config nfpm.yaml --packager rpm --target dist/
+
+# The administrator's journey on a real systemd (systemd-nspawn, bookworm
+# rootfs cached under /var/cache/net-tc-filter-e2e): install, drop-in, reload,
+# D-Bus, a denied connection in the journal, upgrade, remove, purge.
+e2e: package-deps
+	@command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null && command -v zstd >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap systemd-container zstd)
+	$(MAKE) deb VERSION=$(VERSION)+e2e1
+	$(MAKE) deb VERSION=$(VERSION)+e2e2
+	packaging/e2e/e2e.sh dist/net-tc-filter_$(VERSION)+e2e1_amd64.deb dist/net-tc-filter_$(VERSION)+e2e2_amd64.deb
+
+FORCE:
+
 clean:
-	rm -f net-tc-filter
+	rm -rf net-tc-filter build dist

@@ -439,6 +439,15 @@ func (s *Service) stop(dlog *decisionLog) error {
 		s.log.Info("stopping; the filter stays enforced (on_stop: keep)")
 		return s.filter.Close()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	switch restart, err := restarting(ctx); {
+	case err != nil:
+		s.log.Warn("cannot tell a restart from a stop; treating it as a stop", "err", err)
+	case restart:
+		s.log.Info("restarting; the filter stays enforced for the next start to adopt")
+		return s.filter.Close()
+	}
 	s.log.Info("stopping; detaching the filter (on_stop: detach)")
 	return s.filter.Detach()
 }
