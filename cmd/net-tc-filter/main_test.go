@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,5 +105,41 @@ func TestCLI(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The configuration the package installs is valid and filters nothing; each
+// shipped example is valid as a drop-in beside it (once its group exists).
+func TestShippedConfigs(t *testing.T) {
+	main, err := os.ReadFile("../../conf/net-tc-filter.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	path := writeConfig(t, string(main), nil)
+	if code := run([]string{"check", "--config", path}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "OK: 0 endpoints, 0 ranges") {
+		t.Errorf("default configuration: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if _, err := user.LookupGroup("imds-readers"); err != nil {
+		if out, err := exec.Command("groupadd", "imds-readers").CombinedOutput(); err != nil {
+			t.Fatalf("groupadd: %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("groupdel", "imds-readers").Run() })
+	}
+	examples, _ := filepath.Glob("../../conf/examples/*.yml")
+	if len(examples) != 3 {
+		t.Fatalf("examples: %v", examples)
+	}
+	for _, ex := range examples {
+		body, err := os.ReadFile(ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := writeConfig(t, string(main), map[string]string{filepath.Base(ex): string(body)})
+		out.Reset()
+		errOut.Reset()
+		if code := run([]string{"check", "--config", path}, &out, &errOut); code != 0 || strings.Contains(out.String(), "OK: 0 endpoints") {
+			t.Errorf("%s: exit %d\n%s%s", ex, code, out.String(), errOut.String())
+		}
 	}
 }
