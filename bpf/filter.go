@@ -48,6 +48,11 @@ type Options struct {
 	Mode   Mode
 }
 
+// keptGenerations is how many policies' rules stay known, so that queued
+// events still name their endpoint after a few quick swaps (interfaces
+// coming and going make a generation each).
+const keptGenerations = 16
+
 const (
 	progPin    = "ntf_egress"
 	linkPrefix = "link_"
@@ -347,7 +352,7 @@ func (f *Filter) swap(c *Contents) error {
 	f.mu.Lock()
 	f.rules[c.Generation] = c.Rules
 	for g := range f.rules {
-		if g+1 < c.Generation {
+		if g+keptGenerations <= c.Generation {
 			delete(f.rules, g)
 		}
 	}
@@ -506,6 +511,19 @@ func (f *Filter) detach(a *attachment) error {
 		return errors.Join(err, a.tcx.Close())
 	}
 	return detachClsact(a.Iface.Index, f.objs.NtfClsact)
+}
+
+// Forget drops what attached the program to an interface that was deleted,
+// so that a new device with the same index is attached to afresh.
+func (f *Filter) Forget(ifindex int) {
+	if a, ok := f.attached[ifindex]; ok {
+		f.detach(a) // the device is gone: errors say only that
+	}
+	if l, ok := f.adopted[ifindex]; ok {
+		delete(f.adopted, ifindex)
+		l.Unpin()
+		l.Close()
+	}
 }
 
 // releaseAdopted drops pinned links of an earlier run that this policy does

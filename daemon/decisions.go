@@ -152,6 +152,7 @@ func (d *decisionLog) run() {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		case err != nil:
 			d.s.log.Error("read decision events", "err", err)
+			time.Sleep(100 * time.Millisecond) // never spin on a broken reader
 		default:
 			if d.limit.add(ev, now) {
 				d.emit(ev, 1)
@@ -197,6 +198,10 @@ func (d *decisionLog) enrich(ev bpf.Event) Decision {
 	}
 	if r, ok := d.s.filter.Rule(ev.Generation, ev.Rule); ok {
 		dec.Range, dec.Endpoints = r.Range, r.Endpoints
+	} else if ev.Rule != 0 {
+		// A range decided, but of a policy swapped out long ago: say
+		// so rather than blame the default.
+		dec.Endpoints = []string{fmt.Sprintf("unknown: rule %d of generation %d", ev.Rule, ev.Generation)}
 	}
 	if !ev.Unowned {
 		dec.User = d.userName(ev.UID)

@@ -14,9 +14,19 @@ import (
 // test's VLAN net (unused otherwise here) and routes hp4 through it.
 func hotplug(t *testing.T, tp *testnet.Topology, name string) {
 	t.Helper()
+	hotplugIndex(t, tp, name, "")
+}
+
+// hotplugIndex is hotplug with a chosen ifindex ("": the kernel's choice).
+func hotplugIndex(t *testing.T, tp *testnet.Topology, name, index string) {
+	t.Helper()
 	c, s := tp.Client, tp.Server
-	c.IP(t, "link", "add", name, "address", "02:00:00:00:02:01", "type", "veth",
-		"peer", "name", "hp-peer", "netns", s.Name, "address", "02:00:00:00:02:02")
+	args := []string{"link", "add", name}
+	if index != "" {
+		args = append(args, "index", index)
+	}
+	c.IP(t, append(args, "address", "02:00:00:00:02:01", "type", "veth",
+		"peer", "name", "hp-peer", "netns", s.Name, "address", "02:00:00:00:02:02")...)
 	c.IP(t, "addr", "add", "198.18.2.1/30", "dev", name)
 	c.IP(t, "link", "set", name, "up")
 	c.IP(t, "neigh", "replace", "198.18.2.2", "lladdr", "02:00:00:00:02:02", "dev", name, "nud", "permanent")
@@ -92,6 +102,15 @@ interfaces:
 	waitStatus(t, d, "hp1 gone", filtering("eth0"))
 	hotplug(t, b.tp, "hp1")
 	waitStatus(t, d, "hp1 back", filtering("eth0", "hp1"))
+	testnet.Expect(t, b.bob, hp4, port, false)
+	testnet.Expect(t, b.alice, hp4, port, true)
+
+	// Deleted and re-created with the same ifindex at once: the same
+	// name and index, but a new device that must get the program again.
+	idx, _, _ := strings.Cut(b.tp.Client.IP(t, "-o", "link", "show", "hp1"), ":")
+	b.tp.Client.IP(t, "link", "del", "hp1")
+	hotplugIndex(t, b.tp, "hp1", idx)
+	time.Sleep(500 * time.Millisecond) // no status change to wait for: same name, same index
 	testnet.Expect(t, b.bob, hp4, port, false)
 	testnet.Expect(t, b.alice, hp4, port, true)
 }

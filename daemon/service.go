@@ -222,6 +222,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	changes := w.Changes()
+	// While a filtered interface could not be attached, try again now
+	// and then: a transient failure must not leave it unfiltered.
+	retry := time.NewTicker(5 * time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -236,8 +240,10 @@ func (s *Service) Run(ctx context.Context) error {
 				continue
 			}
 			s.reload(false, "changed: "+strings.Join(ch.Paths, ", "))
-		case <-links:
-			s.syncInterfaces()
+		case <-links.C:
+			s.syncInterfaces(links.Gone())
+		case <-retry.C:
+			s.syncInterfaces(nil)
 		case <-watchdog:
 			s.notify.watchdog()
 		}
@@ -280,6 +286,7 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 	}
 	if !asked && logMode == s.logMode && reflect.DeepEqual(p, s.policy) && reflect.DeepEqual(cfg.Log, s.cfg.Log) && cfg.OnStop == s.cfg.OnStop {
 		s.log.Debug("configuration unchanged", "why", why)
+		s.setError("") // a broken set was fixed back to the running one
 		s.setState(StateRunning)
 		return s.filter.Generation(), nil
 	}
@@ -323,7 +330,7 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	// live, so status and the next change start from the truth.
 	s.cfg, s.policy, s.logMode = cfg, p, logMode
 	s.rate.Store(int64(cfg.Log.Rate))
-	s.ifaces = filtered(p, all)
+	s.ifaces = s.attached()
 	s.mu.Lock()
 	s.status.Files = cfg.Files
 	s.status.LastReload = time.Now()
@@ -394,14 +401,20 @@ func (s *Service) warn(p *policy.Policy) {
 // syncInterfaces follows interfaces that appeared, were renamed or went
 // away: when the set the policy filters changed, the policy is applied
 // again so the kernel's interface table and attachments match it.
-func (s *Service) syncInterfaces() {
+func (s *Service) syncInterfaces(gone []int) {
+	for _, idx := range gone {
+		// Deleted: whatever held the program there went with the
+		// device; an interface that comes back with the same index is
+		// a new one to attach to.
+		s.filter.Forget(idx)
+	}
 	all, err := bpf.Interfaces()
 	if err != nil {
 		s.log.Error("list interfaces", "err", err)
 		return
 	}
 	now := filtered(s.policy, all)
-	if slices.Equal(now, s.ifaces) {
+	if len(gone) == 0 && slices.Equal(now, s.ifaces) {
 		return
 	}
 	if err := s.apply(s.cfg, s.policy, s.logMode); err != nil {
@@ -411,9 +424,19 @@ func (s *Service) syncInterfaces() {
 		s.notify.status(s.summary())
 		return
 	}
+	s.setError("")
 	s.setState(StateRunning)
 	s.log.Info("interfaces changed: "+s.summary(), "generation", s.filter.Generation())
 	s.notify.status(s.summary())
+}
+
+// attached lists the interfaces the program is on, in ifindex order.
+func (s *Service) attached() []bpf.Iface {
+	var out []bpf.Iface
+	for _, a := range s.filter.Attachments() {
+		out = append(out, a.Iface)
+	}
+	return out
 }
 
 // filtered lists the interfaces a policy filters, in ifindex order.
@@ -443,7 +466,10 @@ func (s *Service) stop(dlog *decisionLog) error {
 	defer cancel()
 	switch restart, err := restarting(ctx); {
 	case err != nil:
-		s.log.Warn("cannot tell a restart from a stop; treating it as a stop", "err", err)
+		// A filter left behind is undone by `net-tc-filter detach`; a
+		// gap in filtering is not undone at all.
+		s.log.Warn("cannot tell a restart from a stop; the filter stays enforced (net-tc-filter detach removes it)", "err", err)
+		return s.filter.Close()
 	case restart:
 		s.log.Info("restarting; the filter stays enforced for the next start to adopt")
 		return s.filter.Close()

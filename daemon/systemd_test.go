@@ -34,7 +34,7 @@ func startFakeSystemd(t *testing.T, bus *testnet.Bus, jobType string) {
 	job := struct {
 		ID   uint32
 		Path godbus.ObjectPath
-	}{}
+	}{Path: "/"} // what systemd says when there is no job
 	if jobType != "" {
 		job.ID, job.Path = 42, "/org/freedesktop/systemd1/job/42"
 	}

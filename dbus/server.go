@@ -114,6 +114,12 @@ func serveOnce(ctx context.Context, opts ServerOptions) error {
 		return fmt.Errorf("the name %s is taken by another process", BusName)
 	}
 	opts.Logger.Info("D-Bus: serving " + BusName + " on the system bus")
+	// What happened while off the bus is history, not news: the
+	// properties are current already, and old Reloaded signals would
+	// mislead.
+	for len(opts.Events) > 0 {
+		<-opts.Events
+	}
 
 	counters := time.NewTicker(time.Second)
 	defer counters.Stop()
@@ -124,12 +130,16 @@ func serveOnce(ctx context.Context, opts ServerOptions) error {
 		case <-conn.Context().Done():
 			return errors.New("lost the system bus connection")
 		case ev := <-opts.Events:
-			obj.refresh()
+			if err := obj.refresh(); err != nil {
+				return err
+			}
 			if ev.Reload {
 				conn.Emit(Path, Interface+".Reloaded", uint64(ev.Generation), ev.Err == "", ev.Err)
 			}
 		case <-counters.C:
-			obj.refreshCounters()
+			if err := obj.refreshCounters(); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -224,24 +234,33 @@ func (o *object) values() map[string]any {
 
 // refresh sets the properties that changed, which emits PropertiesChanged
 // for them.
-func (o *object) refresh() {
-	for name, v := range o.values() {
+func (o *object) refresh() error {
+	return o.set(o.values())
+}
+
+func (o *object) refreshCounters() error {
+	c, err := o.opts.Manager.Counters()
+	if err != nil {
+		return nil // not loaded yet, or stopping: nothing new to say
+	}
+	return o.set(map[string]any{"Allowed": c.Allowed, "Denied": c.Denied})
+}
+
+// set stores the values that changed. prop has no setter for read-only
+// properties but SetMust, which panics when the signal cannot be sent (the
+// connection just closed): a D-Bus hiccup must never take the firewall down.
+func (o *object) set(values map[string]any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("update properties: %v", r)
+		}
+	}()
+	for name, v := range values {
 		if !reflect.DeepEqual(o.props.GetMust(Interface, name), v) {
 			o.props.SetMust(Interface, name, v)
 		}
 	}
-}
-
-func (o *object) refreshCounters() {
-	c, err := o.opts.Manager.Counters()
-	if err != nil {
-		return
-	}
-	for name, v := range map[string]uint64{"Allowed": c.Allowed, "Denied": c.Denied} {
-		if o.props.GetMust(Interface, name).(uint64) != v {
-			o.props.SetMust(Interface, name, v)
-		}
-	}
+	return nil
 }
 
 // Reload is the D-Bus method. Only root may call it: the bus policy says

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -364,6 +365,24 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// reloadBySignal is the fallback of the unit's ExecReload= when D-Bus is
+// not up yet (the service starts before it at boot): systemd names the
+// daemon in $MAINPID, and SIGHUP reloads it, without the synchronous
+// answer.
+func reloadBySignal(busErr error, stderr io.Writer) int {
+	pid, err := strconv.Atoi(os.Getenv("MAINPID"))
+	if err != nil || pid <= 1 {
+		fmt.Fprintf(stderr, "net-tc-filter reload: %v\n", busErr)
+		return exitFailure
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		fmt.Fprintf(stderr, "net-tc-filter reload: %v; SIGHUP to %d: %v\n", busErr, pid, err)
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "net-tc-filter reload: %v; sent SIGHUP to %d instead (the outcome is in the journal)\n", busErr, pid)
+	return exitOK
+}
+
 func printStatus(w io.Writer, st ntfdbus.Status) {
 	fmt.Fprintf(w, "net-tc-filter %s: %s\n", st.Version, st.State)
 	applied := "never"
@@ -400,8 +419,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	c, err := ntfdbus.Dial(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "net-tc-filter reload: %v\n", err)
-		return exitFailure
+		return reloadBySignal(err, stderr)
 	}
 	defer c.Close()
 	gen, err := c.Reload(ctx)

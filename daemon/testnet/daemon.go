@@ -22,11 +22,21 @@ var build struct {
 	err  error
 }
 
+// BinaryEnv names a prebuilt net-tc-filter command for Binary to use
+// instead of building one: test binaries made with `go test -c` run where
+// there is no Go toolchain (the kernel matrix's guests, .ci/kernels).
+const BinaryEnv = "NTF_TEST_BINARY"
+
 // Binary builds the net-tc-filter command once per test process and
 // returns its path: service tests run the real program, as systemd would.
+// With $NTF_TEST_BINARY set, that program is used as it is.
 func Binary(t testing.TB) string {
 	t.Helper()
 	build.once.Do(func() {
+		if p := os.Getenv(BinaryEnv); p != "" {
+			build.path, build.err = prebuilt(p)
+			return
+		}
 		out, err := exec.Command("go", "env", "GOMOD").Output()
 		if err != nil {
 			build.err = fmt.Errorf("find the module: %w", err)
@@ -54,6 +64,23 @@ func Binary(t testing.TB) string {
 		t.Fatal(build.err)
 	}
 	return build.path
+}
+
+// prebuilt checks a program named by $NTF_TEST_BINARY: an absolute path
+// (the tests run it from other directories) to an executable file that
+// other users may run too.
+func prebuilt(p string) (string, error) {
+	if !filepath.IsAbs(p) {
+		return "", fmt.Errorf("%s=%s: not an absolute path", BinaryEnv, p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", BinaryEnv, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o005 != 0o005 {
+		return "", fmt.Errorf("%s=%s: not a program every user may run (%v)", BinaryEnv, p, fi.Mode())
+	}
+	return p, nil
 }
 
 // PinDir returns a fresh bpffs directory for one daemon's pins, removed
