@@ -212,27 +212,36 @@ func (f *Filter) readSlots() error {
 		return fmt.Errorf("read generation: %w", err)
 	}
 	f.gen = v
+	// The slots' inner maps are opened by their pins, not through the
+	// outer maps: turning a map id into a descriptor takes CAP_SYS_ADMIN,
+	// which the hardened service does not have.
 	for s := range uint32(slots) {
 		for _, part := range []struct {
-			outer *ebpf.Map
+			outer string
 			into  **ebpf.Map
 		}{
-			{f.objs.NtfIfaces, &f.inner[s].ifaces},
-			{f.objs.NtfRanges, &f.inner[s].ranges},
-			{f.objs.NtfOwners, &f.inner[s].owners},
+			{"ntf_ifaces", &f.inner[s].ifaces},
+			{"ntf_ranges", &f.inner[s].ranges},
+			{"ntf_owners", &f.inner[s].owners},
 		} {
-			var m *ebpf.Map
-			err := part.outer.Lookup(s, &m)
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
+			m, err := ebpf.LoadPinnedMap(f.slotPin(s, part.outer), nil)
+			if errors.Is(err, os.ErrNotExist) {
+				// Not written by a run that pinned it: a slot an older
+				// run left is rewritten whole before it is used.
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("read slot %d: %w", s, err)
+				return fmt.Errorf("open slot %d: %w", s, err)
 			}
 			*part.into = m
 		}
 	}
 	return nil
+}
+
+// slotPin is where a slot's inner map is pinned.
+func (f *Filter) slotPin(slot uint32, outer string) string {
+	return filepath.Join(f.opts.PinDir, fmt.Sprintf("slot%d_%s", slot, strings.TrimPrefix(outer, "ntf_")))
 }
 
 // adoptLinks opens the tcx links an earlier run pinned, so Apply can move
@@ -348,6 +357,11 @@ func (f *Filter) swap(c *Contents) error {
 	f.inner[next].close()
 	f.inner[next] = sm
 	f.slot, f.gen = next, c.Generation
+	if err := f.pinSlot(next); err != nil {
+		// The policy is live; only a restart's adoption would miss the
+		// pins, and it copes with missing ones.
+		return fmt.Errorf("pin slot %d: %w", next, err)
+	}
 
 	f.mu.Lock()
 	f.rules[c.Generation] = c.Rules
@@ -357,6 +371,20 @@ func (f *Filter) swap(c *Contents) error {
 		}
 	}
 	f.mu.Unlock()
+	return nil
+}
+
+// pinSlot pins a slot's inner maps, so a restart can open them.
+func (f *Filter) pinSlot(slot uint32) error {
+	for outer, m := range map[string]*ebpf.Map{
+		"ntf_ifaces": f.inner[slot].ifaces,
+		"ntf_ranges": f.inner[slot].ranges,
+		"ntf_owners": f.inner[slot].owners,
+	} {
+		if err := pinReplace(f.slotPin(slot, outer), m.Pin); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

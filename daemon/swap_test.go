@@ -127,14 +127,27 @@ func lastStatus(t *testing.T, b *bed) string {
 	return b.reloaded(t)
 }
 
+// unitCapabilities runs the daemon with the bounding set of
+// packaging/net-tc-filter.service: root, but only these capabilities.
+var unitCapabilities = []string{"setpriv", "--bounding-set=-all,+bpf,+net_admin,+perfmon", "--"}
+
 // kill -9 leaves the last policy enforced; a new daemon adopts the pinned
 // state and takes over without a moment unfiltered, in both attach modes.
 func TestKillAndRestart(t *testing.T) {
 	testnet.RequireRoot(t)
-	for _, mode := range []string{"tcx", "clsact"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		wrap       []string
+	}{
+		{"tcx", "tcx", nil},
+		{"clsact", "clsact", nil},
+		// With only the capabilities the shipped unit leaves it: the
+		// adoption must not need CAP_SYS_ADMIN.
+		{"tcx with the unit's capabilities", "tcx", unitCapabilities},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			b := newBed(t, policyYAML([]string{"uid:1001"}, ""))
-			opts := testnet.DaemonOptions{Args: []string{"--attach-mode", mode}}
+			opts := testnet.DaemonOptions{Args: []string{"--attach-mode", tc.mode}, Wrap: tc.wrap}
 			d := b.start(t, opts)
 			fl := startFlow(t, b)
 			for range 3 {

@@ -1,0 +1,527 @@
+#!/usr/bin/env bash
+# End-to-end test of the net-tc-filter Debian package on a real systemd:
+# the administrator's journey (SPEC §7) replayed in a throwaway bookworm
+# container booted with systemd-nspawn.
+#
+#   packaging/e2e/e2e.sh OLD.deb NEW.deb
+#
+# OLD is installed first, NEW (a newer version) is the upgrade. Run as root.
+# Environment:
+#   NTF_E2E_CACHE   where the bookworm rootfs tarball is cached
+#                   (default /var/cache/net-tc-filter-e2e)
+#   NTF_E2E_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
+#   NTF_E2E_LOG_DIR if set, the container's journal and console are saved there
+#
+# Every packet of the test stays inside the container's private network
+# namespace (systemd-nspawn --private-network): the host's interfaces are
+# never touched. The container, its tmpfs and its cgroups are removed on exit.
+set -Eeuo pipefail
+exec </dev/null
+
+prog=${0##*/}
+die_usage() { echo "$prog: $*" >&2; echo "usage: $prog OLD.deb NEW.deb" >&2; exit 2; }
+[ $# -eq 2 ] || die_usage "two packages expected"
+[ "$(id -u)" = 0 ] || die_usage "must run as root"
+DEB1=$(realpath -e -- "$1") || die_usage "no such file: $1"
+DEB2=$(realpath -e -- "$2") || die_usage "no such file: $2"
+for d in "$DEB1" "$DEB2"; do
+  [ "$(dpkg-deb -f "$d" Package)" = net-tc-filter ] || die_usage "$d is not a net-tc-filter package"
+done
+V1=$(dpkg-deb -f "$DEB1" Version)
+V2=$(dpkg-deb -f "$DEB2" Version)
+dpkg --compare-versions "$V2" gt "$V1" || die_usage "NEW ($V2) must be newer than OLD ($V1)"
+
+SUITE=bookworm
+# Everything the package and the test need, baked into the cached rootfs so
+# that `apt install ./x.deb` works offline. Changing this list (or the recipe
+# below: bump ROOTFS_RECIPE) changes the cache key.
+PACKAGES=(systemd systemd-sysv dbus libpam-systemd iproute2 procps util-linux python3-minimal)
+ROOTFS_RECIPE=1
+CACHE=${NTF_E2E_CACHE:-/var/cache/net-tc-filter-e2e}
+MIRROR=${NTF_E2E_MIRROR:-http://deb.debian.org/debian}
+ROOTFS_KEY=$(printf '%s\n' "$SUITE" minbase "$ROOTFS_RECIPE" "${PACKAGES[@]}" | sha256sum | cut -c1-16)
+ROOTFS_TAR=$CACHE/rootfs-$SUITE-$ROOTFS_KEY.tar.zst
+
+MACHINE=ntf-e2e-$$
+CPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# The test topology (inside the container).
+DST=192.0.2.7 DPORT=80
+DROPIN=/etc/net-tc-filter/conf.d/50-e2e.yml
+BROKEN=/etc/net-tc-filter/conf.d/60-broken.yml
+BUS=(org.nettcfilter1 /org/nettcfilter1 org.nettcfilter1.Manager)
+MSGID=3f3fbd7373b641db84b2703fd2958c15
+
+WORK= ROOT= NSPAWN_PID= LEADER= BUILD_TMP= CGROUPS=() BG_PIDS=()
+
+# ---------------------------------------------------------------- output
+STEP= STEP_T0= T_START=${EPOCHREALTIME/./} TIMES=()
+usec() { echo "${EPOCHREALTIME/./}"; }
+fmt_usec() { printf '%d.%01d' $(($1 / 1000000)) $(($1 % 1000000 / 100000)); }
+step_end() {
+  [ -n "$STEP" ] || return 0
+  local d=$(( $(usec) - STEP_T0 ))
+  echo "   ($(fmt_usec "$d") s)"
+  TIMES+=("$(printf '%7ss  %s' "$(fmt_usec "$d")" "$STEP")")
+  STEP=
+}
+step() { step_end; STEP=$1; STEP_T0=$(usec); echo; echo "== $STEP"; }
+ok() { echo "   ok: $*"; }
+info() { echo "   $*"; }
+indent() { sed -u 's/^/   | /'; }
+fail() { echo >&2; echo "FAIL [${STEP:-setup}]: $*" >&2; exit 1; }
+on_err() {
+  [ "$BASHPID" = "$$" ] || return 0
+  echo >&2; echo "FAIL [${STEP:-setup}]: command failed (exit $1) at line $2: $3" >&2
+}
+trap 'on_err $? $LINENO "$BASH_COMMAND"' ERR
+
+# ---------------------------------------------------------------- container helpers
+# ns CMD...: run directly in the container's namespaces (not as a unit).
+ns() { nsenter -t "$LEADER" -a /usr/bin/env -i PATH="$CPATH" "$@"; }
+# inside CMD...: run as root in a transient unit of the container's systemd
+# (its environment, its cgroup); stdin/stdout/stderr and the exit status pass through.
+# systemd expands $VAR and ${VAR} in a unit's command line: "$$" passes a "$".
+inside() { ns systemd-run --quiet --wait --pipe --collect -- "${@//\$/\$\$}"; }
+# as_user USER CMD...: the same as an unprivileged user.
+as_user() { local u=$1; shift; ns systemd-run --quiet --wait --pipe --collect -p User="$u" -- "${@//\$/\$\$}"; }
+# put PATH: write stdin to PATH inside, mode 0644, owned by root.
+put() { inside /usr/bin/install -m 0644 -o root -g root /dev/stdin "$1"; }
+# probe USER: a TCP connect to $DST:$DPORT as USER; prints "pass" (connected),
+# "drop" (timed out after 2 s: a dropped SYN is silent) or "error N".
+probe() {
+  local rc=0
+  as_user "$1" /usr/bin/timeout 2 /bin/bash -c "exec 3<>/dev/tcp/$DST/$DPORT" 2>/dev/null || rc=$?
+  case $rc in 0) echo pass ;; 124) echo drop ;; *) echo "error $rc" ;; esac
+}
+expect_probe() { # USER pass|drop WHY
+  local r; r=$(probe "$1")
+  [ "$r" = "$2" ] || fail "$1 -> $DST:$DPORT: expected $2, got $r ($3)"
+  case $2 in pass) ok "$1 connects to $DST:$DPORT ($3)" ;; drop) ok "$1 is dropped ($3)" ;; esac
+}
+expect_pass() { expect_probe "$1" pass "$2"; }
+expect_drop() { expect_probe "$1" drop "$2"; }
+svc() { inside systemctl show -p "$1" --value net-tc-filter.service; }
+prop() { inside busctl get-property "${BUS[@]}" "$1"; }
+# wait_for SECONDS DESCRIPTION CMD...: poll CMD until it succeeds.
+wait_for() {
+  local t=$1 what=$2; shift 2
+  local end=$(( $(usec) + t * 1000000 ))
+  until "$@"; do
+    [ "$(usec)" -lt "$end" ] || fail "timed out after ${t}s waiting for: $what"
+    sleep 0.2
+  done
+}
+expect_active() {
+  local s; s=$(inside systemctl is-active net-tc-filter.service) || true
+  [ "$s" = active ] || fail "net-tc-filter.service is '$s', not active$(echo; inside systemctl status --no-pager -n 30 net-tc-filter.service 2>&1 | indent)"
+}
+
+# ---------------------------------------------------------------- teardown
+umount_under() { # unmount everything below $1, deepest first
+  local m
+  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m"
+  done
+}
+teardown() {
+  local pid i c
+  for pid in "${BG_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+    kill -TERM "$NSPAWN_PID" 2>/dev/null || true   # nspawn powers the container off
+    for i in $(seq 150); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$NSPAWN_PID" 2>/dev/null; then
+      echo "   container did not power off in 15 s: killing it" >&2
+      [ -n "$LEADER" ] && kill -KILL "$LEADER" 2>/dev/null || true
+      kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+    fi
+  fi
+  [ -n "$NSPAWN_PID" ] && { wait "$NSPAWN_PID" 2>/dev/null || true; }
+  if [ -n "$ROOT" ]; then
+    umount_under "$ROOT"
+    if mountpoint -q "$ROOT"; then umount "$ROOT" 2>/dev/null || umount -l "$ROOT"; fi
+  fi
+  [ -n "$WORK" ] && ! mountpoint -q "$ROOT" && rm -rf --one-file-system "$WORK"
+  for c in "${CGROUPS[@]}"; do
+    for i in $(seq 50); do
+      [ -d "$c" ] || break
+      find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || sleep 0.1
+    done
+    [ -d "$c" ] && echo "   could not remove cgroup $c" >&2
+  done
+  rmdir "/run/systemd/nspawn/propagate/$MACHINE" 2>/dev/null || true
+  if [ -n "$BUILD_TMP" ]; then umount_under "$BUILD_TMP"; rm -rf --one-file-system "$BUILD_TMP"; fi
+}
+on_exit() {
+  local rc=$?
+  set +eE; trap - ERR
+  step_end
+  if [ -n "$LEADER" ] && [ -e "/proc/$LEADER" ]; then
+    if [ "$rc" != 0 ]; then
+      echo; echo "== diagnostics (container journal, last 60 lines of net-tc-filter)"
+      ns systemctl status --no-pager -n 0 net-tc-filter.service 2>&1 | indent
+      ns journalctl --no-pager -n 60 -u net-tc-filter.service 2>&1 | indent
+      ns systemctl --failed --no-pager 2>&1 | indent
+    fi
+    if [ -n "${NTF_E2E_LOG_DIR:-}" ]; then
+      mkdir -p "$NTF_E2E_LOG_DIR"
+      ns journalctl --no-pager -o short-precise > "$NTF_E2E_LOG_DIR/journal.txt" 2>&1
+    fi
+  fi
+  [ -n "${NTF_E2E_LOG_DIR:-}" ] && [ -f "$WORK/console.log" ] && cp "$WORK/console.log" "$NTF_E2E_LOG_DIR/"
+  echo; echo "== teardown"
+  teardown
+  echo; echo "== timings"
+  printf '   %s\n' "${TIMES[@]}"
+  echo "   total $(fmt_usec $(( $(usec) - T_START ))) s"
+  if [ "$rc" = 0 ]; then echo "PASS: $prog $V1 -> $V2"; else echo "FAILED: $prog (exit $rc)" >&2; fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'echo >&2; echo "FAIL [${STEP:-setup}]: interrupted" >&2; exit 130' INT
+trap 'echo >&2; echo "FAIL [${STEP:-setup}]: terminated" >&2; exit 143' TERM
+
+# ---------------------------------------------------------------- 1. rootfs
+step "rootfs: bookworm minbase + ${PACKAGES[*]}"
+for t in systemd-nspawn nsenter zstd tar flock; do
+  command -v "$t" >/dev/null || fail "$t is missing on the host (apt-get install systemd-container zstd util-linux)"
+done
+mkdir -p "$CACHE"
+exec {LOCK}>"$CACHE/.lock"
+flock "$LOCK"
+if [ -s "$ROOTFS_TAR" ]; then
+  info "cached: $ROOTFS_TAR"
+else
+  command -v debootstrap >/dev/null || fail "debootstrap is missing on the host (apt-get install debootstrap)"
+  info "building $ROOTFS_TAR (debootstrap from $MIRROR)"
+  BUILD_TMP=$(mktemp -d "$CACHE/build.XXXXXX")
+  inc=$(IFS=,; echo "${PACKAGES[*]}")
+  debootstrap --variant=minbase --include="$inc" "$SUITE" "$BUILD_TMP/root" "$MIRROR" \
+    >"$BUILD_TMP/debootstrap.log" 2>&1 || { tail -n 30 "$BUILD_TMP/debootstrap.log" | indent; fail "debootstrap failed"; }
+  rm -f "$BUILD_TMP"/root/var/cache/apt/archives/*.deb
+  tar -C "$BUILD_TMP/root" --numeric-owner --xattrs --acls -cf - . | zstd -q -T0 -o "$BUILD_TMP/rootfs.tar.zst"
+  mv "$BUILD_TMP/rootfs.tar.zst" "$ROOTFS_TAR"
+  rm -rf --one-file-system "$BUILD_TMP"; BUILD_TMP=
+  # Tarballs of other package lists are stale now.
+  find "$CACHE" -maxdepth 1 -name "rootfs-$SUITE-*.tar.zst" ! -path "$ROOTFS_TAR" -delete
+fi
+flock -u "$LOCK"
+info "$(du -h "$ROOTFS_TAR" | cut -f1) $ROOTFS_TAR"
+
+# ---------------------------------------------------------------- 2. boot
+step "boot: unpack into a tmpfs, systemd-nspawn -b --private-network ($MACHINE)"
+WORK=$(mktemp -d /tmp/ntf-e2e.XXXXXX)
+ROOT=$WORK/root
+mkdir "$ROOT"
+mount -t tmpfs -o size=1536m,mode=0755 ntf-e2e "$ROOT"
+zstd -dc "$ROOTFS_TAR" | tar -C "$ROOT" --numeric-owner --xattrs --acls -xf -
+echo "$MACHINE" > "$ROOT/etc/hostname"
+install -d -m 0755 "$ROOT/srv/e2e"
+install -m 0644 "$DEB1" "$DEB2" "$ROOT/srv/e2e/"
+# A cgroup of its own (the host has no systemd to make one): two runs never collide.
+if [ -d /sys/fs/cgroup/systemd ] || [ -d /sys/fs/cgroup/unified ]; then
+  for h in systemd unified; do [ -d "/sys/fs/cgroup/$h" ] && CGROUPS+=("/sys/fs/cgroup/$h/$MACHINE"); done
+else
+  CGROUPS=("/sys/fs/cgroup/$MACHINE")
+fi
+mkdir "${CGROUPS[@]}"
+(
+  for c in "${CGROUPS[@]}"; do echo "$BASHPID" > "$c/cgroup.procs"; done
+  # Its own session: a ^C meant for this script reaches nspawn only through teardown.
+  # nspawn's own seccomp filter refuses bpf(2) and perf_event_open(2) with EPERM
+  # ("bpffs is not namespaced"); a real host has no such filter: allow them.
+  exec setsid systemd-nspawn --quiet -D "$ROOT" -M "$MACHINE" -b --register=no --keep-unit \
+    --console=pipe --capability=all --private-network --system-call-filter='bpf perf_event_open'
+) >"$WORK/console.log" 2>&1 &
+NSPAWN_PID=$!
+end=$(( $(usec) + 30000000 ))
+while :; do
+  kill -0 "$NSPAWN_PID" 2>/dev/null || { tail -n 20 "$WORK/console.log" | indent; fail "systemd-nspawn exited"; }
+  LEADER=$(ps -o pid= --ppid "$NSPAWN_PID" | head -n 1 | tr -d ' ') || true
+  if [ -n "$LEADER" ] && [ "$(cat "/proc/$LEADER/comm" 2>/dev/null)" = systemd ] &&
+     [ -S "/proc/$LEADER/root/run/systemd/private" ]; then break; fi
+  LEADER=
+  [ "$(usec)" -lt "$end" ] || fail "the container's systemd did not come up in 30 s"
+  sleep 0.05
+done
+info "container leader pid $LEADER"
+# /sys/fs/bpf is missing under --private-network: a bpffs of the container's own.
+ns /bin/sh -c 'mount -o remount,rw /sys && mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf && mount -o remount,ro /sys'
+state=$(ns timeout 60 systemctl is-system-running --wait) || true
+case $state in
+  running) ok "system is $state" ;;
+  degraded) ok "system is $state"; ns systemctl --failed --no-pager | indent ;;
+  *) fail "system is '$state' after boot" ;;
+esac
+[ "$(ns ip -o link show | wc -l)" = 1 ] || fail "the container does not have a private network (more than lo)"
+ok "private network: only lo"
+
+# ---------------------------------------------------------------- 3a. install
+step "a. apt install ./${DEB1##*/}"
+inside /bin/sh -c "cd /srv/e2e && DEBIAN_FRONTEND=noninteractive apt install -y ./${DEB1##*/}" 2>&1 | indent
+[ "$(inside dpkg-query -W -f '${Status} ${Version}' net-tc-filter)" = "install ok installed $V1" ] ||
+  fail "dpkg does not list net-tc-filter $V1 as installed"
+ok "dpkg: net-tc-filter $V1 installed"
+expect_active; ok "net-tc-filter.service is active"
+[ "$(inside systemctl is-enabled net-tc-filter.service)" = enabled ] || fail "net-tc-filter.service is not enabled"
+ok "net-tc-filter.service is enabled"
+status=$(inside systemctl status --no-pager -n 0 net-tc-filter.service) || fail "systemctl status failed"
+echo "$status" | indent
+grep -q '^ *Status: "enforcing' <<<"$status" || fail "systemctl status shows no Status: line starting with \"enforcing\""
+ok "systemctl status shows the STATUS= line"
+
+# ---------------------------------------------------------------- 3b. topology
+step "b. topology (eth1 <-> netns srv with a TCP server on $DST:$DPORT) and users"
+inside /bin/bash -s <<EOF 2>&1 | indent
+set -euxo pipefail
+ip netns add srv
+ip link add eth1 address 02:00:00:00:e2:01 type veth peer name veth-srv address 02:00:00:00:e2:02 netns srv
+ip addr add 198.18.0.1/30 dev eth1
+ip link set eth1 up
+ip -n srv link set lo up
+ip -n srv addr add 198.18.0.2/30 dev veth-srv
+ip -n srv addr add $DST/32 dev lo
+ip -n srv link set veth-srv up
+ip route add $DST/32 via 198.18.0.2 dev eth1
+ip neigh replace 198.18.0.2 lladdr 02:00:00:00:e2:02 dev eth1 nud permanent
+ip -n srv neigh replace 198.18.0.1 lladdr 02:00:00:00:e2:01 dev veth-srv nud permanent
+useradd -M -s /bin/bash agent
+useradd -M -s /bin/bash bob
+EOF
+inside systemd-run --quiet --unit=e2e-server -p NetworkNamespacePath=/run/netns/srv \
+  /usr/bin/python3 -c "
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('$DST', $DPORT))
+s.listen(512)
+while True:
+    c, _ = s.accept()
+    c.close()
+"
+inside ip route get "$DST" | grep -q ' dev eth1 ' || fail "$DST is not routed through eth1"
+ok "$DST is routed through eth1"
+server_up() { [ "$(probe root)" = pass ]; }
+wait_for 10 "the server to answer root" server_up
+info "agent uid $(inside id -u agent), bob uid $(inside id -u bob)"
+expect_pass agent "nothing protected yet"
+expect_pass bob "nothing protected yet"
+
+# ---------------------------------------------------------------- 3c. drop-in, live without a command
+step "c. drop $DROPIN: live without any command (file watch)"
+gen0=$(prop Generation)
+put "$DROPIN" <<EOF
+# e2e: only agent may reach $DST on eth1; everything else on eth1 passes.
+endpoints:
+  - e2e:
+      iface: [eth1]
+      range: [$DST/32]
+      allow: [agent]
+interfaces:
+  eth1: {default: allow}
+EOF
+t0=$(usec)
+bob_dropped() {
+  local r; r=$(probe bob)
+  case $r in drop) return 0 ;; pass) return 1 ;; *) fail "bob's probe: $r" ;; esac
+}
+wait_for 30 "bob's connection to be dropped after the drop-in" bob_dropped
+ok "bob is dropped $(fmt_usec $(( $(usec) - t0 ))) s after the file was written (incl. the 2 s probe timeout)"
+expect_pass agent "allowed by the drop-in"
+info "generation: $gen0 -> $(prop Generation); status: $(svc StatusText)"
+
+# ---------------------------------------------------------------- 3d. reload, broken drop-ins
+step "d. systemctl reload; broken drop-ins are refused and the policy stays"
+inside systemctl reload net-tc-filter || fail "systemctl reload net-tc-filter failed with a valid configuration"
+ok "systemctl reload net-tc-filter succeeded"
+expect_active
+broken_case() { # description; the drop-in on stdin
+  local what=$1 out cur
+  cur=$(inside journalctl -q -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')
+  put "$BROKEN"
+  if out=$(inside systemctl reload net-tc-filter 2>&1); then
+    fail "systemctl reload succeeded with $what in $BROKEN"
+  fi
+  ok "systemctl reload fails with $what"
+  echo "$out" | indent
+  expect_active; ok "service still active"
+  local st; st=$(svc StatusText)
+  info "status: $st"
+  grep -q 'reload failed' <<<"$st" || fail "STATUS= does not say the last reload failed: $st"
+  ok "STATUS= says the last reload failed"
+  inside journalctl --no-pager -o cat -u net-tc-filter --after-cursor="$cur" | grep -F "${BROKEN##*/}" | sort -u | indent || true
+  expect_drop bob "old policy kept"
+  expect_pass agent "old policy kept"
+}
+broken_case "a YAML syntax error" <<'EOF'
+endpoints:
+  - broken: {iface: [eth1], range: [198.51.100.1/32
+EOF
+broken_case "an unknown user" <<'EOF'
+endpoints:
+  - broken:
+      iface: [eth1]
+      range: [198.51.100.1/32]
+      allow: [no-such-user-e2e]
+EOF
+inside rm -f "$BROKEN"
+inside systemctl reload net-tc-filter || fail "systemctl reload failed after the broken drop-in was removed"
+st=$(svc StatusText)
+case $st in enforcing*reload\ failed*|enforcing*failed*) fail "STATUS= still reports a failure: $st" ;; enforcing*) ;; *) fail "STATUS= is not enforcing: $st" ;; esac
+ok "broken drop-in removed: reload succeeds, status: $st"
+
+# ---------------------------------------------------------------- 3e. D-Bus as an unprivileged user
+step "e. D-Bus as an unprivileged user (bob)"
+out=$(as_user bob busctl call "${BUS[@]}" Status) || fail "busctl call ... Status failed as bob"
+[[ $out == "a{sv} "* ]] || fail "Status returned: $out"
+ok "Status: ${out:0:200}..."
+state_running() {
+  out=$(as_user bob busctl get-property "${BUS[@]}" State) || fail "busctl get-property ... State failed as bob"
+  case $out in
+    's "running"') ;;
+    's "starting"'|'s "reloading"') return 1 ;;   # a file-watch reload may still settle
+    *) fail "State is $out, expected s \"running\"" ;;
+  esac
+}
+wait_for 10 'State = "running"' state_running
+ok "State: $out"
+g1=$(prop Generation)
+if out=$(as_user bob busctl call "${BUS[@]}" Reload 2>&1); then fail "bob may call Reload: $out"; fi
+ok "Reload refused for bob: $out"
+[ "$(prop Generation)" = "$g1" ] || fail "Generation changed after bob's refused Reload"
+ok "Generation unchanged ($g1)"
+as_user bob net-tc-filter status 2>&1 | indent || fail "net-tc-filter status failed as bob"
+ok "net-tc-filter status works as bob"
+
+# ---------------------------------------------------------------- 3f. journal
+step "f. a denied connection in journalctl -u net-tc-filter NTF_ACTION=deny"
+cursor=$(inside journalctl -q -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')
+[ -n "$cursor" ] || fail "no journal cursor"
+expect_drop bob "for the journal"
+bob_uid=$(inside id -u bob)
+find_entry() {
+  entry=$(inside journalctl -u net-tc-filter NTF_ACTION=deny -o json --no-pager --after-cursor="$cursor" |
+          grep -E '"NTF_USER" *: *"bob"' | grep -E "\"NTF_DST\" *: *\"$DST\"" | head -n 1) || true
+  [ -n "$entry" ]
+}
+wait_for 10 "a deny entry for bob -> $DST in the journal" find_entry
+field() { # KEY: the string value of KEY in $entry, or "<absent>"
+  if [[ $entry =~ \"$1\"\ *:\ *\"([^\"]*)\" ]]; then printf '%s' "${BASH_REMATCH[1]}"
+  elif [[ $entry =~ \"$1\"\ *: ]]; then printf '<not a string>'
+  else printf '<absent>'; fi
+}
+for k in MESSAGE MESSAGE_ID PRIORITY SYSLOG_IDENTIFIER NTF_ACTION NTF_UID NTF_USER NTF_UNIT NTF_IFACE NTF_SRC \
+         NTF_DST NTF_PROTO NTF_SPORT NTF_DPORT NTF_ENDPOINT NTF_RANGE NTF_COUNT; do
+  v=$(field "$k"); printf '   %-18s %s\n' "$k" "$v"
+  [ "$v" != '<absent>' ] || fail "the deny entry has no $k field: $entry"
+done
+want() { [ "$(field "$1")" = "$2" ] || fail "$1 is '$(field "$1")', expected '$2'"; }
+want NTF_ACTION deny; want NTF_USER bob; want NTF_UID "$bob_uid"; want NTF_DST "$DST"; want NTF_DPORT "$DPORT"
+want NTF_IFACE eth1; want NTF_SRC 198.18.0.1; want NTF_ENDPOINT e2e; want NTF_RANGE "$DST/32"
+want MESSAGE_ID "$MSGID"; want SYSLOG_IDENTIFIER net-tc-filter; want PRIORITY 4
+[[ $(field NTF_COUNT) =~ ^[1-9][0-9]*$ ]] || fail "NTF_COUNT is not a positive number"
+ok "every SPEC §4 field is present with the expected values"
+
+# ---------------------------------------------------------------- 3g. upgrade under load
+step "g. upgrade to ${DEB2##*/} while bob and agent probe every 50 ms"
+# A connect every 50 ms; each attempt waits 3.5 s (the SYN and its
+# retransmissions at 1 s and 3 s), so a moment unfiltered would let one through.
+PROBE_PY='
+import errno, os, select, socket, sys, time
+dst, stop = ("'"$DST"'", '"$DPORT"'), "/run/ntf-e2e/stop"
+attempts = ok = refused = timedout = 0
+pending = {}
+print("started", flush=True)
+nxt = time.monotonic(); hard_end = nxt + 600
+while True:
+    now = time.monotonic()
+    stopping = os.path.exists(stop) or now > hard_end
+    if stopping and not pending:
+        break
+    if not stopping and now >= nxt:
+        s = socket.socket(); s.setblocking(False)
+        e = s.connect_ex(dst)
+        attempts += 1; nxt = now + 0.05
+        if e in (0, errno.EINPROGRESS): pending[s] = now
+        else: refused += 1; s.close()
+    _, w, _ = select.select([], list(pending), [], 0.01)
+    for s in w:
+        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0: ok += 1
+        else: refused += 1
+        s.close(); del pending[s]
+    for s, t in list(pending.items()):
+        if now - t > 3.5:
+            timedout += 1; s.close(); del pending[s]
+print("attempts=%d ok=%d refused=%d timeout=%d" % (attempts, ok, refused, timedout), flush=True)
+'
+inside install -d -m 0755 /run/ntf-e2e
+pid0=$(svc MainPID)
+for u in bob agent; do
+  as_user "$u" /usr/bin/python3 -c "$PROBE_PY" >"$WORK/probe-$u.out" 2>&1 &
+  BG_PIDS+=($!)
+done
+probes_started() { grep -q started "$WORK/probe-bob.out" && grep -q started "$WORK/probe-agent.out"; }
+wait_for 10 "the probe loops to start" probes_started
+sleep 1
+t0=$(usec)
+inside /bin/sh -c "cd /srv/e2e && DEBIAN_FRONTEND=noninteractive apt install -y ./${DEB2##*/}" 2>&1 | indent
+info "apt install took $(fmt_usec $(( $(usec) - t0 ))) s"
+sleep 2   # keep probing while the new daemon settles
+inside touch /run/ntf-e2e/stop
+for pid in "${BG_PIDS[@]}"; do wait "$pid" || fail "a probe loop failed: $(cat "$WORK"/probe-*.out)"; done
+BG_PIDS=()
+counts() { # USER -> "attempts ok refused timeout"
+  sed -n 's/^attempts=\([0-9]*\) ok=\([0-9]*\) refused=\([0-9]*\) timeout=\([0-9]*\)$/\1 \2 \3 \4/p' "$WORK/probe-$1.out"
+}
+read -r b_att b_ok b_ref b_to <<<"$(counts bob)" || fail "no result from bob's probe loop: $(cat "$WORK/probe-bob.out")"
+read -r a_att a_ok a_ref a_to <<<"$(counts agent)" || fail "no result from agent's probe loop: $(cat "$WORK/probe-agent.out")"
+info "bob:   $b_att attempts, $b_ok connected, $b_ref refused, $b_to timed out"
+info "agent: $a_att attempts, $a_ok connected, $a_ref refused, $a_to timed out"
+[ "$b_att" -ge 40 ] && [ "$a_att" -ge 40 ] || fail "the probe loops made too few attempts"
+[ "$b_ok" = 0 ] || fail "bob connected $b_ok times during the upgrade: the filter had a gap"
+ok "bob: 0 connections during the upgrade"
+[ "$a_ok" = "$a_att" ] || fail "agent connected only $a_ok of $a_att times during the upgrade"
+ok "agent: every attempt connected"
+[ "$(inside dpkg-query -W -f '${Status} ${Version}' net-tc-filter)" = "install ok installed $V2" ] ||
+  fail "dpkg does not list net-tc-filter $V2 as installed"
+ok "dpkg: net-tc-filter $V2 installed"
+expect_active; ok "net-tc-filter.service is active"
+pid1=$(svc MainPID)
+[ "$pid1" != "$pid0" ] || fail "the daemon was not restarted by the upgrade (MainPID $pid0)"
+ok "daemon restarted (MainPID $pid0 -> $pid1)"
+ver=$(inside net-tc-filter version)
+uv=${V2#*:}; uv=${uv%-*}
+[[ $ver == *"$uv"* ]] || fail "net-tc-filter version says '$ver', expected $uv"
+ok "net-tc-filter version: $ver"
+expect_drop bob "after the upgrade"
+expect_pass agent "after the upgrade"
+
+# ---------------------------------------------------------------- 3h. remove, purge
+step "h. apt remove net-tc-filter, then apt purge"
+inside /usr/bin/env DEBIAN_FRONTEND=noninteractive apt remove -y net-tc-filter 2>&1 | indent
+s=$(inside systemctl is-active net-tc-filter.service) && fail "net-tc-filter.service is still active after apt remove"
+ok "net-tc-filter.service is $s"
+ls=$(svc LoadState)
+case $ls in not-found|masked) ok "unit LoadState=$ls" ;; *) fail "unit LoadState=$ls after apt remove" ;; esac
+inside test ! -e /sys/fs/bpf/net-tc-filter || fail "/sys/fs/bpf/net-tc-filter is still there after apt remove"
+ok "/sys/fs/bpf/net-tc-filter is gone"
+inside test ! -e /usr/bin/net-tc-filter || fail "/usr/bin/net-tc-filter is still there"
+expect_pass bob "nothing filters after apt remove"
+inside test -f /etc/net-tc-filter/net-tc-filter.yml || fail "/etc/net-tc-filter/net-tc-filter.yml was removed by apt remove"
+inside test -f "$DROPIN" || fail "$DROPIN was removed by apt remove"
+ok "/etc/net-tc-filter is kept (config and drop-in)"
+[ "$(inside dpkg-query -W -f '${Status}' net-tc-filter)" = "deinstall ok config-files" ] ||
+  fail "dpkg status after remove: $(inside dpkg-query -W -f '${Status}' net-tc-filter)"
+ok "dpkg: config-files"
+inside /usr/bin/env DEBIAN_FRONTEND=noninteractive apt purge -y net-tc-filter 2>&1 | indent
+inside test ! -e /etc/net-tc-filter || fail "/etc/net-tc-filter is still there after apt purge"
+ok "/etc/net-tc-filter is gone"
+left=$(inside find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled \
+  /var/lib/systemd/deb-systemd-helper-masked -name 'net-tc-filter*' 2>/dev/null || true)
+[ -z "$left" ] || fail "systemd state left after purge: $left"
+ok "no enable/mask state left in /etc/systemd/system"
+if inside dpkg-query -W -f '${Status}' net-tc-filter >/dev/null 2>&1; then
+  st=$(inside dpkg-query -W -f '${Status}' net-tc-filter)
+  [ "$st" = "unknown ok not-installed" ] || fail "dpkg status after purge: $st"
+fi
+ok "dpkg: not installed"
+step_end
