@@ -45,13 +45,15 @@ unit:
 # Everything: generated-code check, lint, unit tests with -race, the
 # service tests (reload triggers, swap under load, kill -9, hotplug,
 # sd_notify, journald), the privileged kernel tests (netns traffic,
-# differential, BPF_PROG_TEST_RUN), and the demo as an end-to-end test.
+# differential, BPF_PROG_TEST_RUN), the demo, and the package's journey on a
+# real systemd (e2e).
 test: deps check-generated lint build
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	$(MAKE) unit
 	$(GO) test -race -count=1 -p 1 $(SERVICE_PKGS)
 	$(GO) test -count=1 -p 1 $(KERNEL_PKGS)
 	./contrib/demo.sh ./net-tc-filter
+	$(MAKE) e2e
 
 demo: deps build
 	./contrib/demo.sh ./net-tc-filter
