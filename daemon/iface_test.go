@@ -90,11 +90,11 @@ interfaces:
 	testnet.Expect(t, b.bob, hp4, port, false)
 	testnet.Expect(t, b.alice, hp4, port, true)
 
-	b.tp.Client.IP(t, "link", "set", "hp0", "name", "xx0")
+	b.tp.Client.Rename(t, "hp0", "xx0")
 	waitStatus(t, d, "eth0 only", filtering("eth0"))
 	testnet.Expect(t, b.bob, hp4, port, true)
 
-	b.tp.Client.IP(t, "link", "set", "xx0", "name", "hp1")
+	b.tp.Client.Rename(t, "xx0", "hp1")
 	waitStatus(t, d, "eth0, hp1", filtering("eth0", "hp1"))
 	testnet.Expect(t, b.bob, hp4, port, false)
 
@@ -133,7 +133,7 @@ interfaces:
 	}
 	hotplug(t, b.tp, "hp0")
 	waitStatus(t, d, "eth0, hp0", func(s string) bool { return slices.Equal(ifacesOf(s), []string{"eth0", "hp0"}) })
-	b.tp.Client.IP(t, "link", "set", "hp0", "name", "xx0")
+	b.tp.Client.Rename(t, "hp0", "xx0")
 	waitStatus(t, d, "eth0, xx0", func(s string) bool { return slices.Equal(ifacesOf(s), []string{"eth0", "xx0"}) })
 	testnet.Expect(t, b.bob, hp4, port, false)
 	testnet.Expect(t, b.alice, hp4, port, true)

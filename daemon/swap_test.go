@@ -143,9 +143,19 @@ func TestKillAndRestart(t *testing.T) {
 		{"clsact", "clsact", nil},
 		// With only the capabilities the shipped unit leaves it: the
 		// adoption must not need CAP_SYS_ADMIN.
-		{"tcx with the unit's capabilities", "tcx", unitCapabilities},
+		{"auto with the unit's capabilities", "auto", unitCapabilities},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.mode == "tcx" && !testnet.KernelHasTCX(t) {
+				// Asked for by name where the kernel has none, tcx is
+				// refused with a clear error, not replaced silently.
+				b := newBed(t, policyYAML([]string{"uid:1001"}, ""))
+				d := testnet.StartDaemonNoWait(t, b.tp.Client, testnet.DaemonOptions{Config: b.main, PinDir: b.pins, Args: []string{"--attach-mode", "tcx"}})
+				if err := d.Wait(30 * time.Second); err == nil || !strings.Contains(d.Log(), "tcx") {
+					t.Errorf("--attach-mode tcx on a kernel without tcx: %v\n%s", err, d.Log())
+				}
+				return
+			}
 			b := newBed(t, policyYAML([]string{"uid:1001"}, ""))
 			opts := testnet.DaemonOptions{Args: []string{"--attach-mode", tc.mode}, Wrap: tc.wrap}
 			d := b.start(t, opts)
