@@ -45,8 +45,9 @@ unit:
 # Everything: generated-code check, lint, unit tests with -race, the
 # service tests (reload triggers, swap under load, kill -9, hotplug,
 # sd_notify, journald), the privileged kernel tests (netns traffic,
-# differential, BPF_PROG_TEST_RUN), the demo, and the package's journey on a
-# real systemd (e2e).
+# differential, BPF_PROG_TEST_RUN), the demo, the package's journey on a
+# real systemd (e2e), and the kernel tests on Debian 12's and 13's kernels
+# under qemu (the host's kernel ran them just before).
 test: deps check-generated lint build
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	$(MAKE) unit
@@ -54,6 +55,7 @@ test: deps check-generated lint build
 	$(GO) test -count=1 -p 1 $(KERNEL_PKGS)
 	./contrib/demo.sh ./net-tc-filter
 	$(MAKE) e2e
+	$(MAKE) kernels KERNELS="bookworm trixie"
 
 demo: deps build
 	./contrib/demo.sh ./net-tc-filter
@@ -99,6 +101,19 @@ e2e: package-deps
 	$(MAKE) deb VERSION=$(VERSION)+e2e1
 	$(MAKE) deb VERSION=$(VERSION)+e2e2
 	packaging/e2e/e2e.sh dist/net-tc-filter_$(VERSION)+e2e1_amd64.deb dist/net-tc-filter_$(VERSION)+e2e2_amd64.deb
+
+# The kernel matrix (.ci/kernels): the privileged tests of ./bpf ./daemon
+# ./dbus on the stock cloud kernels of Debian 12 (6.1, no tcx) and Debian 13
+# (6.12) booted under qemu (-nic none; TCG unless KVM is real), and on this
+# host's kernel. Guests are built once with debootstrap and cached under
+# /var/cache/net-tc-filter-kernels; the summary goes to build/kernels/results.md.
+# KERNELS picks targets (host bookworm trixie); exit 1 when a kernel fails.
+KERNELS ?= host bookworm trixie
+.PHONY: kernels
+kernels:
+	@command -v qemu-system-x86_64 >/dev/null && command -v debootstrap >/dev/null && command -v debugfs >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 debootstrap e2fsprogs)
+	.ci/kernels/run.sh $(KERNELS)
 
 FORCE:
 

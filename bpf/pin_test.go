@@ -20,56 +20,59 @@ import (
 // generation goes on, and a new policy replaces the old one in place, with
 // one program on the interface, not two.
 func TestAdoptPinned(t *testing.T) {
-	for _, mode := range []Mode{ModeTCX, ModeClsact} {
-		t.Run(string(mode), func(t *testing.T) {
-			tp := testnet.NewTopology(t, testnet.Options{})
-			tp.ServeTCP(t, port)
-			tp.ServeUDPEcho(t, port)
-			alice := testnet.StartAgent(t, tp.Client, 1001)
-			bob := testnet.StartAgent(t, tp.Client, 1002)
-			allow := map[string]config.Action{"eth0": config.Allow}
-			onlyAlice := compile(t, allow, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"alice"}})
-			onlyBob := compile(t, allow, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"bob"}})
+	eachMode(t, func(t *testing.T, mode Mode) {
+		tp := testnet.NewTopology(t, testnet.Options{})
+		tp.ServeTCP(t, port)
+		tp.ServeUDPEcho(t, port)
+		alice := testnet.StartAgent(t, tp.Client, 1001)
+		bob := testnet.StartAgent(t, tp.Client, 1002)
+		allow := map[string]config.Action{"eth0": config.Allow}
+		onlyAlice := compile(t, allow, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"alice"}})
+		onlyBob := compile(t, allow, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"bob"}})
 
-			dir := testPinDir()
-			var f *Filter
-			tp.Client.MustDo(t, func() (err error) {
-				f, err = Open(Options{PinDir: dir, Mode: mode})
-				return err
-			})
-			gen := apply(t, tp.Client, f, onlyAlice, LogNone)
-			f.Close() // the process is gone; the pins stay
-
-			testnet.Expect(t, bob, imds4, port, false)
-			testnet.Expect(t, alice, imds4, port, true)
-
-			var g *Filter
-			tp.Client.MustDo(t, func() (err error) {
-				g, err = Open(Options{PinDir: dir, Mode: mode})
-				return err
-			})
-			t.Cleanup(func() { tp.Client.Do(func() error { return g.Detach() }) })
-			if g.Generation() != gen {
-				t.Errorf("adopted generation %d, want %d", g.Generation(), gen)
-			}
-			// Adopted but not applied yet: the old policy still holds.
-			testnet.Expect(t, bob, imds4, port, false)
-			if got := apply(t, tp.Client, g, onlyBob, LogNone); got != gen+1 {
-				t.Errorf("generation after adoption %d, want %d", got, gen+1)
-			}
-			testnet.Expect(t, bob, imds4, port, true)
-			testnet.Expect(t, alice, imds4, port, false)
-			if n := programsOnEth0(t, tp.Client, mode); n != 1 {
-				t.Errorf("%d programs on eth0 after adoption, want 1", n)
-			}
+		dir := testPinDir()
+		var f *Filter
+		tp.Client.MustDo(t, func() (err error) {
+			f, err = Open(Options{PinDir: dir, Mode: mode})
+			return err
 		})
-	}
+		gen := apply(t, tp.Client, f, onlyAlice, LogNone)
+		f.Close() // the process is gone; the pins stay
+
+		testnet.Expect(t, bob, imds4, port, false)
+		testnet.Expect(t, alice, imds4, port, true)
+
+		var g *Filter
+		tp.Client.MustDo(t, func() (err error) {
+			g, err = Open(Options{PinDir: dir, Mode: mode})
+			return err
+		})
+		t.Cleanup(func() { tp.Client.Do(func() error { return g.Detach() }) })
+		if g.Generation() != gen {
+			t.Errorf("adopted generation %d, want %d", g.Generation(), gen)
+		}
+		// Adopted but not applied yet: the old policy still holds.
+		testnet.Expect(t, bob, imds4, port, false)
+		if got := apply(t, tp.Client, g, onlyBob, LogNone); got != gen+1 {
+			t.Errorf("generation after adoption %d, want %d", got, gen+1)
+		}
+		testnet.Expect(t, bob, imds4, port, true)
+		testnet.Expect(t, alice, imds4, port, false)
+		if n := programsOnEth0(t, tp.Client, mode); n != 1 {
+			t.Errorf("%d programs on eth0 after adoption, want 1", n)
+		}
+	})
 }
 
 // Pins an older, incompatible version left behind (other map layouts, its
-// own program on a pinned tcx link) are replaced: the new program takes the
-// link over in place, and its maps take the pins' names.
+// own program on the interface: a pinned tcx link, or our cls_bpf filter in
+// clsact mode) are replaced: the new program takes the attachment over in
+// place, and its maps take the pins' names.
 func TestReplaceStalePins(t *testing.T) {
+	eachMode(t, testReplaceStalePins)
+}
+
+func testReplaceStalePins(t *testing.T, mode Mode) {
 	tp := testnet.NewTopology(t, testnet.Options{})
 	tp.ServeTCP(t, port)
 	tp.ServeUDPEcho(t, port)
@@ -78,7 +81,7 @@ func TestReplaceStalePins(t *testing.T) {
 	dir := testPinDir()
 
 	// The "old version": a map named like ours with another layout, and a
-	// pass-everything program on a pinned tcx link.
+	// pass-everything program on eth0.
 	tp.Client.MustDo(t, func() error {
 		if err := ensurePinDir(dir); err != nil {
 			return err
@@ -107,6 +110,17 @@ func TestReplaceStalePins(t *testing.T) {
 			if i.Name != "eth0" {
 				continue
 			}
+			if mode == ModeClsact {
+				// What an older version's clsact mode leaves: its
+				// filter (our handle and priority) on a clsact qdisc.
+				qdisc := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
+					LinkIndex: i.Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
+				}}
+				if err := netlink.QdiscAdd(qdisc); err != nil {
+					return err
+				}
+				return netlink.FilterAdd(clsactFilter(i.Index, prog.FD()))
+			}
 			l, err := link.AttachTCX(link.TCXOptions{Interface: i.Index, Program: prog, Attach: ebpf.AttachTCXEgress})
 			if err != nil {
 				return err
@@ -118,9 +132,15 @@ func TestReplaceStalePins(t *testing.T) {
 	})
 	testnet.Expect(t, bob, imds4, port, true)
 
+	// The daemon's default, auto, takes a pinned tcx link over; an old
+	// cls_bpf filter is replaced by clsact mode (auto's choice before 6.6).
+	openMode := ModeAuto
+	if mode == ModeClsact {
+		openMode = ModeClsact
+	}
 	var f *Filter
 	tp.Client.MustDo(t, func() (err error) {
-		f, err = Open(Options{PinDir: dir})
+		f, err = Open(Options{PinDir: dir, Mode: openMode})
 		return err
 	})
 	t.Cleanup(func() { tp.Client.Do(func() error { return f.Detach() }) })
@@ -132,8 +152,8 @@ func TestReplaceStalePins(t *testing.T) {
 	apply(t, tp.Client, f, p, LogNone)
 	testnet.Expect(t, bob, imds4, port, false)
 	testnet.Expect(t, alice, imds4, port, true)
-	if n := programsOnEth0(t, tp.Client, ModeTCX); n != 1 {
-		t.Errorf("%d programs on eth0, want 1: the old link was not taken over", n)
+	if n := programsOnEth0(t, tp.Client, mode); n != 1 {
+		t.Errorf("%d programs on eth0, want 1: the old %s attachment was not taken over", n, mode)
 	}
 	pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, "ntf_active"), nil)
 	if err != nil {
@@ -194,21 +214,19 @@ func clsactFilterCount(ifindex int) (int, error) {
 // An interface the policy stops filtering loses the program for real (the
 // pinned link too), and can be filtered again later.
 func TestDetachInterface(t *testing.T) {
-	for _, mode := range []Mode{ModeTCX, ModeClsact} {
-		t.Run(string(mode), func(t *testing.T) {
-			tp := testnet.NewTopology(t, testnet.Options{})
-			f := openFilter(t, tp.Client, mode)
-			on := compile(t, nil, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"alice"}})
-			off := compile(t, nil, ep{"imds", []string{"eth9"}, []string{"169.254.169.254/32"}, []string{"alice"}})
-			for i, p := range []struct {
-				p    *policy.Policy
-				want int
-			}{{on, 1}, {off, 0}, {on, 1}} {
-				apply(t, tp.Client, f, p.p, LogNone)
-				if n := programsOnEth0(t, tp.Client, mode); n != p.want {
-					t.Errorf("step %d: %d programs on eth0, want %d", i, n, p.want)
-				}
+	eachMode(t, func(t *testing.T, mode Mode) {
+		tp := testnet.NewTopology(t, testnet.Options{})
+		f := openFilter(t, tp.Client, mode)
+		on := compile(t, nil, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"alice"}})
+		off := compile(t, nil, ep{"imds", []string{"eth9"}, []string{"169.254.169.254/32"}, []string{"alice"}})
+		for i, p := range []struct {
+			p    *policy.Policy
+			want int
+		}{{on, 1}, {off, 0}, {on, 1}} {
+			apply(t, tp.Client, f, p.p, LogNone)
+			if n := programsOnEth0(t, tp.Client, mode); n != p.want {
+				t.Errorf("step %d: %d programs on eth0, want %d", i, n, p.want)
 			}
-		})
-	}
+		}
+	})
 }
