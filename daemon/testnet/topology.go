@@ -138,6 +138,21 @@ func (tp *Topology) ServeTCP(t testing.TB, port uint16) {
 // ServeUDPEcho echoes datagrams on port, on every server address.
 func (tp *Topology) ServeUDPEcho(t testing.TB, port uint16) {
 	t.Helper()
+	tp.serveUDP(t, port, func(pc net.PacketConn, b []byte, from net.Addr) { pc.WriteTo(b, from) })
+}
+
+// CountUDP counts the datagrams that reach port on the server.
+func (tp *Topology) CountUDP(t testing.TB, port uint16) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	tp.serveUDP(t, port, func(net.PacketConn, []byte, net.Addr) { n.Add(1) })
+	return &n
+}
+
+// serveUDP hands every datagram that reaches port on the server to fn,
+// until the test ends.
+func (tp *Topology) serveUDP(t testing.TB, port uint16, fn func(pc net.PacketConn, b []byte, from net.Addr)) {
+	t.Helper()
 	var pc net.PacketConn
 	tp.Server.MustDo(t, func() (err error) {
 		pc, err = net.ListenPacket("udp", ":"+strconv.Itoa(int(port)))
@@ -152,35 +167,10 @@ func (tp *Topology) ServeUDPEcho(t testing.TB, port uint16) {
 				return
 			}
 			if err == nil {
-				pc.WriteTo(buf[:n], from)
+				fn(pc, buf[:n], from)
 			}
 		}
 	}()
-}
-
-// CountUDP counts the datagrams that reach port on the server.
-func (tp *Topology) CountUDP(t testing.TB, port uint16) *atomic.Int64 {
-	t.Helper()
-	var pc net.PacketConn
-	tp.Server.MustDo(t, func() (err error) {
-		pc, err = net.ListenPacket("udp", ":"+strconv.Itoa(int(port)))
-		return err
-	})
-	t.Cleanup(func() { pc.Close() })
-	var n atomic.Int64
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, _, err := pc.ReadFrom(buf)
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if err == nil {
-				n.Add(1)
-			}
-		}
-	}()
-	return &n
 }
 
 // Timeouts for probes: an allowed probe answers in microseconds here; a
