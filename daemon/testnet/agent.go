@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,7 +33,11 @@ func Main(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if build.path != "" {
+		os.RemoveAll(filepath.Dir(build.path)) // the daemon Binary built
+	}
+	os.Exit(code)
 }
 
 // Agent is a process inside a namespace running as a given uid; it opens
