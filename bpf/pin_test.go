@@ -82,6 +82,7 @@ func testReplaceStalePins(t *testing.T, mode Mode) {
 
 	// The "old version": a map named like ours with another layout, and a
 	// pass-everything program on eth0.
+	idx := eth0Index(t, tp.Client)
 	tp.Client.MustDo(t, func() error {
 		if err := ensurePinDir(dir); err != nil {
 			return err
@@ -102,33 +103,23 @@ func testReplaceStalePins(t *testing.T, mode Mode) {
 			return err
 		}
 		defer prog.Close()
-		ifc, err := Interfaces()
+		if mode == ModeClsact {
+			// What an older version's clsact mode leaves: its
+			// filter (our handle and priority) on a clsact qdisc.
+			qdisc := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
+				LinkIndex: idx, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
+			}}
+			if err := netlink.QdiscAdd(qdisc); err != nil {
+				return err
+			}
+			return netlink.FilterAdd(clsactFilter(idx, prog.FD()))
+		}
+		l, err := link.AttachTCX(link.TCXOptions{Interface: idx, Program: prog, Attach: ebpf.AttachTCXEgress})
 		if err != nil {
 			return err
 		}
-		for _, i := range ifc {
-			if i.Name != "eth0" {
-				continue
-			}
-			if mode == ModeClsact {
-				// What an older version's clsact mode leaves: its
-				// filter (our handle and priority) on a clsact qdisc.
-				qdisc := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{
-					LinkIndex: i.Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT,
-				}}
-				if err := netlink.QdiscAdd(qdisc); err != nil {
-					return err
-				}
-				return netlink.FilterAdd(clsactFilter(i.Index, prog.FD()))
-			}
-			l, err := link.AttachTCX(link.TCXOptions{Interface: i.Index, Program: prog, Attach: ebpf.AttachTCXEgress})
-			if err != nil {
-				return err
-			}
-			defer l.Close()
-			return l.Pin(filepath.Join(dir, linkPrefix+strconv.Itoa(i.Index)))
-		}
-		return nil
+		defer l.Close()
+		return l.Pin(filepath.Join(dir, linkPrefix+strconv.Itoa(idx)))
 	})
 	testnet.Expect(t, bob, imds4, port, true)
 
@@ -165,29 +156,36 @@ func testReplaceStalePins(t *testing.T, mode Mode) {
 	}
 }
 
-// programsOnEth0 counts the programs on eth0's egress hook for a mode.
-func programsOnEth0(t *testing.T, ns *testnet.NS, mode Mode) int {
+// eth0Index is the ifindex of eth0 in ns.
+func eth0Index(t *testing.T, ns *testnet.NS) int {
 	t.Helper()
-	n := 0
+	var idx int
 	ns.MustDo(t, func() error {
-		ifc, err := Interfaces()
+		l, err := netlink.LinkByName("eth0")
 		if err != nil {
 			return err
 		}
-		for _, i := range ifc {
-			if i.Name != "eth0" {
-				continue
-			}
-			if mode == ModeClsact {
-				n, err = clsactFilterCount(i.Index)
-				return err
-			}
-			res, err := link.QueryPrograms(link.QueryOptions{Target: i.Index, Attach: ebpf.AttachTCXEgress})
-			if err != nil {
-				return err
-			}
-			n = len(res.Programs)
+		idx = l.Attrs().Index
+		return nil
+	})
+	return idx
+}
+
+// programsOnEth0 counts the programs on eth0's egress hook for a mode.
+func programsOnEth0(t *testing.T, ns *testnet.NS, mode Mode) int {
+	t.Helper()
+	idx := eth0Index(t, ns)
+	n := 0
+	ns.MustDo(t, func() (err error) {
+		if mode == ModeClsact {
+			n, err = clsactFilterCount(idx)
+			return err
 		}
+		res, err := link.QueryPrograms(link.QueryOptions{Target: idx, Attach: ebpf.AttachTCXEgress})
+		if err != nil {
+			return err
+		}
+		n = len(res.Programs)
 		return nil
 	})
 	return n

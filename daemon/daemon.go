@@ -109,7 +109,7 @@ func stamps(path string) map[string]stamp {
 		out[p] = st
 	}
 	add(path)
-	dir := filepath.Join(filepath.Dir(path), "conf.d")
+	dir := config.DropInDir(path)
 	add(dir)
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {

@@ -172,6 +172,10 @@ func ioProblem(err error) string {
 
 // configDirs returns the directories whose safety guards the set.
 func configDirs(mainPath string) (mainDir, confDir string) {
-	mainDir = filepath.Dir(mainPath)
-	return mainDir, filepath.Join(mainDir, dropInDir)
+	return filepath.Dir(mainPath), DropInDir(mainPath)
+}
+
+// DropInDir is the directory whose *.yml files follow the main file.
+func DropInDir(mainPath string) string {
+	return filepath.Join(filepath.Dir(mainPath), dropInDir)
 }

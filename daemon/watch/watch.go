@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
 
 // Defaults for the zero values of Options.
@@ -133,7 +135,7 @@ func New(opts Options) (*Watcher, error) {
 		debounce:   opts.Debounce,
 		maxDelay:   opts.MaxDelay,
 		configPath: main,
-		confD:      filepath.Join(filepath.Dir(main), "conf.d"),
+		confD:      config.DropInDir(main),
 		accounts:   accounts,
 		failed:     map[string]string{},
 		changes:    make(chan Change, 1),
