@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,8 +33,8 @@ func Main(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	if build.path != "" {
-		os.RemoveAll(filepath.Dir(build.path)) // the daemon Binary built
+	if build.dir != "" {
+		os.RemoveAll(build.dir) // the daemon Binary built, never a prebuilt one
 	}
 	os.Exit(code)
 }

@@ -18,6 +18,7 @@ import (
 
 var build struct {
 	once sync.Once
+	dir  string // made by this process (not for $NTF_TEST_BINARY): removed at exit
 	path string
 	err  error
 }
@@ -49,6 +50,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		os.Chmod(dir, 0o755) // tests run it as other users too
+		build.dir = dir
 		build.path = filepath.Join(dir, "net-tc-filter")
 		args := []string{"build", "-o", build.path}
 		if raceEnabled {
