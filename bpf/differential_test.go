@@ -47,14 +47,24 @@ func TestDifferential(t *testing.T) {
 	const policies, probesPerPolicy = 3, 1000
 	// What the probes exercised, so that a vacuous run fails.
 	seen := map[string]int{}
+	// Half the probes go to a few hot destinations, from every sender and
+	// under every policy: the kernel's caches must follow the owner and
+	// forget what an earlier policy said.
+	var hot []netip.Addr
 	for round := range policies {
 		p, prefixes := randomPolicy(t, rng)
 		gen := apply(t, tp.Client, f, p, LogAll)
 		t.Logf("policy %d: %d ranges, generation %d", round, p.RangeCount(), gen)
+		for len(hot) < 16 {
+			hot = append(hot, randomDestination(rng, prefixes))
+		}
 		mismatches := 0
 		for i := range probesPerPolicy {
 			s := senders[rng.IntN(len(senders))]
 			dst := randomDestination(rng, prefixes)
+			if rng.IntN(2) == 0 {
+				dst = hot[rng.IntN(len(hot))]
+			}
 			port := uint16(1000 + i)
 			sport, err := s.agent.Send(dst, port)
 			if err != nil {
@@ -84,6 +94,9 @@ func TestDifferential(t *testing.T) {
 		}
 	}
 	t.Logf("probes: %v", seen)
+	if n := cachedVerdicts(t, f); n < len(hot) {
+		t.Errorf("%d destinations in the verdict caches of the live policy, want at least %d", n, len(hot))
+	}
 	for _, k := range []string{"allowed=true", "allowed=false", "by-range=true", "by-range=false", "unowned=true", "ipv6=true"} {
 		if seen[k] < 50 {
 			t.Errorf("only %d probes with %s: the random policies do not exercise the kernel", seen[k], k)
@@ -220,4 +233,23 @@ func usable(a netip.Addr) bool {
 		}
 	}
 	return true
+}
+
+// cachedVerdicts counts the verdict cache entries, over all CPUs, that belong
+// to the live policy.
+func cachedVerdicts(t *testing.T, f *Filter) int {
+	t.Helper()
+	n := 0
+	for i := range f.objs.NtfVerdictCache.MaxEntries() {
+		var perCPU []filterNtfVerdictEntry
+		if err := f.objs.NtfVerdictCache.Lookup(i, &perCPU); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range perCPU {
+			if e.Epoch == f.epoch && e.Seq%2 == 0 {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -58,10 +58,12 @@ type Contents struct {
 	Rules      []Rule // Rules[i] is rule id i+1
 }
 
-// Encode lays out a policy for the given interfaces. Interfaces that the
+// encode lays out a policy for the given interfaces. Interfaces that the
 // policy does not filter are left out. Interfaces with equal tables share
 // one table in the kernel, and equal allow lists share one owner set.
-func Encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents {
+// Interfaces and endpoints count their packets at the indexes counters gives
+// them.
+func encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode, counters *counterNames) *Contents {
 	c := &Contents{Generation: gen, Ifaces: map[uint32]filterNtfIface{}}
 	tables := map[string]uint32{}
 	sets := map[string]uint32{}
@@ -74,9 +76,9 @@ func Encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents
 		if !seen {
 			id = uint32(len(tables))
 			tables[t.Key()] = id
-			c.addTable(id, ifc.Name, t, sets)
+			c.addTable(id, ifc.Name, t, sets, counters)
 		}
-		v := filterNtfIface{Table: id, Generation: gen, L2Len: 14, Log: uint8(log)}
+		v := filterNtfIface{Table: id, Generation: gen, L2Len: 14, Log: uint8(log), Counter: counters.iface(ifc.Name)}
 		if ifc.L3 {
 			v.L2Len = 0
 		}
@@ -88,10 +90,10 @@ func Encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents
 	return c
 }
 
-func (c *Contents) addTable(id uint32, iface string, t policy.Table, sets map[string]uint32) {
+func (c *Contents) addTable(id uint32, iface string, t policy.Table, sets map[string]uint32, counters *counterNames) {
 	for _, e := range t.Entries {
 		c.Rules = append(c.Rules, Rule{Iface: iface, Range: e.Prefix, Endpoints: e.Endpoints})
-		v := filterNtfRange{Rule: uint32(len(c.Rules))}
+		v := filterNtfRange{Rule: uint32(len(c.Rules)), Counter: counters.endpoints(e.Endpoints)}
 		if e.Principals.Everyone {
 			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_EVERYONE)
 		}

@@ -125,12 +125,19 @@ type Counters struct {
 	Allowed, Denied, NotIP, Malformed, Unfiltered, NoPolicy, EventsLost uint64
 }
 
-// Counters reads the counters.
+// Counters reads the counters. Allowed and Denied are the sums over the
+// interfaces since this Filter was opened.
 func (f *Filter) Counters() (Counters, error) {
 	var c Counters
+	t, err := f.Traffic()
+	if err != nil {
+		return c, err
+	}
+	for _, v := range t.Ifaces {
+		c.Allowed += v.Allowed
+		c.Denied += v.Denied
+	}
 	for idx, dst := range map[filterNtfCounter]*uint64{
-		filterNtfCounterNTF_CNT_ALLOWED:     &c.Allowed,
-		filterNtfCounterNTF_CNT_DENIED:      &c.Denied,
 		filterNtfCounterNTF_CNT_NOT_IP:      &c.NotIP,
 		filterNtfCounterNTF_CNT_MALFORMED:   &c.Malformed,
 		filterNtfCounterNTF_CNT_UNFILTERED:  &c.Unfiltered,

@@ -75,12 +75,58 @@ struct {
 	__type(value, __u32);
 } ntf_active SEC(".maps");
 
+// Epoch of each slot's policy, never reused: cache entries made from a
+// slot's policy are valid while the slot's epoch is theirs. A slot's epoch is
+// written with its policy, before the slot goes live. 0: no caching.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NTF_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} ntf_epoch SEC(".maps");
+
+// Direct-mapped per-CPU caches: most packets go to a few destinations from a
+// few owners, so the policy's hash and trie lookups are paid once per
+// (destination, owner) and CPU, not per packet.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NTF_IFACE_CACHE);
+	__type(key, __u32);
+	__type(value, struct ntf_iface_entry);
+} ntf_iface_cache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NTF_VERDICT_CACHE);
+	__type(key, __u32);
+	__type(value, struct ntf_verdict_entry);
+} ntf_verdict_cache SEC(".maps");
+
+// Set by benchmarks to measure the uncached path.
+volatile const __u8 ntf_nocache = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NTF_CNT_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 } ntf_counters SEC(".maps");
+
+// Allowed and denied packets per interface and per endpoint, at
+// [counter*2 + allowed]; user space knows which counter is whose.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NTF_MAX_COUNTERS * 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} ntf_iface_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NTF_MAX_COUNTERS * 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} ntf_endpoint_counters SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -105,46 +151,67 @@ const struct ntf_owner_key *unused_owner_key __attribute__((unused));
 const enum ntf_counter *unused_counter __attribute__((unused));
 const enum ntf_range_flags *unused_range_flags __attribute__((unused));
 const enum ntf_log *unused_log __attribute__((unused));
+const struct ntf_verdict_entry *unused_verdict_entry __attribute__((unused));
 
-static __always_inline void count(__u32 idx)
+static __always_inline void count_in(void *map, __u32 idx)
 {
-	__u64 *c = bpf_map_lookup_elem(&ntf_counters, &idx);
+	__u64 *c = bpf_map_lookup_elem(map, &idx);
 	if (c)
 		*c += 1;
 }
 
+static __always_inline void count(__u32 idx)
+{
+	count_in(&ntf_counters, idx);
+}
+
+#define barrier() asm volatile("" ::: "memory")
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+
+// claim takes a cache entry for writing when nothing wrote it since its
+// sequence count was read as seq (even). Readers skip an entry while its
+// count is odd; a nested writer that got in first makes the claim fail.
+static __always_inline bool claim(__u32 *seqp, __u32 seq)
+{
+	return !(seq & 1) && __sync_val_compare_and_swap(seqp, seq, seq + 1) == seq;
+}
+
+static __always_inline void release(__u32 *seqp, __u32 seq)
+{
+	barrier();
+	WRITE_ONCE(*seqp, seq + 2);
+}
+
 struct verdict {
-	__u32 rule;   // 0: no range matched, the interface default decided
+	__u32 rule;    // 0: no range matched, the interface default decided
+	__u32 counter; // endpoint counter
 	__u8 allowed;
 };
 
-// judge finds the longest configured prefix containing addr in the table and
-// checks the owner against that range's principals.
-static __always_inline struct verdict judge(void *ranges, void *owners, const struct ntf_iface *ifc,
-					    __u32 table, const __u32 *addr, __u32 bits, __u32 uid,
-					    bool unowned)
+// lookup_range finds the longest configured prefix containing addr in the
+// table: what it means for owned and unowned packets, and the owner set to
+// check when the uid matters.
+static __always_inline void lookup_range(void *ranges, const struct ntf_iface *ifc, __u32 table,
+					 const __u32 *addr, __u32 bits, struct ntf_verdict_entry *out)
 {
-	struct verdict v = {};
 	struct ntf_range_key key = {.prefixlen = 32 + bits, .table = table};
 	__builtin_memcpy(key.addr, addr, 16);
 
 	struct ntf_range *r = bpf_map_lookup_elem(ranges, &key);
 	if (!r) {
-		v.allowed = ifc->default_allow;
-		return v;
+		out->rule = 0;
+		out->counter = 0;
+		out->owners = 0;
+		out->owned = ifc->default_allow;
+		out->unowned = ifc->default_allow;
+		return;
 	}
-	v.rule = r->rule;
-	if (unowned) {
-		v.allowed = !!(r->flags & NTF_RANGE_UNOWNED);
-		return v;
-	}
-	if (r->flags & NTF_RANGE_EVERYONE) {
-		v.allowed = 1;
-		return v;
-	}
-	struct ntf_owner_key ok = {.set = r->owners, .uid = uid};
-	v.allowed = bpf_map_lookup_elem(owners, &ok) != NULL;
-	return v;
+	out->rule = r->rule;
+	out->counter = r->counter;
+	out->unowned = !!(r->flags & NTF_RANGE_UNOWNED);
+	out->owned = !!(r->flags & NTF_RANGE_EVERYONE);
+	out->owners = out->owned ? 0 : r->owners;
 }
 
 // v4mapped turns ::ffff:a.b.c.d into a.b.c.d in place.
@@ -420,6 +487,234 @@ static __always_inline enum parse_result parse(struct __sk_buff *skb, const stru
 	return PARSE_NOT_IP;
 }
 
+// fast_ip parses the common shapes straight from the linear packet data:
+// IPv4 without options, IPv6 without extension headers. Anything else, or
+// headers beyond the linear part, is left to parse(), which understands every
+// shape; both give the same result where both apply.
+static __always_inline bool fast_ip(void *ip, void *end, struct pkt *p)
+{
+	__u8 *b = ip;
+	__u32 l4;
+	if (ip + 1 > end)
+		return false;
+	switch (b[0] >> 4) {
+	case 4: {
+		if (ip + 20 > end || b[0] != 0x45)
+			return false;
+		// Word loads: the header is only 2-byte aligned behind Ethernet,
+		// which x86 and arm64 load fine, where a memcpy would go bytewise.
+		const __u32 *w = ip;
+		p->family = 4;
+		p->proto = b[9];
+		p->src[0] = w[3];
+		p->dst[0] = w[4];
+		if ((b[6] & 0x1f) | b[7])
+			return true; // not the first fragment: no ports
+		l4 = 20;
+		break;
+	}
+	case 6:
+		if (ip + 40 > end)
+			return false;
+		switch (b[6]) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_DSTOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_AH:
+		case IPPROTO_FRAGMENT:
+			return false;
+		}
+		const __u32 *w = ip;
+		p->proto = b[6];
+		p->src[0] = w[2];
+		p->src[1] = w[3];
+		p->src[2] = w[4];
+		p->src[3] = w[5];
+		p->dst[0] = w[6];
+		p->dst[1] = w[7];
+		p->dst[2] = w[8];
+		p->dst[3] = w[9];
+		p->family = v4mapped(p->dst) ? 4 : 6;
+		l4 = 40;
+		break;
+	default:
+		return false;
+	}
+	switch (p->proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_UDPLITE:
+	case IPPROTO_SCTP: {
+		__u16 *ports = ip + l4;
+		if ((void *)(ports + 2) > end)
+			return false;
+		p->sport = bpf_ntohs(ports[0]);
+		p->dport = bpf_ntohs(ports[1]);
+	}
+	}
+	return true;
+}
+
+static __always_inline bool fast_parse(struct __sk_buff *skb, const struct ntf_iface *ifc, struct pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	if (ifc->l2_len == 0)
+		return fast_ip(data, end, p);
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return false;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) && eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return false;
+	if (!fast_ip(eth + 1, end, p))
+		return false;
+	// The version must be what the Ethernet type says, as parse() insists.
+	return (eth->h_proto == bpf_htons(ETH_P_IP)) == (((__u8 *)(eth + 1))[0] >> 4 == 4);
+}
+
+enum iface_result {
+	IFACE_OK,
+	IFACE_NO_POLICY,
+	IFACE_UNFILTERED,
+};
+
+// find_iface copies the interface's settings of the policy in slot s,
+// through the per-CPU cache when the slot has an epoch.
+static __always_inline enum iface_result find_iface(__u32 ifindex, __u32 s, __u64 epoch, struct ntf_iface *out)
+{
+	__u32 idx = ifindex & (NTF_IFACE_CACHE - 1);
+	struct ntf_iface_entry *e = NULL;
+	if (epoch) {
+		e = bpf_map_lookup_elem(&ntf_iface_cache, &idx);
+		if (e) {
+			__u32 seq = READ_ONCE(e->seq);
+			if (!(seq & 1) && e->ifindex == ifindex && e->epoch == epoch) {
+				barrier();
+				*out = e->ifc;
+				barrier();
+				if (READ_ONCE(e->seq) == seq)
+					return IFACE_OK;
+			}
+		}
+	}
+	void *ifaces = bpf_map_lookup_elem(&ntf_ifaces, &s);
+	if (!ifaces)
+		return IFACE_NO_POLICY; // attached before any policy was written
+	const struct ntf_iface *ifc = bpf_map_lookup_elem(ifaces, &ifindex);
+	if (!ifc)
+		return IFACE_UNFILTERED;
+	*out = *ifc;
+	if (e) {
+		__u32 seq = READ_ONCE(e->seq);
+		if (claim(&e->seq, seq)) {
+			e->ifindex = ifindex;
+			e->epoch = epoch;
+			e->ifc = *ifc;
+			release(&e->seq, seq);
+		}
+	}
+	return IFACE_OK;
+}
+
+static __always_inline __u32 verdict_slot(__u32 table, const __u32 *a)
+{
+	__u32 h = a[0] * 0x9e3779b1u ^ a[1] * 0x85ebca77u ^ a[2] * 0xc2b2ae3du ^ a[3] * 0x27d4eb2fu ^ table;
+	h ^= h >> 15;
+	h *= 0x2c1b3c6du;
+	h ^= h >> 13;
+	return h & (NTF_VERDICT_CACHE - 1);
+}
+
+// decide judges a destination for an owner. The range that decides comes
+// from the per-CPU cache when it holds it for this policy epoch, else from
+// the trie; the socket's uid is only asked for when the range's verdict
+// depends on it, and the last uid's answer is cached with the range.
+static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u64 epoch,
+					     const struct ntf_iface *ifc, __u32 table, const __u32 *addr,
+					     __u32 bits, bool unowned, __u32 *uid, bool *no_policy)
+{
+	struct verdict v = {};
+	struct ntf_verdict_entry r = {};
+	struct ntf_verdict_entry *e = NULL;
+	__u32 seq = 1;
+	bool cached = false;
+	if (epoch) {
+		__u32 idx = verdict_slot(table, addr);
+		e = bpf_map_lookup_elem(&ntf_verdict_cache, &idx);
+		if (e) {
+			seq = READ_ONCE(e->seq);
+			barrier();
+			if (!(seq & 1) && e->epoch == epoch && e->table == table && e->dst[0] == addr[0] &&
+			    e->dst[1] == addr[1] && e->dst[2] == addr[2] && e->dst[3] == addr[3]) {
+				r.rule = e->rule;
+				r.counter = e->counter;
+				r.owners = e->owners;
+				r.uid = e->uid;
+				r.owned = e->owned;
+				r.unowned = e->unowned;
+				r.uid_allowed = e->uid_allowed;
+				barrier();
+				cached = READ_ONCE(e->seq) == seq;
+			}
+		}
+	}
+	if (!cached) {
+		void *ranges = bpf_map_lookup_elem(&ntf_ranges, &s);
+		if (!ranges) {
+			*no_policy = true;
+			return v;
+		}
+		lookup_range(ranges, ifc, table, addr, bits, &r);
+		r.uid = NTF_UID_UNOWNED;
+		if (e && claim(&e->seq, seq)) {
+			e->epoch = epoch;
+			e->table = table;
+			__builtin_memcpy(e->dst, addr, 16);
+			e->rule = r.rule;
+			e->counter = r.counter;
+			e->owners = r.owners;
+			e->owned = r.owned;
+			e->unowned = r.unowned;
+			e->uid = NTF_UID_UNOWNED;
+			release(&e->seq, seq);
+			seq += 2;
+		} else {
+			e = NULL;
+		}
+	}
+	v.rule = r.rule;
+	v.counter = r.counter;
+	if (unowned) {
+		v.allowed = r.unowned;
+		return v;
+	}
+	if (!r.owners) {
+		v.allowed = r.owned;
+		return v;
+	}
+	if (*uid == NTF_UID_UNOWNED)
+		*uid = bpf_get_socket_uid(skb);
+	if (r.uid == *uid) {
+		v.allowed = r.uid_allowed;
+		return v;
+	}
+	void *owners = bpf_map_lookup_elem(&ntf_owners, &s);
+	if (!owners) {
+		*no_policy = true;
+		return v;
+	}
+	struct ntf_owner_key ok = {.set = r.owners, .uid = *uid};
+	v.allowed = bpf_map_lookup_elem(owners, &ok) != NULL;
+	// Still the entry read above (the claim fails otherwise): remember
+	// this uid's answer.
+	if (e && claim(&e->seq, seq)) {
+		e->uid = *uid;
+		e->uid_allowed = v.allowed;
+		release(&e->seq, seq);
+	}
+	return v;
+}
+
 static __always_inline void emit(struct __sk_buff *skb, const struct ntf_iface *ifc, const struct pkt *p,
 				 const __u32 *dst, bool dst_v4, struct verdict v, __u32 uid, bool unowned)
 {
@@ -453,71 +748,79 @@ int ntf_egress(struct __sk_buff *skb)
 	__u32 *slot = bpf_map_lookup_elem(&ntf_active, &zero);
 	if (!slot)
 		return TC_ACT_SHOT;
-	// Every part of the policy is taken from the same slot, up front.
+	// Every part of the policy is taken from the same slot.
 	__u32 s = *slot;
-	void *ifaces = bpf_map_lookup_elem(&ntf_ifaces, &s);
-	void *ranges = bpf_map_lookup_elem(&ntf_ranges, &s);
-	void *owners = bpf_map_lookup_elem(&ntf_owners, &s);
-	if (!ifaces || !ranges || !owners) {
+	__u64 *ep = bpf_map_lookup_elem(&ntf_epoch, &s);
+	__u64 epoch = ep && !ntf_nocache ? *ep : 0;
+
+	struct ntf_iface ifc;
+	switch (find_iface(skb->ifindex, s, epoch, &ifc)) {
+	case IFACE_NO_POLICY:
 		// Attached before any policy was written: fail closed.
 		count(NTF_CNT_NO_POLICY);
 		return TC_ACT_SHOT;
-	}
-
-	__u32 ifindex = skb->ifindex;
-	const struct ntf_iface *ifc = bpf_map_lookup_elem(ifaces, &ifindex);
-	if (!ifc) {
+	case IFACE_UNFILTERED:
 		// Still attached to an interface the policy no longer filters;
 		// user space detaches it next.
 		count(NTF_CNT_UNFILTERED);
 		return TC_ACT_UNSPEC;
-	}
-
-	struct pkt p = {};
-	switch (parse(skb, ifc, &p)) {
-	case PARSE_NOT_IP:
-		count(NTF_CNT_NOT_IP);
-		return TC_ACT_UNSPEC;
-	case PARSE_MALFORMED:
-		count(NTF_CNT_MALFORMED);
-		return TC_ACT_SHOT;
-	case PARSE_OK:
+	case IFACE_OK:
 		break;
 	}
 
-	bool unowned = false;
-	__u32 uid = 0;
-	struct bpf_sock *sk = skb->sk;
-	if (!sk) {
-		unowned = true; // forwarded, or made by the kernel without a socket
-	} else {
-		uid = bpf_get_socket_uid(skb);
-		// A TIME_WAIT socket has no owner left; the helper would say
-		// "nobody", which is a user like any other.
-		if (!bpf_sk_fullsock(sk) && sk->state == BPF_TCP_TIME_WAIT)
-			unowned = true;
+	struct pkt p = {};
+	if (!fast_parse(skb, &ifc, &p)) {
+		p = (struct pkt){};
+		switch (parse(skb, &ifc, &p)) {
+		case PARSE_NOT_IP:
+			count(NTF_CNT_NOT_IP);
+			return TC_ACT_UNSPEC;
+		case PARSE_MALFORMED:
+			count(NTF_CNT_MALFORMED);
+			return TC_ACT_SHOT;
+		case PARSE_OK:
+			break;
+		}
 	}
-	if (unowned)
-		uid = NTF_UID_UNOWNED;
 
-	__u32 table = ifc->table * 2 + (p.family == 6);
+	// The uid is asked for only when a range's verdict depends on it: the
+	// helper is the dearest step of the common path.
+	bool unowned = false;
+	__u32 uid = NTF_UID_UNOWNED;
+	struct bpf_sock *sk = skb->sk;
+	// No socket: forwarded, or made by the kernel without one. A TIME_WAIT
+	// socket has no owner left; the uid helper would say "nobody", which
+	// is a user like any other.
+	if (!sk || sk->state == BPF_TCP_TIME_WAIT)
+		unowned = true;
+
+	bool no_policy = false;
+	__u32 table = ifc.table * 2 + (p.family == 6);
 	__u32 bits = p.family == 6 ? 128 : 32;
-	struct verdict v = judge(ranges, owners, ifc, table, p.dst, bits, uid, unowned);
+	struct verdict v = decide(skb, s, epoch, &ifc, table, p.dst, bits, unowned, &uid, &no_policy);
 	const __u32 *judged = p.dst;
 	bool judged_v4 = p.family == 4;
 	if (v.allowed && p.has_final) {
-		__u32 ftable = ifc->table * 2 + !p.final_v4;
-		struct verdict fv = judge(ranges, owners, ifc, ftable, p.final, p.final_v4 ? 32 : 128, uid,
-					  unowned);
+		__u32 ftable = ifc.table * 2 + !p.final_v4;
+		struct verdict fv = decide(skb, s, epoch, &ifc, ftable, p.final, p.final_v4 ? 32 : 128, unowned,
+					   &uid, &no_policy);
 		if (!fv.allowed) {
 			v = fv;
 			judged = p.final;
 			judged_v4 = p.final_v4;
 		}
 	}
-
-	count(v.allowed ? NTF_CNT_ALLOWED : NTF_CNT_DENIED);
-	if (ifc->log == NTF_LOG_ALL || (ifc->log == NTF_LOG_DENIED && !v.allowed))
-		emit(skb, ifc, &p, judged, judged_v4, v, uid, unowned);
+	if (no_policy) {
+		count(NTF_CNT_NO_POLICY);
+		return TC_ACT_SHOT;
+	}
+	count_in(&ntf_iface_counters, ((ifc.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+	count_in(&ntf_endpoint_counters, ((v.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+	if (ifc.log == NTF_LOG_ALL || (ifc.log == NTF_LOG_DENIED && !v.allowed)) {
+		// Events name the owner even where the verdict did not need it.
+		if (!unowned && uid == NTF_UID_UNOWNED)
+			uid = bpf_get_socket_uid(skb);
+		emit(skb, &ifc, &p, judged, judged_v4, v, uid, unowned);
+	}
 	return v.allowed ? TC_ACT_UNSPEC : TC_ACT_SHOT;
 }

@@ -46,6 +46,8 @@ func ParseMode(s string) (Mode, error) {
 type Options struct {
 	PinDir string // default DefaultPinDir
 	Mode   Mode
+
+	noCache bool // benchmarks: every packet takes the uncached path
 }
 
 // keptGenerations is how many policies' rules stay known, so that queued
@@ -93,13 +95,15 @@ type Filter struct {
 	fresh    bool // maps were created by this process and are not pinned yet
 	slot     uint32
 	gen      uint32
+	epoch    uint64 // of the live slot; the kernel's caches are valid for it only
 	inner    [slots]slotMaps
 	mode     Mode
 	attached map[int]*attachment
 	adopted  map[int]link.Link // pinned tcx links of an earlier run, by ifindex
 
-	mu    sync.Mutex
-	rules map[uint32][]Rule // by generation: the live one and the one before
+	mu       sync.Mutex
+	rules    map[uint32][]Rule // by generation: the live one and the one before
+	counters *counterNames
 }
 
 // Open loads the program. Pinned maps of an earlier run are adopted when
@@ -117,6 +121,11 @@ func Open(opts Options) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load program spec: %w", err)
 	}
+	if opts.noCache {
+		if err := spec.Variables["ntf_nocache"].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("turn the caches off: %w", err)
+		}
+	}
 	f := &Filter{
 		opts:     opts,
 		spec:     spec,
@@ -124,6 +133,7 @@ func Open(opts Options) (*Filter, error) {
 		attached: map[int]*attachment{},
 		adopted:  map[int]link.Link{},
 		rules:    map[uint32][]Rule{},
+		counters: newCounterNames(spec.Maps["ntf_iface_counters"].MaxEntries / 2),
 	}
 	replacements, err := f.pinnedMaps()
 	if err != nil {
@@ -138,7 +148,11 @@ func Open(opts Options) (*Filter, error) {
 		return nil, fmt.Errorf("load program: %w", err)
 	}
 	if !f.fresh {
-		if err := f.readSlots(); err != nil {
+		err := f.readSlots()
+		if err == nil {
+			err = clearCounters(f.objs.NtfIfaceCounters, f.objs.NtfEndpointCounters)
+		}
+		if err != nil {
 			f.objs.Close()
 			return nil, err
 		}
@@ -212,6 +226,13 @@ func (f *Filter) readSlots() error {
 		return fmt.Errorf("read generation: %w", err)
 	}
 	f.gen = v
+	for s := range uint32(slots) {
+		var e uint64
+		if err := f.objs.NtfEpoch.Lookup(s, &e); err != nil {
+			return fmt.Errorf("read epoch of slot %d: %w", s, err)
+		}
+		f.epoch = max(f.epoch, e)
+	}
 	// The slots' inner maps are opened by their pins, not through the
 	// outer maps: turning a map id into a descriptor takes CAP_SYS_ADMIN,
 	// which the hardened service does not have.
@@ -286,7 +307,9 @@ func (f *Filter) Attachments() []Attachment {
 // once, then the program is attached where it is missing and detached where
 // the policy no longer filters. It returns the new generation.
 func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, error) {
-	c := Encode(p, ifaces, f.gen+1, log)
+	f.mu.Lock()
+	c := encode(p, ifaces, f.gen+1, log, f.counters)
+	f.mu.Unlock()
 	if err := f.swap(c); err != nil {
 		return f.gen, err
 	}
@@ -346,6 +369,13 @@ func (f *Filter) swap(c *Contents) error {
 			return fmt.Errorf("install policy in slot %d: %w", next, err)
 		}
 	}
+	// Nothing reads this slot (see waitForReaders), so nothing can cache
+	// what it holds under the new epoch before it goes live.
+	if err := f.objs.NtfEpoch.Put(next, f.epoch+1); err != nil {
+		sm.close()
+		return fmt.Errorf("set epoch of slot %d: %w", next, err)
+	}
+	f.epoch++
 	if err := f.objs.NtfActive.Put(uint32(1), c.Generation); err != nil {
 		sm.close()
 		return fmt.Errorf("record generation: %w", err)
@@ -606,6 +636,12 @@ func (o *filterObjects) maps() map[string]*ebpf.Map {
 		"ntf_ifaces":   o.NtfIfaces,
 		"ntf_owners":   o.NtfOwners,
 		"ntf_ranges":   o.NtfRanges,
+		"ntf_epoch":    o.NtfEpoch,
+
+		"ntf_iface_cache":       o.NtfIfaceCache,
+		"ntf_verdict_cache":     o.NtfVerdictCache,
+		"ntf_iface_counters":    o.NtfIfaceCounters,
+		"ntf_endpoint_counters": o.NtfEndpointCounters,
 	}
 }
 

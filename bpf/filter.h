@@ -9,13 +9,18 @@
 #define NTF_MAX_IFACES 4096
 #define NTF_MAX_EXT_HDRS 8
 #define NTF_RINGBUF_BYTES (1 << 22)
+/* Per-interface and per-endpoint packet counters: [index*2 + allowed]. */
+#define NTF_MAX_COUNTERS 4096
+/* Per-CPU caches in front of the policy maps; powers of two. */
+#define NTF_IFACE_CACHE 64
+#define NTF_VERDICT_CACHE 1024
 
 /* Owner uid reported for packets without a socket. Never a valid uid. */
 #define NTF_UID_UNOWNED 0xffffffff
 
+/* Packets the policy did not decide. Decided ones are counted per interface
+ * and per endpoint only: one increment fewer per packet. */
 enum ntf_counter {
-	NTF_CNT_ALLOWED,
-	NTF_CNT_DENIED,
 	NTF_CNT_NOT_IP,
 	NTF_CNT_MALFORMED,
 	NTF_CNT_UNFILTERED,
@@ -38,6 +43,7 @@ struct ntf_iface {
 	__u8 l2_len; /* 14 (Ethernet) or 0 (L3 device) */
 	__u8 log;    /* enum ntf_log */
 	__u8 pad;
+	__u32 counter; /* index into ntf_iface_counters */
 };
 
 /* LPM key: prefixlen counts the 32 bits of table, then the address bits. */
@@ -56,11 +62,42 @@ struct ntf_range {
 	__u32 rule;   /* 1-based id of (table, prefix), for the decision log */
 	__u32 owners; /* owner set whose uids may pass */
 	__u32 flags;  /* NTF_RANGE_* */
+	__u32 counter; /* index into ntf_endpoint_counters; 0: the interface default */
 };
 
 struct ntf_owner_key {
 	__u32 set;
 	__u32 uid;
+};
+
+/*
+ * Cache entries are written and read under a sequence count (odd while being
+ * written), so a reader never takes a half-written entry for a whole one,
+ * and carry the epoch of the policy they were computed from: a swap gives
+ * the new policy a new epoch, which invalidates every entry at once.
+ */
+struct ntf_iface_entry {
+	__u32 seq;
+	__u32 ifindex;
+	__u64 epoch;
+	struct ntf_iface ifc;
+};
+
+/* What decides for a destination: its range (or the default), with the last
+ * owner checked against the range's owner set. */
+struct ntf_verdict_entry {
+	__u32 seq;
+	__u32 table; /* table*2 + (IPv6) */
+	__u64 epoch;
+	__u32 dst[4];
+	__u32 rule;
+	__u32 counter;
+	__u32 owners; /* owner set to check; 0: owned packets get `owned` */
+	__u32 uid;    /* last uid checked against owners; NTF_UID_UNOWNED: none */
+	__u8 owned;
+	__u8 unowned;
+	__u8 uid_allowed;
+	__u8 pad;
 };
 
 struct ntf_event {

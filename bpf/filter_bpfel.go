@@ -16,14 +16,12 @@ import (
 type filterNtfCounter uint32
 
 const (
-	filterNtfCounterNTF_CNT_ALLOWED     filterNtfCounter = 0
-	filterNtfCounterNTF_CNT_DENIED      filterNtfCounter = 1
-	filterNtfCounterNTF_CNT_NOT_IP      filterNtfCounter = 2
-	filterNtfCounterNTF_CNT_MALFORMED   filterNtfCounter = 3
-	filterNtfCounterNTF_CNT_UNFILTERED  filterNtfCounter = 4
-	filterNtfCounterNTF_CNT_NO_POLICY   filterNtfCounter = 5
-	filterNtfCounterNTF_CNT_EVENTS_LOST filterNtfCounter = 6
-	filterNtfCounterNTF_CNT_MAX         filterNtfCounter = 7
+	filterNtfCounterNTF_CNT_NOT_IP      filterNtfCounter = 0
+	filterNtfCounterNTF_CNT_MALFORMED   filterNtfCounter = 1
+	filterNtfCounterNTF_CNT_UNFILTERED  filterNtfCounter = 2
+	filterNtfCounterNTF_CNT_NO_POLICY   filterNtfCounter = 3
+	filterNtfCounterNTF_CNT_EVENTS_LOST filterNtfCounter = 4
+	filterNtfCounterNTF_CNT_MAX         filterNtfCounter = 5
 )
 
 type filterNtfEvent struct {
@@ -52,6 +50,15 @@ type filterNtfIface struct {
 	L2Len        uint8
 	Log          uint8
 	Pad          uint8
+	Counter      uint32
+}
+
+type filterNtfIfaceEntry struct {
+	_       structs.HostLayout
+	Seq     uint32
+	Ifindex uint32
+	Epoch   uint64
+	Ifc     filterNtfIface
 }
 
 type filterNtfLog uint32
@@ -69,10 +76,11 @@ type filterNtfOwnerKey struct {
 }
 
 type filterNtfRange struct {
-	_      structs.HostLayout
-	Rule   uint32
-	Owners uint32
-	Flags  uint32
+	_       structs.HostLayout
+	Rule    uint32
+	Owners  uint32
+	Flags   uint32
+	Counter uint32
 }
 
 type filterNtfRangeFlags uint32
@@ -89,26 +97,50 @@ type filterNtfRangeKey struct {
 	Addr      [16]uint8
 }
 
+type filterNtfVerdictEntry struct {
+	_          structs.HostLayout
+	Seq        uint32
+	Table      uint32
+	Epoch      uint64
+	Dst        [4]uint32
+	Rule       uint32
+	Counter    uint32
+	Owners     uint32
+	Uid        uint32
+	Owned      uint8
+	Unowned    uint8
+	UidAllowed uint8
+	Pad        uint8
+	_          [4]byte
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	filterMapNtfActive        = "ntf_active"
-	filterMapNtfClsact        = "ntf_clsact"
-	filterMapNtfCounters      = "ntf_counters"
-	filterMapNtfEvents        = "ntf_events"
-	filterMapNtfIfaces        = "ntf_ifaces"
-	filterMapNtfOwners        = "ntf_owners"
-	filterMapNtfRanges        = "ntf_ranges"
-	filterProgNtfEgress       = "ntf_egress"
-	filterVarUnusedCounter    = "unused_counter"
-	filterVarUnusedEvent      = "unused_event"
-	filterVarUnusedIface      = "unused_iface"
-	filterVarUnusedLog        = "unused_log"
-	filterVarUnusedOwnerKey   = "unused_owner_key"
-	filterVarUnusedRange      = "unused_range"
-	filterVarUnusedRangeFlags = "unused_range_flags"
-	filterVarUnusedRangeKey   = "unused_range_key"
+	filterMapNtfActive           = "ntf_active"
+	filterMapNtfClsact           = "ntf_clsact"
+	filterMapNtfCounters         = "ntf_counters"
+	filterMapNtfEndpointCounters = "ntf_endpoint_counters"
+	filterMapNtfEpoch            = "ntf_epoch"
+	filterMapNtfEvents           = "ntf_events"
+	filterMapNtfIfaceCache       = "ntf_iface_cache"
+	filterMapNtfIfaceCounters    = "ntf_iface_counters"
+	filterMapNtfIfaces           = "ntf_ifaces"
+	filterMapNtfOwners           = "ntf_owners"
+	filterMapNtfRanges           = "ntf_ranges"
+	filterMapNtfVerdictCache     = "ntf_verdict_cache"
+	filterProgNtfEgress          = "ntf_egress"
+	filterVarNtfNocache          = "ntf_nocache"
+	filterVarUnusedCounter       = "unused_counter"
+	filterVarUnusedEvent         = "unused_event"
+	filterVarUnusedIface         = "unused_iface"
+	filterVarUnusedLog           = "unused_log"
+	filterVarUnusedOwnerKey      = "unused_owner_key"
+	filterVarUnusedRange         = "unused_range"
+	filterVarUnusedRangeFlags    = "unused_range_flags"
+	filterVarUnusedRangeKey      = "unused_range_key"
+	filterVarUnusedVerdictEntry  = "unused_verdict_entry"
 )
 
 // loadFilter returns the embedded CollectionSpec for filter.
@@ -160,27 +192,34 @@ type filterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterMapSpecs struct {
-	NtfActive   *ebpf.MapSpec `ebpf:"ntf_active"`
-	NtfClsact   *ebpf.MapSpec `ebpf:"ntf_clsact"`
-	NtfCounters *ebpf.MapSpec `ebpf:"ntf_counters"`
-	NtfEvents   *ebpf.MapSpec `ebpf:"ntf_events"`
-	NtfIfaces   *ebpf.MapSpec `ebpf:"ntf_ifaces"`
-	NtfOwners   *ebpf.MapSpec `ebpf:"ntf_owners"`
-	NtfRanges   *ebpf.MapSpec `ebpf:"ntf_ranges"`
+	NtfActive           *ebpf.MapSpec `ebpf:"ntf_active"`
+	NtfClsact           *ebpf.MapSpec `ebpf:"ntf_clsact"`
+	NtfCounters         *ebpf.MapSpec `ebpf:"ntf_counters"`
+	NtfEndpointCounters *ebpf.MapSpec `ebpf:"ntf_endpoint_counters"`
+	NtfEpoch            *ebpf.MapSpec `ebpf:"ntf_epoch"`
+	NtfEvents           *ebpf.MapSpec `ebpf:"ntf_events"`
+	NtfIfaceCache       *ebpf.MapSpec `ebpf:"ntf_iface_cache"`
+	NtfIfaceCounters    *ebpf.MapSpec `ebpf:"ntf_iface_counters"`
+	NtfIfaces           *ebpf.MapSpec `ebpf:"ntf_ifaces"`
+	NtfOwners           *ebpf.MapSpec `ebpf:"ntf_owners"`
+	NtfRanges           *ebpf.MapSpec `ebpf:"ntf_ranges"`
+	NtfVerdictCache     *ebpf.MapSpec `ebpf:"ntf_verdict_cache"`
 }
 
 // filterVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterVariableSpecs struct {
-	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedIface      *ebpf.VariableSpec `ebpf:"unused_iface"`
-	UnusedLog        *ebpf.VariableSpec `ebpf:"unused_log"`
-	UnusedOwnerKey   *ebpf.VariableSpec `ebpf:"unused_owner_key"`
-	UnusedRange      *ebpf.VariableSpec `ebpf:"unused_range"`
-	UnusedRangeFlags *ebpf.VariableSpec `ebpf:"unused_range_flags"`
-	UnusedRangeKey   *ebpf.VariableSpec `ebpf:"unused_range_key"`
+	NtfNocache         *ebpf.VariableSpec `ebpf:"ntf_nocache"`
+	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedIface        *ebpf.VariableSpec `ebpf:"unused_iface"`
+	UnusedLog          *ebpf.VariableSpec `ebpf:"unused_log"`
+	UnusedOwnerKey     *ebpf.VariableSpec `ebpf:"unused_owner_key"`
+	UnusedRange        *ebpf.VariableSpec `ebpf:"unused_range"`
+	UnusedRangeFlags   *ebpf.VariableSpec `ebpf:"unused_range_flags"`
+	UnusedRangeKey     *ebpf.VariableSpec `ebpf:"unused_range_key"`
+	UnusedVerdictEntry *ebpf.VariableSpec `ebpf:"unused_verdict_entry"`
 }
 
 // filterObjects contains all objects after they have been loaded into the kernel.
@@ -203,13 +242,18 @@ func (o *filterObjects) Close() error {
 //
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterMaps struct {
-	NtfActive   *ebpf.Map `ebpf:"ntf_active"`
-	NtfClsact   *ebpf.Map `ebpf:"ntf_clsact"`
-	NtfCounters *ebpf.Map `ebpf:"ntf_counters"`
-	NtfEvents   *ebpf.Map `ebpf:"ntf_events"`
-	NtfIfaces   *ebpf.Map `ebpf:"ntf_ifaces"`
-	NtfOwners   *ebpf.Map `ebpf:"ntf_owners"`
-	NtfRanges   *ebpf.Map `ebpf:"ntf_ranges"`
+	NtfActive           *ebpf.Map `ebpf:"ntf_active"`
+	NtfClsact           *ebpf.Map `ebpf:"ntf_clsact"`
+	NtfCounters         *ebpf.Map `ebpf:"ntf_counters"`
+	NtfEndpointCounters *ebpf.Map `ebpf:"ntf_endpoint_counters"`
+	NtfEpoch            *ebpf.Map `ebpf:"ntf_epoch"`
+	NtfEvents           *ebpf.Map `ebpf:"ntf_events"`
+	NtfIfaceCache       *ebpf.Map `ebpf:"ntf_iface_cache"`
+	NtfIfaceCounters    *ebpf.Map `ebpf:"ntf_iface_counters"`
+	NtfIfaces           *ebpf.Map `ebpf:"ntf_ifaces"`
+	NtfOwners           *ebpf.Map `ebpf:"ntf_owners"`
+	NtfRanges           *ebpf.Map `ebpf:"ntf_ranges"`
+	NtfVerdictCache     *ebpf.Map `ebpf:"ntf_verdict_cache"`
 }
 
 func (m *filterMaps) Close() error {
@@ -217,10 +261,15 @@ func (m *filterMaps) Close() error {
 		m.NtfActive,
 		m.NtfClsact,
 		m.NtfCounters,
+		m.NtfEndpointCounters,
+		m.NtfEpoch,
 		m.NtfEvents,
+		m.NtfIfaceCache,
+		m.NtfIfaceCounters,
 		m.NtfIfaces,
 		m.NtfOwners,
 		m.NtfRanges,
+		m.NtfVerdictCache,
 	)
 }
 
@@ -228,14 +277,16 @@ func (m *filterMaps) Close() error {
 //
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterVariables struct {
-	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
-	UnusedIface      *ebpf.Variable `ebpf:"unused_iface"`
-	UnusedLog        *ebpf.Variable `ebpf:"unused_log"`
-	UnusedOwnerKey   *ebpf.Variable `ebpf:"unused_owner_key"`
-	UnusedRange      *ebpf.Variable `ebpf:"unused_range"`
-	UnusedRangeFlags *ebpf.Variable `ebpf:"unused_range_flags"`
-	UnusedRangeKey   *ebpf.Variable `ebpf:"unused_range_key"`
+	NtfNocache         *ebpf.Variable `ebpf:"ntf_nocache"`
+	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
+	UnusedIface        *ebpf.Variable `ebpf:"unused_iface"`
+	UnusedLog          *ebpf.Variable `ebpf:"unused_log"`
+	UnusedOwnerKey     *ebpf.Variable `ebpf:"unused_owner_key"`
+	UnusedRange        *ebpf.Variable `ebpf:"unused_range"`
+	UnusedRangeFlags   *ebpf.Variable `ebpf:"unused_range_flags"`
+	UnusedRangeKey     *ebpf.Variable `ebpf:"unused_range_key"`
+	UnusedVerdictEntry *ebpf.Variable `ebpf:"unused_verdict_entry"`
 }
 
 // filterPrograms contains all programs after they have been loaded into the kernel.

@@ -1,0 +1,149 @@
+package bpf
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+)
+
+// benchRepeat is how often BPF_PROG_TEST_RUN runs a packet per sample.
+func benchRepeat() int {
+	if n, err := strconv.Atoi(os.Getenv("NTF_BENCH_REPEAT")); err == nil && n > 0 {
+		return n
+	}
+	return 1_000_000
+}
+
+// Destinations of the per-packet benchmark: the hit targets are the longest
+// ranges of their branch, the misses lie outside every range.
+var (
+	benchHit4  = netip.MustParseAddr("10.200.3.4")
+	benchHit6  = netip.MustParseAddr("fd00:ec2::254")
+	benchMiss4 = netip.MustParseAddr("192.0.2.1")
+	benchMiss6 = netip.MustParseAddr("2001:db8::1")
+)
+
+// benchEndpoints makes n ranges per family spread over 100 endpoints, each
+// allowed to its own uid, like a large site policy: random prefixes of every
+// length inside 10.0.0.0/8 and fd00::/8, plus the targets, which root (the
+// owner of BPF_PROG_TEST_RUN packets) may reach.
+func benchEndpoints(n int) []ep {
+	r := rand.New(rand.NewPCG(uint64(n), 6))
+	const groups = 100
+	eps := make([]ep, min(n, groups))
+	for i := range eps {
+		eps[i] = ep{name: fmt.Sprintf("site%03d", i), ifaces: []string{"lo"}, allow: []string{fmt.Sprintf("uid:%d", 2000+i)}}
+	}
+	eps[0].allow = append(eps[0].allow, "root")
+	eps[0].ranges = []string{benchHit4.String() + "/32", benchHit6.String() + "/128"}
+	seen := map[netip.Prefix]bool{}
+	for fam, base := range []netip.Addr{netip.MustParseAddr("10.0.0.0"), netip.MustParseAddr("fd00::")} {
+		for made := 1; made < n; {
+			a := base.AsSlice()
+			for i := 1; i < len(a); i++ {
+				a[i] = byte(r.Uint32())
+			}
+			addr, _ := netip.AddrFromSlice(a)
+			lo := 12 + fam*4
+			p, _ := addr.Prefix(lo + r.IntN(addr.BitLen()-lo+1))
+			if seen[p] || p.Contains(benchHit4) || p.Contains(benchHit6) {
+				continue
+			}
+			seen[p] = true
+			e := &eps[made%len(eps)]
+			e.ranges = append(e.ranges, p.String())
+			made++
+		}
+	}
+	return eps
+}
+
+// BenchmarkClassify measures the cost of one packet through the program with
+// BPF_PROG_TEST_RUN, against an empty program (the floor). It reports the
+// median of the samples as ns/pkt; make bench turns that into the report.
+func BenchmarkClassify(b *testing.B) {
+	testnet.RequireRoot(b)
+	ns := testnet.NewNS(b, "b")
+	f := openFilter(b, ns, ModeAuto)
+	// The same program without its caches: what a packet to a destination
+	// not seen lately on its CPU costs.
+	cold := testnet.NewNS(b, "b")
+	var nc *Filter
+	cold.MustDo(b, func() (err error) {
+		nc, err = Open(Options{PinDir: testPinDir(), Mode: ModeAuto, noCache: true})
+		return err
+	})
+	b.Cleanup(func() { cold.Do(func() error { return nc.Detach() }) })
+
+	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.SchedCLS,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { empty.Close() })
+	frame4 := func(dst netip.Addr) []byte { return ptEth4(ptUDP4(dst)) }
+	frame6 := func(dst netip.Addr) []byte { return ptEth6(ptUDP6(dst)) }
+	b.Run("empty", func(b *testing.B) { benchRun(b, ns, empty, frame4(benchHit4), ptPass) })
+
+	for _, n := range []int{1, 100, 10_000, 100_000} {
+		eps := benchEndpoints(n)
+		p := compile(b, map[string]config.Action{"lo": config.Deny}, eps...)
+		apply(b, ns, f, p, LogNone)
+		apply(b, cold, nc, p, LogNone)
+		cases := []struct {
+			name  string
+			frame []byte
+			want  uint32
+		}{
+			{"ipv4/hit", frame4(benchHit4), ptPass},
+			{"ipv4/miss", frame4(benchMiss4), ptDrop},
+			{"ipv6/hit", frame6(benchHit6), ptPass},
+			{"ipv6/miss", frame6(benchMiss6), ptDrop},
+		}
+		for _, c := range cases {
+			b.Run(fmt.Sprintf("%s/ranges=%d", c.name, n), func(b *testing.B) {
+				benchRun(b, ns, f.objs.NtfEgress, c.frame, c.want)
+			})
+			b.Run(fmt.Sprintf("nocache/%s/ranges=%d", c.name, n), func(b *testing.B) {
+				benchRun(b, cold, nc.objs.NtfEgress, c.frame, c.want)
+			})
+		}
+	}
+}
+
+// benchRun takes b.N samples of benchRepeat() runs each and reports their
+// median. Every sample checks the verdict, so no figure comes from a program
+// that decided wrongly.
+func benchRun(b *testing.B, ns *testnet.NS, prog *ebpf.Program, frame []byte, want uint32) {
+	repeat := benchRepeat()
+	var samples []time.Duration
+	for b.Loop() {
+		ns.MustDo(b, func() error {
+			ret, d, err := prog.Benchmark(frame, repeat, nil)
+			if err != nil {
+				return err
+			}
+			if ret != want {
+				return fmt.Errorf("verdict %d, want %d", int32(ret), want)
+			}
+			samples = append(samples, d)
+			return nil
+		})
+	}
+	slices.Sort(samples)
+	b.ReportMetric(float64(samples[len(samples)/2].Nanoseconds()), "ns/pkt")
+}
