@@ -13,6 +13,7 @@
 #include <linux/in.h>
 #include <linux/in6.h>
 #include <linux/pkt_cls.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -152,6 +153,49 @@ const enum ntf_counter *unused_counter __attribute__((unused));
 const enum ntf_range_flags *unused_range_flags __attribute__((unused));
 const enum ntf_log *unused_log __attribute__((unused));
 const struct ntf_verdict_entry *unused_verdict_entry __attribute__((unused));
+
+// The kernel's view of a socket's owner, as far as reading it needs (CO-RE:
+// offsets come from the running kernel's BTF).
+struct user_namespace___ntf {
+	int level; // 0: the initial user namespace
+} __attribute__((preserve_access_index));
+
+struct net___ntf {
+	struct user_namespace___ntf *user_ns;
+} __attribute__((preserve_access_index));
+
+struct sock_common___ntf {
+	struct {
+		struct net___ntf *net;
+	} skc_net;
+} __attribute__((preserve_access_index));
+
+struct sock___ntf {
+	struct sock_common___ntf __sk_common;
+	struct {
+		__u32 val;
+	} sk_uid;
+} __attribute__((preserve_access_index));
+
+// Kernels from 6.2 on; on older ones the loader makes this NULL.
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+// socket_uid is bpf_get_socket_uid() without the helper call, which is the
+// dearest step on a CPU whose returns are mitigated (SRSO): it reads the
+// owner straight from the full socket when the socket's network namespace
+// belongs to the initial user namespace, where the helper's uid mapping is
+// the identity. Request sockets (SYN-ACKs) and other user namespaces go
+// through the helper, which answers for the listener and maps the uid.
+static __always_inline __u32 socket_uid(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (sk && &bpf_rdonly_cast != NULL && sk->state != BPF_TCP_NEW_SYN_RECV) {
+		struct sock___ntf *ks = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock___ntf));
+		if (ks->__sk_common.skc_net.net->user_ns->level == 0)
+			return ks->sk_uid.val;
+	}
+	return bpf_get_socket_uid(skb);
+}
 
 static __always_inline void count_in(void *map, __u32 idx)
 {
@@ -693,7 +737,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 		return v;
 	}
 	if (*uid == NTF_UID_UNOWNED)
-		*uid = bpf_get_socket_uid(skb);
+		*uid = socket_uid(skb);
 	if (r.uid == *uid) {
 		v.allowed = r.uid_allowed;
 		return v;
@@ -819,7 +863,7 @@ int ntf_egress(struct __sk_buff *skb)
 	if (ifc.log == NTF_LOG_ALL || (ifc.log == NTF_LOG_DENIED && !v.allowed)) {
 		// Events name the owner even where the verdict did not need it.
 		if (!unowned && uid == NTF_UID_UNOWNED)
-			uid = bpf_get_socket_uid(skb);
+			uid = socket_uid(skb);
 		emit(skb, &ifc, &p, judged, judged_v4, v, uid, unowned);
 	}
 	return v.allowed ? TC_ACT_UNSPEC : TC_ACT_SHOT;
