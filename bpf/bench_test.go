@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
@@ -146,4 +147,42 @@ func benchRun(b *testing.B, ns *testnet.NS, prog *ebpf.Program, frame []byte, wa
 	}
 	slices.Sort(samples)
 	b.ReportMetric(float64(samples[len(samples)/2].Nanoseconds()), "ns/pkt")
+}
+
+// BenchmarkApply measures making a policy live: encoding, writing the idle
+// slot and the swap. "new" writes a whole policy into fresh maps (a
+// restart's first reloads); "one-changed" alternates two policies that
+// differ in one range, as a reload after a small edit does.
+func BenchmarkApply(b *testing.B) {
+	testnet.RequireRoot(b)
+	ns := testnet.NewNS(b, "b")
+	defaults := map[string]config.Action{"lo": config.Deny}
+	for _, n := range []int{100, 10_000, 100_000} {
+		eps := benchEndpoints(n)
+		p := compile(b, defaults, eps...)
+		eps[1].ranges = append(slices.Clip(eps[1].ranges), "192.0.2.0/24")
+		q := compile(b, defaults, eps...)
+		b.Run(fmt.Sprintf("new/ranges=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				f := openFilter(b, ns, ModeAuto)
+				b.StartTimer()
+				apply(b, ns, f, p, LogNone)
+				b.StopTimer()
+				ns.MustDo(b, f.Detach)
+				b.StartTimer()
+			}
+		})
+		b.Run(fmt.Sprintf("one-changed/ranges=%d", n), func(b *testing.B) {
+			f := openFilter(b, ns, ModeAuto)
+			for _, x := range []*policy.Policy{p, q, p, q} {
+				apply(b, ns, f, x, LogNone)
+			}
+			i := 0
+			for b.Loop() {
+				apply(b, ns, f, []*policy.Policy{p, q}[i%2], LogNone)
+				i++
+			}
+		})
+	}
 }

@@ -1,8 +1,13 @@
 package bpf
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
@@ -39,7 +44,6 @@ func ParseLogMode(s string) (LogMode, error) {
 
 // Rule is what a range entry stands for, so that events can name it.
 type Rule struct {
-	Iface     string // one interface that uses the table (for messages)
 	Range     netip.Prefix
 	Endpoints []string
 }
@@ -56,63 +60,183 @@ type Contents struct {
 	Ranges     []rangeEntry
 	Owners     []filterNtfOwnerKey
 	Rules      []Rule // Rules[i] is rule id i+1
+	ids        uint32 // the encoder's id space: contents of one space can be diffed
+}
+
+// encoder lays out policies in the kernel's layout. It keeps the ids it
+// gives tables, rules and owner sets from one policy to the next, so that
+// what did not change is encoded the same, and a swap writes only the
+// difference into the idle slot: a small change to a large policy is a
+// small write.
+type encoder struct {
+	counters    *counterNames
+	ids         uint32            // bumped when the ids are given out afresh
+	ifaceTables map[string]uint32 // interface name → its table's id, as last encoded
+	nextTable   uint32
+	rules       map[ruleKey]uint32
+	ruleList    []Rule // by id-1; appended to until the ids are compacted
+	sets        map[string]uint32
+	prev        map[uint32][]ruleRef // by table id: its rules as last encoded
+}
+
+type ruleKey struct {
+	prefix    netip.Prefix
+	endpoints string
+}
+
+func newEncoder(counters *counterNames) *encoder {
+	e := &encoder{counters: counters}
+	e.reset()
+	return e
+}
+
+func (e *encoder) reset() {
+	e.ids++
+	e.ifaceTables = map[string]uint32{}
+	e.nextTable = 0
+	e.rules = map[ruleKey]uint32{}
+	e.ruleList = nil
+	e.sets = map[string]uint32{}
+	e.prev = nil
 }
 
 // encode lays out a policy for the given interfaces. Interfaces that the
-// policy does not filter are left out. Interfaces with equal tables share
-// one table in the kernel, and equal allow lists share one owner set.
-// Interfaces and endpoints count their packets at the indexes counters gives
-// them.
-func encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode, counters *counterNames) *Contents {
-	c := &Contents{Generation: gen, Ifaces: map[uint32]filterNtfIface{}}
-	tables := map[string]uint32{}
-	sets := map[string]uint32{}
-	for _, ifc := range ifaces {
-		t, ok := p.Table(ifc.Name)
-		if !ok {
-			continue
-		}
-		id, seen := tables[t.Key()]
-		if !seen {
-			id = uint32(len(tables))
-			tables[t.Key()] = id
-			c.addTable(id, ifc.Name, t, sets, counters)
-		}
-		v := filterNtfIface{Table: id, Generation: gen, L2Len: 14, Log: uint8(log), Counter: counters.iface(ifc.Name)}
-		if ifc.L3 {
-			v.L2Len = 0
-		}
-		if t.Default == config.Allow {
-			v.DefaultAllow = 1
-		}
-		c.Ifaces[uint32(ifc.Index)] = v
+// policy does not filter are left out. Interfaces with the same default and
+// endpoints share one table in the kernel, and equal allow lists share one
+// owner set. Ids of rules, tables and sets that no policy uses any more are
+// only given back by a compaction, when they outnumber the live ones.
+func (e *encoder) encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents {
+	c := e.encodeOnce(p, ifaces, gen, log)
+	if len(e.ruleList) > 2*len(c.Ranges)+4096 || len(e.sets) > 2*len(c.Owners)+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
+		e.reset()
+		c = e.encodeOnce(p, ifaces, gen, log)
 	}
 	return c
 }
 
-func (c *Contents) addTable(id uint32, iface string, t policy.Table, sets map[string]uint32, counters *counterNames) {
-	for _, e := range t.Entries {
-		c.Rules = append(c.Rules, Rule{Iface: iface, Range: e.Prefix, Endpoints: e.Endpoints})
-		v := filterNtfRange{Rule: uint32(len(c.Rules)), Counter: counters.endpoints(e.Endpoints)}
-		if e.Principals.Everyone {
+func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents {
+	c := &Contents{Generation: gen, Ifaces: map[uint32]filterNtfIface{}, ids: e.ids}
+	// Interfaces with equal tables share one. A table keeps the id it had
+	// for its interfaces, so that a changed policy changes only what
+	// changed in the kernel.
+	groups := map[string][]Iface{}
+	for _, ifc := range ifaces {
+		if p.Filtered(ifc.Name) {
+			k := p.TableKey(ifc.Name)
+			groups[k] = append(groups[k], ifc)
+		}
+	}
+	tables := map[uint32]string{} // id → an interface with that table
+	for _, k := range slices.Sorted(maps.Keys(groups)) {
+		g := groups[k]
+		id, ok := e.ifaceTables[g[0].Name]
+		if _, taken := tables[id]; !ok || taken {
+			id = e.nextTable
+			e.nextTable++
+		}
+		tables[id] = g[0].Name
+		for _, ifc := range g {
+			e.ifaceTables[ifc.Name] = id
+			v := filterNtfIface{Table: id, Generation: gen, L2Len: 14, Log: uint8(log), Counter: e.counters.iface(ifc.Name)}
+			if ifc.L3 {
+				v.L2Len = 0
+			}
+			if p.Default(ifc.Name) == config.Allow {
+				v.DefaultAllow = 1
+			}
+			c.Ifaces[uint32(ifc.Index)] = v
+		}
+	}
+	// Tables in id order, each sorted by prefix (IPv4 first): the ranges
+	// come out sorted by key, which lets a swap diff two policies in one
+	// pass.
+	sets := map[uint32]bool{}
+	prev := e.prev
+	e.prev = map[uint32][]ruleRef{}
+	for _, id := range slices.Sorted(maps.Keys(tables)) {
+		t, _ := p.Table(tables[id])
+		e.prev[id] = e.addTable(c, id, t, sets, prev[id])
+	}
+	slices.SortFunc(c.Owners, func(a, b filterNtfOwnerKey) int {
+		return cmp.Or(cmp.Compare(a.Set, b.Set), cmp.Compare(a.Uid, b.Uid))
+	})
+	c.Rules = e.ruleList
+	return c
+}
+
+// ruleRef is a rule of a table as last encoded, in the table's order.
+type ruleRef struct {
+	key ruleKey
+	id  uint32
+}
+
+// addTable encodes a table's entries and returns its rules. prev, the same
+// table's rules last time, is walked alongside: entries that did not change
+// find their ids without a map lookup.
+func (e *encoder) addTable(c *Contents, id uint32, t policy.Table, sets map[uint32]bool, prev []ruleRef) []ruleRef {
+	refs := make([]ruleRef, 0, len(t.Entries))
+	j := 0
+	for _, ent := range t.Entries {
+		k := ruleKey{prefix: ent.Prefix, endpoints: endpointsKey(ent.Endpoints)}
+		var rule uint32
+		for j < len(prev) && policy.ComparePrefix(prev[j].key.prefix, ent.Prefix) < 0 {
+			j++
+		}
+		if j < len(prev) && prev[j].key == k {
+			rule = prev[j].id
+		} else {
+			rule = e.rule(k, ent)
+		}
+		refs = append(refs, ruleRef{k, rule})
+		v := filterNtfRange{Rule: rule, Counter: e.counters.endpoints(ent.Endpoints)}
+		if ent.Principals.Everyone {
 			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_EVERYONE)
 		}
-		if e.Principals.Unowned {
+		if ent.Principals.Unowned {
 			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_UNOWNED)
 		}
-		if len(e.Principals.UIDs) > 0 {
-			set, ok := sets[e.Principals.Key()]
+		if len(ent.Principals.UIDs) > 0 {
+			key := ent.Principals.Key()
+			set, ok := e.sets[key]
 			if !ok {
-				set = uint32(len(sets)) + 1
-				sets[e.Principals.Key()] = set
-				for _, uid := range e.Principals.UIDs {
+				set = uint32(len(e.sets)) + 1
+				e.sets[key] = set
+			}
+			if !sets[set] {
+				sets[set] = true
+				for _, uid := range ent.Principals.UIDs {
 					c.Owners = append(c.Owners, filterNtfOwnerKey{Set: set, Uid: uid})
 				}
 			}
 			v.Owners = set
 		}
-		c.Ranges = append(c.Ranges, rangeEntry{key: rangeKey(id, e.Prefix), value: v})
+		c.Ranges = append(c.Ranges, rangeEntry{key: rangeKey(id, ent.Prefix), value: v})
 	}
+	return refs
+}
+
+func endpointsKey(names []string) string {
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names, "\x00")
+}
+
+// rule gives a (range, endpoints) pair its id; the same pair keeps it.
+func (e *encoder) rule(k ruleKey, ent policy.Entry) uint32 {
+	if id, ok := e.rules[k]; ok {
+		return id
+	}
+	e.ruleList = append(e.ruleList, Rule{Range: ent.Prefix, Endpoints: ent.Endpoints})
+	id := uint32(len(e.ruleList))
+	e.rules[k] = id
+	return id
+}
+
+// compareRangeKeys orders range keys as encode emits them: by table, then
+// address, then prefix length.
+func compareRangeKeys(a, b filterNtfRangeKey) int {
+	return cmp.Or(cmp.Compare(a.Table, b.Table), bytes.Compare(a.Addr[:], b.Addr[:]), cmp.Compare(a.Prefixlen, b.Prefixlen))
 }
 
 // rangeKey places a prefix in its table: IPv4 in table*2, IPv6 in table*2+1,

@@ -1,10 +1,13 @@
 package bpf
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,6 +104,9 @@ type Filter struct {
 	attached map[int]*attachment
 	adopted  map[int]link.Link // pinned tcx links of an earlier run, by ifindex
 
+	enc      *encoder
+	contents [slots]*Contents // what the slots hold, where this process wrote them
+
 	mu       sync.Mutex
 	rules    map[uint32][]Rule // by generation: the live one and the one before
 	counters *counterNames
@@ -135,6 +141,7 @@ func Open(opts Options) (*Filter, error) {
 		rules:    map[uint32][]Rule{},
 		counters: newCounterNames(spec.Maps["ntf_iface_counters"].MaxEntries / 2),
 	}
+	f.enc = newEncoder(f.counters)
 	replacements, err := f.pinnedMaps()
 	if err != nil {
 		return nil, err
@@ -308,7 +315,7 @@ func (f *Filter) Attachments() []Attachment {
 // the policy no longer filters. It returns the new generation.
 func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, error) {
 	f.mu.Lock()
-	c := encode(p, ifaces, f.gen+1, log, f.counters)
+	c := f.enc.encode(p, ifaces, f.gen+1, log)
 	f.mu.Unlock()
 	if err := f.swap(c); err != nil {
 		return f.gen, err
@@ -346,12 +353,49 @@ func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, e
 // swap writes a policy into the idle slot and makes it live. A slot is only
 // written after a grace period since it was last live, so no running program
 // can see it half-written; the flip is one word, so every packet is judged
-// by one whole policy.
+// by one whole policy. The idle slot still holds the policy before the live
+// one: where this process wrote it and it has room, only the difference is
+// written.
 func (f *Filter) swap(c *Contents) error {
 	next := 1 - f.slot
 	if err := f.waitForReaders(next); err != nil {
 		return err
 	}
+	old := f.contents[next]
+	f.contents[next] = nil // unknown until written whole
+	if old == nil || old.ids != c.ids || !f.fits(next, c) || f.update(next, old, c) != nil {
+		if err := f.replace(next, c); err != nil {
+			return err
+		}
+	}
+	// Nothing reads this slot (see waitForReaders), so nothing can cache
+	// what it holds under the new epoch before it goes live.
+	if err := f.objs.NtfEpoch.Put(next, f.epoch+1); err != nil {
+		return fmt.Errorf("set epoch of slot %d: %w", next, err)
+	}
+	f.epoch++
+	if err := f.objs.NtfActive.Put(uint32(1), c.Generation); err != nil {
+		return fmt.Errorf("record generation: %w", err)
+	}
+	if err := f.objs.NtfActive.Put(uint32(0), next); err != nil {
+		return fmt.Errorf("switch to slot %d: %w", next, err)
+	}
+	f.contents[next] = c
+	f.slot, f.gen = next, c.Generation
+
+	f.mu.Lock()
+	f.rules[c.Generation] = c.Rules
+	for g := range f.rules {
+		if g+keptGenerations <= c.Generation {
+			delete(f.rules, g)
+		}
+	}
+	f.mu.Unlock()
+	return nil
+}
+
+// replace fills new maps for a slot and installs them in it.
+func (f *Filter) replace(slot uint32, c *Contents) error {
 	sm, err := f.build(c)
 	if err != nil {
 		return err
@@ -364,44 +408,111 @@ func (f *Filter) swap(c *Contents) error {
 		{f.objs.NtfRanges, sm.ranges},
 		{f.objs.NtfOwners, sm.owners},
 	} {
-		if err := part.outer.Put(next, part.inner); err != nil {
+		if err := part.outer.Put(slot, part.inner); err != nil {
 			sm.close()
-			return fmt.Errorf("install policy in slot %d: %w", next, err)
+			return fmt.Errorf("install policy in slot %d: %w", slot, err)
 		}
 	}
-	// Nothing reads this slot (see waitForReaders), so nothing can cache
-	// what it holds under the new epoch before it goes live.
-	if err := f.objs.NtfEpoch.Put(next, f.epoch+1); err != nil {
-		sm.close()
-		return fmt.Errorf("set epoch of slot %d: %w", next, err)
+	f.inner[slot].close()
+	f.inner[slot] = sm
+	// A restart's adoption opens the slot by these pins.
+	if err := f.pinSlot(slot); err != nil {
+		return fmt.Errorf("pin slot %d: %w", slot, err)
 	}
-	f.epoch++
-	if err := f.objs.NtfActive.Put(uint32(1), c.Generation); err != nil {
-		sm.close()
-		return fmt.Errorf("record generation: %w", err)
-	}
-	if err := f.objs.NtfActive.Put(uint32(0), next); err != nil {
-		sm.close()
-		return fmt.Errorf("switch to slot %d: %w", next, err)
-	}
-	f.inner[next].close()
-	f.inner[next] = sm
-	f.slot, f.gen = next, c.Generation
-	if err := f.pinSlot(next); err != nil {
-		// The policy is live; only a restart's adoption would miss the
-		// pins, and it copes with missing ones.
-		return fmt.Errorf("pin slot %d: %w", next, err)
-	}
-
-	f.mu.Lock()
-	f.rules[c.Generation] = c.Rules
-	for g := range f.rules {
-		if g+keptGenerations <= c.Generation {
-			delete(f.rules, g)
-		}
-	}
-	f.mu.Unlock()
 	return nil
+}
+
+// fits reports whether a slot's maps have room for c.
+func (f *Filter) fits(slot uint32, c *Contents) bool {
+	sm := f.inner[slot]
+	return sm.ifaces != nil && sm.ranges != nil && sm.owners != nil &&
+		int(sm.ifaces.MaxEntries()) >= len(c.Ifaces) &&
+		int(sm.ranges.MaxEntries()) >= len(c.Ranges) &&
+		int(sm.owners.MaxEntries()) >= len(c.Owners)
+}
+
+// update rewrites a slot that holds old so that it holds c.
+func (f *Filter) update(slot uint32, old, c *Contents) error {
+	sm := f.inner[slot]
+	ifaces := func(m map[uint32]filterNtfIface) []entry[uint32, filterNtfIface] {
+		out := make([]entry[uint32, filterNtfIface], 0, len(m))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			out = append(out, entry[uint32, filterNtfIface]{k, m[k]})
+		}
+		return out
+	}
+	if err := syncMap(sm.ifaces, ifaces(old.Ifaces), ifaces(c.Ifaces), cmp.Compare[uint32]); err != nil {
+		return fmt.Errorf("update interface map: %w", err)
+	}
+	ranges := func(rs []rangeEntry) []entry[filterNtfRangeKey, filterNtfRange] {
+		out := make([]entry[filterNtfRangeKey, filterNtfRange], len(rs))
+		for i, r := range rs {
+			out[i] = entry[filterNtfRangeKey, filterNtfRange]{r.key, r.value}
+		}
+		return out
+	}
+	if err := syncMap(sm.ranges, ranges(old.Ranges), ranges(c.Ranges), compareRangeKeys); err != nil {
+		return fmt.Errorf("update range map: %w", err)
+	}
+	owners := func(os []filterNtfOwnerKey) []entry[filterNtfOwnerKey, uint8] {
+		out := make([]entry[filterNtfOwnerKey, uint8], len(os))
+		for i, o := range os {
+			out[i] = entry[filterNtfOwnerKey, uint8]{o, 1}
+		}
+		return out
+	}
+	compareOwners := func(a, b filterNtfOwnerKey) int {
+		return cmp.Or(cmp.Compare(a.Set, b.Set), cmp.Compare(a.Uid, b.Uid))
+	}
+	if err := syncMap(sm.owners, owners(old.Owners), owners(c.Owners), compareOwners); err != nil {
+		return fmt.Errorf("update owner map: %w", err)
+	}
+	return nil
+}
+
+type entry[K, V comparable] struct {
+	key K
+	val V
+}
+
+// syncMap turns a map that holds have into one that holds want, both
+// sorted by compare: it deletes what is gone and writes what is new or
+// changed, in one pass over both.
+func syncMap[K, V comparable](m *ebpf.Map, have, want []entry[K, V], compare func(a, b K) int) error {
+	var keys []K
+	var vals []V
+	var gone []K
+	i, j := 0, 0
+	for i < len(have) || j < len(want) {
+		c := 0
+		switch {
+		case i == len(have):
+			c = 1
+		case j == len(want):
+			c = -1
+		default:
+			c = compare(have[i].key, want[j].key)
+		}
+		switch {
+		case c < 0:
+			gone = append(gone, have[i].key)
+			i++
+		case c > 0:
+			keys, vals = append(keys, want[j].key), append(vals, want[j].val)
+			j++
+		default:
+			if have[i].val != want[j].val {
+				keys, vals = append(keys, want[j].key), append(vals, want[j].val)
+			}
+			i, j = i+1, j+1
+		}
+	}
+	for _, k := range gone {
+		if err := m.Delete(k); err != nil {
+			return err
+		}
+	}
+	return putAll(m, keys, vals)
 }
 
 // pinSlot pins a slot's inner maps, so a restart can open them.
@@ -437,11 +548,19 @@ func (f *Filter) waitForReaders(slot uint32) error {
 func (f *Filter) build(c *Contents) (slotMaps, error) {
 	var sm slotMaps
 	var err error
+	// Room to grow, so that the next policies can be written in place:
+	// the range trie allocates per entry (its size is a limit only); the
+	// owner hash preallocates.
 	newInner := func(outer string, n int) (*ebpf.Map, error) {
 		spec := f.spec.Maps[outer].InnerMap.Copy()
 		spec.Name = ""
-		if n > int(spec.MaxEntries) || spec.Type != ebpf.Hash {
-			spec.MaxEntries = uint32(max(n, 1))
+		switch outer {
+		case "ntf_ranges":
+			spec.MaxEntries = uint32(max(2*n, 1024))
+		case "ntf_owners":
+			spec.MaxEntries = uint32(n + n/4 + 64)
+		default:
+			spec.MaxEntries = uint32(max(n, int(spec.MaxEntries)))
 		}
 		return ebpf.NewMap(spec)
 	}

@@ -6,10 +6,12 @@ package policy
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
@@ -59,12 +61,15 @@ func (p Principals) union(q Principals) Principals {
 
 // Key identifies equal principal sets, so that the encoder can share them.
 func (p Principals) Key() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%t/%t", p.Everyone, p.Unowned)
+	b := make([]byte, 0, 12+11*len(p.UIDs))
+	b = strconv.AppendBool(b, p.Everyone)
+	b = append(b, '/')
+	b = strconv.AppendBool(b, p.Unowned)
 	for _, u := range p.UIDs {
-		fmt.Fprintf(&b, ",%d", u)
+		b = append(b, ',')
+		b = strconv.AppendUint(b, uint64(u), 10)
 	}
-	return b.String()
+	return string(b)
 }
 
 func (p Principals) String() string {
@@ -229,15 +234,24 @@ type Table struct {
 	Entries []Entry // sorted by prefix
 }
 
-// Key identifies equal tables, so that interfaces can share one in the kernel.
-func (t Table) Key() string {
-	var b strings.Builder
-	b.WriteString(string(t.Default))
-	for _, e := range t.Entries {
-		// Names are quoted: they may contain any separator used here.
-		fmt.Fprintf(&b, "|%s=%q:%s", e.Prefix, e.Endpoints, e.Principals.Key())
+// TableKey identifies the table of a filtered interface without building
+// it: interfaces with the same default and the same endpoints have equal
+// tables, so that they can share one in the kernel.
+func (p *Policy) TableKey(iface string) string {
+	b := []byte(p.Default(iface))
+	for i, e := range p.Endpoints {
+		if e.appliesTo(iface) {
+			b = append(b, ',')
+			b = strconv.AppendInt(b, int64(i), 10)
+		}
 	}
-	return b.String()
+	return string(b)
+}
+
+// ComparePrefix orders prefixes as tables list them: IPv4 first, then by
+// address, then by length.
+func ComparePrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 }
 
 // Table returns the table of a filtered interface.
@@ -245,32 +259,71 @@ func (p *Policy) Table(iface string) (Table, bool) {
 	if !p.Filtered(iface) {
 		return Table{}, false
 	}
-	byPrefix := map[netip.Prefix]*Entry{}
+	// Every (range, endpoint) pair, sorted by prefix: endpoints naming the
+	// same prefix end up side by side and merge. The sort key is made of
+	// integers: comparing netip values is several times slower, and large
+	// policies have 100 000 ranges.
+	type named struct {
+		hi, lo   uint64 // the address, IPv4 as IPv4-mapped IPv6
+		bits     int    // IPv4: -128 + bits, so that IPv4 sorts first
+		endpoint int
+		prefix   netip.Prefix
+	}
+	n := 0
 	for _, e := range p.Endpoints {
+		if e.appliesTo(iface) {
+			n += len(e.Ranges)
+		}
+	}
+	all := make([]named, 0, n)
+	for i, e := range p.Endpoints {
 		if !e.appliesTo(iface) {
 			continue
 		}
 		for _, r := range e.Ranges {
-			if ent, ok := byPrefix[r]; ok {
-				ent.Principals = ent.Principals.union(e.Principals)
-				ent.Endpoints = append(ent.Endpoints, e.Name)
-				continue
+			a := r.Addr().As16()
+			k := named{hi: binary.BigEndian.Uint64(a[:8]), lo: binary.BigEndian.Uint64(a[8:]), bits: r.Bits(), endpoint: i, prefix: r}
+			if r.Addr().Is4() {
+				k.bits -= 128
 			}
-			byPrefix[r] = &Entry{Prefix: r, Endpoints: []string{e.Name}, Principals: e.Principals}
+			all = append(all, k)
 		}
 	}
-	t := Table{Default: p.Default(iface), Entries: make([]Entry, 0, len(byPrefix))}
-	for _, ent := range byPrefix {
-		slices.Sort(ent.Endpoints)
-		ent.Endpoints = slices.Compact(ent.Endpoints)
-		t.Entries = append(t.Entries, *ent)
-	}
-	slices.SortFunc(t.Entries, func(a, b Entry) int {
-		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
-			return c
+	slices.SortFunc(all, func(a, b named) int {
+		switch {
+		case a.bits < 0 != (b.bits < 0):
+			return cmp.Compare(a.bits, b.bits)
+		case a.hi != b.hi:
+			return cmp.Compare(a.hi, b.hi)
+		case a.lo != b.lo:
+			return cmp.Compare(a.lo, b.lo)
+		case a.bits != b.bits:
+			return cmp.Compare(a.bits, b.bits)
 		}
-		return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
+		return cmp.Compare(a.endpoint, b.endpoint)
 	})
+	// One-name lists shared by the entries of an endpoint; clipped, so
+	// that appending to one copies.
+	single := make([][]string, len(p.Endpoints))
+	for i, e := range p.Endpoints {
+		single[i] = []string{e.Name}[:1:1]
+	}
+	t := Table{Default: p.Default(iface)}
+	t.Entries = make([]Entry, 0, len(all))
+	for i := 0; i < len(all); {
+		first := all[i]
+		ent := Entry{Prefix: first.prefix, Endpoints: single[first.endpoint], Principals: p.Endpoints[first.endpoint].Principals}
+		for i++; i < len(all) && all[i].prefix == first.prefix; i++ {
+			e := p.Endpoints[all[i].endpoint]
+			ent.Principals = ent.Principals.union(e.Principals)
+			ent.Endpoints = append(ent.Endpoints, e.Name)
+		}
+		if len(ent.Endpoints) > 1 {
+			slices.Sort(ent.Endpoints)
+			ent.Endpoints = slices.Compact(ent.Endpoints)
+		}
+		t.Entries = append(t.Entries, ent)
+	}
 	return t, true
 }
 

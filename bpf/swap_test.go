@@ -1,0 +1,191 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+)
+
+// TestSwapInPlace edits a policy step by step, as reloads after small
+// changes do, and checks after every swap that the live slot, written in
+// place with only the difference, holds exactly the policy: the same
+// entries as a fresh encoding, rule ids that name their range and
+// endpoints, and longest-prefix answers equal to Decide().
+func TestSwapInPlace(t *testing.T) {
+	testnet.RequireRoot(t)
+	seed := rand.Uint64()
+	if s := testSeed(); s != 0 {
+		seed = s
+	}
+	t.Logf("seed %d (set NTF_SEED to replay)", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	ns := testnet.NewNS(t, "w")
+	f := openFilter(t, ns, ModeAuto)
+	defaults := map[string]config.Action{"lo": config.Deny}
+	who := []string{"uid:0", "uid:1001", "uid:1002", "*", "unowned", "group:imds"}
+
+	var eps []ep
+	for i := range 30 {
+		e := ep{name: fmt.Sprintf("e%02d", i), ifaces: []string{"lo"}, allow: []string{who[rng.IntN(len(who))]}}
+		for range 1 + rng.IntN(6) {
+			e.ranges = append(e.ranges, randomRange(rng))
+		}
+		eps = append(eps, e)
+	}
+	inPlace := 0
+	for step := range 40 {
+		switch step % 4 {
+		case 0: // a range more
+			e := &eps[rng.IntN(len(eps))]
+			e.ranges = append(slices.Clip(e.ranges), randomRange(rng))
+		case 1: // a range less
+			e := &eps[rng.IntN(len(eps))]
+			if len(e.ranges) > 1 {
+				i := rng.IntN(len(e.ranges))
+				e.ranges = slices.Delete(slices.Clone(e.ranges), i, i+1)
+			}
+		case 2: // other principals
+			eps[rng.IntN(len(eps))].allow = []string{who[rng.IntN(len(who))], who[rng.IntN(len(who))]}
+		case 3: // another endpoint naming a range of an existing one
+			src := eps[rng.IntN(len(eps))]
+			eps = append(eps, ep{name: fmt.Sprintf("x%02d", step), ifaces: []string{"lo"},
+				ranges: src.ranges[:1], allow: []string{who[rng.IntN(len(who))]}})
+		}
+		p := compile(t, defaults, eps...)
+		before := f.inner[1-f.slot].ranges
+		gen := apply(t, ns, f, p, LogNone)
+		if before != nil && f.inner[f.slot].ranges == before {
+			inPlace++
+		}
+		checkSlot(t, f, p, gen, rng)
+	}
+	if inPlace < 30 {
+		t.Errorf("only %d of 40 swaps wrote the idle slot in place", inPlace)
+	}
+}
+
+func randomRange(rng *rand.Rand) string {
+	if rng.IntN(2) == 0 {
+		return jitter(rng, bases4[rng.IntN(len(bases4))], 8+rng.IntN(25)).String()
+	}
+	return jitter(rng, bases6[rng.IntN(len(bases6))], 16+rng.IntN(113)).String()
+}
+
+// checkSlot compares the live slot's maps with the policy.
+func checkSlot(t *testing.T, f *Filter, p *policy.Policy, gen uint32, rng *rand.Rand) {
+	t.Helper()
+	sm := f.inner[f.slot]
+	want := newEncoder(newCounterNames(4096)).encode(p, []Iface{{Name: "lo", Index: 1}}, gen, LogNone)
+
+	ranges := dump[filterNtfRangeKey, filterNtfRange](t, sm.ranges)
+	held := map[filterNtfRangeKey]filterNtfRange{}
+	for _, r := range f.contents[f.slot].Ranges {
+		held[r.key] = r.value
+	}
+	if !maps.Equal(held, ranges) {
+		for k, v := range held {
+			if kv, ok := ranges[k]; !ok || kv != v {
+				t.Logf("missing/different in kernel: %s %+v (kernel %+v)", keyPrefix(k), v, kv)
+			}
+		}
+		for k, v := range ranges {
+			if _, ok := held[k]; !ok {
+				t.Logf("extra in kernel: %s %+v", keyPrefix(k), v)
+			}
+		}
+		t.Fatalf("generation %d: the kernel's ranges differ from what the slot should hold", gen)
+	}
+	if len(ranges) != len(want.Ranges) {
+		t.Fatalf("generation %d: %d ranges in the kernel, want %d", gen, len(ranges), len(want.Ranges))
+	}
+	tbl, _ := p.Table("lo")
+	byPrefix := map[netip.Prefix]policy.Entry{}
+	for _, e := range tbl.Entries {
+		byPrefix[e.Prefix] = e
+	}
+	for k, v := range ranges {
+		pfx := keyPrefix(k)
+		ent, ok := byPrefix[pfx]
+		if !ok {
+			t.Fatalf("generation %d: kernel range %s is not in the policy", gen, pfx)
+		}
+		r, ok := f.Rule(gen, v.Rule)
+		if !ok || r.Range != pfx || !slices.Equal(r.Endpoints, ent.Endpoints) {
+			t.Fatalf("generation %d: %s has rule %d = %+v, want %s %v", gen, pfx, v.Rule, r, pfx, ent.Endpoints)
+		}
+	}
+	owners := dump[filterNtfOwnerKey, uint8](t, sm.owners)
+	if len(owners) != len(want.Owners) {
+		t.Fatalf("generation %d: %d owner entries in the kernel, want %d", gen, len(owners), len(want.Owners))
+	}
+	// Longest-prefix lookups from user space against Decide().
+	for range 300 {
+		dst := randomDestinationOf(rng, tbl)
+		for _, o := range []policy.Owner{{UID: 0}, {UID: 1001}, {UID: 1002}, {UID: 1003}, {Unowned: true}} {
+			d := p.Decide("lo", o, dst)
+			got := d.Allowed
+			var v filterNtfRange
+			err := sm.ranges.Lookup(rangeKey(f.contents[f.slot].Ifaces[1].Table, netip.PrefixFrom(dst.Unmap(), dst.Unmap().BitLen())), &v)
+			switch {
+			case errors.Is(err, ebpf.ErrKeyNotExist):
+				got = false // lo's default is deny
+			case err != nil:
+				t.Fatal(err)
+			case o.Unowned:
+				got = v.Flags&uint32(filterNtfRangeFlagsNTF_RANGE_UNOWNED) != 0
+			case v.Flags&uint32(filterNtfRangeFlagsNTF_RANGE_EVERYONE) != 0:
+				got = true
+			default:
+				var one uint8
+				got = sm.owners.Lookup(filterNtfOwnerKey{Set: v.Owners, Uid: o.UID}, &one) == nil
+			}
+			if got != d.Allowed {
+				t.Fatalf("generation %d: %s -> %s: kernel maps say %t, Decide %t (%s)", gen, o, dst, got, d.Allowed, d.Reason)
+			}
+		}
+	}
+}
+
+func dump[K comparable, V any](t *testing.T, m *ebpf.Map) map[K]V {
+	t.Helper()
+	out := map[K]V{}
+	var k K
+	var v V
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func keyPrefix(k filterNtfRangeKey) netip.Prefix {
+	bits := int(k.Prefixlen) - 32
+	if k.Table%2 == 0 {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte(k.Addr[:4])), bits)
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(k.Addr), bits)
+}
+
+// randomDestinationOf picks an address inside a random range of the table,
+// or anywhere near the bases.
+func randomDestinationOf(rng *rand.Rand, t policy.Table) netip.Addr {
+	var prefixes []netip.Prefix
+	for _, e := range t.Entries {
+		prefixes = append(prefixes, e.Prefix)
+	}
+	return randomDestination(rng, prefixes)
+}
+
