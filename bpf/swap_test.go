@@ -188,4 +188,3 @@ func randomDestinationOf(rng *rand.Rand, t policy.Table) netip.Addr {
 	}
 	return randomDestination(rng, prefixes)
 }
-
