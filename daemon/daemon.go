@@ -27,7 +27,12 @@ const DefaultConfigPath = "/etc/net-tc-filter/net-tc-filter.yml"
 // the set, from the files or from resolving names, comes back at once as
 // config.Errors.
 func Load(path string, r policy.Resolver) (*config.Config, *policy.Policy, error) {
-	cfg, errs := config.LoadPartial(path)
+	return load(path, r, nil)
+}
+
+// load is Load through a cache of parsed files (nil: none).
+func load(path string, r policy.Resolver, cache *config.Cache) (*config.Config, *policy.Policy, error) {
+	cfg, errs := cache.LoadPartial(path)
 	p, err := policy.Compile(cfg, r)
 	var compileErrs config.Errors
 	if errors.As(err, &compileErrs) {
@@ -74,11 +79,11 @@ const (
 // errUnsettled is a reload given up on because files kept changing.
 var errUnsettled = errors.New("the configuration files kept changing while being read; the running policy stays until they are written")
 
-// loadSettled is Load, repeated until the files stand still.
-func loadSettled(path string, r policy.Resolver) (*config.Config, *policy.Policy, error) {
+// loadSettled is load, repeated until the files stand still.
+func loadSettled(path string, r policy.Resolver, cache *config.Cache) (*config.Config, *policy.Policy, error) {
 	for range settleTries {
 		before := stamps(path)
-		cfg, p, err := Load(path, r)
+		cfg, p, err := load(path, r, cache)
 		time.Sleep(settleTime)
 		if maps.Equal(before, stamps(path)) {
 			return cfg, p, err

@@ -81,6 +81,7 @@ type Service struct {
 	log     *slog.Logger
 	notify  notifier
 	reloads chan reloadRequest
+	parsed  config.Cache // files as last parsed: a reload parses what changed
 
 	// Owned by the Run goroutine.
 	filter  *bpf.Filter
@@ -171,7 +172,7 @@ func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver)
+	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed)
 	if err != nil {
 		s.notify.status("configuration invalid; not started (the pinned filter, if any, stays)")
 		return fmt.Errorf("configuration:\n%w", err)
@@ -275,7 +276,7 @@ func errText(err error) string {
 
 func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 
-	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver)
+	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed)
 	var logMode bpf.LogMode
 	if err == nil {
 		logMode, err = bpf.ParseLogMode(cfg.Log.Decisions)

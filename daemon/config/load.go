@@ -1,8 +1,10 @@
 package config
 
 import (
+	"crypto/sha256"
 	"maps"
 	"path/filepath"
+	"sync"
 )
 
 // Load reads the configuration set: mainPath, then <dir of mainPath>/conf.d/*.yml
@@ -32,9 +34,52 @@ func load(mainPath string, owner uint32) (*Config, error) {
 }
 
 func loadPartial(mainPath string, owner uint32) (*Config, Errors) {
+	var none *Cache
+	return none.loadPartial(mainPath, owner)
+}
+
+// Cache remembers what files parsed to, by their contents, so that a load
+// parses only the files that changed since the last one: a large generated
+// drop-in costs its parse once, not on every edit of another file. The
+// permission checks run on every load all the same. The zero Cache is
+// ready; a nil *Cache parses every file.
+type Cache struct {
+	mu    sync.Mutex
+	files map[string]parsedFile
+}
+
+type parsedFile struct {
+	sum      [sha256.Size]byte
+	settings fileSettings // never modified once parsed
+	errs     Errors
+}
+
+// Load is the package's Load through the cache.
+func (c *Cache) Load(mainPath string) (*Config, error) {
+	cfg, errs := c.LoadPartial(mainPath)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// LoadPartial is the package's LoadPartial through the cache.
+func (c *Cache) LoadPartial(mainPath string) (*Config, Errors) {
+	return c.loadPartial(mainPath, 0)
+}
+
+func (c *Cache) loadPartial(mainPath string, owner uint32) (*Config, Errors) {
 	l := &loader{owner: owner}
+	if c != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		l.cached, l.parsed = c.files, map[string]parsedFile{}
+	}
 	cfg := l.run(mainPath)
 	l.errs.Sort(l.order)
+	if c != nil {
+		c.files = l.parsed // forget the files that are gone
+	}
 	return cfg, l.errs
 }
 
@@ -46,6 +91,8 @@ type loader struct {
 	order    []string // directories and files in reading order, to sort errors
 	files    []string // every file read
 	settings []fileSettings
+	cached   map[string]parsedFile // by path, from the last load; nil: no cache
+	parsed   map[string]parsedFile // this load's, for the next one
 }
 
 func (l *loader) fail(path, msg string) {
@@ -115,7 +162,7 @@ func (l *loader) readFile(path string) {
 	if len(refused) > 0 {
 		return
 	}
-	s, errs := parseFile(path, data)
+	s, errs := l.parse(path, data)
 	l.errs = append(l.errs, errs...)
 	l.files = append(l.files, path)
 	l.settings = append(l.settings, s)
@@ -158,4 +205,19 @@ func set[T any](dst *T, v *T) {
 	if v != nil {
 		*dst = *v
 	}
+}
+
+// parse parses a file, or takes what the same contents parsed to last time.
+func (l *loader) parse(path string, data []byte) (fileSettings, Errors) {
+	if l.parsed == nil {
+		return parseFile(path, data)
+	}
+	sum := sha256.Sum256(data)
+	if f, ok := l.cached[path]; ok && f.sum == sum {
+		l.parsed[path] = f
+		return f.settings, f.errs
+	}
+	s, errs := parseFile(path, data)
+	l.parsed[path] = parsedFile{sum: sum, settings: s, errs: errs}
+	return s, errs
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -421,4 +422,55 @@ func TestAliases(t *testing.T) {
 		{m(5), `endpoint "b": uid:-1 is not a uid`},
 		{m(8), `endpoint "b": range 10.0.0.1/8 has host bits set`},
 	})
+}
+
+// TestCache: a cached load equals a fresh one after every kind of change,
+// reuses what an unchanged file parsed to, still checks permissions, and
+// forgets removed files.
+func TestCache(t *testing.T) {
+	dir := writeSet(t, map[string]string{
+		mainName:          "endpoints:\n" + epA,
+		"conf.d/10-b.yml": "endpoints:\n" + epB,
+	})
+	main := filepath.Join(dir, mainName)
+	dropIn := filepath.Join(dir, "conf.d/10-b.yml")
+	var c Cache
+	owner := uint32(os.Getuid())
+	check := func(step string) *Config {
+		t.Helper()
+		got, gotErrs := c.loadPartial(main, owner)
+		want, wantErrs := loadPartial(main, owner)
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotErrs, wantErrs) {
+			t.Fatalf("%s: cached load\n  %+v %v\nfresh load\n  %+v %v", step, got, gotErrs, want, wantErrs)
+		}
+		return got
+	}
+	first := check("first load")
+	if err := os.WriteFile(main, []byte("endpoints:\n"+epA+"log: {rate: 7}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second := check("main file changed")
+	if &first.Endpoints[1].Ranges[0] != &second.Endpoints[1].Ranges[0] {
+		t.Errorf("the unchanged drop-in was parsed again")
+	}
+	if &first.Endpoints[0].Ranges[0] == &second.Endpoints[0].Ranges[0] {
+		t.Errorf("the changed main file was not parsed again")
+	}
+	if err := os.WriteFile(dropIn, []byte("endpoints: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check("drop-in broken")
+	chmod(t, main, 0o666)
+	if _, errs := c.loadPartial(main, owner); len(errs) == 0 {
+		t.Fatalf("a group/other-writable main file passed a cached load")
+	}
+	check("main file writable by others")
+	chmod(t, main, 0o644)
+	if err := os.Remove(dropIn); err != nil {
+		t.Fatal(err)
+	}
+	check("drop-in removed")
+	if _, ok := c.files[dropIn]; ok {
+		t.Errorf("the removed drop-in is still cached")
+	}
 }

@@ -31,9 +31,11 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
 
-// Defaults for the zero values of Options.
+// Defaults for the zero values of Options. The debounce only has to join
+// the events of one save: the daemon checks on its own that the files stood
+// still while it read them.
 const (
-	DefaultDebounce = 200 * time.Millisecond
+	DefaultDebounce = 50 * time.Millisecond
 	DefaultMaxDelay = 2 * time.Second
 )
 
