@@ -142,6 +142,9 @@ func (s *Server) Listen(addr string) error {
 			}
 		}
 	}
+	if errors.Is(err, syscall.EAFNOSUPPORT) {
+		return fmt.Errorf("metrics: listen on %s: %w (Internet sockets are forbidden to this process, e.g. by the systemd unit's RestrictAddressFamilies=: use net-tc-filter-metrics.socket, or see metrics.listen in net-tc-filter.yml(5))", addr, err)
+	}
 	if err != nil {
 		return fmt.Errorf("metrics: listen on %s: %w", addr, err)
 	}
