@@ -102,7 +102,7 @@ func NewCollector(src Source, version string) *Collector {
 		packets:            desc("packets_total", "Packets the filter judged on an interface, by verdict.", "interface", "action"),
 		endpointPackets:    desc("endpoint_packets_total", "Packets the filter judged, by the endpoint whose range decided (\"\" for the interface default) and verdict.", "endpoint", "action"),
 		verdicts:           desc("verdicts_total", "Packets the filter judged, summed over interfaces, by verdict (the kernel's totals since its maps were created).", "action"),
-		kernelPackets:      desc("kernel_packets_total", "Packets the filter program passed without a verdict, by reason: not_ip (non-IP frames), malformed (IP with an unreadable destination; dropped), unfiltered (interface not in the policy), no_policy (no policy loaded yet).", "reason"),
+		kernelPackets:      desc("kernel_packets_total", "Packets the policy did not judge, by reason: not_ip (non-IP frames; passed), malformed (IP packets whose destination cannot be read; dropped), unfiltered (on an interface the policy no longer filters, until detached; passed), no_policy (no policy written yet; dropped).", "reason"),
 		eventsLost:         desc("events_lost_total", "Decisions the kernel could not queue for the decision log (ring buffer full)."),
 		suppressed:         desc("log_suppressed_total", "Decision log entries left out by log.rate."),
 		reloads:            desc("reloads_total", "Reloads of the configuration set since the daemon started, by result.", "result"),

@@ -62,7 +62,7 @@ net_tc_filter_generation 7
 # TYPE net_tc_filter_interface_info gauge
 net_tc_filter_interface_info{ifindex="2",interface="eth0",mode="tcx"} 1
 net_tc_filter_interface_info{ifindex="5",interface="wg0",mode="clsact"} 1
-# HELP net_tc_filter_kernel_packets_total Packets the filter program passed without a verdict, by reason: not_ip (non-IP frames), malformed (IP with an unreadable destination; dropped), unfiltered (interface not in the policy), no_policy (no policy loaded yet).
+# HELP net_tc_filter_kernel_packets_total Packets the policy did not judge, by reason: not_ip (non-IP frames; passed), malformed (IP packets whose destination cannot be read; dropped), unfiltered (on an interface the policy no longer filters, until detached; passed), no_policy (no policy written yet; dropped).
 # TYPE net_tc_filter_kernel_packets_total counter
 net_tc_filter_kernel_packets_total{reason="malformed"} 1
 net_tc_filter_kernel_packets_total{reason="no_policy"} 2
