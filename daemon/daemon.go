@@ -142,6 +142,21 @@ func statusLine(st Status) string {
 	return line
 }
 
+// rangesByFamily counts the (endpoint, range) pairs of RangeCount by
+// address family.
+func rangesByFamily(p *policy.Policy) (v4, v6 int) {
+	for _, e := range p.Endpoints {
+		for _, r := range e.Ranges {
+			if r.Addr().Is4() {
+				v4++
+			} else {
+				v6++
+			}
+		}
+	}
+	return v4, v6
+}
+
 // userCount counts the distinct uids the policy names.
 func userCount(p *policy.Policy) int {
 	users := map[uint32]bool{}

@@ -174,6 +174,7 @@ func (d *decisionLog) tick(now time.Time) {
 		d.emit(sum.ev, sum.count)
 	}
 	if suppressed > 0 {
+		d.s.suppressed.Add(suppressed)
 		d.s.log.Warn(fmt.Sprintf("decision log over log.rate (%d/s): %d decisions not logged", d.limit.rate, suppressed),
 			"NTF_SUPPRESSED", suppressed)
 	}

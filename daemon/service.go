@@ -15,6 +15,7 @@ import (
 
 	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/metrics"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	"github.com/nettcfilter/net-tc-filter/daemon/watch"
 )
@@ -39,6 +40,22 @@ type Options struct {
 	// change. Sends never block: a full channel drops the event, and the
 	// next one carries the news (observers re-read Status).
 	Events chan<- Event
+	// MetricsListen, when set, is told the metrics address of the
+	// configuration (metrics.listen; "" for none) once the policy is live
+	// at start, and again after every reload that changes it or after one
+	// it failed to bind. A failure is logged; the filter does not depend
+	// on it.
+	MetricsListen func(addr string) error
+	// Traffic, when set, reads the kernel's per-interface and
+	// per-endpoint packet counts for the metrics; nil: the kernel does
+	// not count them, and the metrics leave them out.
+	Traffic func(*bpf.Filter) (Traffic, error)
+}
+
+// Traffic is what the kernel counts per interface and per endpoint.
+type Traffic struct {
+	Ifaces    map[int]metrics.Verdicts    // by ifindex
+	Endpoints map[string]metrics.Verdicts // by endpoint name; "" for the interface default
 }
 
 // Event tells an observer (the D-Bus object) that the service changed.
@@ -90,12 +107,26 @@ type Service struct {
 	logMode bpf.LogMode
 	ifaces  []bpf.Iface  // the filtered ones, as last applied
 	rate    atomic.Int64 // log.rate, read by the decision log
+	// metricsAddr is the metrics address last handed to MetricsListen
+	// successfully.
+	metricsAddr string
+	metricsOK   bool
+
+	suppressed atomic.Uint64 // decision log entries log.rate left out
 
 	mu     sync.Mutex
 	status Status
 	names  map[int]string // ifindex → name of the filtered interfaces
 	live   *policy.Policy // for Check; a compiled policy is never modified
 	kernel *bpf.Filter    // for Counters, once open
+	loads  loadStats
+}
+
+// loadStats are the reloads' outcomes, for the metrics.
+type loadStats struct {
+	ok, failed uint64
+	last       metrics.Reload // the start's load until the first reload
+	v4, v6     int            // ranges of the live policy by family
 }
 
 type reloadRequest struct {
@@ -172,6 +203,7 @@ func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	began := time.Now()
 	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed)
 	if err != nil {
 		s.notify.status("configuration invalid; not started (the pinned filter, if any, stays)")
@@ -206,7 +238,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.filter.Close()
 		return err
 	}
+	s.recordLoad(began, nil, false)
 	s.setState(StateRunning)
+	s.listenMetrics()
 	s.log.Info("started: "+s.summary(), "generation", s.filter.Generation(), "files", cfg.Files)
 	if err := s.notify.ready(s.summary()); err != nil {
 		s.log.Warn("tell systemd we are ready", "err", err)
@@ -259,12 +293,100 @@ func (s *Service) reload(asked bool, why string) (uint32, error) {
 	s.setState(StateReloading)
 	defer func() { s.notify.ready(s.summary()) }()
 	before := s.filter.Generation()
+	began := time.Now()
 	gen, err := s.reloadOnce(asked, why)
+	s.recordLoad(began, err, true)
+	if err == nil {
+		s.listenMetrics()
+	}
 	// A watcher's reload that changed nothing is not news.
 	if err != nil || asked || gen != before {
 		s.emit(Event{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
 	}
 	return gen, err
+}
+
+// recordLoad notes the outcome of a load of the configuration set: the
+// start's (not a reload) or a reload's.
+func (s *Service) recordLoad(began time.Time, err error, reload bool) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loads.last = metrics.Reload{At: now, Duration: now.Sub(began), OK: err == nil}
+	switch {
+	case !reload:
+	case err == nil:
+		s.loads.ok++
+	default:
+		s.loads.failed++
+	}
+}
+
+// listenMetrics hands metrics.listen of the live configuration to the
+// metrics server when it changed, or when the last attempt failed.
+func (s *Service) listenMetrics() {
+	if s.opts.MetricsListen == nil {
+		return
+	}
+	addr := s.cfg.Metrics.Listen
+	if s.metricsOK && addr == s.metricsAddr {
+		return
+	}
+	if err := s.opts.MetricsListen(addr); err != nil {
+		s.metricsOK = false
+		s.log.Error("metrics not served on metrics.listen; the filter is enforced regardless (fix it and reload)", "err", err)
+		return
+	}
+	s.metricsAddr, s.metricsOK = addr, true
+}
+
+// Metrics is the snapshot the Prometheus metrics report, read at each
+// scrape.
+func (s *Service) Metrics() metrics.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := metrics.Snapshot{
+		State:         string(s.status.State),
+		Generation:    s.status.Generation,
+		ReloadsOK:     s.loads.ok,
+		ReloadsFailed: s.loads.failed,
+		LastReload:    s.loads.last,
+		RangesIPv4:    s.loads.v4,
+		RangesIPv6:    s.loads.v6,
+		LogSuppressed: s.suppressed.Load(),
+	}
+	for _, a := range s.status.Attachments {
+		snap.Interfaces = append(snap.Interfaces, metrics.Interface{Name: a.Iface.Name, Index: a.Iface.Index, Mode: string(a.Mode)})
+	}
+	if s.kernel == nil {
+		return snap
+	}
+	if c, err := s.kernel.Counters(); err != nil {
+		s.log.Warn("metrics: read the kernel's counters", "err", err)
+	} else {
+		snap.Kernel = &metrics.Kernel{
+			Allowed: c.Allowed, Denied: c.Denied, NotIP: c.NotIP, Malformed: c.Malformed,
+			Unfiltered: c.Unfiltered, NoPolicy: c.NoPolicy, EventsLost: c.EventsLost,
+		}
+	}
+	if s.opts.Traffic == nil {
+		return snap
+	}
+	t, err := s.opts.Traffic(s.kernel)
+	if err != nil {
+		s.log.Warn("metrics: read the kernel's per-interface counts", "err", err)
+		return snap
+	}
+	// Interfaces by name; counts of an interface no longer filtered
+	// (deleted, renamed out of the policy) are left out.
+	snap.IfaceTraffic = map[string]metrics.Verdicts{}
+	for idx, v := range t.Ifaces {
+		if name, ok := s.names[idx]; ok {
+			snap.IfaceTraffic[name] = v
+		}
+	}
+	snap.EndpointTraffic = t.Endpoints
+	return snap
 }
 
 func errText(err error) string {
@@ -285,7 +407,7 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 		s.failed("reload failed, the running policy stays", why, err)
 		return s.filter.Generation(), err
 	}
-	if !asked && logMode == s.logMode && reflect.DeepEqual(p, s.policy) && reflect.DeepEqual(cfg.Log, s.cfg.Log) && cfg.OnStop == s.cfg.OnStop {
+	if !asked && logMode == s.logMode && reflect.DeepEqual(p, s.policy) && reflect.DeepEqual(cfg.Log, s.cfg.Log) && cfg.OnStop == s.cfg.OnStop && cfg.Metrics == s.cfg.Metrics {
 		s.log.Debug("configuration unchanged", "why", why)
 		s.setError("") // a broken set was fixed back to the running one
 		s.setState(StateRunning)
@@ -501,6 +623,7 @@ func (s *Service) setState(st State) {
 	s.status.Mode = s.filter.Mode()
 	s.status.Attachments = s.filter.Attachments()
 	s.status.Ranges = s.policy.RangeCount()
+	s.loads.v4, s.loads.v6 = rangesByFamily(s.policy)
 	s.status.Users = userCount(s.policy)
 	s.names = map[int]string{}
 	for _, a := range s.status.Attachments {

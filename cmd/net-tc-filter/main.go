@@ -19,10 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon"
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/logging"
+	"github.com/nettcfilter/net-tc-filter/daemon/metrics"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	ntfdbus "github.com/nettcfilter/net-tc-filter/dbus"
 )
@@ -141,17 +143,28 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	level := new(slog.LevelVar)
 	log := slog.New(logging.NewHandler(stderr, level))
 	events := make(chan daemon.Event, 64)
+	// The metrics server reads the service, and the service tells it
+	// the configured address: made one after the other, used only once
+	// both exist.
+	var msrv *metrics.Server
 	svc := daemon.New(daemon.Options{
-		ConfigPath: *cfgPath,
-		PinDir:     *pinDir,
-		Mode:       mode,
-		Logger:     log,
-		LogLevel:   level,
-		Decisions:  slog.New(logging.NewHandler(stderr, slog.LevelDebug)),
-		Events:     events,
+		ConfigPath:    *cfgPath,
+		PinDir:        *pinDir,
+		Mode:          mode,
+		Logger:        log,
+		LogLevel:      level,
+		Decisions:     slog.New(logging.NewHandler(stderr, slog.LevelDebug)),
+		Events:        events,
+		MetricsListen: func(addr string) error { return msrv.Listen(addr) },
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	msrv, err = metrics.NewServer(ctx, svc, metrics.Options{Version: version, Logger: log})
+	if err != nil {
+		log.Error("net-tc-filter run: " + err.Error())
+		return exitFailure
+	}
+	serveHandedOver(msrv, log)
 	busCtx, stopBus := context.WithCancel(ctx)
 	defer stopBus()
 	go ntfdbus.Serve(busCtx, ntfdbus.ServerOptions{Manager: svc, Events: events, Version: version, Logger: log})
@@ -166,6 +179,25 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// serveHandedOver serves the metrics on the sockets systemd passed
+// (net-tc-filter-metrics.socket: LISTEN_FDS, LISTEN_PID); without them,
+// nothing.
+func serveHandedOver(msrv *metrics.Server, log *slog.Logger) {
+	lns, err := activation.Listeners()
+	if err != nil {
+		log.Error("metrics: sockets from systemd", "err", err)
+		return
+	}
+	for i, ln := range lns {
+		if ln == nil {
+			log.Warn(fmt.Sprintf("metrics: systemd passed file descriptor %d, which is not a listening stream socket; ignored", 3+i))
+			continue
+		}
+		msrv.Serve(ln)
+		log.Info("metrics: serving http://" + ln.Addr().String() + "/metrics (socket from systemd)")
+	}
 }
 
 // reloadOnHangup makes SIGHUP a reload, as for every classic daemon.

@@ -16,11 +16,13 @@ type fileSettings struct {
 	decisions  *string
 	rate       *int
 	onStop     *OnStop
+	listen     *string
 }
 
 // The key and value sets are functions so that no package state can be
 // changed by a caller.
-func topKeys() []string       { return []string{"endpoints", "interfaces", "log", "on_stop"} }
+func topKeys() []string       { return []string{"endpoints", "interfaces", "log", "on_stop", "metrics"} }
+func metricsKeys() []string   { return []string{"listen"} }
 func endpointKeys() []string  { return []string{"iface", "range", "allow"} }
 func interfaceKeys() []string { return []string{"default"} }
 func logKeys() []string       { return []string{"level", "decisions", "rate"} }
@@ -47,6 +49,8 @@ func (p *fileParser) top(root val) fileSettings {
 			if v, ok := p.enum(f.val, "on_stop", onStops()); ok {
 				s.onStop = ptr(OnStop(v))
 			}
+		case "metrics":
+			p.metrics(f.val, &s)
 		default:
 			p.unknown(f, "", topKeys())
 		}
@@ -92,6 +96,32 @@ func (p *fileParser) log(v val, s *fileSettings) {
 		default:
 			p.unknown(f, " in log", logKeys())
 		}
+	}
+}
+
+func (p *fileParser) metrics(v val, s *fileSettings) {
+	if v.v == nil {
+		return
+	}
+	if !v.isMap() {
+		p.at(v.line, "metrics must be a mapping like {listen: \"127.0.0.1:9963\"}, not %s", describe(v.v))
+		return
+	}
+	for _, f := range v.fields() {
+		if f.key != "listen" {
+			p.unknown(f, " in metrics", metricsKeys())
+			continue
+		}
+		x, ok := f.val.v.(string)
+		if !ok {
+			p.at(f.val.line, "metrics.listen must be a string like \"127.0.0.1:9963\", not %s", describe(f.val.v))
+			continue
+		}
+		if err := checkListen(x); err != nil {
+			p.at(f.val.line, "%v", err)
+			continue
+		}
+		s.listen = &x
 	}
 }
 

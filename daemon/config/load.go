@@ -199,6 +199,7 @@ func mergeScalars(cfg *Config, f fileSettings) {
 	set(&cfg.Log.Decisions, f.decisions)
 	set(&cfg.Log.Rate, f.rate)
 	set(&cfg.OnStop, f.onStop)
+	set(&cfg.Metrics.Listen, f.listen)
 }
 
 func set[T any](dst *T, v *T) {

@@ -243,7 +243,7 @@ func TestErrorsAcrossFiles(t *testing.T) {
 		`conf.d/10-first.yml:2: interface "eth0": default must be one of allow, deny, not the string "maybe"`,
 		`conf.d/10-first.yml:4: endpoint "b": missing range (the addresses or CIDR prefixes it guards)`,
 		`conf.d/10-first.yml:4: endpoint "b": missing allow; write allow: [] to deny everyone`,
-		`conf.d/20-second.yml:1: unknown key "bogus"; known: endpoints, interfaces, log, on_stop`,
+		`conf.d/20-second.yml:1: unknown key "bogus"; known: endpoints, interfaces, log, on_stop, metrics`,
 		`conf.d/30-unsafe.yml: refusing: writable by group or others (mode 0620); a user who can write it could grant itself access — chmod go-w ` + filepath.Join(dir, "conf.d/30-unsafe.yml"),
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {

@@ -84,12 +84,21 @@ type Log struct {
 	Rate      int    // decision log lines per second at most
 }
 
+// Metrics holds the `metrics:` settings.
+type Metrics struct {
+	// Listen is the host:port the Prometheus metrics are served on, the
+	// host an IP address; "" serves none (systemd may still hand over a
+	// socket for them).
+	Listen string
+}
+
 // Config is the merged configuration set.
 type Config struct {
 	Endpoints  []Endpoint           // in order of first appearance
 	Interfaces map[string]Interface // key: interface name or glob
 	Log        Log
 	OnStop     OnStop
+	Metrics    Metrics
 	Files      []string // every file read, in the order read
 }
 

@@ -20,7 +20,7 @@ func TestValidationErrors(t *testing.T) {
 	}{{
 		name:    "unknown top-level key",
 		content: lines("endpoint:", "  - a: {}"),
-		want:    []want{{m(1), `unknown key "endpoint"; known: endpoints, interfaces, log, on_stop`}},
+		want:    []want{{m(1), `unknown key "endpoint"; known: endpoints, interfaces, log, on_stop, metrics`}},
 	}, {
 		name:    "unknown endpoint key",
 		content: endpointWith("iface: eth0", "range: 10.0.0.0/8", "allow: []", "alow: [x]"),
@@ -277,11 +277,11 @@ func TestValidationErrors(t *testing.T) {
 	}, {
 		name:    "top level is a list",
 		content: lines("- imdsv2: {}"),
-		want:    []want{{m(1), `the top level must be a mapping of settings (endpoints, interfaces, log, on_stop), not a list`}},
+		want:    []want{{m(1), `the top level must be a mapping of settings (endpoints, interfaces, log, on_stop, metrics), not a list`}},
 	}, {
 		name:    "top level is a scalar",
 		content: lines("# comment", "hello"),
-		want:    []want{{m(2), `the top level must be a mapping of settings (endpoints, interfaces, log, on_stop), not the value "hello"`}},
+		want:    []want{{m(2), `the top level must be a mapping of settings (endpoints, interfaces, log, on_stop, metrics), not the value "hello"`}},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

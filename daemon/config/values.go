@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"path"
 	"strconv"
@@ -58,6 +59,32 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 		return p
 	}
 	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+}
+
+// checkListen accepts "" (no metrics address) or IP:port with a port from
+// 1 to 65535: "[::1]:9963" for IPv6. Host names are refused: the daemon
+// starts before name resolution works, and a name can change what it
+// means. Port 0 (any free port) is refused: nobody could scrape it.
+func checkListen(s string) error {
+	if s == "" {
+		return nil
+	}
+	example := `(like "127.0.0.1:9963", "[::1]:9963", or "0.0.0.0:9963" for every IPv4 address)`
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("metrics.listen %q is not address:port %s", s, example)
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		what := fmt.Sprintf("%q is not an IP address", host)
+		if host == "" {
+			what = "the address is missing"
+		}
+		return fmt.Errorf("metrics.listen %q: %s %s", s, what, example)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("metrics.listen %q: port %q is not a number from 1 to 65535", s, port)
+	}
+	return nil
 }
 
 // isGlob tells a pattern from a name by path.Match's metacharacters.

@@ -231,6 +231,9 @@ func startDaemon(t testing.TB, ns *NS, opts DaemonOptions) *Daemon {
 	return d
 }
 
+// Pid is the daemon's process id (nsenter and Wrap exec, not fork).
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+
 // Signal sends sig to the daemon.
 func (d *Daemon) Signal(sig syscall.Signal) {
 	d.cmd.Process.Signal(sig)

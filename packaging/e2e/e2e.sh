@@ -421,6 +421,37 @@ want MESSAGE_ID "$MSGID"; want SYSLOG_IDENTIFIER net-tc-filter; want PRIORITY 4
 [[ $(field NTF_COUNT) =~ ^[1-9][0-9]*$ ]] || fail "NTF_COUNT is not a positive number"
 ok "every SPEC §4 field is present with the expected values"
 
+# ---------------------------------------------------------------- 3f2. metrics
+step "f2. Prometheus metrics: net-tc-filter-metrics.socket (not enabled by the package)"
+# scrape USER: GET /metrics on 127.0.0.1:9963 over bash's /dev/tcp.
+scrape() {
+  as_user "$1" /usr/bin/timeout 10 /bin/bash -c 'exec 3<>/dev/tcp/127.0.0.1/9963 && printf "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n" >&3 && cat <&3'
+}
+nothing_on_9963() { ! as_user bob /usr/bin/timeout 2 /bin/bash -c 'exec 3<>/dev/tcp/127.0.0.1/9963' 2>/dev/null; }
+s=$(inside systemctl is-enabled net-tc-filter-metrics.socket) || true
+[ "$s" = disabled ] || fail "net-tc-filter-metrics.socket is '$s' after install, expected disabled"
+ok "the package did not enable net-tc-filter-metrics.socket"
+nothing_on_9963 || fail "something listens on 127.0.0.1:9963 without the socket enabled"
+ok "nothing listens on 127.0.0.1:9963"
+inside systemctl enable net-tc-filter-metrics.socket 2>&1 | indent
+# systemd refuses to start a socket while its service runs.
+if inside systemctl start net-tc-filter-metrics.socket 2>/dev/null; then fail "systemd started the socket under a running service"; fi
+inside systemctl stop net-tc-filter.service
+inside systemctl start net-tc-filter-metrics.socket net-tc-filter.service
+expect_active; ok "enabled the socket; stop, then start socket and service (hardened unit unchanged)"
+metrics_ok() {
+  m=$(scrape bob) || return 1
+  grep -q '^net_tc_filter_state{state="running"} 1$' <<<"$m"
+}
+wait_for 10 "net_tc_filter_state running from the socket, as bob" metrics_ok
+grep -E '^HTTP/1.. 200' <<<"$m" >/dev/null || fail "no 200 OK: $(head -n 1 <<<"$m")"
+for re in '^net_tc_filter_interface_info\{.*interface="eth1".*\} 1$' '^net_tc_filter_ranges\{family="ipv4"\} [1-9]' \
+          '^net_tc_filter_verdicts_total\{action="deny"\} [1-9]' '^net_tc_filter_build_info\{version=' '^process_open_fds '; do
+  grep -Eq "$re" <<<"$m" || fail "the scrape lacks $re:$(echo; grep '^net_tc' <<<"$m" | indent)"
+done
+grep -E '^net_tc_filter_(interface_info|ranges|verdicts_total|generation|state\{state="running"|reloads_total)' <<<"$m" | indent
+ok "metrics served on the socket systemd passed (accept() works under the unit's hardening)"
+
 # ---------------------------------------------------------------- 3g. upgrade under load
 step "g. upgrade to ${DEB2##*/} while bob and agent probe every 50 ms"
 # A connect every 50 ms; each attempt waits 3.5 s (the SYN and its
@@ -494,12 +525,17 @@ uv=${V2#*:}; uv=${uv%-*}
 ok "net-tc-filter version: $ver"
 expect_drop bob "after the upgrade"
 expect_pass agent "after the upgrade"
+wait_for 10 "metrics from the socket after the upgrade" metrics_ok
+ok "metrics served after the upgrade (the socket was handed to the new daemon)"
 
 # ---------------------------------------------------------------- 3h. remove, purge
 step "h. apt remove net-tc-filter, then apt purge"
 inside /usr/bin/env DEBIAN_FRONTEND=noninteractive apt remove -y net-tc-filter 2>&1 | indent
 s=$(inside systemctl is-active net-tc-filter.service) && fail "net-tc-filter.service is still active after apt remove"
 ok "net-tc-filter.service is $s"
+s=$(inside systemctl is-active net-tc-filter-metrics.socket) && fail "net-tc-filter-metrics.socket is still active after apt remove"
+nothing_on_9963 || fail "something still listens on 127.0.0.1:9963 after apt remove"
+ok "net-tc-filter-metrics.socket is $s; nothing listens on 127.0.0.1:9963"
 ls=$(svc LoadState)
 case $ls in not-found|masked) ok "unit LoadState=$ls" ;; *) fail "unit LoadState=$ls after apt remove" ;; esac
 inside test ! -e /sys/fs/bpf/net-tc-filter || fail "/sys/fs/bpf/net-tc-filter is still there after apt remove"
