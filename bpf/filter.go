@@ -795,7 +795,7 @@ func (f *Filter) Detach() error {
 	if err := removeClsactFilters(f.objs.NtfClsact); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, f.Close(), os.RemoveAll(f.opts.PinDir))
+	errs = append(errs, f.Close(), removePinDir(f.opts.PinDir))
 	return errors.Join(errs...)
 }
 
@@ -829,7 +829,28 @@ func Remove(pinDir string) error {
 	if owned != nil {
 		owned.Close()
 	}
-	if err := os.RemoveAll(pinDir); err != nil {
+	if err := removePinDir(pinDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// removePinDir removes the pins and then the directory. Under the shipped
+// unit the directory is the one writable mount in a read-only /sys/fs/bpf
+// (ReadWritePaths=): it cannot go, and an empty directory pins nothing.
+func removePinDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EROFS) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -266,20 +266,28 @@ func TestMetricsListen(t *testing.T) {
 		t.Errorf("daemon's TCP sockets %v, want one listening on %s", got, addr1)
 	}
 
-	// Allowed traffic moves allow, not deny; denied traffic moves deny.
-	allow, deny := `net_tc_filter_verdicts_total{action="allow"}`, `net_tc_filter_verdicts_total{action="deny"}`
+	// Allowed traffic moves allow, not deny; denied traffic moves deny,
+	// on eth0 and for the endpoint whose range decided.
+	series := func(s samples, metric, label, action string) float64 {
+		return s[fmt.Sprintf(`net_tc_filter_%s{%saction="%s"}`, metric, label, action)]
+	}
+	labels := map[string]string{"packets_total": `interface="eth0",`, "endpoint_packets_total": `endpoint="protected",`}
 	b.expect(t, b.alice, true)
 	s2 := scrape(t, b.tp.Client, addr1)
-	if got := s2.get(t, allow) - s.get(t, allow); got < 4 {
-		t.Errorf("allow moved by %v after alice's TCP+UDP over IPv4+IPv6, want >= 4", got)
-	}
-	if got := s2.get(t, deny) - s.get(t, deny); got != 0 {
-		t.Errorf("deny moved by %v with only allowed traffic", got)
+	for metric, label := range labels {
+		if got := series(s2, metric, label, "allow") - series(s, metric, label, "allow"); got < 4 {
+			t.Errorf("%s{%s} allow moved by %v after alice's TCP+UDP over IPv4+IPv6, want >= 4", metric, label, got)
+		}
+		if got := series(s2, metric, label, "deny") - series(s, metric, label, "deny"); got != 0 {
+			t.Errorf("%s{%s} deny moved by %v with only allowed traffic", metric, label, got)
+		}
 	}
 	b.expect(t, b.bob, false)
 	s3 := scrape(t, b.tp.Client, addr1)
-	if got := s3.get(t, deny) - s2.get(t, deny); got < 4 {
-		t.Errorf("deny moved by %v after bob's TCP+UDP over IPv4+IPv6, want >= 4", got)
+	for metric, label := range labels {
+		if got := series(s3, metric, label, "deny") - series(s2, metric, label, "deny"); got < 4 {
+			t.Errorf("%s{%s} deny moved by %v after bob's TCP+UDP over IPv4+IPv6, want >= 4", metric, label, got)
+		}
 	}
 
 	// SIGHUP: an ok reload and a new generation. (Other reloads may

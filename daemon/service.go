@@ -46,16 +46,6 @@ type Options struct {
 	// it failed to bind. A failure is logged; the filter does not depend
 	// on it.
 	MetricsListen func(addr string) error
-	// Traffic, when set, reads the kernel's per-interface and
-	// per-endpoint packet counts for the metrics; nil: the kernel does
-	// not count them, and the metrics leave them out.
-	Traffic func(*bpf.Filter) (Traffic, error)
-}
-
-// Traffic is what the kernel counts per interface and per endpoint.
-type Traffic struct {
-	Ifaces    map[int]metrics.Verdicts    // by ifindex
-	Endpoints map[string]metrics.Verdicts // by endpoint name; "" for the interface default
 }
 
 // Event tells an observer (the D-Bus object) that the service changed.
@@ -365,27 +355,25 @@ func (s *Service) Metrics() metrics.Snapshot {
 		s.log.Warn("metrics: read the kernel's counters", "err", err)
 	} else {
 		snap.Kernel = &metrics.Kernel{
-			Allowed: c.Allowed, Denied: c.Denied, NotIP: c.NotIP, Malformed: c.Malformed,
-			Unfiltered: c.Unfiltered, NoPolicy: c.NoPolicy, EventsLost: c.EventsLost,
+			NotIP: c.NotIP, Malformed: c.Malformed, Unfiltered: c.Unfiltered, NoPolicy: c.NoPolicy, EventsLost: c.EventsLost,
 		}
 	}
-	if s.opts.Traffic == nil {
-		return snap
-	}
-	t, err := s.opts.Traffic(s.kernel)
+	t, err := s.kernel.Traffic()
 	if err != nil {
 		s.log.Warn("metrics: read the kernel's per-interface counts", "err", err)
 		return snap
 	}
-	// Interfaces by name; counts of an interface no longer filtered
-	// (deleted, renamed out of the policy) are left out.
-	snap.IfaceTraffic = map[string]metrics.Verdicts{}
-	for idx, v := range t.Ifaces {
-		if name, ok := s.names[idx]; ok {
-			snap.IfaceTraffic[name] = v
+	// By name, for as long as the daemon runs: an interface that goes away
+	// keeps its series, as a counter should.
+	verdicts := func(in map[string]bpf.Verdicts) map[string]metrics.Verdicts {
+		out := make(map[string]metrics.Verdicts, len(in))
+		for k, v := range in {
+			out[k] = metrics.Verdicts{Allowed: v.Allowed, Denied: v.Denied}
 		}
+		return out
 	}
-	snap.EndpointTraffic = t.Endpoints
+	snap.IfaceTraffic = verdicts(t.Ifaces)
+	snap.EndpointTraffic = verdicts(t.Endpoints)
 	return snap
 }
 

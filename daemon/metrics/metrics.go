@@ -28,9 +28,9 @@ type Verdicts struct {
 	Allowed, Denied uint64
 }
 
-// Kernel are the filter program's own counters (bpf.Counters).
+// Kernel are the filter program's counters of packets it did not judge
+// (bpf.Counters).
 type Kernel struct {
-	Allowed, Denied                        uint64
 	NotIP, Malformed, Unfiltered, NoPolicy uint64
 	EventsLost                             uint64 // decisions the ring buffer had no room for
 }
@@ -85,7 +85,7 @@ type Collector struct {
 }
 
 type descs struct {
-	packets, endpointPackets, verdicts, kernelPackets, eventsLost, suppressed, reloads *prometheus.Desc
+	packets, endpointPackets, kernelPackets, eventsLost, suppressed, reloads *prometheus.Desc
 	generation, lastReloadTime, lastReloadDuration, lastReloadSuccess                  *prometheus.Desc
 	ranges, ifaceInfo, state, buildInfo                                                *prometheus.Desc
 }
@@ -101,7 +101,6 @@ func NewCollector(src Source, version string) *Collector {
 	return &Collector{src: src, version: version, d: descs{
 		packets:            desc("packets_total", "Packets the filter judged on an interface, by verdict.", "interface", "action"),
 		endpointPackets:    desc("endpoint_packets_total", "Packets the filter judged, by the endpoint whose range decided (\"\" for the interface default) and verdict.", "endpoint", "action"),
-		verdicts:           desc("verdicts_total", "Packets the filter judged, summed over interfaces, by verdict (the kernel's totals since its maps were created).", "action"),
 		kernelPackets:      desc("kernel_packets_total", "Packets the policy did not judge, by reason: not_ip (non-IP frames; passed), malformed (IP packets whose destination cannot be read; dropped), unfiltered (on an interface the policy no longer filters, until detached; passed), no_policy (no policy written yet; dropped).", "reason"),
 		eventsLost:         desc("events_lost_total", "Decisions the kernel could not queue for the decision log (ring buffer full)."),
 		suppressed:         desc("log_suppressed_total", "Decision log entries left out by log.rate."),
@@ -120,7 +119,7 @@ func NewCollector(src Source, version string) *Collector {
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.d
-	for _, x := range []*prometheus.Desc{d.packets, d.endpointPackets, d.verdicts, d.kernelPackets, d.eventsLost, d.suppressed, d.reloads,
+	for _, x := range []*prometheus.Desc{d.packets, d.endpointPackets, d.kernelPackets, d.eventsLost, d.suppressed, d.reloads,
 		d.generation, d.lastReloadTime, d.lastReloadDuration, d.lastReloadSuccess, d.ranges, d.ifaceInfo, d.state, d.buildInfo} {
 		ch <- x
 	}
@@ -145,8 +144,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	verdicts(d.packets, s.IfaceTraffic)
 	verdicts(d.endpointPackets, s.EndpointTraffic)
 	if k := s.Kernel; k != nil {
-		counter(d.verdicts, k.Allowed, "allow")
-		counter(d.verdicts, k.Denied, "deny")
 		counter(d.kernelPackets, k.NotIP, "not_ip")
 		counter(d.kernelPackets, k.Malformed, "malformed")
 		counter(d.kernelPackets, k.Unfiltered, "unfiltered")

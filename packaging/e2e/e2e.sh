@@ -437,6 +437,12 @@ inside systemctl enable net-tc-filter-metrics.socket 2>&1 | indent
 # systemd refuses to start a socket while its service runs.
 if inside systemctl start net-tc-filter-metrics.socket 2>/dev/null; then fail "systemd started the socket under a running service"; fi
 inside systemctl stop net-tc-filter.service
+# A real stop with the default on_stop: detach, inside the hardened unit
+# (the pin directory is its one writable mount and cannot itself go).
+r=$(svc Result); [ "$r" = success ] || fail "systemctl stop: Result=$r (journal: $(inside journalctl -u net-tc-filter -n 5 --no-pager))"
+pins=$(inside find /sys/fs/bpf/net-tc-filter -mindepth 1 2>/dev/null) && [ -n "$pins" ] && fail "pins left after a stop with on_stop: detach: $pins"
+expect_pass bob "after systemctl stop (on_stop: detach)"
+ok "systemctl stop: Result=success, the filter detached"
 inside systemctl start net-tc-filter-metrics.socket net-tc-filter.service
 expect_active; ok "enabled the socket; stop, then start socket and service (hardened unit unchanged)"
 metrics_ok() {
