@@ -86,8 +86,8 @@ type Collector struct {
 
 type descs struct {
 	packets, endpointPackets, kernelPackets, eventsLost, suppressed, reloads *prometheus.Desc
-	generation, lastReloadTime, lastReloadDuration, lastReloadSuccess                  *prometheus.Desc
-	ranges, ifaceInfo, state, buildInfo                                                *prometheus.Desc
+	generation, lastReloadTime, lastReloadDuration, lastReloadSuccess        *prometheus.Desc
+	ranges, ifaceInfo, state, buildInfo                                      *prometheus.Desc
 }
 
 const ns = "net_tc_filter_"
