@@ -119,3 +119,14 @@ FORCE:
 
 clean:
 	rm -rf net-tc-filter build dist
+
+# contrib/: the fleet pieces. Go test: the Kubernetes manifests' structure
+# and their ConfigMaps through the real `check` as a pod lays them out, the
+# dashboard's and alerts' metric names. Then promtool (check + unit tests)
+# and the Ansible role (syntax, ansible-lint, the validation helper run for
+# real); those scripts apt-install prometheus, ansible and ansible-lint.
+.PHONY: contrib-test
+contrib-test: build
+	NTF_TEST_BINARY=$(CURDIR)/net-tc-filter $(GO) test -count=1 ./contrib
+	contrib/prometheus/test.sh
+	NTF_TEST_BINARY=$(CURDIR)/net-tc-filter contrib/ansible/test.sh
