@@ -45,7 +45,8 @@ unit:
 # Everything: generated-code check, lint, unit tests with -race, the
 # service tests (reload triggers, swap under load, kill -9, hotplug,
 # sd_notify, journald), the privileged kernel tests (netns traffic,
-# differential, BPF_PROG_TEST_RUN), the demo, the package's journey on a
+# differential, BPF_PROG_TEST_RUN), the demo, contrib/ (manifests, alerts,
+# Ansible role), the package's journey on a
 # real systemd (e2e), and the kernel tests on Debian 12's and 13's kernels
 # under qemu (the host's kernel ran them just before).
 test: deps check-generated lint build
@@ -54,6 +55,7 @@ test: deps check-generated lint build
 	$(GO) test -race -count=1 -p 1 $(SERVICE_PKGS)
 	$(GO) test -count=1 -p 1 $(KERNEL_PKGS)
 	./contrib/demo.sh ./net-tc-filter
+	$(MAKE) contrib-test
 	$(MAKE) e2e
 	$(MAKE) kernels KERNELS="bookworm trixie"
 
