@@ -247,10 +247,8 @@ func TestMetricsListen(t *testing.T) {
 	if n := len(s.keys("net_tc_filter_interface_info")); n != 1 {
 		t.Errorf("%d interface_info series, want 1 (eth0)", n)
 	}
-	// Without a per-interface source the kernel's per-interface counts
-	// are not known: left out, never made up.
-	if k := s.keys("net_tc_filter_packets_total"); len(k) > 0 {
-		t.Errorf("per-interface packets reported without a source: %v", k)
+	if k := s.keys("net_tc_filter_packets_total"); len(k) != 2 {
+		t.Errorf("packets_total series %v, want eth0's allow and deny", k)
 	}
 	if _, ok := s["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics")
@@ -269,9 +267,9 @@ func TestMetricsListen(t *testing.T) {
 	// Allowed traffic moves allow, not deny; denied traffic moves deny,
 	// on eth0 and for the endpoint whose range decided.
 	series := func(s samples, metric, label, action string) float64 {
-		return s[fmt.Sprintf(`net_tc_filter_%s{%saction="%s"}`, metric, label, action)]
+		return s[fmt.Sprintf(`net_tc_filter_%s{action="%s",%s}`, metric, action, label)]
 	}
-	labels := map[string]string{"packets_total": `interface="eth0",`, "endpoint_packets_total": `endpoint="protected",`}
+	labels := map[string]string{"packets_total": `interface="eth0"`, "endpoint_packets_total": `endpoint="protected"`}
 	b.expect(t, b.alice, true)
 	s2 := scrape(t, b.tp.Client, addr1)
 	for metric, label := range labels {
