@@ -89,11 +89,11 @@ func AgentMain(args []string, stdout io.Writer) error {
 		if *n <= 0 && *dur <= 0 {
 			return errors.New("agent send: need -n or -dur")
 		}
-		sent, err := send(dst, *n, *gap, *dur, *size, *ports)
+		tried, sent, err := send(dst, *n, *gap, *dur, *size, *ports)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "sent %d\n", sent)
+		fmt.Fprintf(stdout, "tried %d sent %d\n", tried, sent)
 		return nil
 	case "exec":
 		if ofs.NArg() == 0 {
@@ -172,28 +172,29 @@ func dropTo(uid, gid int) error {
 }
 
 // send writes datagrams to dst (cycling over ports destination ports)
-// from one socket; ENOBUFS and EPERM (a filter's drop reported to the
+// from one socket and returns how many writes it tried and how many the
+// socket took; ENOBUFS and EPERM (netfilter's drop, reported to the
 // sender) do not stop it.
-func send(dst netip.AddrPort, n int, gap, dur time.Duration, size, ports int) (int, error) {
+func send(dst netip.AddrPort, n int, gap, dur time.Duration, size, ports int) (tried, sent int, err error) {
 	c, err := net.ListenUDP("udp", nil)
 	if err != nil {
-		return 0, fmt.Errorf("agent send: %w", err)
+		return 0, 0, fmt.Errorf("agent send: %w", err)
 	}
 	defer c.Close()
 	ports = max(ports, 1)
 	if int(dst.Port())+ports > 65536 {
-		return 0, fmt.Errorf("agent send: %d ports from %d", ports, dst.Port())
+		return 0, 0, fmt.Errorf("agent send: %d ports from %d", ports, dst.Port())
 	}
 	buf := make([]byte, max(size, 8))
 	var deadline time.Time
 	if dur > 0 {
 		deadline = time.Now().Add(dur)
 	}
-	sent := 0
 	for i := 0; n <= 0 || i < n; i++ {
 		if dur > 0 && i%64 == 0 && time.Now().After(deadline) {
 			break
 		}
+		tried++
 		to := netip.AddrPortFrom(dst.Addr(), dst.Port()+uint16(i%ports))
 		if _, err := c.WriteToUDPAddrPort(buf, to); err == nil {
 			sent++
@@ -202,5 +203,5 @@ func send(dst netip.AddrPort, n int, gap, dur time.Duration, size, ports int) (i
 			time.Sleep(gap)
 		}
 	}
-	return sent, nil
+	return tried, sent, nil
 }

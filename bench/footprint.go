@@ -155,7 +155,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 	// the rate limit has to hold), 64-byte datagrams as fast as it can.
 	snap, err := window(d.Pid(), dur, func() error {
 		var err error
-		fl.Sent, err = h.sendAs(h.deny, netip.AddrPortFrom(rs.Target(), floodPort), "-dur", dur.String(), "-size", "64", "-ports", strconv.Itoa(fl.Ports))
+		fl.Sent, _, err = h.sendAs(h.deny, netip.AddrPortFrom(rs.Target(), floodPort), "-dur", dur.String(), "-size", "64", "-ports", strconv.Itoa(fl.Ports))
 		return err
 	})
 	if err != nil {

@@ -60,7 +60,7 @@ type Harness struct {
 	allow, deny   User
 	madeUsers     []string
 	probe, reload *Counter
-	iperf         *exec.Cmd
+	iperf         map[netip.Addr]*exec.Cmd
 	res           *Results
 }
 
@@ -79,6 +79,10 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	}
 	h.res.Machine = machineInfo(opts.Repo, opts.Daemon)
 	var failed error
+	defer func() {
+		h.res.Goals = Goals(h.res)
+		h.res.WallSeconds = time.Since(start).Seconds()
+	}()
 	parts := []struct {
 		name string
 		fn   func(context.Context) error
@@ -100,8 +104,6 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 			failed = errors.Join(failed, fmt.Errorf("part %s: %w", p.name, err))
 		}
 	}
-	h.res.Goals = Goals(h.res)
-	h.res.WallSeconds = time.Since(start).Seconds()
 	for _, c := range h.res.Correctness {
 		if !c.OK && failed == nil {
 			failed = fmt.Errorf("%w: %s at %d rules (%s)", ErrCorrectness, c.Filter, c.Size, c.Part)
@@ -136,10 +138,23 @@ func (h *Harness) setup() error {
 	if h.reload, err = NewCounter(h.tp.Server, reloadPort); err != nil {
 		return err
 	}
-	h.iperf = h.tp.Server.Command("iperf3", "-s", "-p", strconv.Itoa(iperfPort))
-	if err := h.iperf.Start(); err != nil {
-		return fmt.Errorf("iperf3 server: %w", err)
+	h.iperf = map[netip.Addr]*exec.Cmd{}
+	return nil
+}
+
+// iperfServer starts an iperf3 server bound to dst (once per address):
+// an unbound UDP server would answer from the veth's address, which the
+// client's connected socket ignores.
+func (h *Harness) iperfServer(dst netip.Addr) error {
+	if _, ok := h.iperf[dst]; ok {
+		return nil
 	}
+	cmd := h.tp.Server.Command("iperf3", "-s", "-B", dst.String(), "-p", strconv.Itoa(iperfPort))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("iperf3 server on %s: %w", dst, err)
+	}
+	h.iperf[dst] = cmd
+	time.Sleep(300 * time.Millisecond) // until it listens
 	return nil
 }
 
@@ -186,9 +201,9 @@ func (h *Harness) ensureUser(name string) (User, error) {
 }
 
 func (h *Harness) close() {
-	if h.iperf != nil && h.iperf.Process != nil {
-		h.iperf.Process.Kill()
-		h.iperf.Wait()
+	for _, cmd := range h.iperf {
+		cmd.Process.Kill()
+		cmd.Wait()
 	}
 	for _, c := range []*Counter{h.probe, h.reload} {
 		if c != nil {
@@ -208,21 +223,21 @@ func (h *Harness) close() {
 func (h *Harness) ruleSet(n int) RuleSet { return RuleSet{N: n, Allowed: h.allow.UID} }
 
 // sendAs runs the agent as u: send datagrams to dst and report how many
-// the socket took.
-func (h *Harness) sendAs(u User, dst netip.AddrPort, args ...string) (int64, error) {
+// writes it tried and how many the socket took (netfilter's drops fail
+// the write with EPERM; tc's are silent).
+func (h *Harness) sendAs(u User, dst netip.AddrPort, args ...string) (tried, sent int64, err error) {
 	cmd, err := agentCmd(h.tp.Client, u, append([]string{"send", "-dst", dst.String()}, args...)...)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	out, err := output(cmd)
 	if err != nil {
-		return 0, fmt.Errorf("sender as %s: %w", u.Name, err)
+		return 0, 0, fmt.Errorf("sender as %s: %w", u.Name, err)
 	}
-	var n int64
-	if _, err := fmt.Sscanf(out, "sent %d", &n); err != nil {
-		return 0, fmt.Errorf("sender as %s: unexpected output %q", u.Name, out)
+	if _, err := fmt.Sscanf(out, "tried %d sent %d", &tried, &sent); err != nil {
+		return 0, 0, fmt.Errorf("sender as %s: unexpected output %q", u.Name, out)
 	}
-	return n, nil
+	return tried, sent, nil
 }
 
 // check probes the live filter: 200 paced datagrams from each user to the
@@ -231,9 +246,11 @@ func (h *Harness) sendAs(u User, dst netip.AddrPort, args ...string) (int64, err
 func (h *Harness) check(part, filter string, rs RuleSet) (Check, error) {
 	c := Check{Part: part, Filter: filter, Size: rs.N}
 	dst := netip.AddrPortFrom(rs.Target(), probePort)
+	// sent counts attempts: a write netfilter refused is a datagram
+	// dropped, and must not shrink what the allowed user is owed.
 	count := func(u User) (sent, got int64, err error) {
 		h.probe.Reset()
-		sent, err = h.sendAs(u, dst, "-n", "200", "-gap", "200us")
+		sent, _, err = h.sendAs(u, dst, "-n", "200", "-gap", "200us")
 		if err != nil {
 			return 0, 0, err
 		}
@@ -388,6 +405,7 @@ func (h *Harness) throughputOne(rep int, v variant, r *ThroughputResult) (err er
 	if _, err := h.check("throughput", v.f.Name(), rs); err != nil {
 		return err
 	}
+	time.Sleep(300 * time.Millisecond) // the daemon logs the check's denied datagrams
 	tcp, err := h.iperf3(rs.Target(), false)
 	if err != nil {
 		return fmt.Errorf("%s at %d rules: %w", v.f.Name(), v.size, err)
@@ -407,6 +425,9 @@ func (h *Harness) throughputOne(rep int, v variant, r *ThroughputResult) (err er
 // (Gbit/s received) or 64-byte UDP as fast as it goes (kpps received).
 func (h *Harness) iperf3(dst netip.Addr, udp bool) (float64, error) {
 	secs := strconv.FormatFloat(h.opts.Seconds, 'f', -1, 64)
+	if err := h.iperfServer(dst); err != nil {
+		return 0, err
+	}
 	args := []string{"exec", "-dst", dst.String(), "iperf3", "-c", dst.String(), "-p", strconv.Itoa(iperfPort),
 		"-B", ClientAddr.String(), "-t", secs, "-J"}
 	if udp {
