@@ -80,6 +80,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	h.res.Machine = machineInfo(opts.Repo, opts.Daemon)
 	var failed error
 	defer func() {
+		h.res.Machine.LoadEnd = loadavg()
 		h.res.Goals = Goals(h.res)
 		h.res.WallSeconds = time.Since(start).Seconds()
 	}()

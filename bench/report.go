@@ -44,7 +44,17 @@ func machineInfo(repo, daemon string) Machine {
 	m.Nft = first("nft", "-v")
 	m.Iperf3 = first("iperf3", "-v")
 	m.Daemon = first(daemon, "version")
+	m.LoadStart = loadavg()
 	return m
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 // Goal targets of issue 6.
@@ -169,6 +179,8 @@ func Markdown(r *Results) string {
 	p("%s, %s, commit `%s`; kernel %s; %s, %d cores, %d MiB; %s; %s; %s; %.0f s wall.",
 		mode, m.Date, m.Commit, strings.Fields(m.Kernel + " ")[0], m.CPU, m.Cores, m.MemKiB/1024, m.Iptables, m.Nft, m.Iperf3, r.WallSeconds)
 	p("")
+	p("Load average at the start %s, at the end %s (2 cores: anything else running on the machine widens the spread below).", m.LoadStart, m.LoadEnd)
+	p("")
 	p("## Goals")
 	p("")
 	p("| part | goal | target | measured | |")
@@ -209,14 +221,16 @@ func Markdown(r *Results) string {
 	if t := r.Throughput; t != nil {
 		p("Medians of %d interleaved repetitions, %g s each; iperf3 single-stream TCP and 64-byte UDP (`-b 0`, datagrams received per second); ratio to no filter.", r.Config.Reps, r.Config.Seconds)
 		p("")
-		p("| filter | rules | TCP Gbit/s | TCP ratio | UDP 64 B kpps | UDP ratio |")
-		p("|---|---:|---:|---:|---:|---:|")
+		p("| filter | rules | TCP Gbit/s | (min–max) | TCP ratio | UDP 64 B kpps | (min–max) | UDP ratio |")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|")
 		for _, row := range t.Rows {
 			size := fmt.Sprint(row.Size)
 			if row.Filter == NameNone {
 				size = "–"
 			}
-			p("| %s | %s | %.2f | %.3f | %.1f | %.3f |", row.Filter, size, row.TCPGbps, row.TCPRatio, row.UDPKpps, row.UDPRatio)
+			tmin, tmax := spread(t.Samples, row.Filter, row.Size, "tcp")
+			umin, umax := spread(t.Samples, row.Filter, row.Size, "udp64")
+			p("| %s | %s | %.2f | %.2f–%.2f | %.3f | %.1f | %.0f–%.0f | %.3f |", row.Filter, size, row.TCPGbps, tmin, tmax, row.TCPRatio, row.UDPKpps, umin, umax, row.UDPRatio)
 		}
 		p("")
 		p("Rule sets are equivalent: N distinct (uid, /30) pairs; iptables: one OUTPUT rule per range (`-o %s -d RANGE -m owner ! --uid-owner UID -j DROP`, the allowed user's last); nft: `ip daddr @prot meta skuid . ip daddr != @allow drop` with interval sets; net-tc-filter: one endpoint per range on `%s` (`default: allow`).", Iface, Iface)
@@ -263,4 +277,22 @@ func Markdown(r *Results) string {
 		p("Note: %s", n)
 	}
 	return b.String()
+}
+
+// spread is the smallest and largest sample of one filter, size and test.
+func spread(samples []ThroughputSample, filter string, size int, test string) (lo, hi float64) {
+	first := true
+	for _, s := range samples {
+		if s.Filter != filter || s.Size != size || s.Test != test {
+			continue
+		}
+		if first || s.Value < lo {
+			lo = s.Value
+		}
+		if first || s.Value > hi {
+			hi = s.Value
+		}
+		first = false
+	}
+	return lo, hi
 }

@@ -27,6 +27,10 @@ type Machine struct {
 	Nft      string `json:"nft"`
 	Iperf3   string `json:"iperf3"`
 	Daemon   string `json:"daemon"`
+	// Load averages (/proc/loadavg) when the run started and ended: other
+	// work on the machine shows here, and in the samples' spread.
+	LoadStart string `json:"loadavg_start"`
+	LoadEnd   string `json:"loadavg_end"`
 }
 
 // Config is how the run was set up.

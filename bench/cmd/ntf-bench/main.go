@@ -40,7 +40,11 @@ func run() int {
 	reps := flag.Int("reps", 0, "throughput repetitions (default 5; -quick 1)")
 	skipClassify := flag.Bool("skip-classify", false, "leave out part 1 (the BPF_PROG_TEST_RUN benchmarks)")
 	benchtime := flag.String("classify-benchtime", "", "go test -benchtime for part 1 (default 1s; -quick 1x)")
+	render := flag.String("render", "", "measure nothing: write results.md and results.svg from this results.json")
 	flag.Parse()
+	if *render != "" {
+		return rerender(*render, *out)
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "ntf-bench: must run as root (namespaces, users, BPF)")
 		return 2
@@ -99,4 +103,22 @@ func write(dir string, res *bench.Results) error {
 		}
 	}
 	return nil
+}
+
+// rerender writes the report of an earlier run again (e.g. after a change
+// of the report's layout), from its results.json.
+func rerender(path, dir string) int {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		var res bench.Results
+		if err = json.Unmarshal(b, &res); err == nil {
+			res.Goals = bench.Goals(&res)
+			err = write(dir, &res)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ntf-bench -render:", err)
+		return 1
+	}
+	return 0
 }
