@@ -1,0 +1,207 @@
+package bench
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// The harness runs its senders as real users in the client namespace by
+// starting itself again ("agent" mode) under nsenter. The agent refuses to
+// run in the harness's own or PID 1's network namespace and refuses any
+// destination the kernel would send from outside LinkNet, then drops to the
+// user before it opens a socket (a socket's owner is fixed when it is made).
+
+const hostNetnsEnv = "NTFB_HOST_NETNS"
+
+// AgentCommand is the first argument that makes the harness an agent.
+const AgentCommand = "agent"
+
+// User is a local account the benchmark sends as.
+type User struct {
+	Name     string
+	UID, GID int
+}
+
+// agentCmd prepares the harness itself as an agent in ns, as u.
+func agentCmd(ns *NS, u User, args ...string) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the harness executable: %w", err)
+	}
+	host, err := hostNetns()
+	if err != nil {
+		return nil, err
+	}
+	all := append([]string{AgentCommand, "-uid", strconv.Itoa(u.UID), "-gid", strconv.Itoa(u.GID)}, args...)
+	cmd := ns.Command(exe, all...)
+	cmd.Env = append(os.Environ(), hostNetnsEnv+"="+host)
+	return cmd, nil
+}
+
+// AgentMain is the agent: `agent -uid U -gid G send -dst A:P ...` sends
+// datagrams and prints how many the socket took; `agent -uid U -gid G exec
+// -dst A -- PROG ARGS` checks dst, drops to the user and execs PROG (iperf3).
+func AgentMain(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	uid := fs.Int("uid", -1, "user id to send as")
+	gid := fs.Int("gid", -1, "group id to send as")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *uid < 0 || *gid < 0 || fs.NArg() == 0 {
+		return errors.New("agent: need -uid, -gid and an operation")
+	}
+	if err := refuseHostNetns(); err != nil {
+		return err
+	}
+	op, rest := fs.Arg(0), fs.Args()[1:]
+	ofs := flag.NewFlagSet("agent "+op, flag.ContinueOnError)
+	dstText := ofs.String("dst", "", "destination address:port (exec: address)")
+	n := ofs.Int("n", 0, "send: datagrams to send at most (0: until -dur)")
+	gap := ofs.Duration("gap", 0, "send: pause between datagrams (0: as fast as the socket takes them)")
+	dur := ofs.Duration("dur", 0, "send: stop after this long (0: after -n)")
+	size := ofs.Int("size", 64, "send: UDP payload bytes")
+	ports := ofs.Int("ports", 1, "send: cycle the destination port over this many ports from -dst's (distinct decisions for the log)")
+	if err := ofs.Parse(rest); err != nil {
+		return err
+	}
+	dst, err := parseDst(*dstText)
+	if err != nil {
+		return err
+	}
+	if err := checkSource(dst); err != nil {
+		return err
+	}
+	if err := dropTo(*uid, *gid); err != nil {
+		return err
+	}
+	switch op {
+	case "send":
+		if *n <= 0 && *dur <= 0 {
+			return errors.New("agent send: need -n or -dur")
+		}
+		tried, sent, err := send(dst, *n, *gap, *dur, *size, *ports)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "tried %d sent %d\n", tried, sent)
+		return nil
+	case "exec":
+		if ofs.NArg() == 0 {
+			return errors.New("agent exec: no program")
+		}
+		path, err := exec.LookPath(ofs.Arg(0))
+		if err != nil {
+			return fmt.Errorf("agent exec: %w", err)
+		}
+		return syscall.Exec(path, ofs.Args(), os.Environ())
+	}
+	return fmt.Errorf("agent: unknown operation %q", op)
+}
+
+func parseDst(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("agent: bad -dst %q", s)
+	}
+	return netip.AddrPortFrom(a, 9), nil
+}
+
+// refuseHostNetns refuses the namespace the harness runs in (normally the
+// host's) and PID 1's.
+func refuseHostNetns() error {
+	self, err := hostNetns()
+	if err != nil {
+		return err
+	}
+	host := os.Getenv(hostNetnsEnv)
+	if host == "" {
+		return errors.New("agent: refusing to run: the harness's network namespace is unknown")
+	}
+	init, _ := os.Readlink("/proc/1/ns/net")
+	if self == host || self == init {
+		return errors.New("agent: refusing to send from the host's network namespace")
+	}
+	return nil
+}
+
+// checkSource refuses a destination the kernel would reach from an address
+// outside LinkNet, or one outside the protected block.
+func checkSource(dst netip.AddrPort) error {
+	if !ProtectedNet.Contains(dst.Addr()) {
+		return fmt.Errorf("agent: refusing destination %s outside %s", dst.Addr(), ProtectedNet)
+	}
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+	if err != nil {
+		return fmt.Errorf("agent: no route to %s: %w", dst, err)
+	}
+	defer c.Close()
+	src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	if !InSourceRange(src) {
+		return fmt.Errorf("agent: refusing: source %s for %s is outside %s", src, dst, LinkNet)
+	}
+	return nil
+}
+
+func dropTo(uid, gid int) error {
+	if err := syscall.Setgroups(nil); err != nil {
+		return fmt.Errorf("agent: setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(gid, gid, gid); err != nil {
+		return fmt.Errorf("agent: setresgid %d: %w", gid, err)
+	}
+	if err := syscall.Setresuid(uid, uid, uid); err != nil {
+		return fmt.Errorf("agent: setresuid %d: %w", uid, err)
+	}
+	if os.Getuid() != uid || os.Geteuid() != uid {
+		return fmt.Errorf("agent: still uid %d after dropping to %d", os.Geteuid(), uid)
+	}
+	return nil
+}
+
+// send writes datagrams to dst (cycling over ports destination ports)
+// from one socket and returns how many writes it tried and how many the
+// socket took; ENOBUFS and EPERM (netfilter's drop, reported to the
+// sender) do not stop it.
+func send(dst netip.AddrPort, n int, gap, dur time.Duration, size, ports int) (tried, sent int, err error) {
+	c, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("agent send: %w", err)
+	}
+	defer c.Close()
+	ports = max(ports, 1)
+	if int(dst.Port())+ports > 65536 {
+		return 0, 0, fmt.Errorf("agent send: %d ports from %d", ports, dst.Port())
+	}
+	buf := make([]byte, max(size, 8))
+	var deadline time.Time
+	if dur > 0 {
+		deadline = time.Now().Add(dur)
+	}
+	for i := 0; n <= 0 || i < n; i++ {
+		if dur > 0 && i%64 == 0 && time.Now().After(deadline) {
+			break
+		}
+		tried++
+		to := netip.AddrPortFrom(dst.Addr(), dst.Port()+uint16(i%ports))
+		if _, err := c.WriteToUDPAddrPort(buf, to); err == nil {
+			sent++
+		}
+		if gap > 0 {
+			time.Sleep(gap)
+		}
+	}
+	return tried, sent, nil
+}

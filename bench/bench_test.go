@@ -1,0 +1,174 @@
+package bench
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary serve as the harness's agent (it starts
+// itself again as the sending user).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == AgentCommand {
+		if err := AgentMain(os.Args[2:], os.Stdout); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+const sampleBench = `goos: linux
+goarch: amd64
+pkg: github.com/nettcfilter/net-tc-filter/bpf
+cpu: AMD EPYC
+BenchmarkClassify/empty-2                	       3	 33012345 ns/op	        33.01 ns/pkt
+BenchmarkClassify/ipv4/hit/ranges=1-2    	       3	 61000000 ns/op	        61.00 ns/pkt
+BenchmarkClassify/ipv4/hit/ranges=100000-2         	       3	 70100000 ns/op	        70.10 ns/pkt
+BenchmarkClassify/ipv6/miss/ranges=100000-2        	       3	 75000000 ns/op	        75.00 ns/pkt
+BenchmarkClassify/nocache/ipv4/hit/ranges=100000-2 	       3	225000000 ns/op	       225.0 ns/pkt
+BenchmarkOther-2	100	12 ns/op
+PASS
+ok  	github.com/nettcfilter/net-tc-filter/bpf	12.3s
+`
+
+func TestParseGoBench(t *testing.T) {
+	lines, err := ParseGoBench(strings.NewReader(sampleBench))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 6 {
+		t.Fatalf("parsed %d lines, want 6: %+v", len(lines), lines)
+	}
+	if l := lines[2]; l.Name != "BenchmarkClassify/ipv4/hit/ranges=100000" || l.Iterations != 3 ||
+		l.Metrics["ns/op"] != 70100000 || l.Metrics["ns/pkt"] != 70.10 {
+		t.Errorf("line 3 = %+v", l)
+	}
+	floor, rows, err := Classify(lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if floor != 33.01 || len(rows) != 4 {
+		t.Fatalf("floor %v, %d rows", floor, len(rows))
+	}
+	if r := rows[1]; r.Ranges != 100000 || r.NoCache || r.AboveFloor < 37.08 || r.AboveFloor > 37.10 {
+		t.Errorf("row %+v", r)
+	}
+	if r := rows[3]; !r.NoCache || r.Ranges != 100000 {
+		t.Errorf("nocache row %+v", r)
+	}
+	// Worst non-nocache case at 100000 is ipv6/miss: 41.99 above the floor.
+	g := Goals(&Results{Classify: &ClassifyResult{Floor: floor, Rows: rows}})
+	if g[0].Status != "FAIL" || !strings.Contains(g[0].Value, "ipv6/miss") {
+		t.Errorf("goal 1 = %+v", g[0])
+	}
+	if _, _, err := Classify(lines[1:]); err == nil {
+		t.Error("no floor: want an error")
+	}
+	bad := "BenchmarkClassify/empty-2 3 x ns/op\n"
+	if _, err := ParseGoBench(strings.NewReader(bad)); err == nil {
+		t.Error("bad value: want an error")
+	}
+}
+
+func TestRuleSets(t *testing.T) {
+	rs := RuleSet{N: 3, Allowed: 1001, AlsoAllow: 1002}
+	if got := rs.Target().String(); got != "10.64.0.9" {
+		t.Errorf("target %s", got)
+	}
+	ipt := string(rs.IptablesRestore())
+	last := "-A OUTPUT -o ntfb0 -d 10.64.0.8/30 -m owner ! --uid-owner 1001 -m owner ! --uid-owner 1002 -j DROP\nCOMMIT\n"
+	if !strings.HasSuffix(ipt, last) || strings.Count(ipt, "-A OUTPUT") != 3 {
+		t.Errorf("iptables:\n%s", ipt)
+	}
+	nft := string(rs.Nft())
+	for _, want := range []string{"300000 . 10.64.0.0/30,", "1002 . 10.64.0.8/30,", "meta skuid . ip daddr != @allow drop"} {
+		if !strings.Contains(nft, want) {
+			t.Errorf("nft lacks %q:\n%s", want, nft)
+		}
+	}
+	y := string(rs.OursYAML())
+	if !strings.Contains(y, `range: [10.64.0.8/30]`+"\n"+`      allow: ["uid:1001", "uid:1002"]`) {
+		t.Errorf("yaml:\n%s", y)
+	}
+	if err := (RuleSet{N: 1 << 21}).validate(); err == nil {
+		t.Error("2M /30s fit in a /10?")
+	}
+}
+
+// TestQuickRun runs the whole harness in its -quick form against the real
+// daemon, iptables, nft and iperf3: every part runs and every correctness
+// check passes. No speed is asserted here; the report judges speed.
+func TestQuickRun(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root, and CI=true forbids skipping")
+		}
+		t.Skip("needs root")
+	}
+	for _, tool := range []string{"iperf3", "iptables-restore", "nft", "useradd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s: %v (make bench-deps installs it)", tool, err)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "net-tc-filter")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/net-tc-filter").CombinedOutput(); err != nil {
+		t.Fatalf("build the daemon: %v\n%s", err, out)
+	}
+	os.Chmod(filepath.Dir(bin), 0o755)
+	var log strings.Builder
+	res, err := Run(t.Context(), Options{Config: QuickConfig(), Daemon: bin, Repo: "..", Log: &log, SkipClassify: true})
+	t.Log(log.String())
+	if err != nil {
+		if errors.Is(err, ErrCorrectness) {
+			t.Fatalf("a filter misbehaved: %v", err)
+		}
+		t.Fatal(err)
+	}
+	// 4 throughput variants, 3 reload filters, footprint: before, flood, after.
+	if len(res.Correctness) != 4+3+3 {
+		t.Errorf("%d correctness checks, want 10: %+v", len(res.Correctness), res.Correctness)
+	}
+	for _, c := range res.Correctness {
+		if !c.OK {
+			t.Errorf("check not ok: %+v", c)
+		}
+	}
+	if n := len(res.Throughput.Samples); n != 8 {
+		t.Errorf("%d throughput samples, want 8", n)
+	}
+	for _, s := range res.Throughput.Samples {
+		if s.Value <= 0 {
+			t.Errorf("sample %+v", s)
+		}
+	}
+	if len(res.Reload.Rows) != 3 {
+		t.Errorf("reload rows %+v", res.Reload.Rows)
+	}
+	for _, r := range res.Reload.Rows {
+		if r.ReloadLive <= 0 || r.ColdMs <= 0 {
+			t.Errorf("reload row %+v", r)
+		}
+	}
+	f := res.Footprint
+	if f.Idle.RSSKiB <= 0 || f.Loaded.RSSKiB <= 0 || f.Flood.Sent <= 0 || f.Flood.ServerRx != 0 {
+		t.Errorf("footprint %+v", f)
+	}
+	if _, err := json.Marshal(res); err != nil {
+		t.Errorf("results do not marshal: %v", err)
+	}
+	md := Markdown(res)
+	for _, want := range []string{"## 2. Throughput", "| net-tc-filter | 100 |", "## 3. Policy load", "## 4. Daemon footprint", "**MISSING**"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if svg := SVG(res); !strings.HasPrefix(svg, "<svg") || !strings.Contains(svg, "net-tc-filter, 100 rules") {
+		t.Errorf("svg:\n%s", svg)
+	}
+}

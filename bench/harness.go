@@ -1,0 +1,644 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options configure a run.
+type Options struct {
+	Config
+	Daemon string    // the net-tc-filter binary
+	Repo   string    // module root, for part 1's go test
+	Log    io.Writer // progress
+	// SkipClassify leaves part 1 out (tests of the harness).
+	SkipClassify bool
+}
+
+// QuickConfig is a smoke run: every part, small sizes, one repetition.
+func QuickConfig() Config {
+	return Config{Quick: true, Reps: 1, Seconds: 1, ThroughputSizes: []int{100}, ReloadSizes: []int{100}, ReloadReps: 1,
+		FootprintRanges: 1000, FloodSeconds: 1, ClassifyBenchtime: "1x", ClassifyCount: 1, ReloadProbeEveryMs: 1}
+}
+
+// FullConfig is the issue's run.
+func FullConfig() Config {
+	return Config{Reps: 5, Seconds: 2, ThroughputSizes: []int{1, 100, 10000}, ReloadSizes: []int{100, 10000, 100000}, ReloadReps: 3,
+		FootprintRanges: 100000, FloodSeconds: 5, ClassifyBenchtime: "1s", ClassifyCount: 1, ReloadProbeEveryMs: 1}
+}
+
+// ErrCorrectness is returned (wrapped) when a filter let a denied user
+// through or blocked the allowed one: no figure of such a run counts.
+var ErrCorrectness = errors.New("correctness check failed")
+
+// Ports on the server.
+const (
+	probePort  = 9000 // correctness probes
+	reloadPort = 9001 // the reload probe
+	floodPort  = 9100 // the flood (and the ports above it)
+	iperfPort  = 5201
+)
+
+// Harness runs the parts on one topology.
+type Harness struct {
+	opts          Options
+	tp            *Topology
+	allow, deny   User
+	madeUsers     []string
+	probe, reload *Counter
+	iperf         map[netip.Addr]*exec.Cmd
+	res           *Results
+}
+
+// Run sets up the namespaces and users, runs every part and returns the
+// results. The error wraps ErrCorrectness when a filter misbehaved; the
+// results are still returned for the report.
+func Run(ctx context.Context, opts Options) (*Results, error) {
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	start := time.Now()
+	h := &Harness{opts: opts, res: &Results{Config: opts.Config, Correctness: []Check{}, Goals: []Goal{}}}
+	defer h.close()
+	if err := h.setup(); err != nil {
+		return nil, err
+	}
+	h.res.Machine = machineInfo(opts.Repo, opts.Daemon)
+	var failed error
+	defer func() {
+		h.res.Machine.LoadEnd = loadavg()
+		h.res.Goals = Goals(h.res)
+		h.res.WallSeconds = time.Since(start).Seconds()
+	}()
+	parts := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"1 classifier (BPF_PROG_TEST_RUN)", h.classify},
+		{"2 throughput", h.throughput},
+		{"3 load and reload", h.reloads},
+		{"4 daemon footprint", h.footprint},
+	}
+	for _, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return h.res, err
+		}
+		h.logf("== part %s", p.name)
+		if err := p.fn(ctx); err != nil {
+			if !errors.Is(err, ErrCorrectness) {
+				return h.res, fmt.Errorf("part %s: %w", p.name, err)
+			}
+			failed = errors.Join(failed, fmt.Errorf("part %s: %w", p.name, err))
+		}
+	}
+	for _, c := range h.res.Correctness {
+		if !c.OK && failed == nil {
+			failed = fmt.Errorf("%w: %s at %d rules (%s)", ErrCorrectness, c.Filter, c.Size, c.Part)
+		}
+	}
+	return h.res, failed
+}
+
+func (h *Harness) logf(format string, args ...any) {
+	fmt.Fprintf(h.opts.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func (h *Harness) setup() error {
+	if err := mountBPF(); err != nil {
+		return err
+	}
+	var err error
+	for _, u := range []struct {
+		name string
+		to   *User
+	}{{"ntfb-allow", &h.allow}, {"ntfb-deny", &h.deny}} {
+		if *u.to, err = h.ensureUser(u.name); err != nil {
+			return err
+		}
+	}
+	if h.tp, err = NewTopology(); err != nil {
+		return err
+	}
+	if h.probe, err = NewCounter(h.tp.Server, probePort); err != nil {
+		return err
+	}
+	if h.reload, err = NewCounter(h.tp.Server, reloadPort); err != nil {
+		return err
+	}
+	h.iperf = map[netip.Addr]*exec.Cmd{}
+	return nil
+}
+
+// iperfServer starts an iperf3 server bound to dst (once per address):
+// an unbound UDP server would answer from the veth's address, which the
+// client's connected socket ignores.
+func (h *Harness) iperfServer(dst netip.Addr) error {
+	if _, ok := h.iperf[dst]; ok {
+		return nil
+	}
+	cmd := h.tp.Server.Command("iperf3", "-s", "-B", dst.String(), "-p", strconv.Itoa(iperfPort))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("iperf3 server on %s: %w", dst, err)
+	}
+	h.iperf[dst] = cmd
+	time.Sleep(300 * time.Millisecond) // until it listens
+	return nil
+}
+
+func mountBPF() error {
+	if _, err := os.Stat("/sys/fs/bpf"); err != nil {
+		return fmt.Errorf("bpffs: %w", err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/sys/fs/bpf", &st); err != nil {
+		return fmt.Errorf("bpffs: %w", err)
+	}
+	const bpfMagic = 0xcafe4a11
+	if st.Type == bpfMagic {
+		return nil
+	}
+	if _, err := Output("mount", "-t", "bpf", "bpf", "/sys/fs/bpf"); err != nil {
+		return fmt.Errorf("bpffs: %w", err)
+	}
+	return nil
+}
+
+// ensureUser returns the account name, creating it (system user, no home,
+// no login) when missing; what this run created is removed at the end.
+func (h *Harness) ensureUser(name string) (User, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		if _, err := Output("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name); err != nil {
+			return User{}, fmt.Errorf("create user: %w", err)
+		}
+		h.madeUsers = append(h.madeUsers, name)
+		if u, err = user.Lookup(name); err != nil {
+			return User{}, fmt.Errorf("user %s after useradd: %w", name, err)
+		}
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err := errors.Join(err1, err2); err != nil {
+		return User{}, fmt.Errorf("user %s: %w", name, err)
+	}
+	if uid == 0 {
+		return User{}, fmt.Errorf("user %s is uid 0", name)
+	}
+	return User{Name: name, UID: uid, GID: gid}, nil
+}
+
+func (h *Harness) close() {
+	for _, cmd := range h.iperf {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	for _, c := range []*Counter{h.probe, h.reload} {
+		if c != nil {
+			c.Close()
+		}
+	}
+	if h.tp != nil {
+		h.tp.Close()
+	}
+	for _, name := range h.madeUsers {
+		if _, err := Output("userdel", name); err != nil {
+			h.logf("warning: %v", err)
+		}
+	}
+}
+
+func (h *Harness) ruleSet(n int) RuleSet { return RuleSet{N: n, Allowed: h.allow.UID} }
+
+// sendAs runs the agent as u: send datagrams to dst and report how many
+// writes it tried and how many the socket took (netfilter's drops fail
+// the write with EPERM; tc's are silent).
+func (h *Harness) sendAs(u User, dst netip.AddrPort, args ...string) (tried, sent int64, err error) {
+	cmd, err := agentCmd(h.tp.Client, u, append([]string{"send", "-dst", dst.String()}, args...)...)
+	if err != nil {
+		return 0, 0, err
+	}
+	out, err := output(cmd)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sender as %s: %w", u.Name, err)
+	}
+	if _, err := fmt.Sscanf(out, "tried %d sent %d", &tried, &sent); err != nil {
+		return 0, 0, fmt.Errorf("sender as %s: unexpected output %q", u.Name, out)
+	}
+	return tried, sent, nil
+}
+
+// check probes the live filter: 200 paced datagrams from each user to the
+// allowed user's address. With a filter the denied user's must all be
+// dropped and the allowed user's all arrive; without one, all arrive.
+func (h *Harness) check(part, filter string, rs RuleSet) (Check, error) {
+	c := Check{Part: part, Filter: filter, Size: rs.N}
+	dst := netip.AddrPortFrom(rs.Target(), probePort)
+	// sent counts attempts: a write netfilter refused is a datagram
+	// dropped, and must not shrink what the allowed user is owed.
+	count := func(u User) (sent, got int64, err error) {
+		h.probe.Reset()
+		sent, _, err = h.sendAs(u, dst, "-n", "200", "-gap", "200us")
+		if err != nil {
+			return 0, 0, err
+		}
+		deadline := time.Now().Add(time.Second)
+		for h.probe.Count() < sent && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // late arrivals of what should be dropped
+		return sent, h.probe.Count(), nil
+	}
+	var err error
+	if c.AllowedSent, c.AllowedGot, err = count(h.allow); err != nil {
+		return c, err
+	}
+	if c.DeniedSent, c.DeniedGot, err = count(h.deny); err != nil {
+		return c, err
+	}
+	wantDenied := int64(0)
+	if filter == NameNone {
+		wantDenied = c.DeniedSent
+	}
+	c.OK = c.AllowedSent > 0 && c.AllowedGot == c.AllowedSent && c.DeniedSent > 0 && c.DeniedGot == wantDenied
+	h.res.Correctness = append(h.res.Correctness, c)
+	if !c.OK {
+		h.logf("   CORRECTNESS FAILED: %s %d rules: allowed %d/%d arrived, denied %d/%d arrived",
+			filter, rs.N, c.AllowedGot, c.AllowedSent, c.DeniedGot, c.DeniedSent)
+		return c, fmt.Errorf("%w: %s at %d rules: allowed %d/%d arrived, denied %d/%d arrived",
+			ErrCorrectness, filter, rs.N, c.AllowedGot, c.AllowedSent, c.DeniedGot, c.DeniedSent)
+	}
+	return c, nil
+}
+
+// --- part 1 ---------------------------------------------------------------
+
+func (h *Harness) classify(ctx context.Context) error {
+	if h.opts.SkipClassify {
+		h.res.Notes = append(h.res.Notes, "part 1 (classifier) skipped by the caller")
+		return nil
+	}
+	args := []string{"test", "./bpf", "-run", "^$", "-bench", "BenchmarkClassify",
+		"-benchtime=" + h.opts.ClassifyBenchtime, "-count=" + strconv.Itoa(max(h.opts.ClassifyCount, 1))}
+	r := &ClassifyResult{Command: "go " + strings.Join(args, " ")}
+	h.res.Classify = r
+	h.logf("   %s", r.Command)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = h.opts.Repo
+	out, err := output(cmd)
+	if err != nil {
+		return fmt.Errorf("classifier benchmarks: %w", err)
+	}
+	if r.Raw, err = ParseGoBench(strings.NewReader(out)); err != nil {
+		return err
+	}
+	if r.Floor, r.Rows, err = Classify(r.Raw); err != nil {
+		// Not a correctness failure: the benchmarks are missing or
+		// incomplete. The report says so and the goal is MISSING.
+		r.Error = err.Error()
+		h.logf("   no classifier results: %v", err)
+		return nil
+	}
+	for _, row := range r.Rows {
+		h.logf("   %-50s %8.1f ns/pkt  %+7.1f over the floor", row.Name, row.NsPerPkt, row.AboveFloor)
+	}
+	return nil
+}
+
+// --- part 2 ---------------------------------------------------------------
+
+type variant struct {
+	f    Filter
+	size int
+}
+
+func (h *Harness) filters() (ipt, nft Filter, ours *Ours) {
+	return Iptables{NS: h.tp.Client}, Nft{NS: h.tp.Client}, &Ours{Bin: h.opts.Daemon, NS: h.tp.Client}
+}
+
+func (h *Harness) throughput(ctx context.Context) error {
+	ipt, nft, ours := h.filters()
+	variants := []variant{{noFilter{}, 0}}
+	for _, n := range h.opts.ThroughputSizes {
+		variants = append(variants, variant{ipt, n}, variant{nft, n}, variant{ours, n})
+	}
+	r := &ThroughputResult{}
+	h.res.Throughput = r
+	for rep := range h.opts.Reps {
+		// Interleaved: every repetition runs every variant, starting at
+		// a different one, so drift touches them all alike.
+		order := slices.Clone(variants)
+		k := rep % len(order)
+		order = append(order[k:], order[:k]...)
+		for _, v := range order {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := h.throughputOne(rep, v, r); err != nil {
+				return err
+			}
+		}
+	}
+	none := ThroughputRow{Filter: NameNone}
+	none.TCPGbps, none.UDPKpps = medianOf(r.Samples, NameNone, 0)
+	none.TCPRatio, none.UDPRatio = 1, 1
+	r.Rows = append(r.Rows, none)
+	for _, v := range variants[1:] {
+		row := ThroughputRow{Filter: v.f.Name(), Size: v.size}
+		row.TCPGbps, row.UDPKpps = medianOf(r.Samples, v.f.Name(), v.size)
+		row.TCPRatio, row.UDPRatio = ratio(row.TCPGbps, none.TCPGbps), ratio(row.UDPKpps, none.UDPKpps)
+		r.Rows = append(r.Rows, row)
+	}
+	return nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func medianOf(samples []ThroughputSample, filter string, size int) (tcp, udp float64) {
+	var t, u []float64
+	for _, s := range samples {
+		if s.Filter != filter || s.Size != size {
+			continue
+		}
+		if s.Test == "tcp" {
+			t = append(t, s.Value)
+		} else {
+			u = append(u, s.Value)
+		}
+	}
+	if len(t) > 0 {
+		tcp = Median(t)
+	}
+	if len(u) > 0 {
+		udp = Median(u)
+	}
+	return tcp, udp
+}
+
+func (h *Harness) throughputOne(rep int, v variant, r *ThroughputResult) (err error) {
+	rs := h.ruleSet(max(v.size, 1))
+	if _, err := v.f.Apply(rs); err != nil {
+		return fmt.Errorf("apply %s at %d rules: %w", v.f.Name(), v.size, err)
+	}
+	defer func() {
+		if rerr := v.f.Remove(); rerr != nil && err == nil {
+			err = fmt.Errorf("remove %s: %w", v.f.Name(), rerr)
+		}
+	}()
+	if _, err := h.check("throughput", v.f.Name(), rs); err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond) // the daemon logs the check's denied datagrams
+	tcp, err := h.iperf3(rs.Target(), false)
+	if err != nil {
+		return fmt.Errorf("%s at %d rules: %w", v.f.Name(), v.size, err)
+	}
+	udp, err := h.iperf3(rs.Target(), true)
+	if err != nil {
+		return fmt.Errorf("%s at %d rules: %w", v.f.Name(), v.size, err)
+	}
+	r.Samples = append(r.Samples,
+		ThroughputSample{Rep: rep, Filter: v.f.Name(), Size: v.size, Test: "tcp", Value: tcp, Unit: "Gbit/s"},
+		ThroughputSample{Rep: rep, Filter: v.f.Name(), Size: v.size, Test: "udp64", Value: udp, Unit: "kpps"})
+	h.logf("   rep %d %-14s %6d rules: TCP %6.2f Gbit/s, UDP 64 B %7.1f kpps received", rep+1, v.f.Name(), v.size, tcp, udp)
+	return nil
+}
+
+// iperf3 runs one iperf3 client as the allowed user: TCP single stream
+// (Gbit/s received) or 64-byte UDP as fast as it goes (kpps received).
+func (h *Harness) iperf3(dst netip.Addr, udp bool) (float64, error) {
+	secs := strconv.FormatFloat(h.opts.Seconds, 'f', -1, 64)
+	if err := h.iperfServer(dst); err != nil {
+		return 0, err
+	}
+	args := []string{"exec", "-dst", dst.String(), "iperf3", "-c", dst.String(), "-p", strconv.Itoa(iperfPort),
+		"-B", ClientAddr.String(), "-t", secs, "-J"}
+	if udp {
+		args = append(args, "-u", "-l", "64", "-b", "0")
+	}
+	var out string
+	var err error
+	// The server takes one test at a time and may still be finishing the
+	// last one: retry a busy server briefly.
+	for try := 0; ; try++ {
+		var cmd *exec.Cmd
+		if cmd, err = agentCmd(h.tp.Client, h.allow, args...); err != nil {
+			return 0, err
+		}
+		out, err = output(cmd)
+		if err == nil || try == 5 || !strings.Contains(out+err.Error(), "busy") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("iperf3: %w; %s", err, lastLines(out, 5))
+	}
+	return parseIperf3(out, udp)
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(l[max(len(l)-n, 0):], "\n")
+}
+
+// parseIperf3 reads iperf3 -J output: TCP Gbit/s received, or UDP
+// thousands of datagrams per second received (sent minus lost).
+func parseIperf3(out string, udp bool) (float64, error) {
+	var j struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+			Sum struct {
+				Seconds     float64 `json:"seconds"`
+				Packets     int64   `json:"packets"`
+				LostPackets int64   `json:"lost_packets"`
+			} `json:"sum"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		return 0, fmt.Errorf("iperf3 JSON: %w", err)
+	}
+	if j.Error != "" {
+		return 0, fmt.Errorf("iperf3: %s", j.Error)
+	}
+	if !udp {
+		if j.End.SumReceived.BitsPerSecond <= 0 {
+			return 0, errors.New("iperf3: no TCP throughput in the output")
+		}
+		return j.End.SumReceived.BitsPerSecond / 1e9, nil
+	}
+	s := j.End.Sum
+	if s.Seconds <= 0 || s.Packets <= 0 {
+		return 0, errors.New("iperf3: no UDP packet counts in the output")
+	}
+	return float64(s.Packets-s.LostPackets) / s.Seconds / 1e3, nil
+}
+
+// --- part 3 ---------------------------------------------------------------
+
+func (h *Harness) reloads(ctx context.Context) error {
+	ipt, nft, ours := h.filters()
+	r := &ReloadResult{}
+	h.res.Reload = r
+	checkMs := map[int]float64{}
+	for _, n := range h.opts.ReloadSizes {
+		ms, err := h.timeCheck(h.ruleSet(n))
+		if err != nil {
+			return err
+		}
+		checkMs[n] = ms
+		h.logf("   net-tc-filter check, %d ranges: %.0f ms", n, ms)
+	}
+	for rep := range h.opts.ReloadReps {
+		for _, n := range h.opts.ReloadSizes {
+			for _, f := range []Filter{ipt, nft, ours} {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if err := h.reloadOne(rep, f, n, r); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, n := range h.opts.ReloadSizes {
+		for _, f := range []Filter{ipt, nft, ours} {
+			row := ReloadRow{Filter: f.Name(), Size: n}
+			var cold, cmd, live, rl []float64
+			for _, s := range r.Samples {
+				if s.Filter != f.Name() || s.Size != n {
+					continue
+				}
+				if s.Kind == "cold" {
+					cold = append(cold, s.CommandMs)
+				} else {
+					cmd, live, rl = append(cmd, s.CommandMs), append(live, s.LiveMs), append(rl, s.ReloadingMs)
+				}
+			}
+			if len(cold) == 0 || len(cmd) == 0 {
+				continue
+			}
+			row.ColdMs, row.ReloadCmdMs, row.ReloadLive = Median(cold), Median(cmd), Median(live)
+			if f.Name() == NameOurs {
+				row.ReloadingMs, row.CheckMs = Median(rl), checkMs[n]
+			}
+			r.Rows = append(r.Rows, row)
+		}
+	}
+	return nil
+}
+
+// timeCheck times `net-tc-filter check` of the rule set's file: parsing
+// and compiling without the kernel.
+func (h *Harness) timeCheck(rs RuleSet) (float64, error) {
+	dir, err := os.MkdirTemp("", "ntfb-check-")
+	if err != nil {
+		return 0, fmt.Errorf("check directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return 0, fmt.Errorf("check directory: %w", err)
+	}
+	path := filepath.Join(dir, "net-tc-filter.yml")
+	if err := os.WriteFile(path, rs.OursYAML(), 0o644); err != nil {
+		return 0, fmt.Errorf("check config: %w", err)
+	}
+	start := time.Now()
+	cmd := exec.Command(h.opts.Daemon, "check", "--config", path)
+	cmd.Stderr = &bytes.Buffer{}
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("net-tc-filter check of %d ranges: %w: %s", rs.N, err, cmd.Stderr)
+	}
+	return float64(time.Since(start).Microseconds()) / 1e3, nil
+}
+
+// reloadOne: cold load of the rule set (the allowed user owns the last
+// range), a correctness check, then a change that also allows the denied
+// user while that user probes every millisecond: live is the time from
+// the change to the first probe that arrives.
+func (h *Harness) reloadOne(rep int, f Filter, n int, r *ReloadResult) (err error) {
+	rs := h.ruleSet(n)
+	coldD, err := f.Apply(rs)
+	if err != nil {
+		return fmt.Errorf("cold load %s, %d ranges: %w", f.Name(), n, err)
+	}
+	defer func() {
+		if rerr := f.Remove(); rerr != nil && err == nil {
+			err = fmt.Errorf("remove %s: %w", f.Name(), rerr)
+		}
+	}()
+	r.Samples = append(r.Samples, ReloadSample{Filter: f.Name(), Size: n, Kind: "cold", Rep: rep, CommandMs: ms(coldD)})
+	if _, err := h.check("reload", f.Name(), rs); err != nil {
+		return err
+	}
+	// The probe: the denied user, every millisecond, to its future address.
+	h.reload.Reset()
+	dst := netip.AddrPortFrom(rs.Target(), reloadPort)
+	every := time.Duration(h.opts.ReloadProbeEveryMs * float64(time.Millisecond))
+	probe, err := agentCmd(h.tp.Client, h.deny, "send", "-dst", dst.String(), "-gap", every.String(), "-dur", "5m")
+	if err != nil {
+		return err
+	}
+	if err := probe.Start(); err != nil {
+		return fmt.Errorf("reload probe: %w", err)
+	}
+	defer func() {
+		probe.Process.Kill()
+		probe.Wait()
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if got := h.reload.Count(); got != 0 {
+		return fmt.Errorf("%w: %s at %d ranges: %d probes of the denied user arrived before the reload", ErrCorrectness, f.Name(), n, got)
+	}
+	changed := rs
+	changed.AlsoAllow = h.deny.UID
+	start := time.Now()
+	cmdD, err := f.Apply(changed)
+	if err != nil {
+		return fmt.Errorf("reload %s, %d ranges: %w", f.Name(), n, err)
+	}
+	s := ReloadSample{Filter: f.Name(), Size: n, Kind: "reload", Rep: rep, CommandMs: ms(cmdD)}
+	if o, ok := f.(*Ours); ok {
+		start = o.LastChange
+		s.ReloadingMs = ms(o.LastReloading.Sub(start))
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for h.reload.Count() == 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s at %d ranges: the changed policy never let the probe through", ErrCorrectness, f.Name(), n)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	s.LiveMs = ms(h.reload.First().Sub(start))
+	r.Samples = append(r.Samples, s)
+	extra := ""
+	if s.ReloadingMs > 0 {
+		extra = fmt.Sprintf(" (RELOADING=1 after %.0f ms)", s.ReloadingMs)
+	}
+	h.logf("   rep %d %-14s %6d ranges: cold %8.1f ms, reload command %8.1f ms, live after %8.1f ms%s",
+		rep+1, f.Name(), n, ms(coldD), s.CommandMs, s.LiveMs, extra)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }

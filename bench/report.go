@@ -1,0 +1,298 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// machineInfo describes this machine and the tools' versions.
+func machineInfo(repo, daemon string) Machine {
+	m := Machine{Cores: runtime.NumCPU(), Date: time.Now().UTC().Format(time.RFC3339), Go: runtime.Version()}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		fmt.Sscanf(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"), "%d", &m.MemKiB)
+	}
+	first := func(name string, args ...string) string {
+		cmd := exec.Command(name, args...)
+		cmd.Dir = repo
+		out, _ := cmd.CombinedOutput()
+		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	m.Commit = first("git", "describe", "--always", "--dirty", "--abbrev=12")
+	m.Iptables = first("iptables", "-V")
+	m.Nft = first("nft", "-v")
+	m.Iperf3 = first("iperf3", "-v")
+	m.Daemon = first(daemon, "version")
+	m.LoadStart = loadavg()
+	return m
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// Goal targets of issue 6.
+const (
+	GoalAboveFloorNs   = 40.0
+	GoalRatioAt10k     = 0.97
+	GoalReloadLiveMs   = 250.0
+	GoalReloadRanges   = 100000
+	GoalClassifyRanges = 100000
+)
+
+func status(pass bool) string {
+	if pass {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// Goals judges the results against the issue's speed goals. A goal whose
+// measurement is not in the run (a smaller -quick run, part 1 missing) is
+// MISSING, never PASS.
+func Goals(r *Results) []Goal {
+	var g []Goal
+	// 1: ≤ 40 ns above the floor at 100 000 ranges (every non-nocache case).
+	g1 := Goal{Part: 1, Name: fmt.Sprintf("classifier at %d ranges, worst case above the floor", GoalClassifyRanges),
+		Target: fmt.Sprintf("≤ %.0f ns", GoalAboveFloorNs), Status: "MISSING", Value: "not measured"}
+	if r.Classify != nil && r.Classify.Error == "" {
+		worst, name, n := math.Inf(-1), "", 0
+		for _, row := range r.Classify.Rows {
+			if row.Ranges == GoalClassifyRanges && !row.NoCache {
+				n++
+				if row.AboveFloor > worst {
+					worst, name = row.AboveFloor, row.Name
+				}
+			}
+		}
+		if n > 0 {
+			g1.Value = fmt.Sprintf("%.1f ns (%s)", worst, name)
+			g1.Status = status(worst <= GoalAboveFloorNs)
+		}
+	}
+	g = append(g, g1)
+
+	// 2: ≥ 0.97 of no filter at 10 000 rules; ahead of both peers at every size.
+	g2 := Goal{Part: 2, Name: "net-tc-filter throughput at 10000 rules, ratio to no filter (TCP, UDP 64 B)",
+		Target: fmt.Sprintf("≥ %.2f", GoalRatioAt10k), Status: "MISSING", Value: "not measured"}
+	g3 := Goal{Part: 2, Name: "net-tc-filter ahead of iptables and nft at every size (TCP and UDP medians)",
+		Target: "ahead at every size", Status: "MISSING", Value: "not measured"}
+	if t := r.Throughput; t != nil {
+		rows := map[string]ThroughputRow{}
+		for _, row := range t.Rows {
+			rows[fmt.Sprintf("%s/%d", row.Filter, row.Size)] = row
+		}
+		if o, ok := rows[fmt.Sprintf("%s/%d", NameOurs, 10000)]; ok {
+			g2.Value = fmt.Sprintf("TCP %.3f, UDP %.3f", o.TCPRatio, o.UDPRatio)
+			g2.Status = status(o.TCPRatio >= GoalRatioAt10k && o.UDPRatio >= GoalRatioAt10k)
+		}
+		var behind []string
+		sizes := 0
+		for _, row := range t.Rows {
+			if row.Filter != NameOurs {
+				continue
+			}
+			sizes++
+			for _, peer := range []string{NameIptables, NameNft} {
+				p := rows[fmt.Sprintf("%s/%d", peer, row.Size)]
+				if row.TCPGbps <= p.TCPGbps {
+					behind = append(behind, fmt.Sprintf("TCP at %d behind %s (%.2f vs %.2f Gbit/s)", row.Size, peer, row.TCPGbps, p.TCPGbps))
+				}
+				if row.UDPKpps <= p.UDPKpps {
+					behind = append(behind, fmt.Sprintf("UDP at %d behind %s (%.0f vs %.0f kpps)", row.Size, peer, row.UDPKpps, p.UDPKpps))
+				}
+			}
+		}
+		if sizes > 0 {
+			g3.Status = status(len(behind) == 0)
+			g3.Value = fmt.Sprintf("ahead at all %d sizes", sizes)
+			if len(behind) > 0 {
+				g3.Value = strings.Join(behind, "; ")
+			}
+		}
+	}
+	g = append(g, g2, g3)
+
+	// 3: a 100 000-range reload live in ≤ 250 ms.
+	g4 := Goal{Part: 3, Name: fmt.Sprintf("net-tc-filter reload of %d ranges, config change to live (probe)", GoalReloadRanges),
+		Target: fmt.Sprintf("≤ %.0f ms", GoalReloadLiveMs), Status: "MISSING", Value: "not measured"}
+	if rl := r.Reload; rl != nil {
+		for _, row := range rl.Rows {
+			if row.Filter == NameOurs && row.Size == GoalReloadRanges {
+				g4.Value = fmt.Sprintf("%.0f ms", row.ReloadLive)
+				g4.Status = status(row.ReloadLive <= GoalReloadLiveMs)
+			}
+		}
+	}
+	g = append(g, g4)
+
+	// 4: under a flood the rate limit holds and the daemon stays under one core.
+	g5 := Goal{Part: 4, Name: "decision log lines per second during a flood", Target: fmt.Sprintf("≤ log.rate (%d)", LogRate),
+		Status: "MISSING", Value: "not measured"}
+	g6 := Goal{Part: 4, Name: "daemon CPU during a flood", Target: "< 100% (one core)", Status: "MISSING", Value: "not measured"}
+	if f := r.Footprint; f != nil && f.Flood.Sent > 0 {
+		g5.Value = fmt.Sprintf("%.1f/s (%d lines in %.1f s)", f.Flood.LinesPerSec, f.Flood.DecisionLines, f.Flood.LogWindowS)
+		g5.Status = status(f.Flood.LinesPerSec <= float64(LogRate))
+		g6.Value = fmt.Sprintf("%.1f%%", f.Flood.CPUPercent)
+		g6.Status = status(f.Flood.CPUPercent < 100)
+	}
+	return append(g, g5, g6)
+}
+
+// Markdown is the report README quotes: bench/results.md.
+func Markdown(r *Results) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	m := r.Machine
+	p("# net-tc-filter benchmark (issue 6)")
+	p("")
+	mode := "full run"
+	if r.Config.Quick {
+		mode = "**quick smoke run** (-quick: small sizes, one repetition; not the issue's figures)"
+	}
+	p("%s, %s, commit `%s`; kernel %s; %s, %d cores, %d MiB; %s; %s; %s; %.0f s wall.",
+		mode, m.Date, m.Commit, strings.Fields(m.Kernel + " ")[0], m.CPU, m.Cores, m.MemKiB/1024, m.Iptables, m.Nft, m.Iperf3, r.WallSeconds)
+	p("")
+	p("Load average at the start %s, at the end %s (2 cores: anything else running on the machine widens the spread below).", m.LoadStart, m.LoadEnd)
+	p("")
+	p("## Goals")
+	p("")
+	p("| part | goal | target | measured | |")
+	p("|---|---|---|---|---|")
+	for _, g := range r.Goals {
+		p("| %d | %s | %s | %s | **%s** |", g.Part, g.Name, g.Target, g.Value, g.Status)
+	}
+	p("")
+	ok := 0
+	for _, c := range r.Correctness {
+		if c.OK {
+			ok++
+		}
+	}
+	p("Correctness: %d/%d checks passed (every filter, every size: the allowed user's datagrams all arrive, the denied user's none).", ok, len(r.Correctness))
+	p("")
+
+	p("## 1. Classifier cost (BPF_PROG_TEST_RUN)")
+	p("")
+	switch c := r.Classify; {
+	case c == nil:
+		p("Not run.")
+	case c.Error != "":
+		p("No results: %s (`%s`).", c.Error, c.Command)
+	default:
+		p("`%s`; floor (empty tc program): %.1f ns/pkt.", c.Command, c.Floor)
+		p("")
+		p("| case | ns/pkt | above the floor |")
+		p("|---|---:|---:|")
+		for _, row := range c.Rows {
+			p("| %s | %.1f | %+.1f |", strings.TrimPrefix(row.Name, "BenchmarkClassify/"), row.NsPerPkt, row.AboveFloor)
+		}
+	}
+	p("")
+
+	p("## 2. Throughput through the filtered veth (allowed user)")
+	p("")
+	if t := r.Throughput; t != nil {
+		p("Medians of %d interleaved repetitions, %g s each; iperf3 single-stream TCP and 64-byte UDP (`-b 0`, datagrams received per second); ratio to no filter.", r.Config.Reps, r.Config.Seconds)
+		p("")
+		p("| filter | rules | TCP Gbit/s | (min–max) | TCP ratio | UDP 64 B kpps | (min–max) | UDP ratio |")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|")
+		for _, row := range t.Rows {
+			size := fmt.Sprint(row.Size)
+			if row.Filter == NameNone {
+				size = "–"
+			}
+			tmin, tmax := spread(t.Samples, row.Filter, row.Size, "tcp")
+			umin, umax := spread(t.Samples, row.Filter, row.Size, "udp64")
+			p("| %s | %s | %.2f | %.2f–%.2f | %.3f | %.1f | %.0f–%.0f | %.3f |", row.Filter, size, row.TCPGbps, tmin, tmax, row.TCPRatio, row.UDPKpps, umin, umax, row.UDPRatio)
+		}
+		p("")
+		p("Rule sets are equivalent: N distinct (uid, /30) pairs; iptables: one OUTPUT rule per range (`-o %s -d RANGE -m owner ! --uid-owner UID -j DROP`, the allowed user's last); nft: `ip daddr @prot meta skuid . ip daddr != @allow drop` with interval sets; net-tc-filter: one endpoint per range on `%s` (`default: allow`).", Iface, Iface)
+	} else {
+		p("Not run.")
+	}
+	p("")
+
+	p("## 3. Policy load and reload")
+	p("")
+	if rl := r.Reload; rl != nil {
+		p("Medians of %d. cold: iptables-restore / nft -f run time into an empty namespace; net-tc-filter: start to READY=1 (live on the interface). reload: the allowed user's range is also granted to the denied user, who probes it every %g ms; *live* is from the change (net-tc-filter: the config file's rename) to the first probe through.", r.Config.ReloadReps, r.Config.ReloadProbeEveryMs)
+		p("")
+		p("| filter | ranges | cold ms | reload command ms | reload live ms | rename → RELOADING=1 ms | `check` ms |")
+		p("|---|---:|---:|---:|---:|---:|---:|")
+		for _, row := range rl.Rows {
+			extra := "| – | –"
+			if row.Filter == NameOurs {
+				extra = fmt.Sprintf("| %.0f | %.0f", row.ReloadingMs, row.CheckMs)
+			}
+			p("| %s | %d | %.1f | %.1f | %.1f %s |", row.Filter, row.Size, row.ColdMs, row.ReloadCmdMs, row.ReloadLive, extra)
+		}
+	} else {
+		p("Not run.")
+	}
+	p("")
+
+	p("## 4. Daemon footprint")
+	p("")
+	if f := r.Footprint; f != nil {
+		p("| state | RSS MiB | CPU %% of a core |")
+		p("|---|---:|---:|")
+		p("| idle, harmless config (no endpoints) | %.1f | %.2f |", float64(f.Idle.RSSKiB)/1024, f.Idle.CPUPercent)
+		p("| idle, %d ranges | %.1f | %.2f |", f.Loaded.Ranges, float64(f.Loaded.RSSKiB)/1024, f.Loaded.CPUPercent)
+		p("| denied user flooding, %d ranges | %.1f | %.1f |", f.Flood.Ranges, float64(f.Flood.RSSKiB)/1024, f.Flood.CPUPercent)
+		p("")
+		p("Flood: %g s of 64-byte datagrams to %d destination ports of the protected address, %d sent (%.0f/s), %d received by the server; %d decision log lines (%.1f/s, log.rate %d) and %d other lines in %.1f s.",
+			f.Flood.Seconds, f.Flood.Ports, f.Flood.Sent, f.Flood.SentPps, f.Flood.ServerRx, f.Flood.DecisionLines, f.Flood.LinesPerSec, f.Flood.LogRate, f.Flood.OtherLines, f.Flood.LogWindowS)
+	} else {
+		p("Not run.")
+	}
+	for _, n := range r.Notes {
+		p("")
+		p("Note: %s", n)
+	}
+	return b.String()
+}
+
+// spread is the smallest and largest sample of one filter, size and test.
+func spread(samples []ThroughputSample, filter string, size int, test string) (lo, hi float64) {
+	first := true
+	for _, s := range samples {
+		if s.Filter != filter || s.Size != size || s.Test != test {
+			continue
+		}
+		if first || s.Value < lo {
+			lo = s.Value
+		}
+		if first || s.Value > hi {
+			hi = s.Value
+		}
+		first = false
+	}
+	return lo, hi
+}
