@@ -92,7 +92,11 @@ func TestRuleSets(t *testing.T) {
 			t.Errorf("nft lacks %q:\n%s", want, nft)
 		}
 	}
-	y := string(rs.OursYAML())
+	ours := rs.Ours()
+	if len(ours) != 2 {
+		t.Errorf("%d files for %d ranges, want the main file and one drop-in", len(ours), rs.N)
+	}
+	y := string(ours["conf.d/000000.yml"])
 	if !strings.Contains(y, `range: [10.64.0.8/30]`+"\n"+`      allow: ["uid:1001", "uid:1002"]`) {
 		t.Errorf("yaml:\n%s", y)
 	}

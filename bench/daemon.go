@@ -28,6 +28,8 @@ type Daemon struct {
 	msgs   chan notifyMsg
 	done   chan struct{}
 	err    error
+
+	written Files // the files as last written
 }
 
 type notifyMsg struct {
@@ -39,7 +41,7 @@ type notifyMsg struct {
 func (d *Daemon) ConfigPath() string { return filepath.Join(d.Dir, "net-tc-filter.yml") }
 
 // StartDaemon writes cfg, starts the daemon in ns and waits for READY=1.
-func StartDaemon(bin string, ns *NS, cfg []byte, timeout time.Duration) (*Daemon, error) {
+func StartDaemon(bin string, ns *NS, cfg Files, timeout time.Duration) (*Daemon, error) {
 	dir, err := os.MkdirTemp("", "ntfb-daemon-")
 	if err != nil {
 		return nil, fmt.Errorf("daemon directory: %w", err)
@@ -152,20 +154,37 @@ func (d *Daemon) tail() string {
 	return string(b)
 }
 
-// WriteConfig replaces the configuration file atomically (write, rename)
-// and returns the moment of the rename.
-func (d *Daemon) WriteConfig(cfg []byte) (time.Time, error) {
-	tmp := filepath.Join(d.Dir, ".net-tc-filter.yml.new")
-	if err := os.WriteFile(tmp, cfg, 0o644); err != nil {
-		return time.Time{}, fmt.Errorf("write config: %w", err)
+// WriteConfig makes the configuration set cfg: it writes the files whose
+// contents changed, each atomically (write, rename), removes the files cfg
+// does not have, and returns the moment of the last change.
+func (d *Daemon) WriteConfig(cfg Files) (time.Time, error) {
+	var at time.Time
+	for name, data := range cfg {
+		if old, ok := d.written[name]; ok && bytes.Equal(old, data) {
+			continue
+		}
+		path := filepath.Join(d.Dir, name)
+		tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(name)+".new")
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return at, fmt.Errorf("write config: %w", err)
+		}
+		if err := os.Chmod(tmp, 0o644); err != nil {
+			return at, fmt.Errorf("write config: %w", err)
+		}
+		at = time.Now()
+		if err := os.Rename(tmp, path); err != nil {
+			return at, fmt.Errorf("write config: %w", err)
+		}
 	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return time.Time{}, fmt.Errorf("write config: %w", err)
+	for name := range d.written {
+		if _, ok := cfg[name]; !ok {
+			at = time.Now()
+			if err := os.Remove(filepath.Join(d.Dir, name)); err != nil {
+				return at, fmt.Errorf("write config: %w", err)
+			}
+		}
 	}
-	at := time.Now()
-	if err := os.Rename(tmp, d.ConfigPath()); err != nil {
-		return time.Time{}, fmt.Errorf("write config: %w", err)
-	}
+	d.written = cfg
 	return at, nil
 }
 

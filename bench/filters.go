@@ -93,7 +93,7 @@ func (f *Ours) Apply(rs RuleSet) (time.Duration, error) {
 	}
 	if f.D == nil {
 		start := time.Now()
-		d, err := StartDaemon(f.Bin, f.NS, rs.OursYAML(), 5*time.Minute)
+		d, err := StartDaemon(f.Bin, f.NS, rs.Ours(), 5*time.Minute)
 		if err != nil {
 			return 0, err
 		}
@@ -101,7 +101,7 @@ func (f *Ours) Apply(rs RuleSet) (time.Duration, error) {
 		return time.Since(start), nil
 	}
 	f.D.Drain()
-	start, err := f.D.WriteConfig(rs.OursYAML())
+	start, err := f.D.WriteConfig(rs.Ours())
 	if err != nil {
 		return 0, err
 	}

@@ -124,7 +124,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 
 	// Idle with N ranges, then a flood.
 	rs := h.ruleSet(h.opts.FootprintRanges)
-	d, err = StartDaemon(h.opts.Daemon, h.tp.Client, rs.OursYAML(), 5*time.Minute)
+	d, err = StartDaemon(h.opts.Daemon, h.tp.Client, rs.Ours(), 5*time.Minute)
 	if err != nil {
 		return fmt.Errorf("daemon, %d ranges: %w", rs.N, err)
 	}

@@ -51,22 +51,39 @@ func (rs RuleSet) validate() error {
 	return nil
 }
 
-// OursYAML is the daemon's configuration: one endpoint per range.
-func (rs RuleSet) OursYAML() []byte {
-	var b strings.Builder
-	b.Grow(rs.N * 90)
-	fmt.Fprintf(&b, "interfaces:\n  %s: {default: allow}\nlog:\n  decisions: denied\n  rate: %d\nendpoints:\n", Iface, LogRate)
-	for i := range rs.N {
-		fmt.Fprintf(&b, "  - r%d:\n      iface: [%s]\n      range: [%s]\n      allow: [", i, Iface, Range(i))
-		for j, u := range rs.owners(i) {
-			if j > 0 {
-				b.WriteString(", ")
+// Files is a configuration set: file contents by path relative to the
+// main file's directory.
+type Files map[string][]byte
+
+// MainFile is the main configuration file's name; drop-ins go to conf.d/.
+const MainFile = "net-tc-filter.yml"
+
+// PerDropIn is how many endpoints one drop-in holds: large policies are
+// generated, a site or a team per file, so that an edit rewrites one file.
+const PerDropIn = 1000
+
+// Ours is the daemon's configuration: one endpoint per range, PerDropIn to
+// a drop-in, the settings in the main file. The allowed user's range is
+// the last one, so a change of its principals rewrites the last drop-in.
+func (rs RuleSet) Ours() Files {
+	cfg := Files{MainFile: []byte(fmt.Sprintf("interfaces:\n  %s: {default: allow}\nlog:\n  decisions: denied\n  rate: %d\n", Iface, LogRate))}
+	for first := 0; first < rs.N; first += PerDropIn {
+		var b strings.Builder
+		b.Grow(PerDropIn * 90)
+		b.WriteString("endpoints:\n")
+		for i := first; i < min(first+PerDropIn, rs.N); i++ {
+			fmt.Fprintf(&b, "  - r%d:\n      iface: [%s]\n      range: [%s]\n      allow: [", i, Iface, Range(i))
+			for j, u := range rs.owners(i) {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "\"uid:%d\"", u)
 			}
-			fmt.Fprintf(&b, "\"uid:%d\"", u)
+			b.WriteString("]\n")
 		}
-		b.WriteString("]\n")
+		cfg[fmt.Sprintf("conf.d/%06d.yml", first/PerDropIn)] = []byte(b.String())
 	}
-	return []byte(b.String())
+	return cfg
 }
 
 // LogRate is the decision log rate the daemon's configurations set (the
@@ -75,8 +92,8 @@ const LogRate = 50
 
 // HarmlessYAML is a configuration that protects nothing (like the one the
 // package installs): the daemon's idle footprint.
-func HarmlessYAML() []byte {
-	return []byte("log:\n  level: info\n  decisions: denied\n  rate: 50\non_stop: detach\n")
+func HarmlessYAML() Files {
+	return Files{MainFile: []byte("log:\n  level: info\n  decisions: denied\n  rate: 50\non_stop: detach\n")}
 }
 
 // IptablesRestore is the same policy for iptables-restore: one rule per

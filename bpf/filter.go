@@ -394,6 +394,25 @@ func (f *Filter) swap(c *Contents) error {
 	return nil
 }
 
+// Mirror writes the live policy into the idle slot as well when this
+// process does not know what the idle slot holds (after a start, or after
+// adopting an earlier run's pins), so that the next swap writes only the
+// difference instead of a whole policy.
+func (f *Filter) Mirror() error {
+	live, idle := f.contents[f.slot], 1-f.slot
+	if live == nil || f.contents[idle] != nil {
+		return nil
+	}
+	if err := f.waitForReaders(idle); err != nil {
+		return err
+	}
+	if err := f.replace(idle, live); err != nil {
+		return err
+	}
+	f.contents[idle] = live
+	return nil
+}
+
 // replace fills new maps for a slot and installs them in it.
 func (f *Filter) replace(slot uint32, c *Contents) error {
 	sm, err := f.build(c)

@@ -235,6 +235,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.notify.ready(s.summary()); err != nil {
 		s.log.Warn("tell systemd we are ready", "err", err)
 	}
+	// Enforcing already; now give the idle slot the same policy, so that
+	// the first reload writes only what changed.
+	if err := s.filter.Mirror(); err != nil {
+		s.log.Warn("prepare the idle policy slot; the next reload writes it whole", "err", err)
+	}
 
 	var watchdog <-chan time.Time
 	if d, err := watchdogInterval(); err != nil {
@@ -385,8 +390,9 @@ func errText(err error) string {
 }
 
 func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
-
+	began := time.Now()
 	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed)
+	loaded := time.Now()
 	var logMode bpf.LogMode
 	if err == nil {
 		logMode, err = bpf.ParseLogMode(cfg.Log.Decisions)
@@ -408,7 +414,8 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 	}
 	s.setError("")
 	s.setState(StateRunning)
-	s.log.Info("reloaded: "+s.summary(), "why", why, "generation", s.filter.Generation(), "files", cfg.Files)
+	s.log.Info("reloaded: "+s.summary(), "why", why, "generation", s.filter.Generation(),
+		"load", loaded.Sub(began).Round(time.Millisecond), "apply", time.Since(loaded).Round(time.Millisecond), "files", cfg.Files)
 	return s.filter.Generation(), nil
 }
 

@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/nettcfilter/net-tc-filter/bench"
@@ -41,7 +43,17 @@ func run() int {
 	skipClassify := flag.Bool("skip-classify", false, "leave out part 1 (the BPF_PROG_TEST_RUN benchmarks)")
 	benchtime := flag.String("classify-benchtime", "", "go test -benchtime for part 1 (default 1s; -quick 1x)")
 	render := flag.String("render", "", "measure nothing: write results.md and results.svg from this results.json")
+	partsFlag := flag.String("parts", "", "comma-separated parts to run (1-4; default all)")
 	flag.Parse()
+	var parts []int
+	for _, f := range strings.FieldsFunc(*partsFlag, func(r rune) bool { return r == ',' }) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 4 {
+			fmt.Fprintf(os.Stderr, "ntf-bench: -parts: %q is not a part (1-4)\n", f)
+			return 2
+		}
+		parts = append(parts, n)
+	}
 	if *render != "" {
 		return rerender(*render, *out)
 	}
@@ -66,7 +78,7 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, runErr := bench.Run(ctx, bench.Options{Config: cfg, Daemon: bin, Repo: *repo, Log: os.Stderr, SkipClassify: *skipClassify})
+	res, runErr := bench.Run(ctx, bench.Options{Config: cfg, Daemon: bin, Repo: *repo, Log: os.Stderr, SkipClassify: *skipClassify, Parts: parts})
 	if res != nil {
 		if err := write(*out, res); err != nil {
 			fmt.Fprintln(os.Stderr, "ntf-bench:", err)
