@@ -603,6 +603,11 @@ func (h *Harness) reloadOne(rep int, f Filter, n int, r *ReloadResult) (err erro
 	if _, err := h.check("reload", f.Name(), rs); err != nil {
 		return err
 	}
+	// Steady state, the same wait for every filter: right after its start
+	// the daemon also writes its idle policy slot (so that reloads write
+	// only the difference), and the first reload within that moment waits
+	// for it.
+	time.Sleep(2 * time.Second)
 	// The probe: the denied user, every millisecond, to its future address.
 	h.reload.Reset()
 	dst := netip.AddrPortFrom(rs.Target(), reloadPort)

@@ -48,10 +48,7 @@ type Rule struct {
 	Endpoints []string
 }
 
-type rangeEntry struct {
-	key   filterNtfRangeKey
-	value filterNtfRange
-}
+type rangeEntry = entry[filterNtfRangeKey, filterNtfRange]
 
 // Contents is a whole policy in the kernel's layout: one slot's worth.
 type Contents struct {
@@ -175,6 +172,7 @@ type ruleRef struct {
 // find their ids without a map lookup.
 func (e *encoder) addTable(c *Contents, id uint32, t policy.Table, sets map[uint32]bool, prev []ruleRef) []ruleRef {
 	refs := make([]ruleRef, 0, len(t.Entries))
+	c.Ranges = slices.Grow(c.Ranges, len(t.Entries))
 	j := 0
 	for _, ent := range t.Entries {
 		k := ruleKey{prefix: ent.Prefix, endpoints: endpointsKey(ent.Endpoints)}
@@ -210,7 +208,7 @@ func (e *encoder) addTable(c *Contents, id uint32, t policy.Table, sets map[uint
 			}
 			v.Owners = set
 		}
-		c.Ranges = append(c.Ranges, rangeEntry{key: rangeKey(id, ent.Prefix), value: v})
+		c.Ranges = append(c.Ranges, rangeEntry{key: rangeKey(id, ent.Prefix), val: v})
 	}
 	return refs
 }

@@ -129,11 +129,14 @@ type Counters struct {
 // interfaces since this Filter was opened.
 func (f *Filter) Counters() (Counters, error) {
 	var c Counters
-	t, err := f.Traffic()
-	if err != nil {
-		return c, err
-	}
-	for _, v := range t.Ifaces {
+	f.mu.Lock()
+	ifaces := len(f.counters.ifaceNames)
+	f.mu.Unlock()
+	for i := range ifaces {
+		v, err := readVerdicts(f.objs.NtfIfaceCounters, uint32(i))
+		if err != nil {
+			return c, fmt.Errorf("read interface counters: %w", err)
+		}
 		c.Allowed += v.Allowed
 		c.Denied += v.Denied
 	}

@@ -463,14 +463,7 @@ func (f *Filter) update(slot uint32, old, c *Contents) error {
 	if err := syncMap(sm.ifaces, ifaces(old.Ifaces), ifaces(c.Ifaces), cmp.Compare[uint32]); err != nil {
 		return fmt.Errorf("update interface map: %w", err)
 	}
-	ranges := func(rs []rangeEntry) []entry[filterNtfRangeKey, filterNtfRange] {
-		out := make([]entry[filterNtfRangeKey, filterNtfRange], len(rs))
-		for i, r := range rs {
-			out[i] = entry[filterNtfRangeKey, filterNtfRange]{r.key, r.value}
-		}
-		return out
-	}
-	if err := syncMap(sm.ranges, ranges(old.Ranges), ranges(c.Ranges), compareRangeKeys); err != nil {
+	if err := syncMap(sm.ranges, old.Ranges, c.Ranges, compareRangeKeys); err != nil {
 		return fmt.Errorf("update range map: %w", err)
 	}
 	owners := func(os []filterNtfOwnerKey) []entry[filterNtfOwnerKey, uint8] {
@@ -489,6 +482,7 @@ func (f *Filter) update(slot uint32, old, c *Contents) error {
 	return nil
 }
 
+// entry is a map entry as user space keeps it.
 type entry[K, V comparable] struct {
 	key K
 	val V
@@ -603,7 +597,7 @@ func (f *Filter) build(c *Contents) (slotMaps, error) {
 	keys := make([]filterNtfRangeKey, len(c.Ranges))
 	vals := make([]filterNtfRange, len(c.Ranges))
 	for i, r := range c.Ranges {
-		keys[i], vals[i] = r.key, r.value
+		keys[i], vals[i] = r.key, r.val
 	}
 	if err := putAll(sm.ranges, keys, vals); err != nil {
 		sm.close()

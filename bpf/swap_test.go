@@ -96,7 +96,7 @@ func checkSlot(t *testing.T, f *Filter, p *policy.Policy, gen uint32, rng *rand.
 	ranges := dump[filterNtfRangeKey, filterNtfRange](t, sm.ranges)
 	held := map[filterNtfRangeKey]filterNtfRange{}
 	for _, r := range f.contents[f.slot].Ranges {
-		held[r.key] = r.value
+		held[r.key] = r.val
 	}
 	if !maps.Equal(held, ranges) {
 		for k, v := range held {

@@ -104,12 +104,13 @@ type Service struct {
 
 	suppressed atomic.Uint64 // decision log entries log.rate left out
 
-	mu     sync.Mutex
-	status Status
-	names  map[int]string // ifindex → name of the filtered interfaces
-	live   *policy.Policy // for Check; a compiled policy is never modified
-	kernel *bpf.Filter    // for Counters, once open
-	loads  loadStats
+	mu      sync.Mutex
+	status  Status
+	counted *policy.Policy // the policy status' counts are of
+	names   map[int]string // ifindex → name of the filtered interfaces
+	live    *policy.Policy // for Check; a compiled policy is never modified
+	kernel  *bpf.Filter    // for Counters, once open
+	loads   loadStats
 }
 
 // loadStats are the reloads' outcomes, for the metrics.
@@ -617,9 +618,12 @@ func (s *Service) setState(st State) {
 	s.status.Generation = s.filter.Generation()
 	s.status.Mode = s.filter.Mode()
 	s.status.Attachments = s.filter.Attachments()
-	s.status.Ranges = s.policy.RangeCount()
-	s.loads.v4, s.loads.v6 = rangesByFamily(s.policy)
-	s.status.Users = userCount(s.policy)
+	if s.counted != s.policy { // counting 100 000 ranges takes a while
+		s.counted = s.policy
+		s.status.Ranges = s.policy.RangeCount()
+		s.loads.v4, s.loads.v6 = rangesByFamily(s.policy)
+		s.status.Users = userCount(s.policy)
+	}
 	s.names = map[int]string{}
 	for _, a := range s.status.Attachments {
 		s.names[a.Iface.Index] = a.Iface.Name
