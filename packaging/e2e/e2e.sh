@@ -450,12 +450,17 @@ metrics_ok() {
   grep -q '^net_tc_filter_state{state="running"} 1$' <<<"$m"
 }
 wait_for 10 "net_tc_filter_state running from the socket, as bob" metrics_ok
+# Counts start with the daemon: a denied connection after the start.
+expect_drop bob "for the metrics"
+m=$(scrape bob) || fail "scrape as bob failed"
 grep -E '^HTTP/1.. 200' <<<"$m" >/dev/null || fail "no 200 OK: $(head -n 1 <<<"$m")"
 for re in '^net_tc_filter_interface_info\{.*interface="eth1".*\} 1$' '^net_tc_filter_ranges\{family="ipv4"\} [1-9]' \
-          '^net_tc_filter_verdicts_total\{action="deny"\} [1-9]' '^net_tc_filter_build_info\{version=' '^process_open_fds '; do
+          '^net_tc_filter_packets_total\{action="deny",interface="eth1"\} [1-9]' \
+          '^net_tc_filter_endpoint_packets_total\{action="deny",endpoint="[^"]+"\} [1-9]' \
+          '^net_tc_filter_build_info\{version=' '^process_open_fds '; do
   grep -Eq "$re" <<<"$m" || fail "the scrape lacks $re:$(echo; grep '^net_tc' <<<"$m" | indent)"
 done
-grep -E '^net_tc_filter_(interface_info|ranges|verdicts_total|generation|state\{state="running"|reloads_total)' <<<"$m" | indent
+grep -E '^net_tc_filter_(interface_info|ranges|packets_total|endpoint_packets_total|generation|state\{state="running"|reloads_total)' <<<"$m" | indent
 ok "metrics served on the socket systemd passed (accept() works under the unit's hardening)"
 
 # ---------------------------------------------------------------- 3g. upgrade under load
