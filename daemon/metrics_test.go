@@ -123,10 +123,11 @@ func value(m *dto.Metric) float64 {
 	return -1
 }
 
-// tcpSockets lists the TCP sockets a process holds, as "local
-// address:port state" from its network namespace's /proc tables (state 0A
-// is LISTEN).
-func tcpSockets(t *testing.T, pid int) []string {
+// tcpListeners lists the listening TCP sockets a process holds, as "local
+// address:port 0A" from its network namespace's /proc tables. Accepted
+// connections are left out: a scrape's can linger in LAST_ACK on a slow
+// machine.
+func tcpListeners(t *testing.T, pid int) []string {
 	t.Helper()
 	inodes := map[string]bool{}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -147,7 +148,7 @@ func tcpSockets(t *testing.T, pid int) []string {
 		}
 		for _, line := range strings.Split(string(data), "\n")[1:] {
 			f := strings.Fields(line)
-			if len(f) < 10 || !inodes[f[9]] {
+			if len(f) < 10 || !inodes[f[9]] || f[3] != "0A" {
 				continue
 			}
 			out = append(out, table+" "+hexAddr(f[1])+" "+f[3])
@@ -260,7 +261,7 @@ func TestMetricsListen(t *testing.T) {
 	if now := float64(time.Now().Unix()); started < now-60 || started > now+1 {
 		t.Errorf("last_reload_timestamp_seconds %v, now %v", started, now)
 	}
-	if got := tcpSockets(t, d.Pid()); !slices.Equal(got, []string{"tcp " + addr1 + " 0A"}) {
+	if got := tcpListeners(t, d.Pid()); !slices.Equal(got, []string{"tcp " + addr1 + " 0A"}) {
 		t.Errorf("daemon's TCP sockets %v, want one listening on %s", got, addr1)
 	}
 
@@ -350,7 +351,7 @@ func TestMetricsListen(t *testing.T) {
 	if _, err := scrapeErr(b.tp.Client, addr1, 5*time.Second); err == nil {
 		t.Errorf("%s still served after metrics.listen moved to %s", addr1, addr2)
 	}
-	if got := tcpSockets(t, d.Pid()); !slices.Equal(got, []string{"tcp " + addr2 + " 0A"}) {
+	if got := tcpListeners(t, d.Pid()); !slices.Equal(got, []string{"tcp " + addr2 + " 0A"}) {
 		t.Errorf("daemon's TCP sockets %v, want one listening on %s", got, addr2)
 	}
 	d.WaitLog(t, "metrics: serving http://"+addr2+"/metrics", 5*time.Second)
@@ -421,7 +422,7 @@ func TestMetricsSocketActivation(t *testing.T) {
 			t.Errorf("%s = %v, want %v", key, got, want)
 		}
 	}
-	if got := tcpSockets(t, d.Pid()); !slices.Equal(got, []string{"tcp " + addr + " 0A"}) {
+	if got := tcpListeners(t, d.Pid()); !slices.Equal(got, []string{"tcp " + addr + " 0A"}) {
 		t.Errorf("daemon's TCP sockets %v, want the one from systemd, listening on %s", got, addr)
 	}
 	if !strings.Contains(d.Log(), "serving http://"+addr+"/metrics (socket from systemd)") {
@@ -435,8 +436,8 @@ func TestMetricsSocketActivation(t *testing.T) {
 		t.Fatalf("stop: %v", err)
 	}
 	d2 := b.start(t, testnet.DaemonOptions{})
-	if got := tcpSockets(t, d2.Pid()); len(got) != 0 {
-		t.Errorf("without metrics configured the daemon holds TCP sockets: %v", got)
+	if got := tcpListeners(t, d2.Pid()); len(got) != 0 {
+		t.Errorf("without metrics configured the daemon listens on TCP: %v", got)
 	}
 	if _, err := scrapeErr(b.tp.Client, addr, 5*time.Second); err == nil {
 		t.Errorf("%s answers without metrics configured", addr)
