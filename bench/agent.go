@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
 // The harness runs its senders as real users in the client namespace by
@@ -60,8 +62,8 @@ func AgentMain(args []string, stdout io.Writer) error {
 	if *uid < 0 || *gid < 0 || fs.NArg() == 0 {
 		return errors.New("agent: need -uid, -gid and an operation")
 	}
-	if err := refuseHostNetns(); err != nil {
-		return err
+	if err := testnet.RefuseHostNetns(hostNetnsEnv); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	op, rest := fs.Arg(0), fs.Args()[1:]
 	ofs := flag.NewFlagSet("agent "+op, flag.ContinueOnError)
@@ -117,24 +119,6 @@ func parseDst(s string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("agent: bad -dst %q", s)
 	}
 	return netip.AddrPortFrom(a, 9), nil
-}
-
-// refuseHostNetns refuses the namespace the harness runs in (normally the
-// host's) and PID 1's.
-func refuseHostNetns() error {
-	self, err := hostNetns()
-	if err != nil {
-		return err
-	}
-	host := os.Getenv(hostNetnsEnv)
-	if host == "" {
-		return errors.New("agent: refusing to run: the harness's network namespace is unknown")
-	}
-	init, _ := os.Readlink("/proc/1/ns/net")
-	if self == host || self == init {
-		return errors.New("agent: refusing to send from the host's network namespace")
-	}
-	return nil
 }
 
 // checkSource refuses a destination the kernel would reach from an address

@@ -8,10 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 
-	"github.com/vishvananda/netns"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
 // Address plan. Nothing here is routed off the machine: the client
@@ -40,16 +39,14 @@ const (
 // InSourceRange reports whether a sender may use a as its source address.
 func InSourceRange(a netip.Addr) bool { return LinkNet.Contains(a.Unmap()) }
 
-// NS is a named network namespace made by this program.
-type NS struct{ Name string }
-
-// Path is the namespace's bind mount, for nsenter --net=.
-func (n *NS) Path() string { return "/run/netns/" + n.Name }
+// NS is a named network namespace made by this program: testnet's, with
+// errors returned instead of failing a test.
+type NS struct{ testnet.NS }
 
 // Command prepares a command that runs inside the namespace. nsenter
 // keeps /sys (and bpffs pins) as they are, unlike `ip netns exec`.
 func (n *NS) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=" + n.Path(), "--", name}, args...)...)
+	return n.NS.Command(append([]string{name}, args...)...)
 }
 
 // Run runs a command inside the namespace.
@@ -63,32 +60,6 @@ func (n *NS) IP(args ...string) error {
 	return err
 }
 
-// Do runs fn on an OS thread inside the namespace: sockets made in fn
-// belong to it.
-func (n *NS) Do(fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return fmt.Errorf("current netns: %w", err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(n.Name)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", n.Name, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return fmt.Errorf("enter netns %s: %w", n.Name, err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(fmt.Sprintf("return from netns %s: %v", n.Name, err))
-		}
-	}()
-	return fn()
-}
-
 // Topology is a client namespace whose Iface is a veth to a server
 // namespace that takes every address of ProtectedNet as its own.
 type Topology struct {
@@ -100,7 +71,7 @@ func NewTopology() (*Topology, error) {
 	b := make([]byte, 3)
 	rand.Read(b)
 	id := hex.EncodeToString(b)
-	tp := &Topology{Client: &NS{"ntfb-c-" + id}, Server: &NS{"ntfb-s-" + id}}
+	tp := &Topology{Client: &NS{testnet.NS{Name: "ntfb-c-" + id}}, Server: &NS{testnet.NS{Name: "ntfb-s-" + id}}}
 	if err := tp.build(); err != nil {
 		tp.Close()
 		return nil, fmt.Errorf("topology: %w", err)

@@ -171,7 +171,7 @@ func runAgent(uidText string, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := refuseInitialNetns(); err != nil {
+	if err := RefuseHostNetns(hostNetnsEnv); err != nil {
 		return err
 	}
 	if err := syscall.Setgroups(nil); err != nil {
@@ -190,16 +190,18 @@ func runAgent(uidText string, in io.Reader, out io.Writer) error {
 	return sc.Err()
 }
 
-// refuseInitialNetns refuses to run in the namespace the test itself runs
-// in (the host's, normally) or in PID 1's where that can be read.
-func refuseInitialNetns() error {
+// RefuseHostNetns refuses to run in the network namespace of the process
+// that started this sender (its path in the environment variable env:
+// the host's, normally) or in PID 1's, where that can be read. Senders
+// call it first, so that a mistake cannot put test traffic on the host.
+func RefuseHostNetns(env string) error {
 	self, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
 		return fmt.Errorf("cannot tell network namespace: %w", err)
 	}
-	host := os.Getenv(hostNetnsEnv)
+	host := os.Getenv(env)
 	if host == "" {
-		return errors.New("refusing to run: the test's own network namespace is unknown")
+		return errors.New("refusing to run: the starting process's network namespace is unknown")
 	}
 	init, _ := os.Readlink("/proc/1/ns/net")
 	if self == host || self == init {
