@@ -44,6 +44,10 @@ func FullConfig() Config {
 		FootprintRanges: 100000, FloodSeconds: 5, ClassifyBenchtime: "1s", ClassifyCount: 1, ReloadProbeEveryMs: 1}
 }
 
+// steadyWait is how long after a cold load every filter is left before its
+// reload is measured.
+const steadyWait = 2 * time.Second
+
 // ErrCorrectness is returned (wrapped) when a filter let a denied user
 // through or blocked the allowed one: no figure of such a run counts.
 var ErrCorrectness = errors.New("correctness check failed")
@@ -607,7 +611,7 @@ func (h *Harness) reloadOne(rep int, f Filter, n int, r *ReloadResult) (err erro
 	// the daemon also writes its idle policy slot (so that reloads write
 	// only the difference), and the first reload within that moment waits
 	// for it.
-	time.Sleep(2 * time.Second)
+	time.Sleep(steadyWait)
 	// The probe: the denied user, every millisecond, to its future address.
 	h.reload.Reset()
 	dst := netip.AddrPortFrom(rs.Target(), reloadPort)

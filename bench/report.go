@@ -233,7 +233,7 @@ func Markdown(r *Results) string {
 			p("| %s | %s | %.2f | %.2f–%.2f | %.3f | %.1f | %.0f–%.0f | %.3f |", row.Filter, size, row.TCPGbps, tmin, tmax, row.TCPRatio, row.UDPKpps, umin, umax, row.UDPRatio)
 		}
 		p("")
-		p("Rule sets are equivalent: N distinct (uid, /30) pairs; iptables: one OUTPUT rule per range (`-o %s -d RANGE -m owner ! --uid-owner UID -j DROP`, the allowed user's last); nft: `ip daddr @prot meta skuid . ip daddr != @allow drop` with interval sets; net-tc-filter: one endpoint per range on `%s` (`default: allow`).", Iface, Iface)
+		p("Rule sets are equivalent: N distinct (uid, /30) pairs; iptables: one OUTPUT rule per range (`-o %s -d RANGE -m owner ! --uid-owner UID -j DROP`, the allowed user's last); nft: `ip daddr @prot meta skuid . ip daddr != @allow drop` with interval sets; net-tc-filter: one endpoint per range on `%s` (`default: allow`), in drop-ins of %d endpoints.", Iface, Iface, PerDropIn)
 	} else {
 		p("Not run.")
 	}
@@ -242,7 +242,7 @@ func Markdown(r *Results) string {
 	p("## 3. Policy load and reload")
 	p("")
 	if rl := r.Reload; rl != nil {
-		p("Medians of %d. cold: iptables-restore / nft -f run time into an empty namespace; net-tc-filter: start to READY=1 (live on the interface). reload: the allowed user's range is also granted to the denied user, who probes it every %g ms; *live* is from the change (net-tc-filter: the config file's rename) to the first probe through.", r.Config.ReloadReps, r.Config.ReloadProbeEveryMs)
+		p("Medians of %d. cold: iptables-restore / nft -f run time into an empty namespace; net-tc-filter: start to READY=1 (live on the interface). reload: the allowed user's range is also granted to the denied user, who probes it every %g ms; *live* is from the change (net-tc-filter: the changed drop-in's rename) to the first probe through, %g s after the cold load for every filter.", r.Config.ReloadReps, r.Config.ReloadProbeEveryMs, steadyWait.Seconds())
 		p("")
 		p("| filter | ranges | cold ms | reload command ms | reload live ms | rename → RELOADING=1 ms | `check` ms |")
 		p("|---|---:|---:|---:|---:|---:|---:|")
