@@ -186,3 +186,30 @@ func BenchmarkApply(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEncode measures laying out a reload's policy, alone: the part of
+// a swap done in Go before anything is written to the kernel. One range per
+// endpoint and user, as the daemon's benchmark (bench/) writes them.
+func BenchmarkEncode(b *testing.B) {
+	defaults := map[string]config.Action{"lo": config.Deny}
+	ifaces := []Iface{{Name: "lo", Index: 1}}
+	for _, n := range []int{10_000, 100_000} {
+		eps := make([]ep, n)
+		for i := range eps {
+			eps[i] = ep{name: fmt.Sprintf("r%d", i), ifaces: []string{"lo"},
+				ranges: []string{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 14), byte(i >> 6), byte(i << 2)}), 30).String()},
+				allow:  []string{fmt.Sprintf("uid:%d", 20000+i)}}
+		}
+		p := compile(b, defaults, eps...)
+		eps[n/2].allow = append(slices.Clip(eps[n/2].allow), "uid:1")
+		q := compile(b, defaults, eps...)
+		b.Run(fmt.Sprintf("one-changed/ranges=%d", n), func(b *testing.B) {
+			e := newEncoder(newCounterNames(4096))
+			i := 0
+			for b.Loop() {
+				e.encode([]*policy.Policy{p, q}[i%2], ifaces, uint32(i), LogNone)
+				i++
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"iter"
 	"maps"
 	"net/netip"
 	"slices"
@@ -48,6 +49,11 @@ type Rule struct {
 	Endpoints []string
 }
 
+// is reports whether an entry is the rule's range of the rule's endpoints.
+func (r Rule) is(ent policy.Entry) bool {
+	return r.Range == ent.Prefix && slices.Equal(r.Endpoints, ent.Endpoints)
+}
+
 type rangeEntry = entry[filterNtfRangeKey, filterNtfRange]
 
 // Contents is a whole policy in the kernel's layout: one slot's worth.
@@ -71,8 +77,9 @@ type encoder struct {
 	ifaceTables map[string]uint32 // interface name → its table's id, as last encoded
 	nextTable   uint32
 	rules       map[ruleKey]uint32
-	ruleList    []Rule // by id-1; appended to until the ids are compacted
-	sets        map[string]uint32
+	ruleList    []Rule               // by id-1; appended to until the ids are compacted
+	sets        map[string]uint32    // allow list (policy.Principals.Key) → owner set id
+	setList     []policy.Principals  // by id-1
 	prev        map[uint32][]ruleRef // by table id: its rules as last encoded
 }
 
@@ -94,6 +101,7 @@ func (e *encoder) reset() {
 	e.rules = map[ruleKey]uint32{}
 	e.ruleList = nil
 	e.sets = map[string]uint32{}
+	e.setList = nil
 	e.prev = nil
 }
 
@@ -147,70 +155,86 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	// Tables in id order, each sorted by prefix (IPv4 first): the ranges
 	// come out sorted by key, which lets a swap diff two policies in one
 	// pass.
-	sets := map[uint32]bool{}
+	var used []bool // by owner set id
 	prev := e.prev
 	e.prev = map[uint32][]ruleRef{}
 	for _, id := range slices.Sorted(maps.Keys(tables)) {
-		t, _ := p.Table(tables[id])
-		e.prev[id] = e.addTable(c, id, t, sets, prev[id])
+		e.prev[id], used = e.addTable(c, id, p.Entries(tables[id]), used, prev[id])
 	}
-	slices.SortFunc(c.Owners, func(a, b filterNtfOwnerKey) int {
-		return cmp.Or(cmp.Compare(a.Set, b.Set), cmp.Compare(a.Uid, b.Uid))
-	})
+	// In set id order, each set's uids sorted: the owners come out sorted
+	// by key.
+	for id, ok := range used {
+		if ok {
+			for _, uid := range e.setList[id-1].UIDs {
+				c.Owners = append(c.Owners, filterNtfOwnerKey{Set: uint32(id), Uid: uid})
+			}
+		}
+	}
 	c.Rules = e.ruleList
 	return c
 }
 
 // ruleRef is a rule of a table as last encoded, in the table's order.
 type ruleRef struct {
-	key ruleKey
-	id  uint32
+	id      uint32 // its range and endpoints: ruleList[id-1]
+	counter uint32 // its endpoints' counter
+	set     uint32 // its owner set; 0: none
 }
 
-// addTable encodes a table's entries and returns its rules. prev, the same
-// table's rules last time, is walked alongside: entries that did not change
-// find their ids without a map lookup.
-func (e *encoder) addTable(c *Contents, id uint32, t policy.Table, sets map[uint32]bool, prev []ruleRef) []ruleRef {
-	refs := make([]ruleRef, 0, len(t.Entries))
-	c.Ranges = slices.Grow(c.Ranges, len(t.Entries))
+// addTable encodes the entries of a table and returns its rules, and the owner
+// sets in use so far. prev, the same table's rules last time, is walked
+// alongside: entries that did not change find their ids without a lookup,
+// which on large policies is most of a reload's encoding time.
+func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry], used []bool, prev []ruleRef) ([]ruleRef, []bool) {
+	// Sized for the same table as last time: reloads mostly change little.
+	refs := make([]ruleRef, 0, len(prev))
+	c.Ranges = slices.Grow(c.Ranges, len(prev))
 	j := 0
-	for _, ent := range t.Entries {
-		k := ruleKey{prefix: ent.Prefix, endpoints: endpointsKey(ent.Endpoints)}
-		var rule uint32
-		for j < len(prev) && policy.ComparePrefix(prev[j].key.prefix, ent.Prefix) < 0 {
+	for ent := range entries {
+		for j < len(prev) && policy.ComparePrefix(e.ruleList[prev[j].id-1].Range, ent.Prefix) < 0 {
 			j++
 		}
-		if j < len(prev) && prev[j].key == k {
-			rule = prev[j].id
+		var ref ruleRef
+		if j < len(prev) && e.ruleList[prev[j].id-1].is(ent) {
+			ref = prev[j]
 		} else {
-			rule = e.rule(k, ent)
+			ref = ruleRef{id: e.rule(ent), counter: e.counters.endpoints(ent.Endpoints)}
 		}
-		refs = append(refs, ruleRef{k, rule})
-		v := filterNtfRange{Rule: rule, Counter: e.counters.endpoints(ent.Endpoints)}
+		switch {
+		case len(ent.Principals.UIDs) == 0:
+			ref.set = 0
+		case ref.set == 0 || !e.setList[ref.set-1].Equal(ent.Principals):
+			ref.set = e.set(ent.Principals)
+		}
+		refs = append(refs, ref)
+		v := filterNtfRange{Rule: ref.id, Counter: ref.counter, Owners: ref.set}
 		if ent.Principals.Everyone {
 			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_EVERYONE)
 		}
 		if ent.Principals.Unowned {
 			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_UNOWNED)
 		}
-		if len(ent.Principals.UIDs) > 0 {
-			key := ent.Principals.Key()
-			set, ok := e.sets[key]
-			if !ok {
-				set = uint32(len(e.sets)) + 1
-				e.sets[key] = set
+		if ref.set != 0 {
+			if int(ref.set) >= len(used) {
+				used = slices.Grow(used, int(ref.set)+1-len(used))[:ref.set+1]
 			}
-			if !sets[set] {
-				sets[set] = true
-				for _, uid := range ent.Principals.UIDs {
-					c.Owners = append(c.Owners, filterNtfOwnerKey{Set: set, Uid: uid})
-				}
-			}
-			v.Owners = set
+			used[ref.set] = true
 		}
 		c.Ranges = append(c.Ranges, rangeEntry{key: rangeKey(id, ent.Prefix), val: v})
 	}
-	return refs
+	return refs, used
+}
+
+// set gives an allow list its owner set id; an equal list keeps it.
+func (e *encoder) set(p policy.Principals) uint32 {
+	key := p.Key()
+	id, ok := e.sets[key]
+	if !ok {
+		e.setList = append(e.setList, p)
+		id = uint32(len(e.setList))
+		e.sets[key] = id
+	}
+	return id
 }
 
 func endpointsKey(names []string) string {
@@ -221,7 +245,8 @@ func endpointsKey(names []string) string {
 }
 
 // rule gives a (range, endpoints) pair its id; the same pair keeps it.
-func (e *encoder) rule(k ruleKey, ent policy.Entry) uint32 {
+func (e *encoder) rule(ent policy.Entry) uint32 {
+	k := ruleKey{prefix: ent.Prefix, endpoints: endpointsKey(ent.Endpoints)}
 	if id, ok := e.rules[k]; ok {
 		return id
 	}

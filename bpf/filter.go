@@ -460,23 +460,17 @@ func (f *Filter) update(slot uint32, old, c *Contents) error {
 		}
 		return out
 	}
-	if err := syncMap(sm.ifaces, ifaces(old.Ifaces), ifaces(c.Ifaces), cmp.Compare[uint32]); err != nil {
+	if err := syncMap(sm.ifaces, ifaces(old.Ifaces), ifaces(c.Ifaces), compareKeys[uint32, filterNtfIface](cmp.Compare[uint32]), entry[uint32, filterNtfIface].kv); err != nil {
 		return fmt.Errorf("update interface map: %w", err)
 	}
-	if err := syncMap(sm.ranges, old.Ranges, c.Ranges, compareRangeKeys); err != nil {
+	if err := syncMap(sm.ranges, old.Ranges, c.Ranges, compareKeys[filterNtfRangeKey, filterNtfRange](compareRangeKeys), rangeEntry.kv); err != nil {
 		return fmt.Errorf("update range map: %w", err)
-	}
-	owners := func(os []filterNtfOwnerKey) []entry[filterNtfOwnerKey, uint8] {
-		out := make([]entry[filterNtfOwnerKey, uint8], len(os))
-		for i, o := range os {
-			out[i] = entry[filterNtfOwnerKey, uint8]{o, 1}
-		}
-		return out
 	}
 	compareOwners := func(a, b filterNtfOwnerKey) int {
 		return cmp.Or(cmp.Compare(a.Set, b.Set), cmp.Compare(a.Uid, b.Uid))
 	}
-	if err := syncMap(sm.owners, owners(old.Owners), owners(c.Owners), compareOwners); err != nil {
+	member := func(o filterNtfOwnerKey) (filterNtfOwnerKey, uint8) { return o, 1 }
+	if err := syncMap(sm.owners, old.Owners, c.Owners, compareOwners, member); err != nil {
 		return fmt.Errorf("update owner map: %w", err)
 	}
 	return nil
@@ -488,15 +482,27 @@ type entry[K, V comparable] struct {
 	val V
 }
 
-// syncMap turns a map that holds have into one that holds want, both
-// sorted by compare: it deletes what is gone and writes what is new or
-// changed, in one pass over both.
-func syncMap[K, V comparable](m *ebpf.Map, have, want []entry[K, V], compare func(a, b K) int) error {
+func (e entry[K, V]) kv() (K, V) { return e.key, e.val }
+
+func compareKeys[K, V comparable](compare func(a, b K) int) func(a, b entry[K, V]) int {
+	return func(a, b entry[K, V]) int { return compare(a.key, b.key) }
+}
+
+// syncMap turns a map that holds have into one that holds want: both are
+// sorted by compare, which orders their keys, and kv makes an element a
+// map entry. It deletes what is gone and writes what is new or changed, in
+// one pass over both.
+func syncMap[E comparable, K, V any](m *ebpf.Map, have, want []E, compare func(a, b E) int, kv func(E) (K, V)) error {
 	var keys []K
 	var vals []V
 	var gone []K
 	i, j := 0, 0
 	for i < len(have) || j < len(want) {
+		// Most of a large policy is what it was.
+		if i < len(have) && j < len(want) && have[i] == want[j] {
+			i, j = i+1, j+1
+			continue
+		}
 		c := 0
 		switch {
 		case i == len(have):
@@ -504,20 +510,20 @@ func syncMap[K, V comparable](m *ebpf.Map, have, want []entry[K, V], compare fun
 		case j == len(want):
 			c = -1
 		default:
-			c = compare(have[i].key, want[j].key)
+			c = compare(have[i], want[j])
 		}
 		switch {
 		case c < 0:
-			gone = append(gone, have[i].key)
+			k, _ := kv(have[i])
+			gone = append(gone, k)
 			i++
-		case c > 0:
-			keys, vals = append(keys, want[j].key), append(vals, want[j].val)
+		default: // new, or the same key with another value
+			k, v := kv(want[j])
+			keys, vals = append(keys, k), append(vals, v)
 			j++
-		default:
-			if have[i].val != want[j].val {
-				keys, vals = append(keys, want[j].key), append(vals, want[j].val)
+			if c == 0 {
+				i++
 			}
-			i, j = i+1, j+1
 		}
 	}
 	for _, k := range gone {

@@ -70,7 +70,9 @@ func ParseOwner(s string, r policy.Resolver) (policy.Owner, error) {
 // A file written in place (cp, an editor without rename, `>`) is empty or
 // half-written for a moment. A reload that read it then would apply a
 // policy nobody wrote, maybe one without a protection. So a load counts
-// only when no file of the set changed while it was read.
+// only when no file of the set changed while it was read and for
+// settleTime from when reading began: a large set's own load time counts
+// toward that moment.
 const (
 	settleTime  = 20 * time.Millisecond
 	settleTries = 25
@@ -82,9 +84,9 @@ var errUnsettled = errors.New("the configuration files kept changing while being
 // loadSettled is load, repeated until the files stand still.
 func loadSettled(path string, r policy.Resolver, cache *config.Cache) (*config.Config, *policy.Policy, error) {
 	for range settleTries {
-		before := stamps(path)
+		before, began := stamps(path), time.Now()
 		cfg, p, err := load(path, r, cache)
-		time.Sleep(settleTime)
+		time.Sleep(settleTime - time.Since(began))
 		if maps.Equal(before, stamps(path)) {
 			return cfg, p, err
 		}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -92,7 +92,7 @@ type Service struct {
 
 	// Owned by the Run goroutine.
 	filter  *bpf.Filter
-	cfg     *config.Config
+	cfg     *config.Config // the live set's settings, without its endpoints (see policy)
 	policy  *policy.Policy
 	logMode bpf.LogMode
 	ifaces  []bpf.Iface  // the filtered ones, as last applied
@@ -241,6 +241,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.filter.Mirror(); err != nil {
 		s.log.Warn("prepare the idle policy slot; the next reload writes it whole", "err", err)
 	}
+	collect()
 
 	var watchdog <-chan time.Time
 	if d, err := watchdogInterval(); err != nil {
@@ -264,6 +265,7 @@ func (s *Service) Run(ctx context.Context) error {
 		case req := <-s.reloads:
 			gen, err := s.reload(true, "reload requested")
 			req.reply <- reloadResult{gen, err}
+			collect()
 		case ch, ok := <-changes:
 			if !ok {
 				s.log.Error("configuration watch ended; reload with SIGHUP")
@@ -271,6 +273,7 @@ func (s *Service) Run(ctx context.Context) error {
 				continue
 			}
 			s.reload(false, "changed: "+strings.Join(ch.Paths, ", "))
+			collect()
 		case <-links.C:
 			s.syncInterfaces(links.Gone())
 		case <-retry.C:
@@ -279,6 +282,14 @@ func (s *Service) Run(ctx context.Context) error {
 			s.notify.watchdog()
 		}
 	}
+}
+
+// collect runs the garbage collector once a load is done with, while the
+// daemon is idle. A large set's load leaves tens of megabytes of garbage:
+// collected now, the next reload starts with room to allocate in, instead
+// of running the collector while the change waits to go live.
+func collect() {
+	runtime.GC()
 }
 
 // reload loads the set again. A reload the watcher triggered is skipped
@@ -402,7 +413,7 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 		s.failed("reload failed, the running policy stays", why, err)
 		return s.filter.Generation(), err
 	}
-	if !asked && logMode == s.logMode && reflect.DeepEqual(p, s.policy) && reflect.DeepEqual(cfg.Log, s.cfg.Log) && cfg.OnStop == s.cfg.OnStop && cfg.Metrics == s.cfg.Metrics {
+	if !asked && logMode == s.logMode && p.Equal(s.policy) && cfg.Log == s.cfg.Log && cfg.OnStop == s.cfg.OnStop && cfg.Metrics == s.cfg.Metrics {
 		s.log.Debug("configuration unchanged", "why", why)
 		s.setError("") // a broken set was fixed back to the running one
 		s.setState(StateRunning)
@@ -447,7 +458,11 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	_, err = s.filter.Apply(p, all, logMode)
 	// Even a partly failed apply swapped the policy in: record what is
 	// live, so status and the next change start from the truth.
-	s.cfg, s.policy, s.logMode = cfg, p, logMode
+	// The endpoints live on compiled in p; a large set's are megabytes
+	// that every garbage collection would have to walk again.
+	kept := *cfg
+	kept.Endpoints = nil
+	s.cfg, s.policy, s.logMode = &kept, p, logMode
 	s.rate.Store(int64(cfg.Log.Rate))
 	s.ifaces = s.attached()
 	s.mu.Lock()

@@ -1,9 +1,9 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -102,7 +102,9 @@ func ownerArg(owner uint32) string {
 
 // readChecked reads a configuration file through openChecked. A refused
 // file is not read at all: its content means nothing until it is safe.
-func readChecked(path string, owner uint32) ([]byte, []string, error) {
+// The contents are read into buf and valid until its next use: a large set
+// is mostly files that did not change, whose contents are only hashed.
+func readChecked(path string, owner uint32, buf *bytes.Buffer) ([]byte, []string, error) {
 	f, refused, err := openChecked(path, owner, false)
 	if err != nil {
 		return nil, nil, err
@@ -111,11 +113,11 @@ func readChecked(path string, owner uint32) ([]byte, []string, error) {
 	if len(refused) > 0 {
 		return nil, refused, nil
 	}
-	data, err := io.ReadAll(f)
-	if err != nil {
+	buf.Reset()
+	if _, err := buf.ReadFrom(f); err != nil {
 		return nil, nil, fmt.Errorf("reading: %w", err)
 	}
-	return data, nil, nil
+	return buf.Bytes(), nil, nil
 }
 
 // dropIns lists the drop-in files of dir in lexical order. A missing dir

@@ -31,17 +31,31 @@ func (p *fileParser) pos(line int) Pos { return Pos{File: p.file, Line: line} }
 // values; its plain maps carry no positions, so a yaml.v3 node tree of the
 // same bytes is walked alongside to give every problem its line.
 func parseFile(file string, data []byte) (fileSettings, Errors) {
+	// Each file is a document of its own, merged with the others by
+	// SPEC's rules, not koanf's: the merge function takes the decoded
+	// document as it is. koanf's own merge and Raw() would copy the tree
+	// twice, a third of a large drop-in's load. The two parses are
+	// independent, and done at once.
+	var m map[string]any
+	decoded := make(chan error, 1)
+	go func() {
+		keep := koanf.WithMergeFunc(func(src, _ map[string]any) error {
+			m = src
+			return nil
+		})
+		decoded <- koanf.New(".").Load(rawbytes.Provider(data), yaml.Parser(), keep)
+	}()
 	p := &fileParser{file: file}
 	root, ok := p.tree(data)
+	err := <-decoded
 	if !ok || root == nil {
 		return fileSettings{}, p.errs
 	}
-	k := koanf.New(".")
-	if err := k.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+	if err != nil {
 		p.yamlError(err)
 		return fileSettings{}, p.errs
 	}
-	s := p.top(newVal(k.Raw(), root, 1))
+	s := p.top(newVal(m, root, 1))
 	return s, p.errs
 }
 

@@ -25,20 +25,44 @@ var ErrUnknown = errors.New("unknown")
 
 // Compile resolves a configuration set into a Policy. Every unresolvable
 // principal is reported, positioned where it was written, as config.Errors.
+//
+// The Policy shares the configuration's slices: neither is ever modified
+// once made. Large sets have 100 000 endpoints, and a reload compiles all
+// of them: what it allocates per endpoint is what the garbage collector
+// then spends the reload's time on.
 func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
-	p := &Policy{}
-	var errs config.Errors
+	p := &Policy{Endpoints: make([]Endpoint, len(cfg.Endpoints))}
+	n := 0
 	for _, e := range cfg.Endpoints {
-		pe := Endpoint{Name: e.Name, Ifaces: slices.Clone(e.Ifaces), Ranges: slices.Clone(e.Ranges)}
+		n += len(e.Allow)
+	}
+	// One array each for every endpoint's allow list and uids; each
+	// endpoint's part is clipped, so that an append copies.
+	texts := make([]string, 0, n)
+	uids := make([]uint32, 0, n)
+	var scratch []uint32
+	r = &memo{r: r, users: map[string]answer[uint32]{}, groups: map[string]answer[[]uint32]{}}
+	var errs config.Errors
+	for i, e := range cfg.Endpoints {
+		pe := &p.Endpoints[i]
+		*pe = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges}
+		start := len(texts)
+		scratch = scratch[:0]
 		for _, pr := range e.Allow {
-			pe.Allow = append(pe.Allow, pr.Text)
-			if err := resolve(&pe.Principals, pr, r); err != nil {
+			texts = append(texts, pr.Text)
+			if err := resolve(&pe.Principals, &scratch, pr, r); err != nil {
 				errs = append(errs, config.Error{Pos: pr.Pos, Msg: err.Error()})
 			}
 		}
-		slices.Sort(pe.Principals.UIDs)
-		pe.Principals.UIDs = slices.Compact(pe.Principals.UIDs)
-		p.Endpoints = append(p.Endpoints, pe)
+		if len(texts) > start {
+			pe.Allow = texts[start:len(texts):len(texts)]
+		}
+		if len(scratch) > 0 {
+			slices.Sort(scratch)
+			start := len(uids)
+			uids = append(uids, slices.Compact(scratch)...)
+			pe.Principals.UIDs = uids[start:len(uids):len(uids)]
+		}
 	}
 	for pat, s := range cfg.Interfaces {
 		def := s.Default
@@ -56,26 +80,57 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 	return p, nil
 }
 
-func resolve(into *Principals, pr config.Principal, r Resolver) error {
+// memo asks a Resolver once per name and compilation: a group that many
+// endpoints allow is one NSS lookup, and every endpoint sees the same
+// answer.
+type memo struct {
+	r      Resolver
+	users  map[string]answer[uint32]
+	groups map[string]answer[[]uint32]
+}
+
+type answer[T any] struct {
+	v   T
+	err error
+}
+
+func (m *memo) User(name string) (uint32, error) {
+	return ask(m.users, name, m.r.User)
+}
+
+func (m *memo) Group(name string) ([]uint32, error) {
+	return ask(m.groups, name, m.r.Group)
+}
+
+func ask[T any](known map[string]answer[T], name string, lookup func(string) (T, error)) (T, error) {
+	a, ok := known[name]
+	if !ok {
+		a.v, a.err = lookup(name)
+		known[name] = a
+	}
+	return a.v, a.err
+}
+
+func resolve(into *Principals, uids *[]uint32, pr config.Principal, r Resolver) error {
 	switch pr.Kind {
 	case config.PrincipalEveryone:
 		into.Everyone = true
 	case config.PrincipalUnowned:
 		into.Unowned = true
 	case config.PrincipalUID:
-		into.UIDs = append(into.UIDs, pr.UID)
+		*uids = append(*uids, pr.UID)
 	case config.PrincipalUser:
 		uid, err := r.User(pr.Name)
 		if err != nil {
 			return fmt.Errorf("allow %q: %w", pr.Text, err)
 		}
-		into.UIDs = append(into.UIDs, uid)
+		*uids = append(*uids, uid)
 	case config.PrincipalGroup:
-		uids, err := r.Group(pr.Name)
+		members, err := r.Group(pr.Name)
 		if err != nil {
 			return fmt.Errorf("allow %q: %w", pr.Text, err)
 		}
-		into.UIDs = append(into.UIDs, uids...)
+		*uids = append(*uids, members...)
 	default:
 		return fmt.Errorf("allow %q: unsupported principal", pr.Text)
 	}
@@ -91,15 +146,24 @@ var kernelDestinations = []netip.Addr{
 }
 
 func (p *Policy) rootWarnings() []string {
+	// Large sets name the same few interfaces 100 000 times.
+	seen := map[string]bool{}
 	var pats []string
+	add := func(pat string) {
+		if !seen[pat] {
+			seen[pat] = true
+			pats = append(pats, pat)
+		}
+	}
 	for _, s := range p.Interfaces {
-		pats = append(pats, s.Pattern)
+		add(s.Pattern)
 	}
 	for _, e := range p.Endpoints {
-		pats = append(pats, e.Ifaces...)
+		for _, pat := range e.Ifaces {
+			add(pat)
+		}
 	}
 	slices.Sort(pats)
-	pats = slices.Compact(pats)
 	var warns []string
 	for _, pat := range pats {
 		if p.Default(pat) != config.Deny {

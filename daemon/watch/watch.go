@@ -35,7 +35,7 @@ import (
 // the events of one save: the daemon checks on its own that the files stood
 // still while it read them.
 const (
-	DefaultDebounce = 50 * time.Millisecond
+	DefaultDebounce = 20 * time.Millisecond
 	DefaultMaxDelay = 2 * time.Second
 )
 
