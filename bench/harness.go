@@ -41,7 +41,7 @@ func QuickConfig() Config {
 // FullConfig is the run.
 func FullConfig() Config {
 	return Config{Reps: 5, Seconds: 2, ThroughputSizes: []int{1, 100, 10000}, ReloadSizes: []int{100, 10000, 100000}, ReloadReps: 3,
-		FootprintRanges: 100000, FloodSeconds: 5, ClassifyBenchtime: "1s", ClassifyCount: 1, ReloadProbeEveryMs: 1}
+		FootprintRanges: 100000, FloodSeconds: 5, ClassifyBenchtime: "1s", ClassifyCount: 3, ReloadProbeEveryMs: 1}
 }
 
 // steadyWait is how long after a cold load every filter is left before its
