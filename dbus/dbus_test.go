@@ -73,7 +73,10 @@ func (b *bed) start(t *testing.T) {
 	b.d = testnet.StartDaemon(t, b.tp.Client, testnet.DaemonOptions{
 		Config: b.main, PinDir: b.pins, Env: []string{b.bus.Env()},
 	})
+	// The bus name is served while the daemon is still starting: wait
+	// for both.
 	b.d.WaitLog(t, "serving org.nettcfilter1", 10*time.Second)
+	b.d.WaitLog(t, "started: ", 10*time.Second)
 }
 
 func write(t *testing.T, path, content string) {
