@@ -74,9 +74,18 @@ func (b *bed) start(t *testing.T) {
 		Config: b.main, PinDir: b.pins, Env: []string{b.bus.Env()},
 	})
 	// The bus name is served while the daemon is still starting: wait
-	// for both.
+	// until the object says it runs.
 	b.d.WaitLog(t, "serving org.nettcfilter1", 10*time.Second)
-	b.d.WaitLog(t, "started: ", 10*time.Second)
+	c := conn(t, b.bus)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		v, err := obj(c).GetProperty(Interface + ".State")
+		if err == nil && v.Value() == "running" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("State = %v (%v) 10 s after the daemon served its name, want running", v, err)
+		}
+	}
 }
 
 func write(t *testing.T, path, content string) {

@@ -120,6 +120,11 @@ func serveOnce(ctx context.Context, opts ServerOptions) error {
 	for len(opts.Events) > 0 {
 		<-opts.Events
 	}
+	// What they changed is not: the daemon may have moved on (finished
+	// starting, say) between the export and the drain.
+	if err := obj.refresh(); err != nil {
+		return err
+	}
 
 	counters := time.NewTicker(time.Second)
 	defer counters.Stop()
