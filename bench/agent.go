@@ -22,8 +22,6 @@ import (
 // destination the kernel would send from outside LinkNet, then drops to the
 // user before it opens a socket (a socket's owner is fixed when it is made).
 
-const hostNetnsEnv = "NTFB_HOST_NETNS"
-
 // AgentCommand is the first argument that makes the harness an agent.
 const AgentCommand = "agent"
 
@@ -39,13 +37,13 @@ func agentCmd(ns *NS, u User, args ...string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find the harness executable: %w", err)
 	}
-	host, err := hostNetns()
+	host, err := testnet.HostNetnsEnv()
 	if err != nil {
 		return nil, err
 	}
 	all := append([]string{AgentCommand, "-uid", strconv.Itoa(u.UID), "-gid", strconv.Itoa(u.GID)}, args...)
 	cmd := ns.Command(exe, all...)
-	cmd.Env = append(os.Environ(), hostNetnsEnv+"="+host)
+	cmd.Env = append(os.Environ(), host)
 	return cmd, nil
 }
 
@@ -62,7 +60,7 @@ func AgentMain(args []string, stdout io.Writer) error {
 	if *uid < 0 || *gid < 0 || fs.NArg() == 0 {
 		return errors.New("agent: need -uid, -gid and an operation")
 	}
-	if err := testnet.RefuseHostNetns(hostNetnsEnv); err != nil {
+	if err := testnet.RefuseHostNetns(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	op, rest := fs.Arg(0), fs.Args()[1:]

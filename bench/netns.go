@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 
@@ -52,12 +51,6 @@ func (n *NS) Command(name string, args ...string) *exec.Cmd {
 // Run runs a command inside the namespace.
 func (n *NS) Run(name string, args ...string) (string, error) {
 	return output(n.Command(name, args...))
-}
-
-// IP runs `ip -n NS args...`.
-func (n *NS) IP(args ...string) error {
-	_, err := Output("ip", append([]string{"-n", n.Name}, args...)...)
-	return err
 }
 
 // Topology is a client namespace whose Iface is a veth to a server
@@ -139,13 +132,4 @@ func output(cmd *exec.Cmd) (string, error) {
 		return stdout.String(), fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
-}
-
-// hostNetns is the harness's own network namespace, which no sender may use.
-func hostNetns() (string, error) {
-	s, err := os.Readlink("/proc/self/ns/net")
-	if err != nil {
-		return "", fmt.Errorf("cannot tell the network namespace: %w", err)
-	}
-	return s, nil
 }

@@ -59,11 +59,11 @@ func StartAgent(t testing.TB, ns *NS, uid uint32) *Agent {
 	// Started as root inside the namespace; the agent drops to uid itself
 	// before it opens any socket (the owner is fixed at socket creation).
 	cmd := ns.Command(exe)
-	host, err := os.Readlink("/proc/self/ns/net")
+	host, err := HostNetnsEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Env = append(os.Environ(), agentEnv+"="+strconv.FormatUint(uint64(uid), 10), hostNetnsEnv+"="+host)
+	cmd.Env = append(os.Environ(), agentEnv+"="+strconv.FormatUint(uint64(uid), 10), host)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -171,7 +171,7 @@ func runAgent(uidText string, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := RefuseHostNetns(hostNetnsEnv); err != nil {
+	if err := RefuseHostNetns(); err != nil {
 		return err
 	}
 	if err := syscall.Setgroups(nil); err != nil {
@@ -190,16 +190,26 @@ func runAgent(uidText string, in io.Reader, out io.Writer) error {
 	return sc.Err()
 }
 
+// HostNetnsEnv is the environment entry that hands a sender started from
+// this process the network namespace it must refuse: this process's.
+func HostNetnsEnv() (string, error) {
+	host, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return "", fmt.Errorf("cannot tell network namespace: %w", err)
+	}
+	return hostNetnsEnv + "=" + host, nil
+}
+
 // RefuseHostNetns refuses to run in the network namespace of the process
-// that started this sender (its path in the environment variable env:
-// the host's, normally) or in PID 1's, where that can be read. Senders
-// call it first, so that a mistake cannot put test traffic on the host.
-func RefuseHostNetns(env string) error {
+// that started this sender (handed over by HostNetnsEnv: the host's,
+// normally) or in PID 1's, where that can be read. Senders call it first,
+// so that a mistake cannot put test traffic on the host.
+func RefuseHostNetns() error {
 	self, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
 		return fmt.Errorf("cannot tell network namespace: %w", err)
 	}
-	host := os.Getenv(env)
+	host := os.Getenv(hostNetnsEnv)
 	if host == "" {
 		return errors.New("refusing to run: the starting process's network namespace is unknown")
 	}
