@@ -146,24 +146,12 @@ var kernelDestinations = []netip.Addr{
 }
 
 func (p *Policy) rootWarnings() []string {
-	// Large sets name the same few interfaces 100 000 times.
-	seen := map[string]bool{}
-	var pats []string
-	add := func(pat string) {
-		if !seen[pat] {
-			seen[pat] = true
-			pats = append(pats, pat)
-		}
-	}
+	pats := p.endpointPatterns()
 	for _, s := range p.Interfaces {
-		add(s.Pattern)
-	}
-	for _, e := range p.Endpoints {
-		for _, pat := range e.Ifaces {
-			add(pat)
-		}
+		pats = append(pats, s.Pattern)
 	}
 	slices.Sort(pats)
+	pats = slices.Compact(pats)
 	var warns []string
 	for _, pat := range pats {
 		if p.Default(pat) != config.Deny {

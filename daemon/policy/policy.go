@@ -263,20 +263,30 @@ type Table struct {
 // an interface when one of its patterns matches, so interfaces matched by
 // the same patterns have the same endpoints.
 func (p *Policy) TableKey(iface string) string {
-	seen := map[string]bool{}
 	var matched []string
+	for _, pat := range p.endpointPatterns() {
+		if MatchIface(pat, iface) {
+			matched = append(matched, pat)
+		}
+	}
+	return string(p.Default(iface)) + "\x00" + strings.Join(matched, "\x00")
+}
+
+// endpointPatterns lists the interface names and globs that endpoints
+// name, each once, sorted. Large sets name the same few 100 000 times.
+func (p *Policy) endpointPatterns() []string {
+	seen := map[string]bool{}
+	var pats []string
 	for _, e := range p.Endpoints {
 		for _, pat := range e.Ifaces {
 			if !seen[pat] {
 				seen[pat] = true
-				if MatchIface(pat, iface) {
-					matched = append(matched, pat)
-				}
+				pats = append(pats, pat)
 			}
 		}
 	}
-	slices.Sort(matched)
-	return string(p.Default(iface)) + "\x00" + strings.Join(matched, "\x00")
+	slices.Sort(pats)
+	return pats
 }
 
 // ComparePrefix orders prefixes as tables list them: IPv4 first, then by
