@@ -61,9 +61,10 @@ test: deps check-generated lint build
 	$(MAKE) e2e
 	$(MAKE) kernels KERNELS="bookworm trixie"
 
-# Issue 6: net-tc-filter vs iptables -m owner vs nftables meta skuid on one
-# veth pair between two throwaway namespaces (bench/cmd/ntf-bench): the
-# classifier under BPF_PROG_TEST_RUN, throughput (iperf3 TCP, 64-byte UDP),
+# Issue 6: net-tc-filter vs iptables -m owner vs nftables meta skuid, each on
+# a veth pair between throwaway namespaces (bench/cmd/ntf-bench): the
+# classifier under BPF_PROG_TEST_RUN, throughput (iperf3 TCP, 64-byte UDP
+# through all four lanes in turns),
 # load/reload, daemon footprint under a flood. Writes bench/results.json,
 # bench/results.md and bench/results.svg; exits 1 only when a filter lets
 # the denied user through or blocks the allowed one (speed goals are

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,7 +50,9 @@ func agentCmd(ns *NS, u User, args ...string) (*exec.Cmd, error) {
 
 // AgentMain is the agent: `agent -uid U -gid G send -dst A:P ...` sends
 // datagrams and prints how many the socket took; `agent -uid U -gid G exec
-// -dst A -- PROG ARGS` checks dst, drops to the user and execs PROG (iperf3).
+// -dst A -- PROG ARGS` checks dst, drops to the user and execs PROG (iperf3);
+// `agent -uid U -gid G alternate -dst A:P -netns N1,N2,...` sends from one
+// socket in each namespace in turn (see alternate).
 func AgentMain(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	uid := fs.Int("uid", -1, "user id to send as")
@@ -71,12 +74,21 @@ func AgentMain(args []string, stdout io.Writer) error {
 	dur := ofs.Duration("dur", 0, "send: stop after this long (0: after -n)")
 	size := ofs.Int("size", 64, "send: UDP payload bytes")
 	ports := ofs.Int("ports", 1, "send: cycle the destination port over this many ports from -dst's (distinct decisions for the log)")
+	netnsList := ofs.String("netns", "", "alternate: comma-separated client namespaces, one socket in each")
+	slice := ofs.Duration("slice", 20*time.Millisecond, "alternate: how long each socket sends before the next one's turn")
+	cpu := ofs.Int("cpu", -1, "alternate: CPU to send from (-1: any)")
 	if err := ofs.Parse(rest); err != nil {
 		return err
 	}
 	dst, err := parseDst(*dstText)
 	if err != nil {
 		return err
+	}
+	if op == "alternate" {
+		if *dur <= 0 || *slice <= 0 || *netnsList == "" {
+			return errors.New("agent alternate: need -netns, -dur and -slice")
+		}
+		return alternate(stdout, strings.Split(*netnsList, ","), dst, *uid, *gid, *size, *slice, *dur, *cpu)
 	}
 	if err := checkSource(dst); err != nil {
 		return err

@@ -134,7 +134,7 @@ func TestQuickRun(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	// 4 throughput variants, 3 reload filters, footprint: before, flood, after.
+	// 4 throughput lanes, 3 reload filters, footprint: before, flood, after.
 	if len(res.Correctness) != 4+3+3 {
 		t.Errorf("%d correctness checks, want 10: %+v", len(res.Correctness), res.Correctness)
 	}

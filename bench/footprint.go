@@ -78,7 +78,7 @@ func (s Snapshot) withCPU(cpu, el time.Duration) Snapshot {
 
 // rxPackets is the server side's received packet count on the veth.
 func (h *Harness) rxPackets() (int64, error) {
-	out, err := h.tp.Server.Run("ip", "-j", "-s", "link", "show", "dev", Iface)
+	out, err := h.main.tp.Server.Run("ip", "-j", "-s", "link", "show", "dev", Iface)
 	if err != nil {
 		return 0, err
 	}
@@ -105,7 +105,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 		idleWin = time.Second
 	}
 	// Idle with the harmless configuration (protects nothing).
-	d, err := StartDaemon(h.opts.Daemon, h.tp.Client, HarmlessYAML(), time.Minute)
+	d, err := StartDaemon(h.opts.Daemon, h.main.tp.Client, HarmlessYAML(), time.Minute)
 	if err != nil {
 		return fmt.Errorf("daemon, harmless config: %w", err)
 	}
@@ -124,7 +124,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 
 	// Idle with N ranges, then a flood.
 	rs := h.ruleSet(h.opts.FootprintRanges)
-	d, err = StartDaemon(h.opts.Daemon, h.tp.Client, rs.Ours(), 5*time.Minute)
+	d, err = StartDaemon(h.opts.Daemon, h.main.tp.Client, rs.Ours(), 5*time.Minute)
 	if err != nil {
 		return fmt.Errorf("daemon, %d ranges: %w", rs.N, err)
 	}
@@ -135,7 +135,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 	}
 	r.Loaded.Ranges = rs.N
 	h.logf("   idle, %d ranges: RSS %d KiB, CPU %.2f%%", rs.N, r.Loaded.RSSKiB, r.Loaded.CPUPercent)
-	if _, err := h.check("footprint", NameOurs, rs); err != nil {
+	if _, err := h.check(h.main, "footprint", NameOurs, rs); err != nil {
 		return err
 	}
 
@@ -155,7 +155,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 	// the rate limit has to hold), 64-byte datagrams as fast as it can.
 	snap, err := window(d.Pid(), dur, func() error {
 		var err error
-		fl.Sent, _, err = h.sendAs(h.deny, netip.AddrPortFrom(rs.Target(), floodPort), "-dur", dur.String(), "-size", "64", "-ports", strconv.Itoa(fl.Ports))
+		fl.Sent, _, err = h.sendAs(h.main, h.deny, netip.AddrPortFrom(rs.Target(), floodPort), "-dur", dur.String(), "-size", "64", "-ports", strconv.Itoa(fl.Ports))
 		return err
 	})
 	if err != nil {
@@ -193,7 +193,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 		return fmt.Errorf("%w: flood: %d sent, %d arrived at the server", ErrCorrectness, fl.Sent, fl.ServerRx)
 	}
 	// The allowed user still gets through after the flood.
-	if _, err := h.check("after flood", NameOurs, rs); err != nil {
+	if _, err := h.check(h.main, "after flood", NameOurs, rs); err != nil {
 		return err
 	}
 	return nil

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,7 +39,7 @@ func QuickConfig() Config {
 
 // FullConfig is the issue's run.
 func FullConfig() Config {
-	return Config{Reps: 5, Seconds: 2, ThroughputSizes: []int{1, 100, 10000}, ReloadSizes: []int{100, 10000, 100000}, ReloadReps: 3,
+	return Config{Reps: 7, Seconds: 1, ThroughputSizes: []int{1, 100, 10000}, ReloadSizes: []int{100, 10000, 100000}, ReloadReps: 3,
 		FootprintRanges: 100000, FloodSeconds: 5, ClassifyBenchtime: "1s", ClassifyCount: 3, ReloadProbeEveryMs: 1}
 }
 
@@ -55,6 +54,7 @@ var ErrCorrectness = errors.New("correctness check failed")
 // Ports on the server.
 const (
 	probePort  = 9000 // correctness probes
+	sinkPort   = 9002 // part 2's datagrams
 	reloadPort = 9001 // the reload probe
 	floodPort  = 9100 // the flood (and the ports above it)
 	iperfPort  = 5201
@@ -62,13 +62,12 @@ const (
 
 // Harness runs the parts on one topology.
 type Harness struct {
-	opts          Options
-	tp            *Topology
-	allow, deny   User
-	madeUsers     []string
-	probe, reload *Counter
-	iperf         map[netip.Addr]*exec.Cmd
-	res           *Results
+	opts        Options
+	main        *lane // parts 3 and 4; part 2 makes a lane per filter
+	allow, deny User
+	madeUsers   []string
+	reload      *Counter
+	res         *Results
 }
 
 // Run sets up the namespaces and users, runs every part and returns the
@@ -140,32 +139,12 @@ func (h *Harness) setup() error {
 			return err
 		}
 	}
-	if h.tp, err = NewTopology(); err != nil {
+	if h.main, err = newLane(); err != nil {
 		return err
 	}
-	if h.probe, err = NewCounter(h.tp.Server, probePort); err != nil {
+	if h.reload, err = NewCounter(h.main.tp.Server, reloadPort); err != nil {
 		return err
 	}
-	if h.reload, err = NewCounter(h.tp.Server, reloadPort); err != nil {
-		return err
-	}
-	h.iperf = map[netip.Addr]*exec.Cmd{}
-	return nil
-}
-
-// iperfServer starts an iperf3 server bound to dst (once per address):
-// an unbound UDP server would answer from the veth's address, which the
-// client's connected socket ignores.
-func (h *Harness) iperfServer(dst netip.Addr) error {
-	if _, ok := h.iperf[dst]; ok {
-		return nil
-	}
-	cmd := h.tp.Server.Command("iperf3", "-s", "-B", dst.String(), "-p", strconv.Itoa(iperfPort))
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("iperf3 server on %s: %w", dst, err)
-	}
-	h.iperf[dst] = cmd
-	time.Sleep(300 * time.Millisecond) // until it listens
 	return nil
 }
 
@@ -212,17 +191,11 @@ func (h *Harness) ensureUser(name string) (User, error) {
 }
 
 func (h *Harness) close() {
-	for _, cmd := range h.iperf {
-		cmd.Process.Kill()
-		cmd.Wait()
+	if h.reload != nil {
+		h.reload.Close()
 	}
-	for _, c := range []*Counter{h.probe, h.reload} {
-		if c != nil {
-			c.Close()
-		}
-	}
-	if h.tp != nil {
-		h.tp.Close()
+	if h.main != nil {
+		h.main.close()
 	}
 	for _, name := range h.madeUsers {
 		if _, err := Output("userdel", name); err != nil {
@@ -233,11 +206,11 @@ func (h *Harness) close() {
 
 func (h *Harness) ruleSet(n int) RuleSet { return RuleSet{N: n, Allowed: h.allow.UID} }
 
-// sendAs runs the agent as u: send datagrams to dst and report how many
-// writes it tried and how many the socket took (netfilter's drops fail
-// the write with EPERM; tc's are silent).
-func (h *Harness) sendAs(u User, dst netip.AddrPort, args ...string) (tried, sent int64, err error) {
-	cmd, err := agentCmd(h.tp.Client, u, append([]string{"send", "-dst", dst.String()}, args...)...)
+// sendAs runs the agent as u in the lane's client: send datagrams to dst
+// and report how many writes it tried and how many the socket took
+// (netfilter's drops fail the write with EPERM; tc's are silent).
+func (h *Harness) sendAs(l *lane, u User, dst netip.AddrPort, args ...string) (tried, sent int64, err error) {
+	cmd, err := agentCmd(l.tp.Client, u, append([]string{"send", "-dst", dst.String()}, args...)...)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -251,26 +224,26 @@ func (h *Harness) sendAs(u User, dst netip.AddrPort, args ...string) (tried, sen
 	return tried, sent, nil
 }
 
-// check probes the live filter: 200 paced datagrams from each user to the
-// allowed user's address. With a filter the denied user's must all be
-// dropped and the allowed user's all arrive; without one, all arrive.
-func (h *Harness) check(part, filter string, rs RuleSet) (Check, error) {
+// check probes the filter live on the lane: 200 paced datagrams from each
+// user to the allowed user's address. With a filter the denied user's must
+// all be dropped and the allowed user's all arrive; without one, all arrive.
+func (h *Harness) check(l *lane, part, filter string, rs RuleSet) (Check, error) {
 	c := Check{Part: part, Filter: filter, Size: rs.N}
 	dst := netip.AddrPortFrom(rs.Target(), probePort)
 	// sent counts attempts: a write netfilter refused is a datagram
 	// dropped, and must not shrink what the allowed user is owed.
 	count := func(u User) (sent, got int64, err error) {
-		h.probe.Reset()
-		sent, _, err = h.sendAs(u, dst, "-n", "200", "-gap", "200us")
+		l.probe.Reset()
+		sent, _, err = h.sendAs(l, u, dst, "-n", "200", "-gap", "200us")
 		if err != nil {
 			return 0, 0, err
 		}
 		deadline := time.Now().Add(time.Second)
-		for h.probe.Count() < sent && time.Now().Before(deadline) {
+		for l.probe.Count() < sent && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		time.Sleep(50 * time.Millisecond) // late arrivals of what should be dropped
-		return sent, h.probe.Count(), nil
+		return sent, l.probe.Count(), nil
 	}
 	var err error
 	if c.AllowedSent, c.AllowedGot, err = count(h.allow); err != nil {
@@ -330,185 +303,11 @@ func (h *Harness) classify(ctx context.Context) error {
 
 // --- part 2 ---------------------------------------------------------------
 
-type variant struct {
-	f    Filter
-	size int
-}
-
-func (h *Harness) filters() (ipt, nft Filter, ours *Ours) {
-	return Iptables{NS: h.tp.Client}, Nft{NS: h.tp.Client}, &Ours{Bin: h.opts.Daemon, NS: h.tp.Client}
-}
-
-func (h *Harness) throughput(ctx context.Context) error {
-	ipt, nft, ours := h.filters()
-	variants := []variant{{noFilter{}, 0}}
-	for _, n := range h.opts.ThroughputSizes {
-		variants = append(variants, variant{ipt, n}, variant{nft, n}, variant{ours, n})
-	}
-	r := &ThroughputResult{}
-	h.res.Throughput = r
-	for rep := range h.opts.Reps {
-		// Interleaved: every repetition runs every variant, starting at
-		// a different one, so drift touches them all alike.
-		order := slices.Clone(variants)
-		k := rep % len(order)
-		order = append(order[k:], order[:k]...)
-		for _, v := range order {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := h.throughputOne(rep, v, r); err != nil {
-				return err
-			}
-		}
-	}
-	none := ThroughputRow{Filter: NameNone}
-	none.TCPGbps, none.UDPKpps = medianOf(r.Samples, NameNone, 0)
-	none.TCPRatio, none.UDPRatio = 1, 1
-	r.Rows = append(r.Rows, none)
-	for _, v := range variants[1:] {
-		row := ThroughputRow{Filter: v.f.Name(), Size: v.size}
-		row.TCPGbps, row.UDPKpps = medianOf(r.Samples, v.f.Name(), v.size)
-		row.TCPRatio, row.UDPRatio = ratio(row.TCPGbps, none.TCPGbps), ratio(row.UDPKpps, none.UDPKpps)
-		r.Rows = append(r.Rows, row)
-	}
-	return nil
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
-}
-
-func medianOf(samples []ThroughputSample, filter string, size int) (tcp, udp float64) {
-	var t, u []float64
-	for _, s := range samples {
-		if s.Filter != filter || s.Size != size {
-			continue
-		}
-		if s.Test == "tcp" {
-			t = append(t, s.Value)
-		} else {
-			u = append(u, s.Value)
-		}
-	}
-	if len(t) > 0 {
-		tcp = Median(t)
-	}
-	if len(u) > 0 {
-		udp = Median(u)
-	}
-	return tcp, udp
-}
-
-func (h *Harness) throughputOne(rep int, v variant, r *ThroughputResult) (err error) {
-	rs := h.ruleSet(max(v.size, 1))
-	if _, err := v.f.Apply(rs); err != nil {
-		return fmt.Errorf("apply %s at %d rules: %w", v.f.Name(), v.size, err)
-	}
-	defer func() {
-		if rerr := v.f.Remove(); rerr != nil && err == nil {
-			err = fmt.Errorf("remove %s: %w", v.f.Name(), rerr)
-		}
-	}()
-	if _, err := h.check("throughput", v.f.Name(), rs); err != nil {
-		return err
-	}
-	time.Sleep(300 * time.Millisecond) // the daemon logs the check's denied datagrams
-	tcp, err := h.iperf3(rs.Target(), false)
-	if err != nil {
-		return fmt.Errorf("%s at %d rules: %w", v.f.Name(), v.size, err)
-	}
-	udp, err := h.iperf3(rs.Target(), true)
-	if err != nil {
-		return fmt.Errorf("%s at %d rules: %w", v.f.Name(), v.size, err)
-	}
-	r.Samples = append(r.Samples,
-		ThroughputSample{Rep: rep, Filter: v.f.Name(), Size: v.size, Test: "tcp", Value: tcp, Unit: "Gbit/s"},
-		ThroughputSample{Rep: rep, Filter: v.f.Name(), Size: v.size, Test: "udp64", Value: udp, Unit: "kpps"})
-	h.logf("   rep %d %-14s %6d rules: TCP %6.2f Gbit/s, UDP 64 B %7.1f kpps received", rep+1, v.f.Name(), v.size, tcp, udp)
-	return nil
-}
-
-// iperf3 runs one iperf3 client as the allowed user: TCP single stream
-// (Gbit/s received) or 64-byte UDP as fast as it goes (kpps received).
-func (h *Harness) iperf3(dst netip.Addr, udp bool) (float64, error) {
-	secs := strconv.FormatFloat(h.opts.Seconds, 'f', -1, 64)
-	if err := h.iperfServer(dst); err != nil {
-		return 0, err
-	}
-	args := []string{"exec", "-dst", dst.String(), "iperf3", "-c", dst.String(), "-p", strconv.Itoa(iperfPort),
-		"-B", ClientAddr.String(), "-t", secs, "-J"}
-	if udp {
-		args = append(args, "-u", "-l", "64", "-b", "0")
-	}
-	var out string
-	var err error
-	// The server takes one test at a time and may still be finishing the
-	// last one: retry a busy server briefly.
-	for try := 0; ; try++ {
-		var cmd *exec.Cmd
-		if cmd, err = agentCmd(h.tp.Client, h.allow, args...); err != nil {
-			return 0, err
-		}
-		out, err = output(cmd)
-		if err == nil || try == 5 || !strings.Contains(out+err.Error(), "busy") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("iperf3: %w; %s", err, lastLines(out, 5))
-	}
-	return parseIperf3(out, udp)
-}
-
-func lastLines(s string, n int) string {
-	l := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(l[max(len(l)-n, 0):], "\n")
-}
-
-// parseIperf3 reads iperf3 -J output: TCP Gbit/s received, or UDP
-// thousands of datagrams per second received (sent minus lost).
-func parseIperf3(out string, udp bool) (float64, error) {
-	var j struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-			Sum struct {
-				Seconds     float64 `json:"seconds"`
-				Packets     int64   `json:"packets"`
-				LostPackets int64   `json:"lost_packets"`
-			} `json:"sum"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(out), &j); err != nil {
-		return 0, fmt.Errorf("iperf3 JSON: %w", err)
-	}
-	if j.Error != "" {
-		return 0, fmt.Errorf("iperf3: %s", j.Error)
-	}
-	if !udp {
-		if j.End.SumReceived.BitsPerSecond <= 0 {
-			return 0, errors.New("iperf3: no TCP throughput in the output")
-		}
-		return j.End.SumReceived.BitsPerSecond / 1e9, nil
-	}
-	s := j.End.Sum
-	if s.Seconds <= 0 || s.Packets <= 0 {
-		return 0, errors.New("iperf3: no UDP packet counts in the output")
-	}
-	return float64(s.Packets-s.LostPackets) / s.Seconds / 1e3, nil
-}
-
 // --- part 3 ---------------------------------------------------------------
 
 func (h *Harness) reloads(ctx context.Context) error {
-	ipt, nft, ours := h.filters()
+	c := h.main.tp.Client
+	ipt, nft, ours := Iptables{NS: c}, Nft{NS: c}, &Ours{Bin: h.opts.Daemon, NS: c}
 	r := &ReloadResult{}
 	h.res.Reload = r
 	checkMs := map[int]float64{}
@@ -604,7 +403,7 @@ func (h *Harness) reloadOne(rep int, f Filter, n int, r *ReloadResult) (err erro
 		}
 	}()
 	r.Samples = append(r.Samples, ReloadSample{Filter: f.Name(), Size: n, Kind: "cold", Rep: rep, CommandMs: ms(coldD)})
-	if _, err := h.check("reload", f.Name(), rs); err != nil {
+	if _, err := h.check(h.main, "reload", f.Name(), rs); err != nil {
 		return err
 	}
 	// Steady state, the same wait for every filter: right after its start
@@ -616,7 +415,7 @@ func (h *Harness) reloadOne(rep int, f Filter, n int, r *ReloadResult) (err erro
 	h.reload.Reset()
 	dst := netip.AddrPortFrom(rs.Target(), reloadPort)
 	every := time.Duration(h.opts.ReloadProbeEveryMs * float64(time.Millisecond))
-	probe, err := agentCmd(h.tp.Client, h.deny, "send", "-dst", dst.String(), "-gap", every.String(), "-dur", "5m")
+	probe, err := agentCmd(h.main.tp.Client, h.deny, "send", "-dst", dst.String(), "-gap", every.String(), "-dur", "5m")
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,9 @@ type ClassifyResult struct {
 	Error   string        `json:"error,omitempty"`
 }
 
-// ThroughputSample is one iperf3 run.
+// ThroughputSample is one lane's figure in one round: an iperf3 run (TCP),
+// or its share of the alternating sender's datagrams (UDP). Rounds of the
+// same size and rep ran side by side; "none" is measured at every size.
 type ThroughputSample struct {
 	Rep    int     `json:"rep"`
 	Filter string  `json:"filter"`
@@ -65,23 +67,40 @@ type ThroughputSample struct {
 	Test   string  `json:"test"` // tcp | udp64
 	Value  float64 `json:"value"`
 	Unit   string  `json:"unit"` // Gbit/s | kpps
+	// Arrived is the share of the datagrams that reached the server (UDP).
+	Arrived float64 `json:"arrived,omitempty"`
 }
 
-// ThroughputRow is the medians of one filter at one size, and their ratio
-// to the medians without a filter.
+// ThroughputRow is one filter at one size: the medians of its rounds, and
+// the medians of its rounds' ratios to no filter in the same round.
 type ThroughputRow struct {
-	Filter   string  `json:"filter"`
-	Size     int     `json:"rules"`
-	TCPGbps  float64 `json:"tcp_gbps_median"`
-	UDPKpps  float64 `json:"udp64_kpps_median"`
-	TCPRatio float64 `json:"tcp_ratio"`
-	UDPRatio float64 `json:"udp64_ratio"`
+	Filter     string  `json:"filter"`
+	Size       int     `json:"rules"`
+	TCPGbps    float64 `json:"tcp_gbps_median"`
+	UDPKpps    float64 `json:"udp64_kpps_median"`
+	TCPRatio   float64 `json:"tcp_ratio"`
+	UDPRatio   float64 `json:"udp64_ratio"`
+	UDPArrived float64 `json:"udp64_arrived"`
+}
+
+// Comparison is net-tc-filter against a peer at one size in one test: the
+// rounds in which it was ahead and behind, and the sign test's verdict.
+type Comparison struct {
+	Test    string `json:"test"`
+	Size    int    `json:"rules"`
+	Peer    string `json:"peer"`
+	Ahead   int    `json:"rounds_ahead"`
+	Behind  int    `json:"rounds_behind"`
+	Verdict string `json:"verdict"` // ahead | behind | tie
 }
 
 // ThroughputResult is part 2.
 type ThroughputResult struct {
-	Samples []ThroughputSample `json:"samples"`
-	Rows    []ThroughputRow    `json:"rows"` // the first is "none"
+	SenderCPU   int                `json:"sender_cpu"` // -1: not pinned
+	SliceMs     float64            `json:"udp_slice_ms"`
+	Samples     []ThroughputSample `json:"samples"`
+	Rows        []ThroughputRow    `json:"rows"` // per size: none, iptables, nft, net-tc-filter
+	Comparisons []Comparison       `json:"comparisons"`
 }
 
 // ReloadSample is one load (cold) or reload of one filter.

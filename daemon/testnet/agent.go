@@ -203,9 +203,11 @@ func HostNetnsEnv() (string, error) {
 // RefuseHostNetns refuses to run in the network namespace of the process
 // that started this sender (handed over by HostNetnsEnv: the host's,
 // normally) or in PID 1's, where that can be read. Senders call it first,
-// so that a mistake cannot put test traffic on the host.
+// so that a mistake cannot put test traffic on the host. It judges the
+// calling thread's namespace: a sender may enter others (setns) on a
+// locked thread.
 func RefuseHostNetns() error {
-	self, err := os.Readlink("/proc/self/ns/net")
+	self, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil {
 		return fmt.Errorf("cannot tell network namespace: %w", err)
 	}

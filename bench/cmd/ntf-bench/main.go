@@ -39,7 +39,7 @@ func run() int {
 	out := flag.String("out", "bench", "directory for results.json, results.md and results.svg")
 	daemon := flag.String("daemon", "./net-tc-filter", "the net-tc-filter binary to measure")
 	repo := flag.String("repo", ".", "module root (part 1 runs go test ./bpf there)")
-	reps := flag.Int("reps", 0, "throughput repetitions (default 5; -quick 1)")
+	reps := flag.Int("reps", 0, "throughput rounds per size (default 7; -quick 1)")
 	skipClassify := flag.Bool("skip-classify", false, "leave out part 1 (the BPF_PROG_TEST_RUN benchmarks)")
 	benchtime := flag.String("classify-benchtime", "", "go test -benchtime for part 1 (default 1s; -quick 1x)")
 	render := flag.String("render", "", "measure nothing: write results.md and results.svg from this results.json")
