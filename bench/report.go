@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -309,26 +310,9 @@ func Markdown(r *Results) string {
 // ratioSpread is the smallest and largest ratio of one filter's rounds at
 // one size to the no-filter rounds they ran with.
 func ratioSpread(samples []ThroughputSample, filter string, size int, test string) (lo, hi float64) {
-	none := map[int]float64{}
-	for _, s := range samples {
-		if s.Filter == NameNone && s.Size == size && s.Test == test {
-			none[s.Rep] = s.Value
-		}
+	r := roundRatios(samples, filter, size, test)
+	if len(r) == 0 {
+		return 0, 0
 	}
-	first := true
-	for _, s := range samples {
-		b := none[s.Rep]
-		if s.Filter != filter || s.Size != size || s.Test != test || b <= 0 {
-			continue
-		}
-		x := s.Value / b
-		if first || x < lo {
-			lo = x
-		}
-		if first || x > hi {
-			hi = x
-		}
-		first = false
-	}
-	return lo, hi
+	return slices.Min(r), slices.Max(r)
 }

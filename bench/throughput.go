@@ -361,26 +361,20 @@ func summarize(samples []ThroughputSample, sizes []int) (rows []ThroughputRow, c
 	for _, n := range sizes {
 		for _, f := range []string{NameNone, NameIptables, NameNft, NameOurs} {
 			row := ThroughputRow{Filter: f, Size: n}
-			var tcp, udp, tcpRatio, udpRatio, arrived []float64
+			var tcp, udp, arrived []float64
 			for rep := range reps {
 				if s, ok := value[key{f, n, rep, "tcp"}]; ok {
 					tcp = append(tcp, s.Value)
-					if b := value[key{NameNone, n, rep, "tcp"}].Value; b > 0 {
-						tcpRatio = append(tcpRatio, s.Value/b)
-					}
 				}
 				if s, ok := value[key{f, n, rep, "udp64"}]; ok {
 					udp, arrived = append(udp, s.Value), append(arrived, s.Arrived)
-					if b := value[key{NameNone, n, rep, "udp64"}].Value; b > 0 {
-						udpRatio = append(udpRatio, s.Value/b)
-					}
 				}
 			}
 			if len(tcp)+len(udp) == 0 {
 				continue
 			}
-			row.TCPGbps, row.TCPRatio = median(tcp), median(tcpRatio)
-			row.UDPKpps, row.UDPRatio, row.UDPArrived = median(udp), median(udpRatio), median(arrived)
+			row.TCPGbps, row.TCPRatio = median(tcp), median(roundRatios(samples, f, n, "tcp"))
+			row.UDPKpps, row.UDPRatio, row.UDPArrived = median(udp), median(roundRatios(samples, f, n, "udp64")), median(arrived)
 			rows = append(rows, row)
 		}
 		for _, test := range []string{"udp64", "tcp"} {
@@ -405,6 +399,24 @@ func summarize(samples []ThroughputSample, sizes []int) (rows []ThroughputRow, c
 		}
 	}
 	return rows, cmps
+}
+
+// roundRatios is, for every round of one filter at one size in one test,
+// its figure over the no-filter lane's in the same round.
+func roundRatios(samples []ThroughputSample, filter string, size int, test string) []float64 {
+	none := map[int]float64{}
+	for _, s := range samples {
+		if s.Filter == NameNone && s.Size == size && s.Test == test {
+			none[s.Rep] = s.Value
+		}
+	}
+	var r []float64
+	for _, s := range samples {
+		if b := none[s.Rep]; s.Filter == filter && s.Size == size && s.Test == test && b > 0 {
+			r = append(r, s.Value/b)
+		}
+	}
+	return r
 }
 
 // Verdicts of a comparison.
