@@ -76,15 +76,21 @@ func (b *bed) start(t *testing.T) {
 	// The bus name is served while the daemon is still starting: wait
 	// until the object says it runs.
 	b.d.WaitLog(t, "serving org.nettcfilter1", 10*time.Second)
-	c := conn(t, b.bus)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	if v, err := waitState(conn(t, b.bus), "running", 10*time.Second); v.Value() != "running" {
+		t.Fatalf("State = %v (%v) 10 s after the daemon served its name, want running", v, err)
+	}
+}
+
+// waitState reads the State property until it is want or within has
+// passed, and returns what it read last.
+func waitState(c *godbus.Conn, want string, within time.Duration) (godbus.Variant, error) {
+	deadline := time.Now().Add(within)
+	for {
 		v, err := obj(c).GetProperty(Interface + ".State")
-		if err == nil && v.Value() == "running" {
-			return
+		if (err == nil && v.Value() == want) || time.Now().After(deadline) {
+			return v, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("State = %v (%v) 10 s after the daemon served its name, want running", v, err)
-		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -306,17 +312,8 @@ func TestReloadSignalsAndErrors(t *testing.T) {
 	}
 	// The watcher may be reloading the same broken file just now; it
 	// ends degraded as well.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		v, _ := obj(c).GetProperty(Interface + ".State")
-		if v.Value() == "degraded" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("State after a failed reload = %v, want degraded", v)
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	if v, _ := waitState(c, "degraded", 5*time.Second); v.Value() != "degraded" {
+		t.Errorf("State after a failed reload = %v, want degraded", v)
 	}
 	testnet.Expect(t, b.bob, prot4, port, false)
 	testnet.Expect(t, b.alice, prot4, port, true)
