@@ -22,6 +22,9 @@ import (
 // run in the harness's own or PID 1's network namespace and refuses any
 // destination the kernel would send from outside LinkNet, then drops to the
 // user before it opens a socket (a socket's owner is fixed when it is made).
+// Its alternate operation, which needs a socket in each of several
+// namespaces, makes them with the user's file system ids (what the kernel
+// records as the owner) and then drops to the user before it sends.
 
 // AgentCommand is the first argument that makes the harness an agent.
 const AgentCommand = "agent"
