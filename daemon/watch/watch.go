@@ -194,6 +194,7 @@ func (w *Watcher) run() {
 		paths   = map[string]struct{}{}
 		pending bool      // a burst has started and not been signalled yet
 		first   time.Time // when it started, for MaxDelay
+		held    hold      // the burst's signal waits for a writer to close
 	)
 	arm := func() {
 		now := time.Now()
@@ -226,7 +227,11 @@ func (w *Watcher) run() {
 			if ev.Has(fsnotify.Create | fsnotify.Remove | fsnotify.Rename) {
 				w.reconcile()
 			}
-			arm()
+			// A held change is polled already; a slow writer's every
+			// write must not make it ask again at once.
+			if held.file == "" {
+				arm()
+			}
 		case err, ok := <-w.fw.Errors:
 			if !ok {
 				return
@@ -243,11 +248,61 @@ func (w *Watcher) run() {
 			// Re-resolve before signalling, so that anything changed after
 			// the daemon starts reading is reported by the next Change.
 			w.reconcile()
+			if held.hold(w.writing(), w.log) {
+				timer.Reset(writePoll)
+				continue
+			}
 			w.emit(sortedKeys(paths))
 			clear(paths)
 			pending = false
 		}
 	}
+}
+
+// A file of the set that is open for writing is being written: a burst's
+// change is held until every writer closed, polled at writePoll, however
+// long that takes (the daemon's own load would otherwise give up after a
+// while and keep the running policy, and nothing would tell it to read the
+// file once closed). Only files the loader reads are asked about: an
+// editor keeps its swap file open for the whole session.
+const (
+	writePoll = 50 * time.Millisecond
+	writeWarn = 10 * time.Second
+)
+
+// writing names a file of the configuration set that is open for writing,
+// or "" when none is, or when the kernel cannot tell (the daemon's load
+// then waits for the files to be quiet instead).
+func (w *Watcher) writing() string {
+	f, _ := config.Writing(config.SetPaths(w.configPath))
+	return f
+}
+
+// hold tracks a held change, to say so once when it lasts.
+type hold struct {
+	since  time.Time
+	file   string
+	warned bool
+}
+
+// hold reports whether the change must wait for file's writer, and logs
+// when the wait gets long. An empty file ends the hold.
+func (h *hold) hold(file string, log *slog.Logger) bool {
+	if file == "" {
+		*h = hold{}
+		return false
+	}
+	now := time.Now()
+	if h.file != file {
+		*h = hold{since: now, file: file}
+		log.Debug("config watch: waiting for a writer to close the file", "file", file)
+	}
+	if !h.warned && now.Sub(h.since) >= writeWarn {
+		h.warned = true
+		log.Warn("config watch: a configuration file has been open for writing for a while; its change is applied once it is closed",
+			"file", file, "for", now.Sub(h.since).Round(time.Second))
+	}
+	return true
 }
 
 // emit never blocks: the watcher must keep draining inotify whatever the

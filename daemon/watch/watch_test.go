@@ -711,3 +711,53 @@ func TestResolve(t *testing.T) {
 		t.Errorf("resolve(loop) = %q, %d deps; want unresolved after %d links", real, len(deps), maxSymlinks)
 	}
 }
+
+// TestHeldWhileWriting: a file of the set written in place, slowly, by one
+// writer is signalled once the writer closes it, never while it is open
+// (SPEC §1: a drop-in being written is never applied half-written).
+func TestHeldWhileWriting(t *testing.T) {
+	for _, name := range []string{"main", "drop-in", "new drop-in"} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			e.start(0, 2*testDebounce)
+			path := map[string]string{
+				"main": e.main, "drop-in": filepath.Join(e.confD, "a.yml"), "new drop-in": filepath.Join(e.confD, "b.yml"),
+			}[name]
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			// Chunks further apart than the debounce and MaxDelay.
+			for i := range 3 {
+				if _, err := fmt.Fprintf(f, "chunk%d: 1\n", i); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(6 * testDebounce)
+				for time.Now().Before(deadline) {
+					e.expectNone()
+				}
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			e.expectChange(path)
+		})
+	}
+}
+
+// TestOtherWritersDoNotHold: only the files the loader reads are asked
+// about. An editor keeps its swap file open while the admin edits; other
+// drop-ins' changes still reach the daemon.
+func TestOtherWritersDoNotHold(t *testing.T) {
+	e := newEnv(t)
+	e.start(0, 0)
+	swp, err := os.OpenFile(filepath.Join(e.confD, ".a.yml.swp"), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer swp.Close()
+	e.settle()
+	e.write(filepath.Join(e.confD, "b.yml"), "b: 1\n")
+	e.expectChange(filepath.Join(e.confD, "b.yml"))
+}
