@@ -1,52 +1,16 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 )
 
 // dropInDir is the drop-in directory, relative to the main file's directory.
 const dropInDir = "conf.d"
-
-// openChecked opens path and checks what was opened, not what the path names,
-// so that the object checked is the object read (no window between check and
-// use). Symlinks are followed on purpose: Kubernetes mounts ConfigMap files as
-// conf.d/x.yml -> ..data/x.yml, and the check then applies to the target.
-// O_NONBLOCK keeps a FIFO planted under a .yml name from hanging the daemon;
-// it is refused by the type check right after.
-func openChecked(path string, owner uint32, wantDir bool) (*os.File, []string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	if err := checkKind(fi, wantDir); err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, refusals(path, fi, owner), nil
-}
-
-func checkKind(fi fs.FileInfo, wantDir bool) error {
-	switch {
-	case wantDir && !fi.IsDir():
-		return fmt.Errorf("not a directory but a %s", kindName(fi.Mode()))
-	case !wantDir && !fi.Mode().IsRegular():
-		return fmt.Errorf("not a regular file but a %s", kindName(fi.Mode()))
-	}
-	return nil
-}
 
 func kindName(m fs.FileMode) string {
 	switch {
@@ -64,28 +28,6 @@ func kindName(m fs.FileMode) string {
 	return "special file"
 }
 
-// refusals applies sshd's StrictModes rule to an opened file or directory:
-// whoever can write the configuration can grant itself access, so only the
-// owner (root) may be able to.
-func refusals(path string, fi fs.FileInfo, owner uint32) []string {
-	what, harm := "", "could grant itself access"
-	if fi.IsDir() {
-		what, harm = "directory ", "could replace the files in it and grant itself access"
-	}
-	var out []string
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != owner {
-		out = append(out, fmt.Sprintf(
-			"refusing: %sowned by uid %d, not %s; a user who owns it %s — chown %s %s",
-			what, st.Uid, ownerName(owner), harm, ownerArg(owner), path))
-	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		out = append(out, fmt.Sprintf(
-			"refusing: %swritable by group or others (mode %04o); a user who can write it %s — chmod go-w %s",
-			what, perm, harm, path))
-	}
-	return out
-}
-
 func ownerName(owner uint32) string {
 	if owner == 0 {
 		return "root"
@@ -100,67 +42,93 @@ func ownerArg(owner uint32) string {
 	return fmt.Sprint(owner)
 }
 
-// readChecked reads a configuration file through openChecked. A refused
-// file is not read at all: its content means nothing until it is safe.
-// The contents are read into buf and valid until its next use: a large set
-// is mostly files that did not change, whose contents are only hashed.
-func readChecked(path string, owner uint32, buf *bytes.Buffer) ([]byte, []string, error) {
-	f, refused, err := openChecked(path, owner, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	if len(refused) > 0 {
-		return nil, refused, nil
-	}
-	buf.Reset()
-	if _, err := buf.ReadFrom(f); err != nil {
-		return nil, nil, fmt.Errorf("reading: %w", err)
-	}
-	return buf.Bytes(), nil, nil
-}
+// kubePrefix starts the names kubelet's AtomicWriter keeps for itself in a
+// ConfigMap volume (..data, ..data_tmp, ..2024_01_01_00_00_00.1): it
+// refuses keys that start with it, so such an entry is never a drop-in
+// somebody wrote, and naming it in a warning would only be noise.
+const kubePrefix = ".."
 
-// dropIns lists the drop-in files of dir in lexical order. A missing dir
-// means no drop-ins. The names are read from the same descriptor whose
-// safety was checked; as the directory is then writable only by root, the
-// entries cannot be swapped between listing and opening them.
-func dropIns(dir string, owner uint32) (names []string, refused []string, err error) {
-	f, refused, err := openChecked(dir, owner, true)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	entries, err := f.ReadDir(-1)
-	if err != nil {
-		return nil, refused, fmt.Errorf("listing: %w", err)
-	}
-	for _, e := range entries {
-		if isDropInName(e.Name()) {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	return names, refused, nil
-}
-
-// isDropInName skips hidden names: Kubernetes' ..data and ..2024_* entries,
-// editor swap and backup files, and anything an admin hid on purpose.
+// isDropInName says whether a conf.d entry is read: *.yml, as the shell
+// glob, which skips hidden names.
 func isDropInName(name string) bool {
 	return strings.HasSuffix(name, ".yml") && !strings.HasPrefix(name, ".")
 }
 
-// dropInWanted says whether a conf.d entry is to be read: regular files,
-// through symlinks, only. A broken symlink is an error rather than skipped,
-// because silently losing a drop-in can silently lose a deny.
-func dropInWanted(path string) (bool, error) {
-	fi, err := os.Stat(path)
+// dropIns lists the entries of an opened conf.d: the *.yml names to read,
+// in lexical order, and a warning for every other entry.
+func dropIns(dir *os.File, path string) (names, warnings []string, err error) {
+	entries, err := dir.ReadDir(-1)
 	if err != nil {
-		return false, err
+		return nil, nil, fmt.Errorf("listing: %w", err)
 	}
-	return fi.Mode().IsRegular(), nil
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case isDropInName(name):
+			names = append(names, name)
+		case strings.HasPrefix(name, kubePrefix):
+		default:
+			p := filepath.Join(path, name)
+			mode := e.Type()
+			if fi, err := os.Stat(p); err == nil {
+				mode = fi.Mode() // what a symlink leads to, for the wording only
+			}
+			warnings = append(warnings, notRead(p, mode))
+		}
+	}
+	sort.Strings(names)
+	return names, warnings, nil
+}
+
+// notRead says, in a sentence naming it, why a conf.d entry is not read
+// and what to do if it should be: a file that looks like a drop-in but is
+// silently skipped can silently lose a deny.
+func notRead(path string, mode fs.FileMode) string {
+	name := filepath.Base(path)
+	if mode.IsDir() {
+		return fmt.Sprintf("%s is not read: it is a directory, and only the *.yml files directly in %s are read; move the files in it up if they should be.", path, filepath.Dir(path))
+	}
+	if isDropInName(name) {
+		return fmt.Sprintf("%s is not read: it is a %s, and only regular *.yml files are read.", path, kindName(mode))
+	}
+	if of, ok := copyOf(name); ok {
+		return fmt.Sprintf("%s is not read: only *.yml files are read, and it looks like a backup, an editor's or the package manager's copy of %s; merge what it should change into %s.", path, of, of)
+	}
+	if stem, ok := strings.CutSuffix(name, ".yaml"); ok && !strings.HasPrefix(name, ".") {
+		return fmt.Sprintf("%s is not read: only *.yml files are read; rename it to %s.yml if it should be.", path, stem)
+	}
+	if strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".yml") {
+		return fmt.Sprintf("%s is not read: names starting with \".\" are hidden; rename it to %s if it should be read.", path, strings.TrimLeft(name, "."))
+	}
+	return fmt.Sprintf("%s is not read: only *.yml files are read; rename it to end in .yml if it should be.", path)
+}
+
+// copyOf recognises the names backups and editors give a copy of x.yml:
+// x.yml~, x.yml.dpkg-dist (and every other x.yml.SUFFIX: .dpkg-old,
+// .ucf-dist, .rpmnew, .orig, .bak ...), #x.yml# (Emacs), .#x.yml (an Emacs
+// lock) and .x.yml.swp (vim).
+func copyOf(name string) (string, bool) {
+	rest, marked := name, false
+	for _, p := range []string{".#", "#", "."} {
+		if r, ok := strings.CutPrefix(rest, p); ok {
+			rest, marked = r, p != "."
+			break
+		}
+	}
+	for _, s := range []string{"#", "~"} {
+		if r, ok := strings.CutSuffix(rest, s); ok {
+			rest, marked = r, true
+		}
+	}
+	i := strings.Index(rest, ".yml")
+	if i <= 0 {
+		return "", false
+	}
+	of := rest[:i+len(".yml")]
+	if of == rest && !marked {
+		return "", false
+	}
+	return of, true
 }
 
 // ioProblem words an I/O error without repeating the path, which the
@@ -170,11 +138,6 @@ func ioProblem(err error) string {
 		err = pe.Err
 	}
 	return "cannot read: " + err.Error()
-}
-
-// configDirs returns the directories whose safety guards the set.
-func configDirs(mainPath string) (mainDir, confDir string) {
-	return filepath.Dir(mainPath), DropInDir(mainPath)
 }
 
 // DropInDir is the directory whose *.yml files follow the main file.

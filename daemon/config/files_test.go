@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -159,26 +160,87 @@ func TestSymlinkTargetIsChecked(t *testing.T) {
 	}
 }
 
+// TestIgnoredDropIns: only *.yml files are read from conf.d, and every
+// other entry is named in a warning that says why and what to do, since a
+// drop-in skipped without a word can lose a deny without a word. Only
+// kubelet's own ..data-style entries are passed over in silence.
 func TestIgnoredDropIns(t *testing.T) {
 	const garbage = "garbage: [\n"
 	dir := writeSet(t, map[string]string{
-		mainName:                seed,
-		"conf.d/.hidden.yml":    garbage,
-		"conf.d/x.yaml":         garbage,
-		"conf.d/x.yml~":         garbage,
-		"conf.d/.x.yml.swp":     garbage,
-		"conf.d/x.yml.dpkg-old": garbage,
-		"conf.d/README":         garbage,
-		"conf.d/dir.yml/a.yml":  garbage,
-		"conf.d/ok.yml":         "on_stop: keep\n",
+		mainName:                 seed,
+		"conf.d/.hidden.yml":     garbage,
+		"conf.d/x.yaml":          garbage,
+		"conf.d/x.yml~":          garbage,
+		"conf.d/.x.yml.swp":      garbage,
+		"conf.d/#x.yml#":         garbage,
+		"conf.d/x.yml.dpkg-old":  garbage,
+		"conf.d/x.yml.dpkg-dist": garbage,
+		"conf.d/README":          garbage,
+		"conf.d/dir.yml/a.yml":   garbage,
+		"conf.d/old/a.yml":       garbage,
+		"conf.d/ok.yml":          "on_stop: keep\n",
+		"conf.d/..2024_01_01/a":  garbage,
 	})
-	if err := syscall.Mkfifo(filepath.Join(dir, "conf.d/fifo.yml"), 0o644); err != nil {
+	c := filepath.Join(dir, "conf.d")
+	if err := syscall.Mkfifo(filepath.Join(c, "fifo.yml"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	symlink(t, "nobody@host.1234:1700000000", filepath.Join(c, ".#x.yml")) // an Emacs lock
+	symlink(t, "..2024_01_01", filepath.Join(c, "..data"))
+	symlink(t, "old", filepath.Join(c, "old.yml"))
 	cfg := mustLoad(t, dir)
-	want := []string{filepath.Join(dir, mainName), filepath.Join(dir, "conf.d/ok.yml")}
+	want := []string{filepath.Join(dir, mainName), filepath.Join(c, "ok.yml")}
 	if !reflect.DeepEqual(cfg.Files, want) || cfg.OnStop != OnStopKeep {
 		t.Errorf("Files = %v OnStop = %q, want %v and keep", cfg.Files, cfg.OnStop, want)
+	}
+	copyOfX := " is not read: only *.yml files are read, and it looks like a backup, an editor's or the package manager's copy of x.yml; merge what it should change into x.yml."
+	directory := " is not read: it is a directory, and only the *.yml files directly in " + c + " are read; move the files in it up if they should be."
+	wantWarnings := []string{
+		"#x.yml#" + copyOfX,
+		".#x.yml" + copyOfX,
+		`.hidden.yml is not read: names starting with "." are hidden; rename it to hidden.yml if it should be read.`,
+		".x.yml.swp" + copyOfX,
+		"README is not read: only *.yml files are read; rename it to end in .yml if it should be.",
+		"dir.yml" + directory,
+		"fifo.yml is not read: it is a named pipe, and only regular *.yml files are read.",
+		"old" + directory,
+		"old.yml" + directory,
+		"x.yaml is not read: only *.yml files are read; rename it to x.yml if it should be.",
+		"x.yml.dpkg-dist" + copyOfX,
+		"x.yml.dpkg-old" + copyOfX,
+		"x.yml~" + copyOfX,
+	}
+	for i, w := range wantWarnings {
+		wantWarnings[i] = filepath.Join(c, w)
+	}
+	if !reflect.DeepEqual(cfg.Warnings, wantWarnings) {
+		t.Errorf("Warnings:\n%s\nwant:\n%s", strings.Join(cfg.Warnings, "\n"), strings.Join(wantWarnings, "\n"))
+	}
+}
+
+// TestWarningsEveryLoadPath: the warnings come with every way of loading,
+// and with an invalid set's partial Config too.
+func TestWarningsEveryLoadPath(t *testing.T) {
+	dir := writeSet(t, map[string]string{mainName: seed, "conf.d/x.yaml": "on_stop: keep\n"})
+	main := filepath.Join(dir, mainName)
+	want := []string{filepath.Join(dir, "conf.d/x.yaml") + " is not read: only *.yml files are read; rename it to x.yml if it should be."}
+	owner := uint32(os.Getuid())
+	var c Cache
+	for i := range 2 { // the second load hits the cache
+		cfg, errs := c.loadPartial(main, owner)
+		if len(errs) > 0 || !reflect.DeepEqual(cfg.Warnings, want) {
+			t.Errorf("cached load %d: warnings %q, errors %v; want %q", i, cfg.Warnings, errs, want)
+		}
+	}
+	if cfg, err := load(main, owner); err != nil || !reflect.DeepEqual(cfg.Warnings, want) {
+		t.Errorf("load: %v, %v", cfg, err)
+	}
+	if err := os.WriteFile(main, []byte("log: {rate: 0}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, errs := loadPartial(main, owner)
+	if len(errs) != 1 || !reflect.DeepEqual(cfg.Warnings, want) {
+		t.Errorf("invalid set: warnings %q, errors %v; want %q and one error", cfg.Warnings, errs, want)
 	}
 }
 

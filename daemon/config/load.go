@@ -3,8 +3,13 @@ package config
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
 	"maps"
+	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 )
 
@@ -89,7 +94,10 @@ func (c *Cache) loadPartial(mainPath string, owner uint32) (*Config, Errors) {
 type loader struct {
 	owner    uint32
 	errs     Errors
-	order    []string // directories and files in reading order, to sort errors
+	warnings []string
+	reported map[problemKey]bool
+	order    []string // directories and files in the order met, to sort errors
+	placed   map[string]bool
 	files    []string // every file read
 	settings []fileSettings
 	cached   map[string]parsedFile // by path, from the last load; nil: no cache
@@ -98,73 +106,121 @@ type loader struct {
 }
 
 func (l *loader) fail(path, msg string) {
+	l.place(path)
 	l.errs = append(l.errs, Error{Pos: Pos{File: path}, Msg: msg})
 }
 
-func (l *loader) run(mainPath string) *Config {
-	mainDir, confDir := configDirs(mainPath)
-	l.order = append(l.order, mainDir, mainPath, confDir)
-	l.checkDir(mainDir)
-	l.readFile(mainPath)
-	for _, name := range l.dropIns(confDir) {
-		l.readDropIn(filepath.Join(confDir, name))
+// place puts path in the order errors are sorted by, where it is first met.
+func (l *loader) place(path string) {
+	if l.placed == nil {
+		l.placed = map[string]bool{}
 	}
-	return merge(l.settings, l.files)
+	if !l.placed[path] {
+		l.placed[path] = true
+		l.order = append(l.order, path)
+	}
+}
+
+// report adds a walk's problems, each once: a directory on the way to
+// every file is named once, at the first.
+func (l *loader) report(ps []problem) {
+	if l.reported == nil {
+		l.reported = map[problemKey]bool{}
+	}
+	for _, p := range ps {
+		if !l.reported[p.key] {
+			l.reported[p.key] = true
+			l.fail(p.at, p.msg)
+		}
+	}
+}
+
+func (l *loader) run(mainPath string) *Config {
+	confDir := DropInDir(mainPath)
+	// The main file's directory as named, not only where a symlinked main
+	// file leads: conf.d is found there.
+	l.checkDir(filepath.Dir(mainPath))
+	l.readFile(mainPath, false)
+	for _, name := range l.dropIns(confDir) {
+		l.readFile(filepath.Join(confDir, name), true)
+	}
+	cfg := merge(l.settings, l.files)
+	sort.Strings(l.warnings)
+	cfg.Warnings = l.warnings
+	return cfg
 }
 
 // checkDir guards a directory the set lives in: whoever can write it can
 // replace the files regardless of their own modes.
 func (l *loader) checkDir(dir string) {
-	f, refused, err := openChecked(dir, l.owner, true)
+	o, err := walkOpen(dir, l.owner, true)
 	if err != nil {
 		l.fail(dir, ioProblem(err))
 		return
 	}
-	f.Close()
-	for _, r := range refused {
-		l.fail(dir, r)
-	}
+	l.report(o.problems)
+	l.place(dir)
+	o.f.Close()
 }
 
 // dropIns lists conf.d. A refused conf.d does not stop its files from
 // being checked: the set is rejected anyway, and the administrator gets
-// every problem in one go.
+// every problem in one go. The names are read from the descriptor whose
+// safety was checked; as the directory is then writable only by root, the
+// entries cannot be swapped between listing and opening them.
 func (l *loader) dropIns(dir string) []string {
-	names, refused, err := dropIns(dir, l.owner)
-	for _, r := range refused {
-		l.fail(dir, r)
+	o, err := walkOpen(dir, l.owner, true)
+	if errors.Is(err, fs.ErrNotExist) {
+		// No conf.d means no drop-ins; a conf.d symlink that leads
+		// nowhere (a volume not mounted) is an error, not "no drop-ins":
+		// losing them silently could lose a deny.
+		if _, lerr := os.Lstat(dir); errors.Is(lerr, fs.ErrNotExist) {
+			return nil
+		}
 	}
 	if err != nil {
 		l.fail(dir, ioProblem(err))
+		return nil
 	}
+	defer o.f.Close()
+	l.report(o.problems)
+	l.place(dir)
+	names, warnings, err := dropIns(o.f, dir)
+	if err != nil {
+		l.fail(dir, ioProblem(err))
+	}
+	l.warnings = append(l.warnings, warnings...)
 	return names
 }
 
-func (l *loader) readDropIn(path string) {
-	l.order = append(l.order, path)
-	ok, err := dropInWanted(path)
+// readFile reads and parses a file of the set. A file that is itself
+// refused is not read at all: its content means nothing until it is safe.
+// A drop-in that is not a regular file (a directory or a named pipe called
+// x.yml) is not read and named in a warning; a broken symlink is an error,
+// because silently losing a drop-in can silently lose a deny.
+func (l *loader) readFile(path string, dropIn bool) {
+	o, err := walkOpen(path, l.owner, false)
+	var ke *kindError
+	if dropIn && errors.As(err, &ke) {
+		l.warnings = append(l.warnings, notRead(path, ke.mode))
+		return
+	}
 	if err != nil {
 		l.fail(path, ioProblem(err))
 		return
 	}
-	if ok {
-		l.readFile(path)
-	}
-}
-
-func (l *loader) readFile(path string) {
-	data, refused, err := readChecked(path, l.owner, &l.buf)
-	if err != nil {
-		l.fail(path, ioProblem(err))
+	l.report(o.problems)
+	l.place(path)
+	if o.f == nil {
 		return
 	}
-	for _, r := range refused {
-		l.fail(path, r)
-	}
-	if len(refused) > 0 {
+	defer o.f.Close()
+	l.buf.Reset()
+	if _, err := l.buf.ReadFrom(o.f); err != nil {
+		l.fail(path, ioProblem(fmt.Errorf("reading: %w", err)))
 		return
 	}
-	s, errs := l.parse(path, data)
+	s, errs := l.parse(path, l.buf.Bytes())
 	l.errs = append(l.errs, errs...)
 	l.files = append(l.files, path)
 	l.settings = append(l.settings, s)

@@ -100,6 +100,13 @@ type Config struct {
 	OnStop     OnStop
 	Metrics    Metrics
 	Files      []string // every file read, in the order read
+	// Warnings are full sentences, each naming a file, about what was
+	// not read although it may have been meant to be: every conf.d entry
+	// that is not a *.yml drop-in (x.yaml, x.yml.dpkg-dist, editor
+	// backups, directories, a named pipe called x.yml), except kubelet's
+	// own ..data-style entries. Sorted by path. They do not make the set
+	// invalid; with an invalid set, LoadPartial's Config still has them.
+	Warnings []string
 }
 
 // Error is one problem, positioned where the parser knows it.
