@@ -36,6 +36,12 @@ func parseFile(file string, data []byte) (fileSettings, Errors) {
 	// document as it is. koanf's own merge and Raw() would copy the tree
 	// twice, a third of a large drop-in's load. The two parses are
 	// independent, and done at once.
+	p := &fileParser{file: file}
+	// The YAML library names no line for bytes it cannot read.
+	if line, msg, ok := checkText(data); !ok {
+		p.at(line, "%s", msg)
+		return fileSettings{}, p.errs
+	}
 	var m map[string]any
 	decoded := make(chan error, 1)
 	go func() {
@@ -45,14 +51,13 @@ func parseFile(file string, data []byte) (fileSettings, Errors) {
 		})
 		decoded <- koanf.New(".").Load(rawbytes.Provider(data), yaml.Parser(), keep)
 	}()
-	p := &fileParser{file: file}
 	root, ok := p.tree(data)
 	err := <-decoded
 	if !ok || root == nil {
 		return fileSettings{}, p.errs
 	}
 	if err != nil {
-		p.yamlError(err)
+		p.yamlError(err, data, root)
 		return fileSettings{}, p.errs
 	}
 	s := p.top(newVal(m, root, 1))
@@ -68,11 +73,11 @@ func (p *fileParser) tree(data []byte) (*yamlv3.Node, bool) {
 		if errors.Is(err, io.EOF) {
 			return nil, true
 		}
-		p.yamlError(err)
+		p.yamlError(err, data, nil)
 		return nil, false
 	}
 	// A second document is reported, but the first is still checked.
-	p.singleDocument(dec)
+	p.singleDocument(dec, data)
 	root := resolve(&doc)
 	switch {
 	case root == nil || root.ShortTag() == "!!null":
@@ -86,30 +91,38 @@ func (p *fileParser) tree(data []byte) (*yamlv3.Node, bool) {
 
 // singleDocument refuses a second "---" document: the YAML library would
 // silently drop it, and with it whatever it denies.
-func (p *fileParser) singleDocument(dec *yamlv3.Decoder) {
+func (p *fileParser) singleDocument(dec *yamlv3.Decoder, data []byte) {
 	var next yamlv3.Node
 	err := dec.Decode(&next)
 	switch {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		p.yamlError(err)
+		p.yamlError(err, data, nil)
 	default:
 		p.at(next.Line, "a second YAML document starts here; a configuration file holds one document")
 	}
 }
 
 // yamlError turns the YAML library's messages ("yaml: line N: ...") into
-// positioned Errors, one per problem it found.
-func (p *fileParser) yamlError(err error) {
+// positioned Errors, one per problem it found. root is the file's node
+// tree where it could be parsed, to find the line of a problem the
+// library names none for.
+func (p *fileParser) yamlError(err error, data []byte, root *yamlv3.Node) {
 	var te *yamlv3.TypeError
 	if errors.As(err, &te) {
 		for _, m := range te.Errors {
 			line, msg := splitYAMLLine(m)
+			if line == 0 {
+				line = lineOf(msg, data, root)
+			}
 			p.at(line, "YAML: %s", msg)
 		}
 		return
 	}
 	line, msg := splitYAMLLine(strings.TrimPrefix(err.Error(), "yaml: "))
+	if line == 0 {
+		line = lineOf(msg, data, root)
+	}
 	p.at(line, "YAML syntax: %s%s", msg, syntaxHint(msg))
 }
 
