@@ -58,7 +58,12 @@ func StartAgent(t testing.TB, ns *NS, uid uint32) *Agent {
 	}
 	// Started as root inside the namespace; the agent drops to uid itself
 	// before it opens any socket (the owner is fixed at socket creation).
-	cmd := ns.Command(exe)
+	return startAgent(t, ns.Command(exe), uid)
+}
+
+// startAgent starts cmd, the test binary, as an agent that drops to uid.
+func startAgent(t testing.TB, cmd *exec.Cmd, uid uint32) *Agent {
+	t.Helper()
 	host, err := HostNetnsEnv()
 	if err != nil {
 		t.Fatal(err)

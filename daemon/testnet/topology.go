@@ -54,6 +54,20 @@ func NewTopology(t testing.TB, opts Options) *Topology {
 		Client6: netip.MustParseAddr("fd77::1"),
 		Server6: netip.MustParseAddr("fd77::2"),
 	}
+	tp.link(t)
+	if opts.Container {
+		tp.addContainer(t)
+	}
+	if opts.Tun {
+		tp.addTun(t)
+	}
+	return tp
+}
+
+// link joins the client's and the server's eth0 (a veth pair) and makes
+// the server answer for every address.
+func (tp *Topology) link(t testing.TB) {
+	t.Helper()
 	c, s := tp.Client, tp.Server
 	c.IP(t, "link", "add", "eth0", "address", clientMAC, "type", "veth",
 		"peer", "name", "eth0", "netns", s.Name, "address", serverMAC)
@@ -80,14 +94,6 @@ func NewTopology(t testing.TB, opts Options) *Topology {
 	s.IP(t, "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "local")
 	s.IP(t, "route", "add", LinkNet4.String(), "dev", "eth0", "table", "local")
 	s.IP(t, "-6", "route", "add", LinkNet6.String(), "dev", "eth0", "table", "local")
-
-	if opts.Container {
-		tp.addContainer(t)
-	}
-	if opts.Tun {
-		tp.addTun(t)
-	}
-	return tp
 }
 
 func (tp *Topology) addContainer(t testing.TB) {
