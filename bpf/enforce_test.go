@@ -5,10 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
@@ -171,6 +174,7 @@ func testEnforce(t *testing.T, mode Mode) {
 		}
 	})
 
+	var sentMalformed uint64 // by the l3 test; real traffic is never malformed
 	t.Run("l3 device", func(t *testing.T) {
 		tp.Client.IP(t, "route", "replace", "169.254.169.254/32", "dev", "tun0")
 		t.Cleanup(func() { tp.Client.IP(t, "route", "del", "169.254.169.254/32") })
@@ -192,16 +196,75 @@ func testEnforce(t *testing.T, mode Mode) {
 				t.Errorf("%s over tun0: arrived %t, want %t", who, got, want)
 			}
 		}
+
+		// What is IP on tun0 is the packet's protocol, not its first
+		// byte: the same bytes (IPv4 from root to metadata, which root
+		// may not reach) pass as another protocol, are denied as IPv4,
+		// and broken IPv4 is dropped as malformed.
+		pkt := ipv4(tp.Client4, imds4, 17, udp(40001, port, []byte("raw on tun0")))
+		broken := bytes.Clone(pkt)
+		broken[0] = 0x44 // IHL 4
+		before, err := f.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name    string
+			proto   uint16
+			pkt     []byte
+			arrives bool
+		}{
+			{"protocol 0x88b5 starting with 0x45", 0x88b5, pkt, true},
+			{"protocol IPv4", ethIPv4, pkt, false},
+			{"protocol IPv4, IHL 4", ethIPv4, broken, false},
+		} {
+			err := sendOnTun(tp.Client, "tun0", c.proto, c.pkt)
+			if c.arrives && err != nil || !c.arrives && !errors.Is(err, unix.ENOBUFS) {
+				t.Errorf("%s: send: %v", c.name, err)
+			}
+			got := arrivedFrom(tp.Tun, func(p []byte) bool { return bytes.Equal(p, c.pkt) })
+			if got != c.arrives {
+				t.Errorf("%s over tun0: arrived %t, want %t", c.name, got, c.arrives)
+			}
+		}
+		after, err := f.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := Counters{NotIP: after.NotIP - before.NotIP, Malformed: after.Malformed - before.Malformed}
+		if d != (Counters{NotIP: 1, Malformed: 1}) {
+			t.Errorf("raw packets on tun0 counted %+v, want one not IP, one malformed", d)
+		}
+		sentMalformed = d.Malformed
 	})
 
 	c, err := f.Counters()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Allowed == 0 || c.Denied == 0 || c.Malformed != 0 || c.NoPolicy != 0 {
+	if c.Allowed == 0 || c.Denied == 0 || c.Malformed != sentMalformed || c.NoPolicy != 0 {
 		t.Errorf("counters: %+v", c)
 	}
 }
+
+// sendOnTun sends pkt out of the L3 device iface in ns from a packet socket
+// that gives it protocol proto: for what the stack would not send there.
+func sendOnTun(ns *testnet.NS, iface string, proto uint16, pkt []byte) error {
+	return ns.Do(func() error {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		defer unix.Close(fd)
+		return unix.Sendto(fd, pkt, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: htons(proto)})
+	})
+}
+
+func htons(v uint16) uint16 { return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v)) }
 
 // arrived waits briefly for a frame carrying marker.
 func arrived(ch <-chan []byte, marker string) bool {

@@ -154,46 +154,110 @@ const enum ntf_range_flags *unused_range_flags __attribute__((unused));
 const enum ntf_log *unused_log __attribute__((unused));
 const struct ntf_verdict_entry *unused_verdict_entry __attribute__((unused));
 
+#define barrier() asm volatile("" ::: "memory")
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
+
 // The kernel's view of a socket's owner, as far as reading it needs (CO-RE:
 // offsets come from the running kernel's BTF).
-struct user_namespace___ntf {
-	int level; // 0: the initial user namespace
-} __attribute__((preserve_access_index));
-
-struct net___ntf {
-	struct user_namespace___ntf *user_ns;
-} __attribute__((preserve_access_index));
-
-struct sock_common___ntf {
-	struct {
-		struct net___ntf *net;
-	} skc_net;
-} __attribute__((preserve_access_index));
-
 struct sock___ntf {
-	struct sock_common___ntf __sk_common;
 	struct {
 		__u32 val;
-	} sk_uid;
+	} sk_uid; // kuid_t: the uid in the initial user namespace
+} __attribute__((preserve_access_index));
+
+// A request socket's listener (rsk_listener) is its sock_common's.
+struct sock_common___ntf {
+	struct sock___ntf *skc_listener;
 } __attribute__((preserve_access_index));
 
 // Kernels from 6.2 on; on older ones the loader makes this NULL.
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
-// socket_uid is bpf_get_socket_uid() without the helper call, which is the
-// dearest step on a CPU whose returns are mitigated (SRSO): it reads the
-// owner straight from the full socket when the socket's network namespace
-// belongs to the initial user namespace, where the helper's uid mapping is
-// the identity. Request sockets (SYN-ACKs) and other user namespaces go
-// through the helper, which answers for the listener and maps the uid.
+// Where kernels before 6.2 read a socket's address as a number: the
+// verifier forbids arithmetic on a socket pointer, but lets a program with
+// CAP_PERFMON store it in a map and load it back as a scalar.
+struct sk_addr {
+	__u64 seq; // bumped by every store: a nested run shows as a change
+	__u64 addr;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sk_addr);
+} ntf_sk_addr SEC(".maps");
+
+// socket_uid_probed is socket_uid for kernels without bpf_rdonly_cast (6.1):
+// the same fields, read with bpf_probe_read_kernel. Returns false when the
+// socket's address cannot be had.
+static __always_inline bool socket_uid_probed(struct bpf_sock *sk, bool request, __u32 *uid)
+{
+	__u32 zero = 0;
+	struct sk_addr *slot = bpf_map_lookup_elem(&ntf_sk_addr, &zero);
+	if (!slot)
+		return false;
+	__u64 addr = 0;
+	// A program run nested on this CPU (a packet sent from an interrupt)
+	// may store its own socket between our store and load: try again
+	// then. The address is never compared with sk, or the compiler would
+	// use sk itself, on which the verifier refuses arithmetic.
+	for (int i = 0; i < 3 && !addr; i++) {
+		__u64 seq = READ_ONCE(slot->seq) + 1;
+		WRITE_ONCE(slot->seq, seq);
+		WRITE_ONCE(slot->addr, (__u64)sk);
+		addr = READ_ONCE(slot->addr);
+		if (READ_ONCE(slot->seq) != seq)
+			addr = 0;
+	}
+	if (!addr)
+		return false;
+	if (request) {
+		__u64 listener = 0;
+		if (bpf_probe_read_kernel(&listener, sizeof(listener),
+					  (void *)(addr + bpf_core_field_offset(struct sock_common___ntf, skc_listener))) ||
+		    !listener)
+			return false;
+		addr = listener;
+	}
+	return bpf_probe_read_kernel(uid, sizeof(*uid), (void *)(addr + bpf_core_field_offset(struct sock___ntf, sk_uid))) == 0;
+}
+
+// socket_uid is the owner of the packet's socket as the host sees it: the
+// kuid the socket was created with (sk_uid), never mapped into the user
+// namespace that owns the socket's network namespace, which is what
+// bpf_get_socket_uid() answers (a container's root would be uid 0). A
+// request socket (SYN-ACK) answers for its listener, as the helper does;
+// callers never ask for TIME_WAIT sockets, which have no owner left.
+//
+// The direct read is also the fast path: on a CPU whose returns are
+// mitigated (SRSO) a helper call is the dearest step of a packet.
 static __always_inline __u32 socket_uid(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
-	if (sk && &bpf_rdonly_cast != NULL && sk->state != BPF_TCP_NEW_SYN_RECV) {
-		struct sock___ntf *ks = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock___ntf));
-		if (ks->__sk_common.skc_net.net->user_ns->level == 0)
-			return ks->sk_uid.val;
+	if (!sk)
+		return bpf_get_socket_uid(skb); // no socket: the helper's "nobody"
+	bool request = sk->state == BPF_TCP_NEW_SYN_RECV;
+	if (&bpf_rdonly_cast != NULL) {
+		struct sock___ntf *ks;
+		if (request) {
+			struct sock_common___ntf *rs =
+				bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock_common___ntf));
+			// The listener shares a union with a number: the
+			// verifier reads it as one, so cast it back.
+			void *listener = rs->skc_listener;
+			if (!listener) // a SYN-ACK without a listener: the helper's answer
+				return bpf_get_socket_uid(skb);
+			ks = bpf_rdonly_cast(listener, bpf_core_type_id_kernel(struct sock___ntf));
+		} else {
+			ks = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock___ntf));
+		}
+		return ks->sk_uid.val;
 	}
+	__u32 uid;
+	if (socket_uid_probed(sk, request, &uid))
+		return uid;
 	return bpf_get_socket_uid(skb);
 }
 
@@ -208,10 +272,6 @@ static __always_inline void count(__u32 idx)
 {
 	count_in(&ntf_counters, idx);
 }
-
-#define barrier() asm volatile("" ::: "memory")
-#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
-#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
 
 // claim takes a cache entry for writing when nothing wrote it since its
 // sequence count was read as seq (even). Readers skip an entry while its
@@ -272,12 +332,12 @@ struct pkt {
 	// Addresses first and word-sized so they can be read as words.
 	__u32 src[4];
 	__u32 dst[4];
-	__u32 final[4]; // IPv6 routing header's final destination
+	__u32 route_off; // offset of the source route's first address
 	__u16 sport, dport;
 	__u8 family; // 4 or 6, after IPv4-mapped destinations are unmapped
 	__u8 proto;
-	bool has_final;
-	bool final_v4;
+	__u8 route_n;   // addresses of the source route; 0: not source routed
+	__u8 route_len; // bytes per address: 4 (IPv4 option) or 16 (IPv6)
 };
 
 enum parse_result {
@@ -301,14 +361,13 @@ static __always_inline void load_ports(struct __sk_buff *skb, struct pkt *p, __u
 	}
 }
 
-#define SRCRT_FOUND (1ULL << 32)
-#define SRCRT_MALFORMED (2ULL << 32)
-
 struct srcrt {
 	__u8 opts[64];
 	__u32 at;
 	__u32 len;
-	__u64 result; // 0 (none), SRCRT_MALFORMED, or SRCRT_FOUND | address
+	__u32 first; // offset of the route's first address in the options
+	__u8 n;      // addresses in the route; 0: none found
+	bool malformed;
 };
 
 // srcrt_step reads the option at s->at; bpf_loop has the verifier check it
@@ -328,35 +387,42 @@ static long srcrt_step(__u32 n, void *data)
 	}
 	__u32 len = s->opts[(i + 1) & 63];
 	if (len < 2 || i + len > s->len) {
-		s->result = SRCRT_MALFORMED;
+		s->malformed = true;
 		return 1;
 	}
 	if (type == 131 || type == 137) {
-		if (len < 7 || s->result) {
-			s->result = SRCRT_MALFORMED;
+		// type, length, pointer, then whole addresses; one route only.
+		if (len < 7 || (len - 3) % 4 || s->n) {
+			s->malformed = true;
 			return 1;
 		}
-		__u32 a = i + len - 4;
-		s->result = SRCRT_FOUND | (__u32)s->opts[a & 63] | (__u32)s->opts[(a + 1) & 63] << 8 |
-			    (__u32)s->opts[(a + 2) & 63] << 16 | (__u32)s->opts[(a + 3) & 63] << 24;
+		s->first = i + 3;
+		s->n = (len - 3) / 4;
 	}
 	s->at = i + len;
 	return 0;
 }
 
 // ipv4_source_route finds a loose or strict source route option (LSRR 131,
-// SSRR 137). Like an IPv6 routing header, its last address is the final
-// destination, which is judged as well as the first hop.
-static __always_inline __u64 ipv4_source_route(struct __sk_buff *skb, __u32 off, __u32 optlen)
+// SSRR 137): every address of its route is judged, like the destination.
+static __always_inline enum parse_result ipv4_source_route(struct __sk_buff *skb, __u32 off, __u32 optlen,
+							   struct pkt *p)
 {
 	struct srcrt s = {.len = optlen};
 	if (optlen > 40 || optlen == 0)
-		return SRCRT_MALFORMED;
+		return PARSE_MALFORMED;
 	// Written so the verifier sees a size in [1, 64]; it is optlen exactly.
 	if (bpf_skb_load_bytes(skb, off, s.opts, ((optlen - 1) & 63) + 1))
-		return SRCRT_MALFORMED;
+		return PARSE_MALFORMED;
 	bpf_loop(40, srcrt_step, &s, 0);
-	return s.result;
+	if (s.malformed)
+		return PARSE_MALFORMED;
+	if (s.n) {
+		p->route_off = off + s.first;
+		p->route_n = s.n;
+		p->route_len = 4;
+	}
+	return PARSE_OK;
 }
 
 static __always_inline enum parse_result parse_ipv4(struct __sk_buff *skb, __u32 off, struct pkt *p)
@@ -371,53 +437,51 @@ static __always_inline enum parse_result parse_ipv4(struct __sk_buff *skb, __u32
 	p->proto = hdr[9];
 	__builtin_memcpy(p->src, &hdr[12], 4);
 	__builtin_memcpy(p->dst, &hdr[16], 4);
-	if (ihl > 5) {
-		__u64 sr = ipv4_source_route(skb, off + 20, (ihl - 5) * 4);
-		if (sr & SRCRT_MALFORMED)
-			return PARSE_MALFORMED;
-		if (sr & SRCRT_FOUND) {
-			p->final[0] = (__u32)sr; // network order, as read
-			p->has_final = true;
-			p->final_v4 = true;
-		}
-	}
+	if (ihl > 5 && ipv4_source_route(skb, off + 20, (ihl - 5) * 4, p) != PARSE_OK)
+		return PARSE_MALFORMED;
 	// Only the first fragment carries the transport header.
 	if (((hdr[6] & 0x1f) | hdr[7]) == 0)
 		load_ports(skb, p, off + ihl * 4);
 	return PARSE_OK;
 }
 
-// ipv6_routing reads a routing header. A packet that is source routed is
-// judged by its final destination as well as by its first hop, so a waypoint
-// cannot launder access to a protected range.
-static __always_inline enum parse_result ipv6_routing(struct __sk_buff *skb, __u32 off, struct pkt *p,
-						      __u8 hdrlen8)
+// ipv6_routing reads a routing header. A packet that is still source routed
+// (segments left) is judged by every address of its route as well as by its
+// first hop, so that no waypoint launders access to a protected range. The
+// route must be wholly in the packet and hold at most NTF_MAX_ROUTE
+// addresses, or the packet is malformed: what cannot be judged is dropped.
+static __always_inline enum parse_result ipv6_routing(struct __sk_buff *skb, __u32 off, struct pkt *p)
 {
-	__u8 rh[4]; // next, hdr_ext_len, type, segments_left
+	__u8 rh[8]; // next, hdr_ext_len, type, segments_left, type-specific
 	if (bpf_skb_load_bytes(skb, off, rh, sizeof(rh)))
 		return PARSE_MALFORMED;
 	if (rh[3] == 0)
 		return PARSE_OK; // already at its final destination
-	__u32 at;
+	__u32 n;
 	switch (rh[2]) {
-	case 0: // RH0: addresses in order, the last is the final destination
-		if (rh[1] < 2)
+	case 0: // RH0: the addresses to visit, the last is the final destination
+		n = rh[1] / 2;
+		if (rh[1] & 1 || rh[3] > n)
 			return PARSE_MALFORMED;
-		at = off + 8 + (__u32)(rh[1] / 2 - 1) * 16;
 		break;
-	case 2: // Mobile IPv6: one home address
-	case 4: // Segment routing: segment list[0] is the final destination
-		if (rh[1] < 2)
+	case 2: // Mobile IPv6: exactly one home address
+		n = 1;
+		if (rh[1] != 2 || rh[3] != 1)
 			return PARSE_MALFORMED;
-		at = off + 8;
 		break;
-	default: // unknown source routing: its destination cannot be judged
+	case 4: // Segment routing: last_entry+1 segments, then TLVs
+		n = (__u32)rh[4] + 1;
+		if (n * 2 > rh[1] || rh[3] > rh[4] + 1)
+			return PARSE_MALFORMED;
+		break;
+	default: // unknown source routing: its destinations cannot be judged
 		return PARSE_MALFORMED;
 	}
-	if (bpf_skb_load_bytes(skb, at, p->final, 16))
+	if (n == 0 || n > NTF_MAX_ROUTE || off + 8 + n * 16 > skb->len)
 		return PARSE_MALFORMED;
-	p->has_final = true;
-	p->final_v4 = v4mapped(p->final);
+	p->route_off = off + 8;
+	p->route_n = n;
+	p->route_len = 16;
 	return PARSE_OK;
 }
 
@@ -452,9 +516,9 @@ static __always_inline enum parse_result parse_ipv6(struct __sk_buff *skb, __u32
 		if (bpf_skb_load_bytes(skb, off, eh, sizeof(eh)))
 			return PARSE_MALFORMED;
 		if (next == IPPROTO_ROUTING) {
-			if (p->has_final)
-				return PARSE_MALFORMED; // two routing headers
-			enum parse_result r = ipv6_routing(skb, off, p, eh[1]);
+			if (p->route_n)
+				return PARSE_MALFORMED; // a second routing header
+			enum parse_result r = ipv6_routing(skb, off, p);
 			if (r != PARSE_OK)
 				return r;
 		}
@@ -494,15 +558,13 @@ static __always_inline enum parse_result parse(struct __sk_buff *skb, const stru
 	__u16 proto;
 
 	if (ifc->l2_len == 0) {
-		// L3 device (wireguard, tun): no link-layer header, the IP version
-		// nibble says what follows.
-		__u8 v;
-		if (bpf_skb_load_bytes(skb, 0, &v, 1))
-			return PARSE_MALFORMED;
-		switch (v >> 4) {
-		case 4:
+		// L3 device (wireguard, tun): no link-layer header; the packet's
+		// protocol says what it is, never its first byte (a frame of
+		// another protocol may well start with 0x45).
+		switch (skb->protocol) {
+		case bpf_htons(ETH_P_IP):
 			return parse_ipv4(skb, 0, p);
-		case 6:
+		case bpf_htons(ETH_P_IPV6):
 			return parse_ipv6(skb, 0, p);
 		}
 		return PARSE_NOT_IP;
@@ -532,17 +594,17 @@ static __always_inline enum parse_result parse(struct __sk_buff *skb, const stru
 }
 
 // fast_ip parses the common shapes straight from the linear packet data:
-// IPv4 without options, IPv6 without extension headers. Anything else, or
-// headers beyond the linear part, is left to parse(), which understands every
-// shape; both give the same result where both apply.
-static __always_inline bool fast_ip(void *ip, void *end, struct pkt *p)
+// IPv4 without options, IPv6 without extension headers, of the version
+// the packet's protocol says. Anything else, or headers beyond the linear
+// part, is left to parse(), which understands every shape; both give the
+// same result where both apply.
+static __always_inline bool fast_ip(void *ip, void *end, struct pkt *p, bool v6)
 {
 	__u8 *b = ip;
 	__u32 l4;
 	if (ip + 1 > end)
 		return false;
-	switch (b[0] >> 4) {
-	case 4: {
+	if (!v6) {
 		if (ip + 20 > end || b[0] != 0x45)
 			return false;
 		// Word loads: the header is only 2-byte aligned behind Ethernet,
@@ -555,10 +617,8 @@ static __always_inline bool fast_ip(void *ip, void *end, struct pkt *p)
 		if ((b[6] & 0x1f) | b[7])
 			return true; // not the first fragment: no ports
 		l4 = 20;
-		break;
-	}
-	case 6:
-		if (ip + 40 > end)
+	} else {
+		if (ip + 40 > end || b[0] >> 4 != 6)
 			return false;
 		switch (b[6]) {
 		case IPPROTO_HOPOPTS:
@@ -580,9 +640,6 @@ static __always_inline bool fast_ip(void *ip, void *end, struct pkt *p)
 		p->dst[3] = w[9];
 		p->family = v4mapped(p->dst) ? 4 : 6;
 		l4 = 40;
-		break;
-	default:
-		return false;
 	}
 	switch (p->proto) {
 	case IPPROTO_TCP:
@@ -603,17 +660,21 @@ static __always_inline bool fast_parse(struct __sk_buff *skb, const struct ntf_i
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	if (ifc->l2_len == 0)
-		return fast_ip(data, end, p);
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end)
-		return false;
-	if (eth->h_proto != bpf_htons(ETH_P_IP) && eth->h_proto != bpf_htons(ETH_P_IPV6))
-		return false;
-	if (!fast_ip(eth + 1, end, p))
-		return false;
-	// The version must be what the Ethernet type says, as parse() insists.
-	return (eth->h_proto == bpf_htons(ETH_P_IP)) == (((__u8 *)(eth + 1))[0] >> 4 == 4);
+	__u16 proto;
+	if (ifc->l2_len == 0) {
+		proto = skb->protocol;
+	} else {
+		struct ethhdr *eth = data;
+		if ((void *)(eth + 1) > end)
+			return false;
+		proto = eth->h_proto;
+		data = eth + 1;
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		return fast_ip(data, end, p, false);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return fast_ip(data, end, p, true);
+	return false;
 }
 
 enum iface_result {
@@ -759,6 +820,60 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 	return v;
 }
 
+// hops is what judge_route needs to judge a source route and what it found.
+// Scalars only: it is handed to a global function.
+struct hops {
+	struct ntf_iface ifc;
+	__u64 epoch;
+	__u32 s;
+	__u32 uid;
+	__u32 off; // the route's first address
+	__u32 len; // bytes per address: 4 or 16
+	__u32 n;   // addresses, at most NTF_MAX_ROUTE
+	struct verdict v;
+	__u32 judged[4]; // the address that was denied
+	__u8 judged_v4;
+	__u8 unowned;
+	__u8 denied;
+	__u8 malformed;
+	__u8 no_policy;
+};
+
+// judge_route judges the addresses of a source route in order; the first
+// one denied decides for the packet. It is a global function so that the
+// verifier checks it once, not once for every way the packet was parsed.
+__attribute__((noinline)) int judge_route(struct __sk_buff *skb, struct hops *h)
+{
+	if (!h)
+		return 0;
+	for (__u32 i = 0; i < NTF_MAX_ROUTE && i < h->n; i++) {
+		__u32 a[4] = {};
+		__u32 off = h->off + i * h->len;
+		bool v4 = h->len == 4;
+		if (v4 ? bpf_skb_load_bytes(skb, off, a, 4) : bpf_skb_load_bytes(skb, off, a, 16)) {
+			h->malformed = true;
+			return 0;
+		}
+		if (!v4)
+			v4 = v4mapped(a);
+		bool no_policy = false;
+		struct verdict v = decide(skb, h->s, h->epoch, &h->ifc, h->ifc.table * 2 + !v4, a, v4 ? 32 : 128,
+					  h->unowned, &h->uid, &no_policy);
+		if (no_policy) {
+			h->no_policy = true;
+			return 0;
+		}
+		if (!v.allowed) {
+			h->v = v;
+			h->denied = true;
+			__builtin_memcpy(h->judged, a, 16);
+			h->judged_v4 = v4;
+			return 0;
+		}
+	}
+	return 0;
+}
+
 static __always_inline void emit(struct __sk_buff *skb, const struct ntf_iface *ifc, const struct pkt *p,
 				 const __u32 *dst, bool dst_v4, struct verdict v, __u32 uid, bool unowned)
 {
@@ -844,14 +959,21 @@ int ntf_egress(struct __sk_buff *skb)
 	struct verdict v = decide(skb, s, epoch, &ifc, table, p.dst, bits, unowned, &uid, &no_policy);
 	const __u32 *judged = p.dst;
 	bool judged_v4 = p.family == 4;
-	if (v.allowed && p.has_final) {
-		__u32 ftable = ifc.table * 2 + !p.final_v4;
-		struct verdict fv = decide(skb, s, epoch, &ifc, ftable, p.final, p.final_v4 ? 32 : 128, unowned,
-					   &uid, &no_policy);
-		if (!fv.allowed) {
-			v = fv;
-			judged = p.final;
-			judged_v4 = p.final_v4;
+	struct hops h;
+	if (v.allowed && p.route_n) {
+		h = (struct hops){.ifc = ifc, .epoch = epoch, .s = s, .uid = uid, .off = p.route_off,
+				  .len = p.route_len, .n = p.route_n, .unowned = unowned};
+		judge_route(skb, &h);
+		if (h.malformed) {
+			count(NTF_CNT_MALFORMED);
+			return TC_ACT_SHOT;
+		}
+		no_policy |= h.no_policy;
+		uid = h.uid;
+		if (h.denied) {
+			v = h.v;
+			judged = h.judged;
+			judged_v4 = h.judged_v4;
 		}
 	}
 	if (no_policy) {

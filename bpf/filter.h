@@ -8,6 +8,9 @@
 #define NTF_SLOTS 2
 #define NTF_MAX_IFACES 4096
 #define NTF_MAX_EXT_HDRS 8
+/* Addresses of an IPv6 routing header that are judged; a longer route is
+ * malformed. An IPv4 source route holds at most 9. */
+#define NTF_MAX_ROUTE 16
 #define NTF_RINGBUF_BYTES (1 << 22)
 /* Per-interface and per-endpoint packet counters: [index*2 + allowed]. */
 #define NTF_MAX_COUNTERS 4096

@@ -114,6 +114,12 @@ type filterNtfVerdictEntry struct {
 	_          [4]byte
 }
 
+type filterSkAddr struct {
+	_    structs.HostLayout
+	Seq  uint64
+	Addr uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -129,6 +135,7 @@ const (
 	filterMapNtfIfaces           = "ntf_ifaces"
 	filterMapNtfOwners           = "ntf_owners"
 	filterMapNtfRanges           = "ntf_ranges"
+	filterMapNtfSkAddr           = "ntf_sk_addr"
 	filterMapNtfVerdictCache     = "ntf_verdict_cache"
 	filterProgNtfEgress          = "ntf_egress"
 	filterVarNtfNocache          = "ntf_nocache"
@@ -203,6 +210,7 @@ type filterMapSpecs struct {
 	NtfIfaces           *ebpf.MapSpec `ebpf:"ntf_ifaces"`
 	NtfOwners           *ebpf.MapSpec `ebpf:"ntf_owners"`
 	NtfRanges           *ebpf.MapSpec `ebpf:"ntf_ranges"`
+	NtfSkAddr           *ebpf.MapSpec `ebpf:"ntf_sk_addr"`
 	NtfVerdictCache     *ebpf.MapSpec `ebpf:"ntf_verdict_cache"`
 }
 
@@ -253,6 +261,7 @@ type filterMaps struct {
 	NtfIfaces           *ebpf.Map `ebpf:"ntf_ifaces"`
 	NtfOwners           *ebpf.Map `ebpf:"ntf_owners"`
 	NtfRanges           *ebpf.Map `ebpf:"ntf_ranges"`
+	NtfSkAddr           *ebpf.Map `ebpf:"ntf_sk_addr"`
 	NtfVerdictCache     *ebpf.Map `ebpf:"ntf_verdict_cache"`
 }
 
@@ -269,6 +278,7 @@ func (m *filterMaps) Close() error {
 		m.NtfIfaces,
 		m.NtfOwners,
 		m.NtfRanges,
+		m.NtfSkAddr,
 		m.NtfVerdictCache,
 	)
 }

@@ -38,7 +38,8 @@ import (
 //     behind VLAN tags, nor at L3 devices' packets (see ptTruncatedCases).
 //   - For a context naming an L3 device (tun) the kernel still runs
 //     eth_type_trans on the first 14 bytes and pushes them back, so the
-//     program's data starts at byte 0 of the input: a raw IP packet.
+//     program's data starts at byte 0 of the input: a raw IP packet,
+//     whose protocol is what its bytes 12-13 say (see ptL3Src4).
 func TestParse(t *testing.T) {
 	testnet.RequireRoot(t)
 	ns := testnet.NewNS(t, "p")
@@ -135,12 +136,12 @@ func TestParse(t *testing.T) {
 	}{
 		{"ethernet", 0, loIdx, ptDefaultAllowCases()},
 		{"l3", tunIdx, tunIdx, []ptCase{
-			{name: "raw ipv4 outside every range", frame: ptUDP4(ptOut4),
-				want: ptAllowed(ev4(ptOut4, udpProto, ptSport, ptDport, ""))},
-			{name: "raw ipv6 outside every range", frame: ptUDP6(ptOut6),
-				want: ptAllowed(ev6(ptOut6, udpProto, ptSport, ptDport, ""))},
-			{name: "raw ipv4 to metadata", frame: ptUDP4(ptMD4),
-				want: ptDenied(ev4(ptMD4, udpProto, ptSport, ptDport, ptRangeMD4))},
+			{name: "raw ipv4 outside every range", frame: ptL3UDP4(ptOut4),
+				want: ptAllowed(l3ev4(ptOut4, udpProto, ptSport, ptDport, ""))},
+			{name: "raw ipv6 outside every range", frame: ptL3UDP6(ptOut6),
+				want: ptAllowed(l3ev6(ptOut6, udpProto, ptSport, ptDport, ""))},
+			{name: "raw ipv4 to metadata", frame: ptL3UDP4(ptMD4),
+				want: ptDenied(l3ev4(ptMD4, udpProto, ptSport, ptDport, ptRangeMD4))},
 		}},
 	}
 	for _, g := range allowGroups {
@@ -411,6 +412,22 @@ func ptSourceRoute(typ byte, route ...netip.Addr) []byte {
 	return o
 }
 
+// ptRepeat is n copies of a.
+func ptRepeat(a netip.Addr, n int) []netip.Addr {
+	out := make([]netip.Addr, n)
+	for i := range out {
+		out[i] = a
+	}
+	return out
+}
+
+// ptSetByte returns b with b[i] = v.
+func ptSetByte(b []byte, i int, v byte) []byte {
+	out := bytes.Clone(b)
+	out[i] = v
+	return out
+}
+
 // ptFrag4 sets an IPv4 packet's fragment offset (8-byte units) and MF.
 func ptFrag4(pkt []byte, offset uint16, more bool) []byte {
 	out := bytes.Clone(pkt)
@@ -527,6 +544,27 @@ func ptIPv4Cases() []ptCase {
 			name:  "source route to 10/8 via 10/8: allowed",
 			frame: ptEth4(ptIPv4Opts(ptUDP4(ptInt4), ptSourceRoute(0x83, ptInt4))),
 			want:  ptAllowed(ev4(ptInt4, udpProto, ptSport, ptDport, ptRange10)),
+		},
+		{
+			name:  "loose source route with metadata in the middle: denied",
+			frame: ptEth4(ptIPv4Opts(ptUDP4(ptInt4), ptSourceRoute(0x83, ptInt4, ptMD4, ptInt4))),
+			want:  ptDenied(ev4(ptMD4, udpProto, ptSport, ptDport, ptRangeMD4)),
+		},
+		{
+			name:  "strict source route of 9 addresses (all there is room for), metadata first: denied",
+			frame: ptEth4(ptIPv4Opts(ptUDP4(ptInt4), ptSourceRoute(0x89, append([]netip.Addr{ptMD4}, ptRepeat(ptInt4, 8)...)...))),
+			want:  ptDenied(ev4(ptMD4, udpProto, ptSport, ptDport, ptRangeMD4)),
+		},
+		{
+			name:  "strict source route of 9 addresses, all allowed: allowed",
+			frame: ptEth4(ptIPv4Opts(ptUDP4(ptInt4), ptSourceRoute(0x89, ptRepeat(ptInt4, 9)...))),
+			want:  ptAllowed(ev4(ptInt4, udpProto, ptSport, ptDport, ptRange10)),
+		},
+		{
+			// A route length that is not whole addresses cannot be read.
+			name:  "source route length not whole addresses: malformed",
+			frame: ptEth4(ptIPv4Opts(ptUDP4(ptInt4), []byte{1, 0x83, 9, 4, 10, 1, 2, 3, 1, 1, 0, 0})),
+			want:  ptMalformed,
 		},
 		{
 			name:  "two source routes: malformed",
@@ -722,12 +760,33 @@ func ptRoutingCases() []ptCase {
 			frame: routed(ptInt6, srh(udpProto, 1, ptMapMD4, ptInt6)),
 			want:  ptDenied(ev6(ptMapMD4, udpProto, ptSport, ptDport, ptRangeMD4))},
 		{
-			// Defined behaviour: the first hop and the final segment are
-			// judged, the segments in between are not (see the report).
-			name:  "SRH left 2: metadata as a middle segment is not judged",
+			// Every address the packet is routed through is judged (SPEC
+			// §1 rule 6); the event names the one that was denied.
+			name:  "SRH left 2: metadata as a middle segment: denied",
 			frame: routed(ptInt6, srh(udpProto, 2, ptInt6b, ptMD6, ptInt6)),
-			want:  ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6)),
+			want:  ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6)),
 		},
+		{name: "SRH left 3: v4-mapped metadata in the middle judged as IPv4: denied",
+			frame: routed(ptInt6, srh(udpProto, 3, ptInt6b, ptInt6b, ptMapMD4, ptInt6)),
+			want:  ptDenied(ev6(ptMapMD4, udpProto, ptSport, ptDport, ptRangeMD4))},
+		{name: "SRH left 4: every segment allowed: allowed, reported by first hop",
+			frame: routed(ptInt6, srh(udpProto, 4, ptInt6b, ptInt6, ptMapInt4, ptInt6b, ptInt6)),
+			want:  ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
+		{name: "SRH with 16 segments (the bound), metadata last in the list: denied",
+			frame: routed(ptInt6, srh(udpProto, 15, append(ptRepeat(ptInt6b, 15), ptMD6)...)),
+			want:  ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
+		{name: "SRH with 16 segments (the bound), all allowed: allowed",
+			frame: routed(ptInt6, srh(udpProto, 15, ptRepeat(ptInt6b, 16)...)),
+			want:  ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
+		{name: "SRH with 17 segments, over the bound: malformed",
+			frame: routed(ptInt6, srh(udpProto, 16, ptRepeat(ptInt6b, 17)...)),
+			want:  ptMalformed},
+		{name: "SRH segments left beyond the list: malformed",
+			frame: routed(ptInt6, srh(udpProto, 3, ptInt6b, ptInt6)),
+			want:  ptMalformed},
+		{name: "SRH last entry beyond its length: malformed",
+			frame: routed(ptInt6, ptSetByte(srh(udpProto, 1, ptInt6b, ptInt6), 4, 2)),
+			want:  ptMalformed},
 		{name: "SRH left 1 with no segments (hdr_ext_len 0): malformed",
 			frame: routed(ptInt6, []byte{udpProto, 0, 4, 1, 0, 0, 0, 0}),
 			want:  ptMalformed},
@@ -740,12 +799,30 @@ func ptRoutingCases() []ptCase {
 		{name: "RH0 left 2: last address metadata: denied",
 			frame: routed(ptInt6, ptRH(0, udpProto, 2, ptInt6b, ptMD6)),
 			want:  ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
-		{name: "RH0 left 2: last address allowed",
+		{name: "RH0 left 2: first address metadata, last allowed: denied",
 			frame: routed(ptInt6, ptRH(0, udpProto, 2, ptMD6, ptInt6b)),
+			want:  ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
+		{name: "RH0 left 3: metadata in the middle: denied",
+			frame: routed(ptInt6, ptRH(0, udpProto, 3, ptInt6b, ptMD6, ptInt6b)),
+			want:  ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
+		{name: "RH0 left 1: every address allowed: allowed",
+			frame: routed(ptInt6, ptRH(0, udpProto, 1, ptInt6b, ptInt6b, ptInt6)),
 			want:  ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
+		{name: "RH0 with 17 addresses, over the bound: malformed",
+			frame: routed(ptInt6, ptRH(0, udpProto, 17, ptRepeat(ptInt6b, 17)...)),
+			want:  ptMalformed},
+		{name: "RH0 left 3 with 2 addresses: malformed",
+			frame: routed(ptInt6, ptRH(0, udpProto, 3, ptInt6b, ptInt6)),
+			want:  ptMalformed},
+		{name: "RH0 with the last address cut off: malformed",
+			frame: ptEth6(ipv6(ptSrc6, ptInt6, nhRouting, ptRH(0, udpProto, 2, ptInt6b, ptInt6b)[:8+16+8])),
+			want:  ptMalformed},
 		{name: "type 2 (mobile IPv6) left 1: home address metadata: denied",
 			frame: routed(ptInt6, ptRH(2, udpProto, 1, ptMD6)),
 			want:  ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
+		{name: "type 2 (mobile IPv6) with two addresses: malformed",
+			frame: routed(ptInt6, ptRH(2, udpProto, 1, ptInt6b, ptInt6b)),
+			want:  ptMalformed},
 		{name: "type 2 (mobile IPv6) left 0: judged by dst only",
 			frame: routed(ptInt6, ptRH(2, udpProto, 0, ptMD6)),
 			want:  ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
@@ -823,15 +900,15 @@ func ptTruncatedCases() []ptCase {
 		}
 		return ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))
 	})...)
-	// Source routed: until the final segment is wholly present the packet
+	// Source routed: until every segment is wholly present the packet
 	// cannot be judged, so it is malformed although dst is readable.
 	fullRH := ptEth6(ipv6(ptSrc6, ptInt6, nhRouting, cat(srh(udpProto, 1, ptMD6, ptInt6), ptPayload())))
-	const rhAt, finalEnd, udpAt = 14 + 40, 14 + 40 + 8 + 16, 14 + 40 + 8 + 32
+	const rhAt, udpAt = 14 + 40, 14 + 40 + 8 + 32
 	cases = append(cases, ptSweep("ipv6 srh", fullRH, rhAt-1, func(n int) ptWant {
 		switch {
 		case n < rhAt:
 			return ptRefused(unix.EINVAL)
-		case n < finalEnd:
+		case n < udpAt:
 			return ptMalformed
 		case n < udpAt+4:
 			return ptDenied(ev6(ptMD6, udpProto, 0, 0, ptRangeMD6))
@@ -866,69 +943,115 @@ func ptTruncatedCases() []ptCase {
 	return cases
 }
 
+// On an L3 device the test run takes the packet's protocol (skb->protocol)
+// from bytes 12-13 of the input, as if they were an Ethernet type
+// (eth_type_trans); the context may not set it (EINVAL). Raw packets for
+// tun0 therefore come from sources whose bytes there spell the right type:
+// 8.0.0.1 (IPv4: the source's first two bytes) and fd77:0:86dd::1 (IPv6:
+// the source's bytes 4-5). A packet from any other source is, to the
+// program, of another protocol. The test run refuses (EINVAL) an input
+// whose bytes 12-13 say IPv4 (IPv6) when it holds less than 14+20 (14+40)
+// bytes, so these packets carry a longer payload; the tagged Ethernet
+// sweeps show what the program does with shorter ones.
+var (
+	ptL3Src4 = netip.MustParseAddr("8.0.0.1")
+	ptL3Src6 = netip.MustParseAddr("fd77:0:86dd::1")
+)
+
+func ptL3Payload() []byte { return udp(ptSport, ptDport, bytes.Repeat([]byte("ping"), 6)) }
+
+func ptL3UDP4(dst netip.Addr) []byte { return ipv4(ptL3Src4, dst, udpProto, ptL3Payload()) }
+func ptL3UDP6(dst netip.Addr) []byte { return ipv6(ptL3Src6, dst, udpProto, ptL3Payload()) }
+
+func l3ev4(dst netip.Addr, proto uint8, sport, dport uint16, rng string) ptEvent {
+	e := ev4(dst, proto, sport, dport, rng)
+	e.Src = ptL3Src4
+	return e
+}
+
+func l3ev6(dst netip.Addr, proto uint8, sport, dport uint16, rng string) ptEvent {
+	e := ev6(dst, proto, sport, dport, rng)
+	e.Src = ptL3Src6
+	return e
+}
+
 // ptL3Sweeps cut raw packets on the L3 device at every length.
 func ptL3Sweeps() []ptCase {
 	var cases []ptCase
-	cases = append(cases, ptSweep("raw ipv4 udp", ptUDP4(ptMD4), 0, func(n int) ptWant {
-		switch {
-		case n < 14:
+	cases = append(cases, ptSweep("raw ipv4 udp", ptL3UDP4(ptMD4), 0, func(n int) ptWant {
+		if n < 14+20 {
 			return ptRefused(unix.EINVAL)
-		case n < 20:
-			return ptMalformed
-		case n < 20+4:
-			return ptDenied(ev4(ptMD4, udpProto, 0, 0, ptRangeMD4))
 		}
-		return ptDenied(ev4(ptMD4, udpProto, ptSport, ptDport, ptRangeMD4))
+		return ptDenied(l3ev4(ptMD4, udpProto, ptSport, ptDport, ptRangeMD4))
 	})...)
-	cases = append(cases, ptSweep("raw ipv6 udp", ptUDP6(ptInt6), 0, func(n int) ptWant {
-		switch {
-		case n < 14:
+	cases = append(cases, ptSweep("raw ipv6 udp", ptL3UDP6(ptInt6), 0, func(n int) ptWant {
+		if n < 14+40 {
 			return ptRefused(unix.EINVAL)
-		case n < 40:
-			return ptMalformed
-		case n < 40+4:
-			return ptAllowed(ev6(ptInt6, udpProto, 0, 0, ptRangeInt6))
 		}
-		return ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))
+		return ptAllowed(l3ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))
 	})...)
 	return cases
 }
 
 // ptL3Cases run on tun0 (l2_len 0): the program's data is the IP packet.
 func ptL3Cases() []ptCase {
+	// v6in4 is an IPv6 packet whose protocol says IPv4 (bytes 12-13 of
+	// its source are 08 00), v4in6 the other way round.
+	v6in4 := ipv6(netip.MustParseAddr("fd77:0:800::1"), ptMD6, udpProto, ptL3Payload())
+	v4in6 := ipv4(netip.MustParseAddr("134.221.0.1"), ptMD4, udpProto, cat(ptL3Payload(), ptL3Payload()))
 	return []ptCase{
-		{name: "raw ipv4 udp to 10/8", frame: ptUDP4(ptInt4),
-			want: ptAllowed(ev4(ptInt4, udpProto, ptSport, ptDport, ptRange10))},
-		{name: "raw ipv4 udp to metadata", frame: ptUDP4(ptMD4),
-			want: ptDenied(ev4(ptMD4, udpProto, ptSport, ptDport, ptRangeMD4))},
-		{name: "raw ipv4 outside every range: default deny", frame: ptUDP4(ptOut4),
-			want: ptDenied(ev4(ptOut4, udpProto, ptSport, ptDport, ""))},
-		{name: "raw ipv4 tcp with options", frame: ptIPv4Opts(ipv4(ptSrc4, ptInt4, tcpProto, ptTCP(41000, 22)), bytes.Repeat([]byte{1}, 8)),
-			want: ptAllowed(ev4(ptInt4, tcpProto, 41000, 22, ptRange10))},
-		{name: "raw ipv6 udp to fd00:10::/32", frame: ptUDP6(ptInt6),
-			want: ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
-		{name: "raw ipv6 udp to metadata", frame: ptUDP6(ptMD6),
-			want: ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
-		{name: "raw ipv6 to v4-mapped metadata: judged as IPv4", frame: ptUDP6(ptMapMD4),
-			want: ptDenied(ev6(ptMapMD4, udpProto, ptSport, ptDport, ptRangeMD4))},
-		{name: "raw ipv6 hop-by-hop then udp", frame: ipv6(ptSrc6, ptInt6, nhHop, cat(ext(udpProto), ptPayload())),
-			want: ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
-		{name: "raw ipv6 SRH to metadata", frame: ipv6(ptSrc6, ptInt6, nhRouting, cat(srh(udpProto, 1, ptMD6, ptInt6), ptPayload())),
-			want: ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
-		{name: "raw ipv4 IHL 4: malformed", frame: ptVersion(ptUDP4(ptInt4), 0x44), want: ptMalformed},
-		{name: "raw ipv4 cut at 19 bytes: malformed", frame: ptUDP4(ptInt4)[:19], want: ptMalformed},
-		{name: "raw ipv4 cut at 14 bytes: malformed", frame: ptUDP4(ptInt4)[:14], want: ptMalformed},
-		{name: "raw ipv6 cut at 39 bytes: malformed", frame: ptUDP6(ptInt6)[:39], want: ptMalformed},
-		{name: "raw ipv4 cut at 13 bytes: refused by the kernel", frame: ptUDP4(ptInt4)[:13], want: ptRefused(unix.EINVAL)},
-		{name: "version nibble 5: not IP", frame: ptVersion(ptUDP4(ptMD4), 0x55), want: ptNotIP},
-		{name: "version nibble 0: not IP", frame: ptVersion(ptUDP6(ptMD6), 0x00), want: ptNotIP},
+		{name: "raw ipv4 udp to 10/8", frame: ptL3UDP4(ptInt4),
+			want: ptAllowed(l3ev4(ptInt4, udpProto, ptSport, ptDport, ptRange10))},
+		{name: "raw ipv4 udp to metadata", frame: ptL3UDP4(ptMD4),
+			want: ptDenied(l3ev4(ptMD4, udpProto, ptSport, ptDport, ptRangeMD4))},
+		{name: "raw ipv4 outside every range: default deny", frame: ptL3UDP4(ptOut4),
+			want: ptDenied(l3ev4(ptOut4, udpProto, ptSport, ptDport, ""))},
+		{name: "raw ipv4 tcp with options", frame: ptIPv4Opts(ipv4(ptL3Src4, ptInt4, tcpProto, ptTCP(41000, 22)), bytes.Repeat([]byte{1}, 8)),
+			want: ptAllowed(l3ev4(ptInt4, tcpProto, 41000, 22, ptRange10))},
+		{name: "raw ipv6 udp to fd00:10::/32", frame: ptL3UDP6(ptInt6),
+			want: ptAllowed(l3ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
+		{name: "raw ipv6 udp to metadata", frame: ptL3UDP6(ptMD6),
+			want: ptDenied(l3ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
+		{name: "raw ipv6 to v4-mapped metadata: judged as IPv4", frame: ptL3UDP6(ptMapMD4),
+			want: ptDenied(l3ev6(ptMapMD4, udpProto, ptSport, ptDport, ptRangeMD4))},
+		{name: "raw ipv6 hop-by-hop then udp", frame: ipv6(ptL3Src6, ptInt6, nhHop, cat(ext(udpProto), ptL3Payload())),
+			want: ptAllowed(l3ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
+		{name: "raw ipv6 SRH to metadata", frame: ipv6(ptL3Src6, ptInt6, nhRouting, cat(srh(udpProto, 1, ptMD6, ptInt6), ptPayload())),
+			want: ptDenied(l3ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
+		{name: "raw ipv4 IHL 4: malformed", frame: ptVersion(ptL3UDP4(ptInt4), 0x44), want: ptMalformed},
+		{name: "raw ipv4 IHL 15, options past the end: malformed", frame: ptVersion(ptL3UDP4(ptInt4)[:40], 0x4f), want: ptMalformed},
+		{name: "raw ipv6 SRH cut in its segments: malformed", frame: ipv6(ptL3Src6, ptInt6, nhRouting, srh(udpProto, 1, ptMD6, ptInt6)[:24]), want: ptMalformed},
+		// What is IP is told by the protocol, never by the first byte
+		// (SPEC §1 rule 1).
+		{name: "protocol IPv4, version nibble 5: malformed", frame: ptVersion(ptL3UDP4(ptMD4), 0x55), want: ptMalformed},
+		{name: "protocol IPv4, version nibble 0: malformed", frame: ptVersion(ptL3UDP4(ptMD4), 0x05), want: ptMalformed},
+		{name: "protocol IPv4 carrying an IPv6 header: malformed", frame: v6in4, want: ptMalformed},
+		{name: "protocol IPv6 carrying an IPv4 header: malformed", frame: v4in6, want: ptMalformed},
+		{name: "protocol IPv6, version nibble 4: malformed", frame: ptVersion(ptL3UDP6(ptMD6), 0x45), want: ptMalformed},
 		{
-			// An Ethernet frame on an L3 device is read as IP: its first
-			// nibble (of the destination MAC) is 0, so it is not IP.
-			name:  "ethernet frame on an L3 device is not parsed as ethernet",
-			frame: ptEth4(ptUDP4(ptMD4)),
+			// Bytes 12-13 are c6 12 (the source 198.18.0.1): another
+			// protocol, although the packet reads as IPv4 to metadata.
+			name:  "other protocol starting with 0x45: not IP",
+			frame: ptUDP4(ptMD4),
 			want:  ptNotIP,
 		},
+		{name: "other protocol starting with 0x4f: not IP", frame: ptVersion(ptUDP4(ptMD4), 0x4f), want: ptNotIP},
+		{
+			// Bytes 12-13 are 00 00 (the source fd77::1): an 802.3 length.
+			name:  "other protocol starting with 0x60: not IP",
+			frame: ptUDP6(ptMD6),
+			want:  ptNotIP,
+		},
+		{name: "other protocol starting with 0x00: not IP", frame: ptVersion(ptUDP6(ptMD6), 0x00), want: ptNotIP},
+		{
+			// An Ethernet frame handed to an L3 device with the IPv4
+			// protocol (its bytes 12-13 are its Ethernet type) is broken
+			// IPv4: its first byte (of the destination MAC) is no version.
+			name:  "ethernet frame with the IPv4 protocol on an L3 device: malformed",
+			frame: ptEth4(ptUDP4(ptMD4)),
+			want:  ptMalformed,
+		},
+		{name: "ethernet ARP frame on an L3 device: not IP", frame: cat(eth(ethARP), ptARP()), want: ptNotIP},
 	}
 }
 
