@@ -54,6 +54,7 @@ test: deps check-generated lint build
 	$(MAKE) unit
 	$(GO) test -race -count=1 -p 1 $(SERVICE_PKGS)
 	$(GO) test -count=1 -p 1 $(KERNEL_PKGS)
+	$(MAKE) fuzz FUZZTIME=20s
 	$(MAKE) bench-deps
 	$(GO) test -count=1 ./bench/...
 	./contrib/demo.sh ./net-tc-filter
@@ -79,6 +80,16 @@ bench: deps bench-deps build
 	mkdir -p build
 	$(GO) build -o build/ntf-bench ./bench/cmd/ntf-bench
 	./build/ntf-bench -daemon ./net-tc-filter -repo . -out bench $(BENCHFLAGS)
+
+# Fuzzing (issue 15): the configuration loader (any bytes: a valid set or
+# positioned errors, never a panic) and the packet parser (BPF_PROG_TEST_RUN
+# against a Go reference parser), FUZZTIME each. What they find is kept in
+# testdata/fuzz/ and replayed by every `go test`; `make test` runs a short pass.
+FUZZTIME ?= 2m
+.PHONY: fuzz
+fuzz: deps
+	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./daemon/config
 
 demo: deps build
 	./contrib/demo.sh ./net-tc-filter
