@@ -1,0 +1,359 @@
+package lastgood
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// configSet writes a main file and drop-ins (name → content) into a fresh
+// configuration directory and returns the file list as the loader reports
+// it: main first, then conf.d in lexical order.
+func configSet(t *testing.T, main string, dropIns ...[2]string) (string, []string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "etc")
+	if err := os.MkdirAll(filepath.Join(dir, "conf.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mainPath := filepath.Join(dir, "net-tc-filter.yml")
+	write(t, mainPath, main)
+	files := []string{mainPath}
+	for _, d := range dropIns {
+		p := filepath.Join(dir, "conf.d", d[0])
+		write(t, p, d[1])
+		files = append(files, p)
+	}
+	return mainPath, files
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// stateDir is a fresh state directory owned by the test's user, and a
+// store that expects that owner.
+func stateDir(t *testing.T) *Store {
+	t.Helper()
+	s, err := open(filepath.Join(t.TempDir(), "state"), uint32(os.Geteuid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func accept(string) error { return nil }
+
+func sets(t *testing.T, s *Store) []string {
+	t.Helper()
+	var out []string
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), setPrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+var when = time.Date(2026, 12, 6, 1, 56, 37, 0, time.UTC)
+
+// A saved set holds the files as they were read, under their own names
+// and laid out like the original, so the loader reads it as it read them.
+func TestSaveAndLatest(t *testing.T) {
+	mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"}, [2]string{"20-b.yml", "b: 2\n"})
+	s := stateDir(t)
+	var verified string
+	set, saved, err := s.Save(mainPath, files, when, func(m string) error { verified = m; return nil })
+	if err != nil || !saved {
+		t.Fatalf("Save: saved %v, %v", saved, err)
+	}
+	if verified != set.Main {
+		t.Errorf("verify was given %q, not the saved main file %q", verified, set.Main)
+	}
+	got, err := s.Latest(mainPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Dir != set.Dir || got.From != mainPath || !got.Saved.Equal(when) {
+		t.Errorf("Latest = %+v, saved %+v", got, set)
+	}
+	if filepath.Base(got.Main) != "net-tc-filter.yml" || filepath.Dir(got.Main) != filepath.Join(set.Dir, "config") {
+		t.Errorf("saved main file %s", got.Main)
+	}
+	paths := got.Paths()
+	wantNames := []string{"net-tc-filter.yml", "conf.d/10-a.yml", "conf.d/20-b.yml"}
+	if len(paths) != len(files) {
+		t.Fatalf("saved %v, read %v", paths, files)
+	}
+	for i, p := range paths {
+		if !strings.HasSuffix(p, "/config/"+wantNames[i]) {
+			t.Errorf("file %d saved as %s, want .../config/%s", i, p, wantNames[i])
+		}
+		if read(t, p) != read(t, files[i]) {
+			t.Errorf("%s differs from %s", p, files[i])
+		}
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o022 != 0 {
+			t.Errorf("%s: %v %v: a saved file must be writable by its owner only", p, fi.Mode(), err)
+		}
+	}
+	if link, _ := os.Readlink(filepath.Join(s.dir, "last-good")); link != filepath.Base(set.Dir) {
+		t.Errorf("last-good -> %q, want %q", link, filepath.Base(set.Dir))
+	}
+}
+
+// Saving the same contents again (an interface came, a name was resolved
+// again) writes nothing; new contents make a new set that replaces the
+// old one whole.
+func TestSaveReplaces(t *testing.T) {
+	mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"})
+	s := stateDir(t)
+	first, _, err := s.Save(mainPath, files, when, accept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, saved, err := s.Save(mainPath, files, when.Add(time.Hour), func(string) error {
+		t.Error("verify called for contents already saved")
+		return nil
+	})
+	if err != nil || saved || again.Dir != first.Dir || !again.Saved.Equal(when) {
+		t.Errorf("same contents: saved %v, %+v, %v; want the first set (%s) kept", saved, again, err, first.Dir)
+	}
+
+	write(t, files[1], "a: 2\n")
+	second, saved, err := s.Save(mainPath, files[:2], when.Add(2*time.Hour), accept)
+	if err != nil || !saved || second.Dir == first.Dir {
+		t.Fatalf("changed contents: saved %v, %+v, %v", saved, second, err)
+	}
+	if got := sets(t, s); len(got) != 1 || got[0] != filepath.Base(second.Dir) {
+		t.Errorf("sets left: %v, want only %s", got, filepath.Base(second.Dir))
+	}
+	got, err := s.Latest(mainPath)
+	if err != nil || got.Dir != second.Dir || read(t, got.Paths()[1]) != "a: 2\n" {
+		t.Errorf("Latest = %+v, %v", got, err)
+	}
+
+	// A drop-in removed since: the new set does not carry it.
+	third, _, err := s.Save(mainPath, files[:1], when.Add(3*time.Hour), accept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(third.Dir, "config", "conf.d", "10-a.yml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a drop-in that is gone was saved again: %v", err)
+	}
+}
+
+// A copy that does not load to what is live (the files changed after they
+// were read) never replaces the saved set; nor does a crash in the middle
+// of a save, which leaves a half-written set and a stray link behind.
+func TestSaveKeepsPreviousOnFailure(t *testing.T) {
+	mainPath, files := configSet(t, "main: 1\n")
+	s := stateDir(t)
+	good, _, err := s.Save(mainPath, files, when, accept)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	write(t, mainPath, "main: [\n")
+	refused := errors.New("not what is live")
+	if _, saved, err := s.Save(mainPath, files, when.Add(time.Hour), func(string) error { return refused }); !errors.Is(err, refused) || saved {
+		t.Errorf("Save with a failing verify: saved %v, %v", saved, err)
+	}
+	if got := sets(t, s); len(got) != 1 {
+		t.Errorf("the refused copy was left behind: %v", got)
+	}
+
+	// What a crash between writing a set and switching the link leaves.
+	if err := os.Mkdir(filepath.Join(s.dir, "set-20261206T020000Z-crash"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("set-20261206T020000Z-crash", filepath.Join(s.dir, "last-good.new")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Latest(mainPath)
+	if err != nil || got.Dir != good.Dir || read(t, got.Main) != "main: 1\n" {
+		t.Fatalf("after failures Latest = %+v, %v; want the good set %s", got, err, good.Dir)
+	}
+
+	write(t, mainPath, "main: 2\n")
+	next, _, err := s.Save(mainPath, files, when.Add(2*time.Hour), accept)
+	if err != nil {
+		t.Fatalf("save after a crash: %v", err)
+	}
+	if got := sets(t, s); len(got) != 1 || got[0] != filepath.Base(next.Dir) {
+		t.Errorf("sets after the next save: %v, want only %s", got, filepath.Base(next.Dir))
+	}
+}
+
+// Latest refuses what it cannot vouch for: nothing saved, a set of another
+// configuration, a file changed or added after the save, a link out of
+// the state directory.
+func TestLatestRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, s *Store, set Set)
+		from   string // asked for another main file when set
+		want   string
+	}{
+		{"nothing saved", func(t *testing.T, s *Store, set Set) {
+			os.Remove(filepath.Join(s.dir, "last-good"))
+		}, "", "no last good set saved"},
+		{"another configuration", nil, "/etc/other/net-tc-filter.yml", "not of /etc/other/net-tc-filter.yml"},
+		{"file changed", func(t *testing.T, s *Store, set Set) {
+			write(t, set.Paths()[1], "a: 3\n")
+		}, "", "conf.d/10-a.yml does not match its checksum"},
+		{"file truncated", func(t *testing.T, s *Store, set Set) {
+			write(t, set.Main, "")
+		}, "", "net-tc-filter.yml does not match its checksum"},
+		{"drop-in added", func(t *testing.T, s *Store, set Set) {
+			write(t, filepath.Join(set.Dir, "config", "conf.d", "99-new.yml"), "x: 1\n")
+		}, "", "conf.d/99-new.yml was not saved with the set"},
+		{"link out of the state directory", func(t *testing.T, s *Store, set Set) {
+			link := filepath.Join(s.dir, "last-good")
+			os.Remove(link)
+			os.Symlink("../elsewhere", link)
+		}, "", `points to "../elsewhere"`},
+		{"description unreadable", func(t *testing.T, s *Store, set Set) {
+			write(t, filepath.Join(set.Dir, "saved.json"), "{")
+		}, "", "saved.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"})
+			s := stateDir(t)
+			set, _, err := s.Save(mainPath, files, when, accept)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.damage != nil {
+				tc.damage(t, s, set)
+			}
+			from := mainPath
+			if tc.from != "" {
+				from = tc.from
+			}
+			_, err = s.Latest(from)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Latest: %v; want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A state directory that someone other than root could write is refused,
+// for saving and for loading, as the loader refuses such a configuration
+// file; a sticky, world-writable directory above it (/tmp) is fine.
+func TestUnsafeStateDirectory(t *testing.T) {
+	me := uint32(os.Geteuid())
+	for _, tc := range []struct {
+		name   string
+		mode   os.FileMode // of the state directory
+		parent os.FileMode // of the directory above it
+		owner  uint32      // the owner the store requires
+		want   string      // "" when accepted
+	}{
+		{"private", 0o700, 0o755, me, ""},
+		{"readable by all", 0o755, 0o755, me, ""},
+		{"below a sticky world-writable directory", 0o700, os.ModeSticky | 0o777, me, ""},
+		{"group-writable", 0o770, 0o755, me, "is writable by group or others (mode 0770) — chmod go-w"},
+		{"world-writable and sticky", os.ModeSticky | 0o777, 0o755, me, "is writable by group or others (mode 0777)"},
+		{"below a world-writable directory", 0o700, 0o777, me, "is writable by group or others (mode 0777)"},
+		{"owned by someone else", 0o700, 0o755, me + 1, "is owned by uid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := filepath.Join(t.TempDir(), "parent")
+			dir := filepath.Join(parent, "state")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			chmod(t, dir, tc.mode)
+			chmod(t, parent, tc.parent)
+			mainPath, files := configSet(t, "main: 1\n")
+
+			s, err := open(dir, tc.owner)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if _, _, err := s.Save(mainPath, files, when, accept); err != nil {
+					t.Errorf("Save: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "refusing state directory "+dir) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("open: %v; want a refusal containing %q", err, tc.want)
+			}
+
+			// Made unsafe after it was opened: refused at the next use.
+			chmod(t, dir, 0o700)
+			chmod(t, parent, 0o755)
+			s, err = open(dir, me)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.Save(mainPath, files, when, accept); err != nil {
+				t.Fatal(err)
+			}
+			chmod(t, dir, tc.mode)
+			chmod(t, parent, tc.parent)
+			s.owner = tc.owner
+			if _, _, err := s.Save(mainPath, files, when.Add(time.Hour), accept); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Save into an unsafe directory: %v", err)
+			}
+			if _, err := s.Latest(mainPath); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Latest from an unsafe directory: %v", err)
+			}
+		})
+	}
+}
+
+func chmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Files that are not the main file and its drop-ins cannot be saved as a
+// set of that main file.
+func TestSaveNames(t *testing.T) {
+	mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"})
+	other := filepath.Join(t.TempDir(), "x.yml")
+	write(t, other, "x: 1\n")
+	s := stateDir(t)
+	for _, tc := range []struct {
+		name  string
+		files []string
+		want  string
+	}{
+		{"no files", nil, "begin with its main file"},
+		{"main file not first", []string{files[1], files[0]}, "begin with its main file"},
+		{"a file elsewhere", []string{files[0], other}, "is not a drop-in of"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := s.Save(mainPath, tc.files, when, accept); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Save: %v; want %q", err, tc.want)
+			}
+		})
+	}
+	if !s.Contains(filepath.Join(s.dir, "set-x", "config", "a.yml")) || s.Contains(mainPath) || s.Contains(s.dir+"-other/a.yml") {
+		t.Errorf("Contains is wrong about what lies in %s", s.dir)
+	}
+}
