@@ -46,6 +46,9 @@ type Options struct {
 	// it failed to bind. A failure is logged; the filter does not depend
 	// on it.
 	MetricsListen func(addr string) error
+	// StateDir keeps the last set that went live, enforced by a start
+	// whose files are invalid (lastgood.go); "": none is kept.
+	StateDir string
 }
 
 // Event tells an observer (the D-Bus object) that the service changed.
@@ -195,7 +198,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer cancel()
 
 	began := time.Now()
-	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed)
+	cfg, p, err := s.loadAtStart()
 	if err != nil {
 		s.notify.status("configuration invalid; not started (the pinned filter, if any, stays)")
 		return fmt.Errorf("configuration:\n%w", err)
@@ -224,6 +227,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.filter.Close()
 		return fmt.Errorf("apply policy: %w", err)
 	}
+	s.saveLastGood(cfg)
 	dlog, err := s.startDecisionLog()
 	if err != nil {
 		s.filter.Close()
@@ -428,6 +432,7 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 	s.setState(StateRunning)
 	s.log.Info("reloaded: "+s.summary(), "why", why, "generation", s.filter.Generation(),
 		"load", loaded.Sub(began).Round(time.Millisecond), "apply", time.Since(loaded).Round(time.Millisecond), "files", cfg.Files)
+	s.saveLastGood(cfg)
 	return s.filter.Generation(), nil
 }
 

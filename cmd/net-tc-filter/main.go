@@ -128,9 +128,10 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "run [--config FILE] [--pin-dir DIR] [--attach-mode auto|tcx|clsact]", stderr)
+	fs := newFlags("run", "run [--config FILE] [--pin-dir DIR] [--state-dir DIR] [--attach-mode auto|tcx|clsact]", stderr)
 	cfgPath := fs.String("config", daemon.DefaultConfigPath, "main configuration `file`; drop-ins are read from conf.d/ beside it")
 	pinDir := fs.String("pin-dir", bpf.DefaultPinDir, "bpffs `directory` for the pinned programs, maps and links")
+	stateDir := fs.String("state-dir", daemon.StateDir(), "`directory` (root's only) keeping the last set that went live, enforced when a start finds the files invalid; $STATE_DIRECTORY when systemd sets it")
 	modeText := fs.String("attach-mode", "auto", "how to attach: auto (tcx where the kernel has it), tcx or clsact")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
@@ -150,6 +151,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	svc := daemon.New(daemon.Options{
 		ConfigPath:    *cfgPath,
 		PinDir:        *pinDir,
+		StateDir:      *stateDir,
 		Mode:          mode,
 		Logger:        log,
 		LogLevel:      level,

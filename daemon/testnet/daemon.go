@@ -165,10 +165,14 @@ type Daemon struct {
 
 // DaemonOptions say how to run the daemon.
 type DaemonOptions struct {
-	Config string   // main configuration file
-	PinDir string   // bpffs pin directory
-	Args   []string // more arguments to run
-	Env    []string // more environment (NOTIFY_SOCKET is set)
+	Config string // main configuration file
+	PinDir string // bpffs pin directory
+	// StateDir is where the daemon keeps the last good set; "": a fresh
+	// one for this daemon alone (never the host's /var/lib). Tests of a
+	// restart that must find the set again pass the same one twice.
+	StateDir string
+	Args     []string // more arguments to run
+	Env      []string // more environment (NOTIFY_SOCKET is set)
 	// Wrap is a command prefix the daemon runs under inside the
 	// namespace, e.g. Journal.Wrap. It must exec, not fork, so signals
 	// reach the daemon.
@@ -197,7 +201,10 @@ func startDaemon(t testing.TB, ns *NS, opts DaemonOptions) *Daemon {
 	t.Helper()
 	args := []string{"nsenter", "--net=" + ns.Path(), "--"}
 	args = append(args, opts.Wrap...)
-	args = append(args, Binary(t), "run", "--config", opts.Config, "--pin-dir", opts.PinDir)
+	if opts.StateDir == "" {
+		opts.StateDir = t.TempDir()
+	}
+	args = append(args, Binary(t), "run", "--config", opts.Config, "--pin-dir", opts.PinDir, "--state-dir", opts.StateDir)
 	args = append(args, opts.Args...)
 	d := &Daemon{Notify: ListenNotify(t), stderr: &SyncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(args[0], args[1:]...)
