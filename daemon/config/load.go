@@ -14,10 +14,13 @@ import (
 )
 
 // Load reads the configuration set: mainPath, then <dir of mainPath>/conf.d/*.yml
-// in lexical order, merged as SPEC §2 says. Files and directories must be
-// owned by root and not writable by group or others. When the set is
-// invalid, the error is an Errors listing every problem found in every
-// file, sorted by file order then line, and the Config is nil.
+// in lexical order, merged as SPEC §2 says. The files, the directories
+// they are in and every directory on their real paths (symlinks followed
+// one hop at a time, see walk.go) must be owned by root and not writable
+// by group or others. When the set is invalid, the error is an Errors
+// listing every problem found in every file, sorted by file order then
+// line, and the Config is nil. conf.d entries that are not read are named
+// in Config.Warnings.
 func Load(mainPath string) (*Config, error) {
 	return load(mainPath, 0)
 }
