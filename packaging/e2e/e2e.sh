@@ -208,6 +208,43 @@ flock -u "$LOCK"
 info "$(du -h "$ROOTFS_TAR" | cut -f1) $ROOTFS_TAR"
 
 # ---------------------------------------------------------------- 2. boot
+# boot: systemd-nspawn boots $ROOT in the background; returns once the
+# container's systemd is up (LEADER) and the system has finished starting.
+boot() {
+  local c end state
+  # A container's systemd leaves its cgroups behind when it reboots.
+  for c in "${CGROUPS[@]}"; do find "$c" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true; done
+  (
+    for c in "${CGROUPS[@]}"; do echo "$BASHPID" > "$c/cgroup.procs"; done
+    # Its own session: a ^C meant for this script reaches nspawn only through teardown.
+    # nspawn's own seccomp filter refuses bpf(2) and perf_event_open(2) with EPERM
+    # ("bpffs is not namespaced"); a real host has no such filter: allow them.
+    exec setsid systemd-nspawn --quiet -D "$ROOT" -M "$MACHINE" -b --register=no --keep-unit \
+      --console=pipe --capability=all --private-network --system-call-filter='bpf perf_event_open'
+  ) >>"$WORK/console.log" 2>&1 &
+  NSPAWN_PID=$!
+  end=$(( $(usec) + 30000000 ))
+  while :; do
+    kill -0 "$NSPAWN_PID" 2>/dev/null || { tail -n 20 "$WORK/console.log" | indent; fail "systemd-nspawn exited"; }
+    LEADER=$(ps -o pid= --ppid "$NSPAWN_PID" | head -n 1 | tr -d ' ') || true
+    if [ -n "$LEADER" ] && [ "$(cat "/proc/$LEADER/comm" 2>/dev/null)" = systemd ] &&
+       [ -S "/proc/$LEADER/root/run/systemd/private" ]; then break; fi
+    LEADER=
+    [ "$(usec)" -lt "$end" ] || fail "the container's systemd did not come up in 30 s"
+    sleep 0.05
+  done
+  info "container leader pid $LEADER"
+  state=$(ns timeout 60 systemctl is-system-running --wait) || true
+  case $state in
+    running) ok "system is $state" ;;
+    degraded) ok "system is $state"; ns systemctl --failed --no-pager | indent ;;
+    *) fail "system is '$state' after boot" ;;
+  esac
+  ns mountpoint -q /sys/fs/bpf || fail "no bpffs on /sys/fs/bpf after boot$(echo; ns journalctl -b -u e2e-bpffs --no-pager | indent)"
+  [ "$(ns ip -o link show | wc -l)" = 1 ] || fail "the container does not have a private network (more than lo)"
+  ok "private network: only lo; a fresh bpffs on /sys/fs/bpf"
+}
+
 step "boot: unpack into a tmpfs, systemd-nspawn -b --private-network ($MACHINE)"
 WORK=$(mktemp -d /tmp/ntf-e2e.XXXXXX)
 ROOT=$WORK/root
@@ -217,6 +254,27 @@ zstd -dc "$ROOTFS_TAR" | tar -C "$ROOT" --numeric-owner --xattrs --acls -xf -
 echo "$MACHINE" > "$ROOT/etc/hostname"
 install -d -m 0755 "$ROOT/srv/e2e"
 install -m 0644 "$DEB1" "$DEB2" "$ROOT/srv/e2e/"
+# /sys/fs/bpf is missing under --private-network, where a host's systemd
+# would have mounted bpffs early at boot: a fresh bpffs of the container's
+# own at every boot, before net-tc-filter starts (as on a host, nothing
+# pinned survives a reboot).
+cat >"$ROOT/etc/systemd/system/e2e-bpffs.service" <<'EOF'
+[Unit]
+Description=bpffs on /sys/fs/bpf (e2e: nspawn --private-network has none)
+DefaultDependencies=no
+Before=sysinit.target net-tc-filter.service
+ConditionPathIsMountPoint=!/sys/fs/bpf
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'mount -o remount,rw /sys && mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf && mount -o remount,ro /sys'
+
+[Install]
+WantedBy=sysinit.target
+EOF
+mkdir -p "$ROOT/etc/systemd/system/sysinit.target.wants"
+ln -s ../e2e-bpffs.service "$ROOT/etc/systemd/system/sysinit.target.wants/e2e-bpffs.service"
 # A cgroup of its own (the host has no systemd to make one): two runs never collide.
 if [ -d /sys/fs/cgroup/systemd ] || [ -d /sys/fs/cgroup/unified ]; then
   for h in systemd unified; do [ -d "/sys/fs/cgroup/$h" ] && CGROUPS+=("/sys/fs/cgroup/$h/$MACHINE"); done
@@ -224,36 +282,7 @@ else
   CGROUPS=("/sys/fs/cgroup/$MACHINE")
 fi
 mkdir "${CGROUPS[@]}"
-(
-  for c in "${CGROUPS[@]}"; do echo "$BASHPID" > "$c/cgroup.procs"; done
-  # Its own session: a ^C meant for this script reaches nspawn only through teardown.
-  # nspawn's own seccomp filter refuses bpf(2) and perf_event_open(2) with EPERM
-  # ("bpffs is not namespaced"); a real host has no such filter: allow them.
-  exec setsid systemd-nspawn --quiet -D "$ROOT" -M "$MACHINE" -b --register=no --keep-unit \
-    --console=pipe --capability=all --private-network --system-call-filter='bpf perf_event_open'
-) >"$WORK/console.log" 2>&1 &
-NSPAWN_PID=$!
-end=$(( $(usec) + 30000000 ))
-while :; do
-  kill -0 "$NSPAWN_PID" 2>/dev/null || { tail -n 20 "$WORK/console.log" | indent; fail "systemd-nspawn exited"; }
-  LEADER=$(ps -o pid= --ppid "$NSPAWN_PID" | head -n 1 | tr -d ' ') || true
-  if [ -n "$LEADER" ] && [ "$(cat "/proc/$LEADER/comm" 2>/dev/null)" = systemd ] &&
-     [ -S "/proc/$LEADER/root/run/systemd/private" ]; then break; fi
-  LEADER=
-  [ "$(usec)" -lt "$end" ] || fail "the container's systemd did not come up in 30 s"
-  sleep 0.05
-done
-info "container leader pid $LEADER"
-# /sys/fs/bpf is missing under --private-network: a bpffs of the container's own.
-ns /bin/sh -c 'mount -o remount,rw /sys && mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf && mount -o remount,ro /sys'
-state=$(ns timeout 60 systemctl is-system-running --wait) || true
-case $state in
-  running) ok "system is $state" ;;
-  degraded) ok "system is $state"; ns systemctl --failed --no-pager | indent ;;
-  *) fail "system is '$state' after boot" ;;
-esac
-[ "$(ns ip -o link show | wc -l)" = 1 ] || fail "the container does not have a private network (more than lo)"
-ok "private network: only lo"
+boot
 
 # ---------------------------------------------------------------- 3a. install
 step "a. apt install ./${DEB1##*/}"
@@ -271,6 +300,9 @@ ok "systemctl status shows the STATUS= line"
 
 # ---------------------------------------------------------------- 3b. topology
 step "b. topology (eth1 <-> netns srv with a TCP server on $DST:$DPORT) and users"
+# topology USER: eth1, the netns srv behind it and the server (gone at a
+# reboot); returns once the server answers USER.
+topology() {
 inside /bin/bash -s <<EOF 2>&1 | indent
 set -euxo pipefail
 ip netns add srv
@@ -284,8 +316,6 @@ ip -n srv link set veth-srv up
 ip route add $DST/32 via 198.18.0.2 dev eth1
 ip neigh replace 198.18.0.2 lladdr 02:00:00:00:e2:02 dev eth1 nud permanent
 ip -n srv neigh replace 198.18.0.1 lladdr 02:00:00:00:e2:01 dev veth-srv nud permanent
-useradd -M -s /bin/bash agent
-useradd -M -s /bin/bash bob
 EOF
 inside systemd-run --quiet --unit=e2e-server -p NetworkNamespacePath=/run/netns/srv \
   /usr/bin/python3 -c "
@@ -300,8 +330,12 @@ while True:
 "
 inside ip route get "$DST" | grep -q ' dev eth1 ' || fail "$DST is not routed through eth1"
 ok "$DST is routed through eth1"
-server_up() { [ "$(probe root)" = pass ]; }
-wait_for 10 "the server to answer root" server_up
+wait_for 10 "the server to answer $1" server_up "$1"
+}
+server_up() { [ "$(probe "$1")" = pass ]; }
+topology root
+inside useradd -M -s /bin/bash agent
+inside useradd -M -s /bin/bash bob
 info "agent uid $(inside id -u agent), bob uid $(inside id -u bob)"
 expect_pass agent "nothing protected yet"
 expect_pass bob "nothing protected yet"
@@ -539,8 +573,57 @@ expect_pass agent "after the upgrade"
 wait_for 10 "metrics from the socket after the upgrade" metrics_ok
 ok "metrics served after the upgrade (the socket was handed to the new daemon)"
 
-# ---------------------------------------------------------------- 3h. remove, purge
-step "h. apt remove net-tc-filter, then apt purge"
+# ---------------------------------------------------------------- 3h. reboot with broken files
+step "h. broken drop-in, real reboot (nothing pinned): the last good set is enforced until the files are fixed"
+LG=/var/lib/net-tc-filter
+[ "$(inside stat -c '%a %U' "$LG")" = "700 root" ] || fail "$LG is not root's with mode 0700: $(inside stat -c '%a %U' "$LG")"
+saved=$LG/last-good/config/conf.d/${DROPIN##*/}
+inside cmp "$saved" "$DROPIN" || fail "the last good set does not hold $DROPIN as it went live"
+ok "$LG (root's, 0700) holds the live set: $(inside readlink "$LG/last-good")"
+good=$(inside cat "$DROPIN")
+state_is() { local s; s=$(prop State 2>/dev/null) || return 1; [ "$s" = "s \"$1\"" ]; }
+put "$DROPIN" <<EOF
+endpoints:
+  - e2e: {iface: [eth1], range: [$DST/32
+EOF
+wait_for 10 'State = "degraded" after the drop-in was broken' state_is degraded
+printf '%s\n' "$good" | inside cmp -s "$saved" /dev/stdin || fail "the broken drop-in replaced the last good set"
+ok "the watcher's reload failed; the last good set is unchanged"
+info "generation before the reboot: $(prop Generation)"
+t0=$(usec)
+ns systemctl reboot
+for i in $(seq 300); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$NSPAWN_PID" 2>/dev/null && fail "the container did not reboot in 30 s"
+rc=0; wait "$NSPAWN_PID" || rc=$?
+NSPAWN_PID= LEADER=
+ok "systemctl reboot: systemd-nspawn exited ($rc) after $(fmt_usec $(( $(usec) - t0 ))) s; booting the same root again"
+boot
+expect_active; ok "net-tc-filter.service is active after the reboot"
+wait_for 15 'State = "degraded" after the reboot' state_is degraded
+g=$(prop Generation)
+[ "${g#* }" = 1 ] || fail "Generation is $g after the reboot, not 1: something was pinned and adopted"
+ok "State degraded, Generation 1 (started afresh: nothing was pinned)"
+status=$(inside systemctl status --no-pager -n 0 net-tc-filter.service) || true
+echo "$status" | indent
+for want in 'the configuration files are invalid' "${DROPIN##*/}:" 'enforcing the last good set of'; do
+  grep -q "^ *Status: .*$want" <<<"$status" || fail "systemctl status shows no Status: with '$want'"
+done
+ok "systemctl status says why: the files are invalid and the last good set is enforced"
+inside journalctl -b -u net-tc-filter --no-pager -o cat | grep -F 'enforcing the last good set' | indent ||
+  fail "the journal does not say that the last good set is enforced"
+topology agent
+wait_for 10 "bob's connection to be dropped by the last good set" bob_dropped
+ok "bob is dropped (last good set, on eth1 created after the start)"
+expect_pass agent "last good set"
+t0=$(usec)
+printf '%s\n' "$good" | put "$DROPIN"
+wait_for 10 'State = "running" after the drop-in was fixed' state_is running
+st=$(svc StatusText)
+case $st in *failed*|*invalid*|*"last good"*) fail "STATUS= still reports the broken files: $st" ;; esac
+ok "fixed without a command: running $(fmt_usec $(( $(usec) - t0 ))) s after the write; status: $st"
+
+# ---------------------------------------------------------------- 3i. remove, purge
+step "i. apt remove net-tc-filter, then apt purge"
 inside /usr/bin/env DEBIAN_FRONTEND=noninteractive apt remove -y net-tc-filter 2>&1 | indent
 s=$(inside systemctl is-active net-tc-filter.service) && fail "net-tc-filter.service is still active after apt remove"
 ok "net-tc-filter.service is $s"
@@ -556,12 +639,16 @@ expect_pass bob "nothing filters after apt remove"
 inside test -f /etc/net-tc-filter/net-tc-filter.yml || fail "/etc/net-tc-filter/net-tc-filter.yml was removed by apt remove"
 inside test -f "$DROPIN" || fail "$DROPIN was removed by apt remove"
 ok "/etc/net-tc-filter is kept (config and drop-in)"
+inside test -L /var/lib/net-tc-filter/last-good || fail "/var/lib/net-tc-filter/last-good was removed by apt remove"
+ok "/var/lib/net-tc-filter is kept (the last good set)"
 [ "$(inside dpkg-query -W -f '${Status}' net-tc-filter)" = "deinstall ok config-files" ] ||
   fail "dpkg status after remove: $(inside dpkg-query -W -f '${Status}' net-tc-filter)"
 ok "dpkg: config-files"
 inside /usr/bin/env DEBIAN_FRONTEND=noninteractive apt purge -y net-tc-filter 2>&1 | indent
 inside test ! -e /etc/net-tc-filter || fail "/etc/net-tc-filter is still there after apt purge"
 ok "/etc/net-tc-filter is gone"
+inside test ! -e /var/lib/net-tc-filter || fail "/var/lib/net-tc-filter is still there after apt purge"
+ok "/var/lib/net-tc-filter is gone"
 left=$(inside find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled \
   /var/lib/systemd/deb-systemd-helper-masked -name 'net-tc-filter*' 2>/dev/null || true)
 [ -z "$left" ] || fail "systemd state left after purge: $left"
