@@ -146,6 +146,11 @@ func TestKubernetesSymlinkedDropIn(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Files, want) {
 		t.Errorf("Files = %v, want %v (..data and its files not read directly)", cfg.Files, want)
 	}
+	// kubelet's ..data and ..<timestamp> are its own, never named.
+	placeholder := filepath.Join(dir, "conf.d/placeholder") + " is not read: only *.yml files are read; rename it to end in .yml if it should be."
+	if !reflect.DeepEqual(cfg.Warnings, []string{placeholder}) {
+		t.Errorf("Warnings = %q, want only the placeholder's", cfg.Warnings)
+	}
 }
 
 func TestSymlinkTargetIsChecked(t *testing.T) {
