@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"log/slog"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/lastgood"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
@@ -171,6 +173,67 @@ func TestUnsafeStateDir(t *testing.T) {
 				if !strings.Contains(d.Log(), want) {
 					t.Errorf("the refusal lacks %q:\n%s", want, d.Log())
 				}
+			}
+		})
+	}
+}
+
+// What is saved when a set goes live: the files as they stand, but never
+// while one is open for writing (the copy could be half of a new version),
+// never the last good set itself when it is what went live, and nothing
+// into a state directory that is not root's alone.
+func TestSaveLastGood(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, main, state string) (files []string)
+		saved bool   // a new set is current
+		log   string // "": nothing logged
+	}{
+		{"files as they stand", func(t *testing.T, main, state string) []string {
+			return []string{main}
+		}, true, ""},
+		{"a file open for writing", func(t *testing.T, main, state string) []string {
+			f, err := os.OpenFile(main, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return []string{main}
+		}, false, "is open for writing"},
+		{"the last good set itself", func(t *testing.T, main, state string) []string {
+			store, err := lastgood.Open(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set, _, err := store.Save(main, []string{main}, time.Now(), func(string) error { return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			return set.Paths()
+		}, false, ""},
+		{"an unsafe state directory", func(t *testing.T, main, state string) []string {
+			if err := os.Chmod(state, 0o757); err != nil {
+				t.Fatal(err)
+			}
+			return []string{main}
+		}, false, "refusing state directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			main := t.TempDir() + "/net-tc-filter.yml"
+			writeFile(t, main, policyYAML([]string{"uid:1001"}, ""))
+			state := t.TempDir()
+			var log testnet.SyncBuffer
+			s := New(Options{ConfigPath: main, StateDir: state, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			files := tc.setup(t, main, state)
+			before, _ := os.Readlink(state + "/last-good")
+			s.saveLastGood(&config.Config{Files: files})
+
+			after, _ := os.Readlink(state + "/last-good")
+			if saved := after != before; saved != tc.saved {
+				t.Errorf("a new set saved: %v, want %v; log:\n%s", saved, tc.saved, log.String())
+			}
+			if tc.log == "" && log.String() != "" || !strings.Contains(log.String(), tc.log) {
+				t.Errorf("logged %q, want %q", log.String(), tc.log)
 			}
 		})
 	}
