@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -43,11 +42,9 @@ func FuzzLoad(f *testing.F) {
 		f.Add([]byte(s.main), []byte(s.dropIn))
 	}
 	// One set, rewritten for each input: a fresh directory per input
-	// would cost more than the load.
-	dir := f.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
+	// would cost more than the load. In memory where there is a tmpfs:
+	// a run writes it hundreds of thousands of times.
+	dir := fuzzDir(f)
 	confD := filepath.Join(dir, "conf.d")
 	if err := os.Mkdir(confD, 0o755); err != nil {
 		f.Fatal(err)
@@ -81,19 +78,26 @@ func FuzzLoad(f *testing.F) {
 		if !reflect.DeepEqual(cached, cfg) || !reflect.DeepEqual(cachedErrs, errs) {
 			t.Errorf("cached load differs:\n%+v %v\nfresh:\n%+v %v", cached, cachedErrs, cfg, errs)
 		}
-		full, err := load(main, owner)
-		if len(errs) > 0 {
-			var es Errors
-			if full != nil || !errors.As(err, &es) || !reflect.DeepEqual(es, errs) {
-				t.Errorf("Load = %+v, %v; want nil and the errors of LoadPartial", full, err)
-			}
-			return
+		if len(errs) == 0 { // what Load returns
+			checkValid(t, cfg, []string{main, dropIn})
 		}
-		if err != nil {
-			t.Fatalf("Load failed where LoadPartial did not: %v", err)
-		}
-		checkValid(t, full, []string{main, dropIn})
 	})
+}
+
+// fuzzDir makes the directory FuzzLoad's set lives in, mode 0755.
+func fuzzDir(f *testing.F) string {
+	dir, err := os.MkdirTemp("/dev/shm", "FuzzLoad")
+	if err != nil {
+		dir, err = os.MkdirTemp("", "FuzzLoad")
+	}
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		f.Fatal(err)
+	}
+	return dir
 }
 
 // checkValid checks what every valid Config must be, whatever the input:
