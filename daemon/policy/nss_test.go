@@ -55,6 +55,12 @@ type toolError struct {
 
 func (e *toolError) Error() string { return e.cmd + ": " + e.err.Error() + ": " + e.out }
 
+// idRange keeps the ids of the accounts these tests make away from the
+// uids the service tests send as (1001, 1002, ...): useradd would give
+// out the first free ones, and a test running beside them would find its
+// uid taken, or userdel here refuse a user that their agent runs as.
+var idRange = []string{"-K", "UID_MIN=61000", "-K", "UID_MAX=61999", "-K", "GID_MIN=61000", "-K", "GID_MAX=61999"}
+
 func idU(t *testing.T, name string) uint32 {
 	t.Helper()
 	out, err := exec.Command("id", "-u", name).Output()
@@ -89,7 +95,7 @@ func TestNSS(t *testing.T) {
 
 	// Cleanups run last-in first-out: groups are removed after the users
 	// whose primary group they are.
-	if err := shadowTool(t, "groupadd", group); err != nil {
+	if err := shadowTool(t, "groupadd", append(idRange, group)...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -97,7 +103,7 @@ func TestNSS(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	if err := shadowTool(t, "groupadd", lonely); err != nil {
+	if err := shadowTool(t, "groupadd", append(idRange, lonely)...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -109,7 +115,7 @@ func TestNSS(t *testing.T) {
 		t.Helper()
 		// -M: no home directory; -U: a user private group for users whose
 		// primary group is not given (removed again by userdel).
-		if err := shadowTool(t, "useradd", append(append([]string{"-M", "-s", "/usr/sbin/nologin"}, args...), name)...); err != nil {
+		if err := shadowTool(t, "useradd", slices.Concat(idRange, []string{"-M", "-s", "/usr/sbin/nologin"}, args, []string{name})...); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
