@@ -18,32 +18,56 @@ import (
 // conf.d/ beside it.
 const DefaultConfigPath = "/etc/net-tc-filter/net-tc-filter.yml"
 
-// Load reads, checks and compiles the configuration set. Every problem of
-// the set, from the files or from resolving names, comes back at once as
-// config.Errors.
+// Load reads, checks and compiles the configuration set, as `check` judges
+// it: every problem of the set, from the files or from resolving names,
+// comes back at once as config.Errors, and a user or group name that does
+// not resolve is one of them. With an error, the Config is what could be
+// read, for its Warnings (it must never be applied), and the Policy nil.
 func Load(path string, r policy.Resolver) (*config.Config, *policy.Policy, error) {
-	return load(path, r, nil)
+	cfg, p, err := loadPartial(path, r, nil)
+	if err == nil && len(p.Unresolved) > 0 {
+		errs := p.UnresolvedErrors()
+		errs.Sort(cfg.Files)
+		return cfg, nil, errs
+	}
+	return cfg, p, err
 }
 
-// load is Load through a cache of parsed files (nil: none).
+// load is Load through a cache of parsed files (nil: none), as the daemon
+// judges the set: a name that does not resolve is no error, it matches no
+// one and p.Unresolved lists it (SPEC §1 "Failing closed"). When the set
+// is invalid for other reasons, such names are listed with its problems.
 func load(path string, r policy.Resolver, cache *config.Cache) (*config.Config, *policy.Policy, error) {
+	cfg, p, err := loadPartial(path, r, cache)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, p, nil
+}
+
+// loadPartial is load that returns, with an error, what could be read.
+func loadPartial(path string, r policy.Resolver, cache *config.Cache) (*config.Config, *policy.Policy, error) {
 	cfg, errs := cache.LoadPartial(path)
 	p, err := policy.Compile(cfg, r)
 	var compileErrs config.Errors
 	if errors.As(err, &compileErrs) {
 		errs = append(errs, compileErrs...)
 	} else if err != nil {
-		return nil, nil, err
+		return cfg, nil, err
 	}
 	if len(errs) > 0 {
+		if p != nil {
+			errs = append(errs, p.UnresolvedErrors()...)
+		}
 		errs.Sort(cfg.Files)
-		return nil, nil, errs
+		return cfg, nil, errs
 	}
 	return cfg, p, nil
 }
 
 // ParseOwner reads a sender as the CLI and D-Bus take it: a user name
-// ("alice"), "uid:1005" or "unowned".
+// ("alice"), "uid:1005" or "unowned". A name NSS could not look up (as
+// opposed to one that does not exist) is an error that wraps ErrNotReady.
 func ParseOwner(s string, r policy.Resolver) (policy.Owner, error) {
 	if s == "unowned" {
 		return policy.Owner{Unowned: true}, nil
@@ -56,6 +80,9 @@ func ParseOwner(s string, r policy.Resolver) (policy.Owner, error) {
 		return policy.Owner{UID: uint32(uid)}, nil
 	}
 	uid, err := r.User(s)
+	if err != nil && !errors.Is(err, policy.ErrUnknown) {
+		return policy.Owner{}, notReady{err}
+	}
 	if err != nil {
 		return policy.Owner{}, err
 	}
@@ -78,7 +105,22 @@ func statusLine(st Status) string {
 	if st.LastError != "" {
 		line += "; last reload failed: " + st.LastError
 	}
+	if u := unresolvedLine(st.Unresolved); u != "" {
+		line += "; degraded: " + u
+	}
 	return line
+}
+
+// unresolvedLine says in one line which names match no one because they
+// do not resolve: the first, and how many more.
+func unresolvedLine(names []string) string {
+	switch len(names) {
+	case 0:
+		return ""
+	case 1:
+		return "1 user/group name matches no one: " + names[0]
+	}
+	return fmt.Sprintf("%d user/group names match no one: %s (and %d more)", len(names), names[0], len(names)-1)
 }
 
 // rangesByFamily counts the (endpoint, range) pairs of RangeCount by

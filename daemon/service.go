@@ -46,10 +46,19 @@ type Options struct {
 	// it failed to bind. A failure is logged; the filter does not depend
 	// on it.
 	MetricsListen func(addr string) error
+	// ResolveInterval is how often the live policy's user and group
+	// names are resolved again: LDAP and SSSD change members without a
+	// file to watch, and a name that did not resolve (LDAP down at boot)
+	// must start matching once it does. 0: DefaultResolveInterval.
+	ResolveInterval time.Duration
 	// StateDir keeps the last set that went live, enforced by a start
 	// whose files are invalid (lastgood.go); "": none is kept.
 	StateDir string
 }
+
+// DefaultResolveInterval is the default of Options.ResolveInterval: SPEC
+// §1 "Failing closed" asks for at least every 30 s.
+const DefaultResolveInterval = 30 * time.Second
 
 // Event tells an observer (the D-Bus object) that the service changed.
 type Event struct {
@@ -65,7 +74,7 @@ const (
 	StateStarting  State = "starting"
 	StateRunning   State = "running"   // the configured policy is live
 	StateReloading State = "reloading" // a reload is under way
-	StateDegraded  State = "degraded"  // enforcing, but the last reload or interface change failed
+	StateDegraded  State = "degraded"  // enforcing, but the last reload or interface change failed, or names do not resolve
 	StateStopping  State = "stopping"
 )
 
@@ -81,6 +90,26 @@ type Status struct {
 	Files       []string
 	LastReload  time.Time
 	LastError   string // of the last reload; empty when it succeeded
+	// Unresolved are the live policy's user and group names that match
+	// no one because they do not resolve, each with where it is written
+	// and why (policy.Unresolved.String).
+	Unresolved []string
+	// Warnings of the live set: files in conf.d that are not read, risky
+	// settings (config.Config.Warnings, policy.Policy.Warnings).
+	Warnings []string
+}
+
+// Problem says in one line why the service is degraded: the last reload's
+// error and the names that do not resolve; "" when it is neither.
+func (st Status) Problem() string {
+	var parts []string
+	if st.LastError != "" {
+		parts = append(parts, st.LastError)
+	}
+	if u := unresolvedLine(st.Unresolved); u != "" {
+		parts = append(parts, u)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Service enforces a configuration set and follows its changes, the
@@ -143,6 +172,9 @@ func New(opts Options) *Service {
 	if opts.Decisions == nil {
 		opts.Decisions = opts.Logger
 	}
+	if opts.ResolveInterval <= 0 {
+		opts.ResolveInterval = DefaultResolveInterval
+	}
 	return &Service{
 		opts:    opts,
 		log:     opts.Logger,
@@ -178,6 +210,8 @@ func (s *Service) Status() Status {
 	st := s.status
 	st.Attachments = slices.Clone(st.Attachments)
 	st.Files = slices.Clone(st.Files)
+	st.Unresolved = slices.Clone(st.Unresolved)
+	st.Warnings = slices.Clone(st.Warnings)
 	return st
 }
 
@@ -220,8 +254,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.warn(p)
-	if err := s.apply(cfg, p, logMode); err != nil {
+	s.warn(cfg, p)
+	err = s.apply(cfg, p, logMode)
+	s.noteUnresolved(p.Unresolved)
+	if err != nil {
 		// Whatever did attach stays: fail loudly, but never remove a
 		// filter that may be protecting something.
 		s.filter.Close()
@@ -262,6 +298,10 @@ func (s *Service) Run(ctx context.Context) error {
 	// and then: a transient failure must not leave it unfiltered.
 	retry := time.NewTicker(5 * time.Second)
 	defer retry.Stop()
+	// Even when every name resolves: group members in LDAP or SSSD change
+	// without a file event, and this is how such a change goes live.
+	resolve := time.NewTicker(s.opts.ResolveInterval)
+	defer resolve.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -269,6 +309,11 @@ func (s *Service) Run(ctx context.Context) error {
 		case req := <-s.reloads:
 			gen, err := s.reload(true, "reload requested")
 			req.reply <- reloadResult{gen, err}
+			if err != nil {
+				// The files are broken, but a deleted user must
+				// still lose the access the live policy gives.
+				s.resolveNames("the set could not be reloaded")
+			}
 			collect()
 		case ch, ok := <-changes:
 			if !ok {
@@ -276,8 +321,12 @@ func (s *Service) Run(ctx context.Context) error {
 				changes = nil
 				continue
 			}
-			s.reload(false, "changed: "+strings.Join(ch.Paths, ", "))
+			if _, err := s.reload(false, "changed: "+strings.Join(ch.Paths, ", ")); err != nil {
+				s.resolveNames("the set could not be reloaded")
+			}
 			collect()
+		case <-resolve.C:
+			s.resolveNames("resolving user and group names every " + s.opts.ResolveInterval.String())
 		case <-links.C:
 			s.syncInterfaces(links.Gone())
 		case <-retry.C:
@@ -419,12 +468,16 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 	}
 	if !asked && logMode == s.logMode && p.Equal(s.policy) && cfg.Log == s.cfg.Log && cfg.OnStop == s.cfg.OnStop && cfg.Metrics == s.cfg.Metrics {
 		s.log.Debug("configuration unchanged", "why", why)
+		s.noteUnresolved(p.Unresolved) // the same uids, maybe for another reason
+		s.noteWarnings(cfg)
 		s.setError("") // a broken set was fixed back to the running one
 		s.setState(StateRunning)
 		return s.filter.Generation(), nil
 	}
-	s.warn(p)
-	if err := s.apply(cfg, p, logMode); err != nil {
+	s.warn(cfg, p)
+	err = s.apply(cfg, p, logMode)
+	s.noteUnresolved(p.Unresolved)
+	if err != nil {
 		s.failed("reload incomplete", why, err)
 		return s.filter.Generation(), err
 	}
@@ -472,6 +525,7 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	s.ifaces = s.attached()
 	s.mu.Lock()
 	s.status.Files = cfg.Files
+	s.status.Warnings = warnings(cfg, p)
 	s.status.LastReload = time.Now()
 	s.live = p
 	s.kernel = s.filter
@@ -479,20 +533,99 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	return err
 }
 
+// resolveNames resolves the live policy's user and group names again
+// (SPEC §1 "Failing closed"): every ResolveInterval, for members that LDAP
+// or SSSD change without a file event and for names that did not resolve
+// (LDAP down at boot), and after a reload that failed, so that a user
+// deleted while the files are broken still loses the access the live
+// policy gave. When the uids changed, they go live as a reload's would.
+func (s *Service) resolveNames(why string) {
+	if s.policy == nil || !s.policy.Named() {
+		return
+	}
+	q := s.policy.Resolve(s.opts.Resolver)
+	if q.Equal(s.policy) {
+		before := s.summary()
+		s.noteUnresolved(q.Unresolved)
+		s.setState(StateRunning)
+		if now := s.summary(); now != before {
+			s.notify.status(now)
+		}
+		return
+	}
+	s.notify.reloading()
+	s.setState(StateReloading)
+	defer func() { s.notify.ready(s.summary()) }()
+	began := time.Now()
+	if !slices.Equal(q.Warnings, s.policy.Warnings) {
+		for _, w := range q.Warnings {
+			s.log.Warn(w)
+		}
+	}
+	err := s.apply(s.cfg, q, s.logMode)
+	s.noteUnresolved(q.Unresolved)
+	s.recordLoad(began, err, true)
+	if err != nil {
+		s.failed("applying the names resolved again is incomplete", why, err)
+	} else {
+		// The last reload's error, if any, stays: the files are as
+		// broken as they were.
+		s.setState(StateRunning)
+		s.log.Info("user and group names resolved again: "+s.summary(), "why", why, "generation", s.filter.Generation())
+	}
+	s.emit(Event{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
+}
+
+// noteUnresolved records the names of the live policy that do not resolve,
+// and logs when they change: a name that matches no one is why the
+// service is degraded, until it resolves.
+func (s *Service) noteUnresolved(list []policy.Unresolved) {
+	lines := make([]string, len(list))
+	for i, u := range list {
+		lines[i] = u.String()
+	}
+	s.mu.Lock()
+	changed := !slices.Equal(lines, s.status.Unresolved)
+	if changed {
+		s.status.Unresolved = lines
+	}
+	s.mu.Unlock()
+	switch {
+	case !changed:
+	case len(lines) == 0:
+		s.log.Info("every user and group name of the policy resolves again")
+	default:
+		s.log.Error(fmt.Sprintf("degraded: user and group names that do not resolve match no one until they do (resolved again when /etc/passwd or /etc/group change and every %s):\n  %s",
+			s.opts.ResolveInterval, strings.Join(lines, "\n  ")), "unresolved", len(lines))
+	}
+}
+
+// ErrNotReady is wrapped by the errors of Check that are the service's
+// condition rather than the question's (nothing is live yet): asked again
+// later, the same question may get an answer.
+var ErrNotReady = errors.New("not ready")
+
+// notReady is an error that ErrNotReady matches, in its own words.
+type notReady struct{ error }
+
+func (e notReady) Is(target error) bool { return target == ErrNotReady }
+func (e notReady) Unwrap() error        { return e.error }
+
 // Check says what the live policy does with a packet from owner to dst
 // leaving iface. With iface empty, the one filtered interface is meant; it
-// returns the interface it judged for.
+// returns the interface it judged for. Errors wrap ErrNotReady when the
+// service cannot answer yet.
 func (s *Service) Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Decision, string, error) {
 	s.mu.Lock()
 	p, attached := s.live, s.status.Attachments
 	s.mu.Unlock()
 	if p == nil {
-		return policy.Decision{}, "", errors.New("no policy is live yet")
+		return policy.Decision{}, "", notReady{errors.New("no policy is live yet")}
 	}
 	if iface == "" {
 		switch len(attached) {
 		case 0:
-			return policy.Decision{}, "", errors.New("no interface is filtered; name one")
+			return policy.Decision{}, "", notReady{errors.New("no interface is filtered (yet); name one")}
 		case 1:
 			iface = attached[0].Iface.Name
 		default:
@@ -531,10 +664,36 @@ func (s *Service) emit(ev Event) {
 
 // warn logs what the compiler found risky (a deny default that locks out
 // root's neighbour discovery, for one) at every load that applies it.
-func (s *Service) warn(p *policy.Policy) {
-	for _, w := range p.Warnings {
+func (s *Service) warn(cfg *config.Config, p *policy.Policy) {
+	for _, w := range warnings(cfg, p) {
 		s.log.Warn(w)
 	}
+}
+
+// warnings are what the loader (files not read) and the compiler (risky
+// settings) warn of, in that order.
+func warnings(cfg *config.Config, p *policy.Policy) []string {
+	return slices.Concat(cfg.Warnings, p.Warnings)
+}
+
+// noteWarnings follows the loader's warnings of a set that was read again
+// without anything to apply (a backup file left in conf.d): they are
+// logged, and status lists them, all the same.
+func (s *Service) noteWarnings(cfg *config.Config) {
+	if slices.Equal(cfg.Warnings, s.cfg.Warnings) {
+		return
+	}
+	for _, w := range cfg.Warnings {
+		if !slices.Contains(s.cfg.Warnings, w) {
+			s.log.Warn(w)
+		}
+	}
+	kept := *s.cfg
+	kept.Warnings = cfg.Warnings
+	s.cfg = &kept
+	s.mu.Lock()
+	s.status.Warnings = warnings(s.cfg, s.policy)
+	s.mu.Unlock()
 }
 
 // syncInterfaces follows interfaces that appeared, were renamed or went
@@ -628,7 +787,7 @@ func (s *Service) setError(msg string) {
 func (s *Service) setState(st State) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st == StateRunning && s.status.LastError != "" {
+	if st == StateRunning && (s.status.LastError != "" || len(s.status.Unresolved) > 0) {
 		st = StateDegraded
 	}
 	s.status.State = st

@@ -101,6 +101,7 @@ type Status struct {
 	LastReload  time.Time    `json:"last_reload"`
 	LastError   string       `json:"last_error"`
 	ConfigFiles []string     `json:"config_files"`
+	Warnings    []string     `json:"warnings"` // files not read, risky settings
 	Interfaces  []Attachment `json:"interfaces"`
 	RuleCount   uint32       `json:"rule_count"`
 	Allowed     uint64       `json:"allowed"`
@@ -131,6 +132,12 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	}
 	if last != 0 {
 		st.LastReload = time.UnixMicro(int64(last))
+	}
+	// Optional: daemons before it did not have it.
+	if v, ok := m["Warnings"]; ok {
+		if err := v.Store(&st.Warnings); err != nil {
+			return Status{}, fmt.Errorf("status field Warnings: %w", err)
+		}
 	}
 	return st, nil
 }

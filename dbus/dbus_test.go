@@ -1,9 +1,12 @@
 package dbus
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -489,4 +492,176 @@ func TestRestarts(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	testnet.Expect(t, b.bob, prot4, port, false) // enforcing all along
+}
+
+// nssDown resolves like NSS with its LDAP backend down: "ldap-user" cannot
+// be looked up; every other name does not exist.
+type nssDown struct{}
+
+func (nssDown) User(name string) (uint32, error) {
+	if name == "ldap-user" {
+		return 0, errors.New("look up user \"ldap-user\": connection refused")
+	}
+	return 0, fmt.Errorf("%w user %q", policy.ErrUnknown, name)
+}
+
+func (nssDown) Group(name string) ([]uint32, error) {
+	return nil, fmt.Errorf("%w group %q", policy.ErrUnknown, name)
+}
+
+// checkError calls Check and returns the D-Bus error's name and message.
+func checkError(t *testing.T, c *godbus.Conn, args ...any) (string, string) {
+	t.Helper()
+	err := obj(c).Call(Interface+".Check", 0, args...).Err
+	var de godbus.Error
+	if !errors.As(err, &de) {
+		t.Errorf("Check%v: %v, want a D-Bus error", args, err)
+		return "", ""
+	}
+	return de.Name, fmt.Sprint(de.Body...)
+}
+
+// Check tells what the daemon cannot answer yet (NotReady) from bad input
+// (InvalidArgs): nothing live yet, NSS down for the principal's name.
+// The object serves a service that has not started, on a real bus.
+func TestCheckNotReadyBeforeStart(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.Address)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		Serve(ctx, ServerOptions{Manager: daemon.New(daemon.Options{}), Version: "test", Resolver: nssDown{},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Retry: 100 * time.Millisecond})
+	}()
+	c := conn(t, bus)
+	if v, err := waitState(c, "starting", 10*time.Second); v.Value() != "starting" {
+		t.Fatalf("State = %v (%v), want starting", v, err)
+	}
+	for _, tc := range []struct {
+		args      []any
+		name, msg string
+	}{
+		{[]any{"uid:1", "192.0.2.1", "eth0"}, ErrNotReady, "no policy is live yet"},
+		{[]any{"ldap-user", "192.0.2.1", "eth0"}, ErrNotReady, "connection refused"},
+		{[]any{"no-such-user-ntft", "192.0.2.1", "eth0"}, errInvalidArgs, "unknown user"},
+		{[]any{"uid:1", "not-an-address", "eth0"}, errInvalidArgs, "destination"},
+	} {
+		name, msg := checkError(t, c, tc.args...)
+		if name != tc.name || !strings.Contains(msg, tc.msg) {
+			t.Errorf("Check%v: %s %q, want %s with %q", tc.args, name, msg, tc.name, tc.msg)
+		}
+	}
+}
+
+// A running daemon that filters no interface (the configured one does not
+// exist yet) cannot say which one is meant: NotReady, not InvalidArgs.
+func TestCheckNotReadyNoInterface(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	b := newBed(t, bus)
+	write(t, b.main, strings.ReplaceAll(policyYAML("uid:1001"), "eth0", "ntft-later"))
+	c := conn(t, bus)
+	if err := obj(c).Call(Interface+".Reload", 0).Err; err != nil {
+		t.Fatal(err)
+	}
+	name, msg := checkError(t, c, "uid:1002", prot4.String(), "")
+	if name != ErrNotReady || !strings.Contains(msg, "no interface is filtered") {
+		t.Errorf("Check with no interface filtered: %s %q, want %s", name, msg, ErrNotReady)
+	}
+	// Naming one answers.
+	var d Decision
+	if err := obj(c).Call(Interface+".Check", 0, "uid:1002", prot4.String(), "ntft-later").Store(&d.Allowed, &d.Endpoint, &d.Range, &d.Reason); err != nil || d.Allowed {
+		t.Errorf("Check naming the interface: %+v %v, want denied", d, err)
+	}
+}
+
+// A name that does not resolve and a file in conf.d that is not read, as
+// D-Bus, `status` and `check` show them: State degraded with the name in
+// LastError, Warnings naming the file.
+func TestDegradedAndWarningsShown(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	b := newBed(t, bus)
+	confd := filepath.Join(filepath.Dir(b.main), "conf.d")
+	if err := os.Mkdir(confd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(confd, "50-x.yaml"), policyYAML("uid:1002"))
+	write(t, b.main, policyYAML("uid:1001, group:ntft-no-such-group"))
+	c := conn(t, bus)
+	if err := obj(c).Call(Interface+".Reload", 0).Err; err != nil {
+		t.Fatalf("Reload with a name that does not resolve: %v", err)
+	}
+	if v, _ := waitState(c, "degraded", 5*time.Second); v.Value() != "degraded" {
+		t.Errorf("State = %v, want degraded", v)
+	}
+	v, err := obj(c).GetProperty(Interface + ".LastError")
+	if s, _ := v.Value().(string); err != nil || !strings.Contains(s, "group:ntft-no-such-group ("+b.main+":5) does not exist") {
+		t.Errorf("LastError = %v (%v)", v, err)
+	}
+	testnet.Expect(t, b.alice, prot4, port, true)
+	testnet.Expect(t, b.bob, prot4, port, false)
+
+	out, stderr, err := cli(t, bus, "status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{": degraded", "group:ntft-no-such-group", "warnings", "50-x.yaml"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	out, stderr, err = cli(t, bus, "status", "--json")
+	var st Status
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.State != "degraded" || len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "50-x.yaml") {
+		t.Errorf("status --json: %+v %v\n%s%s", st, err, out, stderr)
+	}
+	var all map[string]godbus.Variant
+	if err := obj(c).Call(Interface+".Status", 0).Store(&all); err != nil || !strings.Contains(fmt.Sprint(all["Warnings"].Value()), "50-x.yaml") {
+		t.Errorf("Status()[Warnings] = %v (%v)", all["Warnings"], err)
+	}
+
+	// check calls the name an error, with its position, and warns of
+	// the file.
+	_, stderr, err = cli(t, bus, "check", "--config", b.main)
+	if exitCode(err) != 1 || !strings.Contains(stderr, b.main+":5: allow \"group:ntft-no-such-group\": unknown group") || !strings.Contains(stderr, "warning: ") || !strings.Contains(stderr, "50-x.yaml") {
+		t.Errorf("check: exit %d\n%s", exitCode(err), stderr)
+	}
+
+	// The name fixed, the set is valid: running, the warning stays.
+	write(t, b.main, policyYAML("uid:1001"))
+	if err := obj(c).Call(Interface+".Reload", 0).Err; err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := waitState(c, "running", 5*time.Second); v.Value() != "running" {
+		t.Errorf("State after the fix = %v, want running", v)
+	}
+	out, stderr, err = cli(t, bus, "check", "--config", b.main)
+	if err != nil || !strings.Contains(stderr, "warning: ") || !strings.Contains(stderr, "50-x.yaml") || !strings.Contains(out, "OK: ") {
+		t.Errorf("check of a valid set: %v\n%s%s", err, out, stderr)
+	}
+	if !strings.Contains(b.d.Log(), "50-x.yaml") {
+		t.Errorf("the daemon did not log the warning:\n%s", b.d.Log())
+	}
+
+	// An editor's backup left in conf.d changes no policy; it is logged
+	// and listed all the same.
+	write(t, filepath.Join(confd, "50-x.yml~"), policyYAML("uid:1002"))
+	b.d.WaitLog(t, "50-x.yml~", 10*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := Status{}
+		out, _, err := cli(t, bus, "status", "--json")
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil && len(st.Warnings) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status does not list both files not read: %+v %v\n%s", st, err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	testnet.Expect(t, b.bob, prot4, port, false)
 }

@@ -33,8 +33,12 @@ const (
 
 	ErrInvalidConfig = "org.nettcfilter1.Error.InvalidConfig"
 	ErrFailed        = "org.nettcfilter1.Error.Failed"
-	ErrAccessDenied  = "org.freedesktop.DBus.Error.AccessDenied"
-	errInvalidArgs   = "org.freedesktop.DBus.Error.InvalidArgs"
+	// ErrNotReady answers Check when the daemon cannot: nothing is live
+	// yet, no interface is filtered, NSS does not answer. Bad input is
+	// InvalidArgs instead.
+	ErrNotReady     = "org.nettcfilter1.Error.NotReady"
+	ErrAccessDenied = "org.freedesktop.DBus.Error.AccessDenied"
+	errInvalidArgs  = "org.freedesktop.DBus.Error.InvalidArgs"
 )
 
 // InterfaceXML is the interface's introspection data, as installed to
@@ -222,14 +226,19 @@ func (o *object) values() map[string]any {
 	if files == nil {
 		files = []string{}
 	}
+	warnings := st.Warnings
+	if warnings == nil {
+		warnings = []string{}
+	}
 	c, _ := o.opts.Manager.Counters() // zero until the filter is loaded
 	return map[string]any{
 		"Version":     o.opts.Version,
 		"State":       string(st.State),
 		"Generation":  uint64(st.Generation),
 		"LastReload":  last,
-		"LastError":   st.LastError,
+		"LastError":   st.Problem(),
 		"ConfigFiles": files,
+		"Warnings":    warnings,
 		"Interfaces":  ifaces,
 		"RuleCount":   uint32(st.Ranges),
 		"Allowed":     c.Allowed,
@@ -291,11 +300,17 @@ func (o *object) Reload(sender godbus.Sender) (uint64, *godbus.Error) {
 	return uint64(gen), nil
 }
 
-// Check is the D-Bus method.
+// Check is the D-Bus method. Bad input is InvalidArgs; what the daemon
+// cannot answer yet (nothing live, no interface filtered, NSS not
+// answering for the principal's name) is NotReady.
 func (o *object) Check(principal, destination, iface string) (bool, string, string, string, *godbus.Error) {
 	owner, err := daemon.ParseOwner(principal, o.opts.Resolver)
 	if err != nil {
-		return false, "", "", "", godbus.NewError(errInvalidArgs, []any{"principal: " + err.Error()})
+		name := errInvalidArgs
+		if errors.Is(err, daemon.ErrNotReady) {
+			name = ErrNotReady
+		}
+		return false, "", "", "", godbus.NewError(name, []any{"principal: " + err.Error()})
 	}
 	dst, err := netip.ParseAddr(destination)
 	if err != nil {
@@ -303,7 +318,11 @@ func (o *object) Check(principal, destination, iface string) (bool, string, stri
 	}
 	d, _, err := o.opts.Manager.Check(owner, dst, iface)
 	if err != nil {
-		return false, "", "", "", godbus.NewError(errInvalidArgs, []any{err.Error()})
+		name := errInvalidArgs
+		if errors.Is(err, daemon.ErrNotReady) {
+			name = ErrNotReady
+		}
+		return false, "", "", "", godbus.NewError(name, []any{err.Error()})
 	}
 	rng := ""
 	if d.Range.IsValid() {

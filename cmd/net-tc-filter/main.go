@@ -128,13 +128,19 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "run [--config FILE] [--pin-dir DIR] [--state-dir DIR] [--attach-mode auto|tcx|clsact]", stderr)
+	fs := newFlags("run", "run [--config FILE] [--pin-dir DIR] [--state-dir DIR] [--attach-mode auto|tcx|clsact] [--resolve-interval DURATION]", stderr)
 	cfgPath := fs.String("config", daemon.DefaultConfigPath, "main configuration `file`; drop-ins are read from conf.d/ beside it")
 	pinDir := fs.String("pin-dir", bpf.DefaultPinDir, "bpffs `directory` for the pinned programs, maps and links")
 	stateDir := fs.String("state-dir", daemon.StateDir(), "`directory` (root's only) keeping the last set that went live, enforced when a start finds the files invalid; $STATE_DIRECTORY when systemd sets it")
 	modeText := fs.String("attach-mode", "auto", "how to attach: auto (tcx where the kernel has it), tcx or clsact")
+	resolveEvery := fs.Duration("resolve-interval", daemon.DefaultResolveInterval,
+		"how often user and group names are resolved again through NSS (`duration`, e.g. 30s): group members in LDAP/SSSD change without a file to watch, and a name that does not resolve matches no one until it does")
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
+	}
+	if *resolveEvery <= 0 {
+		fmt.Fprintf(stderr, "net-tc-filter run: --resolve-interval %v: must be more than 0\n", *resolveEvery)
+		return exitUsage
 	}
 	mode, err := bpf.ParseMode(*modeText)
 	if err != nil {
@@ -149,15 +155,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// both exist.
 	var msrv *metrics.Server
 	svc := daemon.New(daemon.Options{
-		ConfigPath:    *cfgPath,
-		PinDir:        *pinDir,
-		StateDir:      *stateDir,
-		Mode:          mode,
-		Logger:        log,
-		LogLevel:      level,
-		Decisions:     slog.New(logging.NewHandler(stderr, slog.LevelDebug)),
-		Events:        events,
-		MetricsListen: func(addr string) error { return msrv.Listen(addr) },
+		ConfigPath:      *cfgPath,
+		PinDir:          *pinDir,
+		StateDir:        *stateDir,
+		Mode:            mode,
+		Logger:          log,
+		LogLevel:        level,
+		Decisions:       slog.New(logging.NewHandler(stderr, slog.LevelDebug)),
+		Events:          events,
+		MetricsListen:   func(addr string) error { return msrv.Listen(addr) },
+		ResolveInterval: *resolveEvery,
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -237,14 +244,20 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	cfg, p, err := daemon.Load(*cfgPath, policy.NSS{})
 	if err != nil {
 		printErrors(stderr, err)
+		// A file that is not read may be where the fix was written.
+		printWarnings(stderr, cfg.Warnings)
 		return exitFailure
 	}
 	printPolicy(stdout, cfg, p)
-	for _, w := range p.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
+	printWarnings(stderr, slices.Concat(cfg.Warnings, p.Warnings))
 	fmt.Fprintf(stdout, "OK: %d endpoints, %d ranges\n", len(p.Endpoints), p.RangeCount())
 	return exitOK
+}
+
+func printWarnings(w io.Writer, warnings []string) {
+	for _, s := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
 }
 
 func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
@@ -442,6 +455,13 @@ func printStatus(w io.Writer, st ntfdbus.Status) {
 		fmt.Fprintf(w, "  %-12s %s (ifindex %d, %s)\n", label, a.Name, a.Index, a.Mode)
 	}
 	fmt.Fprintf(w, "  %-12s %s\n", "config", strings.Join(st.ConfigFiles, ", "))
+	for i, s := range st.Warnings {
+		label := ""
+		if i == 0 {
+			label = "warnings"
+		}
+		fmt.Fprintf(w, "  %-12s %s\n", label, s)
+	}
 }
 
 func cmdReload(args []string, stdout, stderr io.Writer) int {

@@ -23,8 +23,42 @@ type Resolver interface {
 // ErrUnknown is wrapped by resolvers when a name does not exist.
 var ErrUnknown = errors.New("unknown")
 
-// Compile resolves a configuration set into a Policy. Every unresolvable
-// principal is reported, positioned where it was written, as config.Errors.
+// Unresolved is a user or group name of an allow list that did not
+// resolve: it does not exist (a deleted user, a group not created yet) or
+// NSS could not answer (LDAP or SSSD down). The compiled policy lets it
+// match no one, so that a name that vanished takes its old uid's access
+// with it, and the rest of the set can still be enforced; `check` calls it
+// an error all the same.
+type Unresolved struct {
+	Pos       config.Pos
+	Principal string // as written: "carol", "group:imds-readers"
+	Err       error  // wraps ErrUnknown when the name does not exist
+}
+
+// Missing reports whether NSS said the name does not exist, rather than
+// failing to answer.
+func (u Unresolved) Missing() bool { return errors.Is(u.Err, ErrUnknown) }
+
+// ConfigError is the problem as `check` reports it, where it was written.
+func (u Unresolved) ConfigError() config.Error {
+	return config.Error{Pos: u.Pos, Msg: fmt.Sprintf("allow %q: %v", u.Principal, u.Err)}
+}
+
+// String says, in one line for a status, what does not resolve, where it
+// is written and which of the two failures it is.
+func (u Unresolved) String() string {
+	why := "does not exist"
+	if !u.Missing() {
+		why = "NSS lookup failed: " + u.Err.Error()
+	}
+	return fmt.Sprintf("%s (%s) %s", u.Principal, u.Pos, why)
+}
+
+// Compile resolves a configuration set into a Policy. A user or group name
+// that does not resolve is no error here: it matches no one, and
+// Policy.Unresolved lists it (UnresolvedErrors makes errors of them for
+// `check`). Errors are problems no resolver changes, positioned where they
+// were written, as config.Errors.
 //
 // The Policy shares the configuration's slices: neither is ever modified
 // once made. Large sets have 100 000 endpoints, and a reload compiles all
@@ -32,9 +66,69 @@ var ErrUnknown = errors.New("unknown")
 // then spends the reload's time on.
 func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 	p := &Policy{Endpoints: make([]Endpoint, len(cfg.Endpoints))}
+	for i, e := range cfg.Endpoints {
+		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, source: e.Allow}
+	}
+	for pat, s := range cfg.Interfaces {
+		def := s.Default
+		if def != config.Allow {
+			def = config.Deny // unset means deny, as everywhere
+		}
+		p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: pat, Default: def})
+	}
+	slices.SortFunc(p.Interfaces, func(a, b IfaceSetting) int { return strings.Compare(a.Pattern, b.Pattern) })
+	if errs := p.resolve(r); len(errs) > 0 {
+		errs.Sort(cfg.Files)
+		return nil, errs
+	}
+	return p, nil
+}
+
+// Resolve resolves the user and group names of a compiled policy again:
+// group members in LDAP or SSSD change without a file to watch, and a name
+// that did not resolve may resolve now (or one that did may be gone). The
+// result shares everything but the allow lists with p, which stays as it
+// is; a policy that names no user or group comes back as it is.
+func (p *Policy) Resolve(r Resolver) *Policy {
+	if !p.Named() {
+		return p
+	}
+	q := &Policy{Endpoints: slices.Clone(p.Endpoints), Interfaces: p.Interfaces}
+	// Compile has refused any principal resolve would refuse.
+	q.resolve(r)
+	return q
+}
+
+// Named reports whether the policy names users or groups, whose uids NSS
+// may change.
+func (p *Policy) Named() bool {
+	for _, e := range p.Endpoints {
+		for _, pr := range e.source {
+			if pr.Kind == config.PrincipalUser || pr.Kind == config.PrincipalGroup {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// UnresolvedErrors are the names that did not resolve as errors, as
+// `check` reports them.
+func (p *Policy) UnresolvedErrors() config.Errors {
+	var errs config.Errors
+	for _, u := range p.Unresolved {
+		errs = append(errs, u.ConfigError())
+	}
+	return errs
+}
+
+// resolve fills the endpoints' Allow and Principals from their source
+// allow lists, Unresolved and Warnings; it returns the principals no
+// resolver can make sense of.
+func (p *Policy) resolve(r Resolver) config.Errors {
 	n := 0
-	for _, e := range cfg.Endpoints {
-		n += len(e.Allow)
+	for _, e := range p.Endpoints {
+		n += len(e.source)
 	}
 	// One array each for every endpoint's allow list and uids; each
 	// endpoint's part is clipped, so that an append copies.
@@ -43,14 +137,20 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 	var scratch []uint32
 	r = &memo{r: r, users: map[string]answer[uint32]{}, groups: map[string]answer[[]uint32]{}}
 	var errs config.Errors
-	for i, e := range cfg.Endpoints {
+	p.Unresolved = nil
+	for i := range p.Endpoints {
 		pe := &p.Endpoints[i]
-		*pe = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges}
+		pe.Allow, pe.Principals = nil, Principals{}
 		start := len(texts)
 		scratch = scratch[:0]
-		for _, pr := range e.Allow {
+		for _, pr := range pe.source {
 			texts = append(texts, pr.Text)
-			if err := resolve(&pe.Principals, &scratch, pr, r); err != nil {
+			err := resolve(&pe.Principals, &scratch, pr, r)
+			var lookup *lookupError
+			switch {
+			case errors.As(err, &lookup):
+				p.Unresolved = append(p.Unresolved, Unresolved{Pos: pr.Pos, Principal: pr.Text, Err: lookup.err})
+			case err != nil:
 				errs = append(errs, config.Error{Pos: pr.Pos, Msg: err.Error()})
 			}
 		}
@@ -64,21 +164,15 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 			pe.Principals.UIDs = uids[start:len(uids):len(uids)]
 		}
 	}
-	for pat, s := range cfg.Interfaces {
-		def := s.Default
-		if def != config.Allow {
-			def = config.Deny // unset means deny, as everywhere
-		}
-		p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: pat, Default: def})
-	}
-	slices.SortFunc(p.Interfaces, func(a, b IfaceSetting) int { return strings.Compare(a.Pattern, b.Pattern) })
-	if len(errs) > 0 {
-		errs.Sort(cfg.Files)
-		return nil, errs
-	}
 	p.Warnings = p.rootWarnings()
-	return p, nil
+	return errs
 }
+
+// lookupError is a name NSS did not resolve, as opposed to a principal
+// that makes no sense.
+type lookupError struct{ err error }
+
+func (e *lookupError) Error() string { return e.err.Error() }
 
 // memo asks a Resolver once per name and compilation: a group that many
 // endpoints allow is one NSS lookup, and every endpoint sees the same
@@ -122,13 +216,13 @@ func resolve(into *Principals, uids *[]uint32, pr config.Principal, r Resolver) 
 	case config.PrincipalUser:
 		uid, err := r.User(pr.Name)
 		if err != nil {
-			return fmt.Errorf("allow %q: %w", pr.Text, err)
+			return &lookupError{err}
 		}
 		*uids = append(*uids, uid)
 	case config.PrincipalGroup:
 		members, err := r.Group(pr.Name)
 		if err != nil {
-			return fmt.Errorf("allow %q: %w", pr.Text, err)
+			return &lookupError{err}
 		}
 		*uids = append(*uids, members...)
 	default:

@@ -198,7 +198,10 @@ func TestCompileStructure(t *testing.T) {
 	}
 }
 
-func TestCompileErrors(t *testing.T) {
+// Names that do not resolve match no one, and are listed where they were
+// written; the rest of the set compiles. As errors (for check) they say
+// which principal and why, one line each.
+func TestCompileUnresolved(t *testing.T) {
 	cfg := &config.Config{
 		Endpoints: []config.Endpoint{
 			// from the drop-in, but first in the list
@@ -216,51 +219,65 @@ func TestCompileErrors(t *testing.T) {
 				}},
 			{Name: "main-b", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 18},
 				Allow: []config.Principal{pr("bob", mainFile, 20), pr("group:imds-readers", mainFile, 21)}},
+			{Name: "only-ghosts", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.3.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 24},
+				Allow: []config.Principal{pr("ghost", mainFile, 26)}},
 		},
 		Files: []string{mainFile, dropFile},
 	}
 	p, err := Compile(cfg, testResolver())
-	if err == nil {
-		t.Fatalf("Compile succeeded with unknown names: %+v", p)
+	if err != nil {
+		t.Fatalf("Compile: %v; names that do not resolve are no error", err)
 	}
-	if p != nil {
-		t.Errorf("Compile returned a policy with an error: %+v", p)
+	// Each endpoint keeps what resolves, and nothing for the rest.
+	for i, want := range []Principals{uids(1000), uids(5), uids(1000, 1001, 1002, 1003), {}} {
+		if got := p.Endpoints[i].Principals; !equalPrincipals(got, want) {
+			t.Errorf("%s: principals %v, want %v", p.Endpoints[i].Name, got, want)
+		}
 	}
-	var errs config.Errors
-	if !errors.As(err, &errs) {
-		t.Fatalf("error %T %v is not config.Errors", err, err)
+	if d := p.Decide("eth0", Owner{UID: 1000}, addr("10.3.0.1")); d.Allowed {
+		t.Errorf("an endpoint whose only name does not resolve allows uid 1000: %+v", d)
 	}
 	want := []struct {
 		pos  config.Pos
 		text string
-	}{
-		{config.Pos{File: mainFile, Line: 10}, "phantom"},
-		{config.Pos{File: mainFile, Line: 12}, "group:missing"},
-		{config.Pos{File: dropFile, Line: 5}, "group:nogroup"},
+	}{ // in the order of the endpoints and their allow lists
 		{config.Pos{File: dropFile, Line: 6}, "ghost"},
+		{config.Pos{File: dropFile, Line: 5}, "group:nogroup"},
+		{config.Pos{File: mainFile, Line: 12}, "group:missing"},
+		{config.Pos{File: mainFile, Line: 10}, "phantom"},
+		{config.Pos{File: mainFile, Line: 26}, "ghost"},
 	}
-	if len(errs) != len(want) {
-		t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(want), err)
+	if len(p.Unresolved) != len(want) {
+		t.Fatalf("got %d unresolved, want %d: %v", len(p.Unresolved), len(want), p.Unresolved)
 	}
 	for i, w := range want {
-		if errs[i].Pos != w.pos {
-			t.Errorf("error %d at %v, want %v (%s)", i, errs[i].Pos, w.pos, errs[i].Msg)
+		u := p.Unresolved[i]
+		if u.Pos != w.pos || u.Principal != w.text || !u.Missing() {
+			t.Errorf("unresolved %d = %+v, want %s at %v, missing", i, u, w.text, w.pos)
 		}
-		if !strings.Contains(errs[i].Msg, `"`+w.text+`"`) {
-			t.Errorf("error %d %q does not quote the principal %q", i, errs[i].Msg, w.text)
-		}
-		if !strings.Contains(errs[i].Msg, "unknown") {
-			t.Errorf("error %d %q does not say unknown", i, errs[i].Msg)
+		if s := u.String(); !strings.HasPrefix(s, w.text+" ("+w.pos.String()+") ") || !strings.HasSuffix(s, "does not exist") {
+			t.Errorf("unresolved %d reads %q", i, s)
 		}
 	}
-	msg := err.Error()
-	for _, w := range want {
-		if !strings.Contains(msg, w.pos.String()+": ") {
-			t.Errorf("error text does not contain %q:\n%s", w.pos.String()+": ", msg)
+
+	// For check, each is an error: file:line, the principal quoted,
+	// "unknown"; one line each.
+	errs := p.UnresolvedErrors()
+	errs.Sort(cfg.Files)
+	sorted := []config.Pos{{File: mainFile, Line: 10}, {File: mainFile, Line: 12}, {File: mainFile, Line: 26}, {File: dropFile, Line: 5}, {File: dropFile, Line: 6}}
+	if len(errs) != len(sorted) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(sorted), errs)
+	}
+	for i, pos := range sorted {
+		if errs[i].Pos != pos {
+			t.Errorf("error %d at %v, want %v (%s)", i, errs[i].Pos, pos, errs[i].Msg)
+		}
+		if !strings.Contains(errs[i].Msg, "unknown") || !strings.HasPrefix(errs[i].Msg, "allow \"") {
+			t.Errorf("error %d %q does not quote the principal and say unknown", i, errs[i].Msg)
 		}
 	}
-	if strings.Count(msg, "\n") != len(want)-1 {
-		t.Errorf("error text is not one line per problem:\n%s", msg)
+	if msg := errs.Error(); strings.Count(msg, "\n") != len(sorted)-1 || !strings.Contains(msg, mainFile+":26: allow \"ghost\": unknown user") {
+		t.Errorf("error text:\n%s", msg)
 	}
 }
 
@@ -271,26 +288,133 @@ type resolverError struct{}
 func (resolverError) User(string) (uint32, error)    { return 0, errors.New("nss backend down") }
 func (resolverError) Group(string) ([]uint32, error) { return nil, errors.New("nss backend down") }
 
+// NSS failing is not "does not exist": the name matches no one all the
+// same, and says which it is.
 func TestCompileResolverFailure(t *testing.T) {
 	cfg := &config.Config{
 		Endpoints: []config.Endpoint{{Name: "ep", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 			Allow: []config.Principal{pr("alice", mainFile, 3), pr("uid:1", mainFile, 4), pr("group:g", mainFile, 5), pr("*", mainFile, 6)}}},
 		Files: []string{mainFile},
 	}
-	_, err := Compile(cfg, resolverError{})
-	var errs config.Errors
-	if !errors.As(err, &errs) || len(errs) != 2 {
-		t.Fatalf("Compile error = %v, want 2 config.Errors", err)
+	p, err := Compile(cfg, resolverError{})
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
 	}
-	if errs[0].Pos.Line != 3 || errs[1].Pos.Line != 5 || !strings.Contains(errs[0].Msg, "nss backend down") {
-		t.Errorf("errors = %+v", errs)
+	if got := p.Endpoints[0].Principals; !equalPrincipals(got, Principals{Everyone: true, UIDs: []uint32{1}}) {
+		t.Errorf("principals = %v, want * and uid:1", got)
+	}
+	if len(p.Unresolved) != 2 || p.Unresolved[0].Pos.Line != 3 || p.Unresolved[1].Pos.Line != 5 {
+		t.Fatalf("unresolved = %+v", p.Unresolved)
+	}
+	for _, u := range p.Unresolved {
+		if u.Missing() {
+			t.Errorf("%+v: NSS failing taken for a missing name", u)
+		}
+		if s := u.String(); !strings.HasSuffix(s, "NSS lookup failed: nss backend down") {
+			t.Errorf("unresolved reads %q", s)
+		}
+		if e := u.ConfigError(); !strings.Contains(e.Msg, "nss backend down") || e.Pos != u.Pos {
+			t.Errorf("as an error: %+v", e)
+		}
 	}
 
 	// A principal kind the compiler does not know is an error, not a no-op.
 	cfg.Endpoints[0].Allow = []config.Principal{{Kind: config.PrincipalKind(99), Text: "weird", Pos: config.Pos{File: mainFile, Line: 7}}}
 	_, err = Compile(cfg, testResolver())
+	var errs config.Errors
 	if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Pos.Line != 7 {
 		t.Errorf("unknown principal kind: err = %v", err)
+	}
+}
+
+// Resolve asks NSS again for a compiled policy: members that changed
+// without any file event (LDAP, SSSD), a user deleted, a group created.
+func TestResolve(t *testing.T) {
+	cfg := &config.Config{
+		Endpoints: []config.Endpoint{
+			{Name: "imds", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")},
+				Allow: allow(mainFile, 3, "alice", "carol", "group:readers", "uid:7")},
+			{Name: "plain", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(mainFile, 9, "uid:5", "*")},
+		},
+		Interfaces: map[string]config.Interface{"eth0": {Default: config.Allow}},
+		Files:      []string{mainFile},
+	}
+	r := fakeResolver{users: map[string]uint32{"alice": 1000, "carol": 1005}, groups: map[string][]uint32{}}
+	p, err := Compile(cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Endpoints[0].Principals; !equalPrincipals(got, uids(7, 1000, 1005)) || len(p.Unresolved) != 1 {
+		t.Fatalf("compiled: %v, unresolved %v", got, p.Unresolved)
+	}
+	if again := p.Resolve(r); !again.Equal(p) || len(again.Unresolved) != 1 {
+		t.Errorf("resolved again with nothing changed: %+v, want equal", again)
+	}
+
+	tests := []struct {
+		name       string
+		users      map[string]uint32
+		groups     map[string][]uint32
+		want       Principals
+		unresolved []string
+	}{
+		{"group created", map[string]uint32{"alice": 1000, "carol": 1005}, map[string][]uint32{"readers": {1002}},
+			uids(7, 1000, 1002, 1005), nil},
+		// userdel carol; useradd dave, who gets carol's uid: no access.
+		{"user deleted, uid reused", map[string]uint32{"alice": 1000, "dave": 1005}, map[string][]uint32{"readers": {1002}},
+			uids(7, 1000, 1002), []string{"carol"}},
+		{"members changed", map[string]uint32{"alice": 1000, "carol": 1005}, map[string][]uint32{"readers": {1003, 1004}},
+			uids(7, 1000, 1003, 1004, 1005), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := p.Resolve(fakeResolver{users: tt.users, groups: tt.groups})
+			if got := q.Endpoints[0].Principals; !equalPrincipals(got, tt.want) {
+				t.Errorf("principals = %v, want %v", got, tt.want)
+			}
+			var names []string
+			for _, u := range q.Unresolved {
+				names = append(names, u.Principal)
+			}
+			if !slices.Equal(names, tt.unresolved) {
+				t.Errorf("unresolved = %q, want %q", names, tt.unresolved)
+			}
+			if !slices.Equal(q.Endpoints[0].Allow, p.Endpoints[0].Allow) || !equalPrincipals(q.Endpoints[1].Principals, p.Endpoints[1].Principals) {
+				t.Errorf("resolved again: %+v, want the same allow lists", q.Endpoints)
+			}
+			if q.Equal(p) {
+				t.Error("the new uids compare equal to the old")
+			}
+			// p is live in the daemon while q is made: untouched.
+			if got := p.Endpoints[0].Principals; !equalPrincipals(got, uids(7, 1000, 1005)) || len(p.Unresolved) != 1 {
+				t.Errorf("Resolve changed the policy it started from: %v %v", got, p.Unresolved)
+			}
+		})
+	}
+
+	// NSS down: names match no one, for that reason.
+	q := p.Resolve(resolverError{})
+	if got := q.Endpoints[0].Principals; !equalPrincipals(got, uids(7)) || len(q.Unresolved) != 3 || q.Unresolved[0].Missing() {
+		t.Errorf("NSS down: %v, unresolved %+v", got, q.Unresolved)
+	}
+
+	// Nothing to resolve: the policy itself, and Named says so.
+	plain := &config.Config{Endpoints: cfg.Endpoints[1:], Files: []string{mainFile}}
+	pp, err := Compile(plain, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp.Named() || !p.Named() {
+		t.Errorf("Named: %v for uids and *, %v for names", pp.Named(), p.Named())
+	}
+	if pp.Resolve(resolverError{}) != pp {
+		t.Error("Resolve of a policy without names made a new one")
+	}
+	// A policy not made by Compile has no names to resolve: its uids
+	// stay.
+	hand := &Policy{Endpoints: []Endpoint{{Name: "x", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: uids(1)}}}
+	if got := hand.Resolve(resolverError{}); got != hand {
+		t.Errorf("Resolve of a hand-made policy: %+v", got)
 	}
 }
 

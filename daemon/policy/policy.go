@@ -102,6 +102,10 @@ type Endpoint struct {
 	Ranges     []netip.Prefix
 	Principals Principals
 	Allow      []string // the allow list as written, for explanations
+
+	// source is the allow list Principals were resolved from, for
+	// Resolve; shared with the configuration.
+	source []config.Principal
 }
 
 // IfaceSetting is one `interfaces:` key.
@@ -115,9 +119,15 @@ type Policy struct {
 	Endpoints  []Endpoint
 	Interfaces []IfaceSetting // sorted by pattern
 	Warnings   []string
+	// Unresolved are the user and group names that matched no one when
+	// the policy was resolved, in the order of the endpoints.
+	Unresolved []Unresolved
 }
 
 // Equal reports whether two policies are the same, warnings included.
+// Which names did not resolve, and why, is left out: a name that is
+// missing matches no one just as a name NSS could not look up does, and
+// the kernel has nothing new to learn when one turns into the other.
 // It is what reflect.DeepEqual would say, in a fraction of its time on
 // large policies.
 func (p *Policy) Equal(q *Policy) bool {

@@ -1,0 +1,167 @@
+package daemon
+
+import (
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+)
+
+// SPEC §1 "Failing closed": a user or group name that does not resolve
+// makes the daemon neither refuse to start nor keep stale access. These
+// tests use real accounts (useradd, groupadd, userdel) and real traffic
+// from the uids they name.
+
+// addUser creates user name with uid (and its private group), removed
+// when the test ends.
+func addUser(t *testing.T, name string, uid int) {
+	t.Helper()
+	exec.Command("userdel", "-f", name).Run()
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		t.Fatalf("uid %d is taken by %s on this machine; the test needs it free", uid, u.Username)
+	}
+	testnet.Run(t, "useradd", "--no-create-home", "--uid", strconv.Itoa(uid), "--user-group", name)
+	// -f: the test's agent may still run as the user.
+	t.Cleanup(func() { exec.Command("userdel", "-f", name).Run() })
+}
+
+// noGroup makes sure group name does not exist, and that it is removed
+// again when the test ends (the test creates it).
+func noGroup(t *testing.T, name string) {
+	t.Helper()
+	exec.Command("groupdel", name).Run()
+	if _, err := user.LookupGroup(name); err == nil {
+		t.Fatalf("group %s exists and cannot be removed", name)
+	}
+	t.Cleanup(func() { exec.Command("groupdel", name).Run() })
+}
+
+func degraded(s string) bool { return strings.Contains(s, "; degraded: ") }
+
+// A group that does not exist yet (LDAP not up at boot, or created
+// later): the daemon starts, enforces the rest, says it is degraded and
+// why; an unrelated reload does not clear that; once the group exists
+// with bob in it, bob is allowed without any command.
+func TestUnresolvedGroupAtStart(t *testing.T) {
+	testnet.RequireRoot(t)
+	name := "ntft-" + strconv.Itoa(bob)
+	group := name + "-late"
+	addUser(t, name, bob)
+	noGroup(t, group)
+	b := newBed(t, policyYAML([]string{"uid:1001", "group:" + group}, ""))
+	d := b.start(t, testnet.DaemonOptions{})
+	s := statusOf(d.Ready)
+	if !strings.HasPrefix(s, "enforcing 2 ranges for 1 users on eth0") || !strings.Contains(s, "; degraded: 1 user/group name matches no one: group:"+group+" ("+b.main+":5) does not exist") {
+		t.Errorf("STATUS= at start: %q", s)
+	}
+	if !strings.Contains(d.Log(), "degraded: user and group names that do not resolve match no one") || !strings.Contains(d.Log(), "group:"+group) {
+		t.Errorf("the log does not say which name does not resolve:\n%s", d.Log())
+	}
+	b.expect(t, b.alice, true)
+	b.expect(t, b.bob, false)
+
+	// A reload that succeeds does not make the name resolve.
+	d.Signal(syscall.SIGHUP)
+	if s := b.reloaded(t); !degraded(s) || strings.Contains(s, "failed") {
+		t.Errorf("STATUS= after SIGHUP while the group is missing: %q", s)
+	}
+
+	testnet.Run(t, "groupadd", group)
+	testnet.Run(t, "gpasswd", "-a", name, group)
+	// groupadd makes an empty group, which resolves: no longer degraded,
+	// but only gpasswd brings bob in.
+	s = waitStatus(t, d, "with 2 users", func(s string) bool { return strings.Contains(s, " for 2 users ") })
+	if degraded(s) {
+		t.Errorf("STATUS= once the group exists: %q", s)
+	}
+	d.WaitLog(t, "every user and group name of the policy resolves again", 5*time.Second)
+	b.expect(t, b.bob, true)
+	b.expect(t, b.alice, true)
+}
+
+// userdel: the deleted user's uid loses its access at once, and a new
+// user given the same uid gets none.
+func TestDeletedUserLosesAccess(t *testing.T) {
+	testnet.RequireRoot(t)
+	carol := "ntft-" + strconv.Itoa(bob)
+	dave := carol + "-new"
+	addUser(t, carol, bob)
+	exec.Command("userdel", "-f", dave).Run()
+	t.Cleanup(func() { exec.Command("userdel", "-f", dave).Run() })
+	b := newBed(t, policyYAML([]string{"uid:1001", carol}, ""))
+	d := b.start(t, testnet.DaemonOptions{})
+	if s := statusOf(d.Ready); degraded(s) {
+		t.Fatalf("STATUS= at start: %q", s)
+	}
+	b.expect(t, b.bob, true)
+
+	testnet.Run(t, "userdel", "-f", carol)
+	s := waitStatus(t, d, "degraded", degraded)
+	if !strings.Contains(s, carol+" ("+b.main+":5) does not exist") || strings.Contains(s, "failed") {
+		t.Errorf("STATUS= after userdel: %q", s)
+	}
+	b.expect(t, b.bob, false)
+	b.expect(t, b.alice, true)
+
+	testnet.Run(t, "useradd", "--no-create-home", "--uid", strconv.Itoa(bob), "--user-group", dave)
+	s = b.reloaded(t) // the watcher's reload for /etc/passwd
+	if !degraded(s) {
+		t.Errorf("STATUS= after useradd of another name: %q", s)
+	}
+	b.expect(t, b.bob, false)
+	b.expect(t, b.alice, true)
+}
+
+// Names are resolved again every --resolve-interval without any file
+// event, for NSS sources that have no file to watch (LDAP, SSSD). The
+// daemon runs in a mount namespace of its own, where /etc/group is a copy
+// bound over the real one: writing the copy changes what NSS answers in
+// there, and the watcher, which watches /etc, sees nothing.
+func TestNamesResolvedPeriodically(t *testing.T) {
+	testnet.RequireRoot(t)
+	name := "ntft-" + strconv.Itoa(bob)
+	group := name + "-ldap"
+	addUser(t, name, bob)
+	noGroup(t, group)
+	groups := filepath.Join(t.TempDir(), "group")
+	data, err := os.ReadFile("/etc/group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, groups, string(data))
+	wrap := []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+		`mount --bind "$1" /etc/group && shift && exec "$@"`, "sh", groups}
+
+	b := newBed(t, policyYAML([]string{"uid:1001", "group:" + group}, ""))
+	d := b.start(t, testnet.DaemonOptions{Wrap: wrap, Args: []string{"--resolve-interval", "500ms"}})
+	if s := statusOf(d.Ready); !degraded(s) {
+		t.Fatalf("STATUS= at start: %q", s)
+	}
+	b.expect(t, b.bob, false)
+
+	// In place: the bind mount holds this inode.
+	f, err := os.OpenFile(groups, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(group + ":x:64999:" + name + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s := waitStatus(t, d, "without degraded", func(s string) bool { return !degraded(s) })
+	if !strings.HasPrefix(s, "enforcing 2 ranges for 2 users on eth0") {
+		t.Errorf("STATUS= once the group resolves: %q", s)
+	}
+	b.expect(t, b.bob, true)
+	d.WaitLog(t, "user and group names resolved again", 5*time.Second)
+	if log := d.Log(); !strings.Contains(log, "resolving user and group names every 500ms") || strings.Contains(log, "changed: ") {
+		t.Errorf("the change went live otherwise than by the periodic resolution:\n%s", log)
+	}
+}
