@@ -55,7 +55,8 @@ func TestUnresolvedGroupAtStart(t *testing.T) {
 	group := name + "-late"
 	addUser(t, name, bob)
 	noGroup(t, group)
-	b := newBed(t, policyYAML([]string{"uid:1001", "group:" + group}, ""))
+	const metricsAddr = "127.0.0.1:9965"
+	b := newBed(t, policyYAML([]string{"uid:1001", "group:" + group}, "")+"metrics: {listen: \""+metricsAddr+"\"}\n")
 	d := b.start(t, testnet.DaemonOptions{})
 	s := statusOf(d.Ready)
 	if !strings.HasPrefix(s, "enforcing 2 ranges for 1 users on eth0") || !strings.Contains(s, "; degraded: 1 user/group name matches no one: group:"+group+" ("+b.main+":5) does not exist") {
@@ -66,6 +67,10 @@ func TestUnresolvedGroupAtStart(t *testing.T) {
 	}
 	b.expect(t, b.alice, true)
 	b.expect(t, b.bob, false)
+	m := scrape(t, b.tp.Client, metricsAddr)
+	if m.get(t, `net_tc_filter_state{state="degraded"}`) != 1 {
+		t.Errorf("metrics state is not degraded: %v", m.keys("net_tc_filter_state"))
+	}
 
 	// A reload that succeeds does not make the name resolve.
 	d.Signal(syscall.SIGHUP)
@@ -84,6 +89,9 @@ func TestUnresolvedGroupAtStart(t *testing.T) {
 	d.WaitLog(t, "every user and group name of the policy resolves again", 5*time.Second)
 	b.expect(t, b.bob, true)
 	b.expect(t, b.alice, true)
+	scrapeUntil(t, b.tp.Client, metricsAddr, "state running", func(m samples) bool {
+		return m[`net_tc_filter_state{state="running"}`] == 1
+	})
 }
 
 // userdel: the deleted user's uid loses its access at once, and a new
