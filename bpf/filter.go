@@ -775,6 +775,7 @@ func (o *filterObjects) maps() map[string]*ebpf.Map {
 		"ntf_owners":   o.NtfOwners,
 		"ntf_ranges":   o.NtfRanges,
 		"ntf_epoch":    o.NtfEpoch,
+		"ntf_sk_addr":  o.NtfSkAddr,
 
 		"ntf_iface_cache":       o.NtfIfaceCache,
 		"ntf_verdict_cache":     o.NtfVerdictCache,
