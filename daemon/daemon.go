@@ -33,6 +33,13 @@ func Load(path string, r policy.Resolver) (*config.Config, *policy.Policy, error
 	return cfg, p, err
 }
 
+// LoadAsEnforced is Load as the daemon judges the set: a user or group name
+// that does not resolve is no error but matches no one, and p.Unresolved
+// lists it. explain answers with it what the kernel would do.
+func LoadAsEnforced(path string, r policy.Resolver) (*config.Config, *policy.Policy, error) {
+	return load(path, r, nil)
+}
+
 // load is Load through a cache of parsed files (nil: none), as the daemon
 // judges the set: a name that does not resolve is no error, it matches no
 // one and p.Unresolved lists it (SPEC §1 "Failing closed"). When the set

@@ -323,10 +323,15 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "net-tc-filter explain: --user: %v\n", err)
 		return exitFailure
 	}
-	_, p, err := daemon.Load(*cfgPath, policy.NSS{})
+	// As the daemon would enforce it: a name that does not resolve
+	// matches no one (check calls it an error).
+	_, p, err := daemon.LoadAsEnforced(*cfgPath, policy.NSS{})
 	if err != nil {
 		printErrors(stderr, err)
 		return exitFailure
+	}
+	for _, u := range p.Unresolved {
+		fmt.Fprintf(stderr, "warning: %s: it matches no one, as in the daemon\n", u)
 	}
 	names := []string{*iface}
 	if *iface == "" {

@@ -46,6 +46,11 @@ const seed = `endpoints:
 func TestCLI(t *testing.T) {
 	good := writeConfig(t, seed, map[string]string{"10-more.yml": "endpoints:\n  - wide:\n      iface: [eth0]\n      range: [169.254.0.0/16]\n      allow: [\"*\"]\n"})
 	bad := writeConfig(t, seed, map[string]string{"20-bad.yml": "endpoints:\n  - x:\n      iface: [eth0]\n      range: [10.0.0.1/8]\n      allow: [ntf-no-such-user]\n"})
+	unknown := writeConfig(t, seed, map[string]string{
+		"20-ghost.yml": "endpoints:\n  - wide:\n      iface: [eth0]\n      range: [169.254.0.0/16]\n      allow: [uid:1005, \"group:ntf-no-such-group\"]\n",
+		"30-x.yaml":    "endpoints: []\n",
+	})
+	notRead := writeConfig(t, seed, map[string]string{"30-x.yaml": "endpoints: []\n", "40-bad.yml": "endpoints: [\n"})
 	tests := []struct {
 		name   string
 		args   []string
@@ -65,6 +70,14 @@ func TestCLI(t *testing.T) {
 			[]string{"warning: interface eth0: default deny"}},
 		{"check reports every problem at once", []string{"check", "--config", bad}, 1, nil,
 			[]string{"20-bad.yml:4: endpoint \"x\": range 10.0.0.1/8 has host bits set", `20-bad.yml:5: allow "ntf-no-such-user": unknown user`}},
+		{"check calls a name that does not resolve an error, and warns of files not read", []string{"check", "--config", unknown}, 1, nil,
+			[]string{`20-ghost.yml:5: allow "group:ntf-no-such-group": unknown group`, "warning: ", "30-x.yaml"}},
+		{"check of an invalid set warns of files not read", []string{"check", "--config", notRead}, 1, nil,
+			[]string{"40-bad.yml:", "warning: ", "30-x.yaml"}},
+		{"explain judges a name that does not resolve as the daemon does", []string{"explain", "--config", unknown, "--user", "uid:1005", "--dst", "169.254.1.1", "--iface", "eth0"}, 0,
+			[]string{"eth0: allowed: uid:1005 is allowed to 169.254.0.0/16"},
+			[]string{"warning: group:ntf-no-such-group (", "20-ghost.yml:5) does not exist: it matches no one"}},
+		{"run with a resolve interval of 0", []string{"run", "--resolve-interval", "0s"}, 2, nil, []string{"--resolve-interval 0s: must be more than 0"}},
 		{"explain allowed by the narrower range", []string{"explain", "--config", good, "--user", "root", "--dst", "169.254.169.254", "--iface", "eth0"}, 0,
 			[]string{"eth0: allowed: uid:0 is allowed to 169.254.169.254/32 (endpoint imdsv2"}, nil},
 		{"explain denied", []string{"explain", "--config", good, "--user", "uid:1005", "--dst", "169.254.169.254", "--iface", "eth0"}, 0,
