@@ -364,7 +364,7 @@ expect_pass agent "allowed by the drop-in"
 info "generation: $gen0 -> $(prop Generation); status: $(svc StatusText)"
 
 # ---------------------------------------------------------------- 3d. reload, broken drop-ins
-step "d. systemctl reload; broken drop-ins are refused and the policy stays"
+step "d. systemctl reload; a broken drop-in is refused and the policy stays; an unknown user matches no one"
 inside systemctl reload net-tc-filter || fail "systemctl reload net-tc-filter failed with a valid configuration"
 ok "systemctl reload net-tc-filter succeeded"
 expect_active
@@ -390,17 +390,25 @@ broken_case "a YAML syntax error" <<'EOF'
 endpoints:
   - broken: {iface: [eth1], range: [198.51.100.1/32
 EOF
-broken_case "an unknown user" <<'EOF'
+# A name NSS cannot resolve is no reason to stop filtering (SPEC §1 "Failing
+# closed"): the set goes live with that name matching no one, degraded.
+put "$BROKEN" <<'EOF'
 endpoints:
   - broken:
       iface: [eth1]
       range: [198.51.100.1/32]
       allow: [no-such-user-e2e]
 EOF
+inside systemctl reload net-tc-filter || fail "systemctl reload failed with an unknown user in $BROKEN"
+st=$(svc StatusText)
+info "status: $st"
+grep -q 'no-such-user-e2e' <<<"$st" || fail "STATUS= does not name the user that does not resolve: $st"
+[ "$(prop State)" = 's "degraded"' ] || fail "State is $(prop State) with an unknown user, expected degraded"
+ok "systemctl reload applies a set with an unknown user: State degraded, STATUS= names it"
 inside rm -f "$BROKEN"
 inside systemctl reload net-tc-filter || fail "systemctl reload failed after the broken drop-in was removed"
 st=$(svc StatusText)
-case $st in enforcing*reload\ failed*|enforcing*failed*) fail "STATUS= still reports a failure: $st" ;; enforcing*) ;; *) fail "STATUS= is not enforcing: $st" ;; esac
+case $st in enforcing*failed*|*no-such-user-e2e*) fail "STATUS= still reports a problem: $st" ;; enforcing*) ;; *) fail "STATUS= is not enforcing: $st" ;; esac
 ok "broken drop-in removed: reload succeeds, status: $st"
 
 # ---------------------------------------------------------------- 3e. D-Bus as an unprivileged user
