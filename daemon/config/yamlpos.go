@@ -29,9 +29,31 @@ func checkText(data []byte) (line int, msg string, ok bool) {
 		if !yamlAllowed(r) {
 			return lineAt(data, i), fmt.Sprintf("character %U is not allowed in YAML; remove it", r), false
 		}
+		if msg, ok := editorLineBreak(r, data[i+size:]); !ok {
+			return lineAt(data, i), msg, false
+		}
 		i += size
 	}
 	return 0, "", true
+}
+
+// editorLineBreak refuses what YAML reads as a line break but editors,
+// grep -n and this package's line numbers do not: a carriage return not
+// followed by a line feed, NEL, and the Unicode line and paragraph
+// separators. What the administrator sees as one line must not be two
+// lines to the daemon (an allow entry hidden behind a bare CR), and the
+// lines in messages must be the editor's. CRLF line ends are fine.
+func editorLineBreak(r rune, rest []byte) (string, bool) {
+	switch r {
+	case '\r':
+		if len(rest) > 0 && rest[0] == '\n' {
+			return "", true
+		}
+		return "a carriage return not followed by a line feed is a line break to YAML but not to most editors; save the file with \\n (or \\r\\n) line ends", false
+	case 0x85, 0x2028, 0x2029:
+		return fmt.Sprintf("character %U is a line break to YAML but not to most editors; remove it", r), false
+	}
+	return "", true
 }
 
 // yamlAllowed is YAML 1.2's c-printable, which the library enforces.
