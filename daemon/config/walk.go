@@ -237,13 +237,7 @@ func (w *walker) step(parent, n node) {
 		}
 		return
 	}
-	// A read-only mount cannot be written through, whatever its modes
-	// say: kubelet makes a ConfigMap volume's directory mode 0777 and the
-	// container runtime mounts it read-only, ..data inside it pointing at
-	// the root-owned 0755 directory of the current version. This holds
-	// only on the way: the directory a file is read from is checked as
-	// strictly as sshd would (final).
-	if readOnlyMount(parent.fd) {
+	if w.configMapData(parent, n) {
 		return
 	}
 	w.problems = append(w.problems, problem{
@@ -254,9 +248,43 @@ func (w *walker) step(parent, n node) {
 	})
 }
 
-func readOnlyMount(fd int) bool {
+// configMapData recognises the one writable directory a Kubernetes pod
+// reads its ConfigMaps through: kubelet makes a ConfigMap volume's
+// directory mode 0777 and the container runtime bind-mounts it read-only,
+// so nobody in the pod can write it; its ..data symlink points at the
+// root-owned 0755 directory of the current version (..2024_01_01_...),
+// swapped by kubelet. All of it is required: the entry is one of kubelet's
+// (named "..", which it refuses as a key), the directory is the root of
+// its own mount, and that mount is read-only. A read-only mount alone
+// proves nothing: under systemd's ProtectSystem=strict every mount is
+// read-only to the daemon, while users still write the same directories
+// on the host. Only on the way: the directory a file is read from is
+// checked as strictly as sshd would (final). On the host, kubelet's pod
+// directories are root's alone.
+func (w *walker) configMapData(parent, n node) bool {
+	if !strings.HasPrefix(n.name, kubePrefix) || len(w.stack) < 2 {
+		return false
+	}
 	var s unix.Statfs_t
-	return unix.Fstatfs(fd, &s) == nil && s.Flags&unix.ST_RDONLY != 0
+	if unix.Fstatfs(parent.fd, &s) != nil || s.Flags&unix.ST_RDONLY == 0 {
+		return false
+	}
+	own, ok := mountID(parent.fd)
+	if !ok {
+		return false
+	}
+	above, ok := mountID(w.stack[len(w.stack)-2].fd)
+	return ok && own != above
+}
+
+// mountID is the id of the mount fd is on; false where the kernel cannot
+// say (before 5.8), which then counts as no mount of its own.
+func mountID(fd int) (uint64, bool) {
+	var st unix.Statx_t
+	if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &st) != nil || st.Mask&unix.STATX_MNT_ID == 0 {
+		return 0, false
+	}
+	return st.Mnt_id, true
 }
 
 // final applies sshd's StrictModes rule to the object read itself, a file

@@ -203,44 +203,73 @@ func TestSymlinkedPaths(t *testing.T) {
 	}
 }
 
-// TestReadOnlyVolume: kubelet makes a ConfigMap volume's directory mode
-// 0777 and the container runtime mounts it read-only; nobody can write
-// through such a mount, so it is fine on the way to the files. The same
-// layout writable is refused.
-func TestReadOnlyVolume(t *testing.T) {
+// TestConfigMapVolume: kubelet makes a ConfigMap volume's directory mode
+// 0777 and the container runtime bind-mounts it read-only; nobody can
+// write through that mount, so its ..data is fine on the way to the
+// files. The same layout writable is refused, and so is a writable
+// directory that is read-only only because everything is, as under
+// systemd's ProtectSystem=strict, or an entry of it that is not kubelet's.
+func TestConfigMapVolume(t *testing.T) {
 	requireRoot(t)
-	dir := writeSet(t, map[string]string{
-		mainName:                   seed,
-		"vol/..2024_01_01.1/x.yml": "on_stop: keep\n",
-	})
-	vol := filepath.Join(dir, "vol")
-	symlink(t, "..2024_01_01.1", filepath.Join(vol, "..data"))
-	symlink(t, "vol/..data", filepath.Join(dir, "conf.d"))
-	chmod(t, vol, 0o777)
-	main := filepath.Join(dir, mainName)
-
-	_, err := load(main, 0)
-	want := []string{"vol: refusing: directory writable by group or others (mode 0777), on the way to " + filepath.Join(dir, "conf.d") + "; a user who can write it could swap what that path leads to and grant itself access — chmod go-w " + vol}
-	if got := errorList(t, dir, err); !reflect.DeepEqual(got, want) {
-		t.Errorf("writable volume: errors %q, want %q", got, want)
-	}
-
-	var cfg *Config
-	inMountNamespace(t, func() error {
-		if err := unix.Mount(vol, vol, "", unix.MS_BIND, ""); err != nil {
-			return err
-		}
-		if err := unix.Mount("", vol, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			return err
-		}
-		cfg, err = load(main, 0)
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("read-only volume: %v", err)
-	}
-	if cfg.OnStop != OnStopKeep {
-		t.Errorf("on_stop %q: the drop-in in the volume was not read", cfg.OnStop)
+	tests := []struct {
+		name   string
+		mounts func(dir string) []string // bound read-only onto themselves
+		link   string                    // conf.d's target
+		ok     bool
+	}{{
+		name:   "read-only volume, through ..data",
+		mounts: func(dir string) []string { return []string{filepath.Join(dir, "vol")} },
+		link:   "vol/..data",
+		ok:     true,
+	}, {
+		name:   "writable volume",
+		mounts: func(string) []string { return nil },
+		link:   "vol/..data",
+	}, {
+		name:   "everything read-only (ProtectSystem=strict)",
+		mounts: func(dir string) []string { return []string{dir} },
+		link:   "vol/..data",
+	}, {
+		name:   "read-only volume, not kubelet's entry",
+		mounts: func(dir string) []string { return []string{filepath.Join(dir, "vol")} },
+		link:   "vol/d",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeSet(t, map[string]string{
+				mainName:                   seed,
+				"vol/..2024_01_01.1/x.yml": "on_stop: keep\n",
+				"vol/d/x.yml":              "on_stop: keep\n",
+			})
+			vol := filepath.Join(dir, "vol")
+			symlink(t, "..2024_01_01.1", filepath.Join(vol, "..data"))
+			symlink(t, tt.link, filepath.Join(dir, "conf.d"))
+			chmod(t, vol, 0o777)
+			var cfg *Config
+			var err error
+			inMountNamespace(t, func() error {
+				for _, m := range tt.mounts(dir) {
+					if err := unix.Mount(m, m, "", unix.MS_BIND, ""); err != nil {
+						return err
+					}
+					if err := unix.Mount("", m, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+						return err
+					}
+				}
+				cfg, err = load(filepath.Join(dir, mainName), 0)
+				return nil
+			})
+			if tt.ok {
+				if err != nil || cfg.OnStop != OnStopKeep {
+					t.Fatalf("load: %v; want the drop-in in the volume read", err)
+				}
+				return
+			}
+			want := []string{"vol: refusing: directory writable by group or others (mode 0777), on the way to " + filepath.Join(dir, "conf.d") + "; a user who can write it could swap what that path leads to and grant itself access — chmod go-w " + vol}
+			if got := errorList(t, dir, err); !reflect.DeepEqual(got, want) {
+				t.Errorf("errors %q, want %q", got, want)
+			}
+		})
 	}
 }
 
