@@ -100,9 +100,31 @@ package-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq go-md2man lintian)
 	@test -x $(NFPM) || $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.44.0
 
-build/net-tc-filter: FORCE
-	mkdir -p build
-	CGO_ENABLED=1 $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $@ ./cmd/net-tc-filter
+# ARCH: the Debian architecture of the package (amd64, the default, or
+# arm64). The binary for an architecture A is build/A/net-tc-filter; for a
+# foreign one it is cross-compiled with cgo (the NSS resolver) through
+# Debian's cross toolchain, which cross-deps-A installs. Both embed the same
+# committed little-endian bpf/filter_bpfel.o.
+ARCH      ?= amd64
+HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+CROSS_amd64 := x86_64-linux-gnu
+CROSS_arm64 := aarch64-linux-gnu
+CROSS_PKG_amd64 := gcc-x86-64-linux-gnu libc6-dev-amd64-cross
+CROSS_PKG_arm64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+cross-env = $(if $(filter $(HOST_ARCH),$(1)),,GOARCH=$(1) CC=$(CROSS_$(1))-gcc)
+
+.PHONY: cross-deps-amd64 cross-deps-arm64
+cross-deps-amd64 cross-deps-arm64: cross-deps-%:
+	@if [ "$*" != "$(HOST_ARCH)" ] && ! { command -v $(CROSS_$*)-gcc && test -f /usr/$(CROSS_$*)/include/stdio.h; } >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CROSS_PKG_$*); fi
+
+build/amd64/net-tc-filter build/arm64/net-tc-filter: build/%/net-tc-filter: cross-deps-% FORCE
+	mkdir -p $(@D)
+	CGO_ENABLED=1 $(call cross-env,$*) $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $@ ./cmd/net-tc-filter
+
+# What nfpm.yaml packages: the binary for ARCH.
+build/net-tc-filter: build/$(ARCH)/net-tc-filter
+	install -m 0755 $< $@
 
 man: package-deps
 	mkdir -p build/man
@@ -119,12 +141,12 @@ build/changelog.gz: packaging/changelog FORCE
 
 deb: package-deps build/net-tc-filter man build/changelog.gz
 	mkdir -p dist
-	VERSION=$(VERSION) $(NFPM) package --config nfpm.yaml --packager deb --target dist/
-	lintian --fail-on error dist/net-tc-filter_$(VERSION)_amd64.deb
+	VERSION=$(VERSION) ARCH=$(ARCH) $(NFPM) package --config nfpm.yaml --packager deb --target dist/
+	lintian --fail-on error dist/net-tc-filter_$(VERSION)_$(ARCH).deb
 
 rpm: package-deps build/net-tc-filter man
 	mkdir -p dist
-	VERSION=$(VERSION) $(NFPM) package --config nfpm.yaml --packager rpm --target dist/
+	VERSION=$(VERSION) ARCH=$(ARCH) $(NFPM) package --config nfpm.yaml --packager rpm --target dist/
 
 # The administrator's journey on a real systemd (systemd-nspawn, bookworm
 # rootfs cached under /var/cache/net-tc-filter-e2e): install, drop-in, reload,
@@ -138,16 +160,28 @@ e2e: package-deps
 
 # The kernel matrix (.ci/kernels): the privileged tests of ./bpf ./daemon
 # ./dbus on the stock cloud kernels of Debian 12 (6.1, no tcx) and Debian 13
-# (6.12) booted under qemu (-nic none; TCG unless KVM is real), and on this
-# host's kernel. Guests are built once with debootstrap and cached under
-# /var/cache/net-tc-filter-kernels; the summary goes to build/kernels/results.md.
-# KERNELS picks targets (host bookworm trixie); exit 1 when a kernel fails.
-KERNELS ?= host bookworm trixie
-.PHONY: kernels
+# (6.12) booted under qemu (-nic none; TCG unless KVM is real), on Debian
+# 12's arm64 cloud kernel under qemu-system-aarch64 (always TCG; arm64 test
+# binaries cross-compiled, the rootfs built through qemu-user-static), and
+# on this host's kernel. Guests are built once with debootstrap and cached
+# under /var/cache/net-tc-filter-kernels; the summary goes to
+# build/kernels/results.md. KERNELS picks targets (host bookworm trixie
+# bookworm-arm64); exit 1 when a kernel fails. The emulated arm64 guest runs
+# the subset .ci/kernels/tests.conf names; kernels-full runs everything
+# everywhere.
+KERNELS ?= host bookworm trixie bookworm-arm64
+KERNEL_TOOLS := qemu-system-x86 debootstrap e2fsprogs
+ifneq ($(filter %-arm64,$(KERNELS)),)
+KERNEL_TOOLS += qemu-system-arm qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+endif
+.PHONY: kernels kernels-full
 kernels:
-	@command -v qemu-system-x86_64 >/dev/null && command -v debootstrap >/dev/null && command -v debugfs >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 debootstrap e2fsprogs)
+	@missing=$$(for p in $(KERNEL_TOOLS); do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	  test -z "$$missing" || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing)
 	.ci/kernels/run.sh $(KERNELS)
+
+kernels-full:
+	NTF_KERNELS_FULL=1 $(MAKE) kernels
 
 FORCE:
 

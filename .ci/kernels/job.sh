@@ -8,7 +8,8 @@
 # tests.conf, tests.conf itself, and tree/: the files of the source tree the
 # tests read, with an empty directory per package to run its tests in (as
 # `go test` would). RESULTS gets PKG.log (go test -v) and PKG.rc for each
-# package, kernel.txt, tcx.txt and times.txt.
+# package, kernel.txt, tcx.txt, times.txt and selection.txt (subset: the
+# tests.conf run.sh wrote says subset=1, else full).
 set -u
 bin=$(cd "$1" && pwd) results=$2
 mkdir -p "$results"
@@ -27,6 +28,7 @@ else
 fi
 
 . "$bin/tests.conf"
+if [ "${subset:-0}" = 1 ]; then echo subset; else echo full; fi >"$results/selection.txt"
 status=0
 for pkg in $packages; do
 	eval "run=\${${pkg}_run:-} timeout=\${${pkg}_timeout:-60m}"

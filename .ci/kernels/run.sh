@@ -3,7 +3,8 @@
 # both attach modes, the differential test, the service through the real
 # daemon) on the kernels our users run, and on the host's.
 #
-#   run.sh [TARGET...]      TARGET: host, bookworm, trixie (default: all three)
+#   run.sh [TARGET...]      TARGET: host, bookworm, trixie, bookworm-arm64
+#                           (default: all four)
 #
 # host runs the suite natively. bookworm and trixie boot that suite's stock
 # linux-image-cloud-amd64 (Debian 12: 6.1, Debian 13: 6.12) under
@@ -11,6 +12,13 @@
 # (rootfs.sh, cached), no network (-nic none), the test binaries on a second
 # disk, and read the results back from it with debugfs. The guest needs no Go
 # toolchain: the tests are built here with `go test -c`.
+#
+# bookworm-arm64 is the same for Debian 12's linux-image-cloud-arm64 (6.1)
+# on qemu-system-aarch64 (-M virt, always TCG: a foreign architecture), with
+# an arm64 root filesystem (built through qemu-user-static) and the binaries
+# cross-compiled for arm64 (cgo through aarch64-linux-gnu-gcc). Emulating
+# another architecture is several times slower, so such a guest runs the
+# subset tests.conf names (subset=1) unless NTF_KERNELS_FULL=1.
 #
 # Writes $NTF_KERNELS_OUT/results.md (per kernel: attach modes, tests passed,
 # wall time) and the logs beside it; exits 1 when any kernel fails.
@@ -24,6 +32,7 @@
 #   NTF_KERNELS_ACCEL    auto (KVM when usable, else TCG), kvm or tcg
 #   NTF_KERNELS_SMP, NTF_KERNELS_MEM   guest CPUs (2) and memory (2G)
 #   NTF_KERNELS_TIMEOUT  seconds a target may take before it counts as failed (2700)
+#   NTF_KERNELS_FULL     1: the whole suite on emulated foreign-architecture guests too
 #   NTF_KERNELS_MIRROR   Debian mirror for the guests (http://deb.debian.org/debian)
 set -euo pipefail
 
@@ -36,16 +45,28 @@ smp=${NTF_KERNELS_SMP:-2}
 mem=${NTF_KERNELS_MEM:-2G}
 limit=${NTF_KERNELS_TIMEOUT:-2700}
 max_age=${NTF_KERNELS_MAX_AGE:-14}
+full=${NTF_KERNELS_FULL:-0}
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(host bookworm trixie)
+[[ ${#targets[@]} -gt 0 ]] || targets=(host bookworm trixie bookworm-arm64)
 
 die() { echo "kernels: $*" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || die "needs root (bpffs, network namespaces, debootstrap)"
+# A target's Debian architecture: SUITE-ARCH, else the host's.
+host_arch=$(dpkg --print-architecture)
+arch_of() { if [[ $1 == *-* ]]; then echo "${1#*-}"; else echo "$host_arch"; fi; }
+arches=()
+tools=(go debootstrap mkfs.ext4 debugfs timeout)
 for t in "${targets[@]}"; do
-	case $t in host | bookworm | trixie) ;; *) die "unknown target $t (host, bookworm, trixie)" ;; esac
+	case $t in
+	host) ;;
+	bookworm | trixie) tools+=(qemu-system-x86_64) ;;
+	bookworm-arm64) tools+=(qemu-system-aarch64 aarch64-linux-gnu-gcc /usr/libexec/qemu-binfmt/aarch64-binfmt-P) ;;
+	*) die "unknown target $t (host, bookworm, trixie, bookworm-arm64)" ;;
+	esac
+	[[ " ${arches[*]} " == *" $(arch_of "$t") "* ]] || arches+=("$(arch_of "$t")")
 done
-for tool in go qemu-system-x86_64 debootstrap mkfs.ext4 debugfs timeout; do
-	command -v "$tool" >/dev/null || die "$tool is missing (make kernels installs it)"
+for tool in "${tools[@]}"; do
+	command -v "$tool" >/dev/null || [[ -x $tool ]] || die "$tool is missing (make kernels installs it)"
 done
 
 # KVM only where it is real: a nested PVM /dev/kvm (kvm_pvm) hangs guests.
@@ -62,34 +83,53 @@ kvm) qemu_accel=(-accel kvm -cpu host) ;;
 tcg) qemu_accel=(-accel tcg,thread=multi -cpu max) ;;
 *) die "NTF_KERNELS_ACCEL=$accel: auto, kvm or tcg" ;;
 esac
+# arm64 guests: the virt board, always emulated. pauth-impdef: pointer
+# authentication with QEMU's cheap algorithm instead of emulating QARMA5,
+# which costs a large share of TCG's time for no test's benefit.
+qemu_arm64=(qemu-system-aarch64 -M virt -accel tcg,thread=multi -cpu max,pauth-impdef=on)
 
 # One matrix at a time: runs share the cached guests and the output.
 mkdir -p "$cache" "$out"
 exec 9>"$cache/.lock"
 flock -n 9 || { echo "kernels: waiting for another run to finish"; flock 9; }
 
-bin=$out/bin
-rm -rf "$bin"
-mkdir -p "$bin"
-
-# The binaries: the daemon the service tests run ($NTF_TEST_BINARY) and one
-# test binary per package of tests.conf, without -race (too slow emulated).
-echo "kernels: building the daemon and the test binaries"
+# The binaries, one set per architecture in $out/bin-ARCH: the daemon the
+# service tests run ($NTF_TEST_BINARY) and one test binary per package of
+# tests.conf, without -race (too slow emulated). A foreign architecture's
+# are cross-compiled, cgo through Debian's cross compiler; the BPF object
+# embedded in them is the same little-endian one.
 . "$here/tests.conf"
-(
-	cd "$src"
-	CGO_ENABLED=1 go build -trimpath -o "$bin/net-tc-filter" ./cmd/net-tc-filter
-	for pkg in $packages; do
-		go test -c -trimpath -o "$bin/$pkg.test" "./$pkg"
+build_bin() {
+	local arch=$1 bin=$out/bin-$1 env=(CGO_ENABLED=1)
+	case $arch in
+	"$host_arch") ;;
+	arm64) env+=(GOARCH=arm64 CC=aarch64-linux-gnu-gcc) ;;
+	*) die "no cross compiler known for $arch" ;;
+	esac
+	rm -rf "$bin"
+	mkdir -p "$bin"
+	echo "kernels: building the daemon and the test binaries for $arch"
+	(
+		cd "$src"
+		env "${env[@]}" go build -trimpath -o "$bin/net-tc-filter" ./cmd/net-tc-filter
+		for pkg in $packages; do
+			env "${env[@]}" go test -c -trimpath -o "$bin/$pkg.test" "./$pkg"
+		done
+	)
+	# An emulated guest runs the subset unless the whole suite is asked for.
+	{
+		if [[ $arch != "$host_arch" && $full != 1 ]]; then echo "subset=1"; fi
+		cat "$here/tests.conf"
+	} >"$bin/tests.conf"
+	for pkg in $packages; do mkdir -p "$bin/tree/$pkg"; done
+	for f in $files; do
+		mkdir -p "$bin/tree/$(dirname "$f")"
+		cp "$src/$f" "$bin/tree/$f"
 	done
-)
-cp "$here/tests.conf" "$bin/"
-for pkg in $packages; do mkdir -p "$bin/tree/$pkg"; done
-for f in $files; do
-	mkdir -p "$bin/tree/$(dirname "$f")"
-	cp "$src/$f" "$bin/tree/$f"
-done
-chmod -R a+rX "$bin"
+	chmod -R a+rX "$bin"
+}
+rm -rf "$out/bin"
+for arch in "${arches[@]}"; do build_bin "$arch"; done
 
 # One target: its results in $out/TARGET/results, console or output in
 # $out/TARGET/console.log, wall time in $out/TARGET/wall.
@@ -99,7 +139,7 @@ run_host() {
 	mkdir -p "$dir"
 	echo "kernels: host $(uname -r): running the suite natively"
 	local start=$SECONDS
-	timeout -k 30 "$limit" "$here/job.sh" "$bin" "$dir/results" 2>&1 | tee "$dir/console.log" | sed -u 's/^/[host] /' || true
+	timeout -k 30 "$limit" "$here/job.sh" "$out/bin-$host_arch" "$dir/results" 2>&1 | tee "$dir/console.log" | sed -u 's/^/[host] /' || true
 	echo $((SECONDS - start)) >"$dir/wall"
 	uname -r >"$dir/release"
 	echo "the host's" >"$dir/package"
@@ -107,35 +147,40 @@ run_host() {
 }
 
 run_guest() {
-	local suite=$1 dir=$out/$1 img=$cache/$1
+	local target=$1 dir=$out/$1 img=$cache/$1 arch qemu console
+	arch=$(arch_of "$target")
+	case $arch in
+	amd64) qemu=(qemu-system-x86_64 "${qemu_accel[@]}") console=ttyS0 ;;
+	arm64) qemu=("${qemu_arm64[@]}") console=ttyAMA0 ;;
+	esac
 	rm -rf "$dir"
 	mkdir -p "$dir/job/results"
 	if [[ ${NTF_KERNELS_REFRESH:-} == 1 ]] ||
 		[[ -f $img/rootfs.img && -n $(find "$img/rootfs.img" -mtime +"$max_age" 2>/dev/null) ]]; then
 		rm -f "$img/stamp"
 	fi
-	if ! "$here/rootfs.sh" "$suite" "$img"; then
-		echo "the guest could not be built (rootfs.sh $suite)" >"$dir/error"
+	if ! "$here/rootfs.sh" "$target" "$img"; then
+		echo "the guest could not be built (rootfs.sh $target)" >"$dir/error"
 		return 0
 	fi
 
-	cp -a "$bin" "$dir/job/bin"
+	cp -a "$out/bin-$arch" "$dir/job/bin"
 	install -m 0755 "$here/guest-init.sh" "$dir/job/init.sh"
 	install -m 0755 "$here/job.sh" "$dir/job/job.sh"
 	local size=$(($(du -sm "$dir/job" | cut -f1) + 256))
 	mkfs.ext4 -q -F -L ntf-job -d "$dir/job" "$dir/job.img" "${size}M" >/dev/null
 	rm -rf "$dir/job"
 
-	echo "kernels: $suite $(cat "$img/kernel.txt"): booting under qemu ($accel, $smp CPUs, $mem)"
+	echo "kernels: $target $(cat "$img/kernel.txt"): booting under ${qemu[0]} ($([[ $arch == amd64 ]] && echo "$accel" || echo tcg), $smp CPUs, $mem)"
 	local start=$SECONDS
 	# The root image stays clean (snapshot=on); the job disk is written.
-	timeout -k 10 "$limit" qemu-system-x86_64 "${qemu_accel[@]}" -smp "$smp" -m "$mem" \
+	timeout -k 10 "$limit" "${qemu[@]}" -smp "$smp" -m "$mem" \
 		-display none -monitor none -serial stdio -no-reboot -nic none \
 		-kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
-		-append "root=/dev/vda rw console=ttyS0 panic=-1 init=/sbin/ntf-init quiet loglevel=4" \
+		-append "root=/dev/vda rw console=$console panic=-1 init=/sbin/ntf-init quiet loglevel=4" \
 		-drive "file=$img/rootfs.img,if=virtio,format=raw,snapshot=on" \
 		-drive "file=$dir/job.img,if=virtio,format=raw" </dev/null 2>&1 |
-		sed -u 's/\r//g; s/\x1b\[[0-9;?]*[a-zA-Z]//g' | tee "$dir/console.log" | sed -u "s/^/[$suite] /" || true
+		sed -u 's/\r//g; s/\x1b\[[0-9;?]*[a-zA-Z]//g' | tee "$dir/console.log" | sed -u "s/^/[$target] /" || true
 	echo $((SECONDS - start)) >"$dir/wall"
 	debugfs -R "rdump /results $dir" "$dir/job.img" >/dev/null 2>&1 || true
 	sed 's/ (.*//' "$img/kernel.txt" >"$dir/package"
@@ -154,7 +199,7 @@ fail=0
 {
 	echo "# Kernel matrix"
 	echo
-	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$src" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), guests under qemu ($accel, $smp CPUs, $mem)."
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$src" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), guests under qemu ($accel for amd64, tcg for arm64; $smp CPUs, $mem)."
 	echo
 	echo "| kernel | package | attach mode (auto) | tests passed | result | wall time |"
 	echo "|---|---|---|---|---|---|"
@@ -187,6 +232,7 @@ for t in "${targets[@]}"; do
 		fi
 	done
 	[[ $result == pass ]] || fail=1
+	[[ $(cat "$res/selection.txt" 2>/dev/null) != subset ]] || total+=" (subset)"
 	echo "| $release | $package | $modes | $passed/$total | $result | $((wall / 60))m$(printf %02d $((wall % 60)))s |" >>"$summary"
 	[[ -z $notes ]] || details+="- $release:$notes"$'\n'
 	times=$(awk '{printf "%s%s %ds", sep, $1, $2; sep=", "}' "$res/times.txt" 2>/dev/null || true)
@@ -199,7 +245,8 @@ done
 	echo "\`$(echo $packages | sed 's/\([a-z]*\)/.\/\1/g')\` as selected by .ci/kernels/tests.conf; CI=true, so a"
 	echo "privileged test that cannot run fails. Where a kernel has no tcx, the tcx"
 	echo "subtests assert that tcx is refused there and that auto mode enforces"
-	echo "through clsact."
+	echo "through clsact. (subset): an emulated foreign-architecture guest ran the"
+	echo "CI subset of tests.conf (NTF_KERNELS_FULL=1, \`make kernels-full\`: all)."
 	echo
 	printf '%s' "$details"
 } >>"$summary"
