@@ -6,12 +6,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	yaml "go.yaml.in/yaml/v3"
+	"golang.org/x/sys/unix"
 )
 
 // manifests is contrib/kubernetes parsed: every object of the
@@ -225,14 +227,18 @@ func dockerLinks(t *testing.T) map[string]string {
 // the way kubelet's AtomicWriter does it — the volume directory mode 0777
 // (an emptyDir), the files in a timestamped 0755 directory, ..data
 // pointing at it and one symlink per key. confDVolume mounts the drop-ins
-// volume straight at conf.d instead, the naive layout.
-func podLayout(t *testing.T, m manifests, confDVolume bool) string {
+// volume straight at conf.d instead, the naive layout. It returns the
+// main file and the volume directories the pod mounts read-only: the
+// daemon accepts a 0777 directory on the way to its files only on a
+// read-only mount, which nobody can write through.
+func podLayout(t *testing.T, m manifests, confDVolume bool) (string, []string) {
 	t.Helper()
 	root := t.TempDir()
 	etc := filepath.Join(root, "etc", "net-tc-filter")
 	mkdir(t, etc, 0o755)
 	pod := get(t, m.obj(t, "DaemonSet", "net-tc-filter"), "spec", "template", "spec")
 	links := dockerLinks(t)
+	var readOnly []string
 	for _, mnt := range list(t, pod, "containers", 0, "volumeMounts") {
 		vol := byName(t, list(t, pod, "volumes"), str(t, mnt, "name"))
 		cm, ok := vol["configMap"].(map[string]any)
@@ -246,13 +252,16 @@ func podLayout(t *testing.T, m manifests, confDVolume bool) string {
 		}
 		data := get(t, m.obj(t, "ConfigMap", str(t, cm, "name")), "data").(map[string]any)
 		configMapVolume(t, dir, data, os.FileMode(cm["defaultMode"].(int)))
+		if mnt.(map[string]any)["readOnly"] == true {
+			readOnly = append(readOnly, dir)
+		}
 	}
 	for link, target := range links {
 		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return filepath.Join(etc, "net-tc-filter.yml")
+	return filepath.Join(etc, "net-tc-filter.yml"), readOnly
 }
 
 func configMapVolume(t *testing.T, dir string, data map[string]any, mode os.FileMode) {
@@ -287,10 +296,51 @@ func mkdir(t *testing.T, dir string, mode os.FileMode) {
 	}
 }
 
-func check(t *testing.T, mainFile string) (string, error) {
+// check runs the real `check` on a pod layout, with the volumes the pod
+// mounts read-only bind-mounted read-only onto themselves, as the
+// container runtime does, in a mount namespace of its own: the mounts are
+// never seen outside it and end with it.
+func check(t *testing.T, mainFile string, readOnly []string) (string, error) {
 	t.Helper()
-	out, err := exec.Command(binary(t), "check", "--config", mainFile).CombinedOutput()
-	return string(out), err
+	bin := binary(t)
+	type result struct {
+		out        []byte
+		err, setup error
+	}
+	done := make(chan result)
+	go func() {
+		// Never unlocked: the thread, and its namespace, end with the
+		// goroutine. The command is forked from this thread, into it.
+		runtime.LockOSThread()
+		setup := func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("unshare: %w", err)
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				return fmt.Errorf("make mounts private: %w", err)
+			}
+			for _, d := range readOnly {
+				if err := unix.Mount(d, d, "", unix.MS_BIND, ""); err != nil {
+					return fmt.Errorf("bind %s: %w", d, err)
+				}
+				if err := unix.Mount("", d, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+					return fmt.Errorf("read-only %s: %w", d, err)
+				}
+			}
+			return nil
+		}
+		if err := setup(); err != nil {
+			done <- result{setup: err}
+			return
+		}
+		out, err := exec.Command(bin, "check", "--config", mainFile).CombinedOutput()
+		done <- result{out: out, err: err}
+	}()
+	r := <-done
+	if r.setup != nil {
+		t.Fatal(r.setup)
+	}
+	return string(r.out), r.err
 }
 
 // TestKubernetesConfigPassesCheck runs the ConfigMaps through the real
@@ -298,7 +348,11 @@ func check(t *testing.T, mainFile string) (string, error) {
 func TestKubernetesConfigPassesCheck(t *testing.T) {
 	requireRoot(t)
 	m := loadManifests(t)
-	out, err := check(t, podLayout(t, m, false))
+	mainFile, readOnly := podLayout(t, m, false)
+	if len(readOnly) != 2 {
+		t.Fatalf("read-only volumes %q, want main and dropins: kubelet mounts ConfigMaps read-only", readOnly)
+	}
+	out, err := check(t, mainFile, readOnly)
 	if err != nil {
 		t.Fatalf("net-tc-filter check on the pod's layout: %v\n%s", err, out)
 	}
@@ -315,7 +369,8 @@ func TestKubernetesConfigPassesCheck(t *testing.T) {
 func TestKubernetesNaiveMountRefused(t *testing.T) {
 	requireRoot(t)
 	m := loadManifests(t)
-	out, err := check(t, podLayout(t, m, true))
+	mainFile, readOnly := podLayout(t, m, true)
+	out, err := check(t, mainFile, readOnly)
 	if err == nil {
 		t.Fatalf("check accepted a mode 0777 conf.d:\n%s", out)
 	}
