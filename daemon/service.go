@@ -302,6 +302,19 @@ func (s *Service) Run(ctx context.Context) error {
 	// without a file event, and this is how such a change goes live.
 	resolve := time.NewTicker(s.opts.ResolveInterval)
 	defer resolve.Stop()
+	// NSS is asked off this goroutine: with LDAP down, each name can take
+	// its backend's timeout, and the watchdog, reloads and interfaces must
+	// not wait for that. One resolution at a time.
+	resolved := make(chan resolution, 1)
+	resolving := false
+	startResolve := func(why string) {
+		if resolving || s.policy == nil || !s.policy.Named() {
+			return
+		}
+		resolving = true
+		base, r := s.policy, s.opts.Resolver
+		go func() { resolved <- resolution{base: base, next: base.Resolve(r), why: why} }()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -312,7 +325,7 @@ func (s *Service) Run(ctx context.Context) error {
 			if err != nil {
 				// The files are broken, but a deleted user must
 				// still lose the access the live policy gives.
-				s.resolveNames("the set could not be reloaded")
+				startResolve("the set could not be reloaded")
 			}
 			collect()
 		case ch, ok := <-changes:
@@ -322,11 +335,18 @@ func (s *Service) Run(ctx context.Context) error {
 				continue
 			}
 			if _, err := s.reload(false, "changed: "+strings.Join(ch.Paths, ", ")); err != nil {
-				s.resolveNames("the set could not be reloaded")
+				startResolve("the set could not be reloaded")
 			}
 			collect()
 		case <-resolve.C:
-			s.resolveNames("resolving user and group names every " + s.opts.ResolveInterval.String())
+			startResolve("resolving user and group names every " + s.opts.ResolveInterval.String())
+		case r := <-resolved:
+			resolving = false
+			// A reload made a new policy meanwhile, resolved as it
+			// was loaded: this answer is for one that is gone.
+			if r.base == s.policy {
+				s.resolvedAgain(r.next, r.why)
+			}
 		case <-links.C:
 			s.syncInterfaces(links.Gone())
 		case <-retry.C:
@@ -533,17 +553,21 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	return err
 }
 
-// resolveNames resolves the live policy's user and group names again
-// (SPEC §1 "Failing closed"): every ResolveInterval, for members that LDAP
-// or SSSD change without a file event and for names that did not resolve
-// (LDAP down at boot), and after a reload that failed, so that a user
-// deleted while the files are broken still loses the access the live
-// policy gave. When the uids changed, they go live as a reload's would.
-func (s *Service) resolveNames(why string) {
-	if s.policy == nil || !s.policy.Named() {
-		return
-	}
-	q := s.policy.Resolve(s.opts.Resolver)
+// resolution is the live policy (base) with its user and group names
+// resolved again (next).
+type resolution struct {
+	base, next *policy.Policy
+	why        string
+}
+
+// resolvedAgain takes the live policy with its user and group names
+// resolved again (SPEC §1 "Failing closed"): every ResolveInterval, for
+// members that LDAP or SSSD change without a file event and for names that
+// did not resolve (LDAP down at boot), and after a reload that failed, so
+// that a user deleted while the files are broken still loses the access
+// the live policy gave. When the uids changed, they go live as a reload's
+// would.
+func (s *Service) resolvedAgain(q *policy.Policy, why string) {
 	if q.Equal(s.policy) {
 		before := s.summary()
 		s.noteUnresolved(q.Unresolved)
