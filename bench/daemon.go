@@ -79,7 +79,9 @@ func StartDaemon(bin string, ns *NS, cfg Files, timeout time.Duration) (*Daemon,
 		return nil, fmt.Errorf("daemon log: %w", err)
 	}
 	defer logf.Close()
-	d.cmd = ns.Command(bin, "run", "--config", d.ConfigPath(), "--pin-dir", d.PinDir)
+	// A state directory of its own: the host's /var/lib/net-tc-filter is
+	// not the bench's to write.
+	d.cmd = ns.Command(bin, "run", "--config", d.ConfigPath(), "--pin-dir", d.PinDir, "--state-dir", filepath.Join(dir, "state"))
 	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.Started = time.Now()

@@ -60,7 +60,7 @@ YML
 echo "== net-tc-filter check"
 "$BIN" check --config "$DIR/net-tc-filter.yml"
 echo "== net-tc-filter run (in the demo namespace)"
-nsenter --net=/run/netns/"$C" -- "$BIN" run --config "$DIR/net-tc-filter.yml" --pin-dir "$PIN" 2>"$DIR/daemon.log" &
+nsenter --net=/run/netns/"$C" -- "$BIN" run --config "$DIR/net-tc-filter.yml" --pin-dir "$PIN" --state-dir "$DIR/state" 2>"$DIR/daemon.log" &
 DPID=$!
 for _ in $(seq 100); do grep -q 'msg="started:' "$DIR/daemon.log" 2>/dev/null && break; sleep 0.1; done
 grep 'msg="started:' "$DIR/daemon.log"
