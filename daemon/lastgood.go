@@ -45,8 +45,8 @@ func (s *Service) loadAtStart() (*config.Config, *policy.Policy, error) {
 	if n > 1 {
 		more = fmt.Sprintf(" (and %d more)", n-1)
 	}
-	reason := fmt.Sprintf("the configuration files are invalid: %s%s; enforcing the last good set of %s until they are valid",
-		first, more, set.Saved.Local().Format("2006-01-02 15:04:05 MST"))
+	s.fallback = "the last good set of " + set.Saved.Local().Format("2006-01-02 15:04:05 MST")
+	reason := fmt.Sprintf("the configuration files are invalid: %s%s; enforcing %s until they are valid", first, more, s.fallback)
 	s.log.Error(fmt.Sprintf("configuration invalid; enforcing the last good set of %s (%s) instead, until the files are valid:\n%v",
 		set.Saved.Local().Format(time.RFC3339), set.Dir, err), "problems", n, "last_good", set.Dir)
 	s.setError(reason)

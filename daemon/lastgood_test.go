@@ -102,12 +102,20 @@ func TestLastGoodAfterReboot(t *testing.T) {
 	b.expect(t, b.bob, false)
 	b.expect(t, b.alice, true)
 
-	// Fixed back to the set that is enforced: nothing to apply, but the
-	// service is no longer degraded.
+	// Broken again another way: the failed reload still says what is
+	// enforced meanwhile.
+	writeFile(t, b.main, brokenYAML+"# still broken\n")
+	readyWith(t, d, "a failed reload on the last good set", func(st string) bool {
+		return strings.Contains(st, "failed") && strings.Contains(st, "enforcing the last good set of ")
+	})
+
+	// Fixed back to the set that is enforced: the same policy, but now
+	// the files' own, and the service is no longer degraded.
 	writeFile(t, b.main, good)
 	readyWith(t, d, "no failure after the files were fixed", func(st string) bool {
 		return !strings.Contains(st, "failed") && !strings.Contains(st, "invalid")
 	})
+	d.WaitLog(t, "files=["+b.main+"]", 5*time.Second)
 
 	// A new valid set is applied and becomes the last good set.
 	both := policyYAML([]string{"uid:1001", "uid:1002"}, "")

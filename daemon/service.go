@@ -127,8 +127,12 @@ type Service struct {
 	cfg     *config.Config // the live set's settings, without its endpoints (see policy)
 	policy  *policy.Policy
 	logMode bpf.LogMode
-	ifaces  []bpf.Iface  // the filtered ones, as last applied
-	rate    atomic.Int64 // log.rate, read by the decision log
+	ifaces  []bpf.Iface // the filtered ones, as last applied
+	// fallback says what is enforced instead of the files while the start
+	// fell back on the last good set ("the last good set of <time>"); ""
+	// once the files went live.
+	fallback string
+	rate     atomic.Int64 // log.rate, read by the decision log
 	// metricsAddr is the metrics address last handed to MetricsListen
 	// successfully.
 	metricsAddr string
@@ -232,6 +236,13 @@ func (s *Service) Run(ctx context.Context) error {
 	defer cancel()
 
 	began := time.Now()
+	// Watch before the first load, so that a change made while it reads
+	// (the fix of a broken file, say) is reloaded after it, not missed.
+	w, err := watch.New(watch.Options{ConfigPath: s.opts.ConfigPath, AccountFiles: s.opts.AccountFiles, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
 	cfg, p, err := s.loadAtStart()
 	if err != nil {
 		s.notify.status("configuration invalid; not started (the pinned filter, if any, stays)")
@@ -244,11 +255,6 @@ func (s *Service) Run(ctx context.Context) error {
 	// Subscribe before listing, so that an interface created in between
 	// is not missed.
 	links := linkEvents(ctx, s.log)
-	w, err := watch.New(watch.Options{ConfigPath: s.opts.ConfigPath, AccountFiles: s.opts.AccountFiles, Logger: s.log})
-	if err != nil {
-		return err
-	}
-	defer w.Close()
 
 	s.filter, err = bpf.Open(bpf.Options{PinDir: s.opts.PinDir, Mode: s.opts.Mode})
 	if err != nil {
@@ -486,7 +492,9 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 		s.failed("reload failed, the running policy stays", why, err)
 		return s.filter.Generation(), err
 	}
-	if !asked && logMode == s.logMode && p.Equal(s.policy) && cfg.Log == s.cfg.Log && cfg.OnStop == s.cfg.OnStop && cfg.Metrics == s.cfg.Metrics {
+	// Files that compile to the last good set enforced at start are still
+	// applied: they, not the state directory's copy, are the set now.
+	if !asked && s.fallback == "" && logMode == s.logMode && p.Equal(s.policy) && cfg.Log == s.cfg.Log && cfg.OnStop == s.cfg.OnStop && cfg.Metrics == s.cfg.Metrics {
 		s.log.Debug("configuration unchanged", "why", why)
 		s.noteUnresolved(p.Unresolved) // the same uids, maybe for another reason
 		s.noteWarnings(cfg)
@@ -501,6 +509,7 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 		s.failed("reload incomplete", why, err)
 		return s.filter.Generation(), err
 	}
+	s.fallback = ""
 	s.setError("")
 	s.setState(StateRunning)
 	s.log.Info("reloaded: "+s.summary(), "why", why, "generation", s.filter.Generation(),
@@ -519,6 +528,9 @@ func (s *Service) failed(msg, why string, err error) {
 	first := oneLine(err.Error())
 	if n > 1 {
 		first += fmt.Sprintf(" (and %d more)", n-1)
+	}
+	if s.fallback != "" {
+		first += "; enforcing " + s.fallback + " until the files are valid"
 	}
 	s.setError(first)
 	s.setState(StateRunning)

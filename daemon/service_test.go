@@ -79,8 +79,10 @@ func TestStopKeepThenDetach(t *testing.T) {
 	}
 }
 
-// A configuration that is invalid at start: the daemon refuses to start
-// and says why, and a filter an earlier run left pinned stays enforced.
+// A configuration that is invalid at start, with no last good set to fall
+// back on (each test daemon has a state directory of its own, and this one
+// never saved a set): the daemon refuses to start and says why, and a
+// filter an earlier run left pinned stays enforced.
 func TestInvalidAtStartKeepsPinned(t *testing.T) {
 	testnet.RequireRoot(t)
 	b := newBed(t, policyYAML([]string{"uid:1001"}, ""))
