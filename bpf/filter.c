@@ -247,18 +247,20 @@ static __always_inline __u32 socket_uid(struct __sk_buff *skb)
 			// The listener shares a union with a number: the
 			// verifier reads it as one, so cast it back.
 			void *listener = rs->skc_listener;
-			if (!listener) // a SYN-ACK without a listener: the helper's answer
-				return bpf_get_socket_uid(skb);
+			if (!listener)
+				return NTF_UID_UNKNOWN;
 			ks = bpf_rdonly_cast(listener, bpf_core_type_id_kernel(struct sock___ntf));
 		} else {
 			ks = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock___ntf));
 		}
 		return ks->sk_uid.val;
 	}
+	// The helper would answer, but with the uid mapped into the socket's
+	// user namespace (a container's root as 0): unknown fails closed.
 	__u32 uid;
 	if (socket_uid_probed(sk, request, &uid))
 		return uid;
-	return bpf_get_socket_uid(skb);
+	return NTF_UID_UNKNOWN;
 }
 
 static __always_inline void count_in(void *map, __u32 idx)
@@ -799,6 +801,8 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 	}
 	if (*uid == NTF_UID_UNOWNED)
 		*uid = socket_uid(skb);
+	if (*uid == NTF_UID_UNKNOWN) // never a listed uid's, never cached
+		return v;
 	if (r.uid == *uid) {
 		v.allowed = r.uid_allowed;
 		return v;

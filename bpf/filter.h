@@ -20,6 +20,9 @@
 
 /* Owner uid reported for packets without a socket. Never a valid uid. */
 #define NTF_UID_UNOWNED 0xffffffff
+/* Owner uid of a socket whose owner could not be read: it matches no listed
+ * uid (only "*"), so that a read that failed never lets a packet pass. */
+#define NTF_UID_UNKNOWN 0xfffffffe
 
 /* Packets the policy did not decide. Decided ones are counted per interface
  * and per endpoint only: one increment fewer per packet. */
