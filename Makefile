@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/nu
 LDFLAGS := -X main.version=$(VERSION)
 NFPM    := $(shell go env GOPATH)/bin/nfpm
 # Packages whose tests need no kernel privileges beyond root-owned files: run with -race.
-UNIT_PKGS := ./daemon/config ./daemon/policy ./daemon/watch ./daemon/logging ./cmd/...
+UNIT_PKGS := ./daemon/config ./daemon/policy ./daemon/watch ./daemon/logging ./daemon/lastgood ./cmd/...
 # The service's end-to-end tests: real daemons (built with -race as well)
 # in namespaces, real traffic as real uids.
 SERVICE_PKGS := ./daemon ./dbus
