@@ -192,7 +192,6 @@ func TestIgnoredDropIns(t *testing.T) {
 	}
 	symlink(t, "nobody@host.1234:1700000000", filepath.Join(c, ".#x.yml")) // an Emacs lock
 	symlink(t, "..2024_01_01", filepath.Join(c, "..data"))
-	symlink(t, "old", filepath.Join(c, "old.yml"))
 	cfg := mustLoad(t, dir)
 	want := []string{filepath.Join(dir, mainName), filepath.Join(c, "ok.yml")}
 	if !reflect.DeepEqual(cfg.Files, want) || cfg.OnStop != OnStopKeep {
@@ -209,7 +208,6 @@ func TestIgnoredDropIns(t *testing.T) {
 		"dir.yml" + directory,
 		"fifo.yml is not read: it is a named pipe, and only regular *.yml files are read.",
 		"old" + directory,
-		"old.yml" + directory,
 		"x.yaml is not read: only *.yml files are read; rename it to x.yml if it should be.",
 		"x.yml.dpkg-dist" + copyOfX,
 		"x.yml.dpkg-old" + copyOfX,

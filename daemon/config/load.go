@@ -157,11 +157,11 @@ func (l *loader) run(mainPath string) *Config {
 // replace the files regardless of their own modes.
 func (l *loader) checkDir(dir string) {
 	o, err := walkOpen(dir, l.owner, true)
+	l.report(o.problems)
 	if err != nil {
 		l.fail(dir, ioProblem(err))
 		return
 	}
-	l.report(o.problems)
 	l.place(dir)
 	o.f.Close()
 }
@@ -173,6 +173,7 @@ func (l *loader) checkDir(dir string) {
 // entries cannot be swapped between listing and opening them.
 func (l *loader) dropIns(dir string) []string {
 	o, err := walkOpen(dir, l.owner, true)
+	l.report(o.problems)
 	if errors.Is(err, fs.ErrNotExist) {
 		// No conf.d means no drop-ins; a conf.d symlink that leads
 		// nowhere (a volume not mounted) is an error, not "no drop-ins":
@@ -186,7 +187,6 @@ func (l *loader) dropIns(dir string) []string {
 		return nil
 	}
 	defer o.f.Close()
-	l.report(o.problems)
 	l.place(dir)
 	names, warnings, err := dropIns(o.f, dir)
 	if err != nil {
@@ -198,21 +198,29 @@ func (l *loader) dropIns(dir string) []string {
 
 // readFile reads and parses a file of the set. A file that is itself
 // refused is not read at all: its content means nothing until it is safe.
-// A drop-in that is not a regular file (a directory or a named pipe called
-// x.yml) is not read and named in a warning; a broken symlink is an error,
-// because silently losing a drop-in can silently lose a deny.
+// The problems on its way are reported whatever is found at the end.
+// A drop-in entry that is itself a directory or a named pipe called x.yml
+// is not read and named in a warning: only root could have put it in
+// conf.d, and it never held a deny. A drop-in that is a symlink leading to
+// one (or nowhere) is an error: it is meant to be read, and what it leads
+// to can be swapped for something unreadable by whoever owns that, so
+// silently skipping it could silently lose a deny.
 func (l *loader) readFile(path string, dropIn bool) {
 	o, err := walkOpen(path, l.owner, false)
+	l.report(o.problems)
 	var ke *kindError
-	if dropIn && errors.As(err, &ke) {
+	if dropIn && errors.As(err, &ke) && !ke.viaSymlink {
 		l.warnings = append(l.warnings, notRead(path, ke.mode))
+		return
+	}
+	if ke != nil && ke.viaSymlink {
+		l.fail(path, fmt.Sprintf("cannot read: a symlink to a %s, not to a regular file; a drop-in it should lead to is lost, and with it maybe a deny — point it at the file, or remove it", kindName(ke.mode)))
 		return
 	}
 	if err != nil {
 		l.fail(path, ioProblem(err))
 		return
 	}
-	l.report(o.problems)
 	l.place(path)
 	if o.f == nil {
 		return

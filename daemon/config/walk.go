@@ -46,6 +46,10 @@ type problemKey struct {
 type kindError struct {
 	mode    fs.FileMode
 	wantDir bool
+	// viaSymlink: the path's own name is a symlink (or a chain of them)
+	// that led there, so what it leads to is a choice somebody made, and
+	// maybe somebody else's: a drop-in that should be read and is not.
+	viaSymlink bool
 }
 
 func (e *kindError) Error() string {
@@ -75,7 +79,10 @@ type opened struct {
 }
 
 // walkOpen opens path for reading after checking it and everything it is
-// reached through. owner is who, besides root, may own all of it.
+// reached through. owner is who, besides root, may own all of it. With an
+// error, the problems found on the way so far are returned all the same:
+// whoever can change what the path leads to can also make it lead to
+// something unreadable, and a refusal to read must not hide that.
 func walkOpen(path string, owner uint32, wantDir bool) (opened, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -87,12 +94,12 @@ func walkOpen(path string, owner uint32, wantDir bool) (opened, error) {
 		return opened{}, err
 	}
 	if err := w.resolve(abs); err != nil {
-		return opened{}, err
+		return opened{problems: w.problems, refused: true}, err
 	}
 	last := w.stack[len(w.stack)-1]
 	mode := fileMode(last.st.Mode)
 	if wantDir != mode.IsDir() || (!wantDir && !mode.IsRegular()) {
-		return opened{}, &kindError{mode: mode, wantDir: wantDir}
+		return opened{problems: w.problems, refused: true}, &kindError{mode: mode, wantDir: wantDir, viaSymlink: w.lastLinked}
 	}
 	own := w.final(path, last, wantDir)
 	out := opened{problems: append(w.problems, own...), refused: len(own) > 0}
@@ -101,7 +108,7 @@ func walkOpen(path string, owner uint32, wantDir bool) (opened, error) {
 	}
 	f, err := w.openLast(path, wantDir)
 	if err != nil {
-		return opened{}, err
+		return opened{problems: out.problems, refused: true}, err
 	}
 	out.f = f
 	return out, nil
@@ -112,6 +119,8 @@ type walker struct {
 	target   string // the path as given, for messages
 	stack    []node // the real path so far: "/" first
 	problems []problem
+	// lastLinked: the path's last name was a symlink, followed.
+	lastLinked bool
 }
 
 func (w *walker) trusted(uid uint32) bool { return uid == 0 || uid == w.owner }
@@ -177,6 +186,11 @@ func (w *walker) resolve(abs string) error {
 		unix.Close(fd)
 		if err != nil {
 			return &fs.PathError{Op: "readlink", Path: n.path, Err: err}
+		}
+		// Nothing left after it: this symlink is what the last name
+		// resolves through (the name itself, or where it led).
+		if len(todo) == 0 {
+			w.lastLinked = true
 		}
 		if hops++; hops > maxHops {
 			return &fs.PathError{Op: "open", Path: w.target, Err: unix.ELOOP}

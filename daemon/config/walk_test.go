@@ -138,6 +138,86 @@ func TestSymlinkedPaths(t *testing.T) {
 			return []string{"conf.d: refusing: directory writable by group or others (mode 0777); a user who can write it could replace the files in it and grant itself access — chmod go-w " + filepath.Join(dir, "conf.d")}
 		},
 	}, {
+		// The attack the walk must not miss: a deny in a drop-in that is
+		// a symlink into a user's directory, which the user replaces with
+		// something that cannot be read. The directory is still refused,
+		// and the drop-in is an error, not a mere "not read".
+		name:  "drop-in symlinked into a user's directory, now a directory there",
+		files: map[string]string{mainName: seed, "home/mallory/deny.yml/x": ""},
+		root:  true,
+		prep: func(t *testing.T, dir string) {
+			mkdirs(t, dir, "conf.d")
+			symlink(t, filepath.Join(dir, "home/mallory/deny.yml"), filepath.Join(dir, "conf.d/deny.yml"))
+			chown(t, filepath.Join(dir, "home/mallory"), 1000)
+		},
+		want: func(dir string) []string {
+			return []string{
+				"home/mallory: refusing: directory owned by uid 1000, not root, on the way to " + filepath.Join(dir, "conf.d/deny.yml") + "; a user who owns it could swap what that path leads to and grant itself access — chown root " + filepath.Join(dir, "home/mallory"),
+				"conf.d/deny.yml: cannot read: a symlink to a directory, not to a regular file; a drop-in it should lead to is lost, and with it maybe a deny — point it at the file, or remove it",
+			}
+		},
+	}, {
+		name:  "drop-in symlinked into a user's directory, now a named pipe there",
+		files: map[string]string{mainName: seed},
+		root:  true,
+		prep: func(t *testing.T, dir string) {
+			mkdirs(t, dir, "conf.d")
+			mkdirs(t, dir, "home/mallory")
+			mkfifo(t, filepath.Join(dir, "home/mallory/deny.yml"))
+			symlink(t, filepath.Join(dir, "home/mallory/deny.yml"), filepath.Join(dir, "conf.d/deny.yml"))
+			chown(t, filepath.Join(dir, "home/mallory"), 1000)
+		},
+		want: func(dir string) []string {
+			return []string{
+				"home/mallory: refusing: directory owned by uid 1000, not root, on the way to " + filepath.Join(dir, "conf.d/deny.yml") + "; a user who owns it could swap what that path leads to and grant itself access — chown root " + filepath.Join(dir, "home/mallory"),
+				"conf.d/deny.yml: cannot read: a symlink to a named pipe, not to a regular file; a drop-in it should lead to is lost, and with it maybe a deny — point it at the file, or remove it",
+			}
+		},
+	}, {
+		name:  "drop-in symlinked into a world-writable directory, now a named pipe there",
+		files: map[string]string{mainName: seed},
+		prep: func(t *testing.T, dir string) {
+			mkdirs(t, dir, "conf.d")
+			mkdirs(t, dir, "other")
+			mkfifo(t, filepath.Join(dir, "other/deny.yml"))
+			symlink(t, "../other/deny.yml", filepath.Join(dir, "conf.d/deny.yml"))
+			chmod(t, filepath.Join(dir, "other"), 0o777)
+		},
+		want: func(dir string) []string {
+			return []string{
+				"other: refusing: directory writable by group or others (mode 0777), on the way to " + filepath.Join(dir, "conf.d/deny.yml") + "; a user who can write it could swap what that path leads to and grant itself access — chmod go-w " + filepath.Join(dir, "other"),
+				"conf.d/deny.yml: cannot read: a symlink to a named pipe, not to a regular file; a drop-in it should lead to is lost, and with it maybe a deny — point it at the file, or remove it",
+			}
+		},
+	}, {
+		// Even where everything on the way is safe: a symlinked drop-in
+		// is meant to be read.
+		name:  "drop-in symlinked to a directory, all of it safe",
+		files: map[string]string{mainName: seed, "conf.d/old/a.yml": "on_stop: keep\n"},
+		prep: func(t *testing.T, dir string) {
+			symlink(t, "old", filepath.Join(dir, "conf.d/old.yml"))
+		},
+		want: func(dir string) []string {
+			return []string{
+				"conf.d/old.yml: cannot read: a symlink to a directory, not to a regular file; a drop-in it should lead to is lost, and with it maybe a deny — point it at the file, or remove it",
+			}
+		},
+	}, {
+		// The main file's own problems are kept too when what it leads
+		// to is not a file.
+		name:  "main file symlinked to a directory in a world-writable directory",
+		files: map[string]string{"vol/" + mainName + "/x": ""},
+		prep: func(t *testing.T, dir string) {
+			symlink(t, "vol/"+mainName, filepath.Join(dir, mainName))
+			chmod(t, filepath.Join(dir, "vol"), 0o777)
+		},
+		want: func(dir string) []string {
+			return []string{
+				"vol: refusing: directory writable by group or others (mode 0777), on the way to " + filepath.Join(dir, mainName) + "; a user who can write it could swap what that path leads to and grant itself access — chmod go-w " + filepath.Join(dir, "vol"),
+				mainName + ": cannot read: not a regular file but a directory",
+			}
+		},
+	}, {
 		name:  "symlink loop",
 		files: map[string]string{mainName: seed, "conf.d/ok.yml": ""},
 		prep: func(t *testing.T, dir string) {
