@@ -75,14 +75,12 @@ func (s *Service) loadLastGood() (lastgood.Set, *config.Config, *policy.Policy, 
 
 // saveLastGood keeps a set that has just gone live, loaded from the files
 // (not re-applied: files may be broken by then), as the last good set. The
-// files are read again to be copied: they must not change or be open for
-// writing while they are, so that the copy is one whole version of them.
-// That version is the one the load read, unless a whole new version was
-// written in the moment between the load and the copy; the watcher then
-// loads it next, and only a version that loads goes live. Comparing the
-// copy with what the loader parsed would rule that out too, but the loader
-// keeps no record of it, and loading the copy again costs as much as the
-// load itself (a second at 100 000 endpoints) before READY=1.
+// files are read again to be copied, and the copy is saved only if its
+// bytes are the ones the load parsed (cfg.Sums): a whole new version
+// written between the load and the copy was never validated, and the
+// watcher loads it next; meanwhile the set saved before stays. Nor is a
+// copy saved while a file is open for writing or changed while it was
+// copied.
 //
 // A set loaded from the state directory (the last good set itself,
 // enforced at start) is not saved again. A failure is logged; the filter
@@ -100,7 +98,7 @@ func (s *Service) saveLastGood(cfg *config.Config) {
 		return
 	}
 	before := stamps(s.opts.ConfigPath)
-	set, saved, err := store.Save(s.opts.ConfigPath, cfg.Files, time.Now(), func(string) error {
+	set, saved, err := store.Save(s.opts.ConfigPath, cfg.Files, cfg.Sums, time.Now(), func(string) error {
 		if !maps.Equal(before, stamps(s.opts.ConfigPath)) {
 			return errors.New("the files changed while they were copied")
 		}

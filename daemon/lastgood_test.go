@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/sha256"
 	"log/slog"
 	"os"
 	"strings"
@@ -213,20 +214,37 @@ func TestUnsafeStateDir(t *testing.T) {
 	}
 }
 
-// What is saved when a set goes live: the files as they stand, but never
-// while one is open for writing (the copy could be half of a new version),
-// never the last good set itself when it is what went live, and nothing
-// into a state directory that is not root's alone.
+// loadedAs is a Config as a load of files, as they stand, records them.
+func loadedAs(t *testing.T, files []string) *config.Config {
+	t.Helper()
+	cfg := &config.Config{Files: files}
+	for _, f := range files {
+		cfg.Sums = append(cfg.Sums, sha256.Sum256([]byte(fileText(t, f))))
+	}
+	return cfg
+}
+
+// What is saved when a set goes live: the files as they were loaded, but
+// never a version written since (it was never validated), nor while one is
+// open for writing (the copy could be half of a new version), never the
+// last good set itself when it is what went live, and nothing into a state
+// directory that is not root's alone.
 func TestSaveLastGood(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		setup func(t *testing.T, main, state string) (files []string)
-		saved bool   // a new set is current
-		log   string // "": nothing logged
+		after func(t *testing.T, main string) // between the load and the save
+		saved bool                            // a new set is current
+		log   string                          // "": nothing logged
 	}{
-		{"files as they stand", func(t *testing.T, main, state string) []string {
+		{"files as loaded", func(t *testing.T, main, state string) []string {
 			return []string{main}
-		}, true, ""},
+		}, nil, true, ""},
+		{"a whole new version written after the load", func(t *testing.T, main, state string) []string {
+			return []string{main}
+		}, func(t *testing.T, main string) {
+			writeFile(t, main, brokenYAML)
+		}, false, "changed since it was loaded"},
 		{"a file open for writing", func(t *testing.T, main, state string) []string {
 			f, err := os.OpenFile(main, os.O_WRONLY|os.O_APPEND, 0)
 			if err != nil {
@@ -234,24 +252,25 @@ func TestSaveLastGood(t *testing.T) {
 			}
 			t.Cleanup(func() { f.Close() })
 			return []string{main}
-		}, false, "is open for writing"},
+		}, nil, false, "is open for writing"},
 		{"the last good set itself", func(t *testing.T, main, state string) []string {
 			store, err := lastgood.Open(state)
 			if err != nil {
 				t.Fatal(err)
 			}
-			set, _, err := store.Save(main, []string{main}, time.Now(), func(string) error { return nil })
+			files := []string{main}
+			set, _, err := store.Save(main, files, loadedAs(t, files).Sums, time.Now(), func(string) error { return nil })
 			if err != nil {
 				t.Fatal(err)
 			}
 			return set.Paths()
-		}, false, ""},
+		}, nil, false, ""},
 		{"an unsafe state directory", func(t *testing.T, main, state string) []string {
 			if err := os.Chmod(state, 0o757); err != nil {
 				t.Fatal(err)
 			}
 			return []string{main}
-		}, false, "refusing state directory"},
+		}, nil, false, "refusing state directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			main := t.TempDir() + "/net-tc-filter.yml"
@@ -259,9 +278,24 @@ func TestSaveLastGood(t *testing.T) {
 			state := t.TempDir()
 			var log testnet.SyncBuffer
 			s := New(Options{ConfigPath: main, StateDir: state, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			// A set saved before: the one that must stay when the save
+			// is refused.
+			store, err := lastgood.Open(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, main, policyYAML([]string{"uid:1002"}, ""))
+			if _, _, err := store.Save(main, []string{main}, loadedAs(t, []string{main}).Sums, time.Now(), func(string) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, main, policyYAML([]string{"uid:1001"}, ""))
 			files := tc.setup(t, main, state)
+			cfg := loadedAs(t, files)
+			if tc.after != nil {
+				tc.after(t, main)
+			}
 			before, _ := os.Readlink(state + "/last-good")
-			s.saveLastGood(&config.Config{Files: files})
+			s.saveLastGood(cfg)
 
 			after, _ := os.Readlink(state + "/last-good")
 			if saved := after != before; saved != tc.saved {

@@ -102,6 +102,7 @@ type loader struct {
 	order    []string // directories and files in the order met, to sort errors
 	placed   map[string]bool
 	files    []string // every file read
+	sums     [][sha256.Size]byte
 	settings []fileSettings
 	cached   map[string]parsedFile // by path, from the last load; nil: no cache
 	parsed   map[string]parsedFile // this load's, for the next one
@@ -148,6 +149,7 @@ func (l *loader) run(mainPath string) *Config {
 		l.readFile(filepath.Join(confDir, name), true)
 	}
 	cfg := merge(l.settings, l.files)
+	cfg.Sums = l.sums
 	sort.Strings(l.warnings)
 	cfg.Warnings = l.warnings
 	return cfg
@@ -231,9 +233,11 @@ func (l *loader) readFile(path string, dropIn bool) {
 		l.fail(path, ioProblem(fmt.Errorf("reading: %w", err)))
 		return
 	}
-	s, errs := l.parse(path, l.buf.Bytes())
+	sum := sha256.Sum256(l.buf.Bytes())
+	s, errs := l.parse(path, l.buf.Bytes(), sum)
 	l.errs = append(l.errs, errs...)
 	l.files = append(l.files, path)
+	l.sums = append(l.sums, sum)
 	l.settings = append(l.settings, s)
 }
 
@@ -285,11 +289,10 @@ func set[T any](dst *T, v *T) {
 }
 
 // parse parses a file, or takes what the same contents parsed to last time.
-func (l *loader) parse(path string, data []byte) (fileSettings, Errors) {
+func (l *loader) parse(path string, data []byte, sum [sha256.Size]byte) (fileSettings, Errors) {
 	if l.parsed == nil {
 		return parseFile(path, data)
 	}
-	sum := sha256.Sum256(data)
 	if f, ok := l.cached[path]; ok && f.sum == sum {
 		l.parsed[path] = f
 		return f.settings, f.errs

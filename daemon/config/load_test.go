@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -36,9 +37,37 @@ func TestSeedParsesUnchanged(t *testing.T) {
 		Log:        Log{Level: "info", Decisions: "denied", Rate: 50},
 		OnStop:     OnStopDetach,
 		Files:      []string{main},
+		Sums:       [][sha256.Size]byte{sha256.Sum256([]byte(seed))},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(seed) =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// TestSums: a Config names the version of each file it was parsed from,
+// through the cache as without it, and a file changed since is told apart.
+func TestSums(t *testing.T) {
+	dir := writeSet(t, map[string]string{mainName: seed, "conf.d/a.yml": "on_stop: keep\n"})
+	main, dropIn := filepath.Join(dir, mainName), filepath.Join(dir, "conf.d/a.yml")
+	var c Cache
+	for i, content := range []string{"on_stop: keep\n", "on_stop: keep\n", "on_stop: detach\n"} {
+		if err := os.WriteFile(dropIn, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want := [][sha256.Size]byte{sha256.Sum256([]byte(seed)), sha256.Sum256([]byte(content))}
+		plain, err := loadSet(t, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cached, errs := c.loadPartial(main, uint32(os.Getuid()))
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		for _, cfg := range []*Config{plain, cached} {
+			if !reflect.DeepEqual(cfg.Sums, want) || len(cfg.Files) != len(cfg.Sums) {
+				t.Errorf("load %d: Sums = %x, want %x (files %v)", i, cfg.Sums, want, cfg.Files)
+			}
+		}
 	}
 }
 

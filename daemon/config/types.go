@@ -7,6 +7,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -100,6 +101,10 @@ type Config struct {
 	OnStop     OnStop
 	Metrics    Metrics
 	Files      []string // every file read, in the order read
+	// Sums[i] is the SHA-256 of Files[i] as it was read and parsed: what
+	// went live is that version, whatever the file holds by the time a
+	// copy of it is kept (the last good set).
+	Sums [][sha256.Size]byte
 	// Warnings are full sentences, each naming a file, about what was
 	// not read although it may have been meant to be: every conf.d entry
 	// that is not a *.yml drop-in (x.yaml, x.yml.dpkg-dist, editor

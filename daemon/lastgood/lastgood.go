@@ -163,19 +163,24 @@ func ownerArg(owner uint32) string {
 }
 
 // Save keeps a set that went live: mainPath and the files that were read
-// with it (files[0] is mainPath; the others are its drop-ins). They are
-// copied into a new set, which verify is given to load (its main file):
-// the files may have changed since the daemon read them, and only a copy
-// that loads to what is live may replace the saved set. Nothing is written
-// when the saved set already holds the same contents; saved says whether
-// a new set was made.
-func (s *Store) Save(mainPath string, files []string, now time.Time, verify func(savedMain string) error) (set Set, saved bool, err error) {
+// with it (files[0] is mainPath; the others are its drop-ins), sums[i]
+// being the SHA-256 of files[i] as the loader read it. The files are read
+// again to be copied, and a copy whose bytes are not the ones loaded is
+// refused, keeping the saved set: a new version written since the load
+// was never validated, and saving it could leave a start with broken
+// files and no fallback. verify is called last, with the copy's main file,
+// for the caller's own checks. Nothing is written when the saved set
+// already holds the same contents; saved says whether a new set was made.
+func (s *Store) Save(mainPath string, files []string, sums [][sha256.Size]byte, now time.Time, verify func(savedMain string) error) (set Set, saved bool, err error) {
 	if err := s.check(); err != nil {
 		return Set{}, false, err
 	}
 	names, err := savedNames(mainPath, files)
 	if err != nil {
 		return Set{}, false, err
+	}
+	if len(sums) != len(files) {
+		return Set{}, false, fmt.Errorf("%d checksums for %d files", len(sums), len(files))
 	}
 	contents := make([][]byte, len(files))
 	m := meta{Version: version, From: mainPath, Saved: now.UTC(), Files: make([]File, len(files))}
@@ -184,6 +189,9 @@ func (s *Store) Save(mainPath string, files []string, now time.Time, verify func
 			return Set{}, false, err
 		}
 		sum := sha256.Sum256(contents[i])
+		if sum != sums[i] {
+			return Set{}, false, fmt.Errorf("%s changed since it was loaded: a version that was never validated is not saved", f)
+		}
 		m.Files[i] = File{Name: names[i], SHA256: hex.EncodeToString(sum[:])}
 	}
 	if old, err := s.Latest(mainPath); err == nil && slices.Equal(old.Files, m.Files) {

@@ -1,7 +1,9 @@
 package lastgood
 
 import (
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +60,16 @@ func stateDir(t *testing.T) *Store {
 
 func accept(string) error { return nil }
 
+// sumsOf is what the loader records of files read now.
+func sumsOf(t *testing.T, files []string) [][sha256.Size]byte {
+	t.Helper()
+	out := make([][sha256.Size]byte, len(files))
+	for i, f := range files {
+		out[i] = sha256.Sum256([]byte(read(t, f)))
+	}
+	return out
+}
+
 func sets(t *testing.T, s *Store) []string {
 	t.Helper()
 	var out []string
@@ -81,7 +93,7 @@ func TestSaveAndLatest(t *testing.T) {
 	mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"}, [2]string{"20-b.yml", "b: 2\n"})
 	s := stateDir(t)
 	var verified string
-	set, saved, err := s.Save(mainPath, files, when, func(m string) error { verified = m; return nil })
+	set, saved, err := s.Save(mainPath, files, sumsOf(t, files), when, func(m string) error { verified = m; return nil })
 	if err != nil || !saved {
 		t.Fatalf("Save: saved %v, %v", saved, err)
 	}
@@ -126,11 +138,11 @@ func TestSaveAndLatest(t *testing.T) {
 func TestSaveReplaces(t *testing.T) {
 	mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"})
 	s := stateDir(t)
-	first, _, err := s.Save(mainPath, files, when, accept)
+	first, _, err := s.Save(mainPath, files, sumsOf(t, files), when, accept)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, saved, err := s.Save(mainPath, files, when.Add(time.Hour), func(string) error {
+	again, saved, err := s.Save(mainPath, files, sumsOf(t, files), when.Add(time.Hour), func(string) error {
 		t.Error("verify called for contents already saved")
 		return nil
 	})
@@ -139,7 +151,7 @@ func TestSaveReplaces(t *testing.T) {
 	}
 
 	write(t, files[1], "a: 2\n")
-	second, saved, err := s.Save(mainPath, files[:2], when.Add(2*time.Hour), accept)
+	second, saved, err := s.Save(mainPath, files[:2], sumsOf(t, files[:2]), when.Add(2*time.Hour), accept)
 	if err != nil || !saved || second.Dir == first.Dir {
 		t.Fatalf("changed contents: saved %v, %+v, %v", saved, second, err)
 	}
@@ -152,7 +164,7 @@ func TestSaveReplaces(t *testing.T) {
 	}
 
 	// A drop-in removed since: the new set does not carry it.
-	third, _, err := s.Save(mainPath, files[:1], when.Add(3*time.Hour), accept)
+	third, _, err := s.Save(mainPath, files[:1], sumsOf(t, files[:1]), when.Add(3*time.Hour), accept)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,14 +179,14 @@ func TestSaveReplaces(t *testing.T) {
 func TestSaveKeepsPreviousOnFailure(t *testing.T) {
 	mainPath, files := configSet(t, "main: 1\n")
 	s := stateDir(t)
-	good, _, err := s.Save(mainPath, files, when, accept)
+	good, _, err := s.Save(mainPath, files, sumsOf(t, files), when, accept)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	write(t, mainPath, "main: [\n")
 	refused := errors.New("not what is live")
-	if _, saved, err := s.Save(mainPath, files, when.Add(time.Hour), func(string) error { return refused }); !errors.Is(err, refused) || saved {
+	if _, saved, err := s.Save(mainPath, files, sumsOf(t, files), when.Add(time.Hour), func(string) error { return refused }); !errors.Is(err, refused) || saved {
 		t.Errorf("Save with a failing verify: saved %v, %v", saved, err)
 	}
 	if got := sets(t, s); len(got) != 1 {
@@ -194,12 +206,48 @@ func TestSaveKeepsPreviousOnFailure(t *testing.T) {
 	}
 
 	write(t, mainPath, "main: 2\n")
-	next, _, err := s.Save(mainPath, files, when.Add(2*time.Hour), accept)
+	next, _, err := s.Save(mainPath, files, sumsOf(t, files), when.Add(2*time.Hour), accept)
 	if err != nil {
 		t.Fatalf("save after a crash: %v", err)
 	}
 	if got := sets(t, s); len(got) != 1 || got[0] != filepath.Base(next.Dir) {
 		t.Errorf("sets after the next save: %v, want only %s", got, filepath.Base(next.Dir))
+	}
+}
+
+// The set saved is the one loaded: a whole new version written between the
+// load and the save (a drop-in, or the main file) was never validated, and
+// saving it could leave a start with broken files without a fallback.
+func TestSaveOnlyWhatWasLoaded(t *testing.T) {
+	for _, changed := range []int{0, 1} {
+		t.Run(fmt.Sprint("file ", changed), func(t *testing.T) {
+			mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"})
+			s := stateDir(t)
+			good, _, err := s.Save(mainPath, files, sumsOf(t, files), when, accept)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, files[1], "a: 2\n")
+			loaded := sumsOf(t, files)
+			write(t, files[changed], "broken: [\n")
+			_, saved, err := s.Save(mainPath, files, loaded, when.Add(time.Hour), func(string) error {
+				t.Error("verify called for a copy that is not what was loaded")
+				return nil
+			})
+			if saved || err == nil || !strings.Contains(err.Error(), files[changed]+" changed since it was loaded") {
+				t.Errorf("Save of a version not loaded: saved %v, %v", saved, err)
+			}
+			if got, err := s.Latest(mainPath); err != nil || got.Dir != good.Dir {
+				t.Errorf("Latest = %+v, %v; want the set saved before, %s", got, err, good.Dir)
+			}
+			if got := sets(t, s); len(got) != 1 {
+				t.Errorf("sets left: %v", got)
+			}
+		})
+	}
+	mainPath, files := configSet(t, "main: 1\n")
+	if _, _, err := stateDir(t).Save(mainPath, files, nil, when, accept); err == nil {
+		t.Error("Save without checksums succeeded")
 	}
 }
 
@@ -238,7 +286,7 @@ func TestLatestRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"})
 			s := stateDir(t)
-			set, _, err := s.Save(mainPath, files, when, accept)
+			set, _, err := s.Save(mainPath, files, sumsOf(t, files), when, accept)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -292,7 +340,7 @@ func TestUnsafeStateDirectory(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
 				}
-				if _, _, err := s.Save(mainPath, files, when, accept); err != nil {
+				if _, _, err := s.Save(mainPath, files, sumsOf(t, files), when, accept); err != nil {
 					t.Errorf("Save: %v", err)
 				}
 				return
@@ -308,13 +356,13 @@ func TestUnsafeStateDirectory(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := s.Save(mainPath, files, when, accept); err != nil {
+			if _, _, err := s.Save(mainPath, files, sumsOf(t, files), when, accept); err != nil {
 				t.Fatal(err)
 			}
 			chmod(t, dir, tc.mode)
 			chmod(t, parent, tc.parent)
 			s.owner = tc.owner
-			if _, _, err := s.Save(mainPath, files, when.Add(time.Hour), accept); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, _, err := s.Save(mainPath, files, sumsOf(t, files), when.Add(time.Hour), accept); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Save into an unsafe directory: %v", err)
 			}
 			if _, err := s.Latest(mainPath); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -348,7 +396,7 @@ func TestSaveNames(t *testing.T) {
 		{"a file elsewhere", []string{files[0], other}, "is not a drop-in of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, err := s.Save(mainPath, tc.files, when, accept); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, _, err := s.Save(mainPath, tc.files, sumsOf(t, tc.files), when, accept); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Save: %v; want %q", err, tc.want)
 			}
 		})
