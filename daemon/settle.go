@@ -27,8 +27,11 @@ import (
 //     when reading began (a large set's own load time counts toward that
 //     moment), which catches a writer that came and went meanwhile.
 //
-// A writer that closes between its chunks writes two versions; the first
-// is applied like any other edit, and refused like any other if invalid.
+// The watcher adds a third: a file written in place is signalled only once
+// the set's files have had no write for 2 s (watch.inPlaceQuiet), so that a
+// writer that closes between its chunks (`>` then `>>`) is waited for too.
+// One that pauses longer writes two versions; the first is applied like
+// any other edit, and refused like any other if invalid.
 const (
 	settleTime  = 20 * time.Millisecond
 	settleTries = 25

@@ -34,6 +34,9 @@ func SetPaths(mainPath string) []string {
 	return paths
 }
 
+// IsDropIn reports whether a conf.d entry of that name is read as a drop-in.
+func IsDropIn(name string) bool { return isDropInName(name) }
+
 // ErrWriteUnknown is wrapped by Writing when the kernel cannot say whether a
 // file is open for writing (a file system without leases, or leases turned
 // off with the fs.leases-enable sysctl).
@@ -69,22 +72,30 @@ func Writing(paths []string) (string, error) {
 }
 
 func openForWriting(path string) (bool, error) {
-	// O_NONBLOCK: a FIFO planted under a .yml name must not hang us.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, os.ErrNotExist) {
+	// Looked at with O_PATH first, which opens nothing: whatever a path
+	// leads to (a device node, a FIFO) is only opened for reading once
+	// known to be a regular file, through the descriptor already held, so
+	// it cannot be swapped in between.
+	pfd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
 		return false, nil
 	}
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return false, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", pfd), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false, err
-	}
-	if !fi.Mode().IsRegular() {
-		return false, nil
-	}
 	fd := int(f.Fd())
 	err = fcntlInt(fd, unix.F_SETLEASE, unix.F_RDLCK)
 	switch {

@@ -57,7 +57,8 @@ type Options struct {
 	Debounce time.Duration
 
 	// MaxDelay bounds how long a continuous stream of events (a log file
-	// someone placed in conf.d, a slow copy) can hold a reload back.
+	// someone placed in conf.d) can hold a reload back. Files the loader
+	// reads are held while written, however long (see inPlaceQuiet).
 	// Default DefaultMaxDelay.
 	MaxDelay time.Duration
 
@@ -195,6 +196,9 @@ func (w *Watcher) run() {
 		pending bool      // a burst has started and not been signalled yet
 		first   time.Time // when it started, for MaxDelay
 		held    hold      // the burst's signal waits for a writer to close
+		// lastInPlace is the last write into a file the loader reads
+		// (zero: the burst has none, e.g. only renames into place).
+		lastInPlace time.Time
 	)
 	arm := func() {
 		now := time.Now()
@@ -220,6 +224,9 @@ func (w *Watcher) run() {
 				continue
 			}
 			paths[ev.Name] = struct{}{}
+			if ev.Has(fsnotify.Write) && w.readsFile(ev.Name) {
+				lastInPlace = time.Now()
+			}
 			// Re-watch now rather than at the end of the burst: a re-created
 			// conf.d is typically filled right after mkdir, and the sooner it
 			// is watched, the fewer of those writes go unseen. (Unseen ones
@@ -248,13 +255,31 @@ func (w *Watcher) run() {
 			// Re-resolve before signalling, so that anything changed after
 			// the daemon starts reading is reported by the next Change.
 			w.reconcile()
-			if held.hold(w.writing(), w.log) {
+			if w.accountsOnly(paths) {
+				// Nothing of the set is read for this: never wait.
+				w.emit(sortedKeys(paths))
+				clear(paths)
+				pending = false
+				continue
+			}
+			if wait := time.Until(lastInPlace.Add(inPlaceQuiet)); wait > 0 {
+				timer.Reset(wait)
+				continue
+			}
+			writing := w.writing()
+			if held.hold(writing, w.log) {
+				// Long held: tell the daemon once, whose load then
+				// fails naming the file (the running policy stays),
+				// and keep waiting for the writer to close.
+				if held.report() {
+					w.emit(sortedKeys(paths))
+				}
 				timer.Reset(writePoll)
 				continue
 			}
 			w.emit(sortedKeys(paths))
 			clear(paths)
-			pending = false
+			pending, lastInPlace = false, time.Time{}
 		}
 	}
 }
@@ -263,12 +288,53 @@ func (w *Watcher) run() {
 // change is held until every writer closed, polled at writePoll, however
 // long that takes (the daemon's own load would otherwise give up after a
 // while and keep the running policy, and nothing would tell it to read the
-// file once closed). Only files the loader reads are asked about: an
-// editor keeps its swap file open for the whole session.
+// file once closed). After writeWarn the daemon is told once, so that its
+// failing load names the file, and the change is signalled again when the
+// writer closes. Only files the loader reads are asked about: an editor
+// keeps its swap file open for the whole session.
+//
+// A file written in place (not renamed into place) may also be written in
+// several opens (`>` then `>>`, a script appending line by line): its
+// change is signalled only once the set's files have had no write for
+// inPlaceQuiet. A writer that pauses longer than that between closing and
+// reopening writes two versions, each applied like any edit. Renames into
+// place (editors, cp to a temporary name, ConfigMaps) are whole at once
+// and wait for nothing.
 const (
-	writePoll = 50 * time.Millisecond
-	writeWarn = 10 * time.Second
+	writePoll    = 50 * time.Millisecond
+	writeWarn    = 10 * time.Second
+	inPlaceQuiet = 2 * time.Second
 )
+
+// readsFile reports whether path, as an event names it (real directories),
+// is a file the loader reads: the main file or a drop-in.
+func (w *Watcher) readsFile(path string) bool {
+	if real, _ := resolve(w.configPath); path == real {
+		return true
+	}
+	confD, _ := resolve(w.confD)
+	return confD != "" && filepath.Dir(path) == confD && config.IsDropIn(filepath.Base(path))
+}
+
+// accountsOnly reports whether every path of a burst is an account file.
+func (w *Watcher) accountsOnly(paths map[string]struct{}) bool {
+	if len(paths) == 0 {
+		return false // events were lost: anything may have changed
+	}
+	accounts := map[string]bool{}
+	for _, a := range w.accounts {
+		if real, _ := resolve(a); real != "" {
+			accounts[real] = true
+		}
+		accounts[a] = true
+	}
+	for p := range paths {
+		if !accounts[p] {
+			return false
+		}
+	}
+	return true
+}
 
 // writing names a file of the configuration set that is open for writing,
 // or "" when none is, or when the kernel cannot tell (the daemon's load
@@ -280,9 +346,19 @@ func (w *Watcher) writing() string {
 
 // hold tracks a held change, to say so once when it lasts.
 type hold struct {
-	since  time.Time
-	file   string
-	warned bool
+	since    time.Time
+	file     string
+	warned   bool
+	reported bool
+}
+
+// report says, once per hold, when a hold has lasted writeWarn.
+func (h *hold) report() bool {
+	if h.warned && !h.reported {
+		h.reported = true
+		return true
+	}
+	return false
 }
 
 // hold reports whether the change must wait for file's writer, and logs
@@ -299,7 +375,7 @@ func (h *hold) hold(file string, log *slog.Logger) bool {
 	}
 	if !h.warned && now.Sub(h.since) >= writeWarn {
 		h.warned = true
-		log.Warn("config watch: a configuration file has been open for writing for a while; its change is applied once it is closed",
+		log.Warn("config watch: a configuration file has been open for writing for a while; the running policy stays, and its change is applied once it is closed",
 			"file", file, "for", now.Sub(h.since).Round(time.Second))
 	}
 	return true

@@ -579,17 +579,20 @@ func TestBurstSignalsOnce(t *testing.T) {
 }
 
 // TestMaxDelay: events keep coming faster than Debounce, yet a Change comes
-// before they stop.
+// before they stop. The stream is a file in conf.d that is not read (a log
+// someone put there): a file the loader reads that keeps being written in
+// place is held until it is quiet (TestInPlaceWritesQuiet).
 func TestMaxDelay(t *testing.T) {
 	e := newEnv(t)
 	e.start(300*time.Millisecond, 600*time.Millisecond)
+	log := filepath.Join(e.confD, "app.log")
 	var stopped atomic.Bool
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer stopped.Store(true)
 		for i := range 100 { // 3s
-			if err := os.WriteFile(e.main, fmt.Appendf(nil, "v: %d\n", i), 0o644); err != nil {
+			if err := os.WriteFile(log, fmt.Appendf(nil, "v: %d\n", i), 0o644); err != nil {
 				t.Error(err)
 				return
 			}
@@ -597,7 +600,7 @@ func TestMaxDelay(t *testing.T) {
 		}
 	}()
 	defer func() { <-done }()
-	e.expectChange(e.main)
+	e.expectChange(log)
 	if stopped.Load() {
 		t.Error("first Change came only after the stream of writes stopped")
 	}
@@ -760,4 +763,43 @@ func TestOtherWritersDoNotHold(t *testing.T) {
 	e.settle()
 	e.write(filepath.Join(e.confD, "b.yml"), "b: 1\n")
 	e.expectChange(filepath.Join(e.confD, "b.yml"))
+}
+
+// TestInPlaceWritesQuiet: a file the loader reads, written in place in
+// several opens (`>` then `>>`), is signalled only once the writes have
+// stopped for inPlaceQuiet; a file renamed into place is signalled at once,
+// and so is a burst of account files alone.
+func TestInPlaceWritesQuiet(t *testing.T) {
+	e := newEnv(t)
+	e.start(0, 0)
+	drop := filepath.Join(e.confD, "a.yml")
+	began := time.Now()
+	e.write(drop, "endpoints:\n")
+	time.Sleep(inPlaceQuiet / 2)
+	e.appendTo(drop, "  - x: {}\n")
+	lastWrite := time.Now()
+	e.expectChange(drop)
+	if quiet := time.Since(lastWrite); quiet < inPlaceQuiet {
+		t.Errorf("Change %v after the last in-place write, want ≥ %v (first write %v ago)", quiet, inPlaceQuiet, time.Since(began))
+	}
+	e.settle()
+
+	tmp := filepath.Join(e.confD, ".b.yml.tmp")
+	e.write(tmp, "b: 1\n")
+	e.rename(tmp, filepath.Join(e.confD, "b.yml"))
+	renamed := time.Now()
+	e.expectChange(filepath.Join(e.confD, "b.yml"))
+	if d := time.Since(renamed); d >= inPlaceQuiet {
+		t.Errorf("a rename into place was held %v", d)
+	}
+	e.settle()
+
+	// An account file while a drop-in is open for writing: not held.
+	f, err := os.OpenFile(drop, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	e.write(filepath.Join(e.acct, "passwd"), "root:x:0:0::/root:/bin/sh\nbob:x:1002:1002::/:/bin/sh\n")
+	e.expectChange(filepath.Join(e.acct, "passwd"))
 }
