@@ -384,12 +384,25 @@ func (set Set) Paths() []string {
 	return out
 }
 
+// savedName says whether name is one savedNames gives the i-th file: the
+// main file's own name first, then conf.d/NAME, each NAME one component
+// that stays where it is put ("50-imds..v2.yml" is fine, ".." is not).
+func savedName(i int, name string) bool {
+	if i > 0 {
+		var ok bool
+		if name, ok = strings.CutPrefix(name, dropInDir+"/"); !ok {
+			return false
+		}
+	}
+	return filepath.IsLocal(name) && name != "." && !strings.Contains(name, "/")
+}
+
 // verify checks the saved files against their checksums, and that conf.d
 // holds no other drop-in the loader would read with them.
 func (set Set) verify() error {
 	want := map[string]bool{}
-	for _, f := range set.Files {
-		if f.Name == "" || filepath.IsAbs(f.Name) || strings.Contains(f.Name, "..") {
+	for i, f := range set.Files {
+		if !savedName(i, f.Name) {
 			return fmt.Errorf("bad file name %q", f.Name)
 		}
 		want[f.Name] = true

@@ -2,6 +2,7 @@ package lastgood
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -251,6 +252,40 @@ func TestSaveOnlyWhatWasLoaded(t *testing.T) {
 	}
 }
 
+// rename gives the i-th file of a saved set another name in saved.json.
+func rename(t *testing.T, set Set, i int, name string) {
+	t.Helper()
+	path := filepath.Join(set.Dir, metaName)
+	var m meta
+	if err := json.Unmarshal([]byte(read(t, path)), &m); err != nil {
+		t.Fatal(err)
+	}
+	m.Files[i].Name = name
+	js, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, path, string(js))
+}
+
+// Names with dots are names like any other: a drop-in called
+// 50-imds..v2.yml is saved and read back, not taken for a way out.
+func TestDottedNames(t *testing.T) {
+	mainPath, files := configSet(t, "main: 1\n", [2]string{"50-imds..v2.yml", "a: 1\n"}, [2]string{"x..yml", "b: 1\n"})
+	s := stateDir(t)
+	set, _, err := s.Save(mainPath, files, sumsOf(t, files), when, accept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Latest(mainPath)
+	if err != nil || got.Dir != set.Dir {
+		t.Fatalf("Latest = %+v, %v; want the set just saved", got, err)
+	}
+	if p := got.Paths(); len(p) != 3 || read(t, p[1]) != "a: 1\n" {
+		t.Errorf("saved %v", p)
+	}
+}
+
 // Latest refuses what it cannot vouch for: nothing saved, a set of another
 // configuration, a file changed or added after the save, a link out of
 // the state directory.
@@ -279,6 +314,27 @@ func TestLatestRefuses(t *testing.T) {
 			os.Remove(link)
 			os.Symlink("../elsewhere", link)
 		}, "", `points to "../elsewhere"`},
+		{"a name out of the set", func(t *testing.T, s *Store, set Set) {
+			rename(t, set, 1, "../10-a.yml")
+		}, "", `bad file name "../10-a.yml"`},
+		{"a name out of conf.d", func(t *testing.T, s *Store, set Set) {
+			rename(t, set, 1, "conf.d/../../10-a.yml")
+		}, "", `bad file name "conf.d/../../10-a.yml"`},
+		{"a drop-in that is not in conf.d", func(t *testing.T, s *Store, set Set) {
+			rename(t, set, 1, "10-a.yml")
+		}, "", `bad file name "10-a.yml"`},
+		{"a drop-in below conf.d", func(t *testing.T, s *Store, set Set) {
+			rename(t, set, 1, "conf.d/x/10-a.yml")
+		}, "", `bad file name "conf.d/x/10-a.yml"`},
+		{"conf.d itself", func(t *testing.T, s *Store, set Set) {
+			rename(t, set, 1, "conf.d/..")
+		}, "", `bad file name "conf.d/.."`},
+		{"an absolute name", func(t *testing.T, s *Store, set Set) {
+			rename(t, set, 0, set.Main)
+		}, "", "bad file name"},
+		{"a main file in conf.d", func(t *testing.T, s *Store, set Set) {
+			rename(t, set, 0, "conf.d/10-a.yml")
+		}, "", `bad file name "conf.d/10-a.yml"`},
 		{"description unreadable", func(t *testing.T, s *Store, set Set) {
 			write(t, filepath.Join(set.Dir, "saved.json"), "{")
 		}, "", "saved.json"},
