@@ -337,7 +337,7 @@ func TestPrincipals(t *testing.T) {
 		"      allow:",                 // 5
 		"        - alice",              // 6
 		"        - uid:0",              // 7
-		"        - uid:4294967294",     // 8
+		"        - uid:4294967293",     // 8
 		"        - group:imds-readers", // 9
 		`        - "*"`,                // 10
 		"        - unowned",            // 11
@@ -349,7 +349,7 @@ func TestPrincipals(t *testing.T) {
 	want := []Principal{
 		{Kind: PrincipalUser, Name: "alice", Text: "alice", Pos: at(6)},
 		{Kind: PrincipalUID, UID: 0, Text: "uid:0", Pos: at(7)},
-		{Kind: PrincipalUID, UID: 4294967294, Text: "uid:4294967294", Pos: at(8)},
+		{Kind: PrincipalUID, UID: 4294967293, Text: "uid:4294967293", Pos: at(8)},
 		{Kind: PrincipalGroup, Name: "imds-readers", Text: "group:imds-readers", Pos: at(9)},
 		{Kind: PrincipalEveryone, Text: "*", Pos: at(10)},
 		{Kind: PrincipalUnowned, Text: "unowned", Pos: at(11)},

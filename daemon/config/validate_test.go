@@ -177,7 +177,8 @@ func TestValidationErrors(t *testing.T) {
 		),
 		want: []want{
 			{m(6), `endpoint "a": allow entry 1005 is a number; write uid:1005 for a uid`},
-			{m(7), `endpoint "a": uid:4294967295 is out of range; uids are 0..4294967294`},
+			{m(7), `endpoint "a": uid:4294967295 is out of range; uids are 0..4294967293 (4294967294 is reserved, 4294967295 means "no uid")`},
+			{m(8), `endpoint "a": uid 4294967294 is reserved: net-tc-filter uses it for an owner it could not read`},
 			{m(9), `endpoint "a": uid:abc is not a uid`},
 			{m(10), `endpoint "a": empty group name`},
 			{m(11), `endpoint "a": allow entry "gid:5" has an unknown form; use a user name, uid:N, group:NAME, "*" or unowned`},
