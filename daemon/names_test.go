@@ -1,16 +1,21 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
@@ -171,5 +176,88 @@ func TestNamesResolvedPeriodically(t *testing.T) {
 	d.WaitLog(t, "user and group names resolved again", 5*time.Second)
 	if log := d.Log(); !strings.Contains(log, "resolving user and group names every 500ms") || strings.Contains(log, "changed: ") {
 		t.Errorf("the change went live otherwise than by the periodic resolution:\n%s", log)
+	}
+}
+
+// hungNSS is NSS with a backend that hangs rather than fails (sssd or
+// nslcd stuck: their clients wait minutes): every lookup waits until the
+// test ends.
+type hungNSS struct{ release chan struct{} }
+
+func (r hungNSS) User(name string) (uint32, error) {
+	<-r.release
+	return 0, fmt.Errorf("%w user %q", policy.ErrUnknown, name)
+}
+
+func (r hungNSS) Group(name string) ([]uint32, error) {
+	<-r.release
+	return nil, fmt.Errorf("%w group %q", policy.ErrUnknown, name)
+}
+
+// A hung NSS holds neither the start (whose filter is not attached yet)
+// nor a reload (on the goroutine the watchdog pings from) for longer than
+// policy.LookupBudget: the names it does not answer match no one, the
+// service says why and is degraded. The service runs in this process, with
+// the hung resolver, on an interface name that no interface has: the
+// program is loaded and attached nowhere.
+func TestNamesHungNSS(t *testing.T) {
+	testnet.RequireRoot(t)
+	dir := filepath.Join(t.TempDir(), "etc")
+	mkdir(t, dir)
+	main := filepath.Join(dir, "net-tc-filter.yml")
+	writeFile(t, main, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [uid:7, someone, group:ldap-readers]\non_stop: keep\n")
+	r := hungNSS{release: make(chan struct{})}
+	var logs testnet.SyncBuffer
+	svc := New(Options{
+		ConfigPath: main, PinDir: testnet.PinDir(t), Resolver: r, ResolveInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(policy.LookupBudget + 10*time.Second):
+			t.Errorf("Run did not return after its context ended")
+		}
+		close(r.release) // after Run: the lookups left behind end
+		if t.Failed() {
+			t.Logf("service log:\n%s", logs.String())
+		}
+	}()
+	// Generous for a loaded CI machine; without the budget, never.
+	bound := policy.LookupBudget + 10*time.Second
+	want := []string{
+		"someone (" + main + ":5) NSS lookup timed out after " + policy.LookupBudget.String(),
+		"group:ldap-readers (" + main + ":5) NSS lookup not attempted: NSS did not answer within " + policy.LookupBudget.String(),
+	}
+	deadline := time.Now().Add(bound)
+	for svc.Status().State == StateStarting {
+		if time.Now().After(deadline) {
+			t.Fatalf("not started %s after Run with NSS hung: %+v", bound, svc.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := svc.Status()
+	if st.State != StateDegraded || !slices.Equal(st.Unresolved, want) || st.Users != 1 || !degraded(st.Summary) {
+		t.Errorf("started with NSS hung: state %s, unresolved %q, %d users; want degraded, %q, 1 user", st.State, st.Unresolved, st.Users, want)
+	}
+
+	rctx, rcancel := context.WithTimeout(ctx, bound)
+	defer rcancel()
+	// A reload that applies: the files changed (another range).
+	writeFile(t, main, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32, 192.0.2.8/32]\n      allow: [uid:7, someone, group:ldap-readers]\non_stop: keep\n")
+	gen, err := svc.Reload(rctx)
+	if err != nil {
+		t.Fatalf("Reload with NSS hung: %v", err)
+	}
+	st = svc.Status()
+	if st.Generation != gen || st.Ranges != 2 || st.State != StateDegraded || !slices.Equal(st.Unresolved, want) {
+		t.Errorf("after the reload: generation %d (reload made %d), %d ranges, state %s, unresolved %q", st.Generation, gen, st.Ranges, st.State, st.Unresolved)
 	}
 }

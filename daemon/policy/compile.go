@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
@@ -22,6 +23,34 @@ type Resolver interface {
 
 // ErrUnknown is wrapped by resolvers when a name does not exist.
 var ErrUnknown = errors.New("unknown")
+
+// ErrTimeout is wrapped by the error of a name that NSS did not answer
+// within LookupBudget.
+var ErrTimeout = errors.New("NSS did not answer in time")
+
+// LookupBudget is how long one compilation (Compile, Policy.Resolve) waits
+// for NSS, for all of its names together. A hung NSS (sssd or nslcd stuck
+// rather than down: their clients wait minutes) must not hold the start,
+// whose filter is not attached yet, nor a reload on the daemon's one
+// goroutine, which the watchdog would kill: a name not answered in time
+// is Unresolved, matches no one, and the daemon resolves it again later.
+const LookupBudget = 5 * time.Second
+
+// timeoutError is a name that NSS did not answer within the compilation's
+// budget: asked, or not asked at all because an earlier name spent it.
+type timeoutError struct {
+	budget time.Duration
+	asked  bool
+}
+
+func (e timeoutError) Error() string {
+	if e.asked {
+		return fmt.Sprintf("NSS lookup timed out after %s", e.budget)
+	}
+	return fmt.Sprintf("NSS lookup not attempted: NSS did not answer within %s", e.budget)
+}
+
+func (e timeoutError) Is(target error) bool { return target == ErrTimeout }
 
 // Unresolved is a user or group name of an allow list that did not
 // resolve: it does not exist (a deleted user, a group not created yet) or
@@ -48,7 +77,10 @@ func (u Unresolved) ConfigError() config.Error {
 // is written and which of the two failures it is.
 func (u Unresolved) String() string {
 	why := "does not exist"
-	if !u.Missing() {
+	switch {
+	case errors.Is(u.Err, ErrTimeout):
+		why = u.Err.Error()
+	case !u.Missing():
 		why = "NSS lookup failed: " + u.Err.Error()
 	}
 	return fmt.Sprintf("%s (%s) %s", u.Principal, u.Pos, why)
@@ -65,6 +97,11 @@ func (u Unresolved) String() string {
 // of them: what it allocates per endpoint is what the garbage collector
 // then spends the reload's time on.
 func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
+	return compile(cfg, r, LookupBudget)
+}
+
+// compile is Compile with budget for NSS.
+func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, error) {
 	p := &Policy{Endpoints: make([]Endpoint, len(cfg.Endpoints))}
 	for i, e := range cfg.Endpoints {
 		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, source: e.Allow}
@@ -77,7 +114,7 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 		p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: pat, Default: def})
 	}
 	slices.SortFunc(p.Interfaces, func(a, b IfaceSetting) int { return strings.Compare(a.Pattern, b.Pattern) })
-	if errs := p.resolve(r); len(errs) > 0 {
+	if errs := p.resolve(r, budget); len(errs) > 0 {
 		errs.Sort(cfg.Files)
 		return nil, errs
 	}
@@ -88,14 +125,20 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 // group members in LDAP or SSSD change without a file to watch, and a name
 // that did not resolve may resolve now (or one that did may be gone). The
 // result shares everything but the allow lists with p, which stays as it
-// is; a policy that names no user or group comes back as it is.
+// is; a policy that names no user or group comes back as it is. NSS has
+// LookupBudget, as in Compile.
 func (p *Policy) Resolve(r Resolver) *Policy {
+	return p.resolveWithin(r, LookupBudget)
+}
+
+// resolveWithin is Resolve with budget for NSS.
+func (p *Policy) resolveWithin(r Resolver, budget time.Duration) *Policy {
 	if !p.Named() {
 		return p
 	}
 	q := &Policy{Endpoints: slices.Clone(p.Endpoints), Interfaces: p.Interfaces}
 	// Compile has refused any principal resolve would refuse.
-	q.resolve(r)
+	q.resolve(r, budget)
 	return q
 }
 
@@ -124,8 +167,8 @@ func (p *Policy) UnresolvedErrors() config.Errors {
 
 // resolve fills the endpoints' Allow and Principals from their source
 // allow lists, Unresolved and Warnings; it returns the principals no
-// resolver can make sense of.
-func (p *Policy) resolve(r Resolver) config.Errors {
+// resolver can make sense of. NSS has budget for all of the names.
+func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 	n := 0
 	for _, e := range p.Endpoints {
 		n += len(e.source)
@@ -135,7 +178,9 @@ func (p *Policy) resolve(r Resolver) config.Errors {
 	texts := make([]string, 0, n)
 	uids := make([]uint32, 0, n)
 	var scratch []uint32
-	r = &memo{r: r, users: map[string]answer[uint32]{}, groups: map[string]answer[[]uint32]{}}
+	m := newMemo(r, budget)
+	defer m.stop()
+	r = m
 	var errs config.Errors
 	p.Unresolved = nil
 	for i := range p.Endpoints {
@@ -176,11 +221,18 @@ func (e *lookupError) Error() string { return e.err.Error() }
 
 // memo asks a Resolver once per name and compilation: a group that many
 // endpoints allow is one NSS lookup, and every endpoint sees the same
-// answer.
+// answer. It waits for NSS up to the compilation's budget: a lookup stuck
+// in the C library cannot be cancelled, so each runs on a goroutine of its
+// own, which is left behind when the budget is spent. Once it is, the
+// names not asked yet fail at once: a compilation leaves at most one
+// lookup behind, however many names a hung NSS would never answer.
 type memo struct {
-	r      Resolver
-	users  map[string]answer[uint32]
-	groups map[string]answer[[]uint32]
+	r       Resolver
+	budget  time.Duration
+	timer   *time.Timer
+	expired bool // the budget is spent
+	users   map[string]answer[uint32]
+	groups  map[string]answer[[]uint32]
 }
 
 type answer[T any] struct {
@@ -188,20 +240,47 @@ type answer[T any] struct {
 	err error
 }
 
+func newMemo(r Resolver, budget time.Duration) *memo {
+	return &memo{
+		r: r, budget: budget, timer: time.NewTimer(budget),
+		users: map[string]answer[uint32]{}, groups: map[string]answer[[]uint32]{},
+	}
+}
+
+func (m *memo) stop() { m.timer.Stop() }
+
 func (m *memo) User(name string) (uint32, error) {
-	return ask(m.users, name, m.r.User)
+	return ask(m, m.users, name, m.r.User)
 }
 
 func (m *memo) Group(name string) ([]uint32, error) {
-	return ask(m.groups, name, m.r.Group)
+	return ask(m, m.groups, name, m.r.Group)
 }
 
-func ask[T any](known map[string]answer[T], name string, lookup func(string) (T, error)) (T, error) {
+func ask[T any](m *memo, known map[string]answer[T], name string, lookup func(string) (T, error)) (T, error) {
 	a, ok := known[name]
-	if !ok {
-		a.v, a.err = lookup(name)
-		known[name] = a
+	if ok {
+		return a.v, a.err
 	}
+	if m.expired {
+		a.err = timeoutError{budget: m.budget}
+	} else {
+		// Buffered: a lookup that answers after the budget is spent
+		// ends instead of waiting for a reader forever.
+		got := make(chan answer[T], 1)
+		go func() {
+			var a answer[T]
+			a.v, a.err = lookup(name)
+			got <- a
+		}()
+		select {
+		case a = <-got:
+		case <-m.timer.C:
+			m.expired = true
+			a = answer[T]{err: timeoutError{budget: m.budget, asked: true}}
+		}
+	}
+	known[name] = a
 	return a.v, a.err
 }
 
