@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -44,9 +45,14 @@ func ownerArg(owner uint32) string {
 
 // kubePrefix starts the names kubelet's AtomicWriter keeps for itself in a
 // ConfigMap volume (..data, ..data_tmp, ..2024_01_01_00_00_00.1): it
-// refuses keys that start with it, so such an entry is never a drop-in
-// somebody wrote, and naming it in a warning would only be noise.
+// refuses keys that start with it, so in a conf.d laid out by kubelet
+// (kubeData present) such an entry is never a drop-in somebody wrote, and
+// naming it in a warning would only be noise. Elsewhere it is named like
+// any other entry that is not read.
 const kubePrefix = ".."
+
+// kubeData is the symlink to the current version of a ConfigMap volume.
+const kubeData = "..data"
 
 // isDropInName says whether a conf.d entry is read: *.yml, as the shell
 // glob, which skips hidden names.
@@ -61,12 +67,15 @@ func dropIns(dir *os.File, path string) (names, warnings []string, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing: %w", err)
 	}
+	kubelet := slices.ContainsFunc(entries, func(e fs.DirEntry) bool {
+		return e.Name() == kubeData && e.Type() == fs.ModeSymlink
+	})
 	for _, e := range entries {
 		name := e.Name()
 		switch {
 		case isDropInName(name):
 			names = append(names, name)
-		case strings.HasPrefix(name, kubePrefix):
+		case kubelet && strings.HasPrefix(name, kubePrefix):
 		default:
 			p := filepath.Join(path, name)
 			mode := e.Type()

@@ -221,6 +221,30 @@ func TestIgnoredDropIns(t *testing.T) {
 	}
 }
 
+// TestDotDotEntriesOutsideKubernetes: entries named like kubelet's are
+// passed over silently only where kubelet laid out conf.d (its ..data
+// symlink is there); on a plain host they are named like any other entry
+// that is not read.
+func TestDotDotEntriesOutsideKubernetes(t *testing.T) {
+	dir := writeSet(t, map[string]string{
+		mainName:                seed,
+		"conf.d/..2024_01_01/a": "",
+		"conf.d/..x.yml":        "on_stop: keep\n",
+		"conf.d/..data":         "", // a file, not kubelet's symlink
+		"conf.d/ok.yml":         "",
+	})
+	c := filepath.Join(dir, "conf.d")
+	cfg := mustLoad(t, dir)
+	want := []string{
+		filepath.Join(c, "..2024_01_01") + " is not read: it is a directory, and only the *.yml files directly in " + c + " are read; move the files in it up if they should be.",
+		filepath.Join(c, "..data") + " is not read: only *.yml files are read; rename it to end in .yml if it should be.",
+		filepath.Join(c, "..x.yml") + ` is not read: names starting with "." are hidden; rename it to x.yml if it should be read.`,
+	}
+	if !reflect.DeepEqual(cfg.Warnings, want) {
+		t.Errorf("Warnings:\n%s\nwant:\n%s", strings.Join(cfg.Warnings, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // TestWarningsEveryLoadPath: the warnings come with every way of loading,
 // and with an invalid set's partial Config too.
 func TestWarningsEveryLoadPath(t *testing.T) {

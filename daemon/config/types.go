@@ -109,7 +109,7 @@ type Config struct {
 	// not read although it may have been meant to be: every conf.d entry
 	// that is not a *.yml drop-in (x.yaml, x.yml.dpkg-dist, editor
 	// backups, directories, a named pipe called x.yml), except kubelet's
-	// own ..data-style entries. Sorted by path. They do not make the set
+	// own ..data-style entries where conf.d has kubelet's ..data symlink. Sorted by path. They do not make the set
 	// invalid; with an invalid set, LoadPartial's Config still has them.
 	Warnings []string
 }

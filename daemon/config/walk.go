@@ -268,15 +268,25 @@ func (w *walker) step(parent, n node) {
 // so nobody in the pod can write it; its ..data symlink points at the
 // root-owned 0755 directory of the current version (..2024_01_01_...),
 // swapped by kubelet. All of it is required: the entry is one of kubelet's
-// (named "..", which it refuses as a key), the directory is the root of
-// its own mount, and that mount is read-only. A read-only mount alone
+// (named "..", which it refuses as a key; the ..data symlink or a version
+// directory) and root's, the directory is the root of its own mount, and
+// that mount is read-only. A read-only mount alone
 // proves nothing: under systemd's ProtectSystem=strict every mount is
 // read-only to the daemon, while users still write the same directories
 // on the host. Only on the way: the directory a file is read from is
 // checked as strictly as sshd would (final). On the host, kubelet's pod
 // directories are root's alone.
 func (w *walker) configMapData(parent, n node) bool {
-	if !strings.HasPrefix(n.name, kubePrefix) || len(w.stack) < 2 {
+	if !strings.HasPrefix(n.name, kubePrefix) || len(w.stack) < 2 || !w.trusted(n.st.Uid) {
+		return false
+	}
+	switch n.st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		if n.name != kubeData {
+			return false
+		}
+	case unix.S_IFDIR:
+	default:
 		return false
 	}
 	var s unix.Statfs_t

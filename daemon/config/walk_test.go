@@ -295,6 +295,7 @@ func TestConfigMapVolume(t *testing.T) {
 		name   string
 		mounts func(dir string) []string // bound read-only onto themselves
 		link   string                    // conf.d's target
+		owner  string                    // an entry of the volume given to uid 1000
 		ok     bool
 	}{{
 		name:   "read-only volume, through ..data",
@@ -309,6 +310,12 @@ func TestConfigMapVolume(t *testing.T) {
 		name:   "everything read-only (ProtectSystem=strict)",
 		mounts: func(dir string) []string { return []string{dir} },
 		link:   "vol/..data",
+	}, {
+		// kubelet's entries are root's: one a user owns is not kubelet's.
+		name:   "read-only volume, ..data owned by a user",
+		mounts: func(dir string) []string { return []string{filepath.Join(dir, "vol")} },
+		link:   "vol/..data",
+		owner:  "..data",
 	}, {
 		name:   "read-only volume, not kubelet's entry",
 		mounts: func(dir string) []string { return []string{filepath.Join(dir, "vol")} },
@@ -325,6 +332,11 @@ func TestConfigMapVolume(t *testing.T) {
 			symlink(t, "..2024_01_01.1", filepath.Join(vol, "..data"))
 			symlink(t, tt.link, filepath.Join(dir, "conf.d"))
 			chmod(t, vol, 0o777)
+			if tt.owner != "" {
+				if err := os.Lchown(filepath.Join(vol, tt.owner), 1000, -1); err != nil {
+					t.Fatal(err)
+				}
+			}
 			var cfg *Config
 			var err error
 			inMountNamespace(t, func() error {
