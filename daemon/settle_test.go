@@ -102,3 +102,59 @@ func TestSlowWriterNeverHalfApplied(t *testing.T) {
 func dropInYAML(allow string) string {
 	return fmt.Sprintf("endpoints:\n  - protected:\n      iface: [eth0]\n      range: [%s/32, %s/128]\n      allow: [%s]\n", prot4, prot6, allow)
 }
+
+// A writer that closes between its chunks (`>` then, 1.5 s later, `>>`)
+// is waited for as well: a file written in place goes live only once the
+// set had no write for 2 s, and bob, probing all along, is never let
+// through by the first chunk alone.
+func TestChunkedWriterNeverHalfApplied(t *testing.T) {
+	testnet.RequireRoot(t)
+	ifaces := "interfaces:\n  eth0: {default: allow}\n"
+	b := newBed(t, ifaces+dropInYAML("uid:1001"))
+	d := b.start(t, testnet.DaemonOptions{})
+	gen := parseGeneration(t, statusOf(d.Ready))
+
+	// The writer keeps its own time; bob probes meanwhile.
+	wrote := make(chan error, 1)
+	go func() {
+		if err := os.WriteFile(b.main, []byte(ifaces), 0o644); err != nil { // closed: valid alone, protecting nothing
+			wrote <- err
+			return
+		}
+		time.Sleep(1500 * time.Millisecond)
+		f, err := os.OpenFile(b.main, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			wrote <- err
+			return
+		}
+		_, err = f.WriteString(dropInYAML("uid:1001, uid:1003"))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		wrote <- err
+	}()
+	for writing := true; writing; {
+		b.expect(t, b.bob, false)
+		select {
+		case err := <-wrote:
+			if err != nil {
+				t.Fatal(err)
+			}
+			writing = false
+		default:
+		}
+		select {
+		case msg := <-d.Notify.C:
+			if strings.Contains(msg, "RELOADING=1") {
+				t.Errorf("reload between the chunks: %q", msg)
+			}
+		default:
+		}
+	}
+	status := b.reloaded(t)
+	if strings.Contains(status, "failed") || parseGeneration(t, status) != gen+1 || !strings.Contains(status, "enforcing 2 ranges") {
+		t.Errorf("after the second chunk: STATUS=%q, want generation %d with the whole file's 2 ranges", status, gen+1)
+	}
+	b.expect(t, b.bob, false)
+	b.expect(t, b.alice, true)
+}

@@ -197,7 +197,7 @@ func (w *Watcher) run() {
 		first   time.Time // when it started, for MaxDelay
 		held    hold      // the burst's signal waits for a writer to close
 		// lastInPlace is the last write into a file the loader reads
-		// (zero: the burst has none, e.g. only renames into place).
+		// (zero: none yet; renames into place are not such writes).
 		lastInPlace time.Time
 	)
 	arm := func() {
@@ -255,15 +255,20 @@ func (w *Watcher) run() {
 			// Re-resolve before signalling, so that anything changed after
 			// the daemon starts reading is reported by the next Change.
 			w.reconcile()
+			// Every reload reads the whole set: none while a file
+			// written in place may still get its next chunk.
+			if wait := time.Until(lastInPlace.Add(inPlaceQuiet)); wait > 0 {
+				timer.Reset(wait)
+				continue
+			}
 			if w.accountsOnly(paths) {
-				// Nothing of the set is read for this: never wait.
+				// Names to resolve again (a deleted user), and no file
+				// of the set changed: a writer holding one open is no
+				// reason to wait; the load waits for it a while, and a
+				// failed reload still resolves the live policy's names.
 				w.emit(sortedKeys(paths))
 				clear(paths)
 				pending = false
-				continue
-			}
-			if wait := time.Until(lastInPlace.Add(inPlaceQuiet)); wait > 0 {
-				timer.Reset(wait)
 				continue
 			}
 			writing := w.writing()
@@ -279,7 +284,7 @@ func (w *Watcher) run() {
 			}
 			w.emit(sortedKeys(paths))
 			clear(paths)
-			pending, lastInPlace = false, time.Time{}
+			pending = false
 		}
 	}
 }
