@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -259,5 +260,106 @@ func TestNamesHungNSS(t *testing.T) {
 	st = svc.Status()
 	if st.Generation != gen || st.Ranges != 2 || st.State != StateDegraded || !slices.Equal(st.Unresolved, want) {
 		t.Errorf("after the reload: generation %d (reload made %d), %d ranges, state %s, unresolved %q", st.Generation, gen, st.Ranges, st.State, st.Unresolved)
+	}
+}
+
+// gatedNSS answers from a table that the test changes (userdel), as the
+// table was when a lookup began; while gated, each lookup then waits for
+// the test to let it answer.
+type gatedNSS struct {
+	mu      sync.Mutex
+	users   map[string]uint32
+	gated   bool
+	began   chan struct{} // a gated lookup began
+	proceed chan struct{} // let it answer
+}
+
+func (r *gatedNSS) User(name string) (uint32, error) {
+	r.mu.Lock()
+	uid, ok := r.users[name]
+	gated := r.gated
+	r.mu.Unlock()
+	if gated {
+		r.began <- struct{}{}
+		<-r.proceed
+	}
+	if !ok {
+		return 0, fmt.Errorf("%w user %q", policy.ErrUnknown, name)
+	}
+	return uid, nil
+}
+
+func (r *gatedNSS) Group(name string) ([]uint32, error) {
+	return nil, fmt.Errorf("%w group %q", policy.ErrUnknown, name)
+}
+
+// A resolution asked for while another runs is not dropped: the running
+// one may have asked NSS before a userdel, and the request came after it
+// (the watcher's failed reload for /etc/passwd). Once the stale answer is
+// taken, another resolution runs, and carol matches no one.
+func TestResolutionAskedWhileRunning(t *testing.T) {
+	main := filepath.Join(t.TempDir(), "net-tc-filter.yml")
+	writeFile(t, main, "endpoints:\n  - x:\n      iface: [eth0]\n      range: [192.0.2.7/32]\n      allow: [uid:7, carol]\n")
+	r := &gatedNSS{users: map[string]uint32{"carol": 1005}, began: make(chan struct{}), proceed: make(chan struct{})}
+	_, live, err := load(main, r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carolAllowed := func(p *policy.Policy) bool {
+		return slices.Contains(p.Endpoints[0].Principals.UIDs, 1005)
+	}
+	if !carolAllowed(live) {
+		t.Fatalf("carol not allowed at first: %+v", live.Endpoints[0].Principals)
+	}
+	wait := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(policy.LookupBudget / 2):
+			t.Fatalf("no %s", what)
+		}
+	}
+	r.mu.Lock()
+	r.gated = true
+	r.mu.Unlock()
+	defer close(r.proceed) // lookups still gated when the test fails end
+
+	res := newResolutions(r)
+	res.start(live, "every 30s")
+	wait("lookup for the first resolution", r.began) // NSS read carol's entry
+	r.mu.Lock()
+	delete(r.users, "carol") // userdel carol
+	r.mu.Unlock()
+	res.start(live, "the set could not be reloaded") // while the first runs
+	r.proceed <- struct{}{}
+
+	var stale resolution
+	select {
+	case stale = <-res.answers:
+	case <-time.After(policy.LookupBudget / 2):
+		t.Fatal("no answer from the first resolution")
+	}
+	if !carolAllowed(stale.next) || stale.why != "every 30s" {
+		t.Fatalf("the first resolution (from before userdel): %+v, %q", stale.next.Endpoints[0].Principals, stale.why)
+	}
+	// Run applies it (its base is the live policy) and starts again.
+	again := res.done()
+	if again != "the set could not be reloaded" {
+		t.Fatalf("done says %q; the request made during the first resolution is lost", again)
+	}
+	live = stale.next
+	res.start(live, again)
+	wait("second resolution", r.began)
+	r.proceed <- struct{}{}
+	select {
+	case fresh := <-res.answers:
+		if carolAllowed(fresh.next) || len(fresh.next.Unresolved) != 1 || fresh.next.Unresolved[0].Principal != "carol" || fresh.why != again {
+			t.Errorf("the second resolution: %+v, unresolved %v, %q", fresh.next.Endpoints[0].Principals, fresh.next.Unresolved, fresh.why)
+		}
+	case <-time.After(policy.LookupBudget / 2):
+		t.Fatal("no answer from the second resolution")
+	}
+	if again := res.done(); again != "" {
+		t.Errorf("done after the second resolution says %q; nothing was asked for meanwhile", again)
 	}
 }

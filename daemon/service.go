@@ -308,19 +308,9 @@ func (s *Service) Run(ctx context.Context) error {
 	// without a file event, and this is how such a change goes live.
 	resolve := time.NewTicker(s.opts.ResolveInterval)
 	defer resolve.Stop()
-	// NSS is asked off this goroutine: with LDAP down, each name can take
-	// its backend's timeout, and the watchdog, reloads and interfaces must
-	// not wait for that. One resolution at a time.
-	resolved := make(chan resolution, 1)
-	resolving := false
-	startResolve := func(why string) {
-		if resolving || s.policy == nil || !s.policy.Named() {
-			return
-		}
-		resolving = true
-		base, r := s.policy, s.opts.Resolver
-		go func() { resolved <- resolution{base: base, next: base.Resolve(r), why: why} }()
-	}
+	// NSS is asked off this goroutine: even within policy.LookupBudget,
+	// the watchdog, reloads and interfaces must not wait for a hung NSS.
+	res := newResolutions(s.opts.Resolver)
 	for {
 		select {
 		case <-ctx.Done():
@@ -331,7 +321,7 @@ func (s *Service) Run(ctx context.Context) error {
 			if err != nil {
 				// The files are broken, but a deleted user must
 				// still lose the access the live policy gives.
-				startResolve("the set could not be reloaded")
+				res.start(s.policy, "the set could not be reloaded")
 			}
 			collect()
 		case ch, ok := <-changes:
@@ -341,17 +331,20 @@ func (s *Service) Run(ctx context.Context) error {
 				continue
 			}
 			if _, err := s.reload(false, "changed: "+strings.Join(ch.Paths, ", ")); err != nil {
-				startResolve("the set could not be reloaded")
+				res.start(s.policy, "the set could not be reloaded")
 			}
 			collect()
 		case <-resolve.C:
-			startResolve("resolving user and group names every " + s.opts.ResolveInterval.String())
-		case r := <-resolved:
-			resolving = false
+			res.start(s.policy, "resolving user and group names every "+s.opts.ResolveInterval.String())
+		case r := <-res.answers:
+			again := res.done()
 			// A reload made a new policy meanwhile, resolved as it
 			// was loaded: this answer is for one that is gone.
 			if r.base == s.policy {
 				s.resolvedAgain(r.next, r.why)
+			}
+			if again != "" {
+				res.start(s.policy, again)
 			}
 		case <-links.C:
 			s.syncInterfaces(links.Gone())
@@ -570,6 +563,48 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 type resolution struct {
 	base, next *policy.Policy
 	why        string
+}
+
+// resolutions resolves the live policy's names again off the service's
+// goroutine, one resolution at a time; Run owns it.
+type resolutions struct {
+	r       policy.Resolver
+	answers chan resolution // the running resolution's answer
+	running bool
+	// pending says why another resolution was asked for while one ran;
+	// "": none was.
+	pending string
+}
+
+func newResolutions(r policy.Resolver) *resolutions {
+	return &resolutions{r: r, answers: make(chan resolution, 1)}
+}
+
+// start resolves the names of base (the live policy) again; its answer
+// comes on answers. A request while a resolution runs is not dropped:
+// that one may have asked NSS before what this request is for (a userdel
+// while the files are broken), and its answer would keep the deleted
+// user's access until the next interval. Another resolution starts once
+// its answer is taken (done).
+func (rs *resolutions) start(base *policy.Policy, why string) {
+	if base == nil || !base.Named() {
+		return
+	}
+	if rs.running {
+		rs.pending = why
+		return
+	}
+	rs.running = true
+	go func() { rs.answers <- resolution{base: base, next: base.Resolve(rs.r), why: why} }()
+}
+
+// done notes that the running resolution's answer was taken. It returns
+// why another was asked for meanwhile, for start; "" when none was.
+func (rs *resolutions) done() string {
+	rs.running = false
+	why := rs.pending
+	rs.pending = ""
+	return why
 }
 
 // resolvedAgain takes the live policy with its user and group names
