@@ -175,7 +175,7 @@ func TestUnsafeStateDir(t *testing.T) {
 		want string
 	}{
 		{"writable by group", func(dir string) error { return os.Chmod(dir, 0o770) }, "writable by group or others (mode 0770)"},
-		{"owned by a user", func(dir string) error { return os.Chown(dir, bob, bob) }, "is owned by uid 1002, not root"},
+		{"owned by a user", func(dir string) error { return os.Chown(dir, bob, bob) }, "directory owned by uid 1002, not root"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			good := policyYAML([]string{"uid:1001"}, "")

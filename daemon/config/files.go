@@ -10,8 +10,8 @@ import (
 	"strings"
 )
 
-// dropInDir is the drop-in directory, relative to the main file's directory.
-const dropInDir = "conf.d"
+// DropInDirName is the drop-in directory's name, beside the main file.
+const DropInDirName = "conf.d"
 
 func kindName(m fs.FileMode) string {
 	switch {
@@ -151,5 +151,5 @@ func ioProblem(err error) string {
 
 // DropInDir is the directory whose *.yml files follow the main file.
 func DropInDir(mainPath string) string {
-	return filepath.Join(filepath.Dir(mainPath), dropInDir)
+	return filepath.Join(filepath.Dir(mainPath), DropInDirName)
 }

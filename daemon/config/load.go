@@ -155,6 +155,23 @@ func (l *loader) run(mainPath string) *Config {
 	return cfg
 }
 
+// CheckDir checks a directory as the loader checks the ones a set lives
+// in: it and every directory on its real path (symlinks followed one hop
+// at a time) must be owned by root, or by owner, and not writable by group
+// or others (above it, a sticky directory like /tmp is fine). The error is
+// an Errors naming every problem, each with the command that fixes it.
+// For a directory whose contents are trusted like a configuration's: the
+// daemon's state directory.
+func CheckDir(dir string, owner uint32) error {
+	l := &loader{owner: owner}
+	l.checkDir(dir)
+	if len(l.errs) > 0 {
+		l.errs.Sort(l.order)
+		return l.errs
+	}
+	return nil
+}
+
 // checkDir guards a directory the set lives in: whoever can write it can
 // replace the files regardless of their own modes.
 func (l *loader) checkDir(dir string) {

@@ -29,8 +29,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
 
 const (
@@ -38,7 +39,6 @@ const (
 	setPrefix = "set-"       // a set's directory
 	metaName  = "saved.json" // a set's description
 	configDir = "config"     // a set's copy of the configuration directory
-	dropInDir = "conf.d"     // as the loader names it, beside the main file
 	version   = 1            // of saved.json
 )
 
@@ -106,60 +106,25 @@ func (s *Store) Contains(path string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
-// check applies sshd's StrictModes rule to the state directory and every
-// directory above it (on its real path): owned by root, and writable by
-// group or others only where the sticky bit keeps them from renaming what
-// they do not own (/tmp, for tests).
+// check applies the loader's checks to the state directory: it and every
+// directory on its real path owned by root and not writable by group or
+// others (above it, a sticky directory such as /tmp is fine): whoever
+// could replace the saved set could have it enforced at the next start.
 func (s *Store) check() error {
-	real, err := filepath.EvalSymlinks(s.dir)
-	if err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	var problems []string
-	for p := real; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("state directory: %w", err)
+	err := config.CheckDir(s.dir, s.owner)
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Pos.File + ": " + strings.TrimPrefix(e.Msg, "refusing: ")
 		}
-		if !fi.IsDir() {
-			return fmt.Errorf("state directory %s: not a directory", p)
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return fmt.Errorf("state directory %s: no owner known", p)
-		}
-		if st.Uid != s.owner && (p == real || st.Uid != 0) {
-			problems = append(problems, fmt.Sprintf("%s is owned by uid %d, not %s — chown %s %s",
-				p, st.Uid, ownerName(s.owner), ownerArg(s.owner), p))
-		}
-		perm := fi.Mode().Perm()
-		if perm&0o022 != 0 && (p == real || fi.Mode()&fs.ModeSticky == 0) {
-			problems = append(problems, fmt.Sprintf("%s is writable by group or others (mode %04o) — chmod go-w %s",
-				p, perm, p))
-		}
-		if p == "/" {
-			break
-		}
-	}
-	if len(problems) > 0 {
 		return fmt.Errorf("refusing state directory %s: a user who can write it could have a set of its own enforced at the next start: %s",
-			s.dir, strings.Join(problems, "; "))
+			s.dir, strings.Join(msgs, "; "))
+	}
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", s.dir, err)
 	}
 	return nil
-}
-
-func ownerName(owner uint32) string {
-	if owner == 0 {
-		return "root"
-	}
-	return fmt.Sprintf("uid %d", owner)
-}
-
-func ownerArg(owner uint32) string {
-	if owner == 0 {
-		return "root"
-	}
-	return fmt.Sprint(owner)
 }
 
 // Save keeps a set that went live: mainPath and the files that were read
@@ -229,13 +194,13 @@ func savedNames(mainPath string, files []string) ([]string, error) {
 	if len(files) == 0 || files[0] != mainPath {
 		return nil, fmt.Errorf("the files of a set begin with its main file %s", mainPath)
 	}
-	confDir := filepath.Join(filepath.Dir(mainPath), dropInDir)
+	confDir := config.DropInDir(mainPath)
 	names := []string{filepath.Base(mainPath)}
 	for _, f := range files[1:] {
 		if filepath.Dir(f) != confDir {
 			return nil, fmt.Errorf("%s is not a drop-in of %s", f, mainPath)
 		}
-		names = append(names, dropInDir+"/"+filepath.Base(f))
+		names = append(names, config.DropInDirName+"/"+filepath.Base(f))
 	}
 	return names, nil
 }
@@ -244,7 +209,7 @@ func savedNames(mainPath string, files []string) ([]string, error) {
 // disk before the set can become current.
 func writeSet(dir string, m meta, contents [][]byte) error {
 	cdir := filepath.Join(dir, configDir)
-	for _, d := range []string{cdir, filepath.Join(cdir, dropInDir)} {
+	for _, d := range []string{cdir, filepath.Join(cdir, config.DropInDirName)} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			return err
 		}
@@ -261,7 +226,7 @@ func writeSet(dir string, m meta, contents [][]byte) error {
 	if err := writeSynced(filepath.Join(dir, metaName), append(js, '\n')); err != nil {
 		return err
 	}
-	for _, d := range []string{filepath.Join(cdir, dropInDir), cdir, dir} {
+	for _, d := range []string{filepath.Join(cdir, config.DropInDirName), cdir, dir} {
 		if err := syncDir(d); err != nil {
 			return err
 		}
@@ -390,7 +355,7 @@ func (set Set) Paths() []string {
 func savedName(i int, name string) bool {
 	if i > 0 {
 		var ok bool
-		if name, ok = strings.CutPrefix(name, dropInDir+"/"); !ok {
+		if name, ok = strings.CutPrefix(name, config.DropInDirName+"/"); !ok {
 			return false
 		}
 	}
@@ -415,12 +380,12 @@ func (set Set) verify() error {
 			return fmt.Errorf("%s does not match its checksum", f.Name)
 		}
 	}
-	entries, err := os.ReadDir(filepath.Join(set.Dir, configDir, dropInDir))
+	entries, err := os.ReadDir(filepath.Join(set.Dir, configDir, config.DropInDirName))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if name := dropInDir + "/" + e.Name(); !want[name] {
+		if name := config.DropInDirName + "/" + e.Name(); !want[name] {
 			return fmt.Errorf("%s was not saved with the set", name)
 		}
 	}

@@ -361,6 +361,13 @@ func TestLatestRefuses(t *testing.T) {
 	}
 }
 
+func chown(t *testing.T, path string, uid int) {
+	t.Helper()
+	if err := os.Chown(path, uid, -1); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A state directory that someone other than root could write is refused,
 // for saving and for loading, as the loader refuses such a configuration
 // file; a sticky, world-writable directory above it (/tmp) is fine.
@@ -371,15 +378,16 @@ func TestUnsafeStateDirectory(t *testing.T) {
 		mode   os.FileMode // of the state directory
 		parent os.FileMode // of the directory above it
 		owner  uint32      // the owner the store requires
+		other  bool        // the state directory is given to another user
 		want   string      // "" when accepted
 	}{
-		{"private", 0o700, 0o755, me, ""},
-		{"readable by all", 0o755, 0o755, me, ""},
-		{"below a sticky world-writable directory", 0o700, os.ModeSticky | 0o777, me, ""},
-		{"group-writable", 0o770, 0o755, me, "is writable by group or others (mode 0770) — chmod go-w"},
-		{"world-writable and sticky", os.ModeSticky | 0o777, 0o755, me, "is writable by group or others (mode 0777)"},
-		{"below a world-writable directory", 0o700, 0o777, me, "is writable by group or others (mode 0777)"},
-		{"owned by someone else", 0o700, 0o755, me + 1, "is owned by uid"},
+		{"private", 0o700, 0o755, me, false, ""},
+		{"readable by all", 0o755, 0o755, me, false, ""},
+		{"below a sticky world-writable directory", 0o700, os.ModeSticky | 0o777, me, false, ""},
+		{"group-writable", 0o770, 0o755, me, false, "state: directory writable by group or others (mode 0770); a user who can write it could replace the files in it and grant itself access — chmod go-w"},
+		{"world-writable and sticky", os.ModeSticky | 0o777, 0o755, me, false, "state: directory writable by group or others (mode 0777)"},
+		{"below a world-writable directory", 0o700, 0o777, me, false, "parent: directory writable by group or others (mode 0777), on the way to"},
+		{"owned by someone else", 0o700, 0o755, me, true, "state: directory owned by uid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			parent := filepath.Join(t.TempDir(), "parent")
@@ -387,11 +395,23 @@ func TestUnsafeStateDirectory(t *testing.T) {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			chmod(t, dir, tc.mode)
-			chmod(t, parent, tc.parent)
+			// Someone else: as root, a user; else a uid the store is
+			// told to require, which the test's user is not.
+			harm := func() {
+				chmod(t, dir, tc.mode)
+				chmod(t, parent, tc.parent)
+				if tc.other && me == 0 {
+					chown(t, dir, 1000)
+				}
+			}
+			owner := tc.owner
+			if tc.other && me != 0 {
+				owner = me + 1
+			}
+			harm()
 			mainPath, files := configSet(t, "main: 1\n")
 
-			s, err := open(dir, tc.owner)
+			s, err := open(dir, owner)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -408,6 +428,7 @@ func TestUnsafeStateDirectory(t *testing.T) {
 			// Made unsafe after it was opened: refused at the next use.
 			chmod(t, dir, 0o700)
 			chmod(t, parent, 0o755)
+			chown(t, dir, int(me))
 			s, err = open(dir, me)
 			if err != nil {
 				t.Fatal(err)
@@ -415,9 +436,8 @@ func TestUnsafeStateDirectory(t *testing.T) {
 			if _, _, err := s.Save(mainPath, files, sumsOf(t, files), when, accept); err != nil {
 				t.Fatal(err)
 			}
-			chmod(t, dir, tc.mode)
-			chmod(t, parent, tc.parent)
-			s.owner = tc.owner
+			harm()
+			s.owner = owner
 			if _, _, err := s.Save(mainPath, files, sumsOf(t, files), when.Add(time.Hour), accept); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Save into an unsafe directory: %v", err)
 			}
@@ -432,6 +452,31 @@ func chmod(t *testing.T, path string, mode os.FileMode) {
 	t.Helper()
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The state directory is checked as the loader checks a configuration
+// directory, symlinks included: one reached through a symlink in a
+// directory anyone can write is refused, though every directory on its
+// real path is safe, as anyone could point the symlink elsewhere.
+func TestStateDirectoryThroughSymlink(t *testing.T) {
+	top := t.TempDir()
+	safe := filepath.Join(top, "safe")
+	writable := filepath.Join(top, "open")
+	for _, d := range []string{filepath.Join(safe, "state"), writable} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chmod(t, safe, 0o755)
+	chmod(t, writable, 0o777)
+	if err := os.Symlink(safe, filepath.Join(writable, "link")); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(writable, "link", "state")
+	_, err := open(dir, uint32(os.Geteuid()))
+	if err == nil || !strings.Contains(err.Error(), "refusing state directory "+dir) || !strings.Contains(err.Error(), writable+": directory writable by group or others (mode 0777), on the way to "+dir) {
+		t.Errorf("Open through a symlink in a world-writable directory: %v", err)
 	}
 }
 
