@@ -306,11 +306,7 @@ func (o *object) Reload(sender godbus.Sender) (uint64, *godbus.Error) {
 func (o *object) Check(principal, destination, iface string) (bool, string, string, string, *godbus.Error) {
 	owner, err := daemon.ParseOwner(principal, o.opts.Resolver)
 	if err != nil {
-		name := errInvalidArgs
-		if errors.Is(err, daemon.ErrNotReady) {
-			name = ErrNotReady
-		}
-		return false, "", "", "", godbus.NewError(name, []any{"principal: " + err.Error()})
+		return false, "", "", "", checkErr("principal: ", err)
 	}
 	dst, err := netip.ParseAddr(destination)
 	if err != nil {
@@ -318,17 +314,24 @@ func (o *object) Check(principal, destination, iface string) (bool, string, stri
 	}
 	d, _, err := o.opts.Manager.Check(owner, dst, iface)
 	if err != nil {
-		name := errInvalidArgs
-		if errors.Is(err, daemon.ErrNotReady) {
-			name = ErrNotReady
-		}
-		return false, "", "", "", godbus.NewError(name, []any{err.Error()})
+		return false, "", "", "", checkErr("", err)
 	}
 	rng := ""
 	if d.Range.IsValid() {
 		rng = d.Range.String()
 	}
 	return d.Allowed, strings.Join(d.Endpoints, ","), rng, d.Reason, nil
+}
+
+// checkErr is Check's D-Bus error for err, its message after prefix:
+// NotReady for what the daemon cannot answer yet (daemon.ErrNotReady),
+// InvalidArgs for the question's own fault.
+func checkErr(prefix string, err error) *godbus.Error {
+	name := errInvalidArgs
+	if errors.Is(err, daemon.ErrNotReady) {
+		name = ErrNotReady
+	}
+	return godbus.NewError(name, []any{prefix + err.Error()})
 }
 
 // Status is the D-Bus method: every property at once.
