@@ -32,7 +32,10 @@ type Options struct {
 	// Decisions takes the decision log; nil: Logger. It should let every
 	// level through: log.decisions chooses what reaches it.
 	Decisions *slog.Logger
-	Resolver  policy.Resolver // NSS when nil
+	// Resolver resolves user and group names; NSS when nil. Each load
+	// or resolution waits policy.LookupBudget for it at most, and at
+	// most policy.MaxStuckLookups lookups are left unanswered.
+	Resolver policy.Resolver
 	// AccountFiles are watched for changes of users and groups; nil:
 	// /etc/passwd and /etc/group.
 	AccountFiles []string
@@ -170,6 +173,10 @@ func New(opts Options) *Service {
 	if opts.Resolver == nil {
 		opts.Resolver = policy.NSS{}
 	}
+	// Every load and resolution waits policy.LookupBudget at most for
+	// NSS, and leaves what it stopped waiting for behind: the daemon
+	// leaves that many at most.
+	opts.Resolver = policy.Limit(opts.Resolver, policy.MaxStuckLookups)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

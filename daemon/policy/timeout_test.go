@@ -22,6 +22,7 @@ type hungResolver struct {
 	users   map[string]uint32
 	groups  map[string][]uint32
 	release chan struct{}
+	once    sync.Once
 
 	mu    sync.Mutex
 	asked []string
@@ -34,9 +35,12 @@ func newHungResolver(t *testing.T, hang ...string) *hungResolver {
 		r.hang[h] = true
 	}
 	// The lookups left behind end with the test.
-	t.Cleanup(func() { close(r.release) })
+	t.Cleanup(r.answer)
 	return r
 }
+
+// answer lets the hung lookups answer.
+func (r *hungResolver) answer() { r.once.Do(func() { close(r.release) }) }
 
 func (r *hungResolver) ask(name string) {
 	r.mu.Lock()
