@@ -74,7 +74,8 @@ func loadPartial(path string, r policy.Resolver, cache *config.Cache) (*config.C
 
 // ParseOwner reads a sender as the CLI and D-Bus take it: a user name
 // ("alice"), "uid:1005" or "unowned". A name NSS could not look up (as
-// opposed to one that does not exist) is an error that wraps ErrNotReady.
+// opposed to one that does not exist), or did not answer within
+// policy.LookupBudget, is an error that wraps ErrNotReady.
 func ParseOwner(s string, r policy.Resolver) (policy.Owner, error) {
 	if s == "unowned" {
 		return policy.Owner{Unowned: true}, nil
@@ -86,7 +87,7 @@ func ParseOwner(s string, r policy.Resolver) (policy.Owner, error) {
 		}
 		return policy.Owner{UID: uint32(uid)}, nil
 	}
-	uid, err := r.User(s)
+	uid, err := policy.LookupUser(r, s)
 	if err != nil && !errors.Is(err, policy.ErrUnknown) {
 		return policy.Owner{}, notReady{err}
 	}

@@ -495,12 +495,16 @@ func TestRestarts(t *testing.T) {
 }
 
 // nssDown resolves like NSS with its LDAP backend down: "ldap-user" cannot
-// be looked up; every other name does not exist.
-type nssDown struct{}
+// be looked up; "hung-user" is not answered until hung is closed (sssd
+// stuck rather than down); every other name does not exist.
+type nssDown struct{ hung chan struct{} }
 
-func (nssDown) User(name string) (uint32, error) {
-	if name == "ldap-user" {
+func (r nssDown) User(name string) (uint32, error) {
+	switch name {
+	case "ldap-user":
 		return 0, errors.New("look up user \"ldap-user\": connection refused")
+	case "hung-user":
+		<-r.hung
 	}
 	return 0, fmt.Errorf("%w user %q", policy.ErrUnknown, name)
 }
@@ -522,18 +526,19 @@ func checkError(t *testing.T, c *godbus.Conn, args ...any) (string, string) {
 }
 
 // Check tells what the daemon cannot answer yet (NotReady) from bad input
-// (InvalidArgs): nothing live yet, NSS down for the principal's name.
-// The object serves a service that has not started, on a real bus.
+// (InvalidArgs): nothing live yet, NSS down or hung for the principal's
+// name. The object serves a service that has not started, on a real bus.
 func TestCheckNotReadyBeforeStart(t *testing.T) {
 	testnet.RequireRoot(t)
 	bus := testnet.StartBus(t, shippedConf)
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.Address)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
+	nss := nssDown{hung: make(chan struct{})}
+	t.Cleanup(func() { cancel(); close(nss.hung); <-done })
 	go func() {
 		defer close(done)
-		Serve(ctx, ServerOptions{Manager: daemon.New(daemon.Options{}), Version: "test", Resolver: nssDown{},
+		Serve(ctx, ServerOptions{Manager: daemon.New(daemon.Options{}), Version: "test", Resolver: nss,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Retry: 100 * time.Millisecond})
 	}()
 	c := conn(t, bus)
@@ -546,6 +551,7 @@ func TestCheckNotReadyBeforeStart(t *testing.T) {
 	}{
 		{[]any{"uid:1", "192.0.2.1", "eth0"}, ErrNotReady, "no policy is live yet"},
 		{[]any{"ldap-user", "192.0.2.1", "eth0"}, ErrNotReady, "connection refused"},
+		{[]any{"hung-user", "192.0.2.1", "eth0"}, ErrNotReady, "NSS lookup timed out after " + policy.LookupBudget.String()},
 		{[]any{"no-such-user-ntft", "192.0.2.1", "eth0"}, errInvalidArgs, "unknown user"},
 		{[]any{"uid:1", "not-an-address", "eth0"}, errInvalidArgs, "destination"},
 	} {

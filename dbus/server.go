@@ -78,6 +78,9 @@ func Serve(ctx context.Context, opts ServerOptions) {
 	if opts.Resolver == nil {
 		opts.Resolver = policy.NSS{}
 	}
+	// Check waits policy.LookupBudget at most for a hung NSS, and leaves
+	// the lookup behind: this many at most.
+	opts.Resolver = policy.Limit(opts.Resolver, policy.MaxStuckLookups)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

@@ -142,6 +142,15 @@ func (p *Policy) resolveWithin(r Resolver, budget time.Duration) *Policy {
 	return q
 }
 
+// LookupUser resolves one user name through r as Compile would, waiting
+// LookupBudget at most: a name NSS did not answer by then is an error that
+// wraps ErrTimeout.
+func LookupUser(r Resolver, name string) (uint32, error) {
+	m := newMemo(r, LookupBudget)
+	defer m.stop()
+	return m.User(name)
+}
+
 // Named reports whether the policy names users or groups, whose uids NSS
 // may change.
 func (p *Policy) Named() bool {
