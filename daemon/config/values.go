@@ -15,13 +15,13 @@ const ifNameMax = 15
 
 // maxUID is the largest uid an allow list may name: (uid_t)-1 means "no
 // uid" to the kernel (chown's "leave unchanged"), so it can never own
-// anything, and unknownUID is taken.
+// anything, and UnknownUID is taken.
 const maxUID = 1<<32 - 3
 
-// unknownUID is NTF_UID_UNKNOWN (bpf/filter.h): the owner the kernel
+// UnknownUID is NTF_UID_UNKNOWN (bpf/filter.h): the owner the kernel
 // program gives a socket whose owner it could not read, so that it
 // matches no listed uid. Listing it would let exactly those packets pass.
-const unknownUID = 1<<32 - 2
+const UnknownUID = 1<<32 - 2
 
 // parseRange reads a CIDR prefix or a bare address (a one-address prefix).
 // Prefixes must be written masked: "10.0.0.1/8" is far more likely a typo
@@ -171,7 +171,7 @@ func parseUID(digits string) (uint32, error) {
 		return 0, fmt.Errorf("uid:%s is not a uid; write uid: followed by decimal digits, like uid:1005", digits)
 	}
 	n, err := strconv.ParseUint(digits, 10, 64)
-	if err == nil && n == unknownUID {
+	if err == nil && n == UnknownUID {
 		return 0, fmt.Errorf("uid %d is reserved: net-tc-filter uses it for an owner it could not read", n)
 	}
 	if err != nil || n > maxUID {

@@ -306,13 +306,22 @@ func resolve(into *Principals, uids *[]uint32, pr config.Principal, r Resolver) 
 		if err != nil {
 			return &lookupError{err}
 		}
+		if uid >= config.UnknownUID {
+			// The kernel gives this uid to an owner it could not read
+			// (or it is no uid at all): NSS naming it matches no one.
+			return &lookupError{fmt.Errorf("NSS says uid %d, which is reserved for an owner the kernel could not read", uid)}
+		}
 		*uids = append(*uids, uid)
 	case config.PrincipalGroup:
 		members, err := r.Group(pr.Name)
 		if err != nil {
 			return &lookupError{err}
 		}
-		*uids = append(*uids, members...)
+		for _, uid := range members {
+			if uid < config.UnknownUID { // see PrincipalUser
+				*uids = append(*uids, uid)
+			}
+		}
 	default:
 		return fmt.Errorf("allow %q: unsupported principal", pr.Text)
 	}

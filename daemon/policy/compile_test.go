@@ -45,6 +45,29 @@ func testResolver() fakeResolver {
 	}
 }
 
+// TestCompileReservedUID: NSS answering with the uid the kernel gives an
+// owner it could not read (or with no uid at all) grants nothing: a user
+// with it does not resolve, a group member with it is left out.
+func TestCompileReservedUID(t *testing.T) {
+	r := fakeResolver{
+		users:  map[string]uint32{"odd": 4294967294, "none": 4294967295, "alice": 1000},
+		groups: map[string][]uint32{"g": {1000, 4294967294}},
+	}
+	cfg := &config.Config{Endpoints: []config.Endpoint{{Name: "e", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+		Allow: []config.Principal{pr("odd", mainFile, 3), pr("none", mainFile, 4), pr("group:g", mainFile, 5)}}},
+		Files: []string{mainFile}}
+	p, err := Compile(cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.Endpoints[0].Principals, uids(1000); !equalPrincipals(got, want) {
+		t.Errorf("principals %v, want %v", got, want)
+	}
+	if len(p.Unresolved) != 2 {
+		t.Errorf("unresolved %v, want odd and none", p.Unresolved)
+	}
+}
+
 const (
 	mainFile = "/etc/net-tc-filter/net-tc-filter.yml"
 	dropFile = "/etc/net-tc-filter/conf.d/10-extra.yml"
@@ -92,7 +115,7 @@ func TestCompilePrincipals(t *testing.T) {
 		{"nobody user", []string{"nobody"}, uids(65534)},
 		{"uid", []string{"uid:1005"}, uids(1005)},
 		{"uid 0", []string{"uid:0"}, uids(0)},
-		{"max uid", []string{"uid:4294967294"}, uids(4294967294)},
+		{"max uid", []string{"uid:4294967293"}, uids(4294967293)},
 		{"group expanded, sorted, unique", []string{"group:imds-readers"}, uids(1000, 1002, 1003)},
 		{"empty group", []string{"group:empty"}, Principals{}},
 		{"mixed, deduplicated", []string{"uid:1005", "group:imds-readers", "alice", "uid:1000", "bob", "group:wheel"}, uids(0, 1000, 1001, 1002, 1003, 1005)},
