@@ -63,21 +63,7 @@ func testUserNamespace(t *testing.T, mode Mode) {
 	// listener of host root, whose uid the container's user namespace does
 	// not map (the uid helper would say 65534, "nobody").
 	t.Run("SYN-ACK of a listener is its owner's", func(t *testing.T) {
-		var ln net.Listener
-		tp.Client.MustDo(t, func() (err error) {
-			ln, err = net.Listen("tcp", ":8080")
-			return err
-		})
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		tp.Client.ServeTCP(t, 8080)
 		server := []string{tp.Server4.String() + "/32", tp.Server6.String() + "/128"}
 		for _, c := range []struct {
 			allow   string

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/user"
@@ -208,29 +207,8 @@ func TestNamesHungNSS(t *testing.T) {
 	main := filepath.Join(dir, "net-tc-filter.yml")
 	writeFile(t, main, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [uid:7, someone, group:ldap-readers]\non_stop: keep\n")
 	r := hungNSS{release: make(chan struct{})}
-	var logs testnet.SyncBuffer
-	svc := New(Options{
-		ConfigPath: main, PinDir: testnet.PinDir(t), Resolver: r, ResolveInterval: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(policy.LookupBudget + 10*time.Second):
-			t.Errorf("Run did not return after its context ended")
-		}
-		close(r.release) // after Run: the lookups left behind end
-		if t.Failed() {
-			t.Logf("service log:\n%s", logs.String())
-		}
-	}()
+	// After Run: the lookups left behind end.
+	svc, ctx := runInProcess(t, main, r, time.Hour, func() { close(r.release) })
 	// Generous for a loaded CI machine; without the budget, never.
 	bound := policy.LookupBudget + 10*time.Second
 	want := []string{

@@ -52,23 +52,7 @@ func TestResolutionDoesNotHoldTheService(t *testing.T) {
 	main := filepath.Join(dir, "net-tc-filter.yml")
 	writeFile(t, main, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [someone]\non_stop: keep\n")
 	r := &stuckResolver{stuck: make(chan struct{}), release: make(chan struct{})}
-	var logs testnet.SyncBuffer
-	svc := New(Options{
-		ConfigPath: main, PinDir: testnet.PinDir(t), Resolver: r, ResolveInterval: 20 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("service log:\n%s", logs.String())
-		}
-	}()
+	svc, ctx := runInProcess(t, main, r, 20*time.Millisecond, nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for svc.Status().State != StateRunning {
 		if time.Now().After(deadline) {
@@ -96,4 +80,39 @@ func TestResolutionDoesNotHoldTheService(t *testing.T) {
 	if st := svc.Status(); st.Generation != gen || st.State != StateRunning {
 		t.Errorf("after the hung resolution ended: generation %d (reload made %d), state %s", st.Generation, gen, st.State)
 	}
+}
+
+// runInProcess runs a Service on the configuration at main in this process,
+// with resolver r, for the tests that need a resolver the real binary
+// cannot have. When the test ends, Run's context ends, Run must return
+// (in time, even with NSS hung), then cleanup runs; a failed test shows
+// the service's log.
+func runInProcess(t *testing.T, main string, r policy.Resolver, interval time.Duration, cleanup func()) (*Service, context.Context) {
+	t.Helper()
+	var logs testnet.SyncBuffer
+	svc := New(Options{
+		ConfigPath: main, PinDir: testnet.PinDir(t), Resolver: r, ResolveInterval: interval,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(policy.LookupBudget + 10*time.Second):
+			t.Errorf("Run did not return after its context ended")
+		}
+		if cleanup != nil {
+			cleanup()
+		}
+		if t.Failed() {
+			t.Logf("service log:\n%s", logs.String())
+		}
+	})
+	return svc, ctx
 }

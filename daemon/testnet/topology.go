@@ -124,8 +124,15 @@ func (tp *Topology) addContainer(t testing.TB) {
 // ServeTCP accepts and closes connections on port, on every server address.
 func (tp *Topology) ServeTCP(t testing.TB, port uint16) {
 	t.Helper()
+	tp.Server.ServeTCP(t, port)
+}
+
+// ServeTCP accepts TCP connections on port in the namespace and closes each
+// at once, until the test ends.
+func (n *NS) ServeTCP(t testing.TB, port uint16) {
+	t.Helper()
 	var ln net.Listener
-	tp.Server.MustDo(t, func() (err error) {
+	n.MustDo(t, func() (err error) {
 		ln, err = net.Listen("tcp", ":"+strconv.Itoa(int(port)))
 		return err
 	})
