@@ -41,12 +41,8 @@ func (s *Service) loadAtStart() (*config.Config, *policy.Policy, error) {
 		return nil, nil, fmt.Errorf("%w\nno last good set to enforce instead: %v", err, lgErr)
 	}
 	n, first := problems(err)
-	more := ""
-	if n > 1 {
-		more = fmt.Sprintf(" (and %d more)", n-1)
-	}
 	s.fallback = "the last good set of " + set.Saved.Local().Format("2006-01-02 15:04:05 MST")
-	reason := fmt.Sprintf("the configuration files are invalid: %s%s; enforcing %s until they are valid", first, more, s.fallback)
+	reason := fmt.Sprintf("the configuration files are invalid: %s; enforcing %s until they are valid", first, s.fallback)
 	s.log.Error(fmt.Sprintf("configuration invalid; enforcing the last good set of %s (%s) instead, until the files are valid:\n%v",
 		set.Saved.Local().Format(time.RFC3339), set.Dir, err), "problems", n, "last_good", set.Dir)
 	s.setError(reason)
@@ -115,13 +111,18 @@ func (s *Service) saveLastGood(cfg *config.Config) {
 	}
 }
 
-// problems counts the problems of a failed load and words the first.
+// problems counts the problems of a failed load and words them in one
+// line for a status: the first, and how many more there are.
 func problems(err error) (int, string) {
+	n, first := 1, oneLine(err.Error())
 	var errs config.Errors
 	if errors.As(err, &errs) && len(errs) > 0 {
-		return len(errs), oneLine(errs[0].Error())
+		n, first = len(errs), oneLine(errs[0].Error())
 	}
-	return 1, oneLine(err.Error())
+	if n > 1 {
+		first += fmt.Sprintf(" (and %d more)", n-1)
+	}
+	return n, first
 }
 
 // StateDir is the state directory systemd made for the unit

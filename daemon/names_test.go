@@ -202,13 +202,10 @@ func (r hungNSS) Group(name string) ([]uint32, error) {
 // program is loaded and attached nowhere.
 func TestNamesHungNSS(t *testing.T) {
 	testnet.RequireRoot(t)
-	dir := filepath.Join(t.TempDir(), "etc")
-	mkdir(t, dir)
-	main := filepath.Join(dir, "net-tc-filter.yml")
-	writeFile(t, main, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [uid:7, someone, group:ldap-readers]\non_stop: keep\n")
 	r := hungNSS{release: make(chan struct{})}
 	// After Run: the lookups left behind end.
-	svc, ctx := runInProcess(t, main, r, time.Hour, func() { close(r.release) })
+	svc, ctx, main := runInProcess(t, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [uid:7, someone, group:ldap-readers]\non_stop: keep\n",
+		r, time.Hour, func() { close(r.release) })
 	// Generous for a loaded CI machine; without the budget, never.
 	bound := policy.LookupBudget + 10*time.Second
 	want := []string{

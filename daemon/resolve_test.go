@@ -47,12 +47,9 @@ func (r *stuckResolver) Group(name string) ([]uint32, error) {
 // interface has: the program is loaded and attached nowhere.
 func TestResolutionDoesNotHoldTheService(t *testing.T) {
 	testnet.RequireRoot(t)
-	dir := filepath.Join(t.TempDir(), "etc")
-	mkdir(t, dir)
-	main := filepath.Join(dir, "net-tc-filter.yml")
-	writeFile(t, main, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [someone]\non_stop: keep\n")
 	r := &stuckResolver{stuck: make(chan struct{}), release: make(chan struct{})}
-	svc, ctx := runInProcess(t, main, r, 20*time.Millisecond, nil)
+	svc, ctx, _ := runInProcess(t, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [someone]\non_stop: keep\n",
+		r, 20*time.Millisecond, nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for svc.Status().State != StateRunning {
 		if time.Now().After(deadline) {
@@ -82,13 +79,18 @@ func TestResolutionDoesNotHoldTheService(t *testing.T) {
 	}
 }
 
-// runInProcess runs a Service on the configuration at main in this process,
-// with resolver r, for the tests that need a resolver the real binary
-// cannot have. When the test ends, Run's context ends, Run must return
-// (in time, even with NSS hung), then cleanup runs; a failed test shows
-// the service's log.
-func runInProcess(t *testing.T, main string, r policy.Resolver, interval time.Duration, cleanup func()) (*Service, context.Context) {
+// runInProcess writes the configuration yml as the main file of a new
+// configuration directory and runs a Service on it in this process, with
+// resolver r, for the tests that need a resolver the real binary cannot
+// have; it returns the main file's path too. When the test ends, Run's
+// context ends, Run must return (in time, even with NSS hung), then
+// cleanup runs; a failed test shows the service's log.
+func runInProcess(t *testing.T, yml string, r policy.Resolver, interval time.Duration, cleanup func()) (*Service, context.Context, string) {
 	t.Helper()
+	dir := filepath.Join(t.TempDir(), "etc")
+	mkdir(t, dir)
+	main := filepath.Join(dir, "net-tc-filter.yml")
+	writeFile(t, main, yml)
 	var logs testnet.SyncBuffer
 	svc := New(Options{
 		ConfigPath: main, PinDir: testnet.PinDir(t), Resolver: r, ResolveInterval: interval,
@@ -114,5 +116,5 @@ func runInProcess(t *testing.T, main string, r policy.Resolver, interval time.Du
 			t.Logf("service log:\n%s", logs.String())
 		}
 	})
-	return svc, ctx
+	return svc, ctx, main
 }

@@ -519,16 +519,8 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 }
 
 func (s *Service) failed(msg, why string, err error) {
-	var errs config.Errors
-	n := 1
-	if errors.As(err, &errs) {
-		n = len(errs)
-	}
+	n, first := problems(err)
 	s.log.Error(msg+":\n"+err.Error(), "why", why, "problems", n)
-	first := oneLine(err.Error())
-	if n > 1 {
-		first += fmt.Sprintf(" (and %d more)", n-1)
-	}
 	if s.fallback != "" {
 		first += "; enforcing " + s.fallback + " until the files are valid"
 	}
