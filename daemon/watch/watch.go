@@ -261,18 +261,11 @@ func (w *Watcher) run() {
 				timer.Reset(wait)
 				continue
 			}
-			if w.accountsOnly(paths) {
-				// Names to resolve again (a deleted user), and no file
-				// of the set changed: a writer holding one open is no
-				// reason to wait; the load waits for it a while, and a
-				// failed reload still resolves the live policy's names.
-				w.emit(sortedKeys(paths))
-				clear(paths)
-				pending = false
-				continue
-			}
-			writing := w.writing()
-			if held.hold(writing, w.log) {
+			// A burst of account files alone (a deleted user's names to
+			// resolve again) does not wait for a writer of the set: the
+			// load waits for it a while, and a failed reload still
+			// resolves the live policy's names.
+			if !w.accountsOnly(paths) && held.hold(w.writing(), w.log) {
 				// Long held: tell the daemon once, whose load then
 				// fails naming the file (the running policy stays),
 				// and keep waiting for the writer to close.
