@@ -104,7 +104,7 @@ func TestDifferential(t *testing.T) {
 	}
 }
 
-func nextEvent(t *testing.T, events *EventReader, sport, dport uint16) Event {
+func nextEvent(t *testing.T, events *DecisionReader, sport, dport uint16) KernelDecision {
 	t.Helper()
 	events.SetDeadline(time.Now().Add(5 * time.Second))
 	for {

@@ -11,8 +11,8 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 )
 
-// Event is one decision reported by the kernel.
-type Event struct {
+// KernelDecision is one decision reported by the kernel.
+type KernelDecision struct {
 	MonoNS     uint64 // CLOCK_MONOTONIC at the decision
 	Cgroup     uint64 // cgroup v2 id of the sending socket (0: unknown)
 	Generation uint32 // policy generation that decided
@@ -27,42 +27,42 @@ type Event struct {
 	Dport      uint16
 }
 
-// EventReader reads decision events from the kernel's ring buffer.
-type EventReader struct {
+// DecisionReader reads decision events from the kernel's ring buffer.
+type DecisionReader struct {
 	rd  *ringbuf.Reader
 	rec ringbuf.Record
 }
 
 // Events opens a reader on the decision ring buffer. Only one reader should
 // be open at a time: events are consumed.
-func (f *Filter) Events() (*EventReader, error) {
+func (f *Filter) Events() (*DecisionReader, error) {
 	rd, err := ringbuf.NewReader(f.objs.NtfEvents)
 	if err != nil {
 		return nil, fmt.Errorf("open decision ring buffer: %w", err)
 	}
-	return &EventReader{rd: rd}, nil
+	return &DecisionReader{rd: rd}, nil
 }
 
 // ErrClosed is returned by Read after Close.
 var ErrClosed = ringbuf.ErrClosed
 
 // Read blocks until the next event or Close.
-func (r *EventReader) Read() (Event, error) {
+func (r *DecisionReader) Read() (KernelDecision, error) {
 	if err := r.rd.ReadInto(&r.rec); err != nil {
-		return Event{}, err
+		return KernelDecision{}, err
 	}
 	var raw filterNtfEvent
 	if err := binary.Read(bytes.NewReader(r.rec.RawSample), binary.NativeEndian, &raw); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w", err)
+		return KernelDecision{}, fmt.Errorf("decode event: %w", err)
 	}
 	return decodeEvent(&raw), nil
 }
 
 // SetDeadline makes Read give up at t with os.ErrDeadlineExceeded.
-func (r *EventReader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
+func (r *DecisionReader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
 
 // Close unblocks Read.
-func (r *EventReader) Close() error {
+func (r *DecisionReader) Close() error {
 	err := r.rd.Close()
 	if errors.Is(err, ringbuf.ErrClosed) {
 		return nil
@@ -70,8 +70,8 @@ func (r *EventReader) Close() error {
 	return err
 }
 
-func decodeEvent(raw *filterNtfEvent) Event {
-	e := Event{
+func decodeEvent(raw *filterNtfEvent) KernelDecision {
+	e := KernelDecision{
 		MonoNS:     raw.Ts,
 		Cgroup:     raw.Cgroup,
 		Generation: raw.Generation,

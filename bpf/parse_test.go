@@ -271,13 +271,13 @@ type ptSkbCtx struct {
 type ptRunner struct {
 	ns     *testnet.NS
 	f      *Filter
-	events *EventReader
+	events *DecisionReader
 	gen    uint32
 }
 
 // run executes the program once on frame inside the namespace and collects
 // what it did.
-func (r *ptRunner) run(t *testing.T, ifindex int, frame []byte) (got ptWant, raw []Event) {
+func (r *ptRunner) run(t *testing.T, ifindex int, frame []byte) (got ptWant, raw []KernelDecision) {
 	t.Helper()
 	before, err := r.f.Counters()
 	if err != nil {
@@ -320,9 +320,9 @@ func (r *ptRunner) run(t *testing.T, ifindex int, frame []byte) (got ptWant, raw
 
 // drain returns every event logged so far. The test run is synchronous, so
 // an event of the run is in the ring once Run has returned.
-func (r *ptRunner) drain(t testing.TB) []Event {
+func (r *ptRunner) drain(t testing.TB) []KernelDecision {
 	t.Helper()
-	var out []Event
+	var out []KernelDecision
 	r.events.SetDeadline(time.Now())
 	for {
 		e, err := r.events.Read()

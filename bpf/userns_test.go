@@ -85,7 +85,7 @@ func testUserNamespace(t *testing.T, mode Mode) {
 // checkOwners asserts that packets of sockets to dsts were logged, each
 // with uid as its owner and the verdict allowed. (The namespace's own
 // neighbour discovery goes out on kernel sockets made by host root.)
-func checkOwners(t *testing.T, evs []Event, dsts []netip.Addr, uid uint32, allowed bool) {
+func checkOwners(t *testing.T, evs []KernelDecision, dsts []netip.Addr, uid uint32, allowed bool) {
 	t.Helper()
 	owned := 0
 	for _, e := range evs {

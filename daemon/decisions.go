@@ -16,9 +16,9 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/logging"
 )
 
-// Decision is one kernel decision, enriched for people.
-type Decision struct {
-	bpf.Event
+// LoggedDecision is one kernel decision, enriched for people.
+type LoggedDecision struct {
+	bpf.KernelDecision
 	User      string // user name, when NSS knows the uid
 	Unit      string // systemd unit of the sender, when known
 	Iface     string
@@ -27,7 +27,7 @@ type Decision struct {
 }
 
 // Action is "allow" or "deny".
-func (d Decision) Action() string {
+func (d LoggedDecision) Action() string {
 	if d.Allowed {
 		return "allow"
 	}
@@ -35,7 +35,7 @@ func (d Decision) Action() string {
 }
 
 // Owner is "uid=1001(bob)", "uid=1001" or "unowned".
-func (d Decision) Owner() string {
+func (d LoggedDecision) Owner() string {
 	if d.Unowned {
 		return "unowned"
 	}
@@ -47,7 +47,7 @@ func (d Decision) Owner() string {
 
 // Message is the human line of SPEC §4, e.g. "denied egress uid=1001(bob)
 // 10.0.0.5:51234 -> 169.254.169.254:80/tcp on eth0 (endpoint imdsv2)".
-func (d Decision) Message() string {
+func (d LoggedDecision) Message() string {
 	verb := "denied"
 	if d.Allowed {
 		verb = "allowed"
@@ -103,7 +103,7 @@ const DeniedMessageID = "3f3fbd7373b641db84b2703fd2958c15"
 // flood of decisions never slows a reload.
 type decisionLog struct {
 	s      *Service
-	events *bpf.EventReader
+	events *bpf.DecisionReader
 	units  *logging.Units // nil: no cgroup2, units unknown
 	users  map[uint32]string
 	limit  *limiter
@@ -190,8 +190,8 @@ func (d *decisionLog) tick(now time.Time) {
 	}
 }
 
-func (d *decisionLog) enrich(ev bpf.Event) Decision {
-	dec := Decision{Event: ev}
+func (d *decisionLog) enrich(ev bpf.KernelDecision) LoggedDecision {
+	dec := LoggedDecision{KernelDecision: ev}
 	if name, ok := d.s.ifaceName(ev.Ifindex); ok {
 		dec.Iface = name
 	} else {
@@ -230,7 +230,7 @@ func (d *decisionLog) userName(uid uint32) string {
 	return name
 }
 
-func (d *decisionLog) emit(ev bpf.Event, count uint64) {
+func (d *decisionLog) emit(ev bpf.KernelDecision, count uint64) {
 	dec := d.enrich(ev)
 	level := slog.LevelWarn
 	if dec.Allowed {
@@ -240,7 +240,7 @@ func (d *decisionLog) emit(ev bpf.Event, count uint64) {
 }
 
 // fields are the journal fields of SPEC §4.
-func (d Decision) fields(count uint64) []slog.Attr {
+func (d LoggedDecision) fields(count uint64) []slog.Attr {
 	uid, user := strconv.FormatUint(uint64(d.UID), 10), d.User
 	if d.Unowned {
 		uid, user = "", "unowned"

@@ -21,7 +21,7 @@ type aggKey struct {
 	gen, rule        uint32
 }
 
-func keyOf(ev bpf.Event) aggKey {
+func keyOf(ev bpf.KernelDecision) aggKey {
 	k := aggKey{
 		allowed: ev.Allowed, unowned: ev.Unowned, ifindex: ev.Ifindex,
 		src: ev.Src, dst: ev.Dst, proto: ev.Proto, dport: ev.Dport,
@@ -34,12 +34,12 @@ func keyOf(ev bpf.Event) aggKey {
 }
 
 type pending struct {
-	ev    bpf.Event // the first of its kind
-	count uint64    // identical decisions not logged yet
+	ev    bpf.KernelDecision // the first of its kind
+	count uint64             // identical decisions not logged yet
 }
 
 type summary struct {
-	ev    bpf.Event
+	ev    bpf.KernelDecision
 	count uint64
 }
 
@@ -92,7 +92,7 @@ func (l *limiter) take(now time.Time) bool {
 }
 
 // add counts a decision and reports whether to log it now (with count 1).
-func (l *limiter) add(ev bpf.Event, now time.Time) bool {
+func (l *limiter) add(ev bpf.KernelDecision, now time.Time) bool {
 	k := keyOf(ev)
 	if p, ok := l.window[k]; ok {
 		p.count++

@@ -8,8 +8,8 @@ import (
 	"github.com/nettcfilter/net-tc-filter/bpf"
 )
 
-func ev(uid uint32, dst string, sport uint16) bpf.Event {
-	return bpf.Event{
+func ev(uid uint32, dst string, sport uint16) bpf.KernelDecision {
+	return bpf.KernelDecision{
 		UID: uid, Ifindex: 2, Proto: 17, Sport: sport, Dport: 80,
 		Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr(dst),
 	}
@@ -19,13 +19,13 @@ func TestLimiter(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	type step struct {
 		at    time.Duration // since t0
-		ev    bpf.Event
+		ev    bpf.KernelDecision
 		now   bool // logged at once
 		flush bool // instead of an event: end the second
 		sums  []uint64
 		supp  uint64
 	}
-	bob := func(dst string, sport uint16) bpf.Event { return ev(1002, dst, sport) }
+	bob := func(dst string, sport uint16) bpf.KernelDecision { return ev(1002, dst, sport) }
 	for _, tc := range []struct {
 		name  string
 		rate  int
@@ -59,8 +59,8 @@ func TestLimiter(t *testing.T) {
 			{at: 500 * time.Millisecond, flush: true, sums: []uint64{2}, supp: 1},
 		}},
 		{"unowned decisions are one kind whatever the uid field says", 10, []step{
-			{ev: bpf.Event{Unowned: true, UID: 0xffffffff, Dst: netip.MustParseAddr("192.0.2.7")}, now: true},
-			{ev: bpf.Event{Unowned: true, UID: 0, Dst: netip.MustParseAddr("192.0.2.7")}},
+			{ev: bpf.KernelDecision{Unowned: true, UID: 0xffffffff, Dst: netip.MustParseAddr("192.0.2.7")}, now: true},
+			{ev: bpf.KernelDecision{Unowned: true, UID: 0, Dst: netip.MustParseAddr("192.0.2.7")}},
 			{at: time.Second, flush: true, sums: []uint64{1}},
 		}},
 	} {
@@ -102,7 +102,7 @@ func TestLimiterBounded(t *testing.T) {
 	const n = 3 * maxKeys
 	for i := range n {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		if l.add(bpf.Event{UID: 1, Dst: a}, t0) {
+		if l.add(bpf.KernelDecision{UID: 1, Dst: a}, t0) {
 			logged++
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/metrics"
+	"github.com/nettcfilter/net-tc-filter/daemon/nss"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	"github.com/nettcfilter/net-tc-filter/daemon/watch"
 )
@@ -42,7 +43,7 @@ type Options struct {
 	// Events, when set, receives an Event after every reload and status
 	// change. Sends never block: a full channel drops the event, and the
 	// next one carries the news (observers re-read Status).
-	Events chan<- Event
+	Events chan<- Change
 	// MetricsListen, when set, is told the metrics address of the
 	// configuration (metrics.listen; "" for none) once the policy is live
 	// at start, and again after every reload that changes it or after one
@@ -63,8 +64,8 @@ type Options struct {
 // §1 "Failing closed" asks for at least every 30 s.
 const DefaultResolveInterval = 30 * time.Second
 
-// Event tells an observer (the D-Bus object) that the service changed.
-type Event struct {
+// Change tells an observer (the D-Bus object) that the service changed.
+type Change struct {
 	Reload     bool   // a reload ended, well or not; else another status change
 	Generation uint32 // the live generation
 	Err        string // why the reload failed; empty when it did not
@@ -171,7 +172,7 @@ type reloadResult struct {
 // New makes a service; Run starts it.
 func New(opts Options) *Service {
 	if opts.Resolver == nil {
-		opts.Resolver = policy.NSS{}
+		opts.Resolver = nss.Resolver{}
 	}
 	// Every load and resolution waits policy.LookupBudget at most for
 	// NSS, and leaves what it stopped waiting for behind: the daemon
@@ -387,7 +388,7 @@ func (s *Service) reload(asked bool, why string) (uint32, error) {
 	}
 	// A watcher's reload that changed nothing is not news.
 	if err != nil || asked || gen != before {
-		s.emit(Event{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
+		s.emit(Change{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
 	}
 	return gen, err
 }
@@ -643,7 +644,7 @@ func (s *Service) resolvedAgain(q *policy.Policy, why string) {
 		s.setState(StateRunning)
 		s.log.Info("user and group names resolved again: "+s.summary(), "why", why, "generation", s.filter.Generation())
 	}
-	s.emit(Event{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
+	s.emit(Change{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
 }
 
 // noteUnresolved records the names of the live policy that do not resolve,
@@ -685,17 +686,17 @@ func (e notReady) Unwrap() error        { return e.error }
 // leaving iface. With iface empty, the one filtered interface is meant; it
 // returns the interface it judged for. Errors wrap ErrNotReady when the
 // service cannot answer yet.
-func (s *Service) Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Decision, string, error) {
+func (s *Service) Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Verdict, string, error) {
 	s.mu.Lock()
 	p, attached := s.live, s.status.Attachments
 	s.mu.Unlock()
 	if p == nil {
-		return policy.Decision{}, "", notReady{errors.New("no policy is live yet")}
+		return policy.Verdict{}, "", notReady{errors.New("no policy is live yet")}
 	}
 	if iface == "" {
 		switch len(attached) {
 		case 0:
-			return policy.Decision{}, "", notReady{errors.New("no interface is filtered (yet); name one")}
+			return policy.Verdict{}, "", notReady{errors.New("no interface is filtered (yet); name one")}
 		case 1:
 			iface = attached[0].Iface.Name
 		default:
@@ -703,7 +704,7 @@ func (s *Service) Check(owner policy.Owner, dst netip.Addr, iface string) (polic
 			for i, a := range attached {
 				names[i] = a.Iface.Name
 			}
-			return policy.Decision{}, "", fmt.Errorf("several interfaces are filtered (%s); name one", strings.Join(names, ", "))
+			return policy.Verdict{}, "", fmt.Errorf("several interfaces are filtered (%s); name one", strings.Join(names, ", "))
 		}
 	}
 	return p.Decide(iface, owner, dst), iface, nil
@@ -722,7 +723,7 @@ func (s *Service) Counters() (bpf.Counters, error) {
 }
 
 // emit tells the observer, if any, without ever waiting for it.
-func (s *Service) emit(ev Event) {
+func (s *Service) emit(ev Change) {
 	if s.opts.Events == nil {
 		return
 	}
@@ -878,7 +879,7 @@ func (s *Service) setState(st State) {
 		s.names[a.Iface.Index] = a.Iface.Name
 	}
 	s.status.Summary = statusLine(s.status)
-	s.emit(Event{Generation: s.status.Generation})
+	s.emit(Change{Generation: s.status.Generation})
 }
 
 func (s *Service) summary() string {

@@ -70,8 +70,8 @@ func (c *Client) Reload(ctx context.Context) (uint64, error) {
 	return gen, answer(err)
 }
 
-// Decision is the answer of Check.
-type Decision struct {
+// CheckResult is the answer of Check.
+type CheckResult struct {
 	Allowed  bool
 	Endpoint string // comma-separated when several name the range
 	Range    string // empty: the interface default decided
@@ -79,8 +79,8 @@ type Decision struct {
 }
 
 // Check asks what the live policy does with a packet.
-func (c *Client) Check(ctx context.Context, principal, dst, iface string) (Decision, error) {
-	var d Decision
+func (c *Client) Check(ctx context.Context, principal, dst, iface string) (CheckResult, error) {
+	var d CheckResult
 	err := c.obj.CallWithContext(ctx, Interface+".Check", 0, principal, dst, iface).
 		Store(&d.Allowed, &d.Endpoint, &d.Range, &d.Reason)
 	return d, answer(err)

@@ -18,6 +18,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/nettcfilter/net-tc-filter/daemon"
+	"github.com/nettcfilter/net-tc-filter/daemon/nss"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
@@ -381,19 +382,19 @@ interfaces:
 	if err := obj(c).Call(Interface+".Reload", 0).Store(&gen); err != nil {
 		t.Fatal(err)
 	}
-	_, p, err := daemon.Load(b.main, policy.NSS{})
+	_, p, err := daemon.Load(b.main, nss.Resolver{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
 	for _, who := range []string{"uid:1001", "uid:1002", "root", "uid:0", "uid:65534", "unowned"} {
-		owner, err := daemon.ParseOwner(who, policy.NSS{})
+		owner, err := daemon.ParseOwner(who, nss.Resolver{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, dst := range []string{"169.254.169.254", "169.254.1.1", "10.1.2.3", "192.0.2.1", "fd00:ec2::254", "::ffff:169.254.169.254", "2001:db8::1"} {
 			want := p.Decide("eth0", owner, netip.MustParseAddr(dst))
-			var d Decision
+			var d CheckResult
 			err := obj(c).Call(Interface+".Check", 0, who, dst, "eth0").Store(&d.Allowed, &d.Endpoint, &d.Range, &d.Reason)
 			if err != nil {
 				t.Fatalf("Check(%s, %s): %v", who, dst, err)
@@ -578,7 +579,7 @@ func TestCheckNotReadyNoInterface(t *testing.T) {
 		t.Errorf("Check with no interface filtered: %s %q, want %s", name, msg, ErrNotReady)
 	}
 	// Naming one answers.
-	var d Decision
+	var d CheckResult
 	if err := obj(c).Call(Interface+".Check", 0, "uid:1002", prot4.String(), "ntft-later").Store(&d.Allowed, &d.Endpoint, &d.Range, &d.Reason); err != nil || d.Allowed {
 		t.Errorf("Check naming the interface: %+v %v, want denied", d, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon"
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/nss"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 )
 
@@ -50,7 +51,7 @@ var InterfaceXML string
 // Manager is what the object needs of the daemon.
 type Manager interface {
 	Reload(ctx context.Context) (uint32, error)
-	Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Decision, string, error)
+	Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Verdict, string, error)
 	Status() daemon.Status
 	Counters() (bpf.Counters, error)
 }
@@ -58,7 +59,7 @@ type Manager interface {
 // ServerOptions configure Serve.
 type ServerOptions struct {
 	Manager Manager
-	Events  <-chan daemon.Event // the daemon's Options.Events
+	Events  <-chan daemon.Change // the daemon's Options.Events
 	Version string
 	Logger  *slog.Logger
 	// Resolver turns user names of Check into uids; nil: NSS.
@@ -76,7 +77,7 @@ func Serve(ctx context.Context, opts ServerOptions) {
 		opts.Retry = 2 * time.Second
 	}
 	if opts.Resolver == nil {
-		opts.Resolver = policy.NSS{}
+		opts.Resolver = nss.Resolver{}
 	}
 	// Check waits policy.LookupBudget at most for a hung NSS, and leaves
 	// the lookup behind: this many at most.

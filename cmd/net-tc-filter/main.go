@@ -25,6 +25,7 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/logging"
 	"github.com/nettcfilter/net-tc-filter/daemon/metrics"
+	"github.com/nettcfilter/net-tc-filter/daemon/nss"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	ntfdbus "github.com/nettcfilter/net-tc-filter/dbus"
 )
@@ -149,7 +150,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	log := slog.New(logging.NewHandler(stderr, level))
-	events := make(chan daemon.Event, 64)
+	events := make(chan daemon.Change, 64)
 	// The metrics server reads the service, and the service tells it
 	// the configured address: made one after the other, used only once
 	// both exist.
@@ -241,7 +242,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args, stdout); !ok {
 		return code
 	}
-	cfg, p, err := daemon.Load(*cfgPath, policy.NSS{})
+	cfg, p, err := daemon.Load(*cfgPath, nss.Resolver{})
 	if err != nil {
 		printErrors(stderr, err)
 		// A file that is not read may be where the fix was written.
@@ -318,14 +319,14 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "net-tc-filter explain: %v; judging by the configuration files instead\n", err)
 	}
-	owner, err := daemon.ParseOwner(*who, policy.NSS{})
+	owner, err := daemon.ParseOwner(*who, nss.Resolver{})
 	if err != nil {
 		fmt.Fprintf(stderr, "net-tc-filter explain: --user: %v\n", err)
 		return exitFailure
 	}
 	// As the daemon would enforce it: a name that does not resolve
 	// matches no one (check calls it an error).
-	_, p, err := daemon.LoadAsEnforced(*cfgPath, policy.NSS{})
+	_, p, err := daemon.LoadAsEnforced(*cfgPath, nss.Resolver{})
 	if err != nil {
 		printErrors(stderr, err)
 		return exitFailure

@@ -198,8 +198,8 @@ func (e Endpoint) appliesTo(name string) bool {
 	return slices.ContainsFunc(e.Ifaces, func(pat string) bool { return MatchIface(pat, name) })
 }
 
-// Decision is the verdict on one packet and why.
-type Decision struct {
+// Verdict is the verdict on one packet and why.
+type Verdict struct {
 	Allowed   bool
 	Filtered  bool         // false: the interface is not filtered at all
 	Range     netip.Prefix // the deciding range; invalid when the default decided
@@ -209,9 +209,9 @@ type Decision struct {
 
 // Decide is the reference decision rule of the product contract, written for
 // clarity rather than speed: the kernel program must agree with it.
-func (p *Policy) Decide(iface string, o Owner, dst netip.Addr) Decision {
+func (p *Policy) Decide(iface string, o Owner, dst netip.Addr) Verdict {
 	if !p.Filtered(iface) {
-		return Decision{Allowed: true, Reason: fmt.Sprintf("interface %s is not filtered", iface)}
+		return Verdict{Allowed: true, Reason: fmt.Sprintf("interface %s is not filtered", iface)}
 	}
 	dst = dst.Unmap().WithZone("")
 	var best netip.Prefix
@@ -236,7 +236,7 @@ func (p *Policy) Decide(iface string, o Owner, dst netip.Addr) Decision {
 	}
 	if !best.IsValid() {
 		def := p.Default(iface)
-		return Decision{
+		return Verdict{
 			Allowed:  def == config.Allow,
 			Filtered: true,
 			Reason:   fmt.Sprintf("no configured range contains %s; default %s on %s", dst, def, iface),
@@ -244,7 +244,7 @@ func (p *Policy) Decide(iface string, o Owner, dst netip.Addr) Decision {
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
-	d := Decision{Allowed: who.Allows(o), Filtered: true, Range: best, Endpoints: names}
+	d := Verdict{Allowed: who.Allows(o), Filtered: true, Range: best, Endpoints: names}
 	verb := "is not"
 	if d.Allowed {
 		verb = "is"

@@ -1,4 +1,4 @@
-package policy
+package nss
 
 import (
 	"crypto/rand"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 )
 
 func requireRoot(t *testing.T) {
@@ -128,7 +129,7 @@ func TestNSS(t *testing.T) {
 	addUser(supp, "-U", "-G", group)
 	addUser(other, "-U")
 
-	n := NSS{}
+	n := Resolver{}
 	for _, name := range []string{primary, supp, other, "root"} {
 		got, err := n.User(name)
 		if err != nil {
@@ -175,8 +176,8 @@ func TestNSS(t *testing.T) {
 			t.Errorf("%s: no error", tt.what)
 			continue
 		}
-		if !errors.Is(err, ErrUnknown) {
-			t.Errorf("%s: error %v does not wrap ErrUnknown", tt.what, err)
+		if !errors.Is(err, policy.ErrUnknown) {
+			t.Errorf("%s: error %v does not wrap policy.ErrUnknown", tt.what, err)
 		}
 		if !strings.Contains(err.Error(), prefix+"no") {
 			t.Errorf("%s: error %q does not name the name", tt.what, err)
@@ -185,7 +186,7 @@ func TestNSS(t *testing.T) {
 
 	// Through Compile, with the real resolver.
 	cfg := nssConfig(group, primary)
-	p, err := Compile(cfg, n)
+	p, err := policy.Compile(cfg, n)
 	if err != nil {
 		t.Fatalf("Compile with NSS: %v", err)
 	}
@@ -197,13 +198,19 @@ func TestNSS(t *testing.T) {
 	}
 }
 
+const mainFile = "/etc/net-tc-filter/net-tc-filter.yml"
+
 func nssConfig(group, user string) *config.Config {
 	return &config.Config{
 		Endpoints: []config.Endpoint{{
 			Name:   "imds",
 			Ifaces: []string{"eth0"},
 			Ranges: []netip.Prefix{netip.MustParsePrefix("169.254.169.254/32")},
-			Allow:  []config.Principal{pr("group:"+group, mainFile, 5), pr(user, mainFile, 6), pr("uid:0", mainFile, 7)},
+			Allow: []config.Principal{
+				{Kind: config.PrincipalGroup, Name: group, Text: "group:" + group, Pos: config.Pos{File: mainFile, Line: 5}},
+				{Kind: config.PrincipalUser, Name: user, Text: user, Pos: config.Pos{File: mainFile, Line: 6}},
+				{Kind: config.PrincipalUID, UID: 0, Text: "uid:0", Pos: config.Pos{File: mainFile, Line: 7}},
+			},
 		}},
 		Files: []string{mainFile},
 	}

@@ -1,4 +1,9 @@
-package policy
+// Package nss resolves user and group names through the C library, so every
+// source /etc/nsswitch.conf configures (files, LDAP, SSSD...) is consulted.
+// It is the only cgo in the daemon: the policy compiler stays pure Go and
+// sees it only as a policy.Resolver. It does not know what a policy is,
+// nor how long a lookup may take (policy.LookupBudget bounds that).
+package nss
 
 /*
 #include <errno.h>
@@ -16,19 +21,22 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 )
 
-// NSS resolves names through the C library, so every NSS source configured in
-// /etc/nsswitch.conf (files, LDAP, SSSD...) is consulted.
-type NSS struct{}
+// Resolver is the policy.Resolver of the running system.
+type Resolver struct{}
+
+var _ policy.Resolver = Resolver{}
 
 // User resolves a user name.
-func (NSS) User(name string) (uint32, error) {
+func (Resolver) User(name string) (uint32, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		var unknown user.UnknownUserError
 		if errors.As(err, &unknown) {
-			return 0, fmt.Errorf("%w user %q", ErrUnknown, name)
+			return 0, fmt.Errorf("%w user %q", policy.ErrUnknown, name)
 		}
 		return 0, fmt.Errorf("look up user %q: %w", name, err)
 	}
@@ -43,7 +51,7 @@ func (NSS) User(name string) (uint32, error) {
 // users whose primary group it is. Primary members are found by enumerating
 // the passwd database, which some LDAP/SSSD setups disable
 // (enumerate = false); list such users in the group entry itself.
-func (n NSS) Group(name string) ([]uint32, error) {
+func (n Resolver) Group(name string) ([]uint32, error) {
 	gid, members, err := getgrnam(name)
 	if err != nil {
 		return nil, err
@@ -51,7 +59,7 @@ func (n NSS) Group(name string) ([]uint32, error) {
 	var uids []uint32
 	for _, m := range members {
 		uid, err := n.User(m)
-		if errors.Is(err, ErrUnknown) {
+		if errors.Is(err, policy.ErrUnknown) {
 			// A deleted user still listed in the group owns no socket.
 			continue
 		}
@@ -80,7 +88,7 @@ func getgrnam(name string) (uint32, []string, error) {
 			return 0, nil, fmt.Errorf("look up group %q: %w", name, syscall.Errno(rc))
 		}
 		if result == nil {
-			return 0, nil, fmt.Errorf("%w group %q", ErrUnknown, name)
+			return 0, nil, fmt.Errorf("%w group %q", policy.ErrUnknown, name)
 		}
 		var members []string
 		for p := grp.gr_mem; *p != nil; p = (**C.char)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(*p))) {
