@@ -782,7 +782,7 @@ func (s *Service) syncInterfaces(gone []int) {
 		s.log.Error("list interfaces", "err", err)
 		return
 	}
-	now := filtered(s.policy, all)
+	now := Filtered(s.policy, all)
 	if len(gone) == 0 && slices.Equal(now, s.ifaces) {
 		return
 	}
@@ -808,8 +808,10 @@ func (s *Service) attached() []bpf.Iface {
 	return out
 }
 
-// filtered lists the interfaces a policy filters, in ifindex order.
-func filtered(p *policy.Policy, all []bpf.Iface) []bpf.Iface {
+// Filtered lists the interfaces of all that p filters, in ifindex order:
+// the set the daemon attaches to, and the one the CLI names when asked
+// about "every filtered interface of this host" (all from bpf.Interfaces).
+func Filtered(p *policy.Policy, all []bpf.Iface) []bpf.Iface {
 	var out []bpf.Iface
 	for _, ifc := range all {
 		if p.Filtered(ifc.Name) {
