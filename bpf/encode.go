@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 )
 
@@ -146,7 +145,7 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 			if ifc.L3 {
 				v.L2Len = 0
 			}
-			if p.Default(ifc.Name) == config.Allow {
+			if p.Default(ifc.Name) == policy.Allow {
 				v.DefaultAllow = 1
 			}
 			c.Ifaces[uint32(ifc.Index)] = v

@@ -107,9 +107,9 @@ func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, err
 		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, source: e.Allow}
 	}
 	for pat, s := range cfg.Interfaces {
-		def := s.Default
-		if def != config.Allow {
-			def = config.Deny // unset means deny, as everywhere
+		def := Deny // unset means deny, as everywhere
+		if s.Default == config.Allow {
+			def = Allow
 		}
 		p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: pat, Default: def})
 	}
@@ -345,7 +345,7 @@ func (p *Policy) rootWarnings() []string {
 	pats = slices.Compact(pats)
 	var warns []string
 	for _, pat := range pats {
-		if p.Default(pat) != config.Deny {
+		if p.Default(pat) != Deny {
 			continue
 		}
 		var blocked []string

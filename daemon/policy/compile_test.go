@@ -190,10 +190,10 @@ func TestCompileStructure(t *testing.T) {
 		t.Errorf("endpoints = %q, want config order [second-first a-later]", names)
 	}
 	want := []IfaceSetting{
-		{Pattern: "*", Default: config.Deny},
-		{Pattern: "ens5", Default: config.Deny},
-		{Pattern: "eth*", Default: config.Allow},
-		{Pattern: "eth0", Default: config.Allow},
+		{Pattern: "*", Default: Deny},
+		{Pattern: "ens5", Default: Deny},
+		{Pattern: "eth*", Default: Allow},
+		{Pattern: "eth0", Default: Allow},
 	}
 	if !slices.Equal(p.Interfaces, want) {
 		t.Errorf("Interfaces = %+v, want %+v", p.Interfaces, want)

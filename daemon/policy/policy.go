@@ -108,10 +108,28 @@ type Endpoint struct {
 	source []config.Principal
 }
 
+// Action is what a filtered interface does with a destination outside
+// every range: an interface's `default:` as compiled, where unset is Deny.
+// The zero value denies, so that a setting never filled in fails closed.
+type Action uint8
+
+const (
+	Deny Action = iota
+	Allow
+)
+
+// String is the spelling of the configuration: "allow" or "deny".
+func (a Action) String() string {
+	if a == Allow {
+		return "allow"
+	}
+	return "deny"
+}
+
 // IfaceSetting is one `interfaces:` key.
 type IfaceSetting struct {
 	Pattern string
-	Default config.Action
+	Default Action
 }
 
 // Policy is a compiled configuration set.
@@ -187,11 +205,11 @@ func (p *Policy) Filtered(name string) bool {
 }
 
 // Default is the action for destinations outside every range of an interface.
-func (p *Policy) Default(name string) config.Action {
+func (p *Policy) Default(name string) Action {
 	if s, ok := p.setting(name); ok {
 		return s.Default
 	}
-	return config.Deny
+	return Deny
 }
 
 func (e Endpoint) appliesTo(name string) bool {
@@ -237,7 +255,7 @@ func (p *Policy) Decide(iface string, o Owner, dst netip.Addr) Verdict {
 	if !best.IsValid() {
 		def := p.Default(iface)
 		return Verdict{
-			Allowed:  def == config.Allow,
+			Allowed:  def == Allow,
 			Filtered: true,
 			Reason:   fmt.Sprintf("no configured range contains %s; default %s on %s", dst, def, iface),
 		}
@@ -263,7 +281,7 @@ type Entry struct {
 
 // Table is what the kernel needs for one interface: its ranges and default.
 type Table struct {
-	Default config.Action
+	Default Action
 	Entries []Entry // sorted by prefix
 }
 
@@ -279,7 +297,7 @@ func (p *Policy) TableKey(iface string) string {
 			matched = append(matched, pat)
 		}
 	}
-	return string(p.Default(iface)) + "\x00" + strings.Join(matched, "\x00")
+	return p.Default(iface).String() + "\x00" + strings.Join(matched, "\x00")
 }
 
 // endpointPatterns lists the interface names and globs that endpoints

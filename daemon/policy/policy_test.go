@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
 
 var (
@@ -77,33 +75,33 @@ func TestFilteredAndDefault(t *testing.T) {
 		},
 		// sorted by pattern, as Compile leaves them
 		Interfaces: []IfaceSetting{
-			{Pattern: "*", Default: config.Deny},
-			{Pattern: "e*", Default: config.Deny},
-			{Pattern: "ens*", Default: config.Deny},
-			{Pattern: "ens?", Default: config.Allow},
-			{Pattern: "eth*", Default: config.Allow},
-			{Pattern: "eth0", Default: config.Deny},
-			{Pattern: "eth0*", Default: config.Allow},
-			{Pattern: "eth1.*", Default: config.Deny},
-			{Pattern: "wg1", Default: config.Allow},
+			{Pattern: "*", Default: Deny},
+			{Pattern: "e*", Default: Deny},
+			{Pattern: "ens*", Default: Deny},
+			{Pattern: "ens?", Default: Allow},
+			{Pattern: "eth*", Default: Allow},
+			{Pattern: "eth0", Default: Deny},
+			{Pattern: "eth0*", Default: Allow},
+			{Pattern: "eth1.*", Default: Deny},
+			{Pattern: "wg1", Default: Allow},
 		},
 	}
 	tests := []struct {
 		name     string
 		filtered bool
-		def      config.Action
+		def      Action
 	}{
-		{"eth0", true, config.Deny},     // exact beats the longer glob eth0*
-		{"eth01", true, config.Allow},   // eth0* (5) beats eth* (4)
-		{"eth1", true, config.Allow},    // eth* beats e* and *
-		{"eth1.100", true, config.Deny}, // eth1.* (6) beats eth* (4)
-		{"ens5", true, config.Deny},     // ens* and ens? tie in length: lexically first (ens*)
-		{"ens10", true, config.Deny},    // only ens* among the ens globs
-		{"enp0s3", true, config.Deny},   // e*
-		{"wlan0", true, config.Deny},    // *
-		{"wg0", true, config.Deny},      // "*" key (and endpoint)
-		{"wg1", true, config.Allow},     // exact key
-		{"lo", false, config.Deny},      // no glob matches lo
+		{"eth0", true, Deny},     // exact beats the longer glob eth0*
+		{"eth01", true, Allow},   // eth0* (5) beats eth* (4)
+		{"eth1", true, Allow},    // eth* beats e* and *
+		{"eth1.100", true, Deny}, // eth1.* (6) beats eth* (4)
+		{"ens5", true, Deny},     // ens* and ens? tie in length: lexically first (ens*)
+		{"ens10", true, Deny},    // only ens* among the ens globs
+		{"enp0s3", true, Deny},   // e*
+		{"wlan0", true, Deny},    // *
+		{"wg0", true, Deny},      // "*" key (and endpoint)
+		{"wg1", true, Allow},     // exact key
+		{"lo", false, Deny},      // no glob matches lo
 	}
 	for _, tt := range tests {
 		if got := p.Filtered(tt.name); got != tt.filtered {
@@ -131,14 +129,14 @@ func TestFilteredAndDefault(t *testing.T) {
 		if got := q.Filtered(tt.name); got != tt.filtered {
 			t.Errorf("endpoints only: Filtered(%q) = %v, want %v", tt.name, got, tt.filtered)
 		}
-		if got := q.Default(tt.name); got != config.Deny {
+		if got := q.Default(tt.name); got != Deny {
 			t.Errorf("endpoints only: Default(%q) = %q, want deny", tt.name, got)
 		}
 	}
 
 	// An interfaces: key alone (no endpoint) filters an interface.
-	r := &Policy{Interfaces: []IfaceSetting{{Pattern: "eth0", Default: config.Allow}}}
-	if !r.Filtered("eth0") || r.Default("eth0") != config.Allow {
+	r := &Policy{Interfaces: []IfaceSetting{{Pattern: "eth0", Default: Allow}}}
+	if !r.Filtered("eth0") || r.Default("eth0") != Allow {
 		t.Errorf("interfaces key only: Filtered(eth0)=%v Default(eth0)=%q, want true allow", r.Filtered("eth0"), r.Default("eth0"))
 	}
 	if r.Filtered("eth1") {
@@ -146,8 +144,8 @@ func TestFilteredAndDefault(t *testing.T) {
 	}
 
 	// lo is filtered when named, by a key or by an endpoint.
-	l := &Policy{Interfaces: []IfaceSetting{{Pattern: "*", Default: config.Allow}, {Pattern: "lo", Default: config.Allow}}}
-	if !l.Filtered("lo") || l.Default("lo") != config.Allow {
+	l := &Policy{Interfaces: []IfaceSetting{{Pattern: "*", Default: Allow}, {Pattern: "lo", Default: Allow}}}
+	if !l.Filtered("lo") || l.Default("lo") != Allow {
 		t.Errorf("lo named: Filtered=%v Default=%q, want true allow", l.Filtered("lo"), l.Default("lo"))
 	}
 	le := &Policy{Endpoints: []Endpoint{{Name: "x", Ifaces: []string{"*", "lo"}}}}
@@ -176,8 +174,8 @@ func decidePolicy() *Policy {
 			{Name: "all-kinds", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("203.0.113.0/24")}, Principals: Principals{Everyone: true, Unowned: true}},
 		},
 		Interfaces: []IfaceSetting{
-			{Pattern: "eth0", Default: config.Deny},
-			{Pattern: "eth1", Default: config.Allow},
+			{Pattern: "eth0", Default: Deny},
+			{Pattern: "eth1", Default: Allow},
 		},
 	}
 }
@@ -367,8 +365,8 @@ func tablePolicy() *Policy {
 			{Name: "d", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("2001:db8::/32"), pfx("9.0.0.0/8")}, Principals: Principals{Everyone: true}},
 		},
 		Interfaces: []IfaceSetting{
-			{Pattern: "eth0", Default: config.Allow},
-			{Pattern: "veth*", Default: config.Deny},
+			{Pattern: "eth0", Default: Allow},
+			{Pattern: "veth*", Default: Deny},
 		},
 	}
 }
@@ -381,7 +379,7 @@ func TestTable(t *testing.T) {
 		ok    bool
 		want  Table
 	}{
-		{"eth0", true, Table{Default: config.Allow, Entries: []Entry{
+		{"eth0", true, Table{Default: Allow, Entries: []Entry{
 			{Prefix: pfx("9.0.0.0/8"), Endpoints: []string{"d"}, Principals: Principals{Everyone: true}},
 			{Prefix: pfx("10.0.0.0/8"), Endpoints: []string{"a", "b"}, Principals: Principals{Unowned: true, UIDs: []uint32{3, 5, 7}}},
 			{Prefix: pfx("10.0.0.0/16"), Endpoints: []string{"a"}, Principals: aP},
@@ -389,15 +387,15 @@ func TestTable(t *testing.T) {
 			{Prefix: pfx("2001:db8::/32"), Endpoints: []string{"d"}, Principals: Principals{Everyone: true}},
 			{Prefix: pfx("fd00::/8"), Endpoints: []string{"b"}, Principals: uids(3, 7)},
 		}}},
-		{"eth1", true, Table{Default: config.Deny, Entries: []Entry{
+		{"eth1", true, Table{Default: Deny, Entries: []Entry{
 			{Prefix: pfx("10.0.0.0/8"), Endpoints: []string{"a"}, Principals: aP},
 			{Prefix: pfx("10.0.0.0/16"), Endpoints: []string{"a"}, Principals: aP},
 			{Prefix: pfx("192.0.2.1/32"), Endpoints: []string{"a"}, Principals: aP},
 		}}},
-		{"wg0", true, Table{Default: config.Deny, Entries: []Entry{
+		{"wg0", true, Table{Default: Deny, Entries: []Entry{
 			{Prefix: pfx("10.0.0.0/8"), Endpoints: []string{"c"}, Principals: Principals{Everyone: true}},
 		}}},
-		{"veth0", true, Table{Default: config.Deny}},
+		{"veth0", true, Table{Default: Deny}},
 		{"ens3", false, Table{}},
 		{"lo", false, Table{}},
 	}
