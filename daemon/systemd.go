@@ -2,11 +2,10 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 
-	godbus "github.com/godbus/dbus/v5"
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
 )
 
 // restarting reports whether systemd is stopping this service to start it
@@ -20,44 +19,33 @@ func restarting(ctx context.Context) (bool, error) {
 	if os.Getenv("INVOCATION_ID") == "" {
 		return false, nil
 	}
-	conn, err := godbus.ConnectSystemBus(godbus.WithContext(ctx))
+	// Not sddbus.NewWithContext: it tries the private socket only when
+	// euid is 0, and a daemon that lost the bus must still tell a restart
+	// from a stop whoever it runs as.
+	conn, err := sddbus.NewSystemConnectionContext(ctx)
 	if err != nil {
-		conn, err = godbus.Connect("unix:path=/run/systemd/private", godbus.WithContext(ctx))
+		conn, err = sddbus.NewSystemdConnectionContext(ctx)
 	}
 	if err != nil {
 		return false, fmt.Errorf("reach systemd: %w", err)
 	}
 	defer conn.Close()
-	const dest = "org.freedesktop.systemd1"
-	var unit godbus.ObjectPath
-	err = conn.Object(dest, "/org/freedesktop/systemd1").
-		CallWithContext(ctx, dest+".Manager.GetUnitByPID", 0, uint32(os.Getpid())).Store(&unit)
+	unit, err := conn.GetUnitNameByPID(ctx, uint32(os.Getpid()))
 	if err != nil {
 		return false, fmt.Errorf("find our unit: %w", err)
 	}
-	v, err := conn.Object(dest, unit).GetProperty(dest + ".Unit.Job")
+	// One call answers both the unit's job and that job's type.
+	units, err := conn.ListUnitsByNamesContext(ctx, []string{unit})
 	if err != nil {
-		return false, fmt.Errorf("read the unit's job: %w", err)
+		return false, fmt.Errorf("read the job of %s: %w", unit, err)
 	}
-	var job struct {
-		ID   uint32
-		Path godbus.ObjectPath
+	if len(units) != 1 {
+		return false, fmt.Errorf("read the job of %s: systemd answered with %d units", unit, len(units))
 	}
-	if err := v.Store(&job); err != nil {
-		return false, fmt.Errorf("read the unit's job: %w", err)
-	}
-	if job.ID == 0 {
+	if units[0].JobId == 0 {
 		return false, nil
 	}
-	t, err := conn.Object(dest, job.Path).GetProperty(dest + ".Job.JobType")
-	if err != nil {
-		return false, fmt.Errorf("read job %d: %w", job.ID, err)
-	}
-	kind, ok := t.Value().(string)
-	if !ok {
-		return false, errors.New("job type is not a string")
-	}
-	switch kind {
+	switch units[0].JobType {
 	case "restart", "try-restart", "reload-or-restart", "reload-or-try-restart":
 		return true, nil
 	}

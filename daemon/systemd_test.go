@@ -1,23 +1,52 @@
 package daemon
 
 import (
+	"fmt"
 	"os"
 	"syscall"
 	"testing"
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
-	"github.com/godbus/dbus/v5/prop"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
-// fakeSystemd answers the three questions restarting asks, on a test bus,
-// with the job type the test sets.
-type fakeSystemd struct{}
+// fakeSystemd answers the two questions restarting asks, on a test bus:
+// which unit runs us, and that unit's job, of the type the test sets.
+type fakeSystemd struct {
+	jobType string // "" when the unit has no job
+}
+
+const fakeUnit = "net-tc-filter.service"
 
 func (fakeSystemd) GetUnitByPID(pid uint32) (godbus.ObjectPath, *godbus.Error) {
 	return "/org/freedesktop/systemd1/unit/net_2dtc_2dfilter_2eservice", nil
+}
+
+// unitStatus is one row of ListUnitsByNames, signature (ssssssouso).
+type unitStatus struct {
+	Name, Description, LoadState, ActiveState, SubState, Followed string
+	Path                                                          godbus.ObjectPath
+	JobID                                                         uint32
+	JobType                                                       string
+	JobPath                                                       godbus.ObjectPath
+}
+
+func (f fakeSystemd) ListUnitsByNames(names []string) ([]unitStatus, *godbus.Error) {
+	if len(names) != 1 || names[0] != fakeUnit {
+		// The unit name must come back unescaped from GetUnitByPID's path.
+		return nil, godbus.MakeFailedError(fmt.Errorf("no unit %q here", names))
+	}
+	u := unitStatus{
+		Name: fakeUnit, LoadState: "loaded", ActiveState: "deactivating", SubState: "stop-sigterm",
+		Path:    "/org/freedesktop/systemd1/unit/net_2dtc_2dfilter_2eservice",
+		JobPath: "/", // what systemd says when there is no job
+	}
+	if f.jobType != "" {
+		u.JobID, u.JobType, u.JobPath = 42, f.jobType, "/org/freedesktop/systemd1/job/42"
+	}
+	return []unitStatus{u}, nil
 }
 
 func startFakeSystemd(t *testing.T, bus *testnet.Bus, jobType string) {
@@ -28,24 +57,7 @@ func startFakeSystemd(t *testing.T, bus *testnet.Bus, jobType string) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	const dest = "org.freedesktop.systemd1"
-	if err := conn.Export(fakeSystemd{}, "/org/freedesktop/systemd1", dest+".Manager"); err != nil {
-		t.Fatal(err)
-	}
-	job := struct {
-		ID   uint32
-		Path godbus.ObjectPath
-	}{Path: "/"} // what systemd says when there is no job
-	if jobType != "" {
-		job.ID, job.Path = 42, "/org/freedesktop/systemd1/job/42"
-	}
-	if _, err := prop.Export(conn, "/org/freedesktop/systemd1/unit/net_2dtc_2dfilter_2eservice", prop.Map{
-		dest + ".Unit": {"Job": {Value: job, Emit: prop.EmitFalse}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := prop.Export(conn, "/org/freedesktop/systemd1/job/42", prop.Map{
-		dest + ".Job": {"JobType": {Value: jobType, Emit: prop.EmitFalse}},
-	}); err != nil {
+	if err := conn.Export(fakeSystemd{jobType: jobType}, "/org/freedesktop/systemd1", dest+".Manager"); err != nil {
 		t.Fatal(err)
 	}
 	if reply, err := conn.RequestName(dest, godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
