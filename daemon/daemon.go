@@ -131,30 +131,31 @@ func unresolvedLine(names []string) string {
 	return fmt.Sprintf("%d user/group names match no one: %s (and %d more)", len(names), names[0], len(names)-1)
 }
 
-// rangesByFamily counts the (endpoint, range) pairs of RangeCount by
-// address family.
-func rangesByFamily(p *policy.Policy) (v4, v6 int) {
+// sizes are what status and the metrics say of a policy's size: its
+// (endpoint, range) pairs (RangeCount), by address family, and the
+// distinct uids it names.
+type sizes struct {
+	ranges, v4, v6 int
+	users          int
+}
+
+func sizeOf(p *policy.Policy) sizes {
+	var n sizes
+	users := map[uint32]bool{}
 	for _, e := range p.Endpoints {
 		for _, r := range e.Ranges {
 			if r.Addr().Is4() {
-				v4++
+				n.v4++
 			} else {
-				v6++
+				n.v6++
 			}
 		}
-	}
-	return v4, v6
-}
-
-// userCount counts the distinct uids the policy names.
-func userCount(p *policy.Policy) int {
-	users := map[uint32]bool{}
-	for _, e := range p.Endpoints {
 		for _, u := range e.Principals.UIDs {
 			users[u] = true
 		}
 	}
-	return len(users)
+	n.ranges, n.users = n.v4+n.v6, len(users)
+	return n
 }
 
 func modeName(m bpf.Mode) string {

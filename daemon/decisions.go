@@ -103,6 +103,7 @@ const DeniedMessageID = "3f3fbd7373b641db84b2703fd2958c15"
 // flood of decisions never slows a reload.
 type decisionLog struct {
 	s      *Service
+	filter *bpf.Filter // s.filter, which Run lets go only once the log is closed
 	events *bpf.DecisionReader
 	units  *logging.Units // nil: no cgroup2, units unknown
 	users  map[uint32]string
@@ -118,6 +119,7 @@ func (s *Service) startDecisionLog() (*decisionLog, error) {
 	}
 	d := &decisionLog{
 		s:      s,
+		filter: s.filter,
 		events: events,
 		users:  map[uint32]string{},
 		limit:  newLimiter(s.cfg.Log.Rate, time.Now()),
@@ -178,7 +180,7 @@ func (d *decisionLog) tick(now time.Time) {
 		d.s.log.Warn(fmt.Sprintf("decision log over log.rate (%d/s): %d decisions not logged", d.limit.rate, suppressed),
 			"NTF_SUPPRESSED", suppressed)
 	}
-	c, err := d.s.filter.Counters()
+	c, err := d.filter.Counters()
 	if err != nil {
 		d.s.log.Error("read counters", "err", err)
 		return
@@ -197,7 +199,7 @@ func (d *decisionLog) enrich(ev bpf.KernelDecision) LoggedDecision {
 	} else {
 		dec.Iface = "ifindex " + strconv.Itoa(ev.Ifindex)
 	}
-	if r, ok := d.s.filter.Rule(ev.Generation, ev.Rule); ok {
+	if r, ok := d.filter.Rule(ev.Generation, ev.Rule); ok {
 		dec.Range, dec.Endpoints = r.Range, r.Endpoints
 	} else if ev.Rule != 0 {
 		// A range decided, but of a policy swapped out long ago: say

@@ -87,23 +87,23 @@ interfaces:
 
 	hotplug(t, b.tp, "hp0")
 	waitStatus(t, d, "eth0, hp0", filtering("eth0", "hp0"))
-	testnet.Expect(t, b.bob, hp4, port, false)
-	testnet.Expect(t, b.alice, hp4, port, true)
+	testnet.Expect(t, b.bob, hp4, port, denied)
+	testnet.Expect(t, b.alice, hp4, port, allowed)
 
 	b.tp.Client.Rename(t, "hp0", "xx0")
 	waitStatus(t, d, "eth0 only", filtering("eth0"))
-	testnet.Expect(t, b.bob, hp4, port, true)
+	testnet.Expect(t, b.bob, hp4, port, allowed)
 
 	b.tp.Client.Rename(t, "xx0", "hp1")
 	waitStatus(t, d, "eth0, hp1", filtering("eth0", "hp1"))
-	testnet.Expect(t, b.bob, hp4, port, false)
+	testnet.Expect(t, b.bob, hp4, port, denied)
 
 	b.tp.Client.IP(t, "link", "del", "hp1")
 	waitStatus(t, d, "hp1 gone", filtering("eth0"))
 	hotplug(t, b.tp, "hp1")
 	waitStatus(t, d, "hp1 back", filtering("eth0", "hp1"))
-	testnet.Expect(t, b.bob, hp4, port, false)
-	testnet.Expect(t, b.alice, hp4, port, true)
+	testnet.Expect(t, b.bob, hp4, port, denied)
+	testnet.Expect(t, b.alice, hp4, port, allowed)
 
 	// Deleted and re-created with the same ifindex at once: the same
 	// name and index, but a new device that must get the program again.
@@ -111,8 +111,8 @@ interfaces:
 	b.tp.Client.IP(t, "link", "del", "hp1")
 	hotplugIndex(t, b.tp, "hp1", idx)
 	time.Sleep(500 * time.Millisecond) // no status change to wait for: same name, same index
-	testnet.Expect(t, b.bob, hp4, port, false)
-	testnet.Expect(t, b.alice, hp4, port, true)
+	testnet.Expect(t, b.bob, hp4, port, denied)
+	testnet.Expect(t, b.alice, hp4, port, allowed)
 }
 
 // "*" takes every interface but lo, including ones that come later; an
@@ -135,8 +135,8 @@ interfaces:
 	waitStatus(t, d, "eth0, hp0", func(s string) bool { return slices.Equal(ifacesOf(s), []string{"eth0", "hp0"}) })
 	b.tp.Client.Rename(t, "hp0", "xx0")
 	waitStatus(t, d, "eth0, xx0", func(s string) bool { return slices.Equal(ifacesOf(s), []string{"eth0", "xx0"}) })
-	testnet.Expect(t, b.bob, hp4, port, false)
-	testnet.Expect(t, b.alice, hp4, port, true)
+	testnet.Expect(t, b.bob, hp4, port, denied)
+	testnet.Expect(t, b.alice, hp4, port, allowed)
 	if strings.Contains(d.Log(), "level=ERROR") {
 		t.Errorf("errors while following the rename:\n%s", d.Log())
 	}

@@ -75,7 +75,7 @@ func TestLastGoodAfterReboot(t *testing.T) {
 	b := newBed(t, good)
 	state := t.TempDir() // root's, mode 0700, as systemd makes it
 	d := b.start(t, testnet.DaemonOptions{StateDir: state})
-	b.expect(t, b.bob, false)
+	b.expect(t, b.bob, denied)
 	if set := b.latest(t, state); fileText(t, set.Main) != good {
 		t.Fatalf("the saved main file is not the one that went live:\n%s", fileText(t, set.Main))
 	}
@@ -89,7 +89,7 @@ func TestLastGoodAfterReboot(t *testing.T) {
 	if _, err := os.Stat(b.pins); !os.IsNotExist(err) {
 		t.Fatalf("pins left after on_stop: detach (%v)", err)
 	}
-	b.expect(t, b.bob, true)
+	b.expect(t, b.bob, allowed)
 
 	writeFile(t, b.main, brokenYAML)
 	d = b.start(t, testnet.DaemonOptions{StateDir: state})
@@ -100,8 +100,8 @@ func TestLastGoodAfterReboot(t *testing.T) {
 		}
 	}
 	d.WaitLog(t, "enforcing the last good set of", 5*time.Second)
-	b.expect(t, b.bob, false)
-	b.expect(t, b.alice, true)
+	b.expect(t, b.bob, denied)
+	b.expect(t, b.alice, allowed)
 
 	// Broken again another way: the failed reload still says what is
 	// enforced meanwhile.
@@ -124,7 +124,7 @@ func TestLastGoodAfterReboot(t *testing.T) {
 	readyWith(t, d, "the new set live", func(st string) bool {
 		return strings.Contains(st, "for 2 users") && !strings.Contains(st, "failed")
 	})
-	b.expect(t, b.bob, true)
+	b.expect(t, b.bob, allowed)
 	if set := b.latest(t, state); fileText(t, set.Main) != both {
 		t.Errorf("the saved main file is not the one that went live:\n%s", fileText(t, set.Main))
 	}
@@ -144,8 +144,8 @@ func TestLastGoodWithPins(t *testing.T) {
 	if st := statusOf(d.Ready); !strings.Contains(st, "enforcing the last good set of ") {
 		t.Errorf("STATUS= at a start on the last good set: %q", st)
 	}
-	b.expect(t, b.bob, false)
-	b.expect(t, b.alice, true)
+	b.expect(t, b.bob, denied)
+	b.expect(t, b.alice, allowed)
 }
 
 // Without a last good set, broken files still stop the start, and the

@@ -27,6 +27,12 @@ const (
 	port  = 8080
 )
 
+// What a probe must find, for expect and testnet.Expect.
+const (
+	allowed = true
+	denied  = false
+)
+
 // policyYAML protects prot4/prot6 on eth0 for the listed principals;
 // everything else on eth0 is allowed. endpoints are more entries of the
 // endpoints list, as written.
@@ -79,10 +85,10 @@ func (b *bed) start(t *testing.T, opts testnet.DaemonOptions) *testnet.Daemon {
 }
 
 // expect probes the protected addresses, both families, TCP and UDP.
-func (b *bed) expect(t *testing.T, a *testnet.Agent, allowed bool) {
+func (b *bed) expect(t *testing.T, a *testnet.Agent, want bool) {
 	t.Helper()
-	testnet.Expect(t, a, prot4, port, allowed)
-	testnet.Expect(t, a, prot6, port, allowed)
+	testnet.Expect(t, a, prot4, port, want)
+	testnet.Expect(t, a, prot6, port, want)
 }
 
 // reloaded waits for the daemon to announce a reload and be ready again,

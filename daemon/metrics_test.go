@@ -275,7 +275,7 @@ func TestMetricsListen(t *testing.T) {
 		return s[fmt.Sprintf(`net_tc_filter_%s{action="%s",%s}`, metric, action, label)]
 	}
 	labels := map[string]string{"packets_total": `interface="eth0"`, "endpoint_packets_total": `endpoint="protected"`}
-	b.expect(t, b.alice, true)
+	b.expect(t, b.alice, allowed)
 	s2 := scrape(t, b.tp.Client, addr1)
 	for metric, label := range labels {
 		if got := series(s2, metric, label, "allow") - series(s, metric, label, "allow"); got < 4 {
@@ -285,7 +285,7 @@ func TestMetricsListen(t *testing.T) {
 			t.Errorf("%s{%s} deny moved by %v with only allowed traffic", metric, label, got)
 		}
 	}
-	b.expect(t, b.bob, false)
+	b.expect(t, b.bob, denied)
 	s3 := scrape(t, b.tp.Client, addr1)
 	for metric, label := range labels {
 		if got := series(s3, metric, label, "deny") - series(s2, metric, label, "deny"); got < 4 {
@@ -335,7 +335,7 @@ func TestMetricsListen(t *testing.T) {
 			t.Errorf("after a broken drop-in: %s = %v, want %v", key, got, want)
 		}
 	}
-	b.expect(t, b.bob, false)
+	b.expect(t, b.bob, denied)
 
 	// The drop-in fixed, and moving the address: served on the new one
 	// only.
@@ -432,7 +432,7 @@ func TestMetricsSocketActivation(t *testing.T) {
 	if !strings.Contains(d.Log(), "serving http://"+addr+"/metrics (socket from systemd)") {
 		t.Errorf("the start log does not say where metrics are served:\n%s", d.Log())
 	}
-	b.expect(t, b.bob, false)
+	b.expect(t, b.bob, denied)
 
 	// Neither configured nor handed over: nothing listens.
 	d.Signal(syscall.SIGTERM)

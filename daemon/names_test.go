@@ -70,8 +70,8 @@ func TestUnresolvedGroupAtStart(t *testing.T) {
 	if !strings.Contains(d.Log(), "degraded: user and group names that do not resolve match no one") || !strings.Contains(d.Log(), "group:"+group) {
 		t.Errorf("the log does not say which name does not resolve:\n%s", d.Log())
 	}
-	b.expect(t, b.alice, true)
-	b.expect(t, b.bob, false)
+	b.expect(t, b.alice, allowed)
+	b.expect(t, b.bob, denied)
 	m := scrape(t, b.tp.Client, metricsAddr)
 	if m.get(t, `net_tc_filter_state{state="degraded"}`) != 1 {
 		t.Errorf("metrics state is not degraded: %v", m.keys("net_tc_filter_state"))
@@ -92,8 +92,8 @@ func TestUnresolvedGroupAtStart(t *testing.T) {
 		t.Errorf("STATUS= once the group exists: %q", s)
 	}
 	d.WaitLog(t, "every user and group name of the policy resolves again", 5*time.Second)
-	b.expect(t, b.bob, true)
-	b.expect(t, b.alice, true)
+	b.expect(t, b.bob, allowed)
+	b.expect(t, b.alice, allowed)
 	scrapeUntil(t, b.tp.Client, metricsAddr, "state running", func(m samples) bool {
 		return m[`net_tc_filter_state{state="running"}`] == 1
 	})
@@ -113,23 +113,23 @@ func TestDeletedUserLosesAccess(t *testing.T) {
 	if s := statusOf(d.Ready); degraded(s) {
 		t.Fatalf("STATUS= at start: %q", s)
 	}
-	b.expect(t, b.bob, true)
+	b.expect(t, b.bob, allowed)
 
 	testnet.Run(t, "userdel", "-f", carol)
 	s := waitStatus(t, d, "degraded", degraded)
 	if !strings.Contains(s, carol+" ("+b.main+":5) does not exist") || strings.Contains(s, "failed") {
 		t.Errorf("STATUS= after userdel: %q", s)
 	}
-	b.expect(t, b.bob, false)
-	b.expect(t, b.alice, true)
+	b.expect(t, b.bob, denied)
+	b.expect(t, b.alice, allowed)
 
 	testnet.Run(t, "useradd", "--no-create-home", "--uid", strconv.Itoa(bob), "--user-group", dave)
 	s = b.reloaded(t) // the watcher's reload for /etc/passwd
 	if !degraded(s) {
 		t.Errorf("STATUS= after useradd of another name: %q", s)
 	}
-	b.expect(t, b.bob, false)
-	b.expect(t, b.alice, true)
+	b.expect(t, b.bob, denied)
+	b.expect(t, b.alice, allowed)
 }
 
 // Names are resolved again every --resolve-interval without any file
@@ -157,7 +157,7 @@ func TestNamesResolvedPeriodically(t *testing.T) {
 	if s := statusOf(d.Ready); !degraded(s) {
 		t.Fatalf("STATUS= at start: %q", s)
 	}
-	b.expect(t, b.bob, false)
+	b.expect(t, b.bob, denied)
 
 	// In place: the bind mount holds this inode.
 	f, err := os.OpenFile(groups, os.O_APPEND|os.O_WRONLY, 0)
@@ -172,7 +172,7 @@ func TestNamesResolvedPeriodically(t *testing.T) {
 	if !strings.HasPrefix(s, "enforcing 2 ranges for 2 users on eth0") {
 		t.Errorf("STATUS= once the group resolves: %q", s)
 	}
-	b.expect(t, b.bob, true)
+	b.expect(t, b.bob, allowed)
 	d.WaitLog(t, "user and group names resolved again", 5*time.Second)
 	if log := d.Log(); !strings.Contains(log, "resolving user and group names every 500ms") || strings.Contains(log, "changed: ") {
 		t.Errorf("the change went live otherwise than by the periodic resolution:\n%s", log)

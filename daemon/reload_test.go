@@ -68,11 +68,11 @@ func TestReloadTriggers(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.reloaded(t)
-			b.expect(t, b.bob, true)
+			b.expect(t, b.bob, allowed)
 			mkdir(t, filepath.Join(b.dir, "conf.d"))
 			writeFile(t, filepath.Join(b.dir, "conf.d", "50-x.yml"), dropIn("uid:1001"))
 			b.reloaded(t)
-			b.expect(t, b.bob, false)
+			b.expect(t, b.bob, denied)
 			writeFile(t, filepath.Join(b.dir, "conf.d", "50-x.yml"), dropIn("uid:1001, uid:1002"))
 		}},
 		{"ConfigMap symlink swap", func(t *testing.T, b *bed) {
@@ -94,15 +94,15 @@ func TestReloadTriggers(t *testing.T) {
 				tc.before(t, b)
 			}
 			b.start(t, testnet.DaemonOptions{})
-			b.expect(t, b.alice, true)
-			b.expect(t, b.bob, false)
+			b.expect(t, b.alice, allowed)
+			b.expect(t, b.bob, denied)
 			tc.change(t, b)
 			status := b.reloaded(t)
 			if strings.Contains(status, "failed") {
 				t.Fatalf("reload failed: %s", status)
 			}
-			b.expect(t, b.bob, true)
-			b.expect(t, b.alice, true)
+			b.expect(t, b.bob, allowed)
+			b.expect(t, b.alice, allowed)
 		})
 	}
 }
@@ -124,8 +124,8 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Errorf("generation after SIGHUP = %d, want %d (%q)", got, before+1, statusOf(ready))
 	}
 	d.WaitLog(t, "reload requested", 5*time.Second)
-	b.expect(t, b.alice, true)
-	b.expect(t, b.bob, false)
+	b.expect(t, b.alice, allowed)
+	b.expect(t, b.bob, denied)
 }
 
 // An invalid set never replaces the running policy: the old one stays in
@@ -173,15 +173,15 @@ func TestInvalidReloadKeepsPolicy(t *testing.T) {
 					t.Errorf("log does not mention %q:\n%s", w, d.Log())
 				}
 			}
-			b.expect(t, b.alice, true)
-			b.expect(t, b.bob, false)
+			b.expect(t, b.alice, allowed)
+			b.expect(t, b.bob, denied)
 
 			os.RemoveAll(filepath.Join(b.dir, "conf.d"))
 			writeFile(t, b.main, policyYAML([]string{"uid:1001", "uid:1002"}, ""))
 			if status := b.reloaded(t); strings.Contains(status, "failed") {
 				t.Errorf("fixed set still reported as failed: %q", status)
 			}
-			b.expect(t, b.bob, true)
+			b.expect(t, b.bob, allowed)
 		})
 	}
 }

@@ -127,11 +127,8 @@ type Service struct {
 	parsed  config.Cache // files as last parsed: a reload parses what changed
 
 	// Owned by the Run goroutine.
-	filter  *bpf.Filter
 	cfg     *config.Config // the live set's settings, without its endpoints (see policy)
-	policy  *policy.Policy
 	logMode bpf.LogMode
-	ifaces  []bpf.Iface // the filtered ones, as last applied
 	// fallback says what is enforced instead of the files while the start
 	// fell back on the last good set ("the last good set of <time>"); ""
 	// once the files went live.
@@ -144,13 +141,18 @@ type Service struct {
 
 	suppressed atomic.Uint64 // decision log entries log.rate left out
 
-	mu      sync.Mutex
-	status  Status
-	counted *policy.Policy // the policy status' counts are of
-	names   map[int]string // ifindex → name of the filtered interfaces
-	live    *policy.Policy // for Check; a compiled policy is never modified
-	kernel  *bpf.Filter    // for Counters, once open
-	loads   loadStats
+	// The fields under mu are written by the Run goroutine alone, with mu
+	// held: Run reads them without it, every other goroutine with it.
+	mu sync.Mutex
+	// filter is the kernel's state: nil until Run opened it, and again
+	// from when Run lets it go (a stop, a failed start) to close or
+	// detach it, so that Counters and Metrics never read closed maps.
+	filter *bpf.Filter
+	// policy is the live policy, nil until the first apply. A compiled
+	// policy is never modified: Check uses it after letting go of mu.
+	policy *policy.Policy
+	status Status
+	loads  loadStats
 }
 
 // loadStats are the reloads' outcomes, for the metrics.
@@ -192,7 +194,6 @@ func New(opts Options) *Service {
 		log:     opts.Logger,
 		reloads: make(chan reloadRequest),
 		status:  Status{State: StateStarting},
-		names:   map[int]string{},
 	}
 }
 
@@ -232,8 +233,12 @@ func (s *Service) Status() Status {
 func (s *Service) ifaceName(idx int) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name, ok := s.names[idx]
-	return name, ok
+	for _, a := range s.status.Attachments {
+		if a.Iface.Index == idx {
+			return a.Iface.Name, true
+		}
+	}
+	return "", false
 }
 
 // Run enforces the configuration until ctx ends, then honours on_stop. It
@@ -264,26 +269,29 @@ func (s *Service) Run(ctx context.Context) error {
 	// is not missed.
 	links := linkEvents(ctx, s.log)
 
-	s.filter, err = bpf.Open(bpf.Options{PinDir: s.opts.PinDir, Mode: s.opts.Mode})
+	filter, err := bpf.Open(bpf.Options{PinDir: s.opts.PinDir, Mode: s.opts.Mode})
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.filter = filter
+	s.mu.Unlock()
 	s.warn(cfg, p)
 	err = s.apply(cfg, p, logMode)
 	s.noteUnresolved(p.Unresolved)
 	if err != nil {
 		// Whatever did attach stays: fail loudly, but never remove a
 		// filter that may be protecting something.
-		s.filter.Close()
+		s.letGo().Close()
 		return fmt.Errorf("apply policy: %w", err)
 	}
 	s.saveLastGood(cfg)
 	dlog, err := s.startDecisionLog()
 	if err != nil {
-		s.filter.Close()
+		s.letGo().Close()
 		return err
 	}
-	s.recordLoad(began, nil, false)
+	s.recordStart(began)
 	s.setState(StateRunning)
 	s.listenMetrics()
 	s.log.Info("started: "+s.summary(), "generation", s.filter.Generation(), "files", cfg.Files)
@@ -324,7 +332,7 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return s.stop(dlog)
 		case req := <-s.reloads:
-			gen, err := s.reload(true, "reload requested")
+			gen, err := s.reload(requested, "reload requested")
 			req.reply <- reloadResult{gen, err}
 			if err != nil {
 				// The files are broken, but a deleted user must
@@ -338,7 +346,7 @@ func (s *Service) Run(ctx context.Context) error {
 				changes = nil
 				continue
 			}
-			if _, err := s.reload(false, "changed: "+strings.Join(ch.Paths, ", ")); err != nil {
+			if _, err := s.reload(fileChange, "changed: "+strings.Join(ch.Paths, ", ")); err != nil {
 				res.start(s.policy, "the set could not be reloaded")
 			}
 			collect()
@@ -372,39 +380,57 @@ func collect() {
 	runtime.GC()
 }
 
-// reload loads the set again. A reload the watcher triggered is skipped
-// when it changes nothing (an editor's swap file, a new user that no
-// endpoint names); an asked-for one always makes a new generation.
-func (s *Service) reload(asked bool, why string) (uint32, error) {
+// reloadOrigin says what started a reload.
+type reloadOrigin int
+
+const (
+	// requested: Reload (SIGHUP, D-Bus, the CLI). It always makes a new
+	// generation.
+	requested reloadOrigin = iota
+	// fileChange: the watcher saw the files, or the account files,
+	// change. A reload that changes nothing is skipped (an editor's swap
+	// file, a new user that no endpoint names).
+	fileChange
+)
+
+// reload loads the set again.
+func (s *Service) reload(origin reloadOrigin, why string) (uint32, error) {
 	s.notify.reloading()
 	s.setState(StateReloading)
 	defer func() { s.notify.ready(s.summary()) }()
 	before := s.filter.Generation()
 	began := time.Now()
-	gen, err := s.reloadOnce(asked, why)
-	s.recordLoad(began, err, true)
+	gen, err := s.reloadOnce(origin, why)
+	s.recordReload(began, err)
 	if err == nil {
 		s.listenMetrics()
 	}
 	// A watcher's reload that changed nothing is not news.
-	if err != nil || asked || gen != before {
+	if err != nil || origin == requested || gen != before {
 		s.emit(Change{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
 	}
 	return gen, err
 }
 
-// recordLoad notes the outcome of a load of the configuration set: the
-// start's (not a reload) or a reload's.
-func (s *Service) recordLoad(began time.Time, err error, reload bool) {
+// recordStart notes the start's load of the configuration set, the last
+// load until the first reload; it counts as no reload.
+func (s *Service) recordStart(began time.Time) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loads.last = metrics.Reload{At: now, Duration: now.Sub(began), OK: true}
+}
+
+// recordReload notes the outcome of a reload (or of the names resolved
+// again going live).
+func (s *Service) recordReload(began time.Time, err error) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loads.last = metrics.Reload{At: now, Duration: now.Sub(began), OK: err == nil}
-	switch {
-	case !reload:
-	case err == nil:
+	if err == nil {
 		s.loads.ok++
-	default:
+	} else {
 		s.loads.failed++
 	}
 }
@@ -445,17 +471,18 @@ func (s *Service) Metrics() metrics.Snapshot {
 	for _, a := range s.status.Attachments {
 		snap.Interfaces = append(snap.Interfaces, metrics.Interface{Name: a.Iface.Name, Index: a.Iface.Index, Mode: string(a.Mode)})
 	}
-	if s.kernel == nil {
+	kernel := s.enforcing()
+	if kernel == nil {
 		return snap
 	}
-	if c, err := s.kernel.Counters(); err != nil {
+	if c, err := kernel.Counters(); err != nil {
 		s.log.Warn("metrics: read the kernel's counters", "err", err)
 	} else {
 		snap.Kernel = &metrics.Kernel{
 			NotIP: c.NotIP, Malformed: c.Malformed, Unfiltered: c.Unfiltered, NoPolicy: c.NoPolicy, EventsLost: c.EventsLost,
 		}
 	}
-	t, err := s.kernel.Traffic()
+	t, err := kernel.Traffic()
 	if err != nil {
 		s.log.Warn("metrics: read the kernel's per-interface counts", "err", err)
 		return snap
@@ -481,7 +508,7 @@ func errText(err error) string {
 	return err.Error()
 }
 
-func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
+func (s *Service) reloadOnce(origin reloadOrigin, why string) (uint32, error) {
 	began := time.Now()
 	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed)
 	loaded := time.Now()
@@ -495,7 +522,7 @@ func (s *Service) reloadOnce(asked bool, why string) (uint32, error) {
 	}
 	// Files that compile to the last good set enforced at start are still
 	// applied: they, not the state directory's copy, are the set now.
-	if !asked && s.fallback == "" && logMode == s.logMode && p.Equal(s.policy) && cfg.Log == s.cfg.Log && cfg.OnStop == s.cfg.OnStop && cfg.Metrics == s.cfg.Metrics {
+	if origin == fileChange && s.fallback == "" && logMode == s.logMode && p.Equal(s.policy) && cfg.Log == s.cfg.Log && cfg.OnStop == s.cfg.OnStop && cfg.Metrics == s.cfg.Metrics {
 		s.log.Debug("configuration unchanged", "why", why)
 		s.noteUnresolved(p.Unresolved) // the same uids, maybe for another reason
 		s.noteWarnings(cfg)
@@ -545,15 +572,24 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	// that every garbage collection would have to walk again.
 	kept := *cfg
 	kept.Endpoints = nil
-	s.cfg, s.policy, s.logMode = &kept, p, logMode
+	s.cfg, s.logMode = &kept, logMode
 	s.rate.Store(int64(cfg.Log.Rate))
-	s.ifaces = s.attached()
+	// Counting 100 000 ranges takes a while: once a policy, and not
+	// while Status and Check wait for the lock.
+	newPolicy := p != s.policy
+	var n sizes
+	if newPolicy {
+		n = sizeOf(p)
+	}
 	s.mu.Lock()
+	s.policy = p
+	if newPolicy {
+		s.status.Ranges, s.status.Users = n.ranges, n.users
+		s.loads.v4, s.loads.v6 = n.v4, n.v6
+	}
 	s.status.Files = cfg.Files
 	s.status.Warnings = warnings(cfg, p)
 	s.status.LastReload = time.Now()
-	s.live = p
-	s.kernel = s.filter
 	s.mu.Unlock()
 	return err
 }
@@ -635,7 +671,7 @@ func (s *Service) resolvedAgain(q *policy.Policy, why string) {
 	}
 	err := s.apply(s.cfg, q, s.logMode)
 	s.noteUnresolved(q.Unresolved)
-	s.recordLoad(began, err, true)
+	s.recordReload(began, err)
 	if err != nil {
 		s.failed("applying the names resolved again is incomplete", why, err)
 	} else {
@@ -688,7 +724,7 @@ func (e notReady) Unwrap() error        { return e.error }
 // service cannot answer yet.
 func (s *Service) Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Verdict, string, error) {
 	s.mu.Lock()
-	p, attached := s.live, s.status.Attachments
+	p, attached := s.policy, s.status.Attachments
 	s.mu.Unlock()
 	if p == nil {
 		return policy.Verdict{}, "", notReady{errors.New("no policy is live yet")}
@@ -716,10 +752,30 @@ func (s *Service) Counters() (bpf.Counters, error) {
 	// under a reader.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.kernel == nil {
+	kernel := s.enforcing()
+	if kernel == nil {
 		return bpf.Counters{}, errors.New("the filter is not loaded")
 	}
-	return s.kernel.Counters()
+	return kernel.Counters()
+}
+
+// enforcing is the filter from the first apply until Run lets it go; nil
+// outside that time. mu must be held.
+func (s *Service) enforcing() *bpf.Filter {
+	if s.policy == nil {
+		return nil
+	}
+	return s.filter
+}
+
+// letGo takes the filter from the other goroutines (Counters, Metrics)
+// for Run to close or detach it.
+func (s *Service) letGo() *bpf.Filter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.filter
+	s.filter = nil
+	return f
 }
 
 // emit tells the observer, if any, without ever waiting for it.
@@ -782,8 +838,7 @@ func (s *Service) syncInterfaces(gone []int) {
 		s.log.Error("list interfaces", "err", err)
 		return
 	}
-	now := Filtered(s.policy, all)
-	if len(gone) == 0 && slices.Equal(now, s.ifaces) {
+	if len(gone) == 0 && slices.Equal(Filtered(s.policy, all), s.attached()) {
 		return
 	}
 	if err := s.apply(s.cfg, s.policy, s.logMode); err != nil {
@@ -826,12 +881,10 @@ func (s *Service) stop(dlog *decisionLog) error {
 	s.setState(StateStopping)
 	s.notify.stopping()
 	dlog.close()
-	s.mu.Lock()
-	s.kernel = nil // no more Counters from other goroutines
-	s.mu.Unlock()
+	filter := s.letGo()
 	if s.cfg.OnStop == config.OnStopKeep {
 		s.log.Info("stopping; the filter stays enforced (on_stop: keep)")
-		return s.filter.Close()
+		return filter.Close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -840,13 +893,13 @@ func (s *Service) stop(dlog *decisionLog) error {
 		// A filter left behind is undone by `net-tc-filter detach`; a
 		// gap in filtering is not undone at all.
 		s.log.Warn("cannot tell a restart from a stop; the filter stays enforced (net-tc-filter detach removes it)", "err", err)
-		return s.filter.Close()
+		return filter.Close()
 	case restart:
 		s.log.Info("restarting; the filter stays enforced for the next start to adopt")
-		return s.filter.Close()
+		return filter.Close()
 	}
 	s.log.Info("stopping; detaching the filter (on_stop: detach)")
-	return s.filter.Detach()
+	return filter.Detach()
 }
 
 // setError records the outcome of the last reload.
@@ -870,16 +923,6 @@ func (s *Service) setState(st State) {
 	s.status.Generation = s.filter.Generation()
 	s.status.Mode = s.filter.Mode()
 	s.status.Attachments = s.filter.Attachments()
-	if s.counted != s.policy { // counting 100 000 ranges takes a while
-		s.counted = s.policy
-		s.status.Ranges = s.policy.RangeCount()
-		s.loads.v4, s.loads.v6 = rangesByFamily(s.policy)
-		s.status.Users = userCount(s.policy)
-	}
-	s.names = map[int]string{}
-	for _, a := range s.status.Attachments {
-		s.names[a.Iface.Index] = a.Iface.Name
-	}
 	s.status.Summary = statusLine(s.status)
 	s.emit(Change{Generation: s.status.Generation})
 }

@@ -23,7 +23,7 @@ func TestNotify(t *testing.T) {
 	if s := statusOf(d.Ready); !strings.HasPrefix(s, "enforcing 2 ranges for 1 users on eth0; generation ") {
 		t.Errorf("STATUS= at start: %q", s)
 	}
-	b.expect(t, b.bob, false) // READY=1 means enforcing already
+	b.expect(t, b.bob, denied) // READY=1 means enforcing already
 
 	start := time.Now()
 	for range 3 {
@@ -57,7 +57,7 @@ func TestNotify(t *testing.T) {
 	if _, err := os.Stat(b.pins); !os.IsNotExist(err) {
 		t.Errorf("on_stop: detach left %s behind (%v)", b.pins, err)
 	}
-	b.expect(t, b.bob, true)
+	b.expect(t, b.bob, allowed)
 }
 
 // on_stop: keep leaves the filter enforcing after a clean stop; `detach`
@@ -70,10 +70,10 @@ func TestStopKeepThenDetach(t *testing.T) {
 	if err := d.Wait(10 * time.Second); err != nil {
 		t.Fatalf("clean stop: %v", err)
 	}
-	b.expect(t, b.bob, false)
-	b.expect(t, b.alice, true)
+	b.expect(t, b.bob, denied)
+	b.expect(t, b.alice, allowed)
 	b.tp.Client.Exec(t, testnet.Binary(t), "detach", "--pin-dir", b.pins)
-	b.expect(t, b.bob, true)
+	b.expect(t, b.bob, allowed)
 	if _, err := os.Stat(b.pins); !os.IsNotExist(err) {
 		t.Errorf("detach left %s behind (%v)", b.pins, err)
 	}
@@ -96,6 +96,6 @@ func TestInvalidAtStartKeepsPinned(t *testing.T) {
 	if !strings.Contains(d2.Log(), filepath.Base(b.main)) {
 		t.Errorf("the refusal does not name the file:\n%s", d2.Log())
 	}
-	b.expect(t, b.bob, false)
-	b.expect(t, b.alice, true)
+	b.expect(t, b.bob, denied)
+	b.expect(t, b.alice, allowed)
 }

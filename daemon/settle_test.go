@@ -42,7 +42,7 @@ func TestSlowWriterNeverHalfApplied(t *testing.T) {
 			}
 			d := b.start(t, testnet.DaemonOptions{})
 			gen := parseGeneration(t, statusOf(d.Ready))
-			b.expect(t, b.bob, false)
+			b.expect(t, b.bob, denied)
 
 			f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 			if err != nil {
@@ -66,7 +66,7 @@ func TestSlowWriterNeverHalfApplied(t *testing.T) {
 			// The watcher holds its change meanwhile: no reload at all.
 			pause := time.After(3 * time.Second)
 			for waiting := true; waiting; {
-				b.expect(t, b.bob, false)
+				b.expect(t, b.bob, denied)
 				select {
 				case msg := <-d.Notify.C:
 					if strings.Contains(msg, "RELOADING=1") {
@@ -92,8 +92,8 @@ func TestSlowWriterNeverHalfApplied(t *testing.T) {
 			if !strings.Contains(status, "enforcing 2 ranges") {
 				t.Errorf("after the writer closed: STATUS=%q, want the whole file's 2 ranges", status)
 			}
-			b.expect(t, b.bob, false)
-			b.expect(t, b.alice, true)
+			b.expect(t, b.bob, denied)
+			b.expect(t, b.alice, allowed)
 		})
 	}
 }
@@ -134,7 +134,7 @@ func TestChunkedWriterNeverHalfApplied(t *testing.T) {
 		wrote <- err
 	}()
 	for writing := true; writing; {
-		b.expect(t, b.bob, false)
+		b.expect(t, b.bob, denied)
 		select {
 		case err := <-wrote:
 			if err != nil {
@@ -155,6 +155,6 @@ func TestChunkedWriterNeverHalfApplied(t *testing.T) {
 	if strings.Contains(status, "failed") || parseGeneration(t, status) != gen+1 || !strings.Contains(status, "enforcing 2 ranges") {
 		t.Errorf("after the second chunk: STATUS=%q, want generation %d with the whole file's 2 ranges", status, gen+1)
 	}
-	b.expect(t, b.bob, false)
-	b.expect(t, b.alice, true)
+	b.expect(t, b.bob, denied)
+	b.expect(t, b.alice, allowed)
 }

@@ -176,7 +176,7 @@ func TestKillAndRestart(t *testing.T) {
 				d = b.start(t, opts)
 			}
 			fl.check(t)
-			b.expect(t, b.bob, false)
+			b.expect(t, b.bob, denied)
 		})
 	}
 }

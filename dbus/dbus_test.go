@@ -34,6 +34,12 @@ const (
 	shippedConf = "../packaging/dbus/org.nettcfilter1.conf"
 )
 
+// What a probe must find, for testnet.Expect.
+const (
+	allowed = true
+	denied  = false
+)
+
 var prot4 = netip.MustParseAddr("192.0.2.7")
 
 func policyYAML(allow string) string {
@@ -208,7 +214,7 @@ func TestAccess(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reload as root: %v\n%s", err, stderr)
 	}
-	testnet.Expect(t, b.bob, prot4, port, true)
+	testnet.Expect(t, b.bob, prot4, port, allowed)
 	if !strings.HasPrefix(stdout, "reloaded: generation ") {
 		t.Errorf("reload output: %q", stdout)
 	}
@@ -319,8 +325,8 @@ func TestReloadSignalsAndErrors(t *testing.T) {
 	if v, _ := waitState(c, "degraded", 5*time.Second); v.Value() != "degraded" {
 		t.Errorf("State after a failed reload = %v, want degraded", v)
 	}
-	testnet.Expect(t, b.bob, prot4, port, false)
-	testnet.Expect(t, b.alice, prot4, port, true)
+	testnet.Expect(t, b.bob, prot4, port, denied)
+	testnet.Expect(t, b.alice, prot4, port, allowed)
 
 	// The command line says the same, with exit status 1.
 	_, stderr, err := cli(t, bus, "reload")
@@ -492,7 +498,7 @@ func TestRestarts(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	testnet.Expect(t, b.bob, prot4, port, false) // enforcing all along
+	testnet.Expect(t, b.bob, prot4, port, denied) // enforcing all along
 }
 
 // nssDown resolves like NSS with its LDAP backend down: "ldap-user" cannot
@@ -609,8 +615,8 @@ func TestDegradedAndWarningsShown(t *testing.T) {
 	if s, _ := v.Value().(string); err != nil || !strings.Contains(s, "group:ntft-no-such-group ("+b.main+":5) does not exist") {
 		t.Errorf("LastError = %v (%v)", v, err)
 	}
-	testnet.Expect(t, b.alice, prot4, port, true)
-	testnet.Expect(t, b.bob, prot4, port, false)
+	testnet.Expect(t, b.alice, prot4, port, allowed)
+	testnet.Expect(t, b.bob, prot4, port, denied)
 
 	out, stderr, err := cli(t, bus, "status")
 	if err != nil {
@@ -670,5 +676,5 @@ func TestDegradedAndWarningsShown(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	testnet.Expect(t, b.bob, prot4, port, false)
+	testnet.Expect(t, b.bob, prot4, port, denied)
 }
