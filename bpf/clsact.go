@@ -26,7 +26,7 @@ func clsactFilter(ifindex, fd int) *netlink.BpfFilter {
 			Priority:  clsactPriority,
 		},
 		Fd:           fd,
-		Name:         progPin,
+		Name:         filterProgNtfEgress, // what `tc filter show` calls it
 		DirectAction: true,
 	}
 }

@@ -148,7 +148,7 @@ func TestKernelFeatures(t *testing.T) {
 	// matrix lacks them, so that path is not exercised: a kernel without
 	// them fails here until it is.
 	ranges, err := ebpf.NewMap(func() *ebpf.MapSpec {
-		s := spec.Maps["ntf_ranges"].InnerMap.Copy()
+		s := spec.Maps[filterMapNtfRanges].InnerMap.Copy()
 		s.Name, s.MaxEntries = "", 4
 		return s
 	}())

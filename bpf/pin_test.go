@@ -1,8 +1,10 @@
 package bpf
 
 import (
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -92,7 +94,7 @@ func testReplaceStalePins(t *testing.T, mode Mode) {
 			return err
 		}
 		defer old.Close()
-		if err := old.Pin(filepath.Join(dir, "ntf_active")); err != nil {
+		if err := old.Pin(filepath.Join(dir, filterMapNtfActive)); err != nil {
 			return err
 		}
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
@@ -146,12 +148,12 @@ func testReplaceStalePins(t *testing.T, mode Mode) {
 	if n := programsOnEth0(t, tp.Client, mode); n != 1 {
 		t.Errorf("%d programs on eth0, want 1: the old %s attachment was not taken over", n, mode)
 	}
-	pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, "ntf_active"), nil)
+	pinned, err := ebpf.LoadPinnedMap(filepath.Join(dir, filterMapNtfActive), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pinned.Close()
-	if err := f.spec.Maps["ntf_active"].Compatible(pinned); err != nil {
+	if err := f.spec.Maps[filterMapNtfActive].Compatible(pinned); err != nil {
 		t.Errorf("the stale map is still pinned: %v", err)
 	}
 }
@@ -227,4 +229,93 @@ func TestDetachInterface(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Every map and the program of the spec are pinned once a policy is live,
+// and a new Open adopts every map: the pinned kernel objects, not new ones.
+// Every map-in-map of the spec is a part of the slots, whose inner maps are
+// pinned too. The spec is the list, so a map added to the C source is
+// pinned and adopted without a change here.
+func TestPinnedMaps(t *testing.T) {
+	ns := testnet.NewNS(t, "pin")
+	dir := testPinDir()
+	t.Cleanup(func() { removePinDir(dir) })
+	var f *Filter
+	ns.MustDo(t, func() (err error) {
+		f, err = Open(Options{PinDir: dir})
+		return err
+	})
+	p := compile(t, map[string]config.Action{"lo": config.Allow},
+		ep{"imds", []string{"lo"}, []string{"169.254.169.254/32"}, []string{"alice"}})
+	apply(t, ns, f, p, LogNone)
+
+	parts := map[string]bool{}
+	for _, sp := range f.slotParts(&f.inner[f.slot]) {
+		parts[sp.name] = true
+	}
+	ids := map[string]ebpf.MapID{}
+	for name, ms := range f.spec.Maps {
+		if strings.HasPrefix(name, ".") {
+			continue // the compiler's sections for globals: one load's own
+		}
+		id, err := pinnedMapID(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("map %s of the spec is not pinned: %v", name, err)
+			continue
+		}
+		ids[name] = id
+		if ms.InnerMap == nil {
+			continue
+		}
+		if !parts[name] {
+			t.Errorf("map-in-map %s of the spec is not a part of the slots", name)
+		} else if _, err := os.Stat(f.slotPin(f.slot, name)); err != nil {
+			t.Errorf("the live slot's inner map of %s is not pinned: %v", name, err)
+		}
+	}
+	for name := range f.spec.Programs {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("program %s of the spec is not pinned: %v", name, err)
+		}
+	}
+	f.Close()
+
+	var g *Filter
+	ns.MustDo(t, func() (err error) {
+		g, err = Open(Options{PinDir: dir})
+		return err
+	})
+	t.Cleanup(func() { ns.Do(func() error { return g.Detach() }) })
+	if g.fresh {
+		t.Error("the pins were not adopted")
+	}
+	loaded := byName[*ebpf.Map](&g.objs.filterMaps)
+	for name, want := range ids {
+		m := loaded[name]
+		if m == nil {
+			t.Errorf("map %s of the spec was not loaded", name)
+			continue
+		}
+		info, err := m.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := info.ID(); id != want {
+			t.Errorf("map %s is a new map (id %d), not the pinned one (id %d)", name, id, want)
+		}
+	}
+}
+
+func pinnedMapID(path string) (ebpf.MapID, error) {
+	m, err := ebpf.LoadPinnedMap(path, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		return 0, err
+	}
+	id, _ := info.ID()
+	return id, nil
 }

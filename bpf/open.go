@@ -1,0 +1,182 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Open loads the program. Pinned maps of an earlier run are adopted when
+// they are compatible, so the policy they hold stays enforced until Apply
+// replaces it; incompatible (older) pins are replaced once the new program
+// is attached in their place.
+func Open(opts Options) (*Filter, error) {
+	if opts.PinDir == "" {
+		opts.PinDir = DefaultPinDir
+	}
+	if err := ensurePinDir(opts.PinDir); err != nil {
+		return nil, err
+	}
+	spec, err := loadFilter()
+	if err != nil {
+		return nil, fmt.Errorf("load program spec: %w", err)
+	}
+	if opts.noCache {
+		if err := spec.Variables[filterVarNtfNocache].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("turn the caches off: %w", err)
+		}
+	}
+	f := &Filter{
+		opts:     opts,
+		spec:     spec,
+		mode:     opts.Mode,
+		attached: map[int]*attachment{},
+		adopted:  map[int]link.Link{},
+		rules:    map[uint32][]Rule{},
+	}
+	replacements, err := f.pinnedMaps()
+	if err != nil {
+		return nil, err
+	}
+	f.fresh = replacements == nil
+	err = spec.LoadAndAssign(&f.objs, &ebpf.CollectionOptions{MapReplacements: replacements})
+	for _, m := range replacements {
+		m.Close() // LoadAndAssign holds its own references
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load program: %w", err)
+	}
+	f.counters = newCounterNames(f.objs.NtfIfaceCounters.MaxEntries() / 2)
+	f.enc = newEncoder(f.counters)
+	if !f.fresh {
+		err := f.readSlots()
+		if err == nil {
+			err = clearCounters(f.objs.NtfIfaceCounters, f.objs.NtfEndpointCounters)
+		}
+		if err != nil {
+			f.objs.Close()
+			return nil, err
+		}
+	}
+	if err := f.adoptLinks(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ensurePinDir makes the pin directory, mounting bpffs on its parent where
+// none is mounted yet (a host that boots without one).
+func ensurePinDir(dir string) error {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", parent, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(parent, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", parent, err)
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		if err := unix.Mount("bpf", parent, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount bpffs on %s: %w", parent, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create pin directory: %w", err)
+	}
+	return nil
+}
+
+// pinnedMaps returns the pinned maps to reuse, or nil when there are none or
+// when any of them does not fit this program (an older version's layout).
+func (f *Filter) pinnedMaps() (map[string]*ebpf.Map, error) {
+	maps := map[string]*ebpf.Map{}
+	release := func() {
+		for _, m := range maps {
+			m.Close()
+		}
+	}
+	for _, name := range pinnedMapNames(f.spec) {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(f.opts.PinDir, name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			release()
+			return nil, nil
+		}
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("open pinned map %s: %w", name, err)
+		}
+		maps[name] = m
+		if err := f.spec.Maps[name].Compatible(m); err != nil {
+			release()
+			return nil, nil
+		}
+	}
+	return maps, nil
+}
+
+// readSlots learns which slot is live and what the slots hold.
+func (f *Filter) readSlots() error {
+	var v uint32
+	if err := f.objs.NtfActive.Lookup(uint32(0), &v); err != nil {
+		return fmt.Errorf("read active slot: %w", err)
+	}
+	f.slot = v % slots
+	if err := f.objs.NtfActive.Lookup(uint32(1), &v); err != nil {
+		return fmt.Errorf("read generation: %w", err)
+	}
+	f.gen = v
+	for s := range uint32(slots) {
+		var e uint64
+		if err := f.objs.NtfEpoch.Lookup(s, &e); err != nil {
+			return fmt.Errorf("read epoch of slot %d: %w", s, err)
+		}
+		f.epoch = max(f.epoch, e)
+	}
+	// The slots' inner maps are opened by their pins, not through the
+	// outer maps: turning a map id into a descriptor takes CAP_SYS_ADMIN,
+	// which the hardened service does not have.
+	for s := range uint32(slots) {
+		for _, p := range f.slotParts(&f.inner[s]) {
+			m, err := ebpf.LoadPinnedMap(f.slotPin(s, p.name), nil)
+			if errors.Is(err, os.ErrNotExist) {
+				// Not written by a run that pinned it: a slot an older
+				// run left is rewritten whole before it is used.
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("open slot %d: %w", s, err)
+			}
+			*p.inner = m
+		}
+	}
+	return nil
+}
+
+// adoptLinks opens the tcx links an earlier run pinned, so Apply can move
+// them to this program without a moment unfiltered.
+func (f *Filter) adoptLinks() error {
+	paths, err := filepath.Glob(filepath.Join(f.opts.PinDir, linkPrefix+"*"))
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		idx, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(p), linkPrefix))
+		if err != nil {
+			continue
+		}
+		l, err := link.LoadPinnedLink(p, nil)
+		if err != nil {
+			return fmt.Errorf("open pinned link %s: %w", p, err)
+		}
+		f.adopted[idx] = l
+	}
+	return nil
+}
