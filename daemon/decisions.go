@@ -45,19 +45,25 @@ func (d LoggedDecision) Owner() string {
 	return fmt.Sprintf("uid=%d", d.UID)
 }
 
-// Message is the human line of SPEC §4, e.g. "denied egress uid=1001(bob)
-// 10.0.0.5:51234 -> 169.254.169.254:80/tcp on eth0 (endpoint imdsv2)".
+// Message is the human line of SPEC §4, e.g. "denied egress uid=33(www-data)
+// unit=webapp.service 10.0.0.5:51234 -> 169.254.169.254:80/tcp on eth0
+// (endpoint imdsv2)". The unit is there when known: journalctl shows
+// MESSAGE alone, and which service was denied is most of the story.
 func (d LoggedDecision) Message() string {
 	verb := "denied"
 	if d.Allowed {
 		verb = "allowed"
+	}
+	who := d.Owner()
+	if d.Unit != "" {
+		who += " unit=" + d.Unit
 	}
 	why := "default"
 	if len(d.Endpoints) > 0 {
 		why = "endpoint " + strings.Join(d.Endpoints, ", ")
 	}
 	return fmt.Sprintf("%s egress %s %s -> %s/%s on %s (%s)",
-		verb, d.Owner(), hostPort(d.Src, d.Sport, d.Proto), hostPort(d.Dst, d.Dport, d.Proto),
+		verb, who, hostPort(d.Src, d.Sport, d.Proto), hostPort(d.Dst, d.Dport, d.Proto),
 		protoName(d.Proto), d.Iface, why)
 }
 

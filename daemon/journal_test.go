@@ -88,7 +88,7 @@ func TestJournalFields(t *testing.T) {
 		"SYSLOG_IDENTIFIER": "net-tc-filter",
 		"PRIORITY":          "4",
 		"MESSAGE_ID":        DeniedMessageID,
-		"MESSAGE":           "denied egress uid=1002 198.18.0.1:" + strconv.Itoa(int(sport)) + " -> 192.0.2.7:8080/udp on eth0 (endpoint protected)",
+		"MESSAGE":           "denied egress uid=1002 unit=" + unit + " 198.18.0.1:" + strconv.Itoa(int(sport)) + " -> 192.0.2.7:8080/udp on eth0 (endpoint protected)",
 		"NTF_ACTION":        "deny",
 		"NTF_UID":           "1002",
 		"NTF_USER":          userName(bob),
@@ -104,7 +104,7 @@ func TestJournalFields(t *testing.T) {
 		"NTF_COUNT":         "1",
 	}
 	if u := userName(bob); u != "" {
-		want["MESSAGE"] = "denied egress uid=1002(" + u + ") 198.18.0.1:" + strconv.Itoa(int(sport)) + " -> 192.0.2.7:8080/udp on eth0 (endpoint protected)"
+		want["MESSAGE"] = "denied egress uid=1002(" + u + ") unit=" + unit + " 198.18.0.1:" + strconv.Itoa(int(sport)) + " -> 192.0.2.7:8080/udp on eth0 (endpoint protected)"
 	}
 	for k, v := range want {
 		if e[k] != v {
