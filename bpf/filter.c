@@ -1,25 +1,25 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+
 //go:build ignore
 
-// SPDX-License-Identifier: GPL-2.0-only
-//
 // net-tc-filter: tc egress classifier that decides by the owner of the
 // sending socket. The policy lives in map-in-map slots so that user space can
 // build a whole new policy beside the live one and switch with one write to
 // `active`: every packet is judged wholly by one slot.
 
-#include <stdbool.h>
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/in6.h>
-#include <linux/pkt_cls.h>
-#include <bpf/bpf_core_read.h>
-#include <bpf/bpf_endian.h>
-#include <bpf/bpf_helpers.h>
+// No header of the host (the build passes -nostdinc): the kernel's
+// definitions are in uapi.h, libbpf's headers in headers/.
+#include "uapi.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_endian.h"
 
 #include "filter.h"
 
-char __license[] SEC("license") = "GPL";
+// GPL-compatible as the kernel counts it (license_is_gpl_compatible), which
+// bpf_probe_read_kernel (a GPL-only helper) and the bpf_rdonly_cast kfunc
+// need.
+char __license[] SEC("license") = "Dual BSD/GPL";
 
 // Inner map templates. Key and value sizes are given as numbers because
 // clang 14 leaves struct-typed keys of templates unsized in BTF.

@@ -1,9 +1,9 @@
-/* SPDX-License-Identifier: GPL-2.0-only */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Layout shared by the kernel program and its Go encoder (bpf/encode.go). */
 #ifndef NTF_FILTER_H
 #define NTF_FILTER_H
 
-#include <linux/types.h>
+#include "uapi.h"
 
 #define NTF_SLOTS 2
 #define NTF_MAX_IFACES 4096
