@@ -8,14 +8,15 @@
 #
 # host runs the suite natively. bookworm and trixie boot that suite's stock
 # linux-image-cloud-amd64 (Debian 12: 6.1, Debian 13: 6.12) under
-# qemu-system-x86_64 with a minbase root filesystem of the same suite
-# (rootfs.sh, cached), no network (-nic none), the test binaries on a second
-# disk, and read the results back from it with debugfs. The guest needs no Go
-# toolchain: the tests are built here with `go test -c`.
+# qemu-system-x86_64 with a root filesystem of the same suite (rootfs.sh:
+# packages unpacked by mmdebstrap, none of their code run; cached), no
+# network (-nic none), the test binaries on a second disk, and read the
+# results back from it with debugfs. The guest needs no Go toolchain: the
+# tests are built here with `go test -c`.
 #
 # bookworm-arm64 is the same for Debian 12's linux-image-cloud-arm64 (6.1)
 # on qemu-system-aarch64 (-M virt, always TCG: a foreign architecture), with
-# an arm64 root filesystem (built through qemu-user-static) and the binaries
+# an arm64 root filesystem (built the same way: no emulation) and the binaries
 # cross-compiled for arm64 (cgo through aarch64-linux-gnu-gcc). Emulating
 # another architecture is several times slower, so such a guest runs the
 # subset tests.conf names (subset=1) unless NTF_KERNELS_FULL=1.
@@ -50,17 +51,17 @@ targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(host bookworm trixie bookworm-arm64)
 
 die() { echo "kernels: $*" >&2; exit 2; }
-[[ $(id -u) == 0 ]] || die "needs root (bpffs, network namespaces, debootstrap)"
+[[ $(id -u) == 0 ]] || die "needs root (bpffs, network namespaces, mmdebstrap)"
 # A target's Debian architecture: SUITE-ARCH, else the host's.
 host_arch=$(dpkg --print-architecture)
 arch_of() { if [[ $1 == *-* ]]; then echo "${1#*-}"; else echo "$host_arch"; fi; }
 arches=()
-tools=(go debootstrap mkfs.ext4 debugfs timeout)
+tools=(go mmdebstrap depmod cpio mkfs.ext4 debugfs timeout)
 for t in "${targets[@]}"; do
 	case $t in
 	host) ;;
 	bookworm | trixie) tools+=(qemu-system-x86_64) ;;
-	bookworm-arm64) tools+=(qemu-system-aarch64 aarch64-linux-gnu-gcc /usr/libexec/qemu-binfmt/aarch64-binfmt-P) ;;
+	bookworm-arm64) tools+=(qemu-system-aarch64 aarch64-linux-gnu-gcc) ;;
 	*) die "unknown target $t (host, bookworm, trixie, bookworm-arm64)" ;;
 	esac
 	[[ " ${arches[*]} " == *" $(arch_of "$t") "* ]] || arches+=("$(arch_of "$t")")
