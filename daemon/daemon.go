@@ -98,8 +98,9 @@ func ParseOwner(s string, r policy.Resolver) (policy.Owner, error) {
 }
 
 // statusLine is the one human line that says what is enforced, e.g.
-// "enforcing 3 ranges for 2 users on eth0, ens5; generation 7 (tcx)".
-func statusLine(st Status) string {
+// "enforcing 3 ranges for 2 users on eth0, ens5; generation 7 (tcx)";
+// lastError is st.LastError in one line (lastError.line).
+func statusLine(st Status, lastError string) string {
 	names := make([]string, len(st.Attachments))
 	for i, a := range st.Attachments {
 		names[i] = a.Iface.Name
@@ -110,13 +111,53 @@ func statusLine(st Status) string {
 	}
 	line := fmt.Sprintf("enforcing %d ranges for %d users on %s; generation %d (%s)",
 		st.Ranges, st.Users, on, st.Generation, modeName(st.Mode))
-	if st.LastError != "" {
-		line += "; last reload failed: " + st.LastError
+	if lastError != "" {
+		line += "; last reload failed: " + lastError
 	}
 	if u := unresolvedLine(st.Unresolved); u != "" {
 		line += "; degraded: " + u
 	}
 	return line
+}
+
+// lastError is what status says of a failed load: every problem, one a
+// line (Status.LastError), and the same in one line for STATUS=, which
+// systemctl shows as one line (the first problem and how many more). The
+// zero value: it succeeded.
+type lastError struct {
+	text, line string
+	problems   int
+}
+
+// failure words err, a failed load or apply, for status. fallback is what
+// is enforced instead of the files ("the last good set of <time>"); "":
+// the running policy stays.
+func failure(err error, fallback string) lastError {
+	list := problems(err)
+	e := lastError{text: strings.Join(list, "\n"), line: oneLine(list[0]), problems: len(list)}
+	if len(list) > 1 {
+		e.line += fmt.Sprintf(" (and %d more)", len(list)-1)
+	}
+	if fallback != "" {
+		instead := "enforcing " + fallback + " until the files are valid"
+		e.text += "\n" + instead
+		e.line += "; " + instead
+	}
+	return e
+}
+
+// problems lists every problem of a failed load: each of the set's
+// (config.Errors), else each line of the error (errors.Join of several).
+func problems(err error) []string {
+	var errs config.Errors
+	if errors.As(err, &errs) && len(errs) > 0 {
+		out := make([]string, len(errs))
+		for i, e := range errs {
+			out[i] = e.Error()
+		}
+		return out
+	}
+	return strings.Split(err.Error(), "\n")
 }
 
 // unresolvedLine says in one line which names match no one because they

@@ -40,12 +40,12 @@ func (s *Service) loadAtStart() (*config.Config, *policy.Policy, error) {
 	if lgErr != nil {
 		return nil, nil, fmt.Errorf("%w\nno last good set to enforce instead: %v", err, lgErr)
 	}
-	n, first := problems(err)
 	s.fallback = "the last good set of " + set.Saved.Local().Format("2006-01-02 15:04:05 MST")
-	reason := fmt.Sprintf("the configuration files are invalid: %s; enforcing %s until they are valid", first, s.fallback)
+	why := failure(err, s.fallback)
+	why.line = "the configuration files are invalid: " + why.line
 	s.log.Error(fmt.Sprintf("configuration invalid; enforcing the last good set of %s (%s) instead, until the files are valid:\n%v",
-		set.Saved.Local().Format(time.RFC3339), set.Dir, err), "problems", n, "last_good", set.Dir)
-	s.setError(reason)
+		set.Saved.Local().Format(time.RFC3339), set.Dir, err), "problems", why.problems, "last_good", set.Dir)
+	s.setError(why)
 	return cfg, p, nil
 }
 
@@ -109,20 +109,6 @@ func (s *Service) saveLastGood(cfg *config.Config) {
 	case saved:
 		s.log.Debug("saved as the last good set", "dir", set.Dir)
 	}
-}
-
-// problems counts the problems of a failed load and words them in one
-// line for a status: the first, and how many more there are.
-func problems(err error) (int, string) {
-	n, first := 1, oneLine(err.Error())
-	var errs config.Errors
-	if errors.As(err, &errs) && len(errs) > 0 {
-		n, first = len(errs), oneLine(errs[0].Error())
-	}
-	if n > 1 {
-		first += fmt.Sprintf(" (and %d more)", n-1)
-	}
-	return n, first
 }
 
 // StateDir is the state directory systemd made for the unit

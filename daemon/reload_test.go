@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -183,6 +184,50 @@ func TestInvalidReloadKeepsPolicy(t *testing.T) {
 			}
 			b.expect(t, b.bob, allowed)
 		})
+	}
+}
+
+// A failed reload's status lists every problem, not the first: the
+// "missing allow" that a misspelt key leads to must not hide the
+// misspelling (unknown key "alow"), which is the one to fix. The
+// STATUS= line stays one line, with the first problem and a count. The
+// service runs in this process, for its Status, on an interface name no
+// interface has.
+func TestFailedReloadListsEveryProblem(t *testing.T) {
+	testnet.RequireRoot(t)
+	svc, ctx, main := runInProcess(t, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [uid:0]\non_stop: keep\n",
+		nil, time.Minute, nil)
+	waitRunning(t, svc)
+	dropIn := filepath.Join(filepath.Dir(main), "conf.d", "50-y.yml")
+	mkdir(t, filepath.Dir(dropIn))
+	writeFile(t, dropIn, "endpoints:\n  - y:\n      iface: [ntft-none0]\n      range: [192.0.2.8/32]\n      alow: [uid:0]\n")
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := svc.Reload(rctx); err == nil {
+		t.Fatal("Reload of a drop-in with alow: succeeded")
+	}
+	want := []string{
+		dropIn + `:2: endpoint "y": missing allow`,
+		dropIn + `:5: unknown key "alow" in endpoint "y"`,
+	}
+	st := svc.Status()
+	lines := strings.Split(st.LastError, "\n")
+	if len(lines) != len(want) {
+		t.Errorf("LastError has %d lines, want one a problem (%d):\n%s", len(lines), len(want), st.LastError)
+	}
+	for i, w := range want {
+		if i >= len(lines) || !strings.HasPrefix(lines[i], w) {
+			t.Errorf("LastError line %d does not begin %q:\n%s", i+1, w, st.LastError)
+		}
+		if !strings.Contains(st.Problem(), w) {
+			t.Errorf("Problem() lacks %q:\n%s", w, st.Problem())
+		}
+	}
+	if st.State != StateDegraded {
+		t.Errorf("state %s after a failed reload, want degraded", st.State)
+	}
+	if !strings.Contains(st.Summary, "; last reload failed: "+want[0]) || !strings.Contains(st.Summary, " (and 1 more)") || strings.Contains(st.Summary, "\n") {
+		t.Errorf("STATUS= is not one line with the first problem and a count: %q", st.Summary)
 	}
 }
 

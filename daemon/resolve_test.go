@@ -50,13 +50,7 @@ func TestResolutionDoesNotHoldTheService(t *testing.T) {
 	r := &stuckResolver{stuck: make(chan struct{}), release: make(chan struct{})}
 	svc, ctx, _ := runInProcess(t, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [someone]\non_stop: keep\n",
 		r, 20*time.Millisecond, nil)
-	deadline := time.Now().Add(10 * time.Second)
-	for svc.Status().State != StateRunning {
-		if time.Now().After(deadline) {
-			t.Fatalf("not running after 10 s: %+v", svc.Status())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitRunning(t, svc)
 
 	r.mu.Lock()
 	r.armed = true
@@ -76,6 +70,18 @@ func TestResolutionDoesNotHoldTheService(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the hung answer, and more resolutions, come in
 	if st := svc.Status(); st.Generation != gen || st.State != StateRunning {
 		t.Errorf("after the hung resolution ended: generation %d (reload made %d), state %s", st.Generation, gen, st.State)
+	}
+}
+
+// waitRunning waits until svc is running: started, and with nothing wrong.
+func waitRunning(t *testing.T, svc *Service) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for svc.Status().State != StateRunning {
+		if time.Now().After(deadline) {
+			t.Fatalf("not running after 10 s: %+v", svc.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -93,7 +93,11 @@ type Status struct {
 	Users       int
 	Files       []string
 	LastReload  time.Time
-	LastError   string // of the last reload; empty when it succeeded
+	// LastError says why the last reload (or the start's load, or an
+	// interface change) failed: every problem, one a line, and, while
+	// the start's last good set is enforced instead of the files, a last
+	// line that says so. Empty when it succeeded.
+	LastError string
 	// Unresolved are the live policy's user and group names that match
 	// no one because they do not resolve, each with where it is written
 	// and why (policy.Unresolved.String).
@@ -103,17 +107,18 @@ type Status struct {
 	Warnings []string
 }
 
-// Problem says in one line why the service is degraded: the last reload's
-// error and the names that do not resolve; "" when it is neither.
+// Problem says why the service is degraded, every problem a line: the
+// last reload's (LastError), then each name that does not resolve; "" when
+// it is neither.
 func (st Status) Problem() string {
-	var parts []string
+	var lines []string
 	if st.LastError != "" {
-		parts = append(parts, st.LastError)
+		lines = append(lines, st.LastError)
 	}
-	if u := unresolvedLine(st.Unresolved); u != "" {
-		parts = append(parts, u)
+	for _, u := range st.Unresolved {
+		lines = append(lines, "user/group name matches no one: "+u)
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(lines, "\n")
 }
 
 // Service enforces a configuration set and follows its changes, the
@@ -152,7 +157,9 @@ type Service struct {
 	// policy is never modified: Check uses it after letting go of mu.
 	policy *policy.Policy
 	status Status
-	loads  loadStats
+	// lastError is status.LastError with its one line for STATUS=.
+	lastError lastError
+	loads     loadStats
 }
 
 // loadStats are the reloads' outcomes, for the metrics.
@@ -526,7 +533,7 @@ func (s *Service) reloadOnce(origin reloadOrigin, why string) (uint32, error) {
 		s.log.Debug("configuration unchanged", "why", why)
 		s.noteUnresolved(p.Unresolved) // the same uids, maybe for another reason
 		s.noteWarnings(cfg)
-		s.setError("") // a broken set was fixed back to the running one
+		s.setError(lastError{}) // a broken set was fixed back to the running one
 		s.setState(StateRunning)
 		return s.filter.Generation(), nil
 	}
@@ -538,7 +545,7 @@ func (s *Service) reloadOnce(origin reloadOrigin, why string) (uint32, error) {
 		return s.filter.Generation(), err
 	}
 	s.fallback = ""
-	s.setError("")
+	s.setError(lastError{})
 	s.setState(StateRunning)
 	s.log.Info("reloaded: "+s.summary(), "why", why, "generation", s.filter.Generation(),
 		"load", loaded.Sub(began).Round(time.Millisecond), "apply", time.Since(loaded).Round(time.Millisecond), "files", cfg.Files)
@@ -547,12 +554,9 @@ func (s *Service) reloadOnce(origin reloadOrigin, why string) (uint32, error) {
 }
 
 func (s *Service) failed(msg, why string, err error) {
-	n, first := problems(err)
-	s.log.Error(msg+":\n"+err.Error(), "why", why, "problems", n)
-	if s.fallback != "" {
-		first += "; enforcing " + s.fallback + " until the files are valid"
-	}
-	s.setError(first)
+	failed := failure(err, s.fallback)
+	s.log.Error(msg+":\n"+err.Error(), "why", why, "problems", failed.problems)
+	s.setError(failed)
 	s.setState(StateRunning)
 }
 
@@ -843,12 +847,12 @@ func (s *Service) syncInterfaces(gone []int) {
 	}
 	if err := s.apply(s.cfg, s.policy, s.logMode); err != nil {
 		s.log.Error("follow interface change", "err", err)
-		s.setError(oneLine(err.Error()))
+		s.setError(failure(err, ""))
 		s.setState(StateRunning)
 		s.notify.status(s.summary())
 		return
 	}
-	s.setError("")
+	s.setError(lastError{})
 	s.setState(StateRunning)
 	s.log.Info("interfaces changed: "+s.summary(), "generation", s.filter.Generation())
 	s.notify.status(s.summary())
@@ -902,11 +906,13 @@ func (s *Service) stop(dlog *decisionLog) error {
 	return filter.Detach()
 }
 
-// setError records the outcome of the last reload.
-func (s *Service) setError(msg string) {
+// setError records the outcome of the last reload; lastError{} when it
+// succeeded.
+func (s *Service) setError(e lastError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.status.LastError = msg
+	s.lastError = e
+	s.status.LastError = e.text
 }
 
 // setState records the state and refreshes the snapshot from the filter.
@@ -923,7 +929,7 @@ func (s *Service) setState(st State) {
 	s.status.Generation = s.filter.Generation()
 	s.status.Mode = s.filter.Mode()
 	s.status.Attachments = s.filter.Attachments()
-	s.status.Summary = statusLine(s.status)
+	s.status.Summary = statusLine(s.status, s.lastError.line)
 	s.emit(Change{Generation: s.status.Generation})
 }
 

@@ -325,6 +325,13 @@ func TestReloadSignalsAndErrors(t *testing.T) {
 	if v, _ := waitState(c, "degraded", 5*time.Second); v.Value() != "degraded" {
 		t.Errorf("State after a failed reload = %v, want degraded", v)
 	}
+	// LastError has every problem of it too, one a line, not the first
+	// with a count.
+	v, gerr := obj(c).GetProperty(Interface + ".LastError")
+	lastErr, _ := v.Value().(string)
+	if gerr != nil || len(strings.Split(lastErr, "\n")) != 2 || !strings.Contains(lastErr, "ntft-no-such-user") || !strings.Contains(lastErr, "192.0.2.300") {
+		t.Errorf("LastError after a failed reload = %q (%v), want both problems, one a line", lastErr, gerr)
+	}
 	testnet.Expect(t, b.bob, prot4, port, denied)
 	testnet.Expect(t, b.alice, prot4, port, allowed)
 
