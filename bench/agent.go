@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // The harness runs its senders as real users in the client namespace by
@@ -36,12 +36,12 @@ type User struct {
 }
 
 // agentCmd prepares the harness itself as an agent in ns, as u.
-func agentCmd(ns *NS, u User, args ...string) (*exec.Cmd, error) {
+func agentCmd(ns *netlab.NS, u User, args ...string) (*exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find the harness executable: %w", err)
 	}
-	host, err := testnet.HostNetnsEnv()
+	host, err := netlab.HostNetnsEnv()
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func AgentMain(args []string, stdout io.Writer) error {
 	if *uid < 0 || *gid < 0 || fs.NArg() == 0 {
 		return errors.New("agent: need -uid, -gid and an operation")
 	}
-	if err := testnet.RefuseHostNetns(); err != nil {
+	if err := netlab.RefuseHostNetns(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	op, rest := fs.Arg(0), fs.Args()[1:]
@@ -96,8 +96,8 @@ func AgentMain(args []string, stdout io.Writer) error {
 	if err := checkSource(dst); err != nil {
 		return err
 	}
-	if err := dropTo(*uid, *gid); err != nil {
-		return err
+	if err := netlab.DropTo(*uid, *gid); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	switch op {
 	case "send":
@@ -134,36 +134,14 @@ func parseDst(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a, 9), nil
 }
 
-// checkSource refuses a destination the kernel would reach from an address
-// outside LinkNet, or one outside the protected block.
+// checkSource refuses a destination outside the protected block, or one
+// the kernel would reach from an address outside LinkNet.
 func checkSource(dst netip.AddrPort) error {
 	if !ProtectedNet.Contains(dst.Addr()) {
 		return fmt.Errorf("agent: refusing destination %s outside %s", dst.Addr(), ProtectedNet)
 	}
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
-	if err != nil {
-		return fmt.Errorf("agent: no route to %s: %w", dst, err)
-	}
-	defer c.Close()
-	src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
-	if !InSourceRange(src) {
-		return fmt.Errorf("agent: refusing: source %s for %s is outside %s", src, dst, LinkNet)
-	}
-	return nil
-}
-
-func dropTo(uid, gid int) error {
-	if err := syscall.Setgroups(nil); err != nil {
-		return fmt.Errorf("agent: setgroups: %w", err)
-	}
-	if err := syscall.Setresgid(gid, gid, gid); err != nil {
-		return fmt.Errorf("agent: setresgid %d: %w", gid, err)
-	}
-	if err := syscall.Setresuid(uid, uid, uid); err != nil {
-		return fmt.Errorf("agent: setresuid %d: %w", uid, err)
-	}
-	if os.Getuid() != uid || os.Geteuid() != uid {
-		return fmt.Errorf("agent: still uid %d after dropping to %d", os.Geteuid(), uid)
+	if err := netlab.CheckSource(dst, LinkNet); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // alternate sends 64-byte datagrams through several filters side by side:
@@ -32,9 +32,9 @@ func alternate(stdout io.Writer, names []string, dst netip.AddrPort, uid, gid, s
 		}
 	}()
 	for _, name := range names {
-		ns := &testnet.NS{Name: name}
+		ns := &netlab.NS{Name: name}
 		err := ns.Do(func() error {
-			if err := testnet.RefuseHostNetns(); err != nil {
+			if err := netlab.RefuseHostNetns(); err != nil {
 				return err
 			}
 			if err := checkSource(dst); err != nil {
@@ -51,8 +51,8 @@ func alternate(stdout io.Writer, names []string, dst netip.AddrPort, uid, gid, s
 			return fmt.Errorf("agent alternate: netns %s: %w", name, err)
 		}
 	}
-	if err := dropTo(uid, gid); err != nil {
-		return err
+	if err := netlab.DropTo(uid, gid); err != nil {
+		return fmt.Errorf("agent alternate: %w", err)
 	}
 	if cpu >= 0 {
 		var set unix.CPUSet

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
 // TestMain lets the test binary serve as the harness's agent (it starts
@@ -109,12 +111,7 @@ func TestRuleSets(t *testing.T) {
 // daemon, iptables, nft and iperf3: every part runs and every correctness
 // check passes. No speed is asserted here; the report judges speed.
 func TestQuickRun(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root, and CI=true forbids skipping")
-		}
-		t.Skip("needs root")
-	}
+	testnet.RequireRoot(t)
 	for _, tool := range []string{"iperf3", "iptables-restore", "nft", "useradd"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s: %v (make bench-deps installs it)", tool, err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"time"
+
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // Filter is one way to enforce a RuleSet in the client namespace.
@@ -32,7 +34,7 @@ func (noFilter) Apply(RuleSet) (time.Duration, error) { return 0, nil }
 func (noFilter) Remove() error                        { return nil }
 
 // Iptables loads the rule set with iptables-restore (replacing the filter table).
-type Iptables struct{ NS *NS }
+type Iptables struct{ NS *netlab.NS }
 
 func (Iptables) Name() string { return NameIptables }
 
@@ -44,12 +46,12 @@ func (f Iptables) Apply(rs RuleSet) (time.Duration, error) {
 }
 
 func (f Iptables) Remove() error {
-	_, err := f.NS.Run("iptables", "-F", "OUTPUT")
+	_, err := f.NS.Exec("iptables", "-F", "OUTPUT")
 	return err
 }
 
 // Nft loads the rule set with nft -f (one transaction replacing the table).
-type Nft struct{ NS *NS }
+type Nft struct{ NS *netlab.NS }
 
 func (Nft) Name() string { return NameNft }
 
@@ -61,15 +63,15 @@ func (f Nft) Apply(rs RuleSet) (time.Duration, error) {
 }
 
 func (f Nft) Remove() error {
-	_, err := f.NS.Run("nft", "delete", "table", "inet", NftTable)
+	_, err := f.NS.Exec("nft", "delete", "table", "inet", NftTable)
 	return err
 }
 
-func timedStdin(ns *NS, in []byte, name string, args ...string) (time.Duration, error) {
+func timedStdin(ns *netlab.NS, in []byte, name string, args ...string) (time.Duration, error) {
 	cmd := ns.Command(name, args...)
 	cmd.Stdin = bytes.NewReader(in)
 	start := time.Now()
-	_, err := output(cmd)
+	_, err := netlab.Run(cmd)
 	return time.Since(start), err
 }
 
@@ -78,7 +80,7 @@ func timedStdin(ns *NS, in []byte, name string, args ...string) (time.Duration, 
 // replaces its configuration file and waits for the reload's READY=1.
 type Ours struct {
 	Bin string
-	NS  *NS
+	NS  *netlab.NS
 	D   *Daemon
 	// LastChange is when the last reload's configuration file was
 	// renamed into place; LastReloading when RELOADING=1 came.
@@ -100,7 +102,7 @@ func (f *Ours) Apply(rs RuleSet) (time.Duration, error) {
 		f.D = d
 		return time.Since(start), nil
 	}
-	f.D.Drain()
+	f.D.Notify.Drain()
 	start, err := f.D.WriteConfig(rs.Ours())
 	if err != nil {
 		return 0, err

@@ -78,7 +78,7 @@ func (s Snapshot) withCPU(cpu, el time.Duration) Snapshot {
 
 // rxPackets is the server side's received packet count on the veth.
 func (h *Harness) rxPackets() (int64, error) {
-	out, err := h.main.tp.Server.Run("ip", "-j", "-s", "link", "show", "dev", Iface)
+	out, err := h.main.tp.Server.Exec("ip", "-j", "-s", "link", "show", "dev", Iface)
 	if err != nil {
 		return 0, err
 	}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // Options configure a run.
@@ -66,7 +68,7 @@ type Harness struct {
 	main        *lane // parts 3 and 4; part 2 makes a lane per filter
 	allow, deny User
 	madeUsers   []string
-	reload      *Counter
+	reload      *netlab.Counter
 	res         *Results
 }
 
@@ -142,7 +144,7 @@ func (h *Harness) setup() error {
 	if h.main, err = newLane(); err != nil {
 		return err
 	}
-	if h.reload, err = NewCounter(h.main.tp.Server, reloadPort); err != nil {
+	if h.reload, err = h.main.tp.Server.CountUDP(reloadPort); err != nil {
 		return err
 	}
 	return nil
@@ -160,7 +162,7 @@ func mountBPF() error {
 	if st.Type == bpfMagic {
 		return nil
 	}
-	if _, err := Output("mount", "-t", "bpf", "bpf", "/sys/fs/bpf"); err != nil {
+	if _, err := netlab.Output("mount", "-t", "bpf", "bpf", "/sys/fs/bpf"); err != nil {
 		return fmt.Errorf("bpffs: %w", err)
 	}
 	return nil
@@ -171,7 +173,7 @@ func mountBPF() error {
 func (h *Harness) ensureUser(name string) (User, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
-		if _, err := Output("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name); err != nil {
+		if _, err := netlab.Output("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name); err != nil {
 			return User{}, fmt.Errorf("create user: %w", err)
 		}
 		h.madeUsers = append(h.madeUsers, name)
@@ -198,7 +200,7 @@ func (h *Harness) close() {
 		h.main.close()
 	}
 	for _, name := range h.madeUsers {
-		if _, err := Output("userdel", name); err != nil {
+		if _, err := netlab.Output("userdel", name); err != nil {
 			h.logf("warning: %v", err)
 		}
 	}
@@ -214,7 +216,7 @@ func (h *Harness) sendAs(l *lane, u User, dst netip.AddrPort, args ...string) (t
 	if err != nil {
 		return 0, 0, err
 	}
-	out, err := output(cmd)
+	out, err := netlab.Run(cmd)
 	if err != nil {
 		return 0, 0, fmt.Errorf("sender as %s: %w", u.Name, err)
 	}
@@ -281,7 +283,7 @@ func (h *Harness) classify(ctx context.Context) error {
 	h.logf("   %s", r.Command)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = h.opts.Repo
-	out, err := output(cmd)
+	out, err := netlab.Run(cmd)
 	if err != nil {
 		return fmt.Errorf("classifier benchmarks: %w", err)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // --- part 2 ---------------------------------------------------------------
@@ -39,7 +41,7 @@ const minArrived = 0.5
 // datagrams and iperf3 servers.
 type lane struct {
 	tp          *Topology
-	probe, sink *Counter
+	probe, sink *netlab.Counter
 	iperf       map[netip.Addr]*exec.Cmd
 }
 
@@ -49,8 +51,8 @@ func newLane() (*lane, error) {
 		return nil, err
 	}
 	l := &lane{tp: tp, iperf: map[netip.Addr]*exec.Cmd{}}
-	if l.probe, err = NewCounter(tp.Server, probePort); err == nil {
-		l.sink, err = NewCounter(tp.Server, sinkPort)
+	if l.probe, err = tp.Server.CountUDP(probePort); err == nil {
+		l.sink, err = tp.Server.CountUDP(sinkPort)
 	}
 	if err != nil {
 		l.close()
@@ -64,7 +66,7 @@ func (l *lane) close() {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}
-	for _, c := range []*Counter{l.probe, l.sink} {
+	for _, c := range []*netlab.Counter{l.probe, l.sink} {
 		if c != nil {
 			c.Close()
 		}
@@ -182,7 +184,7 @@ func (h *Harness) udpRound(rep int, lanes []*lane, filters []Filter, rs RuleSet,
 	if err != nil {
 		return err
 	}
-	out, err := output(cmd)
+	out, err := netlab.Run(cmd)
 	if err != nil {
 		return fmt.Errorf("alternating sender: %w", err)
 	}
@@ -244,7 +246,7 @@ func (h *Harness) iperf3(l *lane, dst netip.Addr, cpu int) (float64, error) {
 		if cmd, err = agentCmd(l.tp.Client, h.allow, args...); err != nil {
 			return 0, err
 		}
-		out, err = output(cmd)
+		out, err = netlab.Run(cmd)
 		if err == nil || try == 5 || !strings.Contains(out+err.Error(), "busy") {
 			break
 		}

@@ -1,154 +1,42 @@
 package testnet
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
+
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // Bus is a dbus-daemon of the test's own, configured like Debian's system
-// bus (deny by default, services open holes with policy files).
+// bus (see netlab.Bus).
 type Bus struct {
-	Address string
-	dir     string
-	config  string
-	cmd     *exec.Cmd
+	*netlab.Bus
 }
 
-// Replies and signals flow, and everyone may connect, on both buses.
-const basePolicy = `    <allow user="*"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-`
-
-// The default policy of Debian's /usr/share/dbus-1/system.conf: no names
-// owned, no methods called, but the bus driver's own.
-const systemPolicy = `  <policy context="default">
-` + basePolicy + `    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
-  </policy>
-`
-
-// A bus where anyone may own any name and call anything: what a host
-// without the service's policy file would be at worst.
-const openPolicy = `  <policy context="default">
-` + basePolicy + `    <allow own="*"/>
-    <allow send_type="method_call"/>
-  </policy>
-`
-
 // StartBus starts a system-like bus that includes the given policy files
-// (the shipped one, normally). Its socket is reachable by every user, as
-// the real system bus is. It stops when the test ends.
+// (the shipped one, normally). It stops when the test ends.
 func StartBus(t testing.TB, policyFiles ...string) *Bus {
 	t.Helper()
-	return startBus(t, systemPolicy, policyFiles)
+	b, err := netlab.StartBus(policyFiles...)
+	check(t, err)
+	closeAtEnd(t, b)
+	return &Bus{b}
 }
 
 // StartOpenBus starts a bus without any access control, to test what the
-// service does on its own.
+// service does on its own. It stops when the test ends.
 func StartOpenBus(t testing.TB) *Bus {
 	t.Helper()
-	return startBus(t, openPolicy, nil)
+	b, err := netlab.StartOpenBus()
+	check(t, err)
+	closeAtEnd(t, b)
+	return &Bus{b}
 }
 
-func startBus(t testing.TB, policy string, files []string) *Bus {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "ntf-bus-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	var inc strings.Builder
-	for _, f := range files {
-		abs, err := filepath.Abs(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&inc, "  <include>%s</include>\n", abs)
-	}
-	sock := filepath.Join(dir, "system_bus_socket")
-	b := &Bus{Address: "unix:path=" + sock, dir: dir, config: filepath.Join(dir, "bus.conf")}
-	conf := fmt.Sprintf(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>%s</listen>
-%s%s</busconfig>
-`, b.Address, policy, inc.String())
-	if err := os.WriteFile(b.config, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b.Start(t)
-	t.Cleanup(b.Stop)
-	return b
-}
-
-// Start starts the bus daemon (again, after Stop) and waits until it
+// Start starts the bus daemon again, after Stop, and waits until it
 // listens.
 func (b *Bus) Start(t testing.TB) {
 	t.Helper()
-	os.Remove(strings.TrimPrefix(b.Address, "unix:path="))
-	b.cmd = exec.Command("dbus-daemon", "--config-file="+b.config, "--nofork", "--print-address")
-	out, err := b.cmd.StdoutPipe()
-	if err != nil {
+	if err := b.Bus.Start(); err != nil {
 		t.Fatal(err)
 	}
-	b.cmd.Stderr = os.Stderr
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("start dbus-daemon: %v", err)
-	}
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		ready <- line
-	}()
-	select {
-	case line := <-ready:
-		if line == "" {
-			t.Fatal("dbus-daemon exited before listening")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("dbus-daemon did not start")
-	}
-}
-
-// Stop kills the bus daemon, as a crash would.
-func (b *Bus) Stop() {
-	if b.cmd != nil && b.cmd.Process != nil {
-		b.cmd.Process.Kill()
-		b.cmd.Wait()
-		b.cmd = nil
-	}
-}
-
-// Env is the environment entry that points a process at this bus.
-func (b *Bus) Env() string { return "DBUS_SYSTEM_BUS_ADDRESS=" + b.Address }
-
-// AsUser runs a command as uid (and gid) with no supplementary groups,
-// pointed at this bus, and returns its output and exit error.
-func (b *Bus) AsUser(uid int, name string, args ...string) (string, string, error) {
-	id := fmt.Sprint(uid)
-	cmd := exec.Command("setpriv", append([]string{"--reuid=" + id, "--regid=" + id, "--clear-groups", "--", name}, args...)...)
-	cmd.Env = append(os.Environ(), b.Env())
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return stdout.String(), stderr.String(), err
 }

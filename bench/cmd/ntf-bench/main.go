@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/nettcfilter/net-tc-filter/bench"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 func main() {
@@ -57,8 +58,8 @@ func run() int {
 	if *render != "" {
 		return rerender(*render, *out)
 	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "ntf-bench: must run as root (namespaces, users, BPF)")
+	if err := netlab.CheckRoot(); err != nil {
+		fmt.Fprintln(os.Stderr, "ntf-bench:", err)
 		return 2
 	}
 	cfg := bench.FullConfig()

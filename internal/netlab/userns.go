@@ -1,8 +1,6 @@
-package testnet
+package netlab
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -10,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"testing"
 )
 
 // UserNSTopology is a Topology whose client namespace belongs to a user
@@ -29,55 +26,65 @@ type UserNSTopology struct {
 // `unshare --user --map-root-user --net` run by HostUID does: a process
 // whose uid 0 (and gid 0) map to hostUID, in a new network namespace owned
 // by its new user namespace. Its sockets' owner as the host sees it is
-// hostUID; inside, the same sockets say uid 0. The process is the agent;
-// the namespace gets a name (ip netns attach) so the test can set it up
-// from outside.
-func NewUserNSTopology(t testing.TB, hostUID uint32) *UserNSTopology {
-	t.Helper()
-	RequireRoot(t)
-	exe, err := executableCopy(t)
+// hostUID; inside, the same sockets say uid 0. The process is the agent
+// (the running executable, which must call ServeAgent); the namespace gets
+// a name (ip netns attach) so the caller can set it up from outside. Close
+// removes it all.
+func NewUserNSTopology(hostUID uint32) (*UserNSTopology, error) {
+	tp := &Topology{
+		Client4: LinkNet4.Addr().Next(),
+		Server4: LinkNet4.Addr().Next().Next(),
+		Client6: LinkNet6.Addr().Next(),
+		Server6: LinkNet6.Addr().Next().Next(),
+	}
+	u := &UserNSTopology{Topology: tp, HostUID: hostUID}
+	if err := u.build(); err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("user namespace topology: %w", err)
+	}
+	return u, nil
+}
+
+func (u *UserNSTopology) build() error {
+	exe, err := u.executableCopy()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(exe)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostUID), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(hostUID), Size: 1}},
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(u.HostUID), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(u.HostUID), Size: 1}},
 		// Root of the new user namespace before exec, so that the agent
 		// keeps that namespace's capabilities and may drop to its uid
 		// (setgroups, setresgid, setresuid) as it does everywhere.
 		Credential:                 &syscall.Credential{Uid: 0, Gid: 0},
 		GidMappingsEnableSetgroups: true,
 	}
-	agent := startAgent(t, cmd, 0)
-	agent.UID = hostUID // what the host, and so the filter, sees
-
-	b := make([]byte, 4)
-	rand.Read(b)
-	client := &NS{Name: "ntft-u-" + hex.EncodeToString(b)}
-	Run(t, "ip", "netns", "attach", client.Name, strconv.Itoa(agent.Pid()))
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", client.Name).Run() })
-	if err := checkUserNS(agent.Pid(), hostUID); err != nil {
-		t.Fatal(err)
+	if u.Agent, err = startAgent(cmd, 0); err != nil {
+		return err
 	}
-	client.IP(t, "link", "set", "lo", "up")
+	u.closers.add(u.Agent.Close)
+	u.Agent.UID = u.HostUID // what the host, and so the filter, sees
 
-	tp := &Topology{
-		Client:  client,
-		Server:  NewNS(t, "s"),
-		Client4: LinkNet4.Addr().Next(),
-		Server4: LinkNet4.Addr().Next().Next(),
-		Client6: LinkNet6.Addr().Next(),
-		Server6: LinkNet6.Addr().Next().Next(),
+	client := &NS{Name: "ntft-u-" + randomID()}
+	if _, err := Output("ip", "netns", "attach", client.Name, strconv.Itoa(u.Agent.Pid())); err != nil {
+		return err
 	}
-	tp.link(t)
-	return &UserNSTopology{Topology: tp, HostUID: hostUID, Agent: agent}
+	u.closers.add(client.Close)
+	u.Client = client
+	if err := checkUserNS(u.Agent.Pid(), u.HostUID); err != nil {
+		return err
+	}
+	if _, err := client.IP("link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	return u.link()
 }
 
 // checkUserNS makes sure that pid runs in a user namespace other than
-// ours in which uid 0 is hostUID: the state the test is about. The maps
-// are written before the process runs the test binary.
+// ours in which uid 0 is hostUID: the state the topology is about. The
+// maps are written before the process runs the executable.
 func checkUserNS(pid int, hostUID uint32) error {
 	self, err := os.Readlink("/proc/self/ns/user")
 	if err != nil {
@@ -101,10 +108,10 @@ func checkUserNS(pid int, hostUID uint32) error {
 	return nil
 }
 
-// executableCopy copies the test binary to where the user namespace's root
-// may run it: it execs as hostUID, which may not enter the build's private
-// directory.
-func executableCopy(t testing.TB) (string, error) {
+// executableCopy copies the running executable to where the user
+// namespace's root may run it: it execs as hostUID, which may not enter
+// the build's private directory. Close removes the copy.
+func (u *UserNSTopology) executableCopy() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
@@ -113,7 +120,7 @@ func executableCopy(t testing.TB) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	u.closers.add(func() error { return os.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -129,7 +136,7 @@ func executableCopy(t testing.TB) (string, error) {
 	}
 	if _, err := io.Copy(dst, src); err != nil {
 		dst.Close()
-		return "", fmt.Errorf("copy test binary: %w", err)
+		return "", fmt.Errorf("copy the executable: %w", err)
 	}
 	return path, dst.Close()
 }

@@ -1,18 +1,17 @@
-package testnet
+package netlab
 
 import (
 	"os"
-	"testing"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // addTun creates tun0 in the client namespace, owned by this process, and
-// forwards every packet the kernel transmits on it to tp.Tun.
-func (tp *Topology) addTun(t testing.TB) {
+// forwards every packet the kernel transmits on it to tp.Tun until Close.
+func (tp *Topology) addTun() error {
 	var f *os.File
-	tp.Client.MustDo(t, func() error {
+	err := tp.Client.Do(func() error {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -31,9 +30,16 @@ func (tp *Topology) addTun(t testing.TB) {
 		f = os.NewFile(uintptr(fd), "tun0")
 		return nil
 	})
-	t.Cleanup(func() { f.Close() })
-	tp.Client.IP(t, "addr", "add", "198.18.3.1/30", "dev", "tun0")
-	tp.Client.IP(t, "link", "set", "tun0", "up")
+	if err != nil {
+		return err
+	}
+	tp.closers.add(f.Close)
+	err = ipSteps(
+		step(tp.Client, "addr", "add", TunNet4.Addr().Next().String()+"/30", "dev", "tun0"),
+		step(tp.Client, "link", "set", "tun0", "up"))
+	if err != nil {
+		return err
+	}
 	ch := make(chan []byte, 1024)
 	tp.Tun = ch
 	go func() {
@@ -49,4 +55,5 @@ func (tp *Topology) addTun(t testing.TB) {
 			}
 		}
 	}()
+	return nil
 }

@@ -1,20 +1,19 @@
-package testnet
+package netlab
 
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
-	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
-// Capture receives every frame that arrives on iface in ns, until the test
-// ends: proof that a frame got through.
-func Capture(t testing.TB, ns *NS, iface string) <-chan []byte {
-	t.Helper()
+// Capture receives every frame that arrives on iface in ns, until the
+// returned Closer is closed: proof that a frame got through.
+func Capture(ns *NS, iface string) (<-chan []byte, io.Closer, error) {
 	var fd int
-	ns.MustDo(t, func() error {
+	err := ns.Do(func() error {
 		ifi, err := net.InterfaceByName(iface)
 		if err != nil {
 			return err
@@ -24,14 +23,20 @@ func Capture(t testing.TB, ns *NS, iface string) <-chan []byte {
 		if err != nil {
 			return fmt.Errorf("packet socket: %w", err)
 		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index})
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index}); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		return nil
 	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("capture on %s: %w", iface, err)
+	}
 	// Closing the socket does not wake a blocked recv; a short receive
 	// timeout lets the reader notice.
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
 	done := make(chan struct{})
 	ch := make(chan []byte, 1024)
-	t.Cleanup(func() { close(done) })
 	go func() {
 		defer unix.Close(fd)
 		buf := make([]byte, 65536)
@@ -51,7 +56,7 @@ func Capture(t testing.TB, ns *NS, iface string) <-chan []byte {
 			}
 		}
 	}()
-	return ch
+	return ch, closerFunc(func() error { close(done); return nil }), nil
 }
 
 // SendRaw sends a whole link-layer frame out of iface from the agent, as

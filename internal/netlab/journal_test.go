@@ -1,14 +1,14 @@
-package testnet
+package netlab
 
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,67 +66,59 @@ func TestParseJournalEntry(t *testing.T) {
 	}
 }
 
-// errorRecorder keeps what is reported with Errorf instead of failing.
-type errorRecorder struct {
-	testing.TB
-	mu   sync.Mutex
-	errs []string
-}
-
-func (r *errorRecorder) Errorf(format string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.errs = append(r.errs, fmt.Sprintf(format, args...))
-}
-
 // The socket as a client sees it: entries in datagrams and in passed files
 // (left at the end of what was written, as go-systemd leaves them), and a
-// datagram that is no valid entry reported when the test ends.
+// datagram that is no valid entry reported by Close.
 func TestListenJournal(t *testing.T) {
-	rec := &errorRecorder{}
-	t.Run("journal", func(t *testing.T) {
-		rec.TB = t
-		j := ListenJournal(rec)
-		addr := &net.UnixAddr{Name: filepath.Join(j.Dir, "socket"), Net: "unixgram"}
-		// Unconnected, as go-systemd's: WriteMsgUnix refuses a connected one.
-		conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Net: "unixgram"})
+	j, err := ListenJournal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	addr := &net.UnixAddr{Name: filepath.Join(j.Dir, "socket"), Net: "unixgram"}
+	// Unconnected, as go-systemd's: WriteMsgUnix refuses a connected one.
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	send := func(data []byte, oob []byte) {
+		t.Helper()
+		if _, _, err := conn.WriteMsgUnix(data, oob, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	send([]byte("MESSAGE=small\n"), nil)
+	fd, err := unix.MemfdCreate("journal-entry", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "journal-entry")
+	defer f.Close()
+	big := strings.Repeat("x\n", 1<<20)
+	if _, err := f.WriteString(binaryField("MESSAGE", uint64(len(big)), big)); err != nil {
+		t.Fatal(err)
+	}
+	send(nil, unix.UnixRights(fd))
+	send([]byte("A=1\nA=2\n"), nil)
+	send([]byte("MESSAGE=after\n"), nil)
+
+	for _, want := range []string{"small", big, "after"} {
+		e, err := j.WaitFor(5*time.Second, fmt.Sprintf("%.10q", want), func(map[string]string) bool { return true })
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close()
-		send := func(data []byte, oob []byte) {
-			t.Helper()
-			if _, _, err := conn.WriteMsgUnix(data, oob, addr); err != nil {
-				t.Fatal(err)
-			}
+		if len(e) != 1 || e["MESSAGE"] != want {
+			t.Errorf("entry %.40q, want MESSAGE=%.40q alone", e, want)
 		}
-
-		send([]byte("MESSAGE=small\n"), nil)
-		fd, err := unix.MemfdCreate("journal-entry", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := os.NewFile(uintptr(fd), "journal-entry")
-		defer f.Close()
-		big := strings.Repeat("x\n", 1<<20)
-		if _, err := f.WriteString(binaryField("MESSAGE", uint64(len(big)), big)); err != nil {
-			t.Fatal(err)
-		}
-		send(nil, unix.UnixRights(fd))
-		send([]byte("A=1\nA=2\n"), nil)
-		send([]byte("MESSAGE=after\n"), nil)
-
-		for _, want := range []string{"small", big, "after"} {
-			e := j.WaitFor(t, 5*time.Second, fmt.Sprintf("%.10q", want), func(map[string]string) bool { return true })
-			if len(e) != 1 || e["MESSAGE"] != want {
-				t.Errorf("entry %.40q, want MESSAGE=%.40q alone", e, want)
-			}
-		}
-		if got := fmt.Sprint(j.PassedFD()); got != "[false true false]" {
-			t.Errorf("PassedFD() = %s, want only the big entry", got)
-		}
-	})
-	if len(rec.errs) != 1 || !strings.Contains(rec.errs[0], "datagram 3: field A twice") {
-		t.Errorf("reported %q, want the third datagram's field A sent twice", rec.errs)
+	}
+	if got := fmt.Sprint(j.PassedFD()); got != "[false true false]" {
+		t.Errorf("PassedFD() = %s, want only the big entry", got)
+	}
+	err = j.Close()
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) || len(joined.Unwrap()) != 1 || !strings.Contains(err.Error(), "datagram 3: field A twice") {
+		t.Errorf("Close() = %v, want the third datagram's field A sent twice, alone", err)
 	}
 }
