@@ -8,18 +8,27 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nettcfilter/net-tc-filter/daemon"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
+
+// cliEnv makes the test binary the command itself, for what must exec it
+// (a shell completing, a network namespace of its own).
+const cliEnv = "NTF_TEST_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(cliEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 // writeConfig makes a root-owned configuration set (the tests run as root;
 // elsewhere the loader refuses files not owned by root, as it should).
 func writeConfig(t *testing.T, main string, dropIns map[string]string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root: configuration files must be owned by root")
-		}
-		t.Skip("needs root: configuration files must be owned by root")
-	}
+	testnet.RequireRoot(t)
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	os.Mkdir(filepath.Join(dir, "conf.d"), 0o755)
@@ -51,6 +60,10 @@ func TestCLI(t *testing.T) {
 		"30-x.yaml":    "endpoints: []\n",
 	})
 	notRead := writeConfig(t, seed, map[string]string{"30-x.yaml": "endpoints: []\n", "40-bad.yml": "endpoints: [\n"})
+	emptyPins, leftPins := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(leftPins, "link_2"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		args   []string
@@ -58,16 +71,22 @@ func TestCLI(t *testing.T) {
 		stdout []string
 		stderr []string
 	}{
-		{"no command", nil, 2, nil, []string{"Usage: net-tc-filter COMMAND"}},
+		{"no command", nil, 2, nil, []string{"a command is needed", "Usage: net-tc-filter COMMAND"}},
 		{"unknown command", []string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},
-		{"help", []string{"--help"}, 0, []string{"explain"}, nil},
-		{"command help", []string{"check", "--help"}, 0, []string{"Usage: net-tc-filter check"}, nil},
-		{"bad flag", []string{"check", "--nope"}, 2, nil, []string{"flag provided but not defined"}},
+		{"help", []string{"--help"}, 0, []string{"explain", "Usage: net-tc-filter COMMAND"}, nil},
+		{"help command", []string{"help", "explain"}, 0, []string{"Usage: net-tc-filter explain --user USER"}, nil},
+		{"short help", []string{"-h"}, 0, []string{"Usage: net-tc-filter COMMAND"}, nil},
+		{"--version", []string{"--version"}, 0, []string{"net-tc-filter dev\n"}, nil},
+		{"command help", []string{"check", "--help"}, 0, []string{"Usage: net-tc-filter check [--config FILE]", "--config FILE"}, nil},
+		{"bad flag", []string{"check", "--nope"}, 2, nil, []string{"net-tc-filter check: unknown flag: --nope", "Usage: net-tc-filter check [--config FILE]"}},
+		{"single-dash long flag", []string{"check", "-config", good}, 2, nil, []string{"unknown shorthand flag: 'c' in -config"}},
+		{"flag without its value", []string{"explain", "--user"}, 2, nil, []string{"flag needs an argument: --user"}},
 		{"stray argument", []string{"version", "extra"}, 2, nil, []string{`unexpected argument "extra"`}},
 		{"version", []string{"version"}, 0, []string{"net-tc-filter dev"}, nil},
 		{"check ok", []string{"check", "--config", good}, 0,
 			[]string{"imdsv2 on eth0", "wide on eth0", "169.254.0.0/16", "OK: 2 endpoints, 3 ranges"},
 			[]string{"warning: interface eth0: default deny"}},
+		{"check with = ", []string{"check", "--config=" + good}, 0, []string{"OK: 2 endpoints, 3 ranges"}, nil},
 		{"check reports every problem at once", []string{"check", "--config", bad}, 1, nil,
 			[]string{"20-bad.yml:4: endpoint \"x\": range 10.0.0.1/8 has host bits set", `20-bad.yml:5: allow "ntf-no-such-user": unknown user`}},
 		{"check calls a name that does not resolve an error, and warns of files not read", []string{"check", "--config", unknown}, 1, nil,
@@ -75,27 +94,35 @@ func TestCLI(t *testing.T) {
 		{"check of an invalid set warns of files not read", []string{"check", "--config", notRead}, 1, nil,
 			[]string{"40-bad.yml:", "warning: ", "30-x.yaml"}},
 		{"explain judges a name that does not resolve as the daemon does", []string{"explain", "--config", unknown, "--user", "uid:1005", "--dst", "169.254.1.1", "--iface", "eth0"}, 0,
-			[]string{"eth0: allowed: uid:1005 is allowed to 169.254.0.0/16"},
+			[]string{"eth0: allowed: "},
 			[]string{"warning: group:ntf-no-such-group (", "20-ghost.yml:5) does not exist: it matches no one"}},
 		{"run with a resolve interval of 0", []string{"run", "--resolve-interval", "0s"}, 2, nil, []string{"--resolve-interval 0s: must be more than 0"}},
 		{"explain allowed by the narrower range", []string{"explain", "--config", good, "--user", "root", "--dst", "169.254.169.254", "--iface", "eth0"}, 0,
-			[]string{"eth0: allowed: uid:0 is allowed to 169.254.169.254/32 (endpoint imdsv2"}, nil},
-		{"explain denied", []string{"explain", "--config", good, "--user", "uid:1005", "--dst", "169.254.169.254", "--iface", "eth0"}, 0,
-			[]string{"eth0: denied: uid:1005 is not allowed to 169.254.169.254/32"}, nil},
-		{"explain wider range", []string{"explain", "--config", good, "--user", "uid:1005", "--dst", "169.254.1.1", "--iface", "eth0"}, 0,
-			[]string{"eth0: allowed: uid:1005 is allowed to 169.254.0.0/16 (endpoint wide"}, nil},
-		{"explain default", []string{"explain", "--config", good, "--user", "unowned", "--dst", "192.0.2.1", "--iface", "eth0"}, 0,
+			[]string{"eth0: allowed: root is allowed to 169.254.169.254/32 (endpoint imdsv2"}, nil},
+		{"explain denied", []string{"explain", "--config", good, "--user", "uid:1005", "--dst", "169.254.169.254", "--iface", "eth0"}, 3,
+			[]string{"eth0: denied: ", " is not allowed to 169.254.169.254/32 (endpoint imdsv2; allowed: root)"}, nil},
+		{"explain a uid out of range", []string{"explain", "--config", good, "--user", "uid:4294967296", "--dst", "169.254.169.254", "--iface", "eth0"}, 1,
+			nil, []string{"--user: \"4294967296\" is not a uid"}},
+		{"explain wider range", []string{"explain", "--config", good, "--user", "unowned", "--dst", "169.254.1.1", "--iface", "eth0"}, 3,
+			[]string{"eth0: denied: unowned is not allowed to 169.254.0.0/16 (endpoint wide; allowed: *)"}, nil},
+		{"explain default", []string{"explain", "--config", good, "--user", "unowned", "--dst", "192.0.2.1", "--iface", "eth0"}, 3,
 			[]string{"eth0: denied: no configured range contains 192.0.2.1; default deny on eth0"}, nil},
 		{"explain needs user and dst", []string{"explain", "--config", good, "--dst", "192.0.2.1"}, 2, nil, []string{"--user and --dst are required"}},
-		{"explain bad address", []string{"explain", "--config", good, "--user", "root", "--dst", "999.1.1.1"}, 2, nil, []string{"--dst"}},
+		{"explain bad address", []string{"explain", "--config", good, "--user", "root", "--dst", "999.1.1.1"}, 2, nil, []string{"--dst: ParseAddr(\"999.1.1.1\")"}},
+		{"explain bad v6 address", []string{"explain", "--config", good, "--user", "root", "--dst", "fd00::1::2"}, 2, nil, []string{"--dst: ParseAddr("}},
 		{"explain unknown user", []string{"explain", "--config", good, "--user", "ntf-no-such-user", "--dst", "192.0.2.1", "--iface", "eth0"}, 1, nil, []string{"unknown user"}},
+		{"explain unknown group", []string{"explain", "--config", good, "--user", "group:ntf-no-such-group", "--dst", "192.0.2.1", "--iface", "eth0"}, 1, nil, []string{"--user: ", "ntf-no-such-group"}},
 		{"run bad attach mode", []string{"run", "--attach-mode", "xdp"}, 2, nil, []string{`unknown attach mode "xdp"`}},
-		{"status help", []string{"status", "--help"}, 0, []string{"Usage: net-tc-filter status [--json]"}, nil},
+		{"status help", []string{"status", "--help"}, 0, []string{"Usage: net-tc-filter status [--json]", "4  degraded"}, nil},
 		{"reload takes no argument", []string{"reload", "now"}, 2, nil, []string{`unexpected argument "now"`}},
 		{"status without a bus", []string{"status"}, 1, nil, []string{"net-tc-filter status: cannot reach the system bus"}},
 		{"reload without a bus", []string{"reload"}, 1, nil, []string{"net-tc-filter reload: cannot reach the system bus"}},
-		{"explain falls back to the files without a daemon", []string{"explain", "--user", "root", "--dst", "169.254.169.254", "--iface", "eth0"}, 1,
-			nil, []string{"cannot reach the system bus", "judging by the configuration files instead"}},
+		{"explain without a daemon, nothing pinned: nothing is filtered", []string{"explain", "--pin-dir", emptyPins, "--user", "root", "--dst", "169.254.169.254", "--iface", "eth0"}, 0,
+			[]string{"no daemon running: nothing is filtered (cannot reach the system bus", "nothing is pinned in " + emptyPins}, nil},
+		{"explain without a daemon, nothing pinned, no pin dir", []string{"explain", "--pin-dir", filepath.Join(emptyPins, "none"), "--user", "root", "--dst", "169.254.169.254"}, 0,
+			[]string{"no daemon running: nothing is filtered"}, nil},
+		{"explain without a daemon but a filter pinned falls back to the files", []string{"explain", "--pin-dir", leftPins, "--user", "root", "--dst", "169.254.169.254", "--iface", "eth0"}, 1,
+			nil, []string{"cannot reach the system bus", "but a filter is pinned in " + leftPins + ": judging by the configuration files instead", daemon.DefaultConfigPath}},
 	}
 	// The online commands must find no bus here; the D-Bus package tests
 	// them against a real one.

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nettcfilter/net-tc-filter/bpf"
+	"github.com/nettcfilter/net-tc-filter/daemon"
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/nss"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+)
+
+func newCheckCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "check [--config FILE]",
+		Short: "validate the configuration set and print the compiled policy",
+		Long: `Validate the configuration set (the file and the drop-ins in conf.d/ beside
+it) as the daemon would load it, and print the compiled policy. Every problem
+is printed as FILE:LINE: MESSAGE; the exit status is 1 when there is one.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return exit(check(cfgPath, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
+	}
+	configFlag(cmd, &cfgPath, "main configuration `FILE`; drop-ins are read from conf.d/ beside it")
+	return cmd
+}
+
+// configFlag is --config, the same for every command that reads the files.
+func configFlag(cmd *cobra.Command, p *string, usage string) {
+	cmd.Flags().StringVar(p, "config", daemon.DefaultConfigPath, usage)
+	cmd.MarkFlagFilename("config", "yml", "yaml")
+}
+
+func check(cfgPath string, stdout, stderr io.Writer) int {
+	cfg, p, err := daemon.Load(cfgPath, nss.Resolver{})
+	if err != nil {
+		printErrors(stderr, err)
+		// A file that is not read may be where the fix was written.
+		printWarnings(stderr, cfg.Warnings)
+		return exitFailure
+	}
+	printPolicy(stdout, cfg, p)
+	printWarnings(stderr, slices.Concat(cfg.Warnings, p.Warnings))
+	fmt.Fprintf(stdout, "OK: %d endpoints, %d ranges\n", len(p.Endpoints), p.RangeCount())
+	return exitOK
+}
+
+// printErrors prints configuration problems one per line, file:line first.
+func printErrors(w io.Writer, err error) {
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			fmt.Fprintln(w, e.Error())
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func printWarnings(w io.Writer, warnings []string) {
+	for _, s := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
+}
+
+func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
+	fmt.Fprintf(w, "files: %s\n", strings.Join(cfg.Files, ", "))
+	fmt.Fprintf(w, "decision log: %s, at most %d lines/s; on stop: %s\n", cfg.Log.Decisions, cfg.Log.Rate, cfg.OnStop)
+	fmt.Fprintln(w, "interfaces:")
+	if len(p.Interfaces) == 0 {
+		fmt.Fprintln(w, "  (no interfaces: key; filtered interfaces default to deny)")
+	}
+	for _, s := range p.Interfaces {
+		fmt.Fprintf(w, "  %-16s default %s\n", s.Pattern, s.Default)
+	}
+	fmt.Fprintln(w, "endpoints:")
+	if len(p.Endpoints) == 0 {
+		fmt.Fprintln(w, "  (none: nothing is filtered)")
+	}
+	for _, e := range p.Endpoints {
+		fmt.Fprintf(w, "  %s on %s\n", e.Name, strings.Join(e.Ifaces, ", "))
+		fmt.Fprintf(w, "    allow: %s => %s\n", strings.Join(e.Allow, ", "), e.Principals)
+		for _, r := range e.Ranges {
+			fmt.Fprintf(w, "    %s\n", r)
+		}
+	}
+}
+
+func newDetachCmd() *cobra.Command {
+	var pinDir string
+	cmd := &cobra.Command{
+		Use:   "detach [--pin-dir DIR]",
+		Short: "remove the filter and its pinned state by hand",
+		Long: `Remove the filter from every interface and its pinned state, as a clean stop
+with on_stop: detach does: for a filter left behind by a killed daemon or by
+on_stop: keep.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bpf.Remove(pinDir); err != nil {
+				return fail("%v", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "detached: no interface is filtered by net-tc-filter any more")
+			return nil
+		},
+	}
+	pinDirFlag(cmd, &pinDir, "bpffs `DIR` of the pinned state to remove")
+	return cmd
+}
+
+func pinDirFlag(cmd *cobra.Command, p *string, usage string) {
+	cmd.Flags().StringVar(p, "pin-dir", bpf.DefaultPinDir, usage)
+	cmd.MarkFlagDirname("pin-dir")
+}
