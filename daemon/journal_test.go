@@ -51,6 +51,25 @@ func scope(t *testing.T, pid int) string {
 	return name
 }
 
+// startJournaled starts the daemon with journald's native socket and its
+// stderr as the journal stream, as systemd runs it, and returns the
+// journal that receives both.
+func (b *bed) startJournaled(t *testing.T) (*testnet.Journal, *testnet.Daemon) {
+	t.Helper()
+	j := testnet.ListenJournal(t)
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stderr.Close() })
+	d := b.start(t, testnet.DaemonOptions{
+		Wrap:   j.Wrap(),
+		Stderr: stderr,
+		Env:    []string{"JOURNAL_STREAM=" + testnet.JournalStream(t, stderr)},
+	})
+	return j, d
+}
+
 // The decision log on journald's native protocol, as journald receives it:
 // every field of SPEC §4, the unit of the sender's cgroup, aggregation of
 // identical decisions into NTF_COUNT, and log.rate holding under a flood
@@ -60,17 +79,7 @@ func TestJournalFields(t *testing.T) {
 	b := newBed(t, policyYAML([]string{"uid:1001"},
 		"  - floodnet:\n      iface: [eth0]\n      range: [192.0.3.0/24]\n      allow: [uid:1001]\n")+
 		"log: {decisions: all, rate: 20}\n")
-	j := testnet.ListenJournal(t)
-	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close()
-	b.start(t, testnet.DaemonOptions{
-		Wrap:   j.Wrap(),
-		Stderr: stderr,
-		Env:    []string{"JOURNAL_STREAM=" + testnet.JournalStream(t, stderr)},
-	})
+	j, _ := b.startJournaled(t)
 	// The daemon's own messages go to the journal too.
 	j.WaitFor(t, 5*time.Second, "started", func(e map[string]string) bool {
 		return e["SYSLOG_IDENTIFIER"] == "net-tc-filter" && e["PRIORITY"] == "6" && len(e["MESSAGE"]) > 8 && e["MESSAGE"][:8] == "started:"
@@ -203,17 +212,7 @@ func userName(uid int) string {
 func TestRingBufferDrops(t *testing.T) {
 	testnet.RequireRoot(t)
 	b := newBed(t, policyYAML([]string{"uid:1001"}, "")+"log: {decisions: denied, rate: 50}\n")
-	j := testnet.ListenJournal(t)
-	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close()
-	d := b.start(t, testnet.DaemonOptions{
-		Wrap:   j.Wrap(),
-		Stderr: stderr,
-		Env:    []string{"JOURNAL_STREAM=" + testnet.JournalStream(t, stderr)},
-	})
+	j, d := b.startJournaled(t)
 	d.Signal(syscall.SIGSTOP)
 	// 4 MiB of ring buffer holds about 52,000 decisions.
 	const flood = 100000

@@ -283,10 +283,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.filter = filter
 	s.mu.Unlock()
-	s.warn(cfg, p)
-	err = s.apply(cfg, p, logMode)
-	s.noteUnresolved(p.Unresolved)
-	if err != nil {
+	if err := s.applyLoaded(cfg, p, logMode); err != nil {
 		// Whatever did attach stays: fail loudly, but never remove a
 		// filter that may be protecting something.
 		s.letGo().Close()
@@ -402,21 +399,34 @@ const (
 
 // reload loads the set again.
 func (s *Service) reload(origin reloadOrigin, why string) (uint32, error) {
+	var gen uint32
+	err := s.asReload(func() (bool, error) {
+		before := s.filter.Generation()
+		var err error
+		gen, err = s.reloadOnce(origin, why)
+		if err == nil {
+			s.listenMetrics()
+		}
+		// A watcher's reload that changed nothing is not news.
+		return origin == requested || gen != before, err
+	})
+	return gen, err
+}
+
+// asReload runs change as systemd and the D-Bus object see a reload:
+// RELOADING=1, then READY=1 with the new STATUS=; the outcome is counted
+// for the metrics and told to the observer when it failed or is news.
+func (s *Service) asReload(change func() (news bool, err error)) error {
 	s.notify.reloading()
 	s.setState(StateReloading)
 	defer func() { s.notify.ready(s.summary()) }()
-	before := s.filter.Generation()
 	began := time.Now()
-	gen, err := s.reloadOnce(origin, why)
+	news, err := change()
 	s.recordReload(began, err)
-	if err == nil {
-		s.listenMetrics()
-	}
-	// A watcher's reload that changed nothing is not news.
-	if err != nil || origin == requested || gen != before {
+	if news || err != nil {
 		s.emit(Change{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
 	}
-	return gen, err
+	return err
 }
 
 // recordStart notes the start's load of the configuration set, the last
@@ -537,10 +547,7 @@ func (s *Service) reloadOnce(origin reloadOrigin, why string) (uint32, error) {
 		s.setState(StateRunning)
 		return s.filter.Generation(), nil
 	}
-	s.warn(cfg, p)
-	err = s.apply(cfg, p, logMode)
-	s.noteUnresolved(p.Unresolved)
-	if err != nil {
+	if err := s.applyLoaded(cfg, p, logMode); err != nil {
 		s.failed("reload incomplete", why, err)
 		return s.filter.Generation(), err
 	}
@@ -558,6 +565,20 @@ func (s *Service) failed(msg, why string, err error) {
 	s.log.Error(msg+":\n"+err.Error(), "why", why, "problems", failed.problems)
 	s.setError(failed)
 	s.setState(StateRunning)
+}
+
+// applyLoaded makes a set just loaded live, at the start or a reload. Its
+// warnings (files not read; what the compiler found risky, such as a deny
+// default that locks out root's neighbour discovery) are logged at every
+// load that applies it, and its names that do not resolve noted even when
+// the apply fails, since the policy is swapped in all the same.
+func (s *Service) applyLoaded(cfg *config.Config, p *policy.Policy, logMode bpf.LogMode) error {
+	for _, w := range warnings(cfg, p) {
+		s.log.Warn(w)
+	}
+	err := s.apply(cfg, p, logMode)
+	s.noteUnresolved(p.Unresolved)
+	return err
 }
 
 // apply makes a compiled configuration live on the interfaces it filters.
@@ -664,27 +685,24 @@ func (s *Service) resolvedAgain(q *policy.Policy, why string) {
 		}
 		return
 	}
-	s.notify.reloading()
-	s.setState(StateReloading)
-	defer func() { s.notify.ready(s.summary()) }()
-	began := time.Now()
-	if !slices.Equal(q.Warnings, s.policy.Warnings) {
-		for _, w := range q.Warnings {
-			s.log.Warn(w)
+	s.asReload(func() (bool, error) {
+		if !slices.Equal(q.Warnings, s.policy.Warnings) {
+			for _, w := range q.Warnings {
+				s.log.Warn(w)
+			}
 		}
-	}
-	err := s.apply(s.cfg, q, s.logMode)
-	s.noteUnresolved(q.Unresolved)
-	s.recordReload(began, err)
-	if err != nil {
-		s.failed("applying the names resolved again is incomplete", why, err)
-	} else {
-		// The last reload's error, if any, stays: the files are as
-		// broken as they were.
-		s.setState(StateRunning)
-		s.log.Info("user and group names resolved again: "+s.summary(), "why", why, "generation", s.filter.Generation())
-	}
-	s.emit(Change{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
+		err := s.apply(s.cfg, q, s.logMode)
+		s.noteUnresolved(q.Unresolved)
+		if err != nil {
+			s.failed("applying the names resolved again is incomplete", why, err)
+		} else {
+			// The last reload's error, if any, stays: the files are
+			// as broken as they were.
+			s.setState(StateRunning)
+			s.log.Info("user and group names resolved again: "+s.summary(), "why", why, "generation", s.filter.Generation())
+		}
+		return true, err
+	})
 }
 
 // noteUnresolved records the names of the live policy that do not resolve,
@@ -790,14 +808,6 @@ func (s *Service) emit(ev Change) {
 	select {
 	case s.opts.Events <- ev:
 	default:
-	}
-}
-
-// warn logs what the compiler found risky (a deny default that locks out
-// root's neighbour discovery, for one) at every load that applies it.
-func (s *Service) warn(cfg *config.Config, p *policy.Policy) {
-	for _, w := range warnings(cfg, p) {
-		s.log.Warn(w)
 	}
 }
 

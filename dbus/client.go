@@ -99,7 +99,7 @@ type Status struct {
 	State       string       `json:"state"`
 	Generation  uint64       `json:"generation"`
 	LastReload  time.Time    `json:"last_reload"`
-	LastError   string       `json:"last_error"`
+	LastError   string       `json:"last_error"` // why degraded, one problem a line; "" when not
 	ConfigFiles []string     `json:"config_files"`
 	Warnings    []string     `json:"warnings"` // files not read, risky settings
 	Interfaces  []Attachment `json:"interfaces"`
