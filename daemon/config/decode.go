@@ -291,19 +291,21 @@ func (p *fileParser) missing(ep *Endpoint, seen map[string]bool) {
 	}
 }
 
-// str reads a list element that must be a string. Numbers and booleans are
-// refused rather than converted: YAML would have changed what was typed.
-func (p *fileParser) str(v val, what string) (string, bool) {
+// str reads an element of endpoint ep's key list that must be a string.
+// Numbers and booleans are refused rather than converted: YAML would have
+// changed what was typed. The message is only formatted for a refusal: a
+// large drop-in has 100 000 elements that are fine.
+func (p *fileParser) str(v val, ep, key string) (string, bool) {
 	s, ok := v.v.(string)
 	if !ok {
-		p.at(v.line, "%s must be a string, not %s; quote it", what, describe(v.v))
+		p.at(v.line, "endpoint %q: %s entry must be a string, not %s; quote it", ep, key, describe(v.v))
 	}
 	return s, ok
 }
 
 // nonEmpty checks a required list that must name at least one thing.
 func (p *fileParser) nonEmpty(ep, key string, v val, what string) bool {
-	if v.v == nil || (v.isList() && len(v.items()) == 0) {
+	if l, isList := v.v.([]any); v.v == nil || (isList && len(l) == 0) {
 		p.at(v.line, "endpoint %q: %s is empty; name at least one %s", ep, key, what)
 		return false
 	}
@@ -317,7 +319,7 @@ func (p *fileParser) ifaces(ep string, v val) []string {
 	var out []string
 	first := make(map[string]int)
 	for _, it := range v.list() {
-		s, ok := p.str(it, fmt.Sprintf("endpoint %q: iface entry", ep))
+		s, ok := p.str(it, ep, "iface")
 		if !ok {
 			continue
 		}
@@ -339,14 +341,18 @@ func (p *fileParser) ranges(ep string, v val) []netip.Prefix {
 	if !p.nonEmpty(ep, "range", v, "address or CIDR prefix") {
 		return nil
 	}
-	var out []netip.Prefix
+	// Sized up front: one endpoint can hold a generated list of 100 000
+	// ranges, and growing the slice and map step by step costs more
+	// than the rest of its parse.
+	items := v.list()
+	out := make([]netip.Prefix, 0, len(items))
 	type seen struct {
 		text string
 		line int
 	}
-	first := make(map[netip.Prefix]seen)
-	for _, it := range v.list() {
-		s, ok := p.str(it, fmt.Sprintf("endpoint %q: range entry", ep))
+	first := make(map[netip.Prefix]seen, len(items))
+	for _, it := range items {
+		s, ok := p.str(it, ep, "range")
 		if !ok {
 			continue
 		}
@@ -361,6 +367,9 @@ func (p *fileParser) ranges(ep string, v val) []netip.Prefix {
 		}
 		first[r] = seen{s, it.line}
 		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil // no usable range is no ranges, not an empty list
 	}
 	return out
 }
@@ -403,7 +412,7 @@ func (p *fileParser) principal(ep string, v val) (Principal, bool) {
 		p.at(v.line, "endpoint %q: allow entry %v is a number; write uid:%v for a uid (a bare number could be read as a name or an id)", ep, x, x)
 		return Principal{}, false
 	}
-	s, ok := p.str(v, fmt.Sprintf("endpoint %q: allow entry", ep))
+	s, ok := p.str(v, ep, "allow")
 	if !ok {
 		return Principal{}, false
 	}

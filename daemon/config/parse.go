@@ -9,9 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/rawbytes"
-	"github.com/knadh/koanf/v2"
 	yamlv3 "go.yaml.in/yaml/v3"
 )
 
@@ -27,36 +24,27 @@ func (p *fileParser) at(line int, format string, args ...any) {
 
 func (p *fileParser) pos(line int) Pos { return Pos{File: p.file, Line: line} }
 
-// parseFile turns one file's bytes into its settings. koanf decodes the
-// values; its plain maps carry no positions, so a yaml.v3 node tree of the
-// same bytes is walked alongside to give every problem its line.
+// parseFile turns one file's bytes into its settings. The file is parsed
+// once, into a yaml.v3 node tree; the values are decoded from that tree
+// (yaml.v3's own rules for tags, merges and aliases, as yaml.Unmarshal
+// would apply them) and the tree gives every problem its line.
+//
+// Each file is a document of its own, merged with the others by SPEC's
+// rules (merge in load.go), so no generic configuration layer sits between
+// the tree and those rules.
 func parseFile(file string, data []byte) (fileSettings, Errors) {
-	// Each file is a document of its own, merged with the others by
-	// SPEC's rules, not koanf's: the merge function takes the decoded
-	// document as it is. koanf's own merge and Raw() would copy the tree
-	// twice, a third of a large drop-in's load. The two parses are
-	// independent, and done at once.
 	p := &fileParser{file: file}
 	// The YAML library names no line for bytes it cannot read.
 	if line, msg, ok := checkText(data); !ok {
 		p.at(line, "%s", msg)
 		return fileSettings{}, p.errs
 	}
-	var m map[string]any
-	decoded := make(chan error, 1)
-	go func() {
-		keep := koanf.WithMergeFunc(func(src, _ map[string]any) error {
-			m = src
-			return nil
-		})
-		decoded <- koanf.New(".").Load(rawbytes.Provider(data), yaml.Parser(), keep)
-	}()
-	root, ok := p.tree(data)
-	err := <-decoded
+	doc, root, ok := p.tree(data)
 	if !ok || root == nil {
 		return fileSettings{}, p.errs
 	}
-	if err != nil {
+	var m map[string]any
+	if err := doc.Decode(&m); err != nil {
 		p.yamlError(err, data, root)
 		return fileSettings{}, p.errs
 	}
@@ -64,29 +52,30 @@ func parseFile(file string, data []byte) (fileSettings, Errors) {
 	return s, p.errs
 }
 
-// tree parses data into a node tree and returns its top-level mapping, or
-// nil for a file with nothing in it (empty, comments only, or a bare null).
-func (p *fileParser) tree(data []byte) (*yamlv3.Node, bool) {
+// tree parses data into a node tree and returns its document node and its
+// top-level mapping; the mapping is nil for a file with nothing in it
+// (empty, comments only, or a bare null).
+func (p *fileParser) tree(data []byte) (doc, root *yamlv3.Node, ok bool) {
 	dec := yamlv3.NewDecoder(bytes.NewReader(data))
-	var doc yamlv3.Node
-	if err := dec.Decode(&doc); err != nil {
+	doc = new(yamlv3.Node)
+	if err := dec.Decode(doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, true
+			return nil, nil, true
 		}
 		p.yamlError(err, data, nil)
-		return nil, false
+		return nil, nil, false
 	}
 	// A second document is reported, but the first is still checked.
 	p.singleDocument(dec, data)
-	root := resolve(&doc)
+	root = resolve(doc)
 	switch {
 	case root == nil || root.ShortTag() == "!!null":
-		return nil, true
+		return nil, nil, true
 	case root.Kind != yamlv3.MappingNode:
 		p.at(root.Line, "the top level must be a mapping of settings (%s), not %s", strings.Join(topKeys(), ", "), nodeKind(root))
-		return nil, false
+		return nil, nil, false
 	}
-	return root, true
+	return doc, root, true
 }
 
 // singleDocument refuses a second "---" document: the YAML library would
@@ -149,7 +138,7 @@ func splitYAMLLine(s string) (int, string) {
 	return n, msg
 }
 
-// val is one value as koanf decoded it, with the node it came from.
+// val is one value as decoded from the tree, with the node it came from.
 // The node only supplies lines: a value whose node cannot be found (keys
 // pulled in by a "<<" merge under another spelling, say) is still checked,
 // and reported at the nearest enclosing line.
@@ -192,8 +181,9 @@ type field struct {
 	val  val
 }
 
-// asMap reports whether v is a mapping; koanf stringifies keys, but a map
-// nested deeper than it looks can still have non-string keys.
+// asMap reports whether v is a mapping. yaml.v3 decodes a mapping whose
+// keys are not all strings (1: x, true: y) as map[any]any; its keys are
+// compared as they print, so that they are named in messages as written.
 func asMap(v any) (map[string]any, bool) {
 	switch m := v.(type) {
 	case map[string]any:
