@@ -116,7 +116,9 @@ func TestJournalNativeProtocol(t *testing.T) {
 }
 
 // hostRun describes what the test could leave behind on the host: the
-// directories it creates in the namespace and the mounts under /run.
+// directories it creates in the namespace and the mounts under /run. The
+// network namespaces under /run/netns are left out: tests of other packages,
+// run at the same time, add and delete theirs.
 func hostRun(t *testing.T) string {
 	t.Helper()
 	var s strings.Builder
@@ -129,7 +131,7 @@ func hostRun(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for line := range strings.SplitSeq(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && (f[4] == "/run" || strings.HasPrefix(f[4], "/run/")) {
+		if f := strings.Fields(line); len(f) > 4 && (f[4] == "/run" || strings.HasPrefix(f[4], "/run/")) && !strings.HasPrefix(f[4], "/run/netns/") {
 			fmt.Fprintf(&s, "mount %s; ", f[4])
 		}
 	}
