@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	ntfdbus "github.com/nettcfilter/net-tc-filter/dbus"
+	"github.com/spf13/pflag"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with what the commands print now")
@@ -211,5 +213,36 @@ func TestStatusCode(t *testing.T) {
 		if got := statusCode(state); got != want {
 			t.Errorf("statusCode(%q) = %d, want %d", state, got, want)
 		}
+	}
+}
+
+// The man page's synopsis is each command's usage line, and the man page
+// and the README name every option: they cannot drift from --help.
+func TestDocsAgree(t *testing.T) {
+	man, err := os.ReadFile("../../packaging/man/net-tc-filter.8.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := strings.NewReplacer("**", "", "*", "", "\\", "").Replace(string(man))
+	synopsis := plain[strings.Index(plain, "# SYNOPSIS"):strings.Index(plain, "# DESCRIPTION")]
+	root := newRoot(parts{}, io.Discard, io.Discard)
+	for _, c := range root.Commands() {
+		if !c.IsAvailableCommand() || c.Name() == "completion" {
+			continue
+		}
+		if !strings.Contains(synopsis, "\n"+c.UseLine()+"\n") {
+			t.Errorf("the man page's SYNOPSIS lacks %q", c.UseLine())
+		}
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			for doc, text := range map[string]string{"man page": plain, "README": string(readme)} {
+				if !strings.Contains(text, "--"+f.Name) {
+					t.Errorf("the %s does not mention %s --%s", doc, c.Name(), f.Name)
+				}
+			}
+		})
 	}
 }
