@@ -95,7 +95,7 @@ type sender struct {
 type judge func(iface string, s sender, dst netip.Addr) (allowed bool, reason string, err error)
 
 func explain(ctx context.Context, o explainOptions, stdout, stderr io.Writer) error {
-	dsts, err := destinations(ctx, o.dst)
+	dsts, byName, err := destinations(ctx, o.dst)
 	if err != nil {
 		return err
 	}
@@ -135,8 +135,8 @@ func explain(ctx context.Context, o explainOptions, stdout, stderr io.Writer) er
 	}
 
 	names := newNamer()
-	if host := o.dst; len(dsts) > 1 || dsts[0].String() != host {
-		fmt.Fprintf(stdout, "%s resolves to %s\n", host, joinAddrs(dsts))
+	if byName {
+		fmt.Fprintf(stdout, "%s resolves to %s\n", o.dst, joinAddrs(dsts))
 	}
 	if len(senders) > 1 || strings.HasPrefix(o.user, "group:") {
 		var members []string
@@ -154,7 +154,7 @@ func explain(ctx context.Context, o explainOptions, stdout, stderr io.Writer) er
 					return err
 				}
 				where := iface
-				if len(dsts) > 1 || dst.String() != o.dst {
+				if byName {
 					where += " " + dst.String()
 				}
 				verdict := "denied"
@@ -185,27 +185,27 @@ func joinAddrs(as []netip.Addr) string {
 	return strings.Join(s, ", ")
 }
 
-// destinations reads --dst: an address, or a host name and every address
-// it resolves to.
-func destinations(ctx context.Context, s string) ([]netip.Addr, error) {
+// destinations reads --dst: an address, or a host name (byName) and
+// every address it resolves to.
+func destinations(ctx context.Context, s string) (_ []netip.Addr, byName bool, _ error) {
 	if a, err := netip.ParseAddr(s); err == nil {
-		return []netip.Addr{a}, nil
+		return []netip.Addr{a}, false, nil
 	} else if strings.Contains(s, ":") || strings.Trim(s, "0123456789.") == "" {
 		// Meant as an address, not a name: say what is wrong with it.
-		return nil, usageError("--dst: %v", err)
+		return nil, false, usageError("--dst: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	found, err := net.DefaultResolver.LookupNetIP(ctx, "ip", s)
 	if err != nil {
-		return nil, fail("--dst %s: the host name does not resolve: %v", s, err)
+		return nil, true, fail("--dst %s: the host name does not resolve: %v", s, err)
 	}
 	var as []netip.Addr
 	for _, a := range found {
 		as = append(as, a.Unmap())
 	}
 	slices.SortFunc(as, netip.Addr.Compare)
-	return slices.Compact(as), nil
+	return slices.Compact(as), true, nil
 }
 
 // sendersOf reads --user: one sender, or every member of a group.
