@@ -96,7 +96,8 @@ interfaces:
 		code int
 	}{
 		{"explain-denied-by-name", files("--user", "ntfcli-bob", "--dst", "169.254.169.254"), explainDenied},
-		{"explain-uid-named", files("--user", "uid:64201", "--dst", "FD00:EC2::254") // an address, however spelled: no "resolves to", exitOK},
+		// An address, however spelled: no "resolves to".
+		{"explain-uid-named", files("--user", "uid:64201", "--dst", "FD00:EC2::254"), exitOK},
 		{"explain-uid-without-name", files("--user", "uid:64299", "--dst", "169.254.169.254"), explainDenied},
 		{"explain-group-mixed", files("--user", "group:ntfcli-readers", "--dst", "169.254.169.254"), explainMixed},
 		{"explain-group-allowed", files("--user", "group:ntfcli-readers", "--dst", "169.254.170.2"), exitOK},
