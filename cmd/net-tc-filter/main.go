@@ -152,6 +152,17 @@ func newRoot(p parts, stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetHelpTemplate(helpTemplate)
 	root.SetVersionTemplate("net-tc-filter {{.Version}}\n")
+	// Go's flag package took -config; pflag reads it as -c -o -n...:
+	// point at the GNU spelling.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if _, long, ok := strings.Cut(err.Error(), "' in -"); ok {
+			long, _, _ = strings.Cut(long, "=")
+			if c.Flags().Lookup(long) != nil {
+				return fmt.Errorf("%w: long options take two dashes: --%s", err, long)
+			}
+		}
+		return err
+	})
 	// --version without cobra's -v: GNU has no short form for it.
 	root.Flags().Bool("version", false, "print the version")
 	root.AddCommand(
