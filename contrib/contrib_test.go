@@ -79,19 +79,6 @@ func here(t *testing.T, rel ...string) string {
 	return filepath.Join(append([]string{repoRoot(t), "contrib"}, rel...)...)
 }
 
-// requireRoot: `check` insists on root-owned files, which only root can
-// create. In CI a test that cannot run is a failure, never a skip.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (root-owned configuration files) and CI=true")
-	}
-	t.Skip("needs root: the configuration files must be root-owned")
-}
-
 // readDocs parses every YAML document of a file into generic maps.
 func readDocs(t *testing.T, path string) []map[string]any {
 	t.Helper()

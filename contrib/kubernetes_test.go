@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 	yaml "go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 )
@@ -346,7 +347,7 @@ func check(t *testing.T, mainFile string, readOnly []string) (string, error) {
 // TestKubernetesConfigPassesCheck runs the ConfigMaps through the real
 // `check`, as the pod lays them out: valid, and the IMDS range compiled.
 func TestKubernetesConfigPassesCheck(t *testing.T) {
-	requireRoot(t)
+	testnet.RequireRoot(t)
 	m := loadManifests(t)
 	mainFile, readOnly := podLayout(t, m, false)
 	if len(readOnly) != 2 {
@@ -367,7 +368,7 @@ func TestKubernetesConfigPassesCheck(t *testing.T) {
 // ..data: a ConfigMap volume mounted as conf.d is a mode 0777 directory,
 // and the daemon refuses the whole set.
 func TestKubernetesNaiveMountRefused(t *testing.T) {
-	requireRoot(t)
+	testnet.RequireRoot(t)
 	m := loadManifests(t)
 	mainFile, readOnly := podLayout(t, m, true)
 	out, err := check(t, mainFile, readOnly)

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -15,17 +14,8 @@ import (
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("NSS tests need root (they create users and groups) and CI=true")
-		}
-		t.Skip("NSS tests need root: they create users and groups")
-	}
-}
 
 // shadowTool runs useradd/groupadd/userdel/groupdel, retrying while another
 // process (a parallel test package) holds the lock on /etc/passwd or /etc/group.
@@ -76,7 +66,7 @@ func idU(t *testing.T, name string) uint32 {
 }
 
 func TestNSS(t *testing.T) {
-	requireRoot(t)
+	testnet.RequireRoot(t)
 	for _, tool := range []string{"useradd", "userdel", "groupadd", "groupdel", "id"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found: %v", tool, err)
