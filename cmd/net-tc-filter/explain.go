@@ -138,7 +138,7 @@ func explain(ctx context.Context, o explainOptions, stdout, stderr io.Writer) er
 	if byName {
 		fmt.Fprintf(stdout, "%s resolves to %s\n", o.dst, joinAddrs(dsts))
 	}
-	if len(senders) > 1 || strings.HasPrefix(o.user, "group:") {
+	if strings.HasPrefix(o.user, "group:") {
 		var members []string
 		for _, s := range senders {
 			members = append(members, names.humanize(s.principal))
