@@ -450,7 +450,7 @@ func TestCLIOnline(t *testing.T) {
 		}
 	}
 	out, stderr, err = cli(t, bus, "explain", "--user", "uid:1002", "--dst", prot4.String())
-	if err != nil || !strings.HasPrefix(out, "eth0: denied: uid:1002 is not allowed to 192.0.2.7/32") {
+	if exitCode(err) != 3 || !strings.HasPrefix(out, "eth0: denied: ") || !strings.Contains(out, " is not allowed to 192.0.2.7/32 (endpoint protected; allowed: ") {
 		t.Errorf("explain online: %q %q %v", out, stderr, err)
 	}
 
@@ -459,8 +459,12 @@ func TestCLIOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, stderr, err = cli(t, bus, "status")
-	if exitCode(err) != 1 || !strings.Contains(stderr, "net-tc-filter is not running") {
+	if exitCode(err) != 3 || !strings.Contains(stderr, "net-tc-filter is not running") {
 		t.Errorf("status without a daemon: %v %q", err, stderr)
+	}
+	out, stderr, err = cli(t, bus, "explain", "--pin-dir", b.pins, "--user", "uid:1002", "--dst", prot4.String())
+	if err != nil || !strings.HasPrefix(out, "no daemon running: nothing is filtered (net-tc-filter is not running") {
+		t.Errorf("explain without a daemon: %q %q %v", out, stderr, err)
 	}
 	bus.Stop()
 	_, stderr, err = cli(t, bus, "reload")
@@ -626,7 +630,7 @@ func TestDegradedAndWarningsShown(t *testing.T) {
 	testnet.Expect(t, b.bob, prot4, port, denied)
 
 	out, stderr, err := cli(t, bus, "status")
-	if err != nil {
+	if exitCode(err) != 4 { // degraded
 		t.Fatalf("status: %v\n%s", err, stderr)
 	}
 	for _, want := range []string{": degraded", "group:ntft-no-such-group", "warnings", "50-x.yaml"} {
@@ -636,7 +640,7 @@ func TestDegradedAndWarningsShown(t *testing.T) {
 	}
 	out, stderr, err = cli(t, bus, "status", "--json")
 	var st Status
-	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.State != "degraded" || len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "50-x.yaml") {
+	if exitCode(err) != 4 || json.Unmarshal([]byte(out), &st) != nil || st.State != "degraded" || len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "50-x.yaml") {
 		t.Errorf("status --json: %+v %v\n%s%s", st, err, out, stderr)
 	}
 	var all map[string]godbus.Variant
