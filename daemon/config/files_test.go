@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
 func TestPermissionRefusals(t *testing.T) {
@@ -84,7 +86,7 @@ func TestPermissionRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.root {
-				requireRoot(t)
+				testnet.RequireRoot(t)
 			}
 			dir := writeSet(t, tt.files)
 			tt.prep(t, dir)

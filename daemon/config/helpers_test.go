@@ -123,19 +123,6 @@ func checkErrors(t *testing.T, dir string, cfg *Config, err error, wants []want)
 	}
 }
 
-// requireRoot skips tests that need root (chown), except in CI, where a
-// skipped security test would be a silent hole.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (chown) and CI=true: run the tests as root in CI")
-	}
-	t.Skip("needs root to chown test files")
-}
-
 func prefixes(ss ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(ss))
 	for i, s := range ss {

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
 
 // seed is the seed's configuration, byte for byte.
@@ -72,7 +74,7 @@ func TestSums(t *testing.T) {
 }
 
 func TestLoadRequiresRootOwnership(t *testing.T) {
-	requireRoot(t)
+	testnet.RequireRoot(t)
 	dir := writeSet(t, map[string]string{mainName: seed})
 	cfg, err := Load(filepath.Join(dir, mainName))
 	if err != nil {

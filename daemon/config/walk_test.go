@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -255,7 +256,7 @@ func TestSymlinkedPaths(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.root {
-				requireRoot(t)
+				testnet.RequireRoot(t)
 			}
 			dir := writeSet(t, tt.files)
 			tt.prep(t, dir)
@@ -290,7 +291,7 @@ func TestSymlinkedPaths(t *testing.T) {
 // directory that is read-only only because everything is, as under
 // systemd's ProtectSystem=strict, or an entry of it that is not kubelet's.
 func TestConfigMapVolume(t *testing.T) {
-	requireRoot(t)
+	testnet.RequireRoot(t)
 	tests := []struct {
 		name   string
 		mounts func(dir string) []string // bound read-only onto themselves
