@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
 
 // The kernel definitions the tc program uses, and only those: what
 // linux/types.h, linux/bpf.h, linux/if_ether.h, linux/in.h, linux/in6.h and
