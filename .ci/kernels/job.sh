@@ -31,9 +31,10 @@ fi
 if [ "${subset:-0}" = 1 ]; then echo subset; else echo full; fi >"$results/selection.txt"
 status=0
 for pkg in $packages; do
-	eval "run=\${${pkg}_run:-} timeout=\${${pkg}_timeout:-60m}"
+	eval "run=\${${pkg}_run:-} skip=\${${pkg}_skip:-} timeout=\${${pkg}_timeout:-60m}"
 	set -- -test.v -test.count=1 -test.timeout="$timeout"
 	[ -n "$run" ] && set -- "$@" -test.run "$run"
+	[ -n "$skip" ] && set -- "$@" -test.skip "$skip"
 	echo "== $pkg: $pkg.test $*"
 	start=$(date +%s)
 	(cd "$bin/tree/$pkg" && "$bin/$pkg.test" "$@" >"$results/$pkg.log" 2>&1)

@@ -98,7 +98,10 @@ flock -n 9 || { echo "kernels: waiting for another run to finish"; flock 9; }
 # service tests run ($NTF_TEST_BINARY) and one test binary per package of
 # tests.conf, without -race (too slow emulated). A foreign architecture's
 # are cross-compiled, cgo through Debian's cross compiler; the BPF object
-# embedded in them is the same little-endian one.
+# embedded in them is the same little-endian one. -trimpath -buildmode=pie
+# as the packages' binary (Makefile): the daemon tested is built as shipped,
+# and `make deb ARCH=...` and these builds share their compiled packages
+# (on a fresh machine that spares compiling everything twice for arm64).
 . "$here/tests.conf"
 build_bin() {
 	local arch=$1 bin=$out/bin-$1 env=(CGO_ENABLED=1)
@@ -112,9 +115,9 @@ build_bin() {
 	echo "kernels: building the daemon and the test binaries for $arch"
 	(
 		cd "$src"
-		env "${env[@]}" go build -trimpath -o "$bin/net-tc-filter" ./cmd/net-tc-filter
+		env "${env[@]}" go build -trimpath -buildmode=pie -o "$bin/net-tc-filter" ./cmd/net-tc-filter
 		for pkg in $packages; do
-			env "${env[@]}" go test -c -trimpath -o "$bin/$pkg.test" "./$pkg"
+			env "${env[@]}" go test -c -trimpath -buildmode=pie -o "$bin/$pkg.test" "./$pkg"
 		done
 	)
 	# An emulated guest runs the subset unless the whole suite is asked for.
