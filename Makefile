@@ -179,7 +179,7 @@ e2e: package-deps
 # the subset .ci/kernels/tests.conf names; kernels-full runs everything
 # everywhere.
 KERNELS ?= host bookworm trixie bookworm-arm64
-KERNEL_TOOLS := qemu-system-x86 mmdebstrap kmod cpio xz-utils e2fsprogs
+KERNEL_TOOLS := qemu-system-x86 mmdebstrap kmod cpio xz-utils e2fsprogs systemd
 ifneq ($(filter %-arm64,$(KERNELS)),)
 KERNEL_TOOLS += qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 endif
