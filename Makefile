@@ -7,10 +7,10 @@ VERSION ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/nu
 LDFLAGS := -X main.version=$(VERSION)
 NFPM    := $(shell go env GOPATH)/bin/nfpm
 # Packages whose tests need no kernel privileges beyond root-owned files: run with -race.
-UNIT_PKGS := ./daemon/config ./daemon/policy ./daemon/watch ./daemon/logging ./daemon/lastgood ./cmd/...
+UNIT_PKGS := ./daemon/config ./daemon/policy ./daemon/nss ./daemon/watch ./daemon/logging ./daemon/lastgood ./cmd/...
 # The service's end-to-end tests: real daemons (built with -race as well)
-# in namespaces, real traffic as real uids.
-SERVICE_PKGS := ./daemon ./dbus
+# in namespaces, real traffic as real uids; and the lab they run in.
+SERVICE_PKGS := ./daemon ./dbus ./internal/...
 # The kernel program's tests: too slow under -race for what it would check.
 KERNEL_PKGS := ./bpf/...
 
@@ -18,10 +18,14 @@ KERNEL_PKGS := ./bpf/...
 
 all: build
 
+# clang and llvm (llvm-strip) build the BPF object from bpf/ alone: its
+# headers are the repository's, none of the host's. bash-completion, zsh and
+# fish: the CLI's completion scripts are tested in the real shells.
 deps:
-	@command -v clang >/dev/null && command -v ethtool >/dev/null && command -v nsenter >/dev/null && command -v python3 >/dev/null && \
-	  command -v dbus-daemon >/dev/null && command -v dbus-send >/dev/null && command -v busctl >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev iproute2 ethtool util-linux python3 dbus systemd)
+	@command -v clang >/dev/null && command -v llvm-strip >/dev/null && command -v ethtool >/dev/null && command -v nsenter >/dev/null && command -v python3 >/dev/null && \
+	  command -v dbus-daemon >/dev/null && command -v dbus-send >/dev/null && command -v busctl >/dev/null && \
+	  command -v zsh >/dev/null && command -v fish >/dev/null && test -f /usr/share/bash-completion/bash_completion || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm iproute2 ethtool util-linux python3 dbus systemd bash-completion zsh fish)
 
 build:
 	CGO_ENABLED=1 $(GO) build -ldflags "$(LDFLAGS)" -o net-tc-filter ./cmd/net-tc-filter
@@ -120,6 +124,11 @@ CROSS_arm64 := aarch64-linux-gnu
 CROSS_PKG_amd64 := gcc-x86-64-linux-gnu libc6-dev-amd64-cross
 CROSS_PKG_arm64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 cross-env = $(if $(filter $(HOST_ARCH),$(1)),,GOARCH=$(1) CC=$(CROSS_$(1))-gcc)
+# Debian's hardening for the C the binary links (cgo's NSS resolver, the
+# runtime's glue): fortified libc calls, full RELRO with immediate binding
+# (lintian: hardening-no-fortify-functions, hardening-no-bindnow); the
+# compiler's .comment goes after linking (binary-has-unneeded-section).
+HARDENING := CGO_CPPFLAGS="-D_FORTIFY_SOURCE=2" CGO_LDFLAGS="-Wl,-z,relro,-z,now"
 
 .PHONY: cross-deps-amd64 cross-deps-arm64
 cross-deps-amd64 cross-deps-arm64: cross-deps-%:
@@ -128,16 +137,41 @@ cross-deps-amd64 cross-deps-arm64: cross-deps-%:
 
 build/amd64/net-tc-filter build/arm64/net-tc-filter: build/%/net-tc-filter: cross-deps-% FORCE
 	mkdir -p $(@D)
-	CGO_ENABLED=1 $(call cross-env,$*) $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $@ ./cmd/net-tc-filter
+	CGO_ENABLED=1 $(HARDENING) $(call cross-env,$*) $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $@ ./cmd/net-tc-filter
+	$(if $(filter $(HOST_ARCH),$*),objcopy,$(CROSS_$*)-objcopy) --remove-section=.comment $@
 
 # What nfpm.yaml packages: the binary for ARCH.
 build/net-tc-filter: build/$(ARCH)/net-tc-filter
 	install -m 0755 $< $@
 
+# A line of a man page's source that starts with a number and a dot
+# ("65535.") renders as a numbered list item: refused.
 man: package-deps
 	mkdir -p build/man
 	for p in net-tc-filter.8 net-tc-filter.yml.5; do \
-	  go-md2man -in packaging/man/$$p.md | gzip -9n > build/man/$$p.gz; done
+	  go-md2man -in packaging/man/$$p.md > build/man/$$p && \
+	  if grep -nE '^\.IP "[[:space:]]*[0-9]+[.)]"' build/man/$$p; then \
+	    echo "packaging/man/$$p.md: a line that starts with a number and a dot (\"65535.\") renders as a numbered list; rewrap the paragraph" >&2; exit 1; \
+	  fi && gzip -9nf build/man/$$p || exit 1; done
+
+# The completion scripts, from the command tree (the same for every
+# architecture, so a host build writes them: a cross-built binary cannot run
+# here).
+.PHONY: completion
+completion:
+	mkdir -p build/completion build/host
+	CGO_ENABLED=1 $(GO) build -o build/host/net-tc-filter ./cmd/net-tc-filter
+	build/host/net-tc-filter completion bash > build/completion/net-tc-filter.bash
+	build/host/net-tc-filter completion zsh  > build/completion/_net-tc-filter
+	build/host/net-tc-filter completion fish > build/completion/net-tc-filter.fish
+
+# packaging/copyright must list every Go module the binary links, no more.
+.PHONY: check-copyright
+check-copyright: build/net-tc-filter
+	@go version -m build/net-tc-filter | awk '$$1=="dep"{print $$2}' | sort > build/linked-modules
+	@sed -n 's|^\(Files:\)\{0,1\} *\([a-z][a-z0-9.-]*\.[a-z]\{2,\}/[^ ]*\)/\*$$|\2|p' packaging/copyright | sort -u > build/copyright-modules
+	@diff -u --label linked build/linked-modules --label packaging/copyright build/copyright-modules || \
+	  (echo "packaging/copyright: its Go module paragraphs differ from what build/net-tc-filter links (go version -m)" >&2; exit 1)
 
 build/changelog.gz: packaging/changelog FORCE
 	mkdir -p build
@@ -147,12 +181,14 @@ build/changelog.gz: packaging/changelog FORCE
 	    "$$(date -R -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))"; \
 	  cat packaging/changelog; } | gzip -9n > $@
 
-deb: package-deps build/net-tc-filter man build/changelog.gz
+# Debian has no License field (nfpm.yaml's licence is the rpm's tag), and
+# lintian must report neither errors nor warnings.
+deb: package-deps build/net-tc-filter check-copyright man completion build/changelog.gz
 	mkdir -p dist
-	VERSION=$(VERSION) ARCH=$(ARCH) $(NFPM) package --config nfpm.yaml --packager deb --target dist/
-	lintian --fail-on error dist/net-tc-filter_$(VERSION)_$(ARCH).deb
+	sed '/^license:/d' nfpm.yaml | VERSION=$(VERSION) ARCH=$(ARCH) $(NFPM) package --config - --packager deb --target dist/
+	lintian --fail-on error,warning dist/net-tc-filter_$(VERSION)_$(ARCH).deb
 
-rpm: package-deps build/net-tc-filter man
+rpm: package-deps build/net-tc-filter check-copyright man completion
 	mkdir -p dist
 	VERSION=$(VERSION) ARCH=$(ARCH) $(NFPM) package --config nfpm.yaml --packager rpm --target dist/
 
