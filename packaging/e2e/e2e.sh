@@ -433,6 +433,12 @@ ok "Reload refused for bob: $out"
 ok "Generation unchanged ($g1)"
 as_user bob net-tc-filter status 2>&1 | indent || fail "net-tc-filter status failed as bob"
 ok "net-tc-filter status works as bob"
+# explain's exit status tells allowed (0) from denied (3), live via Check.
+for who in agent:0 bob:3; do
+  rc=0; out=$(as_user bob net-tc-filter explain --user "${who%:*}" --dst "$DST" 2>&1) || rc=$?
+  [ "$rc" = "${who#*:}" ] || fail "explain --user ${who%:*} --dst $DST: exit $rc, want ${who#*:}: $out"
+  ok "explain --user ${who%:*}: exit $rc: $(head -n 1 <<<"$out")"
+done
 
 # ---------------------------------------------------------------- 3f. journal
 step "f. a denied connection in journalctl -u net-tc-filter NTF_ACTION=deny"
@@ -485,6 +491,13 @@ r=$(svc Result); [ "$r" = success ] || fail "systemctl stop: Result=$r (journal:
 pins=$(inside find /sys/fs/bpf/net-tc-filter -mindepth 1 2>/dev/null) && [ -n "$pins" ] && fail "pins left after a stop with on_stop: detach: $pins"
 expect_pass bob "after systemctl stop (on_stop: detach)"
 ok "systemctl stop: Result=success, the filter detached"
+# Stopped and detached: status says not running (3), explain that nothing
+# is filtered rather than a verdict from files nobody enforces.
+rc=0; out=$(inside net-tc-filter status 2>&1) || rc=$?
+[ "$rc" = 3 ] || fail "status after systemctl stop: exit $rc, want 3: $out"
+out=$(inside net-tc-filter explain --user bob --dst "$DST" 2>&1) || fail "explain after systemctl stop failed: $out"
+grep -q '^no daemon running: nothing is filtered' <<<"$out" || fail "explain after systemctl stop: $out"
+ok "after stop: status exits 3, explain: $(head -n 1 <<<"$out")"
 inside systemctl start net-tc-filter-metrics.socket net-tc-filter.service
 expect_active; ok "enabled the socket; stop, then start socket and service (hardened unit unchanged)"
 metrics_ok() {
