@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # net-tc-filter. Targets install what they need on Debian 12 (as root).
 GO      ?= go
 # A release tag vX.Y.Z gives X.Y.Z; between releases: 0.1.0~git<commits>.<sha>,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package bpf is the kernel side of net-tc-filter: the tc egress program, the
 // encoding of a compiled policy into its maps, attaching (tcx or clsact),
 // pinning, the atomic policy swap and the decision event reader.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package contrib holds no code, only the tests of what contrib/ ships for
 // fleets: the Kubernetes manifests (structure, and their configuration run
 // through the real `net-tc-filter check` laid out as a pod sees it), and

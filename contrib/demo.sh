@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # make demo: the daemon in a throwaway network namespace pair, showing an
 # allowed and a denied user reaching a "metadata service" address. Only the
 # namespaces created here carry traffic; everything is removed at the end.

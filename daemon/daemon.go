@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package daemon is the net-tc-filter service: it loads the configuration
 // set, compiles it, makes it live in the kernel and reports the kernel's
 // decisions.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package dbus puts the running daemon on the system bus as
 // org.nettcfilter1 (SPEC §5) and gives the command line a client for it. It
 // knows the daemon only through Manager; it never touches the kernel.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The job disk's init, run as PID 1 of a kernel-matrix guest (ntf-init
 # execs it): the mounts a systemd host would have made, the modules the
 # tests use, then job.sh with its results on this disk, then power off.

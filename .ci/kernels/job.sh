@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Run the privileged test suite from prebuilt binaries (no Go toolchain):
 # on the host natively, or inside a kernel-matrix guest.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Build the cached guest for one Debian suite and architecture: a root
 # filesystem of the suite's essential and required packages plus what the
 # tests use, with the suite's stock cloud kernel, as an ext4 image, with the

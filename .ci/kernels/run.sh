@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The kernel matrix: the privileged test suite (netns traffic as real uids in
 # both attach modes, the differential test, the service through the real
 # daemon) on the kernels our users run, and on the host's.

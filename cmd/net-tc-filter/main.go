@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command net-tc-filter is a host egress firewall that decides by the user
 // who owns the sending socket.
 //

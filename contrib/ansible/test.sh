@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Tests the Ansible role: ansible-playbook --syntax-check, ansible-lint
 # (production profile), and a real run of the role's template with its
 # validate= helper against a private copy of a configuration set: a good

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Checks the alert rules with promtool (Debian package "prometheus"):
 # syntax, then the unit tests in alerts_test.yml. Installs promtool with
 # apt when it is missing. The dashboard is checked by `go test ./contrib`.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package config reads the net-tc-filter configuration set: the main file and
 // its conf.d drop-ins, merged with the rules of the product contract. It checks
 // syntax and safety (file ownership and modes) and reports every problem at

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package lastgood keeps the last configuration set that went live, so that
 // a daemon started with broken files (after a reboot, when nothing is
 // pinned any more) can enforce it instead of leaving the host unfiltered.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package logging decides where the daemon's log records go (journald's
 // native protocol under systemd, text on stderr otherwise) and names the
 // systemd unit that sent a packet from the cgroup id the kernel reports.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package metrics exposes the daemon's state and the kernel's counters to
 // Prometheus. It reads a Snapshot from a Source at every scrape (no state
 // of its own to keep in step) and serves it on /metrics, on listeners

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package nss resolves user and group names through the C library, so every
 // source /etc/nsswitch.conf configures (files, LDAP, SSSD...) is consulted.
 // It is the only cgo in the daemon: the policy compiler stays pure Go and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package policy turns a configuration into the neutral, resolved policy the
 // kernel enforces, and holds the reference Decide() that the kernel program
 // is tested against. It knows nothing of maps or programs: package bpf

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testnet is the testing.TB layer over internal/netlab for the
 // privileged tests: it skips or fails a test that lacks root, closes what
 // it makes when the test ends and fails the test on a setup error, so that

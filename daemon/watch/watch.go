@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package watch tells the daemon when its configuration must be reloaded.
 //
 // The configuration is the main file, the drop-ins in conf.d/ beside it, and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package netlab builds throwaway network labs: named network namespaces,
 // veth pairs, probe agents that send as real users, a daemon under test
 // with its notify socket, a journald and a system bus of its own. The

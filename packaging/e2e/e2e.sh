@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # End-to-end test of the net-tc-filter Debian package on a real systemd:
 # the administrator's journey (SPEC §7) replayed in a throwaway bookworm
 # container booted with systemd-nspawn.

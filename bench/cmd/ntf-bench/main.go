@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command ntf-bench measures net-tc-filter against iptables -m owner and
 // nftables meta skuid on one veth pair between two throwaway network
 // namespaces (issue 6) and writes results.json, results.md and results.svg.
