@@ -41,6 +41,8 @@ check-generated: generate
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	@missing=$$(git ls-files '*.go' '*.c' '*.h' '*.sh' ':!bpf/headers/' | xargs grep -L 'SPDX-License-Identifier' | xargs -r grep -L '^// Code generated'); \
+	  test -z "$$missing" || (echo "no SPDX-License-Identifier line in:" $$missing >&2; exit 1)
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
 
