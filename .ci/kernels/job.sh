@@ -29,6 +29,10 @@ else
 fi
 
 . "$bin/tests.conf"
+# Under emulation (qemu TCG) the guest's CPU is several times slower than
+# the host's: the tests stretch their waits for what must happen
+# (internal/netlab.Slowed).
+if [ "${emulated:-0}" = 1 ]; then export NTF_TEST_TIME_SCALE=4; fi
 if [ "${subset:-0}" = 1 ]; then echo subset; else echo full; fi >"$results/selection.txt"
 status=0
 for pkg in $packages; do

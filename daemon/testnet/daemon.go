@@ -82,11 +82,13 @@ func listenNotify(n *netlab.Notifications) *Notifications {
 }
 
 // WaitFor returns the first datagram with a line starting with prefix
-// (e.g. "READY=1"), failing the test after timeout. Datagrams before it
-// are returned too, in order, for tests of the sequence.
+// (e.g. "READY=1"), failing the test after timeout (stretched on an
+// emulated CPU: netlab.Slowed). Datagrams before it are returned too, in
+// order, for tests of the sequence.
 func (n *Notifications) WaitFor(t testing.TB, prefix string, timeout time.Duration) (string, []string) {
 	t.Helper()
 	var seen []string
+	timeout = netlab.Slowed(timeout)
 	deadline := time.After(timeout)
 	for {
 		select {
