@@ -25,7 +25,7 @@ type fileSettings struct {
 // changed by a caller.
 func topKeys() []string       { return []string{"endpoints", "interfaces", "log", "on_stop", "metrics"} }
 func metricsKeys() []string   { return []string{"listen"} }
-func endpointKeys() []string  { return []string{"iface", "range", "allow"} }
+func endpointKeys() []string  { return []string{"iface", "range", "allow", "proto", "ports"} }
 func interfaceKeys() []string { return []string{"default"} }
 func logKeys() []string       { return []string{"level", "decisions", "rate"} }
 func logLevels() []string     { return []string{"debug", "info", "warn", "error"} }
@@ -265,6 +265,7 @@ func (p *fileParser) endpointBody(ep *Endpoint, body val) {
 		return
 	}
 	seen := make(map[string]bool)
+	portsLine := 0
 	for _, f := range body.fields() {
 		seen[f.key] = true
 		switch f.key {
@@ -274,11 +275,17 @@ func (p *fileParser) endpointBody(ep *Endpoint, body val) {
 			ep.Ranges = p.ranges(ep.Name, f.val)
 		case "allow":
 			ep.Allow = p.allow(ep.Name, f.val)
+		case "proto":
+			ep.Protos = p.protos(ep.Name, f.val)
+		case "ports":
+			ep.Ports = p.ports(ep.Name, f.val)
+			portsLine = f.line
 		default:
 			p.unknown(f, fmt.Sprintf(" in endpoint %q", ep.Name), endpointKeys())
 		}
 	}
 	p.missing(ep, seen)
+	p.narrowing(ep, portsLine)
 }
 
 func (p *fileParser) missing(ep *Endpoint, seen map[string]bool) {

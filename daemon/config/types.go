@@ -71,6 +71,12 @@ type Endpoint struct {
 	Ifaces []string       // interface names or globs, as written
 	Ranges []netip.Prefix // masked; IPv4-mapped IPv6 prefixes are stored as IPv4
 	Allow  []Principal
+	// Protos narrows the endpoint to these protocols (sorted, unique);
+	// nil: every protocol. Ports narrows it to these destination ports
+	// (sorted, merged); nil: every port. An endpoint with Ports applies
+	// only to packets of a protocol with ports (SPEC §1 rule 2).
+	Protos []uint8
+	Ports  []PortRange
 	Pos    Pos
 }
 

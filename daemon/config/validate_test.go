@@ -26,7 +26,7 @@ func TestValidationErrors(t *testing.T) {
 	}, {
 		name:    "unknown endpoint key",
 		content: endpointWith("iface: eth0", "range: 10.0.0.0/8", "allow: []", "alow: [x]"),
-		want:    []want{{m(6), `unknown key "alow" in endpoint "a"; known: iface, range, allow`}},
+		want:    []want{{m(6), `unknown key "alow" in endpoint "a"; known: iface, range, allow, proto, ports`}},
 	}, {
 		name:    "missing allow",
 		content: endpointWith("iface: eth0", "range: 10.0.0.0/8"),
