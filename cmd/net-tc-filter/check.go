@@ -90,6 +90,9 @@ func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
 	for _, e := range p.Endpoints {
 		fmt.Fprintf(w, "  %s on %s\n", e.Name, strings.Join(e.Ifaces, ", "))
 		fmt.Fprintf(w, "    allow: %s => %s\n", strings.Join(e.Allow, ", "), e.Principals)
+		if n := e.Narrowing(); n != "" {
+			fmt.Fprintf(w, "    only: %s\n", n)
+		}
 		for _, r := range e.Ranges {
 			fmt.Fprintf(w, "    %s\n", r)
 		}

@@ -56,6 +56,10 @@ const seed = `endpoints:
 
 func TestCLI(t *testing.T) {
 	good := writeConfig(t, seed, map[string]string{"10-more.yml": "endpoints:\n  - wide:\n      iface: [eth0]\n      range: [169.254.0.0/16]\n      allow: [\"*\"]\n"})
+	wire := writeConfig(t, seed, map[string]string{"10-wire.yml": "endpoints:\n" +
+		"  - wire-dns: {iface: [eth0], range: [168.63.129.16], proto: [udp, tcp], ports: [53], allow: [\"*\"]}\n" +
+		"  - wire-agent: {iface: [eth0], range: [168.63.129.16], proto: tcp, ports: [80, 32526, \"8000-8100\"], allow: [root]}\n" +
+		"  - wire: {iface: [eth0], range: [168.63.129.16], allow: []}\n"})
 	bad := writeConfig(t, seed, map[string]string{"20-bad.yml": "endpoints:\n  - x:\n      iface: [eth0]\n      range: [10.0.0.1/8]\n      allow: [ntf-no-such-user]\n"})
 	unknown := writeConfig(t, seed, map[string]string{
 		"20-ghost.yml": "endpoints:\n  - wide:\n      iface: [eth0]\n      range: [169.254.0.0/16]\n      allow: [uid:1005, \"group:ntf-no-such-group\"]\n",
@@ -90,6 +94,8 @@ func TestCLI(t *testing.T) {
 		{"check ok", []string{"check", "--config", good}, 0,
 			[]string{"imdsv2 on eth0", "wide on eth0", "169.254.0.0/16", "OK: 2 endpoints, 3 ranges"},
 			[]string{"warning: interface eth0: default deny"}},
+		{"check prints proto and ports", []string{"check", "--config", wire}, 0,
+			[]string{"wire-dns on eth0\n    allow: * => *\n    only: tcp,udp/53\n", "wire-agent on eth0\n    allow: root => uid:0\n    only: tcp/80,8000-8100,32526\n", "wire on eth0\n    allow:  => nobody\n    168.63.129.16/32\n"}, nil},
 		{"check with = ", []string{"check", "--config=" + good}, 0, []string{"OK: 2 endpoints, 3 ranges"}, nil},
 		{"check reports every problem at once", []string{"check", "--config", bad}, 1, nil,
 			[]string{"20-bad.yml:4: endpoint \"x\": range 10.0.0.1/8 has host bits set", `20-bad.yml:5: allow "ntf-no-such-user": unknown user`}},

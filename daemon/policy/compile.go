@@ -106,7 +106,7 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, error) {
 	p := &Policy{Endpoints: make([]Endpoint, len(cfg.Endpoints))}
 	for i, e := range cfg.Endpoints {
-		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, source: e.Allow}
+		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, Protos: e.Protos, Ports: e.Ports, source: e.Allow}
 	}
 	for pat, s := range cfg.Interfaces {
 		def := Deny // unset means deny, as everywhere
@@ -352,7 +352,9 @@ func (p *Policy) rootWarnings() []string {
 		}
 		var blocked []string
 		for _, dst := range kernelDestinations {
-			if !p.Decide(pat, Owner{UID: 0}, dst).Allowed {
+			// Neighbour discovery is ICMPv6, whatever else the
+			// range is narrowed to.
+			if !p.DecidePacket(pat, Owner{UID: 0}, Packet{Dst: dst, Proto: config.ProtoICMPv6}).Allowed {
 				blocked = append(blocked, dst.String())
 			}
 		}

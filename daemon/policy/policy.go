@@ -104,6 +104,10 @@ type Endpoint struct {
 	Ranges     []netip.Prefix
 	Principals Principals
 	Allow      []string // the allow list as written, for explanations
+	// Protos and Ports narrow the endpoint (SPEC §1 rule 2); nil: every
+	// protocol, every port. As config.Endpoint has them: sorted, merged.
+	Protos []uint8
+	Ports  []config.PortRange
 
 	// source is the allow list Principals were resolved from, for
 	// Resolve; shared with the configuration.
@@ -161,7 +165,80 @@ func (p *Policy) Equal(q *Policy) bool {
 
 func (e Endpoint) equal(f Endpoint) bool {
 	return e.Name == f.Name && slices.Equal(e.Ifaces, f.Ifaces) && slices.Equal(e.Ranges, f.Ranges) &&
-		e.Principals.Equal(f.Principals) && slices.Equal(e.Allow, f.Allow)
+		e.Principals.Equal(f.Principals) && slices.Equal(e.Allow, f.Allow) &&
+		slices.Equal(e.Protos, f.Protos) && (e.Protos == nil) == (f.Protos == nil) &&
+		slices.Equal(e.Ports, f.Ports) && (e.Ports == nil) == (f.Ports == nil)
+}
+
+// Narrowed reports whether the endpoint narrows protocols or ports: then
+// it applies to some packets to its ranges and not to others.
+func (e Endpoint) Narrowed() bool { return e.Protos != nil || e.Ports != nil }
+
+// Narrowing spells the endpoint's proto and ports as `check` prints them
+// ("tcp/80,8000-8100"); "" when it narrows neither.
+func (e Endpoint) Narrowing() string { return config.FormatNarrowing(e.Protos, e.Ports) }
+
+// Packet is what the decision rule reads of a packet besides its owner and
+// interface.
+type Packet struct {
+	Dst netip.Addr
+	// Proto is the transport protocol, after IPv6 extension headers; 0:
+	// not known (no endpoint narrowed by proto or ports applies).
+	Proto uint8
+	// Port is the destination port; 0: the packet has none (ICMP, other
+	// protocols, a non-first fragment).
+	Port uint16
+	// Fragment: a non-first fragment, which carries no port and so
+	// matches every ports list of its protocol (SPEC §1 rule 2).
+	Fragment bool
+}
+
+// String spells the packet's transport as the decision log does:
+// "tcp/80", "udp fragment", "icmp", "" when unknown.
+func (k Packet) String() string {
+	switch {
+	case k.Proto == 0 && k.Port == 0 && !k.Fragment:
+		return ""
+	case k.Fragment:
+		return config.ProtoName(k.Proto) + " fragment"
+	case k.Port != 0:
+		return fmt.Sprintf("%s/%d", config.ProtoName(k.Proto), k.Port)
+	}
+	return config.ProtoName(k.Proto)
+}
+
+// applies is SPEC §1 rule 2 for an endpoint that applies to the interface:
+// the packet's protocol is in its proto list and its destination port in
+// its ports list, where it narrows them. A packet without a port matches
+// no ports list; a non-first fragment matches every ports list of its
+// protocol.
+func (e Endpoint) applies(k Packet) bool {
+	if e.Protos != nil && !slices.Contains(e.Protos, k.Proto) {
+		return false
+	}
+	if e.Ports == nil {
+		return true
+	}
+	if !config.HasPorts(k.Proto) {
+		return false // ICMP and other portless protocols, or none known
+	}
+	if k.Fragment {
+		return true
+	}
+	return k.Port != 0 && slices.ContainsFunc(e.Ports, func(r config.PortRange) bool { return r.Lo <= k.Port && k.Port <= r.Hi })
+}
+
+// rank orders the endpoints of one prefix by rule 3's tie-break: those
+// that narrow ports, then those that narrow proto, then the rest.
+func (e Endpoint) rank() int {
+	r := 0
+	if e.Ports != nil {
+		r += 2
+	}
+	if e.Protos != nil {
+		r++
+	}
+	return r
 }
 
 // MatchIface reports whether an interface name or glob matches an interface.
@@ -227,18 +304,28 @@ type Verdict struct {
 	Reason    string
 }
 
-// Decide is the reference decision rule of the product contract, written for
-// clarity rather than speed: the kernel program must agree with it.
+// Decide is DecidePacket for a packet whose transport is not known: only
+// endpoints that narrow neither proto nor ports apply to it.
 func (p *Policy) Decide(iface string, o Owner, dst netip.Addr) Verdict {
+	return p.DecidePacket(iface, o, Packet{Dst: dst})
+}
+
+// DecidePacket is the reference decision rule of the product contract
+// (SPEC §1 rules 2-5), written for clarity rather than speed: the kernel
+// program must agree with it.
+func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 	if !p.Filtered(iface) {
 		return Verdict{Allowed: true, Reason: fmt.Sprintf("interface %s is not filtered", iface)}
 	}
-	dst = dst.Unmap().WithZone("")
+	dst := k.Dst.Unmap().WithZone("")
+	// Rule 3: the longest prefix among the applying endpoints' ranges;
+	// on equal prefixes the tie-break's rank; the winners merge.
 	var best netip.Prefix
+	bestRank := -1
 	var who Principals
 	var names []string
 	for _, e := range p.Endpoints {
-		if !e.appliesTo(iface) {
+		if !e.appliesTo(iface) || !e.applies(k) {
 			continue
 		}
 		for _, r := range e.Ranges {
@@ -246,20 +333,24 @@ func (p *Policy) Decide(iface string, o Owner, dst netip.Addr) Verdict {
 				continue
 			}
 			switch {
-			case !best.IsValid() || r.Bits() > best.Bits():
-				best, who, names = r, e.Principals, []string{e.Name}
-			case r.Bits() == best.Bits():
+			case !best.IsValid() || r.Bits() > best.Bits() || (r.Bits() == best.Bits() && e.rank() > bestRank):
+				best, bestRank, who, names = r, e.rank(), e.Principals, []string{e.Name}
+			case r.Bits() == best.Bits() && e.rank() == bestRank:
 				who = who.union(e.Principals)
 				names = append(names, e.Name)
 			}
 		}
+	}
+	what := dst.String()
+	if t := k.String(); t != "" {
+		what += " " + t
 	}
 	if !best.IsValid() {
 		def := p.Default(iface)
 		return Verdict{
 			Allowed:  def == Allow,
 			Filtered: true,
-			Reason:   fmt.Sprintf("no configured range contains %s; default %s on %s", dst, def, iface),
+			Reason:   fmt.Sprintf("no configured range %s %s; default %s on %s", verbFor(k), what, def, iface),
 		}
 	}
 	slices.Sort(names)
@@ -269,9 +360,22 @@ func (p *Policy) Decide(iface string, o Owner, dst netip.Addr) Verdict {
 	if d.Allowed {
 		verb = "is"
 	}
+	to := best.String()
+	if t := k.String(); t != "" {
+		to += " " + t
+	}
 	d.Reason = fmt.Sprintf("%s %s allowed to %s (endpoint %s; allowed: %s)",
-		o, verb, best, strings.Join(names, ", "), who)
+		o, verb, to, strings.Join(names, ", "), who)
 	return d
+}
+
+// verbFor keeps the words of a decision without transport as they were:
+// a range contains an address, and applies to a packet.
+func verbFor(k Packet) string {
+	if k.String() == "" {
+		return "contains"
+	}
+	return "applies to"
 }
 
 // Entry is one range of an interface's table, merged across endpoints.
