@@ -65,6 +65,7 @@ type Contents struct {
 	Owners     []filterNtfOwnerKey
 	Rules      []Rule // Rules[i] is rule id i+1
 	ids        uint32 // the encoder's id space: contents of one space can be diffed
+	tableIface map[uint32]string // table id → an interface with that table
 }
 
 // encoder lays out policies in the kernel's layout. It keeps the ids it
@@ -121,7 +122,7 @@ func (e *encoder) encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMo
 }
 
 func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents {
-	c := &Contents{Generation: gen, Ifaces: map[uint32]filterNtfIface{}, ids: e.ids}
+	c := &Contents{Generation: gen, Ifaces: map[uint32]filterNtfIface{}, ids: e.ids, tableIface: map[uint32]string{}}
 	// Interfaces with equal tables share one. A table keeps the id it had
 	// for its interfaces, so that a changed policy changes only what
 	// changed in the kernel.
@@ -141,6 +142,7 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 			e.nextTable++
 		}
 		tables[id] = g[0].Name
+		c.tableIface[id] = g[0].Name
 		for _, ifc := range g {
 			e.ifaceTables[ifc.Name] = id
 			v := filterNtfIface{Table: id, Generation: gen, L2Len: 14, Log: uint8(log), Counter: e.counters.iface(ifc.Name)}
@@ -159,9 +161,17 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	var used []bool // by owner set id
 	prev := e.prev
 	e.prev = map[uint32][]ruleRef{}
+	var narrowed []narrowedRange
 	for _, id := range slices.Sorted(maps.Keys(tables)) {
-		e.prev[id], used = e.addTable(c, id, p.Entries(tables[id]), used, prev[id])
+		e.prev[id], used, narrowed = e.addTable(c, id, p.Entries(tables[id]), used, prev[id], narrowed)
 	}
+	// The classes of narrowed ranges, behind every table (their table ids
+	// have the top bit set), sorted by key like the rest.
+	start := len(c.Ranges)
+	for i, n := range narrowed {
+		used = e.addClasses(c, uint32(i+1), n.iface, p.Classes(n.iface, n.prefix), used)
+	}
+	slices.SortFunc(c.Ranges[start:], func(a, b rangeEntry) int { return compareRangeKeys(a.key, b.key) })
 	// In set id order, each set's uids sorted: the owners come out sorted
 	// by key.
 	for id, ok := range used {
@@ -186,7 +196,7 @@ type ruleRef struct {
 // sets in use so far. prev, the same table's rules last time, is walked
 // alongside: entries that did not change find their ids without a lookup,
 // which on large policies is most of a reload's encoding time.
-func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry], used []bool, prev []ruleRef) ([]ruleRef, []bool) {
+func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry], used []bool, prev []ruleRef, narrowed []narrowedRange) ([]ruleRef, []bool, []narrowedRange) {
 	// Sized for the same table as last time: reloads mostly change little.
 	refs := make([]ruleRef, 0, len(prev))
 	c.Ranges = slices.Grow(c.Ranges, len(prev))
@@ -208,22 +218,128 @@ func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry
 			ref.set = e.set(ent.Principals)
 		}
 		refs = append(refs, ref)
-		v := filterNtfRange{Rule: ref.id, Counter: ref.counter, Owners: ref.set}
-		if ent.Principals.Everyone {
-			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_EVERYONE)
-		}
-		if ent.Principals.Unowned {
-			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_UNOWNED)
-		}
-		if ref.set != 0 {
-			if int(ref.set) >= len(used) {
-				used = slices.Grow(used, int(ref.set)+1-len(used))[:ref.set+1]
-			}
-			used[ref.set] = true
+		v := rangeValue(ref.id, ref.counter, ref.set, ent.Principals)
+		if ent.Narrowed {
+			// The packet's class decides: its id is this range's
+			// number among the narrowed ones, in Owners.
+			narrowed = append(narrowed, narrowedRange{iface: c.tableIface[id], prefix: ent.Prefix})
+			v = filterNtfRange{Rule: ref.id, Counter: ref.counter, Owners: uint32(len(narrowed)), Flags: uint32(filterNtfRangeFlagsNTF_RANGE_NARROWED)}
+		} else {
+			used = markUsed(used, ref.set)
 		}
 		c.Ranges = append(c.Ranges, rangeEntry{key: rangeKey(id, ent.Prefix), val: v})
 	}
-	return refs, used
+	return refs, used, narrowed
+}
+
+// narrowedRange is a range whose verdict depends on the packet's
+// protocol and port: its classes are encoded once every table is.
+type narrowedRange struct {
+	iface  string // an interface of its table
+	prefix netip.Prefix
+}
+
+func rangeValue(rule, counter, set uint32, p policy.Principals) filterNtfRange {
+	v := filterNtfRange{Rule: rule, Counter: counter, Owners: set}
+	if p.Everyone {
+		v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_EVERYONE)
+	}
+	if p.Unowned {
+		v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_UNOWNED)
+	}
+	return v
+}
+
+func markUsed(used []bool, set uint32) []bool {
+	if set == 0 {
+		return used
+	}
+	if int(set) >= len(used) {
+		used = slices.Grow(used, int(set)+1-len(used))[:set+1]
+	}
+	used[set] = true
+	return used
+}
+
+// addClasses encodes the classes of narrowed range number n (1-based) in
+// the table NTF_PORTS_TABLE|n of the range trie, keyed by protocol,
+// fragment and port (see filter.h): every lookup finds the "every other
+// protocol" class at least.
+func (e *encoder) addClasses(c *Contents, n uint32, iface string, classes []policy.Class, used []bool) []bool {
+	for _, cl := range classes {
+		var v filterNtfRange
+		if cl.Winners.Prefix.IsValid() {
+			w := cl.Winners
+			ent := policy.Entry{Prefix: w.Prefix, Endpoints: w.Endpoints, Principals: w.Principals}
+			var set uint32
+			if len(w.Principals.UIDs) > 0 {
+				set = e.set(w.Principals)
+			}
+			used = markUsed(used, set)
+			v = rangeValue(e.rule(ent), e.counters.endpoints(w.Endpoints), set, w.Principals)
+		} else {
+			v = filterNtfRange{Flags: uint32(filterNtfRangeFlagsNTF_RANGE_DEFAULT)}
+		}
+		for _, k := range classKeys(n, cl) {
+			c.Ranges = append(c.Ranges, rangeEntry{key: k, val: v})
+		}
+	}
+	return used
+}
+
+// portsTable is the table id of narrowed range n's classes.
+func portsTable(n uint32) uint32 { return uint32(ntfPortsTable) | n }
+
+// classKeys are the trie keys of a class: 32 bits of table, then 8 of
+// protocol, 8 of fragment, and a port interval split into prefix blocks
+// of the 16 port bits.
+func classKeys(n uint32, cl policy.Class) []filterNtfRangeKey {
+	k := filterNtfRangeKey{Prefixlen: 32, Table: portsTable(n)}
+	switch {
+	case cl.Proto == policy.ProtoOther:
+		return []filterNtfRangeKey{k}
+	case cl.Fragment:
+		k.Prefixlen = 48
+		k.Addr[0] = uint8(cl.Proto)
+		k.Addr[1] = 1
+		return []filterNtfRangeKey{k}
+	case cl.Hi == 0:
+		k.Prefixlen = 40
+		k.Addr[0] = uint8(cl.Proto)
+		return []filterNtfRangeKey{k}
+	}
+	var out []filterNtfRangeKey
+	for _, b := range portBlocks(cl.Lo, cl.Hi) {
+		k := filterNtfRangeKey{Prefixlen: 48 + uint32(b.bits), Table: portsTable(n)}
+		k.Addr[0] = uint8(cl.Proto)
+		k.Addr[2] = uint8(b.start >> 8)
+		k.Addr[3] = uint8(b.start)
+		out = append(out, k)
+	}
+	return out
+}
+
+type portBlock struct {
+	start uint16
+	bits  int // leading bits of the port that the block fixes
+}
+
+// portBlocks splits [lo, hi] into the fewest aligned blocks of 2^k ports.
+func portBlocks(lo, hi uint16) []portBlock {
+	var out []portBlock
+	for a := uint32(lo); a <= uint32(hi); {
+		size := uint32(1)
+		for size < 1<<16 && a%(size*2) == 0 && a+size*2-1 <= uint32(hi) {
+			size *= 2
+		}
+		bits := 16
+		for s := size; s > 1; s >>= 1 {
+			bits--
+		}
+		out = append(out, portBlock{start: uint16(a), bits: bits})
+		a += size
+	}
+	return out
 }
 
 // set gives an allow list its owner set id; an equal list keeps it.
@@ -277,3 +393,7 @@ func rangeKey(table uint32, p netip.Prefix) filterNtfRangeKey {
 	}
 	return k
 }
+
+// ntfPortsTable is NTF_PORTS_TABLE (filter.h): the top bit of a class
+// table's id.
+const ntfPortsTable = 0x80000000

@@ -295,29 +295,61 @@ struct verdict {
 	__u8 allowed;
 };
 
+// found is what decide() works with: a cache entry's verdict fields, and
+// no more (the stack of ntf_egress and judge_route together is at its limit).
+struct found {
+	__u32 rule;
+	__u32 counter;
+	__u32 owners;
+	__u32 uid;
+	__u8 owned;
+	__u8 unowned;
+	__u8 uid_allowed;
+	__u8 narrowed;
+};
+
 // lookup_range finds the longest configured prefix containing addr in the
 // table: what it means for owned and unowned packets, and the owner set to
-// check when the uid matters.
-static __always_inline void lookup_range(void *ranges, const struct ntf_iface *ifc, __u32 table,
-					 const __u32 *addr, __u32 bits, struct ntf_verdict_entry *out)
+// check when the uid matters. A narrowed prefix's verdict is its class's,
+// found by the packet's transport tp (proto << 24 | fragment << 16 | port)
+// in the same trie. Returns false when the policy is incomplete.
+static __always_inline bool lookup_range(void *ranges, const struct ntf_iface *ifc, __u32 table,
+					 const __u32 *addr, __u32 bits, __u32 tp, struct found *out)
 {
 	struct ntf_range_key key = {.prefixlen = 32 + bits, .table = table};
 	__builtin_memcpy(key.addr, addr, 16);
 
 	struct ntf_range *r = bpf_map_lookup_elem(ranges, &key);
+	out->narrowed = 0;
+	if (r && (r->flags & NTF_RANGE_NARROWED)) {
+		// The address's key, reused: the stack of ntf_egress and
+		// judge_route together is at its limit.
+		key.prefixlen = 64;
+		key.table = NTF_PORTS_TABLE | r->owners;
+		// proto, fragment, port: the 32 bits behind the table that a
+		// class key's prefix can cover.
+		*(__u32 *)key.addr = bpf_htonl(tp);
+		r = bpf_map_lookup_elem(ranges, &key);
+		if (!r) // every class table has its /32: fail closed
+			return false;
+		if (r->flags & NTF_RANGE_DEFAULT)
+			r = NULL;
+		out->narrowed = 1;
+	}
 	if (!r) {
 		out->rule = 0;
 		out->counter = 0;
 		out->owners = 0;
 		out->owned = ifc->default_allow;
 		out->unowned = ifc->default_allow;
-		return;
+		return true;
 	}
 	out->rule = r->rule;
 	out->counter = r->counter;
 	out->unowned = !!(r->flags & NTF_RANGE_UNOWNED);
 	out->owned = !!(r->flags & NTF_RANGE_EVERYONE);
 	out->owners = out->owned ? 0 : r->owners;
+	return true;
 }
 
 // v4mapped turns ::ffff:a.b.c.d into a.b.c.d in place.
@@ -340,6 +372,7 @@ struct pkt {
 	__u8 proto;
 	__u8 route_n;   // addresses of the source route; 0: not source routed
 	__u8 route_len; // bytes per address: 4 (IPv4 option) or 16 (IPv6)
+	__u8 frag;      // a non-first fragment: no transport header, no ports
 };
 
 enum parse_result {
@@ -348,7 +381,12 @@ enum parse_result {
 	PARSE_MALFORMED,
 };
 
-static __always_inline void load_ports(struct __sk_buff *skb, struct pkt *p, __u32 off)
+// load_ports reads the ports of a protocol that has them. A packet that
+// should hold them but does not (a truncated datagram, or a "tiny" first
+// fragment, RFC 1858) is malformed: judged without a port it would decide
+// as another class than the port it hides, and its later fragments match
+// every ports list of their protocol (SPEC §1 rule 2).
+static __always_inline bool load_ports(struct __sk_buff *skb, struct pkt *p, __u32 off)
 {
 	__u16 ports[2];
 	switch (p->proto) {
@@ -356,11 +394,12 @@ static __always_inline void load_ports(struct __sk_buff *skb, struct pkt *p, __u
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
 	case IPPROTO_SCTP:
-		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) == 0) {
-			p->sport = bpf_ntohs(ports[0]);
-			p->dport = bpf_ntohs(ports[1]);
-		}
+		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)))
+			return false;
+		p->sport = bpf_ntohs(ports[0]);
+		p->dport = bpf_ntohs(ports[1]);
 	}
+	return true;
 }
 
 struct srcrt {
@@ -442,8 +481,10 @@ static __always_inline enum parse_result parse_ipv4(struct __sk_buff *skb, __u32
 	if (ihl > 5 && ipv4_source_route(skb, off + 20, (ihl - 5) * 4, p) != PARSE_OK)
 		return PARSE_MALFORMED;
 	// Only the first fragment carries the transport header.
-	if (((hdr[6] & 0x1f) | hdr[7]) == 0)
-		load_ports(skb, p, off + ihl * 4);
+	if ((hdr[6] & 0x1f) | hdr[7])
+		p->frag = 1;
+	else if (!load_ports(skb, p, off + ihl * 4))
+		return PARSE_MALFORMED;
 	return PARSE_OK;
 }
 
@@ -512,8 +553,7 @@ static __always_inline enum parse_result parse_ipv6(struct __sk_buff *skb, __u32
 			break;
 		default:
 			p->proto = next;
-			load_ports(skb, p, off);
-			return PARSE_OK;
+			return load_ports(skb, p, off) ? PARSE_OK : PARSE_MALFORMED;
 		}
 		if (bpf_skb_load_bytes(skb, off, eh, sizeof(eh)))
 			return PARSE_MALFORMED;
@@ -530,8 +570,10 @@ static __always_inline enum parse_result parse_ipv6(struct __sk_buff *skb, __u32
 				return PARSE_MALFORMED;
 			p->proto = eh[0];
 			// Later fragments carry no transport header.
-			if ((((__u16)frag[2] << 8) | frag[3]) & 0xfff8)
+			if ((((__u16)frag[2] << 8) | frag[3]) & 0xfff8) {
+				p->frag = 1;
 				return PARSE_OK;
+			}
 			next = eh[0];
 			off += 8;
 			continue;
@@ -551,7 +593,7 @@ static __always_inline enum parse_result parse_ipv6(struct __sk_buff *skb, __u32
 		return PARSE_MALFORMED;
 	}
 	p->proto = next;
-	return PARSE_OK;
+	return load_ports(skb, p, off) ? PARSE_OK : PARSE_MALFORMED;
 }
 
 static __always_inline enum parse_result parse(struct __sk_buff *skb, const struct ntf_iface *ifc, struct pkt *p)
@@ -616,8 +658,10 @@ static __always_inline bool fast_ip(void *ip, void *end, struct pkt *p, bool v6)
 		p->proto = b[9];
 		p->src[0] = w[3];
 		p->dst[0] = w[4];
-		if ((b[6] & 0x1f) | b[7])
-			return true; // not the first fragment: no ports
+		if ((b[6] & 0x1f) | b[7]) {
+			p->frag = 1; // not the first fragment: no ports
+			return true;
+		}
 		l4 = 20;
 	} else {
 		if (ip + 40 > end || b[0] >> 4 != 6)
@@ -738,10 +782,10 @@ static __always_inline __u32 verdict_slot(__u32 table, const __u32 *a)
 // depends on it, and the last uid's answer is cached with the range.
 static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u64 epoch,
 					     const struct ntf_iface *ifc, __u32 table, const __u32 *addr,
-					     __u32 bits, bool unowned, __u32 *uid, bool *no_policy)
+					     __u32 bits, __u32 tp, bool unowned, __u32 *uid, bool *no_policy)
 {
 	struct verdict v = {};
-	struct ntf_verdict_entry r = {};
+	struct found r = {};
 	struct ntf_verdict_entry *e = NULL;
 	__u32 seq = 1;
 	bool cached = false;
@@ -751,8 +795,11 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 		if (e) {
 			seq = READ_ONCE(e->seq);
 			barrier();
+			// A narrowed verdict holds only for its transport: one
+			// port's never answers for another's.
 			if (!(seq & 1) && e->epoch == epoch && e->table == table && e->dst[0] == addr[0] &&
-			    e->dst[1] == addr[1] && e->dst[2] == addr[2] && e->dst[3] == addr[3]) {
+			    e->dst[1] == addr[1] && e->dst[2] == addr[2] && e->dst[3] == addr[3] &&
+			    (!e->narrowed || e->tp == tp)) {
 				r.rule = e->rule;
 				r.counter = e->counter;
 				r.owners = e->owners;
@@ -771,7 +818,10 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 			*no_policy = true;
 			return v;
 		}
-		lookup_range(ranges, ifc, table, addr, bits, &r);
+		if (!lookup_range(ranges, ifc, table, addr, bits, tp, &r)) {
+			*no_policy = true;
+			return v;
+		}
 		r.uid = NTF_UID_UNOWNED;
 		if (e && claim(&e->seq, seq)) {
 			e->epoch = epoch;
@@ -782,6 +832,8 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 			e->owners = r.owners;
 			e->owned = r.owned;
 			e->unowned = r.unowned;
+			e->narrowed = r.narrowed;
+			e->tp = tp;
 			e->uid = NTF_UID_UNOWNED;
 			release(&e->seq, seq);
 			seq += 2;
@@ -834,6 +886,7 @@ struct hops {
 	__u32 off; // the route's first address
 	__u32 len; // bytes per address: 4 or 16
 	__u32 n;   // addresses, at most NTF_MAX_ROUTE
+	__u32 tp;  // the packet's transport, as decide() takes it
 	struct verdict v;
 	__u32 judged[4]; // the address that was denied
 	__u8 judged_v4;
@@ -862,7 +915,7 @@ __attribute__((noinline)) int judge_route(struct __sk_buff *skb, struct hops *h)
 			v4 = v4mapped(a);
 		bool no_policy = false;
 		struct verdict v = decide(skb, h->s, h->epoch, &h->ifc, h->ifc.table * 2 + !v4, a, v4 ? 32 : 128,
-					  h->unowned, &h->uid, &no_policy);
+					  h->tp, h->unowned, &h->uid, &no_policy);
 		if (no_policy) {
 			h->no_policy = true;
 			return 0;
@@ -960,13 +1013,15 @@ int ntf_egress(struct __sk_buff *skb)
 	bool no_policy = false;
 	__u32 table = ifc.table * 2 + (p.family == 6);
 	__u32 bits = p.family == 6 ? 128 : 32;
-	struct verdict v = decide(skb, s, epoch, &ifc, table, p.dst, bits, unowned, &uid, &no_policy);
+	// Every address of a source route is judged for the same transport.
+	__u32 tp = (__u32)p.proto << 24 | (__u32)p.frag << 16 | p.dport;
+	struct verdict v = decide(skb, s, epoch, &ifc, table, p.dst, bits, tp, unowned, &uid, &no_policy);
 	const __u32 *judged = p.dst;
 	bool judged_v4 = p.family == 4;
 	struct hops h;
 	if (v.allowed && p.route_n) {
 		h = (struct hops){.ifc = ifc, .epoch = epoch, .s = s, .uid = uid, .off = p.route_off,
-				  .len = p.route_len, .n = p.route_n, .unowned = unowned};
+				  .len = p.route_len, .n = p.route_n, .tp = tp, .unowned = unowned};
 		judge_route(skb, &h);
 		if (h.malformed) {
 			count(NTF_CNT_MALFORMED);

@@ -62,11 +62,27 @@ struct ntf_range_key {
 enum ntf_range_flags {
 	NTF_RANGE_EVERYONE = 1,
 	NTF_RANGE_UNOWNED = 2,
+	/* The verdict depends on the packet's protocol and port (endpoints
+	 * narrowed by proto or ports): `owners` is the number n of the range's
+	 * classes, in table NTF_PORTS_TABLE|n of the same trie. */
+	NTF_RANGE_NARROWED = 4,
+	/* A class that no endpoint decides: the interface default does. */
+	NTF_RANGE_DEFAULT = 8,
 };
+
+/*
+ * Tables of classes: key.table is NTF_PORTS_TABLE|n, then key.addr holds
+ * the protocol (addr[0]), 1 for a non-first fragment (addr[1]) and the
+ * destination port in network order (addr[2..3]). prefixlen 32 matches
+ * every protocol (the class of protocols not listed), 40 one protocol
+ * (its packets without a listed port), 48 with addr[1]=1 its fragments,
+ * 48+k a block of ports. Range tables (table*2+v6) stay below it.
+ */
+#define NTF_PORTS_TABLE 0x80000000u
 
 struct ntf_range {
 	__u32 rule;   /* 1-based id of (table, prefix), for the decision log */
-	__u32 owners; /* owner set whose uids may pass */
+	__u32 owners; /* owner set whose uids may pass; NARROWED: class table */
 	__u32 flags;  /* NTF_RANGE_* */
 	__u32 counter; /* index into ntf_endpoint_counters; 0: the interface default */
 };
@@ -103,7 +119,8 @@ struct ntf_verdict_entry {
 	__u8 owned;
 	__u8 unowned;
 	__u8 uid_allowed;
-	__u8 pad;
+	__u8 narrowed; /* the verdict holds only for packets of transport tp */
+	__u32 tp;      /* proto << 24 | fragment << 16 | destination port */
 };
 
 struct ntf_event {

@@ -88,6 +88,8 @@ type filterNtfRangeFlags uint32
 const (
 	filterNtfRangeFlagsNTF_RANGE_EVERYONE filterNtfRangeFlags = 1
 	filterNtfRangeFlagsNTF_RANGE_UNOWNED  filterNtfRangeFlags = 2
+	filterNtfRangeFlagsNTF_RANGE_NARROWED filterNtfRangeFlags = 4
+	filterNtfRangeFlagsNTF_RANGE_DEFAULT  filterNtfRangeFlags = 8
 )
 
 type filterNtfRangeKey struct {
@@ -110,8 +112,8 @@ type filterNtfVerdictEntry struct {
 	Owned      uint8
 	Unowned    uint8
 	UidAllowed uint8
-	Pad        uint8
-	_          [4]byte
+	Narrowed   uint8
+	Tp         uint32
 }
 
 type filterSkAddr struct {

@@ -713,10 +713,12 @@ func ptExtCases() []ptCase {
 			want:  ptDenied(ev6(ptMD6, udpProto, 0, 0, ptRangeMD6))},
 		{name: "7 extension headers: ports still read", frame: udpTo(ptInt6, nhDstOpts, ptDstOpts(7, udpProto)),
 			want: ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
-		{name: "8 extension headers: dst judged, transport not followed", frame: udpTo(ptInt6, nhDstOpts, ptDstOpts(8, udpProto)),
-			want: ptAllowed(ev6(ptInt6, udpProto, 0, 0, ptRangeInt6))},
+		// The transport behind the last header followed is read too: its
+		// port decides where an endpoint narrows ports.
+		{name: "8 extension headers: ports read", frame: udpTo(ptInt6, nhDstOpts, ptDstOpts(8, udpProto)),
+			want: ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))},
 		{name: "8 extension headers to metadata: denied", frame: udpTo(ptMD6, nhDstOpts, ptDstOpts(8, udpProto)),
-			want: ptDenied(ev6(ptMD6, udpProto, 0, 0, ptRangeMD6))},
+			want: ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
 		// Beyond the headers followed, a routing header could hide the
 		// final destination: refused whatever the first destination.
 		{name: "12 extension headers to metadata: malformed", frame: udpTo(ptMD6, nhDstOpts, ptDstOpts(12, udpProto)),
@@ -730,10 +732,12 @@ func ptExtCases() []ptCase {
 		{name: "hop-by-hop announced, frame ends: malformed", frame: ptEth6(ipv6(ptSrc6, ptInt6, nhHop, nil)), want: ptMalformed},
 		{name: "hop-by-hop cut after one byte: malformed", frame: ptEth6(ipv6(ptSrc6, ptInt6, nhHop, []byte{udpProto})), want: ptMalformed},
 		{name: "fragment header cut: malformed", frame: ptEth6(ipv6(ptSrc6, ptInt6, nhFrag, []byte{udpProto, 0, 0})), want: ptMalformed},
-		{name: "header longer than the frame: no ports, judged by dst", frame: udpTo(ptInt6, nhHop, huge),
-			want: ptAllowed(ev6(ptInt6, udpProto, 0, 0, ptRangeInt6))},
-		{name: "header longer than the frame, to metadata: denied", frame: udpTo(ptMD6, nhHop, huge),
-			want: ptDenied(ev6(ptMD6, udpProto, 0, 0, ptRangeMD6))},
+		// The UDP ports the header claims to be followed by are not in
+		// the packet: what it would be judged as cannot be known.
+		{name: "header longer than the frame: malformed", frame: udpTo(ptInt6, nhHop, huge),
+			want: ptMalformed},
+		{name: "header longer than the frame, to metadata: malformed", frame: udpTo(ptMD6, nhHop, huge),
+			want: ptMalformed},
 	}
 }
 
@@ -846,11 +850,11 @@ func ptRoutingCases() []ptCase {
 		{name: "hop-by-hop then SRH to metadata: denied",
 			frame: ptEth6(ipv6(ptSrc6, ptInt6, nhHop, cat(ext(nhRouting), srh(udpProto, 1, ptMD6, ptInt6), ptPayload()))),
 			want:  ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
-		// The SRH is the 8th header: it is followed, the UDP header after
-		// it is not (ports 0).
+		// The SRH is the 8th header: it is followed, and so is the UDP
+		// header after it.
 		{name: "7 dest-opts then SRH to metadata: denied",
 			frame: ptEth6(ipv6(ptSrc6, ptInt6, nhDstOpts, cat(ptDstOpts(7, nhRouting), srh(udpProto, 1, ptMD6, ptInt6), ptPayload()))),
-			want:  ptDenied(ev6(ptMD6, udpProto, 0, 0, ptRangeMD6))},
+			want:  ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))},
 		{
 			// The routing header is the 9th extension header, beyond
 			// those followed: its final destination cannot be read, so
@@ -874,8 +878,9 @@ func ptSweep(name string, full []byte, from int, at func(n int) ptWant) []ptCase
 
 // ptTruncatedCases cuts whole frames at every length. The verdict is always
 // defined: refused below an Ethernet header, malformed (drop) while the
-// destination is incomplete, then judged by the destination, with ports
-// once they are wholly present.
+// destination is incomplete, then judged by the destination once the
+// ports are wholly present: a port protocol's packet cut inside its ports
+// is malformed (it would be judged as another class than its port's).
 //
 // The kernel's test run (measured on 6.18) also refuses, with EINVAL, an
 // untagged frame whose ethertype says IPv4 or IPv6 but which holds less
@@ -889,7 +894,7 @@ func ptTruncatedCases() []ptCase {
 		case n < 14+20:
 			return ptRefused(unix.EINVAL)
 		case n < 14+20+4:
-			return ptAllowed(ev4(ptInt4, udpProto, 0, 0, ptRange10))
+			return ptMalformed
 		}
 		return ptAllowed(ev4(ptInt4, udpProto, ptSport, ptDport, ptRange10))
 	})...)
@@ -898,7 +903,7 @@ func ptTruncatedCases() []ptCase {
 		case n < 14+40:
 			return ptRefused(unix.EINVAL)
 		case n < 14+40+4:
-			return ptDenied(ev6(ptMD6, udpProto, 0, 0, ptRangeMD6))
+			return ptMalformed
 		}
 		return ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))
 	})...)
@@ -910,10 +915,8 @@ func ptTruncatedCases() []ptCase {
 		switch {
 		case n < rhAt:
 			return ptRefused(unix.EINVAL)
-		case n < udpAt:
-			return ptMalformed
 		case n < udpAt+4:
-			return ptDenied(ev6(ptMD6, udpProto, 0, 0, ptRangeMD6))
+			return ptMalformed
 		}
 		return ptDenied(ev6(ptMD6, udpProto, ptSport, ptDport, ptRangeMD6))
 	})...)
@@ -924,10 +927,8 @@ func ptTruncatedCases() []ptCase {
 		switch {
 		case n < 14:
 			return ptRefused(unix.EINVAL)
-		case n < 18+20:
-			return ptMalformed
 		case n < 18+20+4:
-			return ptDenied(ev4(ptMD4, udpProto, 0, 0, ptRangeMD4))
+			return ptMalformed
 		}
 		return ptDenied(ev4(ptMD4, udpProto, ptSport, ptDport, ptRangeMD4))
 	})...)
@@ -935,10 +936,8 @@ func ptTruncatedCases() []ptCase {
 		switch {
 		case n < 14:
 			return ptRefused(unix.EINVAL)
-		case n < 18+40:
-			return ptMalformed
 		case n < 18+40+4:
-			return ptAllowed(ev6(ptInt6, udpProto, 0, 0, ptRangeInt6))
+			return ptMalformed
 		}
 		return ptAllowed(ev6(ptInt6, udpProto, ptSport, ptDport, ptRangeInt6))
 	})...)

@@ -318,29 +318,8 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 		return Verdict{Allowed: true, Reason: fmt.Sprintf("interface %s is not filtered", iface)}
 	}
 	dst := k.Dst.Unmap().WithZone("")
-	// Rule 3: the longest prefix among the applying endpoints' ranges;
-	// on equal prefixes the tie-break's rank; the winners merge.
-	var best netip.Prefix
-	bestRank := -1
-	var who Principals
-	var names []string
-	for _, e := range p.Endpoints {
-		if !e.appliesTo(iface) || !e.applies(k) {
-			continue
-		}
-		for _, r := range e.Ranges {
-			if !r.Contains(dst) {
-				continue
-			}
-			switch {
-			case !best.IsValid() || r.Bits() > best.Bits() || (r.Bits() == best.Bits() && e.rank() > bestRank):
-				best, bestRank, who, names = r, e.rank(), e.Principals, []string{e.Name}
-			case r.Bits() == best.Bits() && e.rank() == bestRank:
-				who = who.union(e.Principals)
-				names = append(names, e.Name)
-			}
-		}
-	}
+	w := winnersAmong(p.Endpoints, iface, Packet{Dst: dst, Proto: k.Proto, Port: k.Port, Fragment: k.Fragment}, 128)
+	best, who, names := w.Prefix, w.Principals, w.Endpoints
 	what := dst.String()
 	if t := k.String(); t != "" {
 		what += " " + t
@@ -353,8 +332,6 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 			Reason:   fmt.Sprintf("no configured range %s %s; default %s on %s", verbFor(k), what, def, iface),
 		}
 	}
-	slices.Sort(names)
-	names = slices.Compact(names)
 	d := Verdict{Allowed: who.Allows(o), Filtered: true, Range: best, Endpoints: names}
 	verb := "is not"
 	if d.Allowed {
@@ -367,6 +344,48 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 	d.Reason = fmt.Sprintf("%s %s allowed to %s (endpoint %s; allowed: %s)",
 		o, verb, to, strings.Join(names, ", "), who)
 	return d
+}
+
+// Winners is what rule 3 finds for a packet: the deciding prefix, the
+// merged principals of its winning endpoints and their names (sorted,
+// unique). Prefix is invalid when no range applies.
+type Winners struct {
+	Prefix     netip.Prefix
+	Principals Principals
+	Endpoints  []string
+}
+
+// Equal reports whether two findings decide alike and name the same.
+func (w Winners) Equal(v Winners) bool {
+	return w.Prefix == v.Prefix && w.Principals.Equal(v.Principals) && slices.Equal(w.Endpoints, v.Endpoints)
+}
+
+// winnersAmong applies rules 2 and 3 to the endpoints of iface, among
+// their ranges of at most maxBits bits that contain k.Dst (unmapped).
+func winnersAmong(endpoints []Endpoint, iface string, k Packet, maxBits int) Winners {
+	var w Winners
+	bestRank := -1
+	for _, e := range endpoints {
+		if !e.appliesTo(iface) || !e.applies(k) {
+			continue
+		}
+		for _, r := range e.Ranges {
+			if r.Bits() > maxBits || !r.Contains(k.Dst) {
+				continue
+			}
+			switch {
+			case !w.Prefix.IsValid() || r.Bits() > w.Prefix.Bits() || (r.Bits() == w.Prefix.Bits() && e.rank() > bestRank):
+				w = Winners{Prefix: r, Principals: e.Principals, Endpoints: []string{e.Name}}
+				bestRank = e.rank()
+			case r.Bits() == w.Prefix.Bits() && e.rank() == bestRank:
+				w.Principals = w.Principals.union(e.Principals)
+				w.Endpoints = append(w.Endpoints, e.Name)
+			}
+		}
+	}
+	slices.Sort(w.Endpoints)
+	w.Endpoints = slices.Compact(w.Endpoints)
+	return w
 }
 
 // verbFor keeps the words of a decision without transport as they were:
@@ -383,6 +402,10 @@ type Entry struct {
 	Prefix     netip.Prefix
 	Endpoints  []string
 	Principals Principals
+	// Narrowed: an endpoint of Prefix narrows proto or ports, so what
+	// decides depends on the packet's transport (Classes says what);
+	// Principals then only merge every endpoint's, for counting.
+	Narrowed bool
 }
 
 // Table is what the kernel needs for one interface: its ranges and default.
@@ -494,11 +517,12 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 		for i := 0; i < len(all); {
 			first := all[i]
 			e := p.Endpoints[first.endpoint]
-			ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals}
+			ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed()}
 			for i++; i < len(all) && all[i].hi == first.hi && all[i].lo == first.lo && all[i].bits == first.bits; i++ {
 				e := p.Endpoints[all[i].endpoint]
 				ent.Principals = ent.Principals.union(e.Principals)
 				ent.Endpoints = append(ent.Endpoints, e.Name)
+				ent.Narrowed = ent.Narrowed || e.Narrowed()
 			}
 			if len(ent.Endpoints) > 1 {
 				slices.Sort(ent.Endpoints)
