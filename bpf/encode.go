@@ -63,8 +63,8 @@ type Contents struct {
 	Ifaces     map[uint32]filterNtfIface
 	Ranges     []rangeEntry
 	Owners     []filterNtfOwnerKey
-	Rules      []Rule // Rules[i] is rule id i+1
-	ids        uint32 // the encoder's id space: contents of one space can be diffed
+	Rules      []Rule            // Rules[i] is rule id i+1
+	ids        uint32            // the encoder's id space: contents of one space can be diffed
 	tableIface map[uint32]string // table id → an interface with that table
 }
 

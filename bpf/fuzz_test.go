@@ -186,14 +186,18 @@ func refParse(frame []byte, l3 bool) refPacket {
 	return refPacket{kind: refNotIP}
 }
 
-func refPorts(p *refPacket, b []byte, off int) {
+// refPorts reads the ports of a protocol that has them; false when they
+// are not wholly in the packet (malformed: SPEC §1 rule 2 judges by them).
+func refPorts(p *refPacket, b []byte, off int) bool {
 	switch p.proto {
 	case unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_UDPLITE, unix.IPPROTO_SCTP:
-		if off+4 <= len(b) {
-			p.sport = binary.BigEndian.Uint16(b[off:])
-			p.dport = binary.BigEndian.Uint16(b[off+2:])
+		if off+4 > len(b) {
+			return false
 		}
+		p.sport = binary.BigEndian.Uint16(b[off:])
+		p.dport = binary.BigEndian.Uint16(b[off+2:])
 	}
+	return true
 }
 
 func refIPv4(b []byte) refPacket {
@@ -232,8 +236,8 @@ func refIPv4(b []byte) refPacket {
 		}
 		at += n
 	}
-	if b[6]&0x1f == 0 && b[7] == 0 { // the first fragment, or none
-		refPorts(&p, b, hlen)
+	if b[6]&0x1f == 0 && b[7] == 0 && !refPorts(&p, b, hlen) { // the first fragment, or none
+		return malformed
 	}
 	return p
 }
@@ -258,7 +262,9 @@ func refIPv6(b []byte) refPacket {
 	for range 8 { // NTF_MAX_EXT_HDRS
 		if !refIsExt(next) {
 			p.proto = next
-			refPorts(&p, b, off)
+			if !refPorts(&p, b, off) {
+				return malformed
+			}
 			return p
 		}
 		if off+2 > len(b) {
@@ -295,7 +301,10 @@ func refIPv6(b []byte) refPacket {
 	if refIsExt(next) {
 		return malformed // a routing header may hide behind the headers followed
 	}
-	p.proto = next // not followed further: no ports
+	p.proto = next
+	if !refPorts(&p, b, off) {
+		return malformed
+	}
 	return p
 }
 

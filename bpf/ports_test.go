@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // nep is an endpoint narrowed by proto and ports, written as in a
@@ -96,7 +98,9 @@ func ptPortsCases() []ptCase {
 	u4 := func(dst netip.Addr, dport uint16) []byte {
 		return ptEth4(ipv4(ptSrc4, dst, udpProto, udp(ptSport, dport, []byte("ping"))))
 	}
-	t4 := func(dst netip.Addr, dport uint16) []byte { return ptEth4(ipv4(ptSrc4, dst, tcpProto, ptTCP(ptSport, dport))) }
+	t4 := func(dst netip.Addr, dport uint16) []byte {
+		return ptEth4(ipv4(ptSrc4, dst, tcpProto, ptTCP(ptSport, dport)))
+	}
 	u6 := func(dst netip.Addr, dport uint16, ext ...[]byte) []byte {
 		next := byte(udpProto)
 		if len(ext) > 0 {
@@ -104,7 +108,9 @@ func ptPortsCases() []ptCase {
 		}
 		return ptEth6(ipv6(ptSrc6, dst, next, cat(cat(ext...), udp(ptSport, dport, []byte("ping")))))
 	}
-	t6 := func(dst netip.Addr, dport uint16) []byte { return ptEth6(ipv6(ptSrc6, dst, tcpProto, ptTCP(ptSport, dport))) }
+	t6 := func(dst netip.Addr, dport uint16) []byte {
+		return ptEth6(ipv6(ptSrc6, dst, tcpProto, ptTCP(ptSport, dport)))
+	}
 	bigUDP4 := ipv4(ptSrc4, ptWire4, udpProto, udp(ptSport, 80, make([]byte, 64)))
 	return []ptCase{
 		{name: "udp/53 for everyone", frame: u4(ptWire4, 53), want: ptAllowed(ev4(ptWire4, udpProto, ptSport, 53, ptWireR4))},
@@ -201,6 +207,72 @@ func TestParsePorts(t *testing.T) {
 		k := policy.Packet{Dst: e.Dst, Proto: e.Proto, Port: e.Dport, Fragment: e.Dport == 0 && (e.Proto == tcpProto || e.Proto == udpProto || e.Proto == sctpProto) && strings.Contains(c.name, "fragment")}
 		if d := p.DecidePacket("lo", policy.Owner{UID: 0}, k); d.Allowed != e.Allowed {
 			t.Errorf("%s: Decide says allowed=%v (%s), the case %v", c.name, d.Allowed, d.Reason, e.Allowed)
+		}
+	}
+}
+
+// TestEnforcePorts: SPEC §2's WireServer with real traffic from real uids,
+// IPv4 and IPv6, in both attach modes: DNS (udp/53, tcp/53) stays open to
+// every user while tcp/80 of the same address is alice's alone; udp/80
+// and tcp/81 fall to the un-narrowed endpoint that allows no one.
+func TestEnforcePorts(t *testing.T) {
+	eachMode(t, testEnforcePorts)
+}
+
+func testEnforcePorts(t *testing.T, mode Mode) {
+	tp := testnet.NewTopology(t, testnet.Options{})
+	for _, port := range []uint16{53, 80, 81} {
+		tp.ServeTCP(t, port)
+		tp.ServeUDPEcho(t, port)
+	}
+	alice := testnet.StartAgent(t, tp.Client, 1001)
+	bob := testnet.StartAgent(t, tp.Client, 1002)
+	f := openFilter(t, tp.Client, mode)
+	eth0 := []string{"eth0"}
+	wire := []string{"169.254.169.254/32", "fd00:ec2::254/128"}
+	p := compileNarrowed(t, map[string]config.Action{"eth0": config.Deny},
+		nep{ep{"wire-dns", eth0, wire, []string{"*"}}, "udp,tcp", "53"},
+		nep{ep{"wire-agent", eth0, wire, []string{"alice"}}, "tcp", "80,8000-8100"},
+		nep{ep{"wire", eth0, wire, nil}, "", ""},
+	)
+	apply(t, tp.Client, f, p, LogAll)
+	type probe struct {
+		a       *testnet.Agent
+		proto   string
+		port    uint16
+		allowed bool
+	}
+	probes := []probe{
+		{alice, "udp", 53, true}, {bob, "udp", 53, true},
+		{alice, "tcp", 53, true}, {bob, "tcp", 53, true},
+		{alice, "tcp", 80, true}, {bob, "tcp", 80, false},
+		{alice, "udp", 80, false}, {bob, "udp", 80, false},
+		{alice, "tcp", 81, false}, {bob, "tcp", 81, false},
+		// Again, with every verdict cached: one port's never answers
+		// for another's.
+		{bob, "udp", 53, true}, {bob, "tcp", 80, false}, {alice, "tcp", 80, true}, {alice, "udp", 53, true},
+	}
+	for _, dst := range []netip.Addr{imds4, imds6} {
+		for _, pr := range probes {
+			fn := pr.a.TCP
+			if pr.proto == "udp" {
+				fn = pr.a.UDP
+			}
+			timeout := testnet.DenyTimeout
+			if pr.allowed {
+				timeout = testnet.AllowTimeout
+			}
+			err := fn(dst, pr.port, timeout)
+			switch {
+			case pr.allowed && err != nil:
+				t.Errorf("uid %d %s to %s:%d: want allowed, got %v", pr.a.UID, pr.proto, dst, pr.port, err)
+			case !pr.allowed && !errors.Is(err, netlab.ErrTimeout):
+				t.Errorf("uid %d %s to %s:%d: want dropped (timeout), got %v", pr.a.UID, pr.proto, dst, pr.port, err)
+			}
+			k := policy.Packet{Dst: dst, Proto: map[string]uint8{"tcp": tcpProto, "udp": udpProto}[pr.proto], Port: pr.port}
+			if d := p.DecidePacket("eth0", policy.Owner{UID: pr.a.UID}, k); d.Allowed != pr.allowed {
+				t.Errorf("uid %d %s to %s:%d: Decide says %v (%s)", pr.a.UID, pr.proto, dst, pr.port, d.Allowed, d.Reason)
+			}
 		}
 	}
 }
