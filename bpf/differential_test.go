@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,11 +17,13 @@ import (
 )
 
 // TestDifferential checks the kernel against the reference Decide(): random
-// policies with hundreds of overlapping IPv4 and IPv6 ranges, and thousands
-// of real datagrams from real uids (and forwarded, unowned ones). Each
-// verdict is read from the program's own decision event, so denied probes
-// cost no timeout. Policies are swapped in one after another on the same
-// filter, so every swap is checked too.
+// policies with hundreds of overlapping IPv4 and IPv6 ranges, endpoints
+// narrowed by proto and ports (often several on one prefix), and ten
+// thousand real packets from real uids (and forwarded, unowned ones): UDP
+// datagrams, TCP SYNs, ICMP echoes and fragmented UDP datagrams, whose
+// every fragment is a probe. Each verdict is read from the program's own
+// decision event, so denied probes cost no timeout. Policies are swapped
+// in one after another on the same filter, so every swap is checked too.
 func TestDifferential(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d (set NTF_SEED to replay)", seed)
@@ -39,6 +43,8 @@ func TestDifferential(t *testing.T) {
 	}
 	senders = append(senders, sender{testnet.StartAgent(t, tp.Container, 0), policy.Owner{Unowned: true}})
 
+	// ICMP echoes from unprivileged ping sockets, as any user sends them.
+	tp.Client.Exec(t, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
 	f := openFilter(t, tp.Client, ModeAuto)
 	events, err := f.Events()
 	if err != nil {
@@ -46,7 +52,7 @@ func TestDifferential(t *testing.T) {
 	}
 	t.Cleanup(func() { events.Close() })
 
-	const policies, probesPerPolicy = 3, 1000
+	const policies, probesPerPolicy = 5, 2000
 	// What the probes exercised, so that a vacuous run fails.
 	seen := map[string]int{}
 	// Half the probes go to a few hot destinations, from every sender and
@@ -61,36 +67,93 @@ func TestDifferential(t *testing.T) {
 			hot = append(hot, randomDestination(rng, prefixes))
 		}
 		mismatches := 0
-		for i := range probesPerPolicy {
-			s := senders[rng.IntN(len(senders))]
+		narrowed := map[netip.Prefix]bool{}
+		for ent := range p.Entries("eth0") {
+			if ent.Narrowed {
+				narrowed[ent.Prefix] = true
+			}
+		}
+		for range probesPerPolicy {
+			si := rng.IntN(len(senders))
+			s := senders[si]
 			dst := randomDestination(rng, prefixes)
 			if rng.IntN(2) == 0 {
 				dst = hot[rng.IntN(len(hot))]
 			}
-			port := uint16(1000 + i)
-			sport, err := s.agent.Send(dst, port)
+			// Ports around the policies' universe, 1000-1063.
+			port := uint16(998 + rng.IntN(68))
+			kind := rng.IntN(20)
+			if s.owner.Unowned && kind >= 15 {
+				kind = 0 // forwarded: UDP and TCP only
+			}
+			var probes []diffProbe
+			var err error
+			switch {
+			case kind < 9:
+				var sport uint16
+				sport, err = s.agent.Send(dst, port)
+				probes = []diffProbe{{"udp", dst, udpProto, sport, port, false}}
+			case kind < 15:
+				var sport uint16
+				sport, err = s.agent.SendTCP(dst, port)
+				probes = []diffProbe{{"tcp", dst, tcpProto, sport, port, false}}
+			case kind < 18:
+				err = s.agent.SendICMP(dst)
+				proto := uint8(icmpProto)
+				if !dst.Unmap().Is4() {
+					proto = icmp6Proto
+				}
+				probes = []diffProbe{{"icmp", dst, proto, 0, 0, false}}
+			default:
+				// Two fragments over the veth's MTU of 1500; the
+				// first has the ports, the second matches every
+				// ports list of UDP (rule 2).
+				// From a socket of the address's own family: a
+				// v6 socket's DONTFRAG does not cover IPv4.
+				var sport uint16
+				dst = dst.Unmap()
+				sport, err = s.agent.SendBig(dst, port, 2000)
+				probes = []diffProbe{{"udp", dst, udpProto, sport, port, false}, {"udp fragment", dst, udpProto, 0, 0, true}}
+			}
 			if err != nil {
-				t.Fatalf("probe %s -> %s: %v", s.owner, dst, err)
+				t.Fatalf("probe %s %s -> %s: %v", probes[0].name, s.owner, dst, err)
 			}
-			ev := nextEvent(t, events, sport, port)
-			want := p.Decide("eth0", s.owner, dst)
-			if ev.Generation != gen {
-				t.Fatalf("event of generation %d, want %d", ev.Generation, gen)
+			got := nextEvents(t, events, probes[:1])
+			if len(probes) > 1 && got[0].ev.Allowed {
+				// The sender gives up a datagram whose first
+				// fragment the device refused: the rest come
+				// only after an allowed one.
+				got = append(got, nextEvents(t, events, probes[1:])...)
 			}
-			var got netip.Prefix
-			if r, ok := f.Rule(ev.Generation, ev.Rule); ok {
-				got = r.Range
-			}
-			seen[fmt.Sprintf("allowed=%t", want.Allowed)]++
-			seen[fmt.Sprintf("by-range=%t", want.Range.IsValid())]++
-			seen[fmt.Sprintf("unowned=%t", s.owner.Unowned)]++
-			seen[fmt.Sprintf("ipv6=%t", dst.Unmap().Is6())]++
-			if ev.Allowed != want.Allowed || got != want.Range || ev.Unowned != s.owner.Unowned {
-				mismatches++
-				t.Errorf("%s -> %s: kernel allowed=%t range=%v unowned=%t; Decide allowed=%t range=%v (%s)",
-					s.owner, dst, ev.Allowed, got, ev.Unowned, want.Allowed, want.Range, want.Reason)
-				if mismatches > 20 {
-					t.FailNow()
+			for _, pr := range got {
+				ev, pb := pr.ev, pr.probe
+				k := policy.Packet{Dst: pb.dst, Proto: pb.proto, Port: pb.dport, Fragment: pb.frag}
+				want := p.DecidePacket("eth0", s.owner, k)
+				if ev.Generation != gen {
+					t.Fatalf("event of generation %d, want %d", ev.Generation, gen)
+				}
+				var got netip.Prefix
+				if r, ok := f.Rule(ev.Generation, ev.Rule); ok {
+					got = r.Range
+				}
+				seen[fmt.Sprintf("allowed=%t", want.Allowed)]++
+				seen[fmt.Sprintf("by-range=%t", want.Range.IsValid())]++
+				seen[fmt.Sprintf("unowned=%t", s.owner.Unowned)]++
+				seen[fmt.Sprintf("ipv6=%t", pb.dst.Unmap().Is6())]++
+				seen[pb.name]++
+				if lp, ok := longestPrefix(p, pb.dst); ok && narrowed[lp] {
+					seen["narrowed"]++
+					if want.Range != lp {
+						seen["narrowed, decided by another"]++
+					}
+				}
+				if ev.Allowed != want.Allowed || got != want.Range || ev.Unowned != s.owner.Unowned {
+					mismatches++
+					t.Errorf("%s %s -> %s port %d: kernel allowed=%t range=%v unowned=%t; Decide allowed=%t range=%v (%s)",
+						pb.name, s.owner, pb.dst, pb.dport, ev.Allowed, got, ev.Unowned, want.Allowed, want.Range, want.Reason)
+					if mismatches > 20 {
+						t.FailNow()
+					}
 				}
 			}
 		}
@@ -99,25 +162,66 @@ func TestDifferential(t *testing.T) {
 	if n := cachedVerdicts(t, f); n < len(hot) {
 		t.Errorf("%d destinations in the verdict caches of the live policy, want at least %d", n, len(hot))
 	}
-	for _, k := range []string{"allowed=true", "allowed=false", "by-range=true", "by-range=false", "unowned=true", "ipv6=true"} {
+	for _, k := range []string{"allowed=true", "allowed=false", "by-range=true", "by-range=false", "unowned=true", "ipv6=true",
+		"udp", "tcp", "icmp", "udp fragment", "narrowed", "narrowed, decided by another"} {
 		if seen[k] < 50 {
 			t.Errorf("only %d probes with %s: the random policies do not exercise the kernel", seen[k], k)
 		}
 	}
 }
 
-func nextEvent(t *testing.T, events *DecisionReader, sport, dport uint16) KernelDecision {
+// diffProbe is one packet a differential probe sends and the event it
+// must log.
+type diffProbe struct {
+	name         string
+	dst          netip.Addr
+	proto        uint8
+	sport, dport uint16
+	frag         bool
+}
+
+func (p diffProbe) matches(ev KernelDecision) bool {
+	return ev.Proto == p.proto && ev.Sport == p.sport && ev.Dport == p.dport && ev.Dst == p.dst.Unmap()
+}
+
+type probeEvent struct {
+	probe diffProbe
+	ev    KernelDecision
+}
+
+// nextEvents reads the decision events of the probes, in whatever order
+// they come; other events (a TCP server's resets, earlier probes') are
+// skipped.
+func nextEvents(t *testing.T, events *DecisionReader, probes []diffProbe) []probeEvent {
 	t.Helper()
 	events.SetDeadline(time.Now().Add(5 * time.Second))
-	for {
+	var out []probeEvent
+	done := make([]bool, len(probes))
+	for len(out) < len(probes) {
 		ev, err := events.Read()
 		if err != nil {
-			t.Fatalf("no decision event for :%d -> :%d: %v", sport, dport, err)
+			t.Fatalf("no decision event for %+v (found %v): %v", probes, done, err)
 		}
-		if ev.Sport == sport && ev.Dport == dport {
-			return ev
+		for i, p := range probes {
+			if !done[i] && p.matches(ev) {
+				done[i] = true
+				out = append(out, probeEvent{p, ev})
+				break
+			}
 		}
 	}
+	return out
+}
+
+// longestPrefix is the longest configured prefix of eth0 containing dst.
+func longestPrefix(p *policy.Policy, dst netip.Addr) (netip.Prefix, bool) {
+	var best netip.Prefix
+	for ent := range p.Entries("eth0") {
+		if ent.Prefix.Contains(dst.Unmap()) && (!best.IsValid() || ent.Prefix.Bits() > best.Bits()) {
+			best = ent.Prefix
+		}
+	}
+	return best, best.IsValid()
 }
 
 // Address pools the random policies draw from: few bases, so that prefixes
@@ -141,9 +245,9 @@ func randomPolicy(t *testing.T, rng *rand.Rand) (*policy.Policy, []netip.Prefix)
 	if rng.IntN(2) == 0 {
 		defaults["eth0"] = config.Allow
 	}
-	var eps []ep
+	var eps []nep
 	var prefixes []netip.Prefix
-	for e := range 40 {
+	for e := 0; e < 40; e++ {
 		var ranges []string
 		seen := map[netip.Prefix]bool{}
 		for range 3 + rng.IntN(8) {
@@ -166,9 +270,58 @@ func randomPolicy(t *testing.T, rng *rand.Rand) (*policy.Policy, []netip.Prefix)
 				allow = append(allow, w)
 			}
 		}
-		eps = append(eps, ep{fmt.Sprintf("ep%d", e), []string{"eth0"}, ranges, allow})
+		ne := nep{ep: ep{fmt.Sprintf("ep%d", e), []string{"eth0"}, ranges, allow}}
+		narrowRandomly(rng, &ne)
+		eps = append(eps, ne)
+		// A twin on the same prefixes, narrowed otherwise: rule 3's
+		// tie-breaks.
+		if rng.IntN(5) == 0 {
+			e++
+			twin := nep{ep: ep{fmt.Sprintf("ep%d", e), []string{"eth0"}, ranges, nil}}
+			for _, w := range who {
+				if rng.IntN(4) == 0 {
+					twin.allow = append(twin.allow, w)
+				}
+			}
+			narrowRandomly(rng, &twin)
+			eps = append(eps, twin)
+		}
 	}
-	return compile(t, defaults, eps...), prefixes
+	return compileNarrowed(t, defaults, eps...), prefixes
+}
+
+// narrowRandomly gives about 40% of endpoints a proto list, a ports list
+// (1-3 single ports and ranges from 1000-1063, overlapping) or both.
+func narrowRandomly(rng *rand.Rand, e *nep) {
+	if rng.IntN(5) >= 2 {
+		return
+	}
+	withPorts := rng.IntN(2) == 0
+	withProto := !withPorts || rng.IntN(2) == 0
+	if withProto {
+		var names []string
+		for _, n := range []string{"tcp", "udp", "icmp", "icmpv6", "udplite", "sctp", "47"} {
+			if rng.IntN(3) == 0 && (!withPorts || n == "tcp" || n == "udp" || n == "udplite" || n == "sctp") {
+				names = append(names, n)
+			}
+		}
+		if len(names) == 0 {
+			names = []string{[]string{"tcp", "udp"}[rng.IntN(2)]}
+		}
+		e.proto = strings.Join(names, ",")
+	}
+	if withPorts {
+		var items []string
+		for range 1 + rng.IntN(3) {
+			lo := 1000 + rng.IntN(64)
+			if rng.IntN(2) == 0 {
+				items = append(items, strconv.Itoa(lo))
+			} else {
+				items = append(items, fmt.Sprintf("%d-%d", lo, min(lo+rng.IntN(16), 1063)))
+			}
+		}
+		e.ports = strings.Join(items, ",")
+	}
 }
 
 // jitter flips a few random bits of base below bits, then masks to bits.

@@ -277,6 +277,12 @@ func serve(req string) string {
 		return result(probeTCP(dst, timeout))
 	case "udp":
 		return result(probeUDP(dst, timeout))
+	case "sendtcp":
+		return sendTCP(dst)
+	case "sendicmp":
+		return sendICMP(dst.Addr())
+	case "sendbig":
+		return sendBig(dst, ms)
 	case "send":
 		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
 		if err != nil {
