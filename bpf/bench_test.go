@@ -125,7 +125,56 @@ func BenchmarkClassify(b *testing.B) {
 				benchRun(b, cold, nc.objs.NtfEgress, c.frame, c.want)
 			})
 		}
+		// The same ranges and the WireServer's narrowed endpoints: a
+		// packet to a narrowed range costs a second trie lookup, paid
+		// on a cache miss only.
+		np := compileNarrowed(b, map[string]config.Action{"lo": config.Deny}, append(benchNarrowed(), plainEps(eps)...)...)
+		apply(b, ns, f, np, LogNone)
+		apply(b, cold, nc, np, LogNone)
+		narrowed := []struct {
+			name  string
+			frame []byte
+			want  uint32
+		}{
+			{"narrowed/ipv4/udp53", frame4(benchNarrow4), ptPass},
+			{"narrowed/ipv4/tcp80", ptEth4(ipv4(ptSrc4, benchNarrow4, tcpProto, ptTCP(ptSport, 80))), ptDrop},
+			{"narrowed/ipv6/udp53", frame6(benchNarrow6), ptPass},
+			{"narrowed/ipv6/tcp80", ptEth6(ipv6(ptSrc6, benchNarrow6, tcpProto, ptTCP(ptSport, 80))), ptDrop},
+		}
+		for _, c := range narrowed {
+			b.Run(fmt.Sprintf("%s/ranges=%d", c.name, n), func(b *testing.B) {
+				benchRun(b, ns, f.objs.NtfEgress, c.frame, c.want)
+			})
+			b.Run(fmt.Sprintf("nocache/%s/ranges=%d", c.name, n), func(b *testing.B) {
+				benchRun(b, cold, nc.objs.NtfEgress, c.frame, c.want)
+			})
+		}
 	}
+}
+
+// Destinations of narrowed endpoints: DNS (udp/53, the ptPayload's port)
+// for everyone, tcp/80 for uid 2000 only, nothing else.
+var (
+	benchNarrow4 = netip.MustParseAddr("10.201.0.1")
+	benchNarrow6 = netip.MustParseAddr("fd00:ec3::1")
+)
+
+func benchNarrowed() []nep {
+	lo := []string{"lo"}
+	r := []string{benchNarrow4.String() + "/32", benchNarrow6.String() + "/128"}
+	return []nep{
+		{ep{"narrow-dns", lo, r, []string{"*"}}, "udp,tcp", "53"},
+		{ep{"narrow-agent", lo, r, []string{"uid:2000"}}, "tcp", "80,32526"},
+		{ep{"narrow", lo, r, nil}, "", ""},
+	}
+}
+
+func plainEps(eps []ep) []nep {
+	out := make([]nep, len(eps))
+	for i, e := range eps {
+		out[i] = nep{ep: e}
+	}
+	return out
 }
 
 // benchRun takes b.N samples of benchRepeat() runs each and reports their
