@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -742,11 +741,11 @@ type notReady struct{ error }
 func (e notReady) Is(target error) bool { return target == ErrNotReady }
 func (e notReady) Unwrap() error        { return e.error }
 
-// Check says what the live policy does with a packet from owner to dst
-// leaving iface. With iface empty, the one filtered interface is meant; it
+// Check says what the live policy does with packet k from owner leaving
+// iface. With iface empty, the one filtered interface is meant; it
 // returns the interface it judged for. Errors wrap ErrNotReady when the
 // service cannot answer yet.
-func (s *Service) Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Verdict, string, error) {
+func (s *Service) Check(owner policy.Owner, k policy.Packet, iface string) (policy.Verdict, string, error) {
 	s.mu.Lock()
 	p, attached := s.policy, s.status.Attachments
 	s.mu.Unlock()
@@ -767,7 +766,7 @@ func (s *Service) Check(owner policy.Owner, dst netip.Addr, iface string) (polic
 			return policy.Verdict{}, "", fmt.Errorf("several interfaces are filtered (%s); name one", strings.Join(names, ", "))
 		}
 	}
-	return p.Decide(iface, owner, dst), iface, nil
+	return p.DecidePacket(iface, owner, k), iface, nil
 }
 
 // Counters reads the kernel's packet counters.

@@ -389,6 +389,27 @@ func TestCheckAgreesWithDecide(t *testing.T) {
       iface: [eth0]
       range: [10.0.0.0/8]
       allow: [unowned]
+  - wire-dns:
+      iface: [eth0]
+      range: [168.63.129.16/32, fd00:ec2::254/128]
+      proto: [udp, tcp]
+      ports: [53]
+      allow: ["*"]
+  - wire-agent:
+      iface: [eth0]
+      range: [168.63.129.16/32]
+      proto: [tcp]
+      ports: [80, 32526, "8000-8100"]
+      allow: [root]
+  - wire:
+      iface: [eth0]
+      range: [168.63.129.16/32]
+      allow: []
+  - ping:
+      iface: [eth0]
+      range: [168.63.129.16/32]
+      proto: [icmp]
+      allow: [uid:1002]
 interfaces:
   eth0: {default: deny}
 `)
@@ -407,10 +428,16 @@ interfaces:
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, dst := range []string{"169.254.169.254", "169.254.1.1", "10.1.2.3", "192.0.2.1", "fd00:ec2::254", "::ffff:169.254.169.254", "2001:db8::1"} {
-			want := p.Decide("eth0", owner, netip.MustParseAddr(dst))
+		for _, dst := range []string{"169.254.169.254", "169.254.1.1", "10.1.2.3", "192.0.2.1", "fd00:ec2::254", "::ffff:169.254.169.254", "2001:db8::1",
+			"168.63.129.16", "168.63.129.16:53/udp", "168.63.129.16:53/tcp", "168.63.129.16:80/tcp", "168.63.129.16:8100/tcp", "168.63.129.16:80/udp",
+			"168.63.129.16:53/sctp", "168.63.129.16/icmp", "168.63.129.16/47", "[fd00:ec2::254]:53/udp", "[fd00:ec2::254]:80/tcp", "[::ffff:168.63.129.16]:80/6"} {
+			k, err := policy.ParseDestination(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := p.DecidePacket("eth0", owner, k)
 			var d CheckResult
-			err := obj(c).Call(Interface+".Check", 0, who, dst, "eth0").Store(&d.Allowed, &d.Endpoint, &d.Range, &d.Reason)
+			err = obj(c).Call(Interface+".Check", 0, who, dst, "eth0").Store(&d.Allowed, &d.Endpoint, &d.Range, &d.Reason)
 			if err != nil {
 				t.Fatalf("Check(%s, %s): %v", who, dst, err)
 			}
@@ -425,7 +452,10 @@ interfaces:
 		}
 	}
 	// Bad input is refused with a clear error.
-	for _, args := range [][]any{{"no-such-user-ntft", "192.0.2.1", "eth0"}, {"uid:1", "not-an-address", "eth0"}} {
+	for _, args := range [][]any{{"no-such-user-ntft", "192.0.2.1", "eth0"}, {"uid:1", "not-an-address", "eth0"},
+		{"uid:1", "168.63.129.16:80", "eth0"}, {"uid:1", "168.63.129.16:0/tcp", "eth0"}, {"uid:1", "168.63.129.16:80/icmp", "eth0"},
+		{"uid:1", "168.63.129.16/tcp", "eth0"}, {"uid:1", "[fd00::1]:70000/tcp", "eth0"}, {"uid:1", "168.63.129.16:80/tpc", "eth0"},
+		{"uid:1", "fd00::1:80/tcp", "eth0"}, {"uid:1", "168.63.129.16:80/tcp/udp", "eth0"}} {
 		err := obj(c).Call(Interface+".Check", 0, args...).Err
 		var de godbus.Error
 		if !errors.As(err, &de) || de.Name != "org.freedesktop.DBus.Error.InvalidArgs" {
@@ -433,6 +463,24 @@ interfaces:
 		}
 	}
 	t.Logf("%d Check answers equal Decide()", n)
+
+	// explain asks the same question through Check.
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--user", "uid:1001", "--dst", "168.63.129.16", "--proto", "udp", "--port", "53"}, 0, "eth0: allowed: uid:1001 is allowed to 168.63.129.16/32 udp/53 (endpoint wire-dns; allowed: *)"},
+		{[]string{"--user", "uid:1001", "--dst", "168.63.129.16", "--proto", "tcp", "--port", "80"}, 3, "eth0: denied: uid:1001 is not allowed to 168.63.129.16/32 tcp/80 (endpoint wire-agent; allowed: root)"},
+		{[]string{"--user", "root", "--dst", "168.63.129.16", "--proto", "tcp", "--port", "80"}, 0, "eth0: allowed: root is allowed to 168.63.129.16/32 tcp/80 (endpoint wire-agent"},
+		{[]string{"--user", "uid:1002", "--dst", "168.63.129.16", "--proto", "icmp"}, 0, "eth0: allowed: uid:1002 is allowed to 168.63.129.16/32 icmp (endpoint ping"},
+		{[]string{"--user", "root", "--dst", "fd00:ec2::254", "--proto", "tcp", "--port", "53"}, 0, "eth0: allowed: root is allowed to fd00:ec2::254/128 tcp/53 (endpoint wire-dns"},
+	} {
+		out, stderr, err := cli(t, bus, append([]string{"explain", "--iface", "eth0"}, c.args...)...)
+		if exitCode(err) != c.code || !strings.HasPrefix(out, c.want) {
+			t.Errorf("explain %v: exit %d, %q %q; want exit %d and %q", c.args, exitCode(err), out, stderr, c.code, c.want)
+		}
+	}
 }
 
 // The command line against the running daemon: status as a table,

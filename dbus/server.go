@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"reflect"
 	"strings"
 	"time"
@@ -53,7 +52,7 @@ var InterfaceXML string
 // Manager is what the object needs of the daemon.
 type Manager interface {
 	Reload(ctx context.Context) (uint32, error)
-	Check(owner policy.Owner, dst netip.Addr, iface string) (policy.Verdict, string, error)
+	Check(owner policy.Owner, k policy.Packet, iface string) (policy.Verdict, string, error)
 	Status() daemon.Status
 	Counters() (bpf.Counters, error)
 }
@@ -314,11 +313,11 @@ func (o *object) Check(principal, destination, iface string) (bool, string, stri
 	if err != nil {
 		return false, "", "", "", checkErr("principal: ", err)
 	}
-	dst, err := netip.ParseAddr(destination)
+	k, err := policy.ParseDestination(destination)
 	if err != nil {
 		return false, "", "", "", godbus.NewError(errInvalidArgs, []any{"destination: " + err.Error()})
 	}
-	d, _, err := o.opts.Manager.Check(owner, dst, iface)
+	d, _, err := o.opts.Manager.Check(owner, k, iface)
 	if err != nil {
 		return false, "", "", "", checkErr("", err)
 	}

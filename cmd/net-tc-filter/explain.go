@@ -20,6 +20,7 @@ import (
 
 	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon"
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/nss"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	ntfdbus "github.com/nettcfilter/net-tc-filter/dbus"
@@ -38,6 +39,10 @@ running daemon's live policy (D-Bus Check), else by the configuration files.
 list them, is judged) or unowned (packets without a socket). --dst is an IPv4
 or IPv6 address or a host name: every address it resolves to is judged.
 Without --iface, every interface the policy filters on this host is.
+--proto and --port narrow the question to one protocol (tcp, udp, udplite,
+sctp, icmp, icmpv6 or a number) and destination port, as endpoints narrowed
+by proto: and ports: need: without them the packet's transport is unknown
+and only endpoints that narrow neither apply.
 
 When no daemon answers on D-Bus and nothing is pinned in --pin-dir, nothing is
 filtered: explain says so instead of judging by the files (--offline does).
@@ -53,14 +58,15 @@ Exit status:
   4  some pass and some are dropped (several addresses, interfaces or members)`
 
 type explainOptions struct {
-	config, user, dst, iface, pinDir string
-	offline                          bool
+	config, user, dst, iface, pinDir, proto string
+	port                                    uint16
+	offline                                 bool
 }
 
 func newExplainCmd() *cobra.Command {
 	var o explainOptions
 	cmd := &cobra.Command{
-		Use:   "explain --user USER --dst ADDRESS|HOST [--iface NAME] [--offline] [--config FILE] [--pin-dir DIR]",
+		Use:   "explain --user USER --dst ADDRESS|HOST [--proto PROTO [--port N]] [--iface NAME] [--offline] [--config FILE] [--pin-dir DIR]",
 		Short: "say which range decides a user's packets to a destination, and why",
 		Long:  explainLong,
 		Args:  noArgs,
@@ -77,12 +83,16 @@ func newExplainCmd() *cobra.Command {
 	f.StringVar(&o.user, "user", "", "sender: a user `NAME`, uid:N, group:NAME (each member) or unowned (no socket)")
 	f.StringVar(&o.dst, "dst", "", "destination: an IPv4 or IPv6 `ADDRESS`, or a host name (every address it resolves to)")
 	f.StringVar(&o.iface, "iface", "", "interface `NAME` (default: every filtered interface of this host)")
+	f.StringVar(&o.proto, "proto", "", "the packet's protocol `PROTO`: tcp, udp, udplite, sctp, icmp, icmpv6 or a number")
+	f.Uint16Var(&o.port, "port", 0, "the packet's destination port `N` (1-65535; with --proto of a protocol with ports)")
 	f.BoolVar(&o.offline, "offline", false, "judge by the configuration files, not by the running daemon's live policy")
 	configFlag(cmd, &o.config, "main configuration `FILE` to judge by; drop-ins are read from conf.d/ beside it (implies --offline)")
 	pinDirFlag(cmd, &o.pinDir, "bpffs `DIR` where a daemon pins its filter: when none answers, tells \"nothing is filtered\" from \"not the daemon's answer\"")
 	cmd.RegisterFlagCompletionFunc("user", completeUsers)
 	cmd.RegisterFlagCompletionFunc("iface", completeIfaces)
 	cmd.RegisterFlagCompletionFunc("dst", cobra.NoFileCompletions)
+	cmd.RegisterFlagCompletionFunc("proto", cobra.FixedCompletions([]string{"tcp", "udp", "udplite", "sctp", "icmp", "icmpv6"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RegisterFlagCompletionFunc("port", cobra.NoFileCompletions)
 	return cmd
 }
 
@@ -93,10 +103,33 @@ type sender struct {
 	owner     func() (policy.Owner, error)
 }
 
-// judge answers for one interface, sender and address.
-type judge func(iface string, s sender, dst netip.Addr) (allowed bool, reason string, err error)
+// judge answers for one interface, sender and packet.
+type judge func(iface string, s sender, k policy.Packet) (allowed bool, reason string, err error)
+
+// transport reads --proto and --port into the packet to dst.
+func transport(o explainOptions, dst netip.Addr) (policy.Packet, error) {
+	if o.proto == "" {
+		if o.port != 0 {
+			return policy.Packet{}, usageError("--port needs --proto (tcp, udp, udplite or sctp)")
+		}
+		return policy.Packet{Dst: dst}, nil
+	}
+	proto, err := config.ParseProto(o.proto)
+	if err != nil {
+		return policy.Packet{}, usageError("--proto: %v", err)
+	}
+	k, err := policy.PacketTo(dst, proto, o.port)
+	if err != nil {
+		return policy.Packet{}, usageError("--proto %s --port: %v", o.proto, err)
+	}
+	return k, nil
+}
 
 func explain(ctx context.Context, o explainOptions, stdout, stderr io.Writer) error {
+	// The question's own faults first, before any name is resolved.
+	if _, err := transport(o, netip.IPv4Unspecified()); err != nil {
+		return err
+	}
 	dsts, byName, err := destinations(ctx, o.dst)
 	if err != nil {
 		return err
@@ -151,7 +184,11 @@ func explain(ctx context.Context, o explainOptions, stdout, stderr io.Writer) er
 	for _, iface := range ifaces {
 		for _, s := range senders {
 			for _, dst := range dsts {
-				ok, reason, err := decide(iface, s, dst)
+				k, err := transport(o, dst)
+				if err != nil {
+					return err
+				}
+				ok, reason, err := decide(iface, s, k)
 				if err != nil {
 					return err
 				}
@@ -254,8 +291,8 @@ func online(ctx context.Context, c *ntfdbus.Client, iface string) ([]string, jud
 			return nil, nil, fail("the running daemon filters no interface; name one with --iface")
 		}
 	}
-	return ifaces, func(iface string, s sender, dst netip.Addr) (bool, string, error) {
-		d, err := c.Check(ctx, s.principal, dst.String(), iface)
+	return ifaces, func(iface string, s sender, k policy.Packet) (bool, string, error) {
+		d, err := c.Check(ctx, s.principal, k.Destination(), iface)
 		if err != nil {
 			return false, "", fail("%v", err)
 		}
@@ -289,12 +326,12 @@ func offline(cfgPath, iface string, stderr io.Writer) ([]string, judge, error) {
 			return nil, nil, fail("the configuration filters no interface of this host; name one with --iface")
 		}
 	}
-	return ifaces, func(iface string, s sender, dst netip.Addr) (bool, string, error) {
+	return ifaces, func(iface string, s sender, k policy.Packet) (bool, string, error) {
 		owner, err := s.owner()
 		if err != nil {
 			return false, "", fail("--user: %v", err)
 		}
-		d := p.Decide(iface, owner, dst)
+		d := p.DecidePacket(iface, owner, k)
 		return d.Allowed, d.Reason, nil
 	}, nil
 }

@@ -543,3 +543,55 @@ func (p *Policy) RangeCount() int {
 	}
 	return n
 }
+
+// ParseDestination reads a destination as D-Bus Check and explain take it
+// (SPEC §5): an address ("169.254.169.254", "fd00:ec2::254": the transport
+// not known), "ADDR:PORT/PROTO" or "[V6]:PORT/PROTO" for a protocol with
+// ports, or "ADDR/PROTO" for one without (icmp, icmpv6, a number).
+func ParseDestination(s string) (Packet, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return Packet{Dst: a}, nil
+	}
+	left, protoText, ok := strings.Cut(s, "/")
+	if !ok {
+		return Packet{}, fmt.Errorf("%q is not an address, ADDR:PORT/PROTO or [IPv6]:PORT/PROTO", s)
+	}
+	proto, err := config.ParseProto(protoText)
+	if err != nil {
+		return Packet{}, err
+	}
+	if a, err := netip.ParseAddr(left); err == nil {
+		if config.HasPorts(proto) {
+			return Packet{}, fmt.Errorf("%q: %s needs a port: write ADDR:PORT/%s ([IPv6]:PORT/%s)", s, protoText, protoText, protoText)
+		}
+		return Packet{Dst: a, Proto: proto}, nil
+	}
+	ap, err := netip.ParseAddrPort(left)
+	if err != nil {
+		return Packet{}, fmt.Errorf("%q is not ADDR:PORT/PROTO or [IPv6]:PORT/PROTO: %v", s, err)
+	}
+	return PacketTo(ap.Addr(), proto, ap.Port())
+}
+
+// PacketTo is a packet to dst of protocol proto and destination port: a
+// port (1-65535) for a protocol with ports, none for one without.
+func PacketTo(dst netip.Addr, proto uint8, port uint16) (Packet, error) {
+	switch {
+	case config.HasPorts(proto) && port == 0:
+		return Packet{}, fmt.Errorf("%s needs a port from 1 to 65535", config.ProtoName(proto))
+	case !config.HasPorts(proto) && port != 0:
+		return Packet{}, fmt.Errorf("%s has no ports", config.ProtoName(proto))
+	}
+	return Packet{Dst: dst, Proto: proto, Port: port}, nil
+}
+
+// Destination spells k as ParseDestination reads it.
+func (k Packet) Destination() string {
+	switch {
+	case k.Proto == 0:
+		return k.Dst.String()
+	case k.Port == 0:
+		return k.Dst.String() + "/" + config.ProtoName(k.Proto)
+	}
+	return netip.AddrPortFrom(k.Dst, k.Port).String() + "/" + config.ProtoName(k.Proto)
+}

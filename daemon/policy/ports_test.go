@@ -170,3 +170,49 @@ func TestPolicyEqualNarrowing(t *testing.T) {
 		t.Error("equal policies are not Equal")
 	}
 }
+
+// TestParseDestination: Check's destination (SPEC §5) and what is refused.
+func TestParseDestination(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Packet
+		err  string
+	}{
+		{in: "169.254.169.254", want: Packet{Dst: addr("169.254.169.254")}},
+		{in: "fd00:ec2::254", want: Packet{Dst: addr("fd00:ec2::254")}},
+		{in: "168.63.129.16:80/tcp", want: pk("168.63.129.16", tcp, 80)},
+		{in: "168.63.129.16:53/udp", want: pk("168.63.129.16", udp, 53)},
+		{in: "[fd00:ec2::254]:32526/tcp", want: pk("fd00:ec2::254", tcp, 32526)},
+		{in: "[fd00::1]:7/132", want: pk("fd00::1", sctp, 7)},
+		{in: "10.0.0.1:65535/udplite", want: pk("10.0.0.1", udplite, 65535)},
+		{in: "10.0.0.1/icmp", want: pk("10.0.0.1", icmp, 0)},
+		{in: "fd00::1/icmpv6", want: pk("fd00::1", icmpv6, 0)},
+		{in: "10.0.0.1/47", want: pk("10.0.0.1", 47, 0)},
+		{in: "10.0.0.1:80", err: `"10.0.0.1:80" is not an address, ADDR:PORT/PROTO or [IPv6]:PORT/PROTO`},
+		{in: "10.0.0.1:0/tcp", err: "tcp needs a port from 1 to 65535"},
+		{in: "10.0.0.1:65536/tcp", err: `is not ADDR:PORT/PROTO`},
+		{in: "10.0.0.1:80/icmp", err: "icmp has no ports"},
+		{in: "10.0.0.1/tcp", err: `"10.0.0.1/tcp": tcp needs a port`},
+		{in: "10.0.0.1:80/tpc", err: `proto "tpc": unknown protocol`},
+		{in: "10.0.0.1:80/44", err: "proto 44 is an IPv6 extension header"},
+		{in: "fd00::1:80/tcp", err: "tcp needs a port: write ADDR:PORT/tcp ([IPv6]:PORT/tcp)"}, // an IPv6 address ending in :80
+		{in: "10.0.0.1:80/tcp/udp", err: `proto "tcp/udp": unknown protocol`},
+		{in: "", err: "is not an address"},
+		{in: "host.example:80/tcp", err: "is not ADDR:PORT/PROTO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseDestination(tt.in)
+			switch {
+			case tt.err != "":
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("ParseDestination(%q) = %+v, %v; want error %q", tt.in, got, err, tt.err)
+				}
+			case err != nil || got != tt.want:
+				t.Errorf("ParseDestination(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+			case got.Destination() != tt.in && tt.in != "[fd00::1]:7/132" && tt.in != "10.0.0.1/47":
+				t.Errorf("Destination() = %q, want %q back", got.Destination(), tt.in)
+			}
+		})
+	}
+}
