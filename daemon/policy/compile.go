@@ -220,7 +220,7 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 			pe.Principals.UIDs = uids[start:len(uids):len(uids)]
 		}
 	}
-	p.Warnings = p.rootWarnings()
+	p.Warnings = append(p.rootWarnings(), p.familyWarnings()...)
 	return errs
 }
 
@@ -362,6 +362,27 @@ func (p *Policy) rootWarnings() []string {
 			warns = append(warns, fmt.Sprintf(
 				"interface %s: default deny and root (uid 0) may not reach %s: the kernel sends IPv6 neighbour discovery, ICMP errors and TCP resets as root, so IPv6 will break there; allow root to fe80::/10 and ff02::/16, or set default: allow",
 				pat, strings.Join(blocked, ", ")))
+		}
+	}
+	return warns
+}
+
+// familyWarnings names endpoints whose proto list has an ICMP of one
+// family only while their ranges are all of the other: such an endpoint
+// never applies to an ICMP packet, which is rarely what was meant.
+func (p *Policy) familyWarnings() []string {
+	var warns []string
+	for _, e := range p.Endpoints {
+		v4, v6 := false, false
+		for _, r := range e.Ranges {
+			v4 = v4 || r.Addr().Is4()
+			v6 = v6 || !r.Addr().Is4()
+		}
+		if slices.Contains(e.Protos, config.ProtoICMP) && !v4 {
+			warns = append(warns, fmt.Sprintf("endpoint %s: proto icmp never matches its IPv6 ranges (ICMP for IPv6 is icmpv6)", e.Name))
+		}
+		if slices.Contains(e.Protos, config.ProtoICMPv6) && !v6 {
+			warns = append(warns, fmt.Sprintf("endpoint %s: proto icmpv6 never matches its IPv4 ranges (ICMP for IPv4 is icmp)", e.Name))
 		}
 	}
 	return warns

@@ -216,3 +216,25 @@ func TestParseDestination(t *testing.T) {
 		})
 	}
 }
+
+// TestFamilyWarnings: icmp on IPv6-only ranges (and icmpv6 on IPv4-only
+// ones) matches nothing; Compile says so.
+func TestFamilyWarnings(t *testing.T) {
+	cfg := &config.Config{Endpoints: []config.Endpoint{
+		{Name: "v6-icmp", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("fd00::/64")}, Protos: []uint8{icmp}},
+		{Name: "v4-icmpv6", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{icmpv6, tcp}},
+		{Name: "both", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/64")}, Protos: []uint8{icmp, icmpv6}},
+		{Name: "right", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{icmp}},
+	}, Interfaces: map[string]config.Interface{"lo": {Default: config.Allow}}}
+	p, err := Compile(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"endpoint v6-icmp: proto icmp never matches its IPv6 ranges (ICMP for IPv6 is icmpv6)",
+		"endpoint v4-icmpv6: proto icmpv6 never matches its IPv4 ranges (ICMP for IPv4 is icmp)",
+	}
+	if !slices.Equal(p.Warnings, want) {
+		t.Errorf("Warnings = %q, want %q", p.Warnings, want)
+	}
+}
