@@ -168,8 +168,14 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	// The classes of narrowed ranges, behind every table (their table ids
 	// have the top bit set), sorted by key like the rest.
 	start := len(c.Ranges)
+	classifiers := map[string]func(netip.Prefix) []policy.Class{}
 	for i, n := range narrowed {
-		used = e.addClasses(c, uint32(i+1), n.iface, p.Classes(n.iface, n.prefix), used)
+		cl, ok := classifiers[n.iface]
+		if !ok {
+			cl = p.Classifier(n.iface)
+			classifiers[n.iface] = cl
+		}
+		used = e.addClasses(c, uint32(i+1), n.iface, cl(n.prefix), used)
 	}
 	slices.SortFunc(c.Ranges[start:], func(a, b rangeEntry) int { return compareRangeKeys(a.key, b.key) })
 	// In set id order, each set's uids sorted: the owners come out sorted

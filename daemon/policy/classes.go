@@ -33,25 +33,63 @@ type Class struct {
 // longest match of (proto, fragment, port), so the classes of one protocol
 // need not cover every port.
 func (p *Policy) Classes(iface string, q netip.Prefix) []Class {
-	// The endpoints that can apply to q's packets: theirs are the only
-	// protocols and bounds that matter.
-	var cands []Endpoint
-	for _, e := range p.Endpoints {
+	return p.Classifier(iface)(q)
+}
+
+// Classifier is Classes for many prefixes of one interface: it indexes
+// the interface's ranges once, so that each prefix costs a lookup per
+// shorter length, not a pass over every range of the policy.
+func (p *Policy) Classifier(iface string) func(q netip.Prefix) []Class {
+	byPrefix := map[netip.Prefix][]int{}
+	var lengths4, lengths6 [129]bool
+	for i, e := range p.Endpoints {
 		if !e.appliesTo(iface) {
 			continue
 		}
-		var rs []netip.Prefix
 		for _, r := range e.Ranges {
-			if r.Bits() <= q.Bits() && r.Contains(q.Addr()) {
-				rs = append(rs, r)
+			if l := byPrefix[r]; len(l) == 0 || l[len(l)-1] != i {
+				byPrefix[r] = append(l, i)
+			}
+			if r.Addr().Is4() {
+				lengths4[r.Bits()] = true
+			} else {
+				lengths6[r.Bits()] = true
 			}
 		}
-		if len(rs) > 0 {
-			c := e
-			c.Ranges = rs
-			cands = append(cands, c)
-		}
 	}
+	return func(q netip.Prefix) []Class {
+		lengths := &lengths6
+		if q.Addr().Is4() {
+			lengths = &lengths4
+		}
+		// The endpoints that can apply to q's packets, with their
+		// ranges that contain q: theirs are the only protocols and
+		// bounds that matter.
+		var cands []Endpoint
+		at := map[int]int{} // endpoint index → its place in cands
+		for bits := 0; bits <= q.Bits(); bits++ {
+			if !lengths[bits] {
+				continue
+			}
+			r := netip.PrefixFrom(q.Addr(), bits).Masked()
+			for _, i := range byPrefix[r] {
+				j, ok := at[i]
+				if !ok {
+					j = len(cands)
+					at[i] = j
+					c := p.Endpoints[i]
+					c.Ranges = nil
+					cands = append(cands, c)
+				}
+				cands[j].Ranges = append(cands[j].Ranges, r)
+			}
+		}
+		return classesAmong(cands, iface, q)
+	}
+}
+
+// classesAmong is Classes with the candidate endpoints found.
+func classesAmong(cands []Endpoint, iface string, q netip.Prefix) []Class {
 	protos := map[int]bool{}
 	var bounds []int // ports where an interval starts
 	for _, e := range cands {
