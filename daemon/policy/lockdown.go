@@ -1,0 +1,203 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// HostWarnings are the warnings that depend on the interfaces of the host
+// (host: the names of all of them, as the daemon or the CLI lists them;
+// order and repeats do not matter), SPEC §2: every filtered interface whose
+// default is deny, in plain words (what stays reachable, for whom, and the
+// line that restricts only the listed ranges instead), and every endpoint
+// iface that matches no interface of the host. Interfaces with the same
+// table and the same governing `interfaces:` key share one warning, so
+// that a glob over a hundred interfaces is one line, not a hundred.
+//
+// They follow from the policy and the set of interfaces it filters alone:
+// a pattern matches some interface of the host exactly when it matches a
+// filtered one. So they change only when that set does, and the daemon
+// recomputes them only then.
+func (p *Policy) HostWarnings(host []string) []string {
+	names := slices.Clone(host)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	return slices.Concat(p.lockdownWarnings(names), p.unmatchedWarnings(names))
+}
+
+// shown caps the lists a warning spells out: a warning is a sentence,
+// and `check` prints the whole policy for whoever wants all of it.
+const shown = 3
+
+// lockdownWarnings: one per group of deny-default interfaces.
+func (p *Policy) lockdownWarnings(names []string) []string {
+	type group struct {
+		ifaces  []string
+		setting IfaceSetting
+		set     bool // an `interfaces:` key says deny; else no key matches
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for _, name := range names {
+		if !p.Filtered(name) || p.Default(name) != Deny {
+			continue
+		}
+		s, set := p.setting(name)
+		key := s.Pattern + "\x00" + p.TableKey(name)
+		g := byKey[key]
+		if g == nil {
+			g = &group{setting: s, set: set}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.ifaces = append(g.ifaces, name)
+	}
+	warns := make([]string, 0, len(groups))
+	for _, g := range groups {
+		subject, there := "interface "+g.ifaces[0]+" is", "on it"
+		if len(g.ifaces) > 1 {
+			subject, there = "interfaces "+list(g.ifaces, "interfaces")+" are", "on them"
+		}
+		why := "no interfaces: entry sets its default, and deny is the default"
+		fixKey := `"*"`
+		if len(g.ifaces) == 1 {
+			fixKey = fmt.Sprintf("%q", g.ifaces[0])
+		}
+		if g.set {
+			why = fmt.Sprintf("interfaces: %q says default: deny", g.setting.Pattern)
+			fixKey = fmt.Sprintf("%q", g.setting.Pattern)
+		}
+		fix := fmt.Sprintf("interfaces: {%s: {default: allow}}", fixKey)
+		if fixKey != `"*"` {
+			fix += ` (or "*" for every interface)`
+		}
+		warns = append(warns, fmt.Sprintf(
+			"%s filtered with default deny (%s): every destination %s that no endpoint lists is dropped for every user, root included, and for forwarded traffic: SSH, DNS and package updates too. %s To restrict only the listed ranges instead: %s",
+			subject, why, there, p.reachable(g.ifaces[0]), fix))
+	}
+	return warns
+}
+
+// reachable says what stays reachable on a deny-default interface, and for
+// whom, as the configuration writes it.
+func (p *Policy) reachable(iface string) string {
+	var parts []string
+	n := 0
+	has4, has6 := false, false
+	for _, e := range p.Endpoints {
+		if !e.appliesTo(iface) {
+			continue
+		}
+		for _, r := range e.Ranges {
+			if r.Addr().Is4() {
+				has4 = true
+			} else {
+				has6 = true
+			}
+		}
+		n++
+		if n > shown {
+			continue
+		}
+		who := "no one"
+		if len(e.Allow) > 0 {
+			who = strings.Join(e.Allow, ", ")
+		}
+		parts = append(parts, fmt.Sprintf("%s for %s (endpoint %s)", rangeList(e), who, e.Name))
+	}
+	if n == 0 {
+		return "Nothing stays reachable there."
+	}
+	if n > shown {
+		parts = append(parts, fmt.Sprintf("and what %d more endpoints allow", n-shown))
+	}
+	s := "Only these stay reachable: " + strings.Join(parts, "; ")
+	switch {
+	case !has4:
+		s += "; no IPv4 destination at all"
+	case !has6:
+		s += "; no IPv6 destination at all"
+	}
+	return s + "."
+}
+
+// rangeList names an endpoint's ranges, the first few of many.
+func rangeList(e Endpoint) string {
+	n := len(e.Ranges)
+	if n > shown+1 {
+		n = shown
+	}
+	texts := make([]string, n)
+	for i, r := range e.Ranges[:n] {
+		texts[i] = r.String()
+	}
+	s := strings.Join(texts, ", ")
+	if n < len(e.Ranges) {
+		s += fmt.Sprintf(" and %d more ranges", len(e.Ranges)-n)
+	}
+	return s
+}
+
+// list joins the first items and says how many more there are.
+func list(items []string, what string) string {
+	if len(items) <= shown+1 {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more %s", strings.Join(items[:shown], ", "), len(items)-shown, what)
+}
+
+// unmatchedWarnings: one per endpoint iface pattern that matches no
+// interface of the host, told apart by whether the endpoints that name it
+// filter elsewhere or nowhere at all.
+func (p *Policy) unmatchedWarnings(names []string) []string {
+	matches := func(pat string) bool {
+		return slices.ContainsFunc(names, func(n string) bool { return MatchIface(pat, n) })
+	}
+	var warns []string
+	for _, pat := range p.endpointPatterns() {
+		if matches(pat) {
+			continue
+		}
+		var nowhere, elsewhere []string
+		var lone Endpoint // the endpoint of nowhere when it has one
+		for _, e := range p.Endpoints {
+			if !slices.Contains(e.Ifaces, pat) {
+				continue
+			}
+			if slices.ContainsFunc(e.Ifaces, matches) {
+				elsewhere = append(elsewhere, e.Name)
+			} else {
+				nowhere = append(nowhere, e.Name)
+				lone = e
+			}
+		}
+		fix := `Name an interface of this host (ip -brief link lists them), or "*" for every interface; one that appears later is filtered at once`
+		if len(nowhere) == 1 {
+			warns = append(warns, fmt.Sprintf(
+				"endpoint %s protects nothing: its iface %q matches no interface of this host, so %s %s reachable by everyone until such an interface appears. %s",
+				lone.Name, pat, rangeList(lone), verb(len(lone.Ranges), "stays", "stay"), fix))
+		} else if len(nowhere) > 1 {
+			warns = append(warns, fmt.Sprintf(
+				"endpoints %s protect nothing: their iface %q matches no interface of this host, so their ranges stay reachable by everyone until such an interface appears. %s",
+				list(nowhere, "endpoints"), pat, fix))
+		}
+		if len(elsewhere) > 0 {
+			whose, rest := "endpoint", "it filters only on its other interfaces"
+			if len(elsewhere) > 1 {
+				whose, rest = "endpoints", "they filter only on their other interfaces"
+			}
+			warns = append(warns, fmt.Sprintf(
+				"iface %q of %s %s matches no interface of this host: %s until such an interface appears",
+				pat, whose, list(elsewhere, "endpoints"), rest))
+		}
+	}
+	return warns
+}
+
+func verb(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
