@@ -8,6 +8,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -72,6 +73,20 @@ func loadPartial(path string, r policy.Resolver, cache *config.Cache) (*config.C
 		return cfg, nil, errs
 	}
 	return cfg, p, nil
+}
+
+// Warnings are every warning about a set on this host, as the daemon's
+// status and `check` list them: what the loader warns of (files not read),
+// then what the host's interfaces make of the policy (host: their names;
+// interfaces locked down by a deny default, endpoints whose iface matches
+// none), then what the compiler finds risky.
+func Warnings(cfg *config.Config, p *policy.Policy, host []string) []string {
+	return warnings(cfg, p, p.HostWarnings(host))
+}
+
+// warnings is Warnings with the host's warnings already computed.
+func warnings(cfg *config.Config, p *policy.Policy, hostWarnings []string) []string {
+	return slices.Concat(cfg.Warnings, hostWarnings, p.Warnings)
 }
 
 // ParseOwner reads a sender as the CLI and D-Bus take it: a user name

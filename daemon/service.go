@@ -103,8 +103,9 @@ type Status struct {
 	// no one because they do not resolve, each with where it is written
 	// and why (policy.Unresolved.String).
 	Unresolved []string
-	// Warnings of the live set: files in conf.d that are not read, risky
-	// settings (config.Config.Warnings, policy.Policy.Warnings).
+	// Warnings of the live set on this host: files in conf.d that are
+	// not read, interfaces locked down by a deny default, endpoints whose
+	// iface matches no interface, risky settings (Warnings).
 	Warnings []string
 }
 
@@ -140,6 +141,10 @@ type Service struct {
 	// once the files went live.
 	fallback string
 	rate     atomic.Int64 // log.rate, read by the decision log
+	// hostWarnings are the live policy's warnings about this host's
+	// interfaces (policy.HostWarnings) as last computed: at every apply,
+	// which interfaces coming, going or being renamed cause.
+	hostWarnings []string
 	// metricsAddr is the metrics address last handed to MetricsListen
 	// successfully.
 	metricsAddr string
@@ -569,15 +574,21 @@ func (s *Service) failed(msg, why string, err error) {
 }
 
 // applyLoaded makes a set just loaded live, at the start or a reload. Its
-// warnings (files not read; what the compiler found risky, such as a deny
-// default that locks out root's neighbour discovery) are logged at every
-// load that applies it, and its names that do not resolve noted even when
-// the apply fails, since the policy is swapped in all the same.
+// warnings (files not read; interfaces it locks down and endpoints that
+// protect nothing on this host; what the compiler found risky, such as a
+// deny default that locks out root's neighbour discovery) are logged at
+// every load that applies it: whoever just started or reloaded it is
+// reading the journal now. Its names that do not resolve are noted even
+// when the apply fails, since the policy is swapped in all the same.
 func (s *Service) applyLoaded(cfg *config.Config, p *policy.Policy, logMode bpf.LogMode) error {
-	for _, w := range warnings(cfg, p) {
+	for _, w := range cfg.Warnings {
 		s.log.Warn(w)
 	}
 	err := s.apply(cfg, p, logMode)
+	s.logHostWarnings(nil)
+	for _, w := range p.Warnings {
+		s.log.Warn(w)
+	}
 	s.noteUnresolved(p.Unresolved)
 	return err
 }
@@ -592,6 +603,7 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 		return err
 	}
 	_, err = s.filter.Apply(p, all, logMode)
+	s.hostWarnings = p.HostWarnings(names(all))
 	// Even a partly failed apply swapped the policy in: record what is
 	// live, so status and the next change start from the truth.
 	// The endpoints live on compiled in p; a large set's are megabytes
@@ -614,7 +626,7 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 		s.loads.v4, s.loads.v6 = n.v4, n.v6
 	}
 	s.status.Files = cfg.Files
-	s.status.Warnings = warnings(cfg, p)
+	s.status.Warnings = warnings(cfg, p, s.hostWarnings)
 	s.status.LastReload = time.Now()
 	s.mu.Unlock()
 	return err
@@ -692,7 +704,9 @@ func (s *Service) resolvedAgain(q *policy.Policy, why string) {
 				s.log.Warn(w)
 			}
 		}
+		before := s.hostWarnings
 		err := s.apply(s.cfg, q, s.logMode)
+		s.logHostWarnings(before)
 		s.noteUnresolved(q.Unresolved)
 		if err != nil {
 			s.failed("applying the names resolved again is incomplete", why, err)
@@ -812,10 +826,31 @@ func (s *Service) emit(ev Change) {
 	}
 }
 
-// warnings are what the loader (files not read) and the compiler (risky
-// settings) warn of, in that order.
-func warnings(cfg *config.Config, p *policy.Policy) []string {
-	return slices.Concat(cfg.Warnings, p.Warnings)
+// logHostWarnings logs the warnings about this host's interfaces that are
+// new since before, and says which of before cleared (an interface that an
+// endpoint's iface waited for appeared): once per change, so that neither
+// the periodic re-resolution of names nor the retry of attachments repeats
+// them in the journal.
+func (s *Service) logHostWarnings(before []string) {
+	for _, w := range s.hostWarnings {
+		if !slices.Contains(before, w) {
+			s.log.Warn(w)
+		}
+	}
+	for _, w := range before {
+		if !slices.Contains(s.hostWarnings, w) {
+			s.log.Info("no longer so, the interfaces changed: " + w)
+		}
+	}
+}
+
+// names are the names of interfaces.
+func names(ifaces []bpf.Iface) []string {
+	out := make([]string, len(ifaces))
+	for i, ifc := range ifaces {
+		out[i] = ifc.Name
+	}
+	return out
 }
 
 // noteWarnings follows the loader's warnings of a set that was read again
@@ -834,7 +869,7 @@ func (s *Service) noteWarnings(cfg *config.Config) {
 	kept.Warnings = cfg.Warnings
 	s.cfg = &kept
 	s.mu.Lock()
-	s.status.Warnings = warnings(s.cfg, s.policy)
+	s.status.Warnings = warnings(s.cfg, s.policy, s.hostWarnings)
 	s.mu.Unlock()
 }
 
@@ -856,7 +891,10 @@ func (s *Service) syncInterfaces(gone []int) {
 	if len(gone) == 0 && slices.Equal(Filtered(s.policy, all), s.attached()) {
 		return
 	}
-	if err := s.apply(s.cfg, s.policy, s.logMode); err != nil {
+	before := s.hostWarnings
+	err = s.apply(s.cfg, s.policy, s.logMode)
+	s.logHostWarnings(before)
+	if err != nil {
 		s.log.Error("follow interface change", "err", err)
 		s.setError(failure(err, ""))
 		s.setState(StateRunning)
