@@ -25,7 +25,13 @@ func newCheckCmd() *cobra.Command {
 		Short: "validate the configuration set and print the compiled policy",
 		Long: `Validate the configuration set (the file and the drop-ins in conf.d/ beside
 it) as the daemon would load it, and print the compiled policy. Every problem
-is printed as FILE:LINE: MESSAGE; the exit status is 1 when there is one.`,
+is printed as FILE:LINE: MESSAGE; the exit status is 1 when there is one.
+
+Warnings go to stderr and leave the exit status 0: an interface of this host
+that the set filters with a deny default (everything but the listed ranges is
+dropped there, for everyone), an endpoint whose iface matches no interface of
+this host (it protects nothing), files in conf.d/ that are not read, and a
+deny default that keeps root from IPv6 neighbour discovery.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return exit(check(cfgPath, cmd.OutOrStdout(), cmd.ErrOrStderr()))
@@ -50,7 +56,20 @@ func check(cfgPath string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	printPolicy(stdout, cfg, p)
-	printWarnings(stderr, slices.Concat(cfg.Warnings, p.Warnings))
+	// The host's interfaces decide what is locked down and which
+	// endpoint's iface matches nothing: this host's, as the daemon here
+	// would see them.
+	ifaces, err := bpf.Interfaces()
+	if err != nil {
+		fmt.Fprintf(stderr, "warning: %v: what the set locks down on this host's interfaces is not checked\n", err)
+		printWarnings(stderr, slices.Concat(cfg.Warnings, p.Warnings))
+	} else {
+		host := make([]string, len(ifaces))
+		for i, ifc := range ifaces {
+			host[i] = ifc.Name
+		}
+		printWarnings(stderr, daemon.Warnings(cfg, p, host))
+	}
 	fmt.Fprintf(stdout, "OK: %d endpoints, %d ranges\n", len(p.Endpoints), p.RangeCount())
 	return exitOK
 }
