@@ -19,11 +19,16 @@ import (
 // a pattern matches some interface of the host exactly when it matches a
 // filtered one. So they change only when that set does, and the daemon
 // recomputes them only then.
+//
+// Large sets name the same few patterns in 100 000 endpoints: interfaces
+// are matched against the distinct patterns, and the endpoints are walked
+// once per warning at most, never once per interface.
 func (p *Policy) HostWarnings(host []string) []string {
 	names := slices.Clone(host)
 	slices.Sort(names)
 	names = slices.Compact(names)
-	return slices.Concat(p.lockdownWarnings(names), p.unmatchedWarnings(names))
+	pats := p.endpointPatterns()
+	return slices.Concat(p.lockdownWarnings(names, pats), p.unmatchedWarnings(names, pats))
 }
 
 // shown caps the lists a warning spells out: a warning is a sentence,
@@ -31,23 +36,33 @@ func (p *Policy) HostWarnings(host []string) []string {
 const shown = 3
 
 // lockdownWarnings: one per group of deny-default interfaces.
-func (p *Policy) lockdownWarnings(names []string) []string {
+func (p *Policy) lockdownWarnings(names, pats []string) []string {
 	type group struct {
 		ifaces  []string
 		setting IfaceSetting
-		set     bool // an `interfaces:` key says deny; else no key matches
+		set     bool     // an `interfaces:` key says deny; else no key matches
+		pats    []string // the endpoint patterns that match the interfaces
 	}
 	var groups []*group
 	byKey := map[string]*group{}
 	for _, name := range names {
-		if !p.Filtered(name) || p.Default(name) != Deny {
+		// Filtered and Default, from the distinct patterns.
+		s, set := p.setting(name)
+		var matched []string
+		for _, pat := range pats {
+			if MatchIface(pat, name) {
+				matched = append(matched, pat)
+			}
+		}
+		if (!set && len(matched) == 0) || (set && s.Default != Deny) {
 			continue
 		}
-		s, set := p.setting(name)
-		key := s.Pattern + "\x00" + p.TableKey(name)
+		// Interfaces matched by the same patterns have the same
+		// endpoints, as TableKey says.
+		key := s.Pattern + "\x00" + strings.Join(matched, "\x00")
 		g := byKey[key]
 		if g == nil {
-			g = &group{setting: s, set: set}
+			g = &group{setting: s, set: set, pats: matched}
 			byKey[key] = g
 			groups = append(groups, g)
 		}
@@ -74,19 +89,20 @@ func (p *Policy) lockdownWarnings(names []string) []string {
 		}
 		warns = append(warns, fmt.Sprintf(
 			"%s filtered with default deny (%s): every destination %s that no endpoint lists is dropped for every user, root included, and for forwarded traffic: SSH, DNS and package updates too. %s To restrict only the listed ranges instead: %s",
-			subject, why, there, p.reachable(g.ifaces[0]), fix))
+			subject, why, there, p.reachable(g.pats), fix))
 	}
 	return warns
 }
 
 // reachable says what stays reachable on a deny-default interface, and for
-// whom, as the configuration writes it.
-func (p *Policy) reachable(iface string) string {
+// whom, as the configuration writes it; pats are the endpoint patterns that
+// match the interface.
+func (p *Policy) reachable(pats []string) string {
 	var parts []string
 	n := 0
 	has4, has6 := false, false
 	for _, e := range p.Endpoints {
-		if !e.appliesTo(iface) {
+		if !slices.ContainsFunc(e.Ifaces, func(pat string) bool { return slices.Contains(pats, pat) }) {
 			continue
 		}
 		for _, r := range e.Ranges {
@@ -150,46 +166,64 @@ func list(items []string, what string) string {
 // unmatchedWarnings: one per endpoint iface pattern that matches no
 // interface of the host, told apart by whether the endpoints that name it
 // filter elsewhere or nowhere at all.
-func (p *Policy) unmatchedWarnings(names []string) []string {
-	matches := func(pat string) bool {
-		return slices.ContainsFunc(names, func(n string) bool { return MatchIface(pat, n) })
+func (p *Policy) unmatchedWarnings(names, pats []string) []string {
+	matched := make(map[string]bool, len(pats))
+	for _, pat := range pats {
+		matched[pat] = slices.ContainsFunc(names, func(n string) bool { return MatchIface(pat, n) })
 	}
-	var warns []string
-	for _, pat := range p.endpointPatterns() {
-		if matches(pat) {
-			continue
-		}
-		var nowhere, elsewhere []string
-		var lone Endpoint // the endpoint of nowhere when it has one
-		for _, e := range p.Endpoints {
-			if !slices.Contains(e.Ifaces, pat) {
+	type naming struct {
+		nowhere, elsewhere []string // endpoint names
+		lone               Endpoint // the endpoint of nowhere, when it has one
+	}
+	byPat := map[string]*naming{}
+	for _, e := range p.Endpoints {
+		somewhere := slices.ContainsFunc(e.Ifaces, func(pat string) bool { return matched[pat] })
+		for _, pat := range e.Ifaces {
+			if matched[pat] {
 				continue
 			}
-			if slices.ContainsFunc(e.Ifaces, matches) {
-				elsewhere = append(elsewhere, e.Name)
-			} else {
-				nowhere = append(nowhere, e.Name)
-				lone = e
+			n := byPat[pat]
+			if n == nil {
+				n = &naming{}
+				byPat[pat] = n
+			}
+			list := &n.nowhere
+			if somewhere {
+				list = &n.elsewhere
+			}
+			// Names are unique; an iface list may repeat a pattern.
+			if len(*list) == 0 || (*list)[len(*list)-1] != e.Name {
+				*list = append(*list, e.Name)
+			}
+			if !somewhere {
+				n.lone = e
 			}
 		}
+	}
+	var warns []string
+	for _, pat := range pats {
+		n := byPat[pat]
+		if n == nil {
+			continue
+		}
 		fix := `Name an interface of this host (ip -brief link lists them), or "*" for every interface; one that appears later is filtered at once`
-		if len(nowhere) == 1 {
+		if len(n.nowhere) == 1 {
 			warns = append(warns, fmt.Sprintf(
 				"endpoint %s protects nothing: its iface %q matches no interface of this host, so %s %s reachable by everyone until such an interface appears. %s",
-				lone.Name, pat, rangeList(lone), verb(len(lone.Ranges), "stays", "stay"), fix))
-		} else if len(nowhere) > 1 {
+				n.lone.Name, pat, rangeList(n.lone), verb(len(n.lone.Ranges), "stays", "stay"), fix))
+		} else if len(n.nowhere) > 1 {
 			warns = append(warns, fmt.Sprintf(
 				"endpoints %s protect nothing: their iface %q matches no interface of this host, so their ranges stay reachable by everyone until such an interface appears. %s",
-				list(nowhere, "endpoints"), pat, fix))
+				list(n.nowhere, "endpoints"), pat, fix))
 		}
-		if len(elsewhere) > 0 {
+		if len(n.elsewhere) > 0 {
 			whose, rest := "endpoint", "it filters only on its other interfaces"
-			if len(elsewhere) > 1 {
+			if len(n.elsewhere) > 1 {
 				whose, rest = "endpoints", "they filter only on their other interfaces"
 			}
 			warns = append(warns, fmt.Sprintf(
 				"iface %q of %s %s matches no interface of this host: %s until such an interface appears",
-				pat, whose, list(elsewhere, "endpoints"), rest))
+				pat, whose, list(n.elsewhere, "endpoints"), rest))
 		}
 	}
 	return warns

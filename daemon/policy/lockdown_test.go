@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -170,6 +171,58 @@ func TestHostWarningsGrammar(t *testing.T) {
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+}
+
+// The lock-down warnings name exactly the interfaces that Filtered and
+// Default say are filtered with a deny default, over combinations of
+// endpoint patterns and interfaces: keys (HostWarnings matches the
+// distinct patterns itself, for large sets).
+func TestHostWarningsAgreeWithFiltered(t *testing.T) {
+	host := []string{"lo", "eth0", "eth1", "ens5"}
+	patterns := [][]string{{"eth0"}, {"eth*"}, {"*"}, {"lo"}, {"ens5", "eth1"}, {"wg*"}}
+	keys := []map[string]config.Interface{
+		nil,
+		{"*": {Default: config.Allow}},
+		{"*": {Default: config.Deny}},
+		{"eth*": {Default: config.Allow}, "eth1": {Default: config.Deny}},
+		{"lo": {Default: config.Deny}, "ens5": {Default: config.Allow}},
+	}
+	named := func(warns []string) []string {
+		var out []string
+		for _, w := range warns {
+			var list string
+			if rest, ok := strings.CutPrefix(w, "interface "); ok {
+				list, _, _ = strings.Cut(rest, " is filtered with default deny")
+			} else if rest, ok := strings.CutPrefix(w, "interfaces "); ok {
+				list, _, _ = strings.Cut(rest, " are filtered with default deny")
+			} else {
+				continue
+			}
+			out = append(out, strings.Split(list, ", ")...)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, pats := range patterns {
+		for _, ifaces := range keys {
+			p, err := Compile(&config.Config{Endpoints: []config.Endpoint{{Name: "x", Ifaces: pats,
+				Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(mainFile, 3, "alice")}},
+				Interfaces: ifaces, Files: []string{mainFile}}, testResolver())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, name := range host {
+				if p.Filtered(name) && p.Default(name) == Deny {
+					want = append(want, name)
+				}
+			}
+			slices.Sort(want)
+			if got := named(p.HostWarnings(host)); !slices.Equal(got, want) {
+				t.Errorf("iface %q, interfaces %v: warned of %q, want %q", pats, ifaces, got, want)
+			}
 		}
 	}
 }
