@@ -87,29 +87,36 @@ func (p *Policy) lockdownWarnings(names, pats []string) []string {
 		if fixKey != `"*"` {
 			fix += ` (or "*" for every interface)`
 		}
+		left, decides := p.reachable(g.pats)
+		if !decides {
+			continue
+		}
 		warns = append(warns, fmt.Sprintf(
 			"%s filtered with default deny (%s): every destination %s that no endpoint lists is dropped for every user, root included, and for forwarded traffic: SSH, DNS and package updates too. %s To restrict only the listed ranges instead: %s",
-			subject, why, there, p.reachable(g.pats), fix))
+			subject, why, there, left, fix))
 	}
 	return warns
 }
 
 // reachable says what stays reachable on a deny-default interface, and for
 // whom, as the configuration writes it; pats are the endpoint patterns that
-// match the interface.
-func (p *Policy) reachable(pats []string) string {
+// match the interface. decides is false where the endpoints list
+// 0.0.0.0/0 and ::/0: every destination is in a range, the default never
+// decides, and there is no lock-down to speak of.
+func (p *Policy) reachable(pats []string) (text string, decides bool) {
 	var parts []string
 	n := 0
 	has4, has6 := false, false
+	all4, all6 := false, false
 	for _, e := range p.Endpoints {
 		if !slices.ContainsFunc(e.Ifaces, func(pat string) bool { return slices.Contains(pats, pat) }) {
 			continue
 		}
 		for _, r := range e.Ranges {
 			if r.Addr().Is4() {
-				has4 = true
+				has4, all4 = true, all4 || r.Bits() == 0
 			} else {
-				has6 = true
+				has6, all6 = true, all6 || r.Bits() == 0
 			}
 		}
 		n++
@@ -123,7 +130,10 @@ func (p *Policy) reachable(pats []string) string {
 		parts = append(parts, fmt.Sprintf("%s for %s (endpoint %s)", rangeList(e), who, e.Name))
 	}
 	if n == 0 {
-		return "Nothing stays reachable there."
+		return "Nothing stays reachable there.", true
+	}
+	if all4 && all6 {
+		return "", false
 	}
 	if n > shown {
 		parts = append(parts, fmt.Sprintf("and what %d more endpoints allow", n-shown))
@@ -135,7 +145,7 @@ func (p *Policy) reachable(pats []string) string {
 	case !has6:
 		s += "; no IPv6 destination at all"
 	}
-	return s + "."
+	return s + ".", true
 }
 
 // rangeList names an endpoint's ranges, the first few of many.

@@ -101,6 +101,14 @@ func TestHostWarnings(t *testing.T) {
 				" 10.0.0.0/24, 10.0.1.0/24, 10.0.2.0/24, 10.0.3.0/24 for * (endpoint b); ::/0 for bob (endpoint c); and what 2 more endpoints allow." +
 				` To restrict only the listed ranges instead: interfaces: {"eth0": {default: allow}} (or "*" for every interface)`,
 		}},
+		// Every destination is in a range: the default never decides.
+		{"0.0.0.0/0 and ::/0 listed", []config.Endpoint{imds("eth0"), endpoint("rest", []string{"eth0"}, []string{"0.0.0.0/0", "::/0"}, "*")},
+			nil, []string{"eth0"}, nil},
+		{"0.0.0.0/0 only", []config.Endpoint{endpoint("rest", []string{"eth0"}, []string{"0.0.0.0/0"}, "*")}, nil, []string{"eth0"}, []string{
+			"interface eth0 is filtered with default deny (" + byDefault + "): every destination on it " + dropped +
+				" Only these stay reachable: 0.0.0.0/0 for * (endpoint rest); no IPv6 destination at all." +
+				` To restrict only the listed ranges instead: interfaces: {"eth0": {default: allow}} (or "*" for every interface)`,
+		}},
 		// The ens* endpoint on an eth0 host: nothing filtered, nothing
 		// said until now.
 		{"iface matches nothing", []config.Endpoint{imds("ens*")}, map[string]config.Interface{"*": allowDef}, []string{"lo", "eth0"}, []string{
@@ -176,7 +184,8 @@ func TestHostWarningsGrammar(t *testing.T) {
 }
 
 // The lock-down warnings name exactly the interfaces that Filtered and
-// Default say are filtered with a deny default, over combinations of
+// Default say are filtered with a deny default (the endpoint's range leaves
+// the default destinations to decide), over combinations of
 // endpoint patterns and interfaces: keys (HostWarnings matches the
 // distinct patterns itself, for large sets).
 func TestHostWarningsAgreeWithFiltered(t *testing.T) {
