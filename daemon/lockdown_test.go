@@ -14,6 +14,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // entries keeps every journal entry the daemon sent, so that a test can
@@ -32,7 +33,7 @@ func (es *entries) waitFor(t *testing.T, what string, match func(map[string]stri
 			return e
 		}
 	}
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(netlab.Slowed(10 * time.Second))
 	for {
 		select {
 		case e := <-es.j.C:
@@ -41,7 +42,7 @@ func (es *entries) waitFor(t *testing.T, what string, match func(map[string]stri
 				return e
 			}
 		case <-deadline:
-			t.Fatalf("no journal entry with %s within 10s", what)
+			t.Fatalf("no journal entry with %s in time", what)
 		}
 	}
 }
@@ -77,7 +78,7 @@ func warningsProperty(t *testing.T, bus *testnet.Bus, what string, ok func([]str
 		t.Fatal(err)
 	}
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(netlab.Slowed(10 * time.Second))
 	for {
 		var got []string
 		v, err := c.Object("org.nettcfilter1", "/org/nettcfilter1").GetProperty("org.nettcfilter1.Manager.Warnings")
@@ -88,7 +89,7 @@ func warningsProperty(t *testing.T, bus *testnet.Bus, what string, ok func([]str
 			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Warnings property without %s after 10s: %q (%v)", what, got, err)
+			t.Fatalf("Warnings property without %s in time: %q (%v)", what, got, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
