@@ -115,10 +115,13 @@ func (p *Policy) reachable(pats []string) (text string, decides bool) {
 			continue
 		}
 		for _, r := range e.Ranges {
+			// A narrowed /0 leaves every other protocol and port
+			// to the default.
+			whole := r.Bits() == 0 && !e.Narrowed()
 			if r.Addr().Is4() {
-				has4, all4 = true, all4 || r.Bits() == 0
+				has4, all4 = true, all4 || whole
 			} else {
-				has6, all6 = true, all6 || r.Bits() == 0
+				has6, all6 = true, all6 || whole
 			}
 		}
 		n++
@@ -129,7 +132,11 @@ func (p *Policy) reachable(pats []string) (text string, decides bool) {
 		if len(e.Allow) > 0 {
 			who = strings.Join(e.Allow, ", ")
 		}
-		parts = append(parts, fmt.Sprintf("%s for %s (endpoint %s)", rangeList(e), who, e.Name))
+		what := rangeList(e)
+		if e.Narrowed() {
+			what += " " + e.Narrowing()
+		}
+		parts = append(parts, fmt.Sprintf("%s for %s (endpoint %s)", what, who, e.Name))
 	}
 	if n == 0 {
 		return "Nothing stays reachable there.", true

@@ -25,6 +25,11 @@ func TestHostWarnings(t *testing.T) {
 		}
 		return e
 	}
+	narrowed := func(e config.Endpoint, port uint16) config.Endpoint {
+		e.Protos = []uint8{6, 17} // sorted, as config has them
+		e.Ports = []config.PortRange{{Lo: port, Hi: port}}
+		return e
+	}
 	imdsRanges := []string{"169.254.169.254/32", "fd00:ec2::254/128"}
 	imds := func(ifaces ...string) config.Endpoint {
 		return endpoint("imdsv2", ifaces, imdsRanges, "alice")
@@ -106,6 +111,15 @@ func TestHostWarnings(t *testing.T) {
 		// Every destination is in a range: the default never decides.
 		{"0.0.0.0/0 and ::/0 listed", []config.Endpoint{imds("eth0"), endpoint("rest", []string{"eth0"}, []string{"0.0.0.0/0", "::/0"}, "*")},
 			nil, []string{"eth0"}, nil},
+		// Narrowed, the ranges leave every other protocol and port to
+		// the default: still a lock-down, and the warning says which
+		// ports stay.
+		{"0.0.0.0/0 and ::/0 narrowed", []config.Endpoint{narrowed(endpoint("dns", []string{"eth0"}, []string{"0.0.0.0/0", "::/0"}, "*"), 53)},
+			nil, []string{"eth0"}, []string{
+				"interface eth0 is filtered with default deny (" + byDefault + "): every destination on it " + dropped +
+					" Only these stay reachable: 0.0.0.0/0, ::/0 tcp,udp/53 for * (endpoint dns)." +
+					` To restrict only the listed ranges instead: interfaces: {"eth0": {default: allow}} (or "*" for every interface)`,
+			}},
 		{"0.0.0.0/0 only", []config.Endpoint{endpoint("rest", []string{"eth0"}, []string{"0.0.0.0/0"}, "*")}, nil, []string{"eth0"}, []string{
 			"interface eth0 is filtered with default deny (" + byDefault + "): every destination on it " + dropped +
 				" Only these stay reachable: 0.0.0.0/0 for * (endpoint rest); no IPv6 destination at all." +
