@@ -6,7 +6,11 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' | grep . || \
 	echo 0.1.0~git$$(git rev-list --count HEAD 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 LDFLAGS := -X main.version=$(VERSION)
-NFPM    := $(shell go env GOPATH)/bin/nfpm
+# Evaluated where used, so that a make without Go says so (go-version)
+# rather than "go: not found" from the shell.
+NFPM     = $(shell $(GO) env GOPATH)/bin/nfpm
+# The oldest Go the module builds with: go.mod's go line.
+GO_MIN  := $(shell sed -n 's/^go \([0-9][0-9.]*\).*/\1/p' go.mod)
 # Packages whose tests need no kernel privileges beyond root-owned files: run with -race.
 UNIT_PKGS := ./daemon/config ./daemon/policy ./daemon/nss ./daemon/watch ./daemon/logging ./daemon/lastgood ./cmd/...
 # The service's end-to-end tests: real daemons (built with -race as well)
@@ -15,7 +19,7 @@ SERVICE_PKGS := ./daemon ./dbus ./internal/...
 # The kernel program's tests: too slow under -race for what it would check.
 KERNEL_PKGS := ./bpf/...
 
-.PHONY: all build deps generate check-generated test unit lint demo clean man deb rpm package-deps e2e bench bench-deps
+.PHONY: all go-version build deps generate check-generated test unit lint demo clean man deb rpm package-deps e2e bench bench-deps
 
 all: build
 
@@ -28,25 +32,35 @@ deps:
 	  command -v zsh >/dev/null && command -v fish >/dev/null && test -f /usr/share/bash-completion/bash_completion || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm iproute2 ethtool util-linux python3 dbus systemd bash-completion zsh fish)
 
-build:
+# Every target that runs Go depends on this: one `go env` (a few ms), and a
+# plain sentence instead of "go: not found ... Error 127" or a compiler
+# error from an old toolchain.
+go-version:
+	@have=$$($(GO) env GOVERSION 2>/dev/null | sed -n '1s/^go\([0-9][0-9.]*\).*/\1/p'); \
+	  if [ -z "$$have" ] || [ "$$(printf '%s\n' "$(GO_MIN)" "$$have" | sort -V | head -n 1)" != "$(GO_MIN)" ]; then \
+	    echo "Go ≥ $(GO_MIN) is needed (go.mod); found: $$( $(GO) env GOVERSION 2>/dev/null | head -n 1 | grep . || echo none)" >&2; \
+	    echo "Install it from https://go.dev/dl/ and put its bin/ on PATH (or make GO=/path/to/go)." >&2; exit 1; \
+	  fi
+
+build: go-version
 	CGO_ENABLED=1 $(GO) build -ldflags "$(LDFLAGS)" -o net-tc-filter ./cmd/net-tc-filter
 
 # Regenerate the BPF object and its Go bindings from bpf/filter.c.
-generate: deps
+generate: go-version deps
 	$(GO) generate ./bpf
 
 # CI: the committed BPF objects must be what the committed C source gives.
 check-generated: generate
 	git diff --exit-code -- bpf/ || (echo "bpf/: generated files differ from the committed ones; run make generate" >&2; exit 1)
 
-lint:
+lint: go-version
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	@missing=$$(git ls-files '*.go' '*.c' '*.h' '*.sh' ':!bpf/headers/' | xargs grep -L 'SPDX-License-Identifier' | xargs -r grep -L '^// Code generated'); \
 	  test -z "$$missing" || (echo "no SPDX-License-Identifier line in:" $$missing >&2; exit 1)
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
 
-unit:
+unit: go-version
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 # Everything: generated-code check, lint, unit tests with -race, the
@@ -59,7 +73,7 @@ unit:
 # amd64 kernels and Debian 12's arm64 kernel under qemu (the host's kernel
 # ran them just before; the emulated arm64 guest runs the subset of
 # .ci/kernels/tests.conf).
-test: deps check-generated lint build
+test: go-version deps check-generated lint build
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	$(MAKE) unit
 	$(GO) test -race -count=1 -p 1 $(SERVICE_PKGS)
@@ -101,7 +115,7 @@ bench: deps bench-deps build
 # minimisation stalls the search for a minute each time.
 FUZZTIME ?= 2m
 .PHONY: fuzz
-fuzz: deps
+fuzz: go-version deps
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./daemon/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./bpf
@@ -110,7 +124,7 @@ demo: deps build
 	./contrib/demo.sh ./net-tc-filter
 
 # Packages. The binary is position-independent and stripped, as Debian wants.
-package-deps:
+package-deps: go-version
 	@command -v go-md2man >/dev/null && command -v lintian >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq go-md2man lintian)
 	@test -x $(NFPM) || $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.44.0
@@ -138,7 +152,7 @@ cross-deps-amd64 cross-deps-arm64: cross-deps-%:
 	@if [ "$*" != "$(HOST_ARCH)" ] && ! { command -v $(CROSS_$*)-gcc && test -f /usr/$(CROSS_$*)/include/stdio.h; } >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CROSS_PKG_$*); fi
 
-build/amd64/net-tc-filter build/arm64/net-tc-filter: build/%/net-tc-filter: cross-deps-% FORCE
+build/amd64/net-tc-filter build/arm64/net-tc-filter: build/%/net-tc-filter: go-version cross-deps-% FORCE
 	mkdir -p $(@D)
 	CGO_ENABLED=1 $(HARDENING) $(call cross-env,$*) $(GO) build -trimpath -buildmode=pie -ldflags "$(LDFLAGS) -s -w" -o $@ ./cmd/net-tc-filter
 	$(if $(filter $(HOST_ARCH),$*),objcopy,$(CROSS_$*)-objcopy) --remove-section=.comment $@
@@ -161,7 +175,7 @@ man: package-deps
 # architecture, so a host build writes them: a cross-built binary cannot run
 # here).
 .PHONY: completion
-completion:
+completion: go-version
 	mkdir -p build/completion build/host
 	CGO_ENABLED=1 $(GO) build -o build/host/net-tc-filter ./cmd/net-tc-filter
 	build/host/net-tc-filter completion bash > build/completion/net-tc-filter.bash
@@ -170,7 +184,7 @@ completion:
 
 # packaging/copyright must list every Go module the binary links, no more.
 .PHONY: check-copyright
-check-copyright: build/net-tc-filter
+check-copyright: go-version build/net-tc-filter
 	@go version -m build/net-tc-filter | awk '$$1=="dep"{print $$2}' | sort > build/linked-modules
 	@sed -n 's|^\(Files:\)\{0,1\} *\([a-z][a-z0-9.-]*\.[a-z]\{2,\}/[^ ]*\)/\*$$|\2|p' packaging/copyright | sort -u > build/copyright-modules
 	@diff -u --label linked build/linked-modules --label packaging/copyright build/copyright-modules || \
