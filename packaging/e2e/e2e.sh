@@ -12,6 +12,8 @@
 #                   (default /var/cache/net-tc-filter-e2e)
 #   NTF_E2E_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
 #   NTF_E2E_LOG_DIR if set, the container's journal and console are saved there
+#   NTF_E2E_README  the README whose administrator quick start is replayed
+#                   (default: the repository's README.md)
 #
 # Every packet of the test stays inside the container's private network
 # namespace (systemd-nspawn --private-network): the host's interfaces are
@@ -51,6 +53,26 @@ DROPIN=/etc/net-tc-filter/conf.d/50-e2e.yml
 BROKEN=/etc/net-tc-filter/conf.d/60-broken.yml
 BUS=(org.nettcfilter1 /org/nettcfilter1 org.nettcfilter1.Manager)
 MSGID=3f3fbd7373b641db84b2703fd2958c15
+
+# The README's administrator quick start, replayed as written so that it
+# cannot rot: its drop-in (the ```yaml block between the quickstart-dropin
+# markers), the file it is saved as, its explain line and its undo line. Its
+# address (the metadata service's) becomes $DST, the test's server.
+README=${NTF_E2E_README:-$(dirname -- "${BASH_SOURCE[0]}")/../../README.md}
+README=$(realpath -e -- "$README") || die_usage "no README.md at $README (NTF_E2E_README)"
+QS_ADDR=169.254.169.254
+QS_YAML=$(awk '/^<!-- quickstart-dropin/ { m = 1; next } /^<!-- \/quickstart-dropin -->/ { m = 0 }
+               m && /^```/ { f = !f; next } m && f' "$README")
+QS_PATH=$(sed -n 's|^Save this as `\(/etc/net-tc-filter/conf\.d/[^`]*\.yml\)`.*|\1|p' "$README" | head -n 1)
+QS_EXPLAIN=$(grep -m 1 '^net-tc-filter explain ' "$README") || true
+QS_UNDO=$(grep -m 1 '^rm /etc/net-tc-filter/conf\.d/' "$README" | sed 's/ *#.*//') || true
+[ -n "$QS_YAML" ] || die_usage "$README: no \`\`\`yaml block between <!-- quickstart-dropin ... --> and <!-- /quickstart-dropin -->"
+grep -qF "$QS_ADDR/32" <<<"$QS_YAML" || die_usage "$README: the quick-start drop-in does not protect $QS_ADDR/32"
+[ -n "$QS_PATH" ] || die_usage "$README: no 'Save this as \`/etc/net-tc-filter/conf.d/NAME.yml\`' line"
+[[ $QS_EXPLAIN == *"--user www-data --dst $QS_ADDR "* ]] || die_usage "$README: no 'net-tc-filter explain --user www-data --dst $QS_ADDR ...' line"
+[ "$QS_UNDO" = "rm $QS_PATH" ] || die_usage "$README: the undo line is '$QS_UNDO', not 'rm $QS_PATH'"
+QS_YAML=${QS_YAML//"$QS_ADDR"/$DST}
+QS_EXPLAIN=${QS_EXPLAIN//"$QS_ADDR"/$DST}
 
 WORK= ROOT= NSPAWN_PID= LEADER= BUILD_TMP= CGROUPS=() BG_PIDS=()
 
@@ -340,6 +362,46 @@ inside useradd -M -s /bin/bash bob
 info "agent uid $(inside id -u agent), bob uid $(inside id -u bob)"
 expect_pass agent "nothing protected yet"
 expect_pass bob "nothing protected yet"
+
+# ---------------------------------------------------------------- 3b2. the README's quick start
+step "b2. the README's quick start: $QS_PATH ($QS_ADDR as $DST), verify, undo"
+printf '%s\n' "$QS_YAML" | indent
+www_uid=$(inside id -u www-data) || fail "no www-data user in the container"
+printf '%s\n' "$QS_YAML" | put "$QS_PATH"
+www_dropped() {
+  local r; r=$(probe www-data)
+  case $r in drop) return 0 ;; pass) return 1 ;; *) fail "www-data's probe: $r" ;; esac
+}
+t0=$(usec)
+wait_for 30 "www-data's connection to be dropped after the quick-start drop-in" www_dropped
+ok "www-data (uid $www_uid) is dropped $(fmt_usec $(( $(usec) - t0 ))) s after the file was written: its connect hangs (2 s probe timeout)"
+expect_drop agent "not root"
+expect_pass root "the drop-in's allow: [root]"
+# The interfaces: line keeps every other destination reachable: without it
+# eth1 would be default-deny and this SYN dropped too. 198.18.0.2 has no
+# listener, so reaching it is a refused connection (bash exits 1), at once.
+rc=0; as_user www-data /usr/bin/timeout 2 /bin/bash -c "exec 3<>/dev/tcp/198.18.0.2/$DPORT" 2>/dev/null || rc=$?
+[ "$rc" = 1 ] || fail "www-data -> 198.18.0.2:$DPORT (not protected): exit $rc, want 1 (refused: it got there); 124 means dropped: is eth1 default-deny?"
+ok "www-data reaches 198.18.0.2 (refused by the server's host, not dropped): eth1 stays default allow"
+w=$(prop Warnings)
+[ "$w" = 'as 0' ] || fail "the quick start leaves warnings (a lock-down?): $w"
+ok "no warnings (D-Bus Warnings: $w)"
+rc=0; out=$(inside /bin/sh -c "$QS_EXPLAIN" 2>&1) || rc=$?
+[ "$rc" = 3 ] || fail "$QS_EXPLAIN: exit $rc, want 3 (denied): $out"
+ok "$QS_EXPLAIN: exit 3: $(head -n 1 <<<"$out")"
+rc=0; out=$(inside /bin/sh -c "${QS_EXPLAIN/--user www-data/--user root}" 2>&1) || rc=$?
+[ "$rc" = 0 ] || fail "explain --user root: exit $rc, want 0 (allowed): $out"
+ok "the same for --user root: exit 0: $(head -n 1 <<<"$out")"
+qs_logged() {
+  inside journalctl -u net-tc-filter NTF_ACTION=deny -o json --no-pager |
+    grep -E '"NTF_USER" *: *"www-data"' | grep -qE "\"NTF_DST\" *: *\"$DST\""
+}
+wait_for 10 "journalctl -u net-tc-filter NTF_ACTION=deny to list www-data -> $DST" qs_logged
+ok "journalctl -u net-tc-filter NTF_ACTION=deny: $(inside journalctl -u net-tc-filter NTF_ACTION=deny -o cat --no-pager | grep -F www-data | tail -n 1)"
+inside /bin/sh -c "$QS_UNDO"
+t0=$(usec)
+wait_for 30 "www-data's connection to pass after '$QS_UNDO'" server_up www-data
+ok "$QS_UNDO: www-data connects again $(fmt_usec $(( $(usec) - t0 ))) s later, no command needed"
 
 # ---------------------------------------------------------------- 3c. drop-in, live without a command
 step "c. drop $DROPIN: live without any command (file watch)"
