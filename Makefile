@@ -36,7 +36,7 @@ deps:
 # plain sentence instead of "go: not found ... Error 127" or a compiler
 # error from an old toolchain.
 go-version:
-	@have=$$($(GO) env GOVERSION 2>/dev/null | sed -n '1s/^go\([0-9][0-9.]*\).*/\1/p'); \
+	@have=$$($(GO) env GOVERSION 2>/dev/null | sed -n '1s/^\(devel \)\{0,1\}go\([0-9][0-9.]*\).*/\2/p'); \
 	  if [ -z "$$have" ] || [ "$$(printf '%s\n' "$(GO_MIN)" "$$have" | sort -V | head -n 1)" != "$(GO_MIN)" ]; then \
 	    echo "Go ≥ $(GO_MIN) is needed (go.mod); found: $$( $(GO) env GOVERSION 2>/dev/null | head -n 1 | grep . || echo none)" >&2; \
 	    echo "Install it from https://go.dev/dl/ and put its bin/ on PATH (or make GO=/path/to/go)." >&2; exit 1; \
@@ -237,7 +237,7 @@ ifneq ($(filter %-arm64,$(KERNELS)),)
 KERNEL_TOOLS += qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 endif
 .PHONY: kernels kernels-full
-kernels:
+kernels: go-version
 	@missing=$$(for p in $(KERNEL_TOOLS); do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
 	  test -z "$$missing" || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing)
 	.ci/kernels/run.sh $(KERNELS)
