@@ -119,16 +119,13 @@ interfaces:
 	}
 }
 
-// isolated runs the command (this test binary as it) in a network
-// namespace of its own with no way out, so that no name server is asked,
-// and a mount namespace whose /etc/hosts holds hosts.
-func isolated(t *testing.T, hosts string, args ...string) (stdout, stderr string, code int) {
+// unshared runs the CLI (this test binary, as net-tc-filter) under
+// unshare(1) with flags, after setup, a shell script run with $0 = arg0:
+// what it printed and its exit status.
+func unshared(t *testing.T, flags []string, setup, arg0 string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "hosts")
-	if err := os.WriteFile(path, []byte(hosts), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("unshare", append([]string{"--mount", "--net", "--", "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, path, os.Args[0]}, args...)...)
+	argv := append(append(flags, "--", "sh", "-c", setup+` && exec "$@"`, arg0, os.Args[0]), args...)
+	cmd := exec.Command("unshare", argv...)
 	cmd.Env = append(os.Environ(), cliEnv+"=1")
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -142,6 +139,17 @@ func isolated(t *testing.T, hosts string, args ...string) (stdout, stderr string
 		t.Fatal(err)
 	}
 	return out.String(), errOut.String(), code
+}
+
+// isolated runs the CLI in a network namespace of its own (nothing to ask
+// a name server through) with hosts as its /etc/hosts.
+func isolated(t *testing.T, hosts string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(path, []byte(hosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return unshared(t, []string{"--mount", "--net"}, `mount --bind "$0" /etc/hosts`, path, args...)
 }
 
 // A host name is judged at every address it resolves to; one that does

@@ -4,10 +4,8 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,28 +16,16 @@ import (
 )
 
 // inNetns runs the command (this test binary as it) in a network namespace
-// of its own that has lo and an interface (a bridge, as dummy may be missing) for each of links: the
-// interfaces of "this host" are the test's, whatever the machine has.
+// of its own that has lo and an interface (a bridge, as dummy may be
+// missing) for each of links: the interfaces of "this host" are the
+// test's, whatever the machine has.
 func inNetns(t *testing.T, links []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	script := "set -e; ip link set lo up"
 	for _, l := range links {
 		script += fmt.Sprintf("; ip link add %s type bridge", l)
 	}
-	cmd := exec.Command("unshare", append([]string{"--net", "--", "sh", "-c", script + `; exec "$@"`, "sh", os.Args[0]}, args...)...)
-	cmd.Env = append(os.Environ(), cliEnv+"=1")
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatal(err)
-	}
-	return out.String(), errOut.String(), code
+	return unshared(t, []string{"--net"}, script, "sh", args...)
 }
 
 // What check says of a set that locks an interface down (SPEC §2): the
