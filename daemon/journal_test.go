@@ -55,8 +55,8 @@ func scope(t *testing.T, pid int) string {
 
 // startJournaled starts the daemon with journald's native socket and its
 // stderr as the journal stream, as systemd runs it, and returns the
-// journal that receives both.
-func (b *bed) startJournaled(t *testing.T) (*testnet.Journal, *testnet.Daemon) {
+// journal that receives both. opts adds to the environment and arguments.
+func (b *bed) startJournaled(t *testing.T, opts testnet.DaemonOptions) (*testnet.Journal, *testnet.Daemon) {
 	t.Helper()
 	j := testnet.ListenJournal(t)
 	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
@@ -67,7 +67,8 @@ func (b *bed) startJournaled(t *testing.T) (*testnet.Journal, *testnet.Daemon) {
 	d := b.start(t, testnet.DaemonOptions{
 		Wrap:   j.Wrap(),
 		Stderr: stderr,
-		Env:    []string{"JOURNAL_STREAM=" + testnet.JournalStream(t, stderr)},
+		Env:    append([]string{"JOURNAL_STREAM=" + testnet.JournalStream(t, stderr)}, opts.Env...),
+		Args:   opts.Args,
 	})
 	return j, d
 }
@@ -81,7 +82,7 @@ func TestJournalFields(t *testing.T) {
 	b := newBed(t, policyYAML([]string{"uid:1001"},
 		"  - floodnet:\n      iface: [eth0]\n      range: [192.0.3.0/24]\n      allow: [uid:1001]\n")+
 		"log: {decisions: all, rate: 20}\n")
-	j, _ := b.startJournaled(t)
+	j, _ := b.startJournaled(t, testnet.DaemonOptions{})
 	// The daemon's own messages go to the journal too.
 	j.WaitFor(t, 5*time.Second, "started", func(e map[string]string) bool {
 		return e["SYSLOG_IDENTIFIER"] == "net-tc-filter" && e["PRIORITY"] == "6" && len(e["MESSAGE"]) > 8 && e["MESSAGE"][:8] == "started:"
@@ -214,7 +215,7 @@ func userName(uid int) string {
 func TestRingBufferDrops(t *testing.T) {
 	testnet.RequireRoot(t)
 	b := newBed(t, policyYAML([]string{"uid:1001"}, "")+"log: {decisions: denied, rate: 50}\n")
-	j, d := b.startJournaled(t)
+	j, d := b.startJournaled(t, testnet.DaemonOptions{})
 	d.Signal(syscall.SIGSTOP)
 	// 4 MiB of ring buffer holds about 52,000 decisions.
 	const flood = 100000

@@ -4,8 +4,6 @@ package daemon
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -115,20 +113,9 @@ func TestLockdownWarned(t *testing.T) {
       allow: [uid:1001]
 `, prot4, hp4))
 	bus := testnet.StartOpenBus(t)
-	j := testnet.ListenJournal(t)
-	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stderr.Close() })
-	d := b.start(t, testnet.DaemonOptions{
-		Wrap:   j.Wrap(),
-		Stderr: stderr,
-		Env:    []string{"JOURNAL_STREAM=" + testnet.JournalStream(t, stderr), bus.Env()},
-		// root is a name: it is resolved again this often, and must
-		// not repeat the warnings each time.
-		Args: []string{"--resolve-interval", "100ms"},
-	})
+	// root is a name: it is resolved again this often, and must not
+	// repeat the warnings each time.
+	j, d := b.startJournaled(t, testnet.DaemonOptions{Env: []string{bus.Env()}, Args: []string{"--resolve-interval", "100ms"}})
 	es := &entries{j: j}
 	const (
 		eth0Locked  = "interface eth0 is filtered with default deny (no interfaces: entry sets its default, and deny is the default): every destination on it that no endpoint lists is dropped for every user, root included"
