@@ -3,40 +3,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 	ntfdbus "github.com/nettcfilter/net-tc-filter/dbus"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
-
-// syncBuffer is a bytes.Buffer the daemon's goroutines may write to
-// while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // run ends the goroutines it starts beside the service (D-Bus, SIGHUP)
 // before it returns: none is left using a service that has stopped. The
@@ -51,7 +31,7 @@ func TestRunEndsItsGoroutines(t *testing.T) {
 	cfg := writeConfig(t, string(shipped), nil) // filters no interface
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus"))
 	os.Unsetenv("NOTIFY_SOCKET")
-	var stderr syncBuffer
+	var stderr netlab.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var served atomic.Bool
