@@ -175,12 +175,11 @@ man: package-deps
 # architecture, so a host build writes them: a cross-built binary cannot run
 # here).
 .PHONY: completion
-completion: go-version
-	mkdir -p build/completion build/host
-	CGO_ENABLED=1 $(GO) build -o build/host/net-tc-filter ./cmd/net-tc-filter
-	build/host/net-tc-filter completion bash > build/completion/net-tc-filter.bash
-	build/host/net-tc-filter completion zsh  > build/completion/_net-tc-filter
-	build/host/net-tc-filter completion fish > build/completion/net-tc-filter.fish
+completion: build/$(HOST_ARCH)/net-tc-filter
+	mkdir -p build/completion
+	$< completion bash > build/completion/net-tc-filter.bash
+	$< completion zsh  > build/completion/_net-tc-filter
+	$< completion fish > build/completion/net-tc-filter.fish
 
 # packaging/copyright must list every Go module the binary links, no more.
 .PHONY: check-copyright
