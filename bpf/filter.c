@@ -596,12 +596,18 @@ static __always_inline enum parse_result parse_ipv6(struct __sk_buff *skb, __u32
 	return load_ports(skb, p, off) ? PARSE_OK : PARSE_MALFORMED;
 }
 
-static __always_inline enum parse_result parse(struct __sk_buff *skb, const struct ntf_iface *ifc, struct pkt *p)
+// parse understands every shape of packet that fast_parse leaves to it. It
+// is a global function: the verifier checks it once, and its header buffers
+// live in its own frame rather than in ntf_egress's, whose stack together
+// with judge_route's is close to the kernel's 512 bytes.
+__attribute__((noinline)) int parse(struct __sk_buff *skb, struct pkt *p, __u32 l2_len)
 {
 	__u32 off = 0;
 	__u16 proto;
 
-	if (ifc->l2_len == 0) {
+	if (!p)
+		return PARSE_MALFORMED;
+	if (l2_len == 0) {
 		// L3 device (wireguard, tun): no link-layer header; the packet's
 		// protocol says what it is, never its first byte (a frame of
 		// another protocol may well start with 0x45).
@@ -894,7 +900,19 @@ struct hops {
 	__u8 denied;
 	__u8 malformed;
 	__u8 no_policy;
+	__u8 busy; // in use on this CPU
 };
+
+// Source routes are rare: what judging one takes is kept per CPU, off
+// ntf_egress's stack. tc programs do not nest on a CPU (they run with bottom
+// halves off); should one ever find the entry busy, it drops the packet
+// rather than judge it with state another run is changing.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hops);
+} ntf_route_scratch SEC(".maps");
 
 // judge_route judges the addresses of a source route in order; the first
 // one denied decides for the packet. It is a global function so that the
@@ -987,7 +1005,7 @@ int ntf_egress(struct __sk_buff *skb)
 	struct pkt p = {};
 	if (!fast_parse(skb, &ifc, &p)) {
 		p = (struct pkt){};
-		switch (parse(skb, &ifc, &p)) {
+		switch (parse(skb, &p, ifc.l2_len)) {
 		case PARSE_NOT_IP:
 			count(NTF_CNT_NOT_IP);
 			return TC_ACT_UNSPEC;
@@ -1018,21 +1036,28 @@ int ntf_egress(struct __sk_buff *skb)
 	struct verdict v = decide(skb, s, epoch, &ifc, table, p.dst, bits, tp, unowned, &uid, &no_policy);
 	const __u32 *judged = p.dst;
 	bool judged_v4 = p.family == 4;
-	struct hops h;
+	struct hops *h = NULL;
 	if (v.allowed && p.route_n) {
-		h = (struct hops){.ifc = ifc, .epoch = epoch, .s = s, .uid = uid, .off = p.route_off,
-				  .len = p.route_len, .n = p.route_n, .tp = tp, .unowned = unowned};
-		judge_route(skb, &h);
-		if (h.malformed) {
+		h = bpf_map_lookup_elem(&ntf_route_scratch, &zero);
+		if (!h || h->busy) {
 			count(NTF_CNT_MALFORMED);
 			return TC_ACT_SHOT;
 		}
-		no_policy |= h.no_policy;
-		uid = h.uid;
-		if (h.denied) {
-			v = h.v;
-			judged = h.judged;
-			judged_v4 = h.judged_v4;
+		*h = (struct hops){.ifc = ifc, .epoch = epoch, .s = s, .uid = uid, .off = p.route_off,
+				   .len = p.route_len, .n = p.route_n, .tp = tp, .unowned = unowned, .busy = 1};
+		judge_route(skb, h);
+		bool malformed = h->malformed;
+		no_policy |= h->no_policy;
+		uid = h->uid;
+		if (h->denied) {
+			v = h->v;
+			judged = h->judged;
+			judged_v4 = h->judged_v4;
+		}
+		if (malformed || no_policy) {
+			h->busy = 0;
+			count(malformed ? NTF_CNT_MALFORMED : NTF_CNT_NO_POLICY);
+			return TC_ACT_SHOT;
 		}
 	}
 	if (no_policy) {
@@ -1047,5 +1072,7 @@ int ntf_egress(struct __sk_buff *skb)
 			uid = socket_uid(skb);
 		emit(skb, &ifc, &p, judged, judged_v4, v, uid, unowned);
 	}
+	if (h) // judged points into it until here
+		h->busy = 0;
 	return v.allowed ? TC_ACT_UNSPEC : TC_ACT_SHOT;
 }

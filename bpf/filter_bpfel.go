@@ -13,6 +13,33 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type filterHops struct {
+	_     structs.HostLayout
+	Ifc   filterNtfIface
+	Epoch uint64
+	S     uint32
+	Uid   uint32
+	Off   uint32
+	Len   uint32
+	N     uint32
+	Tp    uint32
+	V     struct {
+		_       structs.HostLayout
+		Rule    uint32
+		Counter uint32
+		Allowed uint8
+		_       [3]byte
+	}
+	Judged    [4]uint32
+	JudgedV4  uint8
+	Unowned   uint8
+	Denied    uint8
+	Malformed uint8
+	NoPolicy  uint8
+	Busy      uint8
+	_         [6]byte
+}
+
 type filterNtfCounter uint32
 
 const (
@@ -137,6 +164,7 @@ const (
 	filterMapNtfIfaces           = "ntf_ifaces"
 	filterMapNtfOwners           = "ntf_owners"
 	filterMapNtfRanges           = "ntf_ranges"
+	filterMapNtfRouteScratch     = "ntf_route_scratch"
 	filterMapNtfSkAddr           = "ntf_sk_addr"
 	filterMapNtfVerdictCache     = "ntf_verdict_cache"
 	filterProgNtfEgress          = "ntf_egress"
@@ -212,6 +240,7 @@ type filterMapSpecs struct {
 	NtfIfaces           *ebpf.MapSpec `ebpf:"ntf_ifaces"`
 	NtfOwners           *ebpf.MapSpec `ebpf:"ntf_owners"`
 	NtfRanges           *ebpf.MapSpec `ebpf:"ntf_ranges"`
+	NtfRouteScratch     *ebpf.MapSpec `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.MapSpec `ebpf:"ntf_sk_addr"`
 	NtfVerdictCache     *ebpf.MapSpec `ebpf:"ntf_verdict_cache"`
 }
@@ -263,6 +292,7 @@ type filterMaps struct {
 	NtfIfaces           *ebpf.Map `ebpf:"ntf_ifaces"`
 	NtfOwners           *ebpf.Map `ebpf:"ntf_owners"`
 	NtfRanges           *ebpf.Map `ebpf:"ntf_ranges"`
+	NtfRouteScratch     *ebpf.Map `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.Map `ebpf:"ntf_sk_addr"`
 	NtfVerdictCache     *ebpf.Map `ebpf:"ntf_verdict_cache"`
 }
@@ -280,6 +310,7 @@ func (m *filterMaps) Close() error {
 		m.NtfIfaces,
 		m.NtfOwners,
 		m.NtfRanges,
+		m.NtfRouteScratch,
 		m.NtfSkAddr,
 		m.NtfVerdictCache,
 	)
