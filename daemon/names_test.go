@@ -19,6 +19,7 @@ import (
 
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // SPEC §1 "Failing closed": a user or group name that does not resolve
@@ -209,7 +210,7 @@ func TestNamesHungNSS(t *testing.T) {
 	svc, ctx, main := runInProcess(t, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [uid:7, someone, group:ldap-readers]\non_stop: keep\n",
 		r, time.Hour, func() { close(r.release) })
 	// Generous for a loaded CI machine; without the budget, never.
-	bound := policy.LookupBudget + 10*time.Second
+	bound := policy.LookupBudget + netlab.Slowed(10*time.Second)
 	want := []string{
 		"someone (" + main + ":5) NSS lookup timed out after " + policy.LookupBudget.String(),
 		"group:ldap-readers (" + main + ":5) NSS lookup not attempted: NSS did not answer within " + policy.LookupBudget.String(),

@@ -30,10 +30,10 @@ func ListenJournal(t testing.TB) *Journal {
 }
 
 // WaitFor returns the first entry for which match is true, failing the
-// test after timeout.
+// test after timeout (stretched on an emulated CPU: netlab.Slowed).
 func (j *Journal) WaitFor(t testing.TB, timeout time.Duration, what string, match func(map[string]string) bool) map[string]string {
 	t.Helper()
-	e, err := j.Journal.WaitFor(timeout, what, match)
+	e, err := j.Journal.WaitFor(netlab.Slowed(timeout), what, match)
 	check(t, err)
 	return e
 }
