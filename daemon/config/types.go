@@ -54,12 +54,17 @@ const (
 	PrincipalGroup                         // "group:imds-readers": all members
 	PrincipalEveryone                      // "*": every socket owner, never unowned
 	PrincipalUnowned                       // "unowned": packets without a socket
+	PrincipalUnit                          // "unit:x.service": the unit's cgroup and below
+	PrincipalCgroup                        // "cgroup:/a/b": that cgroup v2 directory and below
 )
 
 // Principal is one entry of an endpoint's allow list, as written.
 type Principal struct {
 	Kind PrincipalKind
-	Name string // user or group name (PrincipalUser, PrincipalGroup)
+	// Name is the user or group name (PrincipalUser, PrincipalGroup), the
+	// unit name (PrincipalUnit) or the clean absolute cgroup path below
+	// the cgroup2 mount (PrincipalCgroup).
+	Name string
 	UID  uint32 // PrincipalUID
 	Text string // exactly as written, for messages
 	Pos  Pos

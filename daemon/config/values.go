@@ -134,7 +134,7 @@ func checkIfName(s string) error {
 }
 
 // principalForms lists the accepted spellings, for messages.
-const principalForms = `a user name, uid:N, group:NAME, "*" or unowned`
+const principalForms = `a user name, uid:N, group:NAME, unit:NAME, cgroup:PATH, "*" or unowned`
 
 // parsePrincipal reads one allow entry without consulting NSS; names are
 // resolved (and unknown ones reported) by the policy compiler.
@@ -157,6 +157,18 @@ func parsePrincipal(s string) (Principal, error) {
 			return p, err
 		}
 		p.Kind, p.Name = PrincipalGroup, name
+	case strings.HasPrefix(s, "unit:"):
+		name := strings.TrimPrefix(s, "unit:")
+		if err := CheckUnitName(name); err != nil {
+			return p, err
+		}
+		p.Kind, p.Name = PrincipalUnit, name
+	case strings.HasPrefix(s, "cgroup:"):
+		dir := strings.TrimPrefix(s, "cgroup:")
+		if err := CheckCgroupPath(dir); err != nil {
+			return p, err
+		}
+		p.Kind, p.Name = PrincipalCgroup, dir
 	case strings.Contains(s, ":"):
 		return p, fmt.Errorf("allow entry %q has an unknown form; use %s", s, principalForms)
 	default:

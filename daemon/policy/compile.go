@@ -80,6 +80,8 @@ func (u Unresolved) ConfigError() config.Error {
 func (u Unresolved) String() string {
 	why := "does not exist"
 	switch {
+	case strings.HasPrefix(u.Principal, "unit:"):
+		why = u.Err.Error()
 	case errors.Is(u.Err, ErrTimeout):
 		why = u.Err.Error()
 	case !u.Missing():
@@ -158,7 +160,9 @@ func LookupUser(r Resolver, name string) (uint32, error) {
 func (p *Policy) Named() bool {
 	for _, e := range p.Endpoints {
 		for _, pr := range e.source {
-			if pr.Kind == config.PrincipalUser || pr.Kind == config.PrincipalGroup {
+			// A unit's cgroup path can change too (Slice=, a unit
+			// installed later).
+			if pr.Kind == config.PrincipalUser || pr.Kind == config.PrincipalGroup || pr.Kind == config.PrincipalUnit {
 				return true
 			}
 		}
@@ -189,11 +193,13 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 	texts := make([]string, 0, n)
 	uids := make([]uint32, 0, n)
 	var scratch []uint32
+	units := newUnitMemo(r) // before r is wrapped: r may be a UnitResolver
 	m := newMemo(r, budget)
 	defer m.stop()
 	r = m
 	var errs config.Errors
 	p.Unresolved = nil
+	p.Units = nil
 	for i := range p.Endpoints {
 		pe := &p.Endpoints[i]
 		pe.Allow, pe.Principals = nil, Principals{}
@@ -201,7 +207,15 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 		scratch = scratch[:0]
 		for _, pr := range pe.source {
 			texts = append(texts, pr.Text)
-			err := resolve(&pe.Principals, &scratch, pr, r)
+			var err error
+			switch pr.Kind {
+			case config.PrincipalCgroup:
+				pe.Principals.Cgroups = append(pe.Principals.Cgroups, pr.Name)
+			case config.PrincipalUnit:
+				err = units.resolve(&pe.Principals, pr.Name)
+			default:
+				err = resolve(&pe.Principals, &scratch, pr, r)
+			}
 			var lookup *lookupError
 			switch {
 			case errors.As(err, &lookup):
@@ -213,6 +227,10 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 		if len(texts) > start {
 			pe.Allow = texts[start:len(texts):len(texts)]
 		}
+		if len(pe.Principals.Cgroups) > 1 {
+			slices.Sort(pe.Principals.Cgroups)
+			pe.Principals.Cgroups = slices.Compact(pe.Principals.Cgroups)
+		}
 		if len(scratch) > 0 {
 			slices.Sort(scratch)
 			start := len(uids)
@@ -220,6 +238,7 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 			pe.Principals.UIDs = uids[start:len(uids):len(uids)]
 		}
 	}
+	p.Units = units.list()
 	p.Warnings = append(p.rootWarnings(), p.familyWarnings()...)
 	return errs
 }

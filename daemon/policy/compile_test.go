@@ -91,6 +91,10 @@ func pr(text, file string, line int) config.Principal {
 		p.Kind, p.UID = config.PrincipalUID, u
 	case strings.HasPrefix(text, "group:"):
 		p.Kind, p.Name = config.PrincipalGroup, strings.TrimPrefix(text, "group:")
+	case strings.HasPrefix(text, "unit:"):
+		p.Kind, p.Name = config.PrincipalUnit, strings.TrimPrefix(text, "unit:")
+	case strings.HasPrefix(text, "cgroup:"):
+		p.Kind, p.Name = config.PrincipalCgroup, strings.TrimPrefix(text, "cgroup:")
 	default:
 		p.Kind, p.Name = config.PrincipalUser, text
 	}

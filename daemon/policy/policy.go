@@ -20,15 +20,23 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
 
-// Owner is who sent a packet: a socket's uid, or no socket at all.
+// Owner is who sent a packet: a socket's uid and the cgroup it was created
+// in, or no socket at all.
 type Owner struct {
 	UID     uint32
 	Unowned bool // forwarded or kernel-made without a socket; UID is meaningless
+	// Cgroup is the socket's cgroup v2 path below the cgroup2 mount
+	// ("/system.slice/foo.service"); "": not known, which no cgroup
+	// principal matches.
+	Cgroup string
 }
 
 func (o Owner) String() string {
 	if o.Unowned {
 		return "unowned"
+	}
+	if o.Cgroup != "" {
+		return fmt.Sprintf("uid:%d in cgroup %s", o.UID, o.Cgroup)
 	}
 	return fmt.Sprintf("uid:%d", o.UID)
 }
@@ -38,6 +46,10 @@ type Principals struct {
 	Everyone bool     // "*": every socket owner
 	Unowned  bool     // packets without a socket
 	UIDs     []uint32 // sorted, unique
+	// Cgroups are the cgroup v2 paths (cgroup: as written, unit: as
+	// resolved) whose sockets, and those of every cgroup below, may
+	// pass: clean, absolute, sorted, unique.
+	Cgroups []string
 }
 
 // Allows reports whether the owner may pass.
@@ -48,18 +60,38 @@ func (p Principals) Allows(o Owner) bool {
 	if p.Everyone {
 		return true
 	}
-	_, found := slices.BinarySearch(p.UIDs, o.UID)
-	return found
+	if _, found := slices.BinarySearch(p.UIDs, o.UID); found {
+		return true
+	}
+	return slices.ContainsFunc(p.Cgroups, func(c string) bool { return CgroupUnder(o.Cgroup, c) })
+}
+
+// CgroupUnder reports whether cgroup path x is dir or below it. An unknown
+// cgroup ("") is below nothing.
+func CgroupUnder(x, dir string) bool {
+	switch {
+	case x == "":
+		return false
+	case dir == "/":
+		return true
+	}
+	return x == dir || strings.HasPrefix(x, dir) && x[len(dir)] == '/'
 }
 
 func (p Principals) union(q Principals) Principals {
 	uids := slices.Concat(p.UIDs, q.UIDs)
 	slices.Sort(uids)
-	return Principals{
+	u := Principals{
 		Everyone: p.Everyone || q.Everyone,
 		Unowned:  p.Unowned || q.Unowned,
 		UIDs:     slices.Compact(uids),
 	}
+	if len(p.Cgroups)+len(q.Cgroups) > 0 {
+		cgs := slices.Concat(p.Cgroups, q.Cgroups)
+		slices.Sort(cgs)
+		u.Cgroups = slices.Compact(cgs)
+	}
+	return u
 }
 
 // Key identifies equal principal sets, so that the encoder can share them.
@@ -71,6 +103,11 @@ func (p Principals) Key() string {
 	for _, u := range p.UIDs {
 		b = append(b, ',')
 		b = strconv.AppendUint(b, uint64(u), 10)
+	}
+	// A path never holds NUL: the cgroups cannot run into the uids.
+	for _, c := range p.Cgroups {
+		b = append(b, 0)
+		b = append(b, c...)
 	}
 	return string(b)
 }
@@ -86,6 +123,9 @@ func (p Principals) String() string {
 	for _, u := range p.UIDs {
 		parts = append(parts, fmt.Sprintf("uid:%d", u))
 	}
+	for _, c := range p.Cgroups {
+		parts = append(parts, "cgroup:"+c)
+	}
 	if len(parts) == 0 {
 		return "nobody"
 	}
@@ -94,7 +134,8 @@ func (p Principals) String() string {
 
 // Equal reports whether two allow lists are the same.
 func (p Principals) Equal(q Principals) bool {
-	return p.Everyone == q.Everyone && p.Unowned == q.Unowned && slices.Equal(p.UIDs, q.UIDs)
+	return p.Everyone == q.Everyone && p.Unowned == q.Unowned && slices.Equal(p.UIDs, q.UIDs) &&
+		slices.Equal(p.Cgroups, q.Cgroups)
 }
 
 // Endpoint is a configured endpoint with its principals resolved.
@@ -146,6 +187,10 @@ type Policy struct {
 	// Unresolved are the user and group names that matched no one when
 	// the policy was resolved, in the order of the endpoints.
 	Unresolved []Unresolved
+	// Units are the units that allow lists name, with the cgroup path
+	// each was resolved to, sorted by name; a unit that did not resolve
+	// is in Unresolved instead.
+	Units []Unit
 }
 
 // Equal reports whether two policies are the same, warnings included.

@@ -342,7 +342,7 @@ func TestDecideSamePrefixMerge(t *testing.T) {
 }
 
 func equalPrincipals(a, b Principals) bool {
-	return a.Everyone == b.Everyone && a.Unowned == b.Unowned && slices.Equal(a.UIDs, b.UIDs)
+	return a.Everyone == b.Everyone && a.Unowned == b.Unowned && slices.Equal(a.UIDs, b.UIDs) && slices.Equal(a.Cgroups, b.Cgroups)
 }
 
 func equalTables(a, b Table) bool {
