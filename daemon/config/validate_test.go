@@ -183,7 +183,7 @@ func TestValidationErrors(t *testing.T) {
 			{m(8), `endpoint "a": uid 4294967294 is reserved: net-tc-filter uses it for an owner it could not read`},
 			{m(9), `endpoint "a": uid:abc is not a uid`},
 			{m(10), `endpoint "a": empty group name`},
-			{m(11), `endpoint "a": allow entry "gid:5" has an unknown form; use a user name, uid:N, group:NAME, "*" or unowned`},
+			{m(11), `endpoint "a": allow entry "gid:5" has an unknown form; use a user name, uid:N, group:NAME, unit:NAME, cgroup:PATH, "*" or unowned`},
 			{m(12), `endpoint "a": allow entry "1005" is all digits; write uid:1005 for a uid`},
 			{m(13), `endpoint "a": user name "al ice" contains whitespace`},
 			{m(14), `endpoint "a": allow entry must be a string, not the boolean true; quote it`},
