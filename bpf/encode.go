@@ -83,6 +83,9 @@ type encoder struct {
 	sets        map[string]uint32    // allow list (policy.Principals.Key) → owner set id
 	setList     []policy.Principals  // by id-1
 	prev        map[uint32][]ruleRef // by table id: its rules as last encoded
+	// cgroupBits is the bit of each watched cgroup path (cgroupTracker);
+	// a path without one matches nothing.
+	cgroupBits map[string]uint64
 }
 
 type ruleKey struct {
@@ -225,6 +228,7 @@ func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry
 		}
 		refs = append(refs, ref)
 		v := rangeValue(ref.id, ref.counter, ref.set, ent.Principals)
+		v.Cgroups = e.cgroupMask(ent.Principals)
 		if ent.Narrowed {
 			// The packet's class decides: its id is this range's
 			// number among the narrowed ones, in Owners.
@@ -283,6 +287,7 @@ func (e *encoder) addClasses(c *Contents, n uint32, iface string, classes []poli
 			}
 			used = markUsed(used, set)
 			v = rangeValue(e.rule(ent), e.counters.endpoints(w.Endpoints), set, w.Principals)
+			v.Cgroups = e.cgroupMask(w.Principals)
 		} else {
 			v = filterNtfRange{Flags: uint32(filterNtfRangeFlagsNTF_RANGE_DEFAULT)}
 		}
@@ -346,6 +351,19 @@ func portBlocks(lo, hi uint16) []portBlock {
 		a += size
 	}
 	return out
+}
+
+// cgroupMask is the bits of an allow list's cgroup paths: 0 for most, so
+// that the kernel never asks for the socket's cgroup.
+func (e *encoder) cgroupMask(p policy.Principals) uint64 {
+	var m uint64
+	if p.Everyone {
+		return 0 // everyone passes anyway
+	}
+	for _, c := range p.Cgroups {
+		m |= e.cgroupBits[c]
+	}
+	return m
 }
 
 // set gives an allow list its owner set id; an equal list keeps it.

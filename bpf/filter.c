@@ -143,6 +143,26 @@ struct {
 	__type(value, __u8);
 } ntf_clsact SEC(".maps");
 
+// Cgroup principals (filter.h): what each tracked cgroup v2 directory is,
+// by its id (the kernfs node id, which bpf_skb_cgroup_id answers and which
+// is the directory's inode number), and the watched paths' steps. Global,
+// not per slot: they state facts about cgroups; a slot's ranges say which
+// bits pass. Preallocated, because the tracepoints update them with
+// interrupts off under a spinlock (trace_cgroup_path_lock).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NTF_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct ntf_cg);
+} ntf_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NTF_MAX_CG_NODES);
+	__type(key, struct ntf_cg_step);
+	__type(value, struct ntf_cg);
+} ntf_cg_watch SEC(".maps");
+
 // Make the shared structs visible in BTF so bpf2go emits their Go twins.
 const struct ntf_event *unused_event __attribute__((unused));
 const struct ntf_iface *unused_iface __attribute__((unused));
@@ -153,6 +173,8 @@ const enum ntf_counter *unused_counter __attribute__((unused));
 const enum ntf_range_flags *unused_range_flags __attribute__((unused));
 const enum ntf_log *unused_log __attribute__((unused));
 const struct ntf_verdict_entry *unused_verdict_entry __attribute__((unused));
+const struct ntf_cg_step *unused_cg_step __attribute__((unused));
+const struct ntf_cg *unused_cg __attribute__((unused));
 
 #define barrier() asm volatile("" ::: "memory")
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
@@ -306,6 +328,7 @@ struct found {
 	__u8 unowned;
 	__u8 uid_allowed;
 	__u8 narrowed;
+	__u64 cgroups;
 };
 
 // lookup_range finds the longest configured prefix containing addr in the
@@ -340,6 +363,7 @@ static __always_inline bool lookup_range(void *ranges, const struct ntf_iface *i
 		out->rule = 0;
 		out->counter = 0;
 		out->owners = 0;
+		out->cgroups = 0;
 		out->owned = ifc->default_allow;
 		out->unowned = ifc->default_allow;
 		return true;
@@ -349,6 +373,7 @@ static __always_inline bool lookup_range(void *ranges, const struct ntf_iface *i
 	out->unowned = !!(r->flags & NTF_RANGE_UNOWNED);
 	out->owned = !!(r->flags & NTF_RANGE_EVERYONE);
 	out->owners = out->owned ? 0 : r->owners;
+	out->cgroups = out->owned ? 0 : r->cgroups;
 	return true;
 }
 
@@ -782,6 +807,35 @@ static __always_inline __u32 verdict_slot(__u32 table, const __u32 *a)
 	return h & (NTF_VERDICT_CACHE - 1);
 }
 
+// uid_allowed reports whether the socket's uid is in the range's owner set,
+// from the cache entry e (read at seq) when it holds this uid's answer, and
+// remembers the answer there.
+static __always_inline bool uid_allowed(struct __sk_buff *skb, __u32 s, const struct found *r,
+					struct ntf_verdict_entry *e, __u32 seq, __u32 *uid, bool *no_policy)
+{
+	if (*uid == NTF_UID_UNOWNED)
+		*uid = socket_uid(skb);
+	if (*uid == NTF_UID_UNKNOWN) // never a listed uid's, never cached
+		return false;
+	if (r->uid == *uid)
+		return r->uid_allowed;
+	void *owners = bpf_map_lookup_elem(&ntf_owners, &s);
+	if (!owners) {
+		*no_policy = true;
+		return false;
+	}
+	struct ntf_owner_key ok = {.set = r->owners, .uid = *uid};
+	bool allowed = bpf_map_lookup_elem(owners, &ok) != NULL;
+	// Still the entry read above (the claim fails otherwise): remember
+	// this uid's answer.
+	if (e && claim(&e->seq, seq)) {
+		e->uid = *uid;
+		e->uid_allowed = allowed;
+		release(&e->seq, seq);
+	}
+	return allowed;
+}
+
 // decide judges a destination for an owner. The range that decides comes
 // from the per-CPU cache when it holds it for this policy epoch, else from
 // the trie; the socket's uid is only asked for when the range's verdict
@@ -813,6 +867,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 				r.owned = e->owned;
 				r.unowned = e->unowned;
 				r.uid_allowed = e->uid_allowed;
+				r.cgroups = e->cgroups;
 				barrier();
 				cached = READ_ONCE(e->seq) == seq;
 			}
@@ -840,6 +895,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 			e->unowned = r.unowned;
 			e->narrowed = r.narrowed;
 			e->tp = tp;
+			e->cgroups = r.cgroups;
 			e->uid = NTF_UID_UNOWNED;
 			release(&e->seq, seq);
 			seq += 2;
@@ -853,31 +909,21 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 		v.allowed = r.unowned;
 		return v;
 	}
-	if (!r.owners) {
+	if (!r.owners && !r.cgroups) {
 		v.allowed = r.owned;
 		return v;
 	}
-	if (*uid == NTF_UID_UNOWNED)
-		*uid = socket_uid(skb);
-	if (*uid == NTF_UID_UNKNOWN) // never a listed uid's, never cached
-		return v;
-	if (r.uid == *uid) {
-		v.allowed = r.uid_allowed;
-		return v;
+	if (r.owners) {
+		v.allowed = uid_allowed(skb, s, &r, e, seq, uid, no_policy);
+		if (v.allowed || *no_policy)
+			return v;
 	}
-	void *owners = bpf_map_lookup_elem(&ntf_owners, &s);
-	if (!owners) {
-		*no_policy = true;
-		return v;
-	}
-	struct ntf_owner_key ok = {.set = r.owners, .uid = *uid};
-	v.allowed = bpf_map_lookup_elem(owners, &ok) != NULL;
-	// Still the entry read above (the claim fails otherwise): remember
-	// this uid's answer.
-	if (e && claim(&e->seq, seq)) {
-		e->uid = *uid;
-		e->uid_allowed = v.allowed;
-		release(&e->seq, seq);
+	// The uid is not listed: one of the socket's cgroup ancestors may be.
+	// Ranges without cgroup principals never get here.
+	if (r.cgroups) {
+		__u64 cgid = bpf_skb_cgroup_id(skb);
+		struct ntf_cg *c = cgid ? bpf_map_lookup_elem(&ntf_cgroups, &cgid) : NULL;
+		v.allowed = c && (READ_ONCE(c->bits) & r.cgroups);
 	}
 	return v;
 }
@@ -1075,4 +1121,87 @@ int ntf_egress(struct __sk_buff *skb)
 	if (h) // judged points into it until here
 		h->busy = 0;
 	return v.allowed ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+}
+
+// The kernel's cgroup and kernfs structures, as far as the tracepoints read
+// them (CO-RE). The parent is taken through the cgroup's own css, whose path
+// is the same from 6.1 to 6.18 (kernfs_node's parent was renamed in 6.15).
+struct kernfs_node___ntf {
+	const char *name;
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup_root___ntf {
+	int hierarchy_id;
+} __attribute__((preserve_access_index));
+
+struct cgroup___ntf;
+
+struct cgroup_subsys_state___ntf {
+	struct cgroup___ntf *cgroup;
+	struct cgroup_subsys_state___ntf *parent;
+} __attribute__((preserve_access_index));
+
+struct cgroup___ntf {
+	struct cgroup_subsys_state___ntf self;
+	struct kernfs_node___ntf *kn;
+	struct cgroup_root___ntf *root;
+} __attribute__((preserve_access_index));
+
+// The cgroup v2 hierarchy is the default root, the first hierarchy the
+// kernel sets up: id 0. cgroup v1 hierarchies (hybrid hosts) number their
+// directories in id spaces of their own, which must never reach the map.
+static __always_inline bool cgroup_v2(struct cgroup___ntf *cg)
+{
+	return BPF_CORE_READ(cg, root, hierarchy_id) == 0;
+}
+
+// ntf_cgroup_mkdir decides what a new cgroup is from its parent's entry
+// and its name. It runs under cgroup_mutex before the directory is made
+// visible (kernfs_activate), so the entry exists before any process can be
+// in the cgroup, with or without the daemon running. Directories outside
+// every watched path and its ancestors cost one lookup.
+SEC("raw_tracepoint/cgroup_mkdir")
+int ntf_cgroup_mkdir(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct cgroup___ntf *cg = (void *)ctx->args[0];
+	if (!cgroup_v2(cg))
+		return 0;
+	__u64 parent = BPF_CORE_READ(cg, self.parent, cgroup, kn, id);
+	struct ntf_cg *pc = bpf_map_lookup_elem(&ntf_cgroups, &parent);
+	if (!pc)
+		return 0;
+	struct ntf_cg c = {.bits = READ_ONCE(pc->bits)};
+	__u32 node = READ_ONCE(pc->node);
+	if (node) {
+		struct ntf_cg_step k = {.node = node}; // zeroed: the name is NUL-padded
+		const char *name = BPF_CORE_READ(cg, kn, name);
+		if (bpf_probe_read_kernel_str(k.name, sizeof(k.name), name) > 0) {
+			struct ntf_cg *n = bpf_map_lookup_elem(&ntf_cg_watch, &k);
+			if (n) {
+				c.bits |= n->bits;
+				c.node = n->node;
+			}
+		}
+	}
+	if (!c.bits && !c.node)
+		return 0;
+	__u64 id = BPF_CORE_READ(cg, kn, id);
+	if (bpf_map_update_elem(&ntf_cgroups, &id, &c, BPF_ANY))
+		count(NTF_CNT_CGROUPS_FULL); // its sockets match no cgroup principal
+	return 0;
+}
+
+// ntf_cgroup_release forgets a cgroup once its last reference is gone: a
+// socket holds one, so a removed cgroup's remaining sockets keep their
+// identity until they close.
+SEC("raw_tracepoint/cgroup_release")
+int ntf_cgroup_release(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct cgroup___ntf *cg = (void *)ctx->args[0];
+	if (!cgroup_v2(cg))
+		return 0;
+	__u64 id = BPF_CORE_READ(cg, kn, id);
+	bpf_map_delete_elem(&ntf_cgroups, &id);
+	return 0;
 }

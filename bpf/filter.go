@@ -78,6 +78,8 @@ type Filter struct {
 	mu       sync.Mutex
 	rules    map[uint32][]Rule // by generation: the live one and the one before
 	counters *counterNames
+
+	cg *cgroupTracker // cgroup principals: the tracepoints and their maps
 }
 
 // Generation is the generation of the live policy (0: none yet).
@@ -101,13 +103,25 @@ func (f *Filter) Attachments() []Attachment {
 // once, then the program is attached where it is missing and detached where
 // the policy no longer filters. It returns the new generation.
 func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, error) {
+	paths := p.CgroupPaths()
+	if err := f.prepareCgroups(paths); err != nil {
+		return f.gen, err
+	}
 	f.mu.Lock()
+	f.enc.cgroupBits = f.cg.masks()
+	if f.cg.links == nil {
+		// Not tracked: no cgroup can be known to be at or below them.
+		f.enc.cgroupBits = nil
+	}
 	c := f.enc.encode(p, ifaces, f.gen+1, log)
 	f.mu.Unlock()
 	if err := f.swap(c); err != nil {
 		return f.gen, err
 	}
 	var errs []error
+	if err := f.cg.release(paths); err != nil {
+		errs = append(errs, err)
+	}
 	for _, ifc := range ifaces {
 		if _, ok := c.Ifaces[uint32(ifc.Index)]; ok {
 			if err := f.attach(ifc); err != nil {
@@ -137,6 +151,28 @@ func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, e
 	return f.gen, errors.Join(errs...)
 }
 
+// prepareCgroups makes the kernel track the cgroups at or below paths
+// before a policy naming them goes live. Without the tracepoints (a
+// kernel or capability set that refuses them) the paths match nothing,
+// and CgroupProblem says why.
+func (f *Filter) prepareCgroups(paths []string) error {
+	if len(paths) > 0 && f.cg.links == nil {
+		if err := f.cg.attach(f.objs.NtfCgroupMkdir, f.objs.NtfCgroupRelease, f.opts.PinDir); err != nil {
+			f.cg.problem = err.Error()
+			return nil
+		}
+	}
+	if f.cg.links == nil {
+		return nil
+	}
+	return f.cg.prepare(paths)
+}
+
+// CgroupProblem says why cgroup principals of the live policy may match
+// less than they should (no cgroup2 mount, tracepoints refused, too many
+// cgroups to track); "" when they match as configured.
+func (f *Filter) CgroupProblem() string { return f.cg.problem }
+
 // Close releases this process's hold on the filter. What is pinned stays
 // enforced; use Detach to remove it.
 func (f *Filter) Close() error {
@@ -150,6 +186,9 @@ func (f *Filter) Close() error {
 	}
 	for _, s := range f.inner {
 		s.close()
+	}
+	if f.cg != nil {
+		f.cg.closeLinks()
 	}
 	return f.objs.Close()
 }

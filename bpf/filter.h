@@ -32,6 +32,9 @@ enum ntf_counter {
 	NTF_CNT_UNFILTERED,
 	NTF_CNT_NO_POLICY,
 	NTF_CNT_EVENTS_LOST,
+	/* A new cgroup below a watched path found ntf_cgroups full: its
+	 * sockets match no cgroup principal (fail closed). */
+	NTF_CNT_CGROUPS_FULL,
 	NTF_CNT_MAX,
 };
 
@@ -85,6 +88,37 @@ struct ntf_range {
 	__u32 owners; /* owner set whose uids may pass; NARROWED: class table */
 	__u32 flags;  /* NTF_RANGE_* */
 	__u32 counter; /* index into ntf_endpoint_counters; 0: the interface default */
+	/* Cgroup principals whose sockets may pass (bits of ntf_cg.bits);
+	 * 0: the socket's cgroup is never asked for. */
+	__u64 cgroups;
+};
+
+/*
+ * Cgroup principals (unit:, cgroup:). Each distinct cgroup path of the
+ * policy has a bit. ntf_cgroups records, for every live cgroup v2 directory
+ * at or below a watched path (and those on the way to one), the bits of the
+ * watched paths it is at or below. The cgroup_mkdir tracepoint fills it in
+ * for a new directory before the directory can be entered (kernfs_activate
+ * runs after the tracepoint), so a restarted unit's first socket is already
+ * known; cgroup_release removes it. Watched paths are a trie of steps
+ * (node, directory name) anchored at the cgroup2 root, NTF_CG_ROOT.
+ */
+#define NTF_CG_NAME 256 /* NAME_MAX + NUL */
+#define NTF_CG_ROOT 1
+#define NTF_MAX_CGROUPS 16384
+#define NTF_MAX_CG_NODES 4096
+#define NTF_CG_PRINCIPALS 64
+
+struct ntf_cg_step {
+	__u32 node;
+	char name[NTF_CG_NAME]; /* NUL-padded */
+};
+
+/* Value of a step, and of a tracked cgroup. */
+struct ntf_cg {
+	__u64 bits; /* step: paths ending here; cgroup: paths it is at or below */
+	__u32 node; /* the watch node of this path, whose steps go below it; 0: none */
+	__u32 pad;
 };
 
 struct ntf_owner_key {
@@ -121,6 +155,7 @@ struct ntf_verdict_entry {
 	__u8 uid_allowed;
 	__u8 narrowed; /* the verdict holds only for packets of transport tp */
 	__u32 tp;      /* proto << 24 | fragment << 16 | destination port */
+	__u64 cgroups; /* the range's; asked of the socket's cgroup, never cached */
 };
 
 struct ntf_event {

@@ -40,15 +40,29 @@ type filterHops struct {
 	_         [6]byte
 }
 
+type filterNtfCg struct {
+	_    structs.HostLayout
+	Bits uint64
+	Node uint32
+	Pad  uint32
+}
+
+type filterNtfCgStep struct {
+	_    structs.HostLayout
+	Node uint32
+	Name [256]int8
+}
+
 type filterNtfCounter uint32
 
 const (
-	filterNtfCounterNTF_CNT_NOT_IP      filterNtfCounter = 0
-	filterNtfCounterNTF_CNT_MALFORMED   filterNtfCounter = 1
-	filterNtfCounterNTF_CNT_UNFILTERED  filterNtfCounter = 2
-	filterNtfCounterNTF_CNT_NO_POLICY   filterNtfCounter = 3
-	filterNtfCounterNTF_CNT_EVENTS_LOST filterNtfCounter = 4
-	filterNtfCounterNTF_CNT_MAX         filterNtfCounter = 5
+	filterNtfCounterNTF_CNT_NOT_IP       filterNtfCounter = 0
+	filterNtfCounterNTF_CNT_MALFORMED    filterNtfCounter = 1
+	filterNtfCounterNTF_CNT_UNFILTERED   filterNtfCounter = 2
+	filterNtfCounterNTF_CNT_NO_POLICY    filterNtfCounter = 3
+	filterNtfCounterNTF_CNT_EVENTS_LOST  filterNtfCounter = 4
+	filterNtfCounterNTF_CNT_CGROUPS_FULL filterNtfCounter = 5
+	filterNtfCounterNTF_CNT_MAX          filterNtfCounter = 6
 )
 
 type filterNtfEvent struct {
@@ -108,6 +122,7 @@ type filterNtfRange struct {
 	Owners  uint32
 	Flags   uint32
 	Counter uint32
+	Cgroups uint64
 }
 
 type filterNtfRangeFlags uint32
@@ -141,6 +156,7 @@ type filterNtfVerdictEntry struct {
 	UidAllowed uint8
 	Narrowed   uint8
 	Tp         uint32
+	Cgroups    uint64
 }
 
 type filterSkAddr struct {
@@ -154,6 +170,8 @@ type filterSkAddr struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	filterMapNtfActive           = "ntf_active"
+	filterMapNtfCgWatch          = "ntf_cg_watch"
+	filterMapNtfCgroups          = "ntf_cgroups"
 	filterMapNtfClsact           = "ntf_clsact"
 	filterMapNtfCounters         = "ntf_counters"
 	filterMapNtfEndpointCounters = "ntf_endpoint_counters"
@@ -167,8 +185,12 @@ const (
 	filterMapNtfRouteScratch     = "ntf_route_scratch"
 	filterMapNtfSkAddr           = "ntf_sk_addr"
 	filterMapNtfVerdictCache     = "ntf_verdict_cache"
+	filterProgNtfCgroupMkdir     = "ntf_cgroup_mkdir"
+	filterProgNtfCgroupRelease   = "ntf_cgroup_release"
 	filterProgNtfEgress          = "ntf_egress"
 	filterVarNtfNocache          = "ntf_nocache"
+	filterVarUnusedCg            = "unused_cg"
+	filterVarUnusedCgStep        = "unused_cg_step"
 	filterVarUnusedCounter       = "unused_counter"
 	filterVarUnusedEvent         = "unused_event"
 	filterVarUnusedIface         = "unused_iface"
@@ -222,7 +244,9 @@ type filterSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterProgramSpecs struct {
-	NtfEgress *ebpf.ProgramSpec `ebpf:"ntf_egress"`
+	NtfCgroupMkdir   *ebpf.ProgramSpec `ebpf:"ntf_cgroup_mkdir"`
+	NtfCgroupRelease *ebpf.ProgramSpec `ebpf:"ntf_cgroup_release"`
+	NtfEgress        *ebpf.ProgramSpec `ebpf:"ntf_egress"`
 }
 
 // filterMapSpecs contains maps before they are loaded into the kernel.
@@ -230,6 +254,8 @@ type filterProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterMapSpecs struct {
 	NtfActive           *ebpf.MapSpec `ebpf:"ntf_active"`
+	NtfCgWatch          *ebpf.MapSpec `ebpf:"ntf_cg_watch"`
+	NtfCgroups          *ebpf.MapSpec `ebpf:"ntf_cgroups"`
 	NtfClsact           *ebpf.MapSpec `ebpf:"ntf_clsact"`
 	NtfCounters         *ebpf.MapSpec `ebpf:"ntf_counters"`
 	NtfEndpointCounters *ebpf.MapSpec `ebpf:"ntf_endpoint_counters"`
@@ -250,6 +276,8 @@ type filterMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterVariableSpecs struct {
 	NtfNocache         *ebpf.VariableSpec `ebpf:"ntf_nocache"`
+	UnusedCg           *ebpf.VariableSpec `ebpf:"unused_cg"`
+	UnusedCgStep       *ebpf.VariableSpec `ebpf:"unused_cg_step"`
 	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedIface        *ebpf.VariableSpec `ebpf:"unused_iface"`
@@ -282,6 +310,8 @@ func (o *filterObjects) Close() error {
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterMaps struct {
 	NtfActive           *ebpf.Map `ebpf:"ntf_active"`
+	NtfCgWatch          *ebpf.Map `ebpf:"ntf_cg_watch"`
+	NtfCgroups          *ebpf.Map `ebpf:"ntf_cgroups"`
 	NtfClsact           *ebpf.Map `ebpf:"ntf_clsact"`
 	NtfCounters         *ebpf.Map `ebpf:"ntf_counters"`
 	NtfEndpointCounters *ebpf.Map `ebpf:"ntf_endpoint_counters"`
@@ -300,6 +330,8 @@ type filterMaps struct {
 func (m *filterMaps) Close() error {
 	return _FilterClose(
 		m.NtfActive,
+		m.NtfCgWatch,
+		m.NtfCgroups,
 		m.NtfClsact,
 		m.NtfCounters,
 		m.NtfEndpointCounters,
@@ -321,6 +353,8 @@ func (m *filterMaps) Close() error {
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterVariables struct {
 	NtfNocache         *ebpf.Variable `ebpf:"ntf_nocache"`
+	UnusedCg           *ebpf.Variable `ebpf:"unused_cg"`
+	UnusedCgStep       *ebpf.Variable `ebpf:"unused_cg_step"`
 	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 	UnusedIface        *ebpf.Variable `ebpf:"unused_iface"`
@@ -336,11 +370,15 @@ type filterVariables struct {
 //
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterPrograms struct {
-	NtfEgress *ebpf.Program `ebpf:"ntf_egress"`
+	NtfCgroupMkdir   *ebpf.Program `ebpf:"ntf_cgroup_mkdir"`
+	NtfCgroupRelease *ebpf.Program `ebpf:"ntf_cgroup_release"`
+	NtfEgress        *ebpf.Program `ebpf:"ntf_egress"`
 }
 
 func (p *filterPrograms) Close() error {
 	return _FilterClose(
+		p.NtfCgroupMkdir,
+		p.NtfCgroupRelease,
 		p.NtfEgress,
 	)
 }

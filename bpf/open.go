@@ -55,6 +55,11 @@ func Open(opts Options) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load program: %w", err)
 	}
+	f.cg, err = newCgroupTracker(f.objs.NtfCgroups, f.objs.NtfCgWatch)
+	if err != nil {
+		f.objs.Close()
+		return nil, err
+	}
 	f.counters = newCounterNames(f.objs.NtfIfaceCounters.MaxEntries() / 2)
 	f.enc = newEncoder(f.counters)
 	if !f.fresh {

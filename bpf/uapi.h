@@ -50,6 +50,16 @@ enum {
 	BPF_F_NO_PREALLOC = (1U << 0),
 };
 
+// Flags of bpf_map_update_elem.
+enum {
+	BPF_ANY = 0,
+};
+
+// The context of a raw tracepoint program: the tracepoint's arguments.
+struct bpf_raw_tracepoint_args {
+	__u64 args[0];
+};
+
 // Socket states as struct bpf_sock reports them.
 enum {
 	BPF_TCP_TIME_WAIT = 6,

@@ -239,6 +239,9 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 		}
 	}
 	p.Units = units.list()
+	if paths := p.CgroupPaths(); len(paths) > MaxCgroupPaths {
+		errs = append(errs, p.tooManyCgroups(paths))
+	}
 	p.Warnings = append(p.rootWarnings(), p.familyWarnings()...)
 	return errs
 }

@@ -4,8 +4,11 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
 
 // UnitResolver finds the cgroup of a systemd unit. A Resolver that also
@@ -85,4 +88,34 @@ func (p *Policy) AbsentUnits() []Unit {
 		}
 	}
 	return out
+}
+
+// MaxCgroupPaths is how many distinct cgroup paths (cgroup: and resolved
+// unit: principals together) a policy may name: the kernel program keeps
+// one bit per path.
+const MaxCgroupPaths = 64
+
+// CgroupPaths are the distinct cgroup paths the allow lists name, sorted.
+func (p *Policy) CgroupPaths() []string {
+	var out []string
+	for _, e := range p.Endpoints {
+		out = append(out, e.Principals.Cgroups...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// tooManyCgroups is the error of a policy over MaxCgroupPaths, where the
+// first path over it is written.
+func (p *Policy) tooManyCgroups(paths []string) config.Error {
+	over := paths[MaxCgroupPaths]
+	for _, e := range p.Endpoints {
+		for _, pr := range e.source {
+			if (pr.Kind == config.PrincipalCgroup && pr.Name == over) || (pr.Kind == config.PrincipalUnit && slices.Contains(p.Units, Unit{Name: pr.Name, UnitCgroup: UnitCgroup{Path: over, Exists: true}})) ||
+				(pr.Kind == config.PrincipalUnit && slices.Contains(p.Units, Unit{Name: pr.Name, UnitCgroup: UnitCgroup{Path: over}})) {
+				return config.Error{Pos: pr.Pos, Msg: fmt.Sprintf("allow %q: the policy names %d distinct cgroup paths (unit: and cgroup:); at most %d are supported", pr.Text, len(paths), MaxCgroupPaths)}
+			}
+		}
+	}
+	return config.Error{Msg: fmt.Sprintf("the policy names %d distinct cgroup paths (unit: and cgroup:); at most %d are supported", len(paths), MaxCgroupPaths)}
 }

@@ -3,6 +3,8 @@
 package testnet
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"testing"
 
@@ -46,4 +48,46 @@ func Capture(t testing.TB, ns *NS, iface string) <-chan []byte {
 	}
 	closeAtEnd(t, c)
 	return ch
+}
+
+// Cgroup is a cgroup v2 directory a test made (see netlab.Cgroup).
+type Cgroup = netlab.Cgroup
+
+// NewCgroup makes a cgroup v2 directory of the test's own below the
+// cgroup2 mount ("/ntft-1a2b3c4d"), removed with everything below it when
+// the test ends. Its Path is what cgroup: names.
+func NewCgroup(t testing.TB) *Cgroup {
+	t.Helper()
+	top, err := netlab.NewCgroup("ntft-" + randomHex())
+	check(t, err)
+	t.Cleanup(func() {
+		if err := top.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	return top
+}
+
+// SubCgroup makes the directory rel ("a/b") below c.
+func SubCgroup(t testing.TB, c *Cgroup, rel string) *Cgroup {
+	t.Helper()
+	sub, err := netlab.NewCgroup(c.Path + "/" + rel)
+	check(t, err)
+	return sub
+}
+
+// StartAgentInCgroup starts an agent in ns as uid inside cgroup c from its
+// first instruction. It is stopped when the test ends.
+func StartAgentInCgroup(t testing.TB, ns *NS, uid uint32, c *Cgroup) *Agent {
+	t.Helper()
+	a, err := netlab.StartAgentInCgroup(ns.NS, uid, c)
+	check(t, err)
+	closeAtEnd(t, a)
+	return a
+}
+
+func randomHex() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
