@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,10 +39,25 @@ func TestDifferential(t *testing.T) {
 		owner policy.Owner
 	}
 	var senders []sender
+	here := ownCgroup(t)
 	for _, uid := range []uint32{0, 1001, 1002, 1003, 65534} {
-		senders = append(senders, sender{testnet.StartAgent(t, tp.Client, uid), policy.Owner{UID: uid}})
+		senders = append(senders, sender{testnet.StartAgent(t, tp.Client, uid), policy.Owner{UID: uid, Cgroup: here}})
 	}
 	senders = append(senders, sender{testnet.StartAgent(t, tp.Container, 0), policy.Owner{Unowned: true}})
+	// Senders in cgroups of a tree of the test's own; the policies name
+	// its directories, their parent and cousins with cgroup:.
+	top := testnet.NewCgroup(t)
+	cgroupPrincipals := []string{"cgroup:" + top.Path}
+	for _, c := range []struct {
+		rel string
+		uid uint32
+	}{{"a", 1001}, {"a/b", 1001}, {"a/b", 0}, {"c", 1002}, {"c", 0}} {
+		cg := testnet.SubCgroup(t, top, c.rel)
+		senders = append(senders, sender{testnet.StartAgentInCgroup(t, tp.Client, c.uid, cg), policy.Owner{UID: c.uid, Cgroup: cg.Path}})
+	}
+	for _, rel := range []string{"a", "a/b", "c", "d"} {
+		cgroupPrincipals = append(cgroupPrincipals, "cgroup:"+top.Path+"/"+rel)
+	}
 
 	// ICMP echoes from unprivileged ping sockets, as any user sends them.
 	tp.Client.Exec(t, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
@@ -60,7 +76,7 @@ func TestDifferential(t *testing.T) {
 	// forget what an earlier policy said.
 	var hot []netip.Addr
 	for round := range policies {
-		p, prefixes := randomPolicy(t, rng)
+		p, prefixes := randomPolicy(t, rng, cgroupPrincipals...)
 		gen := apply(t, tp.Client, f, p, LogAll)
 		t.Logf("policy %d: %d ranges, generation %d", round, p.RangeCount(), gen)
 		for len(hot) < 16 {
@@ -137,6 +153,9 @@ func TestDifferential(t *testing.T) {
 					got = r.Range
 				}
 				seen[fmt.Sprintf("allowed=%t", want.Allowed)]++
+				if !s.owner.Unowned && want.Allowed != p.DecidePacket("eth0", policy.Owner{UID: s.owner.UID}, k).Allowed {
+					seen["decided by the cgroup"]++
+				}
 				seen[fmt.Sprintf("by-range=%t", want.Range.IsValid())]++
 				seen[fmt.Sprintf("unowned=%t", s.owner.Unowned)]++
 				seen[fmt.Sprintf("ipv6=%t", pb.dst.Unmap().Is6())]++
@@ -163,7 +182,7 @@ func TestDifferential(t *testing.T) {
 		t.Errorf("%d destinations in the verdict caches of the live policy, want at least %d", n, len(hot))
 	}
 	for _, k := range []string{"allowed=true", "allowed=false", "by-range=true", "by-range=false", "unowned=true", "ipv6=true",
-		"udp", "tcp", "icmp", "udp fragment", "narrowed", "narrowed, decided by another"} {
+		"udp", "tcp", "icmp", "udp fragment", "narrowed", "narrowed, decided by another", "decided by the cgroup"} {
 		if seen[k] < 50 {
 			t.Errorf("only %d probes with %s: the random policies do not exercise the kernel", seen[k], k)
 		}
@@ -238,9 +257,11 @@ var (
 	}
 )
 
-func randomPolicy(t *testing.T, rng *rand.Rand) (*policy.Policy, []netip.Prefix) {
+// randomPolicy draws a policy whose allow lists pick among uids, groups,
+// "*", unowned and the extra principals.
+func randomPolicy(t *testing.T, rng *rand.Rand, extra ...string) (*policy.Policy, []netip.Prefix) {
 	t.Helper()
-	who := []string{"uid:0", "uid:1001", "uid:1002", "uid:1003", "uid:65534", "*", "unowned", "group:imds"}
+	who := append([]string{"uid:0", "uid:1001", "uid:1002", "uid:1003", "uid:65534", "*", "unowned", "group:imds"}, extra...)
 	defaults := map[string]config.Action{"eth0": config.Deny}
 	if rng.IntN(2) == 0 {
 		defaults["eth0"] = config.Allow
@@ -407,4 +428,21 @@ func cachedVerdicts(t *testing.T, f *Filter) int {
 		}
 	}
 	return n
+}
+
+// ownCgroup is the cgroup v2 path of this process (and of the agents it
+// starts outside a cgroup of their own), as /proc/self/cgroup says it.
+func ownCgroup(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return p
+		}
+	}
+	t.Fatalf("no cgroup v2 line in /proc/self/cgroup: %q", b)
+	return ""
 }
