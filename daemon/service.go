@@ -19,6 +19,7 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/metrics"
 	"github.com/nettcfilter/net-tc-filter/daemon/nss"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/units"
 	"github.com/nettcfilter/net-tc-filter/daemon/watch"
 )
 
@@ -187,7 +188,7 @@ type reloadResult struct {
 // New makes a service; Run starts it.
 func New(opts Options) *Service {
 	if opts.Resolver == nil {
-		opts.Resolver = nss.Resolver{}
+		opts.Resolver = units.With(nss.Resolver{})
 	}
 	// Every load and resolution waits policy.LookupBudget at most for
 	// NSS, and leaves what it stopped waiting for behind: the daemon

@@ -16,6 +16,7 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/nss"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/units"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -48,7 +49,7 @@ func configFlag(cmd *cobra.Command, p *string, usage string) {
 }
 
 func check(cfgPath string, stdout, stderr io.Writer) int {
-	cfg, p, err := daemon.Load(cfgPath, nss.Resolver{})
+	cfg, p, err := daemon.Load(cfgPath, units.With(nss.Resolver{}))
 	if err != nil {
 		printErrors(stderr, err)
 		// A file that is not read may be where the fix was written.

@@ -23,6 +23,7 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/nss"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/units"
 	ntfdbus "github.com/nettcfilter/net-tc-filter/dbus"
 )
 
@@ -304,7 +305,7 @@ func online(ctx context.Context, c *ntfdbus.Client, iface string) ([]string, jud
 func offline(cfgPath, iface string, stderr io.Writer) ([]string, judge, error) {
 	// A name that does not resolve matches no one (check calls it an
 	// error).
-	_, p, err := daemon.LoadAsEnforced(cfgPath, nss.Resolver{})
+	_, p, err := daemon.LoadAsEnforced(cfgPath, units.With(nss.Resolver{}))
 	if err != nil {
 		printErrors(stderr, err)
 		return nil, nil, exit(exitFailure)

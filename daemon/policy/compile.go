@@ -242,7 +242,7 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 	if paths := p.CgroupPaths(); len(paths) > MaxCgroupPaths {
 		errs = append(errs, p.tooManyCgroups(paths))
 	}
-	p.Warnings = append(p.rootWarnings(), p.familyWarnings()...)
+	p.Warnings = append(append(p.rootWarnings(), p.familyWarnings()...), p.unitWarnings()...)
 	return errs
 }
 

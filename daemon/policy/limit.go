@@ -33,6 +33,16 @@ func (l limited) Group(name string) ([]uint32, error) {
 	return limit(l, func() ([]uint32, error) { return l.r.Group(name) })
 }
 
+// UnitCgroup passes unit: principals through to r, unlimited: systemd
+// answers on its own bus, with a timeout of its own.
+func (l limited) UnitCgroup(name string) (UnitCgroup, error) {
+	u, ok := l.r.(UnitResolver)
+	if !ok {
+		return UnitCgroup{}, ErrNoUnitResolver
+	}
+	return u.UnitCgroup(name)
+}
+
 func limit[T any](l limited, lookup func() (T, error)) (T, error) {
 	select {
 	case l.slots <- struct{}{}:

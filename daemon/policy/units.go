@@ -119,3 +119,13 @@ func (p *Policy) tooManyCgroups(paths []string) config.Error {
 	}
 	return config.Error{Msg: fmt.Sprintf("the policy names %d distinct cgroup paths (unit: and cgroup:); at most %d are supported", len(paths), MaxCgroupPaths)}
 }
+
+// unitWarnings name the units that do not exist now: they match nothing
+// until they appear (installing the agent later just works).
+func (p *Policy) unitWarnings() []string {
+	var warns []string
+	for _, u := range p.AbsentUnits() {
+		warns = append(warns, fmt.Sprintf("unit %s does not exist now: it matches nothing until it appears (in %s)", u.Name, u.Path))
+	}
+	return warns
+}
