@@ -8,7 +8,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
@@ -64,4 +66,59 @@ func TestCgroupRestartWhileDaemonStopped(t *testing.T) {
 	dir := testnet.SubCgroup(t, top, "svc.service")
 	testnet.Expect(t, testnet.StartAgentInCgroup(t, b.tp.Client, alice, dir), prot4, port, allowed)
 	testnet.Expect(t, testnet.StartAgentInCgroup(t, b.tp.Client, alice, other), prot4, port, denied)
+}
+
+// unitsAt resolves every unit to a directory below dir, as systemd would
+// put it in a slice; users do not resolve.
+type unitsAt struct{ dir string }
+
+func (unitsAt) User(name string) (uint32, error) { return 0, policy.ErrUnknown }
+
+func (unitsAt) Group(name string) ([]uint32, error) { return nil, policy.ErrUnknown }
+
+func (u unitsAt) UnitCgroup(name string) (policy.UnitCgroup, error) {
+	return policy.UnitCgroup{Path: u.dir + "/" + name, Exists: true}, nil
+}
+
+// Status lists the units of the live policy with the id their cgroup has
+// now: a restart (the cgroup made again) shows as a new id, a stopped unit
+// as none. In process, with a unit resolver of the test's.
+func TestStatusUnits(t *testing.T) {
+	testnet.RequireRoot(t)
+	top := testnet.NewCgroup(t)
+	svc, _, _ := runInProcess(t, "endpoints:\n  - x:\n      iface: [ntft-none0]\n      range: [192.0.2.7/32]\n      allow: [unit:agent.service]\non_stop: detach\n",
+		unitsAt{top.Path}, time.Hour, nil)
+	waitRunning(t, svc)
+	unitID := func() uint64 {
+		t.Helper()
+		st := svc.Status()
+		if len(st.Units) != 1 || st.Units[0].Name != "agent.service" || st.Units[0].Path != top.Path+"/agent.service" {
+			t.Fatalf("status units %+v, want agent.service in %s", st.Units, top.Path)
+		}
+		return st.Units[0].ID
+	}
+	if id := unitID(); id != 0 {
+		t.Errorf("agent.service not started: cgroup id %d, want 0", id)
+	}
+	var ids []uint64
+	for range 2 {
+		dir := testnet.SubCgroup(t, top, "agent.service")
+		want, err := dir.ID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := unitID(); got != want {
+			t.Errorf("cgroup id %d, want %d", got, want)
+		}
+		ids = append(ids, want)
+		if err := os.Remove(dir.Dir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids[0] == ids[1] {
+		t.Errorf("a re-made cgroup kept its id %d", ids[0])
+	}
+	if st := svc.Status(); st.State != StateRunning || st.Problem() != "" {
+		t.Errorf("state %s, problem %q", st.State, st.Problem())
+	}
 }

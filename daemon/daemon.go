@@ -90,10 +90,66 @@ func warnings(cfg *config.Config, p *policy.Policy, hostWarnings []string) []str
 }
 
 // ParseOwner reads a sender as the CLI and D-Bus take it: a user name
-// ("alice"), "uid:1005" or "unowned". A name NSS could not look up (as
-// opposed to one that does not exist), or did not answer within
-// policy.LookupBudget, is an error that wraps ErrNotReady.
+// ("alice"), "uid:1005" or "unowned", optionally with the cgroup its
+// socket was made in ("alice@unit:x.service", "uid:0@cgroup:/a/b"), or a
+// cgroup alone ("unit:x.service", "cgroup:/a/b": a socket of a uid that
+// no allow list names). A name NSS could not look up (as opposed to one
+// that does not exist), or did not answer within policy.LookupBudget, is
+// an error that wraps ErrNotReady.
 func ParseOwner(s string, r policy.Resolver) (policy.Owner, error) {
+	who, where := s, ""
+	for _, sep := range []string{"unit:", "cgroup:"} {
+		if strings.HasPrefix(s, sep) {
+			who, where = "", s
+		} else if i := strings.LastIndex(s, "@"+sep); i >= 0 {
+			who, where = s[:i], s[i+1:]
+		}
+	}
+	if where == "" {
+		return parseOwner(s, r)
+	}
+	cg, err := ownerCgroup(where, r)
+	if err != nil {
+		return policy.Owner{}, err
+	}
+	if who == "" {
+		return policy.Owner{UID: config.UnknownUID, Cgroup: cg}, nil
+	}
+	o, err := parseOwner(who, r)
+	if err != nil {
+		return policy.Owner{}, err
+	}
+	if o.Unowned {
+		return policy.Owner{}, fmt.Errorf("%q: a packet without a socket has no cgroup", s)
+	}
+	o.Cgroup = cg
+	return o, nil
+}
+
+// ownerCgroup is the cgroup path of "unit:NAME" or "cgroup:PATH".
+func ownerCgroup(s string, r policy.Resolver) (string, error) {
+	if p, ok := strings.CutPrefix(s, "cgroup:"); ok {
+		if err := config.CheckCgroupPath(p); err != nil {
+			return "", err
+		}
+		return p, nil
+	}
+	name := strings.TrimPrefix(s, "unit:")
+	if err := config.CheckUnitName(name); err != nil {
+		return "", err
+	}
+	u, ok := r.(policy.UnitResolver)
+	if !ok {
+		return "", fmt.Errorf("unit %s %w", name, policy.ErrNoUnitResolver)
+	}
+	c, err := u.UnitCgroup(name)
+	if err != nil {
+		return "", fmt.Errorf("unit %s %w", name, err)
+	}
+	return c.Path, nil
+}
+
+func parseOwner(s string, r policy.Resolver) (policy.Owner, error) {
 	if s == "unowned" {
 		return policy.Owner{Unowned: true}, nil
 	}

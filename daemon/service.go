@@ -108,6 +108,21 @@ type Status struct {
 	// not read, interfaces locked down by a deny default, endpoints whose
 	// iface matches no interface, risky settings (Warnings).
 	Warnings []string
+	// Units are the units the live policy names, with their cgroup and
+	// its current id (0: not there now), read when Status is asked.
+	Units []UnitStatus
+	// Cgroups says why the live policy's cgroup principals match less
+	// than configured (no cgroup2 mount, the tracepoints refused, more
+	// cgroups than the kernel tracks): they match no one, fail closed,
+	// and the service is degraded. "" when they match as configured.
+	Cgroups string
+}
+
+// UnitStatus is a unit of the live policy and its cgroup now.
+type UnitStatus struct {
+	Name string
+	Path string // below the cgroup2 mount
+	ID   uint64 // the cgroup's id now (a restart changes it); 0: not there
 }
 
 // Problem says why the service is degraded, every problem a line: the
@@ -120,6 +135,9 @@ func (st Status) Problem() string {
 	}
 	for _, u := range st.Unresolved {
 		lines = append(lines, "user/group name matches no one: "+u)
+	}
+	if st.Cgroups != "" {
+		lines = append(lines, "cgroup principals match no one: "+st.Cgroups)
 	}
 	return strings.Join(lines, "\n")
 }
@@ -239,6 +257,7 @@ func (s *Service) Status() Status {
 	st.Files = slices.Clone(st.Files)
 	st.Unresolved = slices.Clone(st.Unresolved)
 	st.Warnings = slices.Clone(st.Warnings)
+	st.Units = unitsNow(s.policy)
 	return st
 }
 
@@ -604,6 +623,7 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 		return err
 	}
 	_, err = s.filter.Apply(p, all, logMode)
+	s.noteCgroups(s.filter.CgroupProblem())
 	s.hostWarnings = p.HostWarnings(names(all))
 	// Even a partly failed apply swapped the policy in: record what is
 	// live, so status and the next change start from the truth.
@@ -969,7 +989,7 @@ func (s *Service) setError(e lastError) {
 func (s *Service) setState(st State) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st == StateRunning && (s.status.LastError != "" || len(s.status.Unresolved) > 0) {
+	if st == StateRunning && (s.status.LastError != "" || len(s.status.Unresolved) > 0 || s.status.Cgroups != "") {
 		st = StateDegraded
 	}
 	s.status.State = st

@@ -89,6 +89,14 @@ func (c *Client) Check(ctx context.Context, principal, dst, iface string) (Check
 }
 
 // Attachment is one filtered interface.
+// Unit is a unit the live policy names, with its cgroup and that
+// cgroup's id now (0: not there).
+type Unit struct {
+	Name     string `json:"name"`
+	Path     string `json:"cgroup"`
+	CgroupID uint64 `json:"cgroup_id"`
+}
+
 type Attachment struct {
 	Name  string `json:"name"`
 	Index uint32 `json:"ifindex"`
@@ -104,6 +112,7 @@ type Status struct {
 	LastError   string       `json:"last_error"` // why degraded, one problem a line; "" when not
 	ConfigFiles []string     `json:"config_files"`
 	Warnings    []string     `json:"warnings"` // files not read, risky settings
+	Units       []Unit       `json:"units"`    // of unit: principals
 	Interfaces  []Attachment `json:"interfaces"`
 	RuleCount   uint32       `json:"rule_count"`
 	Allowed     uint64       `json:"allowed"`
@@ -135,10 +144,15 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	if last != 0 {
 		st.LastReload = time.UnixMicro(int64(last))
 	}
-	// Optional: daemons before it did not have it.
+	// Optional: daemons before them did not have them.
 	if v, ok := m["Warnings"]; ok {
 		if err := v.Store(&st.Warnings); err != nil {
 			return Status{}, fmt.Errorf("status field Warnings: %w", err)
+		}
+	}
+	if v, ok := m["Units"]; ok {
+		if err := v.Store(&st.Units); err != nil {
+			return Status{}, fmt.Errorf("status field Units: %w", err)
 		}
 	}
 	return st, nil

@@ -380,7 +380,7 @@ func TestCheckAgreesWithDecide(t *testing.T) {
   - imds:
       iface: [eth0]
       range: [169.254.169.254/32, fd00:ec2::254/128]
-      allow: [uid:1001, root]
+      allow: [uid:1001, root, "cgroup:/system.slice/agent.service"]
   - link-local:
       iface: [eth0]
       range: [169.254.0.0/16]
@@ -423,7 +423,9 @@ interfaces:
 		t.Fatal(err)
 	}
 	n := 0
-	for _, who := range []string{"uid:1001", "uid:1002", "root", "uid:0", "uid:65534", "unowned"} {
+	for _, who := range []string{"uid:1001", "uid:1002", "root", "uid:0", "uid:65534", "unowned",
+		"cgroup:/system.slice/agent.service", "uid:1002@cgroup:/system.slice/agent.service/helper", "uid:1002@cgroup:/system.slice",
+		"cgroup:/system.slice/agent.services", "uid:1001@cgroup:/user.slice"} {
 		owner, err := daemon.ParseOwner(who, nss.Resolver{})
 		if err != nil {
 			t.Fatal(err)

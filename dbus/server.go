@@ -25,6 +25,7 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/nss"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
+	"github.com/nettcfilter/net-tc-filter/daemon/units"
 )
 
 // Names on the bus.
@@ -78,7 +79,7 @@ func Serve(ctx context.Context, opts ServerOptions) {
 		opts.Retry = 2 * time.Second
 	}
 	if opts.Resolver == nil {
-		opts.Resolver = nss.Resolver{}
+		opts.Resolver = units.With(nss.Resolver{})
 	}
 	// Check waits policy.LookupBudget at most for a hung NSS, and leaves
 	// the lookup behind: this many at most.
@@ -216,6 +217,12 @@ type iface struct {
 	Mode  string
 }
 
+// unit is a Units entry, (sst).
+type unit struct {
+	Name, Path string
+	ID         uint64
+}
+
 // values are the properties as the daemon's status has them now.
 func (o *object) values() map[string]any {
 	st := o.opts.Manager.Status()
@@ -235,6 +242,10 @@ func (o *object) values() map[string]any {
 	if warnings == nil {
 		warnings = []string{}
 	}
+	units := make([]unit, len(st.Units))
+	for i, u := range st.Units {
+		units[i] = unit{u.Name, u.Path, u.ID}
+	}
 	c, _ := o.opts.Manager.Counters() // zero until the filter is loaded
 	return map[string]any{
 		"Version":     o.opts.Version,
@@ -244,6 +255,7 @@ func (o *object) values() map[string]any {
 		"LastError":   st.Problem(),
 		"ConfigFiles": files,
 		"Warnings":    warnings,
+		"Units":       units,
 		"Interfaces":  ifaces,
 		"RuleCount":   uint32(st.Ranges),
 		"Allowed":     c.Allowed,

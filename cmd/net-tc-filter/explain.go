@@ -37,9 +37,11 @@ const explainLong = `Say which range decides a sender's packets to a destination
 running daemon's live policy (D-Bus Check), else by the configuration files.
 
 --user is a user name, uid:N, group:NAME (each member, as /etc/group and NSS
-list them, is judged) or unowned (packets without a socket). --dst is an IPv4
-or IPv6 address or a host name: every address it resolves to is judged.
-Without --iface, every interface the policy filters on this host is.
+list them, is judged) or unowned (packets without a socket). --unit NAME puts
+the sender in a systemd unit's cgroup (unit: principals); with --unit alone,
+only the unit can allow it. --dst is an IPv4 or IPv6 address or a host name:
+every address it resolves to is judged. Without --iface, every interface the
+policy filters on this host is.
 --proto and --port narrow the question to one protocol (tcp, udp, udplite,
 sctp, icmp, icmpv6 or a number) and destination port, as endpoints narrowed
 by proto: and ports: need: without them the packet's transport is unknown
@@ -59,21 +61,21 @@ Exit status:
   4  some pass and some are dropped (several addresses, interfaces or members)`
 
 type explainOptions struct {
-	config, user, dst, iface, pinDir, proto string
-	port                                    uint16
-	offline                                 bool
+	config, user, unit, dst, iface, pinDir, proto string
+	port                                          uint16
+	offline                                       bool
 }
 
 func newExplainCmd() *cobra.Command {
 	var o explainOptions
 	cmd := &cobra.Command{
-		Use:   "explain --user USER --dst ADDRESS|HOST [--proto PROTO [--port N]] [--iface NAME] [--offline] [--config FILE] [--pin-dir DIR]",
+		Use:   "explain --user USER|--unit NAME --dst ADDRESS|HOST [--proto PROTO [--port N]] [--iface NAME] [--offline] [--config FILE] [--pin-dir DIR]",
 		Short: "say which range decides a user's packets to a destination, and why",
 		Long:  explainLong,
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.user == "" || o.dst == "" {
-				return usageError("--user and --dst are required")
+			if (o.user == "" && o.unit == "") || o.dst == "" {
+				return usageError("--user (or --unit) and --dst are required")
 			}
 			// The files named: the question is about them.
 			o.offline = o.offline || cmd.Flags().Changed("config")
@@ -82,6 +84,7 @@ func newExplainCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.user, "user", "", "sender: a user `NAME`, uid:N, group:NAME (each member) or unowned (no socket)")
+	f.StringVar(&o.unit, "unit", "", "the sender's systemd unit `NAME` (x.service, x.slice...): its socket is in that unit's cgroup")
 	f.StringVar(&o.dst, "dst", "", "destination: an IPv4 or IPv6 `ADDRESS`, or a host name (every address it resolves to)")
 	f.StringVar(&o.iface, "iface", "", "interface `NAME` (default: every filtered interface of this host)")
 	f.StringVar(&o.proto, "proto", "", "the packet's protocol `PROTO`: tcp, udp, udplite, sctp, icmp, icmpv6 or a number")
@@ -135,7 +138,7 @@ func explain(ctx context.Context, o explainOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	senders, err := sendersOf(o.user)
+	senders, err := sendersOf(o.user, o.unit)
 	if err != nil {
 		return err
 	}
@@ -248,13 +251,27 @@ func destinations(ctx context.Context, s string) (_ []netip.Addr, byName bool, _
 	return slices.Compact(as), true, nil
 }
 
-// sendersOf reads --user: one sender, or every member of a group.
-func sendersOf(who string) ([]sender, error) {
+// sendersOf reads --user and --unit: one sender, or every member of a
+// group, in the unit's cgroup when unit is given.
+func sendersOf(who, unit string) ([]sender, error) {
+	in := func(principal string) string {
+		switch {
+		case unit == "":
+			return principal
+		case principal == "":
+			return "unit:" + unit
+		}
+		return principal + "@unit:" + unit
+	}
+	if unit != "" && who == "unowned" {
+		return nil, usageError("--unit: a packet without a socket (unowned) has no cgroup")
+	}
 	group, ok := strings.CutPrefix(who, "group:")
 	if !ok {
+		p := in(who)
 		return []sender{{
-			principal: who,
-			owner:     func() (policy.Owner, error) { return daemon.ParseOwner(who, nss.Resolver{}) },
+			principal: p,
+			owner:     func() (policy.Owner, error) { return daemon.ParseOwner(p, units.With(nss.Resolver{})) },
 		}}, nil
 	}
 	uids, err := nss.Resolver{}.Group(group)
@@ -268,9 +285,10 @@ func sendersOf(who string) ([]sender, error) {
 	}
 	var ss []sender
 	for _, uid := range uids {
+		p := in("uid:" + strconv.FormatUint(uint64(uid), 10))
 		ss = append(ss, sender{
-			principal: "uid:" + strconv.FormatUint(uint64(uid), 10),
-			owner:     func() (policy.Owner, error) { return policy.Owner{UID: uid}, nil },
+			principal: p,
+			owner:     func() (policy.Owner, error) { return daemon.ParseOwner(p, units.With(nss.Resolver{})) },
 		})
 	}
 	return ss, nil

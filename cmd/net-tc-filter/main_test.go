@@ -132,7 +132,7 @@ func TestCLI(t *testing.T) {
 			[]string{"eth0: denied: unowned is not allowed to 169.254.0.0/16 (endpoint wide; allowed: *)"}, nil},
 		{"explain default", []string{"explain", "--config", good, "--user", "unowned", "--dst", "192.0.2.1", "--iface", "eth0"}, 3,
 			[]string{"eth0: denied: no configured range contains 192.0.2.1; default deny on eth0"}, nil},
-		{"explain needs user and dst", []string{"explain", "--config", good, "--dst", "192.0.2.1"}, 2, nil, []string{"--user and --dst are required"}},
+		{"explain needs user and dst", []string{"explain", "--config", good, "--dst", "192.0.2.1"}, 2, nil, []string{"--user (or --unit) and --dst are required"}},
 		{"explain bad address", []string{"explain", "--config", good, "--user", "root", "--dst", "999.1.1.1"}, 2, nil, []string{"--dst: ParseAddr(\"999.1.1.1\")"}},
 		{"explain bad v6 address", []string{"explain", "--config", good, "--user", "root", "--dst", "fd00::1::2"}, 2, nil, []string{"--dst: ParseAddr("}},
 		{"explain unknown user", []string{"explain", "--config", good, "--user", "ntf-no-such-user", "--dst", "192.0.2.1", "--iface", "eth0"}, 1, nil, []string{"unknown user"}},

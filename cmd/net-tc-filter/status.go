@@ -139,6 +139,15 @@ func printStatus(w io.Writer, st ntfdbus.Status) {
 		ifaces = append(ifaces, fmt.Sprintf("%s (ifindex %d, %s)", a.Name, a.Index, a.Mode))
 	}
 	list(w, "interfaces", ifaces)
+	var units []string
+	for _, u := range st.Units {
+		now := "not there now"
+		if u.CgroupID != 0 {
+			now = fmt.Sprintf("cgroup id %d", u.CgroupID)
+		}
+		units = append(units, fmt.Sprintf("%s (%s, %s)", u.Name, u.Path, now))
+	}
+	list(w, "units", units)
 	fmt.Fprintf(w, "  %-12s %s\n", "config", strings.Join(st.ConfigFiles, ", "))
 	list(w, "warnings", st.Warnings)
 }

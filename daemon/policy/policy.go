@@ -35,7 +35,10 @@ func (o Owner) String() string {
 	if o.Unowned {
 		return "unowned"
 	}
-	if o.Cgroup != "" {
+	switch {
+	case o.Cgroup != "" && o.UID == config.UnknownUID:
+		return "cgroup " + o.Cgroup // its uid not asked about: one no allow list names
+	case o.Cgroup != "":
 		return fmt.Sprintf("uid:%d in cgroup %s", o.UID, o.Cgroup)
 	}
 	return fmt.Sprintf("uid:%d", o.UID)
