@@ -144,7 +144,7 @@ func TestParsePrincipal(t *testing.T) {
 		{in: "cgroup:/a/../b", err: `cgroup path "/a/../b" must be clean: write "/b"`},
 		{in: "cgroup:/a/", err: "must be clean"},
 		{in: "cgroup://a", err: "must be clean"},
-		{in: "cgroup:/a\x00b", err: "unprintable"},
+		{in: "cgroup:/a\x00b\x01", err: "unprintable"},
 		{in: "cgroup:/" + strings.Repeat("a", 256), err: "a directory name has at most 255"},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -190,5 +191,29 @@ func TestDecideCgroups(t *testing.T) {
 	v := p.Decide("eth0", Owner{UID: 7, Cgroup: "/system.slice/sshd.service"}, imds)
 	if want := "uid:7 in cgroup /system.slice/sshd.service is not allowed to 169.254.169.254/32 (endpoint imds; allowed: uid:1000 cgroup:/system.slice/agent.service)"; v.Reason != want {
 		t.Errorf("reason %q, want %q", v.Reason, want)
+	}
+}
+
+// The kernel keeps a bit per cgroup path: a 65th is refused where it is
+// written, and 64 are fine.
+func TestCompileTooManyCgroups(t *testing.T) {
+	for _, n := range []int{MaxCgroupPaths, MaxCgroupPaths + 1} {
+		var texts []string
+		for i := range n {
+			texts = append(texts, fmt.Sprintf("cgroup:/c%03d", i))
+		}
+		cfg := &config.Config{Endpoints: []config.Endpoint{{Name: "e", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+			Allow: allow(mainFile, 3, texts...)}}, Files: []string{mainFile}}
+		_, err := Compile(cfg, testUnits())
+		if n == MaxCgroupPaths {
+			if err != nil {
+				t.Errorf("%d paths: %v", n, err)
+			}
+			continue
+		}
+		want := fmt.Sprintf(`net-tc-filter.yml:%d: allow "cgroup:/c064": the policy names 65 distinct cgroup paths (unit: and cgroup:); at most 64 are supported`, 3+64)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%d paths: %v; want %q", n, err, want)
+		}
 	}
 }
