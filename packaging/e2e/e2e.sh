@@ -581,6 +581,77 @@ done
 grep -E '^net_tc_filter_(interface_info|ranges|packets_total|endpoint_packets_total|generation|state\{state="running"|reloads_total)' <<<"$m" | indent
 ok "metrics served on the socket systemd passed (accept() works under the unit's hardening)"
 
+# ---------------------------------------------------------------- 3f3. units
+step "f3. unit: principals: two services of agent, only one allowed, restarted 20 times; a scope; a slice"
+# Each service's first and only act is a connect that gives up at 0.9 s,
+# before the SYN's first retransmission (1 s): it passes only if its very
+# first packet, sent by a process of a cgroup systemd just made, does.
+unit_probe="/usr/bin/timeout 0.9 /bin/bash -c 'exec 3<>/dev/tcp/$DST/$DPORT'"
+for u in e2e-agent e2e-other; do
+  put "/etc/systemd/system/$u.service" <<EOF
+[Unit]
+StartLimitIntervalSec=0
+[Service]
+Type=oneshot
+User=agent
+ExecStart=$unit_probe
+EOF
+done
+inside systemctl daemon-reload
+saved_dropin=$(inside cat "$DROPIN")
+put "$DROPIN" <<EOF
+# e2e: only the unit e2e-agent.service may reach $DST on eth1, whatever its user.
+endpoints:
+  - e2e:
+      iface: [eth1]
+      range: [$DST/32]
+      allow: [unit:e2e-agent.service]
+interfaces:
+  eth1: {default: allow}
+EOF
+other_dropped() { ! inside systemctl start e2e-other.service 2>/dev/null; }
+wait_for 30 "e2e-other.service (user agent) to be dropped" other_dropped
+ok "e2e-other.service, run by agent, is dropped: agent's uid alone no longer passes"
+expect_drop agent "a transient unit of agent is not e2e-agent.service"
+restarts=20 failed=0
+for i in $(seq "$restarts"); do
+  inside systemctl restart e2e-agent.service 2>/dev/null || failed=$((failed + 1))
+done
+[ "$failed" = 0 ] || fail "$failed of $restarts restarts of e2e-agent.service had their first SYN dropped (journal: $(inside journalctl -u net-tc-filter NTF_ACTION=deny -o cat --no-pager | tail -n 3))"
+ok "systemctl restart e2e-agent.service $restarts times: every run's first SYN passed (a new cgroup each time)"
+other_logged() {
+  inside journalctl -u net-tc-filter NTF_ACTION=deny NTF_UNIT=e2e-other.service -o cat --no-pager | grep -q .
+}
+wait_for 10 "a deny entry with NTF_UNIT=e2e-other.service" other_logged
+ok "journal: $(inside journalctl -u net-tc-filter NTF_ACTION=deny NTF_UNIT=e2e-other.service -o cat --no-pager | tail -n 1)"
+rc=0; ns systemd-run --quiet --scope --uid=agent -- /bin/sh -c "$unit_probe" 2>/dev/null || rc=$?
+[ "$rc" = 124 ] || fail "a systemd-run --scope of agent: exit $rc, want 124 (dropped)"
+ok "a systemd-run --scope of agent is dropped"
+out=$(inside net-tc-filter status) || fail "status failed: $out"
+grep -q 'e2e-agent.service (/system.slice/e2e-agent.service' <<<"$out" || fail "status does not list the unit: $out"
+ok "status: $(grep -F e2e-agent.service <<<"$out" | sed 's/^ *//')"
+rc=0; out=$(inside net-tc-filter explain --user agent --unit e2e-agent.service --dst "$DST" 2>&1) || rc=$?
+[ "$rc" = 0 ] || fail "explain --user agent --unit e2e-agent.service: exit $rc, want 0: $out"
+ok "explain --user agent --unit e2e-agent.service: $out"
+# A slice: every unit in it, whatever it is called.
+put "$DROPIN" <<EOF
+endpoints:
+  - e2e:
+      iface: [eth1]
+      range: [$DST/32]
+      allow: [unit:e2e.slice]
+interfaces:
+  eth1: {default: allow}
+EOF
+in_slice() { inside systemd-run --quiet --wait --collect --slice=e2e -p User=agent -- /bin/sh -c "$unit_probe"; }
+wait_for 30 "a unit of e2e.slice to pass" in_slice
+other_dropped || fail "e2e-other.service (system.slice) passes with only e2e.slice allowed"
+ok "unit:e2e.slice: a transient unit in it passes, e2e-other.service (system.slice) is dropped"
+printf '%s\n' "$saved_dropin" | put "$DROPIN"
+agent_passes() { [ "$(probe agent)" = pass ]; }
+wait_for 30 "agent to pass again under the earlier drop-in" agent_passes
+ok "the earlier drop-in is back"
+
 # ---------------------------------------------------------------- 3g. upgrade under load
 step "g. upgrade to ${DEB2##*/} while bob and agent probe every 50 ms"
 # A connect every 50 ms; each attempt waits 3.5 s (the SYN and its
