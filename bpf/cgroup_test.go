@@ -4,12 +4,15 @@ package bpf
 
 import (
 	"errors"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
@@ -201,4 +204,95 @@ func TestCgroup2Mount(t *testing.T) {
 			t.Errorf("%s: %q, %v; want %q", tt.name, got, err, tt.want)
 		}
 	}
+}
+
+// The cgroup tracking outlives the process (kill -9: Close without
+// Detach): the pinned tracepoint keeps recording new cgroups, a new Open
+// takes the bits and nodes back from the pinned maps, a changed policy
+// keeps the bit of a path it still names and gives a new path a free one,
+// and what no policy names any more is forgotten, bits and watch steps.
+func TestCgroupAdoptAndRelease(t *testing.T) {
+	tp := testnet.NewTopology(t, testnet.Options{})
+	tp.ServeTCP(t, port)
+	tp.ServeUDPEcho(t, port)
+	top := testnet.NewCgroup(t)
+	a, b, c := testnet.SubCgroup(t, top, "a"), testnet.SubCgroup(t, top, "b"), testnet.SubCgroup(t, top, "c")
+	inA := testnet.StartAgentInCgroup(t, tp.Client, 1001, a)
+	inC := testnet.StartAgentInCgroup(t, tp.Client, 1001, c)
+	allow := map[string]config.Action{"eth0": config.Allow}
+	policyOf := func(paths ...string) ep {
+		var allow []string
+		for _, p := range paths {
+			allow = append(allow, "cgroup:"+p)
+		}
+		return ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, allow}
+	}
+
+	dir := testPinDir()
+	var f *Filter
+	tp.Client.MustDo(t, func() (err error) {
+		f, err = Open(Options{PinDir: dir})
+		return err
+	})
+	apply(t, tp.Client, f, compile(t, allow, policyOf(a.Path, b.Path)), LogNone)
+	before := maps.Clone(f.cg.bits)
+	f.Close() // the process is gone; the pins stay
+
+	// Nobody in user space: a cgroup made now below b is the kernel's
+	// to record.
+	late := testnet.SubCgroup(t, top, "b/late")
+	testnet.Expect(t, testnet.StartAgentInCgroup(t, tp.Client, 1001, late), imds4, port, true)
+	testnet.Expect(t, inA, imds4, port, true)
+	testnet.Expect(t, inC, imds4, port, false)
+
+	var g *Filter
+	tp.Client.MustDo(t, func() (err error) {
+		g, err = Open(Options{PinDir: dir})
+		return err
+	})
+	t.Cleanup(func() { tp.Client.Do(func() error { return g.Detach() }) })
+	if !maps.Equal(g.cg.bits, before) {
+		t.Fatalf("adopted bits %v, want %v", g.cg.bits, before)
+	}
+	apply(t, tp.Client, g, compile(t, allow, policyOf(b.Path, c.Path)), LogNone)
+	if g.cg.bits[b.Path] != before[b.Path] {
+		t.Errorf("the bit of %s changed from %d to %d: the live policy's ranges name the old one", b.Path, before[b.Path], g.cg.bits[b.Path])
+	}
+	if g.cg.bits[c.Path] == g.cg.bits[b.Path] {
+		t.Errorf("%s and %s share bit %d", b.Path, c.Path, g.cg.bits[b.Path])
+	}
+	if _, ok := g.cg.bits[a.Path]; ok {
+		t.Errorf("%s still has a bit after the policy dropped it", a.Path)
+	}
+	testnet.Expect(t, inA, imds4, port, false)
+	testnet.Expect(t, inC, imds4, port, true)
+	testnet.Expect(t, testnet.StartAgentInCgroup(t, tp.Client, 1001, late), imds4, port, true)
+
+	// No cgroup principal left: nothing watched, no bit on any cgroup.
+	apply(t, tp.Client, g, compile(t, allow, ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"alice"}}), LogNone)
+	var k filterNtfCgStep
+	var v filterNtfCg
+	if n := count(t, g.objs.NtfCgWatch.Iterate(), &k, &v, func() bool { return true }); n != 0 {
+		t.Errorf("%d watch steps left without cgroup principals", n)
+	}
+	var id uint64
+	if n := count(t, g.objs.NtfCgroups.Iterate(), &id, &v, func() bool { return v.Bits != 0 }); n != 0 {
+		t.Errorf("%d tracked cgroups keep bits without cgroup principals", n)
+	}
+	testnet.Expect(t, inA, imds4, port, true) // alice's uid
+}
+
+// count counts the entries of an iteration for which match holds.
+func count(t *testing.T, it *ebpf.MapIterator, k, v any, match func() bool) int {
+	t.Helper()
+	n := 0
+	for it.Next(k, v) {
+		if match() {
+			n++
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
