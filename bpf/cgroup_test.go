@@ -296,3 +296,28 @@ func count(t *testing.T, it *ebpf.MapIterator, k, v any, match func() bool) int 
 	}
 	return n
 }
+
+// Where the kernel cannot know a cgroup (no cgroup2 mount: a cgroup v1
+// host), cgroup principals match no one and the filter says why, while the
+// rest of the policy is enforced.
+func TestCgroupsUnknowable(t *testing.T) {
+	tp := testnet.NewTopology(t, testnet.Options{})
+	tp.ServeTCP(t, port)
+	tp.ServeUDPEcho(t, port)
+	top := testnet.NewCgroup(t)
+	a := testnet.SubCgroup(t, top, "a")
+	f := openFilter(t, tp.Client, ModeAuto)
+	// As on a host without cgroup2 (Cgroup2Mount's error there).
+	_, f.cg.mountErr = cgroup2MountIn(strings.NewReader(""))
+	f.cg.mount = ""
+	apply(t, tp.Client, f, compile(t, map[string]config.Action{"eth0": config.Allow},
+		ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"cgroup:" + a.Path, "bob"}}), LogNone)
+	if p := f.CgroupProblem(); !strings.Contains(p, "no cgroup2 filesystem is mounted") {
+		t.Errorf("cgroup problem %q, want it to say there is no cgroup2 mount", p)
+	}
+	testnet.Expect(t, testnet.StartAgentInCgroup(t, tp.Client, 1001, a), imds4, port, false)
+	testnet.Expect(t, testnet.StartAgent(t, tp.Client, 1002), imds4, port, true) // bob, by uid
+	// A cgroup made below it now is not known either.
+	b := testnet.SubCgroup(t, top, "a/b")
+	testnet.Expect(t, testnet.StartAgentInCgroup(t, tp.Client, 1001, b), imds4, port, false)
+}

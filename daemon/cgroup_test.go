@@ -4,7 +4,9 @@ package daemon
 
 import (
 	"errors"
+	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -120,5 +122,26 @@ func TestStatusUnits(t *testing.T) {
 	}
 	if st := svc.Status(); st.State != StateRunning || st.Problem() != "" {
 		t.Errorf("state %s, problem %q", st.State, st.Problem())
+	}
+}
+
+// When the kernel cannot track cgroups, the service is degraded and says
+// why, as for a name that does not resolve; once it can, it is running.
+func TestCgroupProblemDegrades(t *testing.T) {
+	var logs testnet.SyncBuffer
+	s := New(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s.noteCgroups("no cgroup2 filesystem is mounted (a cgroup v1-only host): unit: and cgroup: principals match nothing")
+	s.setState(StateRunning)
+	st := s.Status()
+	if st.State != StateDegraded || !strings.Contains(st.Problem(), "cgroup principals match no one: no cgroup2 filesystem is mounted") {
+		t.Errorf("state %s, problem %q", st.State, st.Problem())
+	}
+	if !strings.Contains(logs.String(), "degraded: unit: and cgroup: principals match no one") {
+		t.Errorf("not logged: %s", logs.String())
+	}
+	s.noteCgroups("")
+	s.setState(StateRunning)
+	if st := s.Status(); st.State != StateRunning || st.Problem() != "" {
+		t.Errorf("after the problem cleared: state %s, problem %q", st.State, st.Problem())
 	}
 }

@@ -114,6 +114,9 @@ func TestCompileUnits(t *testing.T) {
 	if len(absent) != 1 || absent[0].Name != "later.service" || absent[0].Path != "/system.slice/later.service" {
 		t.Errorf("absent units %+v, want later.service in /system.slice", absent)
 	}
+	if want := "unit later.service does not exist now: it matches nothing until it appears (in /system.slice/later.service)"; !slices.Contains(p.Warnings, want) {
+		t.Errorf("warnings %q lack %q", p.Warnings, want)
+	}
 	owner := Owner{UID: 5, Cgroup: "/system.slice/later.service"}
 	if !p.Decide("eth0", owner, netip.MustParseAddr("10.1.1.1")).Allowed {
 		t.Errorf("%v denied: a unit that appears later must match", owner)
