@@ -129,7 +129,7 @@ func TestCgroupRestartRace(t *testing.T) {
 			twin.Close()
 		})
 		agent := testnet.StartAgentInCgroup(t, tp.Client, 1001, dir)
-		if err := agent.UDP(imds4, port, testnet.AllowTimeout); err != nil {
+		if err := agent.UDP(imds4, port, netlab.Slowed(testnet.AllowTimeout)); err != nil {
 			wronglyDropped++
 			t.Errorf("restart %d: the service's first datagram: %v", i, err)
 		}

@@ -45,7 +45,7 @@ func TestCgroupRestartWhileDaemonStopped(t *testing.T) {
 			twin.Close()
 		})
 		a := testnet.StartAgentInCgroup(t, b.tp.Client, alice, dir)
-		if err := a.UDP(prot4, port, testnet.AllowTimeout); err != nil {
+		if err := a.UDP(prot4, port, netlab.Slowed(testnet.AllowTimeout)); err != nil {
 			dropped++
 			t.Errorf("restart %d: the service's first datagram: %v", i, err)
 		}
