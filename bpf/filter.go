@@ -156,14 +156,15 @@ func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, e
 // kernel or capability set that refuses them) the paths match nothing,
 // and CgroupProblem says why.
 func (f *Filter) prepareCgroups(paths []string) error {
-	if len(paths) > 0 && f.cg.links == nil {
+	if f.cg.links == nil {
+		if len(paths) == 0 {
+			f.cg.problem = "" // nothing to track, nothing amiss
+			return nil
+		}
 		if err := f.cg.attach(f.objs.NtfCgroupMkdir, f.objs.NtfCgroupRelease, f.opts.PinDir); err != nil {
 			f.cg.problem = err.Error()
 			return nil
 		}
-	}
-	if f.cg.links == nil {
-		return nil
 	}
 	return f.cg.prepare(paths)
 }
