@@ -139,9 +139,23 @@ func TestCgroupProblemDegrades(t *testing.T) {
 	if !strings.Contains(logs.String(), "degraded: unit: and cgroup: principals match no one") {
 		t.Errorf("not logged: %s", logs.String())
 	}
+	if line := statusLine(st, ""); !strings.Contains(line, "; degraded: unit: and cgroup: principals match no one: no cgroup2 filesystem is mounted") {
+		t.Errorf("STATUS= %q does not say why", line)
+	}
 	s.noteCgroups("")
 	s.setState(StateRunning)
 	if st := s.Status(); st.State != StateRunning || st.Problem() != "" {
 		t.Errorf("after the problem cleared: state %s, problem %q", st.State, st.Problem())
+	}
+}
+
+// A unit that does not resolve is called a unit in the status, not a
+// user or group name.
+func TestProblemNamesUnits(t *testing.T) {
+	st := Status{Unresolved: []string{`unit:agent.service (/etc/net-tc-filter/conf.d/50-imds.yml:3) cannot be resolved: PID 1 is not systemd (it is "tini"): use cgroup:PATH`, "carol (/etc/net-tc-filter/net-tc-filter.yml:5) does not exist"}}
+	want := "unit matches no one: unit:agent.service (/etc/net-tc-filter/conf.d/50-imds.yml:3) cannot be resolved: PID 1 is not systemd (it is \"tini\"): use cgroup:PATH\n" +
+		"user/group name matches no one: carol (/etc/net-tc-filter/net-tc-filter.yml:5) does not exist"
+	if got := st.Problem(); got != want {
+		t.Errorf("Problem() =\n%s\nwant\n%s", got, want)
 	}
 }

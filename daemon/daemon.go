@@ -190,6 +190,9 @@ func statusLine(st Status, lastError string) string {
 	if u := unresolvedLine(st.Unresolved); u != "" {
 		line += "; degraded: " + u
 	}
+	if st.Cgroups != "" {
+		line += "; degraded: unit: and cgroup: principals match no one: " + st.Cgroups
+	}
 	return line
 }
 

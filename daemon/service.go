@@ -134,7 +134,11 @@ func (st Status) Problem() string {
 		lines = append(lines, st.LastError)
 	}
 	for _, u := range st.Unresolved {
-		lines = append(lines, "user/group name matches no one: "+u)
+		what := "user/group name"
+		if strings.HasPrefix(u, "unit:") {
+			what = "unit"
+		}
+		lines = append(lines, what+" matches no one: "+u)
 	}
 	if st.Cgroups != "" {
 		lines = append(lines, "cgroup principals match no one: "+st.Cgroups)
