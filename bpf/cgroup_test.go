@@ -4,6 +4,7 @@ package bpf
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
@@ -320,4 +321,61 @@ func TestCgroupsUnknowable(t *testing.T) {
 	// A cgroup made below it now is not known either.
 	b := testnet.SubCgroup(t, top, "a/b")
 	testnet.Expect(t, testnet.StartAgentInCgroup(t, tp.Client, 1001, b), imds4, port, false)
+}
+
+// More cgroups below the policy's paths than the kernel tracks: those it
+// could not record match no cgroup principal (fail closed), the filter
+// says so, and the tracepoint counts the new ones it had no room for.
+func TestCgroupsFull(t *testing.T) {
+	tp := testnet.NewTopology(t, testnet.Options{})
+	tp.ServeTCP(t, port)
+	tp.ServeUDPEcho(t, port)
+	top := testnet.NewCgroup(t)
+	var dirs []*testnet.Cgroup
+	for i := range 10 {
+		dirs = append(dirs, testnet.SubCgroup(t, top, fmt.Sprintf("d%d", i)))
+	}
+	const room = 8 // the root, top and 6 of its 10 directories
+	var f *Filter
+	tp.Client.MustDo(t, func() (err error) {
+		f, err = Open(Options{PinDir: testPinDir(), maxCgroups: room})
+		return err
+	})
+	t.Cleanup(func() { tp.Client.Do(func() error { return f.Detach() }) })
+	apply(t, tp.Client, f, compile(t, map[string]config.Action{"eth0": config.Allow},
+		ep{"imds", []string{"eth0"}, []string{"169.254.169.254/32"}, []string{"cgroup:" + top.Path}}), LogNone)
+	if p := f.CgroupProblem(); !strings.Contains(p, "more cgroups at or below the policy's cgroup paths than the kernel program tracks (8)") {
+		t.Errorf("cgroup problem %q", p)
+	}
+	var tracked, untracked *testnet.Cgroup
+	for _, d := range dirs {
+		id, err := d.ID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v filterNtfCg
+		if f.objs.NtfCgroups.Lookup(id, &v) == nil {
+			tracked = d
+		} else {
+			untracked = d
+		}
+	}
+	if tracked == nil || untracked == nil {
+		t.Fatalf("with room for %d, tracked %v, untracked %v", room, tracked, untracked)
+	}
+	testnet.Expect(t, testnet.StartAgentInCgroup(t, tp.Client, 1001, tracked), imds4, port, true)
+	testnet.Expect(t, testnet.StartAgentInCgroup(t, tp.Client, 1001, untracked), imds4, port, false)
+	before, err := f.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := testnet.SubCgroup(t, top, "late")
+	testnet.Expect(t, testnet.StartAgentInCgroup(t, tp.Client, 1001, late), imds4, port, false)
+	after, err := f.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.CgroupsFull != before.CgroupsFull+1 {
+		t.Errorf("cgroups-full counter %d -> %d, want one more", before.CgroupsFull, after.CgroupsFull)
+	}
 }

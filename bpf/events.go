@@ -125,6 +125,10 @@ func (f *Filter) Rule(gen, id uint32) (Rule, bool) {
 // Counters are the program's packet counters, summed over CPUs.
 type Counters struct {
 	Allowed, Denied, NotIP, Malformed, Unfiltered, NoPolicy, EventsLost uint64
+	// CgroupsFull counts new cgroups below a watched path that the
+	// kernel could not record (ntf_cgroups full): they match no cgroup
+	// principal.
+	CgroupsFull uint64
 }
 
 // Counters reads the counters. Allowed and Denied are the sums over the
@@ -143,11 +147,12 @@ func (f *Filter) Counters() (Counters, error) {
 		c.Denied += v.Denied
 	}
 	for idx, dst := range map[filterNtfCounter]*uint64{
-		filterNtfCounterNTF_CNT_NOT_IP:      &c.NotIP,
-		filterNtfCounterNTF_CNT_MALFORMED:   &c.Malformed,
-		filterNtfCounterNTF_CNT_UNFILTERED:  &c.Unfiltered,
-		filterNtfCounterNTF_CNT_NO_POLICY:   &c.NoPolicy,
-		filterNtfCounterNTF_CNT_EVENTS_LOST: &c.EventsLost,
+		filterNtfCounterNTF_CNT_NOT_IP:       &c.NotIP,
+		filterNtfCounterNTF_CNT_MALFORMED:    &c.Malformed,
+		filterNtfCounterNTF_CNT_UNFILTERED:   &c.Unfiltered,
+		filterNtfCounterNTF_CNT_NO_POLICY:    &c.NoPolicy,
+		filterNtfCounterNTF_CNT_EVENTS_LOST:  &c.EventsLost,
+		filterNtfCounterNTF_CNT_CGROUPS_FULL: &c.CgroupsFull,
 	} {
 		var perCPU []uint64
 		if err := f.objs.NtfCounters.Lookup(uint32(idx), &perCPU); err != nil {

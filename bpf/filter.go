@@ -45,6 +45,9 @@ type Options struct {
 	Mode   Mode
 
 	noCache bool // benchmarks: every packet takes the uncached path
+	// maxCgroups, when not 0, is the room in ntf_cgroups: tests fill it
+	// with a few cgroups instead of NTF_MAX_CGROUPS.
+	maxCgroups uint32
 }
 
 // keptGenerations is how many policies' rules stay known, so that queued

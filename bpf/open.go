@@ -35,6 +35,9 @@ func Open(opts Options) (*Filter, error) {
 			return nil, fmt.Errorf("turn the caches off: %w", err)
 		}
 	}
+	if opts.maxCgroups != 0 {
+		spec.Maps[filterMapNtfCgroups].MaxEntries = opts.maxCgroups
+	}
 	f := &Filter{
 		opts:     opts,
 		spec:     spec,
