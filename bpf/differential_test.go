@@ -119,7 +119,7 @@ func TestDifferential(t *testing.T) {
 				t.Fatalf("probe %s %s -> %s: %v", probes[0].name, s.owner, dst, err)
 			}
 			got := nextEvents(t, events, probes[:1])
-			if len(probes) > 1 && got[0].ev.Allowed {
+			if len(probes) > 1 && (got[0].ev.Allowed || got[0].ev.Audit) {
 				// The sender gives up a datagram whose first
 				// fragment the device refused: the rest come
 				// only after an allowed one.
@@ -137,6 +137,7 @@ func TestDifferential(t *testing.T) {
 					got = r.Range
 				}
 				seen[fmt.Sprintf("allowed=%t", want.Allowed)]++
+				seen[fmt.Sprintf("audit=%t", want.Audit)]++
 				seen[fmt.Sprintf("by-range=%t", want.Range.IsValid())]++
 				seen[fmt.Sprintf("unowned=%t", s.owner.Unowned)]++
 				seen[fmt.Sprintf("ipv6=%t", pb.dst.Unmap().Is6())]++
@@ -147,10 +148,10 @@ func TestDifferential(t *testing.T) {
 						seen["narrowed, decided by another"]++
 					}
 				}
-				if ev.Allowed != want.Allowed || got != want.Range || ev.Unowned != s.owner.Unowned {
+				if ev.Allowed != want.Allowed || ev.Audit != want.Audit || got != want.Range || ev.Unowned != s.owner.Unowned {
 					mismatches++
-					t.Errorf("%s %s -> %s port %d: kernel allowed=%t range=%v unowned=%t; Decide allowed=%t range=%v (%s)",
-						pb.name, s.owner, pb.dst, pb.dport, ev.Allowed, got, ev.Unowned, want.Allowed, want.Range, want.Reason)
+					t.Errorf("%s %s -> %s port %d: kernel allowed=%t audit=%t range=%v unowned=%t; Decide allowed=%t audit=%t range=%v (%s)",
+						pb.name, s.owner, pb.dst, pb.dport, ev.Allowed, ev.Audit, got, ev.Unowned, want.Allowed, want.Audit, want.Range, want.Reason)
 					if mismatches > 20 {
 						t.FailNow()
 					}
@@ -162,7 +163,7 @@ func TestDifferential(t *testing.T) {
 	if n := cachedVerdicts(t, f); n < len(hot) {
 		t.Errorf("%d destinations in the verdict caches of the live policy, want at least %d", n, len(hot))
 	}
-	for _, k := range []string{"allowed=true", "allowed=false", "by-range=true", "by-range=false", "unowned=true", "ipv6=true",
+	for _, k := range []string{"allowed=true", "allowed=false", "audit=true", "by-range=true", "by-range=false", "unowned=true", "ipv6=true",
 		"udp", "tcp", "icmp", "udp fragment", "narrowed", "narrowed, decided by another"} {
 		if seen[k] < 50 {
 			t.Errorf("only %d probes with %s: the random policies do not exercise the kernel", seen[k], k)
@@ -287,7 +288,16 @@ func randomPolicy(t *testing.T, rng *rand.Rand) (*policy.Policy, []netip.Prefix)
 			eps = append(eps, twin)
 		}
 	}
-	return compileNarrowed(t, defaults, eps...), prefixes
+	p := compileNarrowed(t, defaults, eps...)
+	// mode: audit on a quarter of the endpoints (twins make mixes of
+	// enforcing and audit winners) and on half of the deny defaults.
+	for i := range p.Endpoints {
+		p.Endpoints[i].Audit = rng.IntN(4) == 0
+	}
+	for i := range p.Interfaces {
+		p.Interfaces[i].Audit = rng.IntN(2) == 0
+	}
+	return p, prefixes
 }
 
 // narrowRandomly gives about 40% of endpoints a proto list, a ports list

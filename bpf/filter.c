@@ -129,6 +129,23 @@ struct {
 	__type(value, __u64);
 } ntf_endpoint_counters SEC(".maps");
 
+// Audited packets (mode: audit: not allowed, passed) per interface and per
+// endpoint, at [counter]. They are counted here instead of in the columns
+// above, so that allowed, denied and audited never overlap.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NTF_MAX_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} ntf_iface_audited SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NTF_MAX_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} ntf_endpoint_audited SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, NTF_RINGBUF_BYTES);
@@ -152,6 +169,7 @@ const struct ntf_owner_key *unused_owner_key __attribute__((unused));
 const enum ntf_counter *unused_counter __attribute__((unused));
 const enum ntf_range_flags *unused_range_flags __attribute__((unused));
 const enum ntf_log *unused_log __attribute__((unused));
+const enum ntf_iface_flags *unused_iface_flags __attribute__((unused));
 const struct ntf_verdict_entry *unused_verdict_entry __attribute__((unused));
 
 #define barrier() asm volatile("" ::: "memory")
@@ -293,6 +311,7 @@ struct verdict {
 	__u32 rule;    // 0: no range matched, the interface default decided
 	__u32 counter; // endpoint counter
 	__u8 allowed;
+	__u8 audit; // the rule is in mode: audit: if not allowed, it passes
 };
 
 // found is what decide() works with: a cache entry's verdict fields, and
@@ -306,6 +325,7 @@ struct found {
 	__u8 unowned;
 	__u8 uid_allowed;
 	__u8 narrowed;
+	__u8 audit;
 };
 
 // lookup_range finds the longest configured prefix containing addr in the
@@ -342,6 +362,7 @@ static __always_inline bool lookup_range(void *ranges, const struct ntf_iface *i
 		out->owners = 0;
 		out->owned = ifc->default_allow;
 		out->unowned = ifc->default_allow;
+		out->audit = !!(ifc->flags & NTF_IFACE_AUDIT);
 		return true;
 	}
 	out->rule = r->rule;
@@ -349,6 +370,7 @@ static __always_inline bool lookup_range(void *ranges, const struct ntf_iface *i
 	out->unowned = !!(r->flags & NTF_RANGE_UNOWNED);
 	out->owned = !!(r->flags & NTF_RANGE_EVERYONE);
 	out->owners = out->owned ? 0 : r->owners;
+	out->audit = !!(r->flags & NTF_RANGE_AUDIT);
 	return true;
 }
 
@@ -813,6 +835,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 				r.owned = e->owned;
 				r.unowned = e->unowned;
 				r.uid_allowed = e->uid_allowed;
+				r.audit = e->audit;
 				barrier();
 				cached = READ_ONCE(e->seq) == seq;
 			}
@@ -839,6 +862,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 			e->owned = r.owned;
 			e->unowned = r.unowned;
 			e->narrowed = r.narrowed;
+			e->audit = r.audit;
 			e->tp = tp;
 			e->uid = NTF_UID_UNOWNED;
 			release(&e->seq, seq);
@@ -849,6 +873,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 	}
 	v.rule = r.rule;
 	v.counter = r.counter;
+	v.audit = r.audit;
 	if (unowned) {
 		v.allowed = r.unowned;
 		return v;
@@ -939,11 +964,16 @@ __attribute__((noinline)) int judge_route(struct __sk_buff *skb, struct hops *h)
 			return 0;
 		}
 		if (!v.allowed) {
-			h->v = v;
+			// An address that audit mode passes is reported unless a
+			// later one is denied for good: only that one drops.
+			if (!h->denied || !v.audit) {
+				h->v = v;
+				__builtin_memcpy(h->judged, a, 16);
+				h->judged_v4 = v4;
+			}
 			h->denied = true;
-			__builtin_memcpy(h->judged, a, 16);
-			h->judged_v4 = v4;
-			return 0;
+			if (!v.audit)
+				return 0;
 		}
 	}
 	return 0;
@@ -970,6 +1000,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct ntf_iface *
 	e->proto = p->proto;
 	e->sport = p->sport;
 	e->dport = p->dport;
+	e->audit = !v.allowed && v.audit;
 	__builtin_memcpy(e->src, p->src, 16);
 	__builtin_memcpy(e->dst, dst, 16);
 	bpf_ringbuf_submit(e, 0);
@@ -1037,7 +1068,9 @@ int ntf_egress(struct __sk_buff *skb)
 	const __u32 *judged = p.dst;
 	bool judged_v4 = p.family == 4;
 	struct hops *h = NULL;
-	if (v.allowed && p.route_n) {
+	// An audited destination is judged on: a route address that is
+	// denied for good still drops the packet (SPEC §1 rule 6).
+	if ((v.allowed || v.audit) && p.route_n) {
 		h = bpf_map_lookup_elem(&ntf_route_scratch, &zero);
 		if (!h || h->busy) {
 			count(NTF_CNT_MALFORMED);
@@ -1049,7 +1082,7 @@ int ntf_egress(struct __sk_buff *skb)
 		bool malformed = h->malformed;
 		no_policy |= h->no_policy;
 		uid = h->uid;
-		if (h->denied) {
+		if (h->denied && (v.allowed || !h->v.audit)) {
 			v = h->v;
 			judged = h->judged;
 			judged_v4 = h->judged_v4;
@@ -1064,8 +1097,16 @@ int ntf_egress(struct __sk_buff *skb)
 		count(NTF_CNT_NO_POLICY);
 		return TC_ACT_SHOT;
 	}
-	count_in(&ntf_iface_counters, ((ifc.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
-	count_in(&ntf_endpoint_counters, ((v.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+	// Audit mode turns a deny into a pass, on the deny path only.
+	bool audited = !v.allowed && v.audit;
+	if (audited) {
+		count_in(&ntf_iface_audited, ifc.counter & (NTF_MAX_COUNTERS - 1));
+		count_in(&ntf_endpoint_audited, v.counter & (NTF_MAX_COUNTERS - 1));
+	} else {
+		count_in(&ntf_iface_counters, ((ifc.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+		count_in(&ntf_endpoint_counters, ((v.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+	}
+	// An audited packet is logged where a denied one would be.
 	if (ifc.log == NTF_LOG_ALL || (ifc.log == NTF_LOG_DENIED && !v.allowed)) {
 		// Events name the owner even where the verdict did not need it.
 		if (!unowned && uid == NTF_UID_UNOWNED)
@@ -1074,5 +1115,5 @@ int ntf_egress(struct __sk_buff *skb)
 	}
 	if (h) // judged points into it until here
 		h->busy = 0;
-	return v.allowed ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+	return v.allowed || audited ? TC_ACT_UNSPEC : TC_ACT_SHOT;
 }

@@ -48,8 +48,14 @@ struct ntf_iface {
 	__u8 default_allow;
 	__u8 l2_len; /* 14 (Ethernet) or 0 (L3 device) */
 	__u8 log;    /* enum ntf_log */
-	__u8 pad;
+	__u8 flags;  /* enum ntf_iface_flags */
 	__u32 counter; /* index into ntf_iface_counters */
+};
+
+enum ntf_iface_flags {
+	/* mode: audit: packets the deny default would drop pass, and are
+	 * counted and reported as audited (SPEC §1 rule 5). */
+	NTF_IFACE_AUDIT = 1,
 };
 
 /* LPM key: prefixlen counts the 32 bits of table, then the address bits. */
@@ -68,6 +74,10 @@ enum ntf_range_flags {
 	NTF_RANGE_NARROWED = 4,
 	/* A class that no endpoint decides: the interface default does. */
 	NTF_RANGE_DEFAULT = 8,
+	/* Every endpoint of the range (or class) is in mode: audit: an owner
+	 * it does not allow passes, counted and reported as audited (SPEC §1
+	 * rule 4). */
+	NTF_RANGE_AUDIT = 16,
 };
 
 /*
@@ -121,6 +131,8 @@ struct ntf_verdict_entry {
 	__u8 uid_allowed;
 	__u8 narrowed; /* the verdict holds only for packets of transport tp */
 	__u32 tp;      /* proto << 24 | fragment << 16 | destination port */
+	__u8 audit;    /* who is not allowed passes as audited */
+	__u8 pad[3];
 };
 
 struct ntf_event {
@@ -138,6 +150,9 @@ struct ntf_event {
 	__u16 dport;
 	__u8 src[16];
 	__u8 dst[16];
+	/* Not allowed, and passed: mode: audit (allowed is 0). */
+	__u8 audit;
+	__u8 pad[7];
 };
 
 #endif

@@ -28,7 +28,8 @@ type filterHops struct {
 		Rule    uint32
 		Counter uint32
 		Allowed uint8
-		_       [3]byte
+		Audit   uint8
+		_       [2]byte
 	}
 	Judged    [4]uint32
 	JudgedV4  uint8
@@ -67,6 +68,8 @@ type filterNtfEvent struct {
 	Dport      uint16
 	Src        [16]uint8
 	Dst        [16]uint8
+	Audit      uint8
+	Pad        [7]uint8
 }
 
 type filterNtfIface struct {
@@ -76,7 +79,7 @@ type filterNtfIface struct {
 	DefaultAllow uint8
 	L2Len        uint8
 	Log          uint8
-	Pad          uint8
+	Flags        uint8
 	Counter      uint32
 }
 
@@ -87,6 +90,12 @@ type filterNtfIfaceEntry struct {
 	Epoch   uint64
 	Ifc     filterNtfIface
 }
+
+type filterNtfIfaceFlags uint32
+
+const (
+	filterNtfIfaceFlagsNTF_IFACE_AUDIT filterNtfIfaceFlags = 1
+)
 
 type filterNtfLog uint32
 
@@ -117,6 +126,7 @@ const (
 	filterNtfRangeFlagsNTF_RANGE_UNOWNED  filterNtfRangeFlags = 2
 	filterNtfRangeFlagsNTF_RANGE_NARROWED filterNtfRangeFlags = 4
 	filterNtfRangeFlagsNTF_RANGE_DEFAULT  filterNtfRangeFlags = 8
+	filterNtfRangeFlagsNTF_RANGE_AUDIT    filterNtfRangeFlags = 16
 )
 
 type filterNtfRangeKey struct {
@@ -141,6 +151,9 @@ type filterNtfVerdictEntry struct {
 	UidAllowed uint8
 	Narrowed   uint8
 	Tp         uint32
+	Audit      uint8
+	Pad        [3]uint8
+	_          [4]byte
 }
 
 type filterSkAddr struct {
@@ -156,9 +169,11 @@ const (
 	filterMapNtfActive           = "ntf_active"
 	filterMapNtfClsact           = "ntf_clsact"
 	filterMapNtfCounters         = "ntf_counters"
+	filterMapNtfEndpointAudited  = "ntf_endpoint_audited"
 	filterMapNtfEndpointCounters = "ntf_endpoint_counters"
 	filterMapNtfEpoch            = "ntf_epoch"
 	filterMapNtfEvents           = "ntf_events"
+	filterMapNtfIfaceAudited     = "ntf_iface_audited"
 	filterMapNtfIfaceCache       = "ntf_iface_cache"
 	filterMapNtfIfaceCounters    = "ntf_iface_counters"
 	filterMapNtfIfaces           = "ntf_ifaces"
@@ -172,6 +187,7 @@ const (
 	filterVarUnusedCounter       = "unused_counter"
 	filterVarUnusedEvent         = "unused_event"
 	filterVarUnusedIface         = "unused_iface"
+	filterVarUnusedIfaceFlags    = "unused_iface_flags"
 	filterVarUnusedLog           = "unused_log"
 	filterVarUnusedOwnerKey      = "unused_owner_key"
 	filterVarUnusedRange         = "unused_range"
@@ -232,9 +248,11 @@ type filterMapSpecs struct {
 	NtfActive           *ebpf.MapSpec `ebpf:"ntf_active"`
 	NtfClsact           *ebpf.MapSpec `ebpf:"ntf_clsact"`
 	NtfCounters         *ebpf.MapSpec `ebpf:"ntf_counters"`
+	NtfEndpointAudited  *ebpf.MapSpec `ebpf:"ntf_endpoint_audited"`
 	NtfEndpointCounters *ebpf.MapSpec `ebpf:"ntf_endpoint_counters"`
 	NtfEpoch            *ebpf.MapSpec `ebpf:"ntf_epoch"`
 	NtfEvents           *ebpf.MapSpec `ebpf:"ntf_events"`
+	NtfIfaceAudited     *ebpf.MapSpec `ebpf:"ntf_iface_audited"`
 	NtfIfaceCache       *ebpf.MapSpec `ebpf:"ntf_iface_cache"`
 	NtfIfaceCounters    *ebpf.MapSpec `ebpf:"ntf_iface_counters"`
 	NtfIfaces           *ebpf.MapSpec `ebpf:"ntf_ifaces"`
@@ -253,6 +271,7 @@ type filterVariableSpecs struct {
 	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedIface        *ebpf.VariableSpec `ebpf:"unused_iface"`
+	UnusedIfaceFlags   *ebpf.VariableSpec `ebpf:"unused_iface_flags"`
 	UnusedLog          *ebpf.VariableSpec `ebpf:"unused_log"`
 	UnusedOwnerKey     *ebpf.VariableSpec `ebpf:"unused_owner_key"`
 	UnusedRange        *ebpf.VariableSpec `ebpf:"unused_range"`
@@ -284,9 +303,11 @@ type filterMaps struct {
 	NtfActive           *ebpf.Map `ebpf:"ntf_active"`
 	NtfClsact           *ebpf.Map `ebpf:"ntf_clsact"`
 	NtfCounters         *ebpf.Map `ebpf:"ntf_counters"`
+	NtfEndpointAudited  *ebpf.Map `ebpf:"ntf_endpoint_audited"`
 	NtfEndpointCounters *ebpf.Map `ebpf:"ntf_endpoint_counters"`
 	NtfEpoch            *ebpf.Map `ebpf:"ntf_epoch"`
 	NtfEvents           *ebpf.Map `ebpf:"ntf_events"`
+	NtfIfaceAudited     *ebpf.Map `ebpf:"ntf_iface_audited"`
 	NtfIfaceCache       *ebpf.Map `ebpf:"ntf_iface_cache"`
 	NtfIfaceCounters    *ebpf.Map `ebpf:"ntf_iface_counters"`
 	NtfIfaces           *ebpf.Map `ebpf:"ntf_ifaces"`
@@ -302,9 +323,11 @@ func (m *filterMaps) Close() error {
 		m.NtfActive,
 		m.NtfClsact,
 		m.NtfCounters,
+		m.NtfEndpointAudited,
 		m.NtfEndpointCounters,
 		m.NtfEpoch,
 		m.NtfEvents,
+		m.NtfIfaceAudited,
 		m.NtfIfaceCache,
 		m.NtfIfaceCounters,
 		m.NtfIfaces,
@@ -324,6 +347,7 @@ type filterVariables struct {
 	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 	UnusedIface        *ebpf.Variable `ebpf:"unused_iface"`
+	UnusedIfaceFlags   *ebpf.Variable `ebpf:"unused_iface_flags"`
 	UnusedLog          *ebpf.Variable `ebpf:"unused_log"`
 	UnusedOwnerKey     *ebpf.Variable `ebpf:"unused_owner_key"`
 	UnusedRange        *ebpf.Variable `ebpf:"unused_range"`

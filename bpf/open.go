@@ -60,7 +60,7 @@ func Open(opts Options) (*Filter, error) {
 	if !f.fresh {
 		err := f.readSlots()
 		if err == nil {
-			err = clearCounters(f.objs.NtfIfaceCounters, f.objs.NtfEndpointCounters)
+			err = clearCounters(f.objs.NtfIfaceCounters, f.objs.NtfEndpointCounters, f.objs.NtfIfaceAudited, f.objs.NtfEndpointAudited)
 		}
 		if err != nil {
 			f.objs.Close()
