@@ -28,10 +28,14 @@ type LoggedDecision struct {
 	Range     netip.Prefix // invalid: the interface default decided
 }
 
-// Action is "allow" or "deny".
+// Action is "allow", "deny" or "audit" (not allowed, passed by mode:
+// audit), as NTF_ACTION says it.
 func (d LoggedDecision) Action() string {
-	if d.Allowed {
+	switch {
+	case d.Allowed:
 		return "allow"
+	case d.Audit:
+		return "audit"
 	}
 	return "deny"
 }
@@ -53,8 +57,13 @@ func (d LoggedDecision) Owner() string {
 // MESSAGE alone, and which service was denied is most of the story.
 func (d LoggedDecision) Message() string {
 	verb := "denied"
-	if d.Allowed {
+	switch {
+	case d.Allowed:
 		verb = "allowed"
+	case d.Audit:
+		// Enforcement would drop it: say so first, in words an
+		// administrator grepping for "denied" will not mistake.
+		verb = "audit: would deny"
 	}
 	who := d.Owner()
 	if d.Unit != "" {
@@ -63,6 +72,9 @@ func (d LoggedDecision) Message() string {
 	why := "default"
 	if len(d.Endpoints) > 0 {
 		why = "endpoint " + strings.Join(d.Endpoints, ", ")
+	}
+	if d.Audit {
+		why += ", mode: audit, passed"
 	}
 	return fmt.Sprintf("%s egress %s %s -> %s/%s on %s (%s)",
 		verb, who, hostPort(d.Src, d.Sport, d.Proto), hostPort(d.Dst, d.Dport, d.Proto),
@@ -105,6 +117,11 @@ func protoName(p uint8) string {
 // DeniedMessageID marks denied decisions in the journal, so that
 // `journalctl MESSAGE_ID=...` finds them whatever the message says.
 const DeniedMessageID = "3f3fbd7373b641db84b2703fd2958c15"
+
+// AuditMessageID marks audited decisions (mode: audit: not allowed, passed),
+// so that `journalctl MESSAGE_ID=...` lists what enforcing the audited
+// rules would drop.
+const AuditMessageID = "dbb8e410b2b34860a05ce3b0a0df4558"
 
 // decisionLog turns the kernel's events into log records: enriched,
 // aggregated and held to log.rate. It runs on its own goroutine so that a
@@ -243,8 +260,11 @@ func (d *decisionLog) userName(uid uint32) string {
 func (d *decisionLog) emit(ev bpf.KernelDecision, count uint64) {
 	dec := d.enrich(ev)
 	level := slog.LevelWarn
-	if dec.Allowed {
+	switch {
+	case dec.Allowed:
 		level = slog.LevelInfo
+	case dec.Audit:
+		level = logging.LevelNotice // PRIORITY 5: it passed
 	}
 	d.s.opts.Decisions.LogAttrs(context.Background(), level, dec.Message(), dec.fields(count)...)
 }
@@ -274,7 +294,10 @@ func (d LoggedDecision) fields(count uint64) []slog.Attr {
 		slog.String("NTF_RANGE", rng),
 		slog.Uint64("NTF_COUNT", count),
 	}
-	if !d.Allowed {
+	switch {
+	case d.Audit:
+		attrs = append([]slog.Attr{slog.String("MESSAGE_ID", AuditMessageID)}, attrs...)
+	case !d.Allowed:
 		attrs = append([]slog.Attr{slog.String("MESSAGE_ID", DeniedMessageID)}, attrs...)
 	}
 	return attrs

@@ -14,7 +14,7 @@ import (
 // purpose: a scanner or a retrying client opens a new port per attempt,
 // and each attempt is the same story for an auditor.
 type aggKey struct {
-	allowed, unowned bool
+	allowed, audit, unowned bool
 	uid              uint32
 	ifindex          int
 	src, dst         netip.Addr
@@ -25,7 +25,7 @@ type aggKey struct {
 
 func keyOf(ev bpf.KernelDecision) aggKey {
 	k := aggKey{
-		allowed: ev.Allowed, unowned: ev.Unowned, ifindex: ev.Ifindex,
+		allowed: ev.Allowed, audit: ev.Audit, unowned: ev.Unowned, ifindex: ev.Ifindex,
 		src: ev.Src, dst: ev.Dst, proto: ev.Proto, dport: ev.Dport,
 		gen: ev.Generation, rule: ev.Rule,
 	}

@@ -142,6 +142,14 @@ func TestJournalHandlerFields(t *testing.T) {
 		priority: journal.PriErr,
 		vars:     map[string]string{"ERR": "new"},
 	}, {
+		name: "notice: syslog priority 5",
+		log: func(l *slog.Logger) {
+			l.Log(context.Background(), LevelNotice, "audit", "NTF_ACTION", "audit")
+		},
+		message:  "audit",
+		priority: journal.PriNotice,
+		vars:     map[string]string{"NTF_ACTION": "audit"},
+	}, {
 		name:     "multi-line message",
 		log:      func(l *slog.Logger) { l.Debug("line one\nline two") },
 		message:  "line one\nline two",
