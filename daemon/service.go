@@ -515,7 +515,7 @@ func (s *Service) Metrics() metrics.Snapshot {
 	verdicts := func(in map[string]bpf.Verdicts) map[string]metrics.Verdicts {
 		out := make(map[string]metrics.Verdicts, len(in))
 		for k, v := range in {
-			out[k] = metrics.Verdicts{Allowed: v.Allowed, Denied: v.Denied}
+			out[k] = metrics.Verdicts{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited}
 		}
 		return out
 	}

@@ -174,7 +174,7 @@ func (o *object) export() error {
 		switch name {
 		case "Version":
 			emit = prop.EmitConst
-		case "Allowed", "Denied":
+		case "Allowed", "Denied", "Audited":
 			emit = prop.EmitInvalidates // they change with every packet
 		}
 		m[name] = &prop.Prop{Value: v, Emit: emit}
@@ -248,6 +248,7 @@ func (o *object) values() map[string]any {
 		"RuleCount":   uint32(st.Ranges),
 		"Allowed":     c.Allowed,
 		"Denied":      c.Denied,
+		"Audited":     c.Audited,
 	}
 }
 
@@ -262,7 +263,7 @@ func (o *object) refreshCounters() error {
 	if err != nil {
 		return nil // not loaded yet, or stopping: nothing new to say
 	}
-	return o.set(map[string]any{"Allowed": c.Allowed, "Denied": c.Denied})
+	return o.set(map[string]any{"Allowed": c.Allowed, "Denied": c.Denied, "Audited": c.Audited})
 }
 
 // set stores the values that changed. prop has no setter for read-only

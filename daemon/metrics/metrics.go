@@ -25,9 +25,10 @@ type SourceFunc func() Snapshot
 // Metrics calls f.
 func (f SourceFunc) Metrics() Snapshot { return f() }
 
-// Verdicts counts the packets a filter let go and dropped.
+// Verdicts counts the packets a filter let go and dropped, and those that
+// mode: audit let go although the policy does not allow their owner.
 type Verdicts struct {
-	Allowed, Denied uint64
+	Allowed, Denied, Audited uint64
 }
 
 // Kernel are the filter program's counters of packets it did not judge
@@ -101,8 +102,8 @@ func NewCollector(src Source, version string) *Collector {
 		return prometheus.NewDesc(ns+name, help, labels, nil)
 	}
 	return &Collector{src: src, version: version, d: descs{
-		packets:            desc("packets_total", "Packets the filter judged on an interface, by verdict.", "interface", "action"),
-		endpointPackets:    desc("endpoint_packets_total", "Packets the filter judged, by the endpoint whose range decided (\"\" for the interface default) and verdict.", "endpoint", "action"),
+		packets:            desc("packets_total", "Packets the filter judged on an interface, by verdict (allow, deny, audit: not allowed, passed by mode: audit).", "interface", "action"),
+		endpointPackets:    desc("endpoint_packets_total", "Packets the filter judged, by the endpoint whose range decided (\"\" for the interface default) and verdict (allow, deny, audit: not allowed, passed by mode: audit).", "endpoint", "action"),
 		kernelPackets:      desc("kernel_packets_total", "Packets the policy did not judge, by reason: not_ip (non-IP frames; passed), malformed (IP packets whose destination cannot be read; dropped), unfiltered (on an interface the policy no longer filters, until detached; passed), no_policy (no policy written yet; dropped).", "reason"),
 		eventsLost:         desc("events_lost_total", "Decisions the kernel could not queue for the decision log (ring buffer full)."),
 		suppressed:         desc("log_suppressed_total", "Decision log entries left out by log.rate."),
@@ -141,6 +142,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for name, v := range by {
 			counter(desc, v.Allowed, name, "allow")
 			counter(desc, v.Denied, name, "deny")
+			counter(desc, v.Audited, name, "audit")
 		}
 	}
 	verdicts(d.packets, s.IfaceTraffic)

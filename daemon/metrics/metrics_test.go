@@ -34,12 +34,13 @@ func snapshot() Snapshot {
 		Kernel:        &Kernel{NotIP: 12, Malformed: 1, Unfiltered: 30, NoPolicy: 2, EventsLost: 4},
 		LogSuppressed: 9,
 		IfaceTraffic: map[string]Verdicts{
-			"eth0": {Allowed: 90, Denied: 6},
+			"eth0": {Allowed: 90, Denied: 6, Audited: 11},
 			"wg0":  {Allowed: 10, Denied: 1},
 		},
 		EndpointTraffic: map[string]Verdicts{
-			"imds": {Allowed: 5, Denied: 7},
-			"":     {Allowed: 95},
+			"imds":    {Allowed: 5, Denied: 7},
+			"":        {Allowed: 95},
+			"rollout": {Allowed: 2, Audited: 11},
 		},
 	}
 }
@@ -48,12 +49,17 @@ const wantFull = `
 # HELP net_tc_filter_build_info The daemon's version; always 1.
 # TYPE net_tc_filter_build_info gauge
 net_tc_filter_build_info{version="1.2.3"} 1
-# HELP net_tc_filter_endpoint_packets_total Packets the filter judged, by the endpoint whose range decided ("" for the interface default) and verdict.
+# HELP net_tc_filter_endpoint_packets_total Packets the filter judged, by the endpoint whose range decided ("" for the interface default) and verdict (allow, deny, audit: not allowed, passed by mode: audit).
 # TYPE net_tc_filter_endpoint_packets_total counter
 net_tc_filter_endpoint_packets_total{action="allow",endpoint=""} 95
 net_tc_filter_endpoint_packets_total{action="allow",endpoint="imds"} 5
+net_tc_filter_endpoint_packets_total{action="allow",endpoint="rollout"} 2
+net_tc_filter_endpoint_packets_total{action="audit",endpoint=""} 0
+net_tc_filter_endpoint_packets_total{action="audit",endpoint="imds"} 0
+net_tc_filter_endpoint_packets_total{action="audit",endpoint="rollout"} 11
 net_tc_filter_endpoint_packets_total{action="deny",endpoint=""} 0
 net_tc_filter_endpoint_packets_total{action="deny",endpoint="imds"} 7
+net_tc_filter_endpoint_packets_total{action="deny",endpoint="rollout"} 0
 # HELP net_tc_filter_events_lost_total Decisions the kernel could not queue for the decision log (ring buffer full).
 # TYPE net_tc_filter_events_lost_total counter
 net_tc_filter_events_lost_total 4
@@ -82,10 +88,12 @@ net_tc_filter_last_reload_timestamp_seconds 1.7950000005e+09
 # HELP net_tc_filter_log_suppressed_total Decision log entries left out by log.rate.
 # TYPE net_tc_filter_log_suppressed_total counter
 net_tc_filter_log_suppressed_total 9
-# HELP net_tc_filter_packets_total Packets the filter judged on an interface, by verdict.
+# HELP net_tc_filter_packets_total Packets the filter judged on an interface, by verdict (allow, deny, audit: not allowed, passed by mode: audit).
 # TYPE net_tc_filter_packets_total counter
 net_tc_filter_packets_total{action="allow",interface="eth0"} 90
 net_tc_filter_packets_total{action="allow",interface="wg0"} 10
+net_tc_filter_packets_total{action="audit",interface="eth0"} 11
+net_tc_filter_packets_total{action="audit",interface="wg0"} 0
 net_tc_filter_packets_total{action="deny",interface="eth0"} 6
 net_tc_filter_packets_total{action="deny",interface="wg0"} 1
 # HELP net_tc_filter_ranges Address ranges of the live policy ((endpoint, range) pairs), by family.
