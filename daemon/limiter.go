@@ -15,12 +15,12 @@ import (
 // and each attempt is the same story for an auditor.
 type aggKey struct {
 	allowed, audit, unowned bool
-	uid              uint32
-	ifindex          int
-	src, dst         netip.Addr
-	proto            uint8
-	dport            uint16
-	gen, rule        uint32
+	uid                     uint32
+	ifindex                 int
+	src, dst                netip.Addr
+	proto                   uint8
+	dport                   uint16
+	gen, rule               uint32
 }
 
 func keyOf(ev bpf.KernelDecision) aggKey {
