@@ -14,13 +14,14 @@ import (
 // purpose: a scanner or a retrying client opens a new port per attempt,
 // and each attempt is the same story for an auditor.
 type aggKey struct {
-	allowed, audit, unowned bool
-	uid                     uint32
-	ifindex                 int
-	src, dst                netip.Addr
-	proto                   uint8
-	dport                   uint16
-	gen, rule               uint32
+	allowed, unowned bool
+	uid              uint32
+	ifindex          int
+	src, dst         netip.Addr
+	proto            uint8
+	dport            uint16
+	gen, rule        uint32
+	audit            bool
 }
 
 func keyOf(ev bpf.KernelDecision) aggKey {
