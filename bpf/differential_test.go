@@ -63,6 +63,24 @@ func TestDifferential(t *testing.T) {
 		p, prefixes := randomPolicy(t, rng)
 		gen := apply(t, tp.Client, f, p, LogAll)
 		t.Logf("policy %d: %d ranges, generation %d", round, p.RangeCount(), gen)
+		// Every other round stages a candidate beside it (SPEC §8):
+		// each event must carry the candidate's verdict exactly where
+		// it differs from the live one.
+		var staged *policy.Policy
+		if round%2 == 1 {
+			var sp []netip.Prefix
+			staged, sp = randomPolicy(t, rng)
+			prefixes = append(prefixes, sp...)
+			tp.Client.MustDo(t, func() error {
+				ifaces, err := Interfaces()
+				if err != nil {
+					return err
+				}
+				return f.Stage(staged, ifaces)
+			})
+		} else if _, err := f.Unstage(); err != nil {
+			t.Fatal(err)
+		}
 		for len(hot) < 16 {
 			hot = append(hot, randomDestination(rng, prefixes))
 		}
@@ -148,6 +166,23 @@ func TestDifferential(t *testing.T) {
 						seen["narrowed, decided by another"]++
 					}
 				}
+				if staged != nil {
+					sw := staged.DecidePacket("eth0", s.owner, k)
+					sa, la := verdictAction(sw), verdictAction(want)
+					var sr netip.Prefix
+					if r, ok := f.StagedRule(ev.StagedRule); ok {
+						sr = r.Range
+					}
+					seen[fmt.Sprintf("staged differs=%t", sa != la)]++
+					if ev.Staged != (sa != la) || (ev.Staged && (ev.StagedAction != sa || sr != sw.Range)) {
+						mismatches++
+						t.Errorf("%s %s -> %s port %d: kernel staged=%t %s range %v; staged Decide %s range %v, live %s (%s)",
+							pb.name, s.owner, pb.dst, pb.dport, ev.Staged, ev.StagedAction, sr, sa, sw.Range, la, sw.Reason)
+					}
+				} else if ev.Staged {
+					mismatches++
+					t.Errorf("%s %s -> %s: staged verdict %s reported with nothing staged", pb.name, s.owner, pb.dst, ev.StagedAction)
+				}
 				if ev.Allowed != want.Allowed || ev.Audit != want.Audit || got != want.Range || ev.Unowned != s.owner.Unowned {
 					mismatches++
 					t.Errorf("%s %s -> %s port %d: kernel allowed=%t audit=%t range=%v unowned=%t; Decide allowed=%t audit=%t range=%v (%s)",
@@ -163,7 +198,7 @@ func TestDifferential(t *testing.T) {
 	if n := cachedVerdicts(t, f); n < len(hot) {
 		t.Errorf("%d destinations in the verdict caches of the live policy, want at least %d", n, len(hot))
 	}
-	for _, k := range []string{"allowed=true", "allowed=false", "audit=true", "by-range=true", "by-range=false", "unowned=true", "ipv6=true",
+	for _, k := range []string{"allowed=true", "allowed=false", "audit=true", "staged differs=true", "staged differs=false", "by-range=true", "by-range=false", "unowned=true", "ipv6=true",
 		"udp", "tcp", "icmp", "udp fragment", "narrowed", "narrowed, decided by another"} {
 		if seen[k] < 50 {
 			t.Errorf("only %d probes with %s: the random policies do not exercise the kernel", seen[k], k)
@@ -417,4 +452,15 @@ func cachedVerdicts(t *testing.T, f *Filter) int {
 		}
 	}
 	return n
+}
+
+// verdictAction is a reference verdict as the kernel reports it.
+func verdictAction(v policy.Verdict) Action {
+	switch {
+	case v.Allowed:
+		return ActionAllow
+	case v.Audit:
+		return ActionAudit
+	}
+	return ActionDeny
 }

@@ -25,11 +25,17 @@ type KernelDecision struct {
 	Allowed    bool
 	// Audit: not allowed, but passed, every winner (or the interface's
 	// deny default) being in mode: audit. Never set with Allowed.
-	Audit    bool
-	Proto    uint8
-	Src, Dst netip.Addr
-	Sport    uint16
-	Dport    uint16
+	Audit bool
+	// Staged: a staged policy decides this packet otherwise; it would
+	// StagedAction it by its rule StagedRule (Filter.StagedRule; 0: its
+	// default).
+	Staged       bool
+	StagedAction Action
+	StagedRule   uint32
+	Proto        uint8
+	Src, Dst     netip.Addr
+	Sport        uint16
+	Dport        uint16
 }
 
 // DecisionReader reads decision events from the kernel's ring buffer.
@@ -86,9 +92,13 @@ func decodeEvent(raw *filterNtfEvent) KernelDecision {
 		Unowned:    raw.Unowned != 0,
 		Allowed:    raw.Allowed != 0,
 		Audit:      raw.Audit != 0,
+		Staged:     raw.Staged != 0,
 		Proto:      raw.Proto,
 		Sport:      raw.Sport,
 		Dport:      raw.Dport,
+	}
+	if e.Staged {
+		e.StagedAction, e.StagedRule = Action(raw.StagedAction), raw.StagedRule
 	}
 	if raw.Family == 4 {
 		e.Src = netip.AddrFrom4([4]byte(raw.Src[:4]))

@@ -78,6 +78,8 @@ type Filter struct {
 	mu       sync.Mutex
 	rules    map[uint32][]Rule // by generation: the live one and the one before
 	counters *counterNames
+
+	stage staging // a staged candidate policy (SPEC §8), beside the live one
 }
 
 // Generation is the generation of the live policy (0: none yet).
@@ -108,6 +110,11 @@ func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, e
 		return f.gen, err
 	}
 	var errs []error
+	// The candidate follows the interfaces as the live policy does: a
+	// live reload keeps the stage.
+	if err := f.restage(ifaces); err != nil {
+		errs = append(errs, err)
+	}
 	for _, ifc := range ifaces {
 		if _, ok := c.Ifaces[uint32(ifc.Index)]; ok {
 			if err := f.attach(ifc); err != nil {
@@ -149,6 +156,9 @@ func (f *Filter) Close() error {
 		l.Close()
 	}
 	for _, s := range f.inner {
+		s.close()
+	}
+	for _, s := range f.stage.inner {
 		s.close()
 	}
 	return f.objs.Close()

@@ -5,7 +5,11 @@
 
 #include "uapi.h"
 
-#define NTF_SLOTS 2
+/* Slots 0 and 1 hold the live policy and the one being written; 2 and 3 a
+ * staged candidate (SPEC §8) and the one being written. */
+#define NTF_SLOTS 4
+#define NTF_STAGED_SLOT_SHIFT 8 /* ntf_active[0]: live slot | staged slot << 8 (0: none) */
+#define NTF_STAGED_DIFFS 16384
 #define NTF_MAX_IFACES 4096
 #define NTF_MAX_EXT_HDRS 8
 /* Addresses of an IPv6 routing header that are judged; a longer route is
@@ -152,7 +156,29 @@ struct ntf_event {
 	__u8 dst[16];
 	/* Not allowed, and passed: mode: audit (allowed is 0). */
 	__u8 audit;
-	__u8 pad[7];
+	/* A staged policy decides this packet otherwise (SPEC §8): it would
+	 * staged_action it, by its rule staged_rule (0: its default). */
+	__u8 staged;
+	__u8 staged_action; /* enum ntf_action */
+	__u8 pad;
+	__u32 staged_rule;
+};
+
+enum ntf_action {
+	NTF_DENY,
+	NTF_ALLOW,
+	NTF_AUDIT, /* not allowed, passed by mode: audit */
+};
+
+/* Packets a staged policy decides otherwise than the live one, per CPU. */
+struct ntf_diff_key {
+	__u32 staged_rule; /* 0: the candidate's interface default */
+	__u32 live_rule;   /* 0: the live interface default */
+	__u32 uid;         /* NTF_UID_UNOWNED: no socket */
+	__u8 live_action;  /* enum ntf_action */
+	__u8 staged_action;
+	__u8 pad[2];
+	__u64 cgroup; /* cgroup v2 id of the socket; 0: none */
 };
 
 #endif

@@ -41,6 +41,14 @@ type filterHops struct {
 	_         [6]byte
 }
 
+type filterNtfAction uint32
+
+const (
+	filterNtfActionNTF_DENY  filterNtfAction = 0
+	filterNtfActionNTF_ALLOW filterNtfAction = 1
+	filterNtfActionNTF_AUDIT filterNtfAction = 2
+)
+
 type filterNtfCounter uint32
 
 const (
@@ -52,24 +60,38 @@ const (
 	filterNtfCounterNTF_CNT_MAX         filterNtfCounter = 5
 )
 
+type filterNtfDiffKey struct {
+	_            structs.HostLayout
+	StagedRule   uint32
+	LiveRule     uint32
+	Uid          uint32
+	LiveAction   uint8
+	StagedAction uint8
+	Pad          [2]uint8
+	Cgroup       uint64
+}
+
 type filterNtfEvent struct {
-	_          structs.HostLayout
-	Ts         uint64
-	Cgroup     uint64
-	Generation uint32
-	Rule       uint32
-	Ifindex    uint32
-	Uid        uint32
-	Allowed    uint8
-	Unowned    uint8
-	Family     uint8
-	Proto      uint8
-	Sport      uint16
-	Dport      uint16
-	Src        [16]uint8
-	Dst        [16]uint8
-	Audit      uint8
-	Pad        [7]uint8
+	_            structs.HostLayout
+	Ts           uint64
+	Cgroup       uint64
+	Generation   uint32
+	Rule         uint32
+	Ifindex      uint32
+	Uid          uint32
+	Allowed      uint8
+	Unowned      uint8
+	Family       uint8
+	Proto        uint8
+	Sport        uint16
+	Dport        uint16
+	Src          [16]uint8
+	Dst          [16]uint8
+	Audit        uint8
+	Staged       uint8
+	StagedAction uint8
+	Pad          uint8
+	StagedRule   uint32
 }
 
 type filterNtfIface struct {
@@ -162,6 +184,23 @@ type filterSkAddr struct {
 	Addr uint64
 }
 
+type filterStage struct {
+	_            structs.HostLayout
+	Slot         uint32
+	Uid          uint32
+	Dst          [4]uint32
+	Tp           uint32
+	LiveRule     uint32
+	StagedRule   uint32
+	V6           uint8
+	Unowned      uint8
+	LiveAction   uint8
+	StagedAction uint8
+	Differs      uint8
+	Emit         uint8
+	_            [2]byte
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -181,10 +220,14 @@ const (
 	filterMapNtfRanges           = "ntf_ranges"
 	filterMapNtfRouteScratch     = "ntf_route_scratch"
 	filterMapNtfSkAddr           = "ntf_sk_addr"
+	filterMapNtfStageScratch     = "ntf_stage_scratch"
+	filterMapNtfStagedDiffs      = "ntf_staged_diffs"
 	filterMapNtfVerdictCache     = "ntf_verdict_cache"
 	filterProgNtfEgress          = "ntf_egress"
 	filterVarNtfNocache          = "ntf_nocache"
+	filterVarUnusedAction        = "unused_action"
 	filterVarUnusedCounter       = "unused_counter"
+	filterVarUnusedDiffKey       = "unused_diff_key"
 	filterVarUnusedEvent         = "unused_event"
 	filterVarUnusedIface         = "unused_iface"
 	filterVarUnusedIfaceFlags    = "unused_iface_flags"
@@ -260,6 +303,8 @@ type filterMapSpecs struct {
 	NtfRanges           *ebpf.MapSpec `ebpf:"ntf_ranges"`
 	NtfRouteScratch     *ebpf.MapSpec `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.MapSpec `ebpf:"ntf_sk_addr"`
+	NtfStageScratch     *ebpf.MapSpec `ebpf:"ntf_stage_scratch"`
+	NtfStagedDiffs      *ebpf.MapSpec `ebpf:"ntf_staged_diffs"`
 	NtfVerdictCache     *ebpf.MapSpec `ebpf:"ntf_verdict_cache"`
 }
 
@@ -268,7 +313,9 @@ type filterMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterVariableSpecs struct {
 	NtfNocache         *ebpf.VariableSpec `ebpf:"ntf_nocache"`
+	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedDiffKey      *ebpf.VariableSpec `ebpf:"unused_diff_key"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedIface        *ebpf.VariableSpec `ebpf:"unused_iface"`
 	UnusedIfaceFlags   *ebpf.VariableSpec `ebpf:"unused_iface_flags"`
@@ -315,6 +362,8 @@ type filterMaps struct {
 	NtfRanges           *ebpf.Map `ebpf:"ntf_ranges"`
 	NtfRouteScratch     *ebpf.Map `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.Map `ebpf:"ntf_sk_addr"`
+	NtfStageScratch     *ebpf.Map `ebpf:"ntf_stage_scratch"`
+	NtfStagedDiffs      *ebpf.Map `ebpf:"ntf_staged_diffs"`
 	NtfVerdictCache     *ebpf.Map `ebpf:"ntf_verdict_cache"`
 }
 
@@ -335,6 +384,8 @@ func (m *filterMaps) Close() error {
 		m.NtfRanges,
 		m.NtfRouteScratch,
 		m.NtfSkAddr,
+		m.NtfStageScratch,
+		m.NtfStagedDiffs,
 		m.NtfVerdictCache,
 	)
 }
@@ -344,7 +395,9 @@ func (m *filterMaps) Close() error {
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterVariables struct {
 	NtfNocache         *ebpf.Variable `ebpf:"ntf_nocache"`
+	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedDiffKey      *ebpf.Variable `ebpf:"unused_diff_key"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 	UnusedIface        *ebpf.Variable `ebpf:"unused_iface"`
 	UnusedIfaceFlags   *ebpf.Variable `ebpf:"unused_iface_flags"`
