@@ -26,6 +26,9 @@ type LoggedDecision struct {
 	Iface     string
 	Endpoints []string
 	Range     netip.Prefix // invalid: the interface default decided
+	// StagedEndpoints are the staged policy's endpoints that decide
+	// otherwise, where Staged ("" : its default).
+	StagedEndpoints string
 }
 
 // Action is "allow", "deny" or "audit" (not allowed, passed by mode:
@@ -76,9 +79,17 @@ func (d LoggedDecision) Message() string {
 	if d.Audit {
 		why += ", mode: audit, passed"
 	}
-	return fmt.Sprintf("%s egress %s %s -> %s/%s on %s (%s)",
+	msg := fmt.Sprintf("%s egress %s %s -> %s/%s on %s (%s)",
 		verb, who, hostPort(d.Src, d.Sport, d.Proto), hostPort(d.Dst, d.Dport, d.Proto),
 		protoName(d.Proto), d.Iface, why)
+	if d.Staged {
+		by := "default"
+		if d.StagedEndpoints != "" {
+			by = "endpoint " + d.StagedEndpoints
+		}
+		msg += fmt.Sprintf("; the staged policy would %s it (%s)", d.StagedAction, by)
+	}
+	return msg
 }
 
 func hostPort(a netip.Addr, port uint16, proto uint8) string {
@@ -181,6 +192,8 @@ func (d *decisionLog) run() {
 			d.s.log.Error("read decision events", "err", err)
 			time.Sleep(100 * time.Millisecond) // never spin on a broken reader
 		default:
+			// Every staged event, logged or not, may be an example.
+			d.s.noteExample(ev)
 			if d.limit.add(ev, now) {
 				d.emit(ev, 1)
 			}
@@ -223,6 +236,9 @@ func (d *decisionLog) enrich(ev bpf.KernelDecision) LoggedDecision {
 		dec.Iface = name
 	} else {
 		dec.Iface = "ifindex " + strconv.Itoa(ev.Ifindex)
+	}
+	if ev.Staged {
+		dec.StagedEndpoints = d.stagedEndpoints(ev)
 	}
 	if r, ok := d.filter.Rule(ev.Generation, ev.Rule); ok {
 		dec.Range, dec.Endpoints = r.Range, r.Endpoints
@@ -293,6 +309,11 @@ func (d LoggedDecision) fields(count uint64) []slog.Attr {
 		slog.String("NTF_ENDPOINT", strings.Join(d.Endpoints, ",")),
 		slog.String("NTF_RANGE", rng),
 		slog.Uint64("NTF_COUNT", count),
+	}
+	if d.Staged {
+		attrs = append(attrs,
+			slog.String("NTF_STAGED_ACTION", d.StagedAction.String()),
+			slog.String("NTF_STAGED_ENDPOINT", d.StagedEndpoints))
 	}
 	switch {
 	case d.Audit:

@@ -133,6 +133,12 @@ type Service struct {
 	reloads chan reloadRequest
 	parsed  config.Cache // files as last parsed: a reload parses what changed
 
+	// Staging (stage.go): requests for the Run goroutine, the stage in
+	// force, and the end of its --for (stopped while none).
+	stages     chan stageRequest
+	staged     stageState
+	stageTimer *time.Timer
+
 	// Owned by the Run goroutine.
 	cfg     *config.Config // the live set's settings, without its endpoints (see policy)
 	logMode bpf.LogMode
@@ -202,11 +208,15 @@ func New(opts Options) *Service {
 	if opts.ResolveInterval <= 0 {
 		opts.ResolveInterval = DefaultResolveInterval
 	}
+	stageTimer := time.NewTimer(time.Hour)
+	stageTimer.Stop()
 	return &Service{
-		opts:    opts,
-		log:     opts.Logger,
-		reloads: make(chan reloadRequest),
-		status:  Status{State: StateStarting},
+		opts:       opts,
+		log:        opts.Logger,
+		reloads:    make(chan reloadRequest),
+		stages:     make(chan stageRequest),
+		stageTimer: stageTimer,
+		status:     Status{State: StateStarting},
 	}
 }
 
@@ -289,6 +299,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.filter = filter
 	s.mu.Unlock()
+	if filter.StagedEndedAtStart() {
+		s.log.Info("stage ended: the daemon restarted (a stage never outlives the daemon that reports on it; stage it again)")
+	}
 	if err := s.applyLoaded(cfg, p, logMode); err != nil {
 		// Whatever did attach stays: fail loudly, but never remove a
 		// filter that may be protecting something.
@@ -378,6 +391,12 @@ func (s *Service) Run(ctx context.Context) error {
 			s.syncInterfaces(nil)
 		case <-watchdog:
 			s.notify.watchdog()
+		case req := <-s.stages:
+			s.handleStage(req)
+		case <-s.stageTimer.C:
+			if _, err := s.unstage("its time ran out"); err != nil && !errors.Is(err, ErrNothingStaged) {
+				s.log.Error("end the stage", "err", err)
+			}
 		}
 	}
 }
@@ -933,6 +952,10 @@ func Filtered(p *policy.Policy, all []bpf.Iface) []bpf.Iface {
 func (s *Service) stop(dlog *decisionLog) error {
 	s.setState(StateStopping)
 	s.notify.stopping()
+	// A stage never outlives the daemon that reports on it.
+	if _, err := s.unstage("the daemon stops"); err != nil && !errors.Is(err, ErrNothingStaged) {
+		s.log.Warn("end the stage", "err", err)
+	}
 	dlog.close()
 	filter := s.letGo()
 	if s.cfg.OnStop == config.OnStopKeep {
