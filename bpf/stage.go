@@ -70,8 +70,12 @@ type DiffKey struct {
 // in the pins and ended it.
 func (f *Filter) StagedEndedAtStart() bool { return f.stage.endedAtStart }
 
-// Staged reports whether a candidate is staged.
-func (f *Filter) Staged() bool { return f.stage.slot != 0 }
+// Staged reports whether a candidate is staged. Safe for concurrent use.
+func (f *Filter) Staged() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stage.slot != 0
+}
 
 // setActive puts the live and the staged slot in force with one write.
 func (f *Filter) setActive(live, staged uint32) error {

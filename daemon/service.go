@@ -540,6 +540,7 @@ func (s *Service) Metrics() metrics.Snapshot {
 	}
 	snap.IfaceTraffic = verdicts(t.Ifaces)
 	snap.EndpointTraffic = verdicts(t.Endpoints)
+	snap.StagedDifferences = s.stagedMetrics(kernel) // s.mu is held
 	return snap
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon/logging"
+	"github.com/nettcfilter/net-tc-filter/daemon/metrics"
 )
 
 // Staging (SPEC §8): a candidate set judged in the kernel beside the live
@@ -207,7 +208,7 @@ func (s *Service) unstage(why string) (StageSummary, error) {
 	if !s.filter.Staged() {
 		return StageSummary{}, ErrNothingStaged
 	}
-	sum := s.StageSummary() // its examples and times, before they go
+	sum := s.stageSummaryOf(s.filter) // its examples and times, before they go
 	diffs, err := s.filter.Unstage()
 	s.stageTimer.Stop()
 	st := &s.staged
@@ -217,7 +218,7 @@ func (s *Service) unstage(why string) (StageSummary, error) {
 	if err != nil {
 		return StageSummary{}, err
 	}
-	sum = s.summarize(sum, diffs)
+	sum = s.summarize(sum, diffs, s.filter)
 	s.log.Info(fmt.Sprintf("stage of %s ended (%s): %d packets newly denied, %d newly allowed, %d newly audited, %d no longer audited",
 		sum.Config, why, sum.NewlyDenied, sum.NewlyAllowed, sum.NewlyAudited, sum.NoLongerAudited))
 	s.emit(Change{Generation: s.filter.Generation()})
@@ -227,6 +228,15 @@ func (s *Service) unstage(why string) (StageSummary, error) {
 // StageSummary is what the stage in force found so far; the zero
 // StageSummary when nothing is staged.
 func (s *Service) StageSummary() StageSummary {
+	s.mu.Lock()
+	f := s.filter
+	s.mu.Unlock()
+	return s.stageSummaryOf(f)
+}
+
+// stageSummaryOf is StageSummary with the filter in hand; s.mu may be
+// held (Metrics holds it).
+func (s *Service) stageSummaryOf(f *bpf.Filter) StageSummary {
 	st := &s.staged
 	st.mu.Lock()
 	if !st.active {
@@ -235,9 +245,6 @@ func (s *Service) StageSummary() StageSummary {
 	}
 	sum := StageSummary{Config: st.config, Files: slices.Clone(st.files), Since: st.since, Until: st.until}
 	st.mu.Unlock()
-	s.mu.Lock()
-	f := s.filter
-	s.mu.Unlock()
 	if f == nil {
 		return sum
 	}
@@ -246,15 +253,12 @@ func (s *Service) StageSummary() StageSummary {
 		s.log.Warn("read the staged policy's differences", "err", err)
 		return sum
 	}
-	return s.summarize(sum, diffs)
+	return s.summarize(sum, diffs, f)
 }
 
 // summarize adds the kernel's counts to a summary, by owner, endpoints and
 // change, largest first.
-func (s *Service) summarize(sum StageSummary, diffs map[bpf.DiffKey]uint64) StageSummary {
-	s.mu.Lock()
-	f := s.filter
-	s.mu.Unlock()
+func (s *Service) summarize(sum StageSummary, diffs map[bpf.DiffKey]uint64, f *bpf.Filter) StageSummary {
 	type key struct {
 		uid                  uint32
 		unowned              bool
@@ -378,4 +382,27 @@ func (d *decisionLog) stagedEndpoints(ev bpf.KernelDecision) string {
 		return strings.Join(r.Endpoints, ",")
 	}
 	return ""
+}
+
+// stagedMetrics are the stage's differences by the candidate's endpoint
+// and direction, for the metrics; nil while nothing is staged. No NSS
+// here: s.mu is held.
+func (s *Service) stagedMetrics(f *bpf.Filter) map[metrics.StagedKey]uint64 {
+	if f == nil || !f.Staged() {
+		return nil
+	}
+	diffs, err := f.StagedDiffs()
+	if err != nil {
+		s.log.Warn("metrics: read the staged policy's differences", "err", err)
+		return nil
+	}
+	out := map[metrics.StagedKey]uint64{}
+	for k, n := range diffs {
+		var endpoint string
+		if r, ok := f.StagedRule(k.StagedRule); ok {
+			endpoint = strings.Join(r.Endpoints, ",")
+		}
+		out[metrics.StagedKey{Endpoint: endpoint, Direction: strings.ReplaceAll(change(k.Live, k.Staged), " ", "_")}] += n
+	}
+	return out
 }

@@ -5,6 +5,8 @@ package dbus
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,4 +189,96 @@ func TestStageChecksCaller(t *testing.T) {
 	if len(stagedNow(t, c)) != 0 {
 		t.Error("staged by another user")
 	}
+}
+
+// The journal of a stage: entries where the candidate differs carry
+// NTF_STAGED_ACTION and NTF_STAGED_ENDPOINT; the metrics count the
+// difference; a daemon killed while staged leaves no stage to the next
+// one, which says so.
+func TestStagedJournalAndRestart(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	tp := testnet.NewTopology(t, testnet.Options{})
+	tp.ServeTCP(t, port)
+	tp.ServeUDPEcho(t, port)
+	bobAgent := testnet.StartAgent(t, tp.Client, bob)
+	main := filepath.Join(t.TempDir(), "net-tc-filter.yml")
+	const metricsAddr = "127.0.0.1:9966"
+	write(t, main, policyYAML("uid:1001, uid:1002")+"metrics: {listen: \""+metricsAddr+"\"}\n")
+	pins := testnet.PinDir(t)
+	j := testnet.ListenJournal(t)
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stderr.Close() })
+	d := testnet.StartDaemon(t, tp.Client, testnet.DaemonOptions{
+		Config: main, PinDir: pins, Wrap: j.Wrap(), Stderr: stderr,
+		Env: []string{bus.Env(), "JOURNAL_STREAM=" + testnet.JournalStream(t, stderr)},
+	})
+	c := conn(t, bus)
+	if v, err := waitState(c, "running", 10*time.Second); v.Value() != "running" {
+		t.Fatalf("State = %v (%v)", v, err)
+	}
+	cand := candidate(t, policyYAML("uid:1001"))
+	if err := obj(c).Call(Interface+".Stage", 0, cand, uint64(0)).Err; err != nil {
+		t.Fatal(err)
+	}
+	sport, err := bobAgent.Send(prot4, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := j.WaitFor(t, 5*time.Second, "bob's newly denied packet", func(e map[string]string) bool {
+		return e["NTF_STAGED_ACTION"] == "deny" && e["NTF_SPORT"] == fmt.Sprint(sport)
+	})
+	if e["NTF_ACTION"] != "allow" || e["NTF_STAGED_ENDPOINT"] != "protected" || e["NTF_UID"] != fmt.Sprint(bob) ||
+		!strings.HasSuffix(e["MESSAGE"], "; the staged policy would deny it (endpoint protected)") {
+		t.Errorf("staged entry: %v", e)
+	}
+	out, err := getMetrics(tp.Client, metricsAddr)
+	if err != nil || !strings.Contains(out, `net_tc_filter_staged_differences_total{direction="newly_denied",endpoint="protected"} `) {
+		t.Errorf("metrics while staged (%v):\n%s", err, grepLines(out, "staged"))
+	}
+
+	// kill -9 while staged; the next daemon ends the pinned stage.
+	d.Kill()
+	d2 := testnet.StartDaemon(t, tp.Client, testnet.DaemonOptions{Config: main, PinDir: pins, Env: []string{bus.Env()}})
+	d2.WaitLog(t, "stage ended: the daemon restarted", 10*time.Second)
+	if v, err := waitState(c, "running", 10*time.Second); v.Value() != "running" {
+		t.Fatalf("State = %v (%v)", v, err)
+	}
+	if len(stagedNow(t, c)) != 0 {
+		t.Error("the restarted daemon reports a stage")
+	}
+	testnet.Expect(t, bobAgent, prot4, port, allowed)
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// getMetrics fetches /metrics from addr inside ns: the connection is made
+// there, the request is plain HTTP/1.0.
+func getMetrics(ns *testnet.NS, addr string) (string, error) {
+	var conn net.Conn
+	err := ns.Do(func() (err error) {
+		conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "GET /metrics HTTP/1.0\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(conn)
+	return string(b), err
 }

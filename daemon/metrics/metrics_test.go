@@ -42,6 +42,10 @@ func snapshot() Snapshot {
 			"":        {Allowed: 95},
 			"rollout": {Allowed: 2, Audited: 11},
 		},
+		StagedDifferences: map[StagedKey]uint64{
+			{Endpoint: "imds-v2", Direction: "newly_denied"}: 40,
+			{Endpoint: "", Direction: "newly_allowed"}:       3,
+		},
 	}
 }
 
@@ -104,6 +108,10 @@ net_tc_filter_ranges{family="ipv6"} 1
 # TYPE net_tc_filter_reloads_total counter
 net_tc_filter_reloads_total{result="failed"} 1
 net_tc_filter_reloads_total{result="ok"} 3
+# HELP net_tc_filter_staged_differences_total While a candidate is staged: packets it would decide otherwise than the live policy, by its endpoint that decides ("" for its interface default) and direction (newly_denied, newly_allowed, newly_audited, no_longer_audited). Since the stage began.
+# TYPE net_tc_filter_staged_differences_total counter
+net_tc_filter_staged_differences_total{direction="newly_allowed",endpoint=""} 3
+net_tc_filter_staged_differences_total{direction="newly_denied",endpoint="imds-v2"} 40
 # HELP net_tc_filter_state 1 for the daemon's current state, 0 for the others.
 # TYPE net_tc_filter_state gauge
 net_tc_filter_state{state="degraded"} 1
