@@ -232,7 +232,9 @@ func TestPriority(t *testing.T) {
 		{slog.LevelDebug, journal.PriDebug},
 		{slog.LevelInfo - 1, journal.PriDebug},
 		{slog.LevelInfo, journal.PriInfo},
-		{slog.LevelInfo + 2, journal.PriInfo},
+		{slog.LevelInfo + 1, journal.PriInfo},
+		{LevelNotice, journal.PriNotice}, // slog.LevelInfo + 2
+		{slog.LevelWarn - 1, journal.PriNotice},
 		{slog.LevelWarn, journal.PriWarning},
 		{slog.LevelError, journal.PriErr},
 		{slog.LevelError + 8, journal.PriErr},
