@@ -103,8 +103,11 @@ type stageState struct {
 	until  time.Time
 	// examples by difference, from the decision log's staged events
 	examples map[exampleKey][]string
-	users    map[uint32]string
-	units    *logging.Units
+	// users caches NSS's names of senders, under its own lock: a lookup
+	// that hangs must not hold up the decision log's examples.
+	usersMu sync.Mutex
+	users   map[uint32]string
+	units   *logging.Units
 }
 
 type exampleKey struct {
@@ -182,9 +185,6 @@ func (s *Service) stage(path string, dur time.Duration) error {
 		st.until = now.Add(dur)
 	}
 	st.examples = map[exampleKey][]string{}
-	if st.users == nil {
-		st.users = map[uint32]string{}
-	}
 	if st.units == nil {
 		st.units, _ = logging.NewUnits() // nil: units unknown
 	}
@@ -208,7 +208,7 @@ func (s *Service) unstage(why string) (StageSummary, error) {
 	if !s.filter.Staged() {
 		return StageSummary{}, ErrNothingStaged
 	}
-	sum := s.stageSummaryOf(s.filter) // its examples and times, before they go
+	sum := s.staged.base() // its times and files; the counts come with the final totals
 	diffs, err := s.filter.Unstage()
 	s.stageTimer.Stop()
 	st := &s.staged
@@ -237,15 +237,8 @@ func (s *Service) StageSummary() StageSummary {
 // stageSummaryOf is StageSummary with the filter in hand; s.mu may be
 // held (Metrics holds it).
 func (s *Service) stageSummaryOf(f *bpf.Filter) StageSummary {
-	st := &s.staged
-	st.mu.Lock()
-	if !st.active {
-		st.mu.Unlock()
-		return StageSummary{}
-	}
-	sum := StageSummary{Config: st.config, Files: slices.Clone(st.files), Since: st.since, Until: st.until}
-	st.mu.Unlock()
-	if f == nil {
+	sum := s.staged.base()
+	if sum.Since.IsZero() || f == nil {
 		return sum
 	}
 	diffs, err := f.StagedDiffs()
@@ -270,7 +263,6 @@ func (s *Service) summarize(sum StageSummary, diffs map[bpf.DiffKey]uint64, f *b
 	byKey := map[key]*StagedDifference{}
 	st := &s.staged
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	for k, n := range diffs {
 		dk := key{uid: k.UID, unowned: k.Unowned, change: change(k.Live, k.Staged), stagedRule: k.StagedRule, liveAction: k.Live, stAction: k.Staged}
 		if k.Cgroup != 0 && st.units != nil {
@@ -287,7 +279,6 @@ func (s *Service) summarize(sum StageSummary, diffs map[bpf.DiffKey]uint64, f *b
 		d := byKey[dk]
 		if d == nil {
 			d = &StagedDifference{UID: k.UID, Unowned: k.Unowned, Unit: dk.unit, LiveEndpoint: dk.live, StagedEndpoint: dk.staged, Change: dk.change}
-			d.Owner = st.owner(k.UID, k.Unowned)
 			d.Examples = slices.Clone(st.examples[exampleKey{k.UID, k.Unowned, k.StagedRule, k.Live, k.Staged}])
 			if d.Examples == nil {
 				d.Examples = []string{}
@@ -306,8 +297,10 @@ func (s *Service) summarize(sum StageSummary, diffs map[bpf.DiffKey]uint64, f *b
 			sum.NoLongerAudited += n
 		}
 	}
+	st.mu.Unlock()
 	sum.Differences = make([]StagedDifference, 0, len(byKey))
 	for _, d := range byKey {
+		d.Owner = st.owner(d.UID, d.Unowned)
 		sum.Differences = append(sum.Differences, *d)
 	}
 	slices.SortFunc(sum.Differences, func(a, b StagedDifference) int {
@@ -322,19 +315,37 @@ func (s *Service) summarize(sum StageSummary, diffs map[bpf.DiffKey]uint64, f *b
 	return sum
 }
 
-// owner names a sender as the decision log does; st.mu held.
+// base is the summary of the stage in force without its counts; the zero
+// StageSummary when nothing is staged.
+func (st *stageState) base() StageSummary {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.active {
+		return StageSummary{}
+	}
+	return StageSummary{Config: st.config, Files: slices.Clone(st.files), Since: st.since, Until: st.until}
+}
+
+// owner names a sender as the decision log does.
 func (st *stageState) owner(uid uint32, unowned bool) string {
 	if unowned {
 		return "unowned"
 	}
+	st.usersMu.Lock()
 	name, ok := st.users[uid]
+	st.usersMu.Unlock()
 	if !ok {
 		if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
 			name = u.Username
 		}
+		st.usersMu.Lock()
+		if st.users == nil {
+			st.users = map[uint32]string{}
+		}
 		if len(st.users) < 4096 {
 			st.users[uid] = name
 		}
+		st.usersMu.Unlock()
 	}
 	if name == "" {
 		return fmt.Sprintf("uid=%d", uid)
