@@ -111,9 +111,10 @@ func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, e
 	}
 	var errs []error
 	// The candidate follows the interfaces as the live policy does: a
-	// live reload keeps the stage.
+	// live reload keeps the stage. A candidate that cannot follow ends
+	// (StageLost says why): the live policy went live all the same.
 	if err := f.restage(ifaces); err != nil {
-		errs = append(errs, err)
+		f.loseStage(err)
 	}
 	for _, ifc := range ifaces {
 		if _, ok := c.Ifaces[uint32(ifc.Index)]; ok {

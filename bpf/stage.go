@@ -29,6 +29,7 @@ type staging struct {
 	// endedAtStart: the pins held an earlier run's stage, which Open
 	// ended (a stage never outlives the daemon that reports on it).
 	endedAtStart bool
+	lost         error // why Apply ended the stage, until StageLost
 }
 
 // Action is a verdict as the kernel reports it.
@@ -171,6 +172,28 @@ func (f *Filter) Unstage() (map[DiffKey]uint64, error) {
 		return nil, err
 	}
 	return diffs, f.clearDiffs()
+}
+
+// loseStage ends a stage that could not follow a live swap. The live
+// policy is in force whatever happens here.
+func (f *Filter) loseStage(why error) {
+	if err := f.setActive(f.slot, 0); err != nil {
+		why = errors.Join(why, err)
+	}
+	f.mu.Lock()
+	f.stage.slot, f.stage.policy = 0, nil
+	f.stage.lost = why
+	f.mu.Unlock()
+}
+
+// StageLost returns, once, why the last Apply ended the stage; nil when it
+// did not.
+func (f *Filter) StageLost() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := f.stage.lost
+	f.stage.lost = nil
+	return err
 }
 
 // StagedRule returns what a staged rule id stands for.

@@ -3,6 +3,7 @@
 package bpf
 
 import (
+	"errors"
 	"runtime"
 	"testing"
 
@@ -177,4 +178,41 @@ func TestStage(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// A candidate that cannot follow a live swap ends; the live policy stays
+// in force and StageLost says why, once.
+func TestLoseStage(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.NewNS(t, "s")
+	f := openFilter(t, ns, ModeAuto)
+	lo := []string{"lo"}
+	live := compile(t, map[string]config.Action{"lo": config.Allow}, ep{"x", lo, []string{"10.0.0.0/8"}, []string{"root"}})
+	apply(t, ns, f, live, LogNone)
+	ns.MustDo(t, func() error {
+		ifaces, err := Interfaces()
+		if err != nil {
+			return err
+		}
+		return f.Stage(live, ifaces)
+	})
+	why := errors.New("no room")
+	f.loseStage(why)
+	var active uint32
+	if err := f.objs.NtfActive.Lookup(uint32(0), &active); err != nil || active != f.slot {
+		t.Errorf("ntf_active[0] = %#x (%v), want the live slot %d alone", active, err, f.slot)
+	}
+	if f.Staged() {
+		t.Error("still staged")
+	}
+	if err := f.StageLost(); !errors.Is(err, why) {
+		t.Errorf("StageLost() = %v, want %v", err, why)
+	}
+	if err := f.StageLost(); err != nil {
+		t.Errorf("StageLost() again = %v, want nil", err)
+	}
+	apply(t, ns, f, live, LogNone) // nothing to restage
+	if f.Staged() || f.StageLost() != nil {
+		t.Error("a swap after the loss staged something")
+	}
 }

@@ -623,6 +623,7 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 		return err
 	}
 	_, err = s.filter.Apply(p, all, logMode)
+	s.stageLost()
 	s.hostWarnings = p.HostWarnings(names(all))
 	// Even a partly failed apply swapped the policy in: record what is
 	// live, so status and the next change start from the truth.

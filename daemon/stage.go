@@ -417,3 +417,18 @@ func (s *Service) stagedMetrics(f *bpf.Filter) map[metrics.StagedKey]uint64 {
 	}
 	return out
 }
+
+// stageLost notes a stage that the last apply ended because the candidate
+// could not follow it (the live policy went live regardless).
+func (s *Service) stageLost() {
+	err := s.filter.StageLost()
+	if err == nil {
+		return
+	}
+	st := &s.staged
+	st.mu.Lock()
+	st.active = false
+	st.mu.Unlock()
+	s.stageTimer.Stop()
+	s.log.Error("the stage ended: the staged policy could not follow the change of the live one or of the interfaces (the live policy is in force); stage it again", "err", err)
+}
