@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,9 +230,26 @@ func TestStagedJournalAndRestart(t *testing.T) {
 	if v, err := waitState(c, "running", 10*time.Second); v.Value() != "running" {
 		t.Fatalf("State = %v (%v)", v, err)
 	}
+	sub := conn(t, bus)
+	if err := sub.AddMatchSignal(godbus.WithMatchSender(BusName), godbus.WithMatchMember("PropertiesChanged")); err != nil {
+		t.Fatal(err)
+	}
+	signals := make(chan *godbus.Signal, 64)
+	sub.Signal(signals)
 	cand := candidate(t, policyYAML("uid:1001"))
 	if err := obj(c).Call(Interface+".Stage", 0, cand, uint64(0)).Err; err != nil {
 		t.Fatal(err)
+	}
+	// Subscribers learn of the stage: PropertiesChanged with Staged.
+	for {
+		sig := waitSignal(t, signals, "org.freedesktop.DBus.Properties.PropertiesChanged")
+		props, _ := sig.Body[1].(map[string]godbus.Variant)
+		if v, ok := props["Staged"]; ok {
+			if m, _ := v.Value().(map[string]godbus.Variant); m["Config"].Value() != cand {
+				t.Errorf("PropertiesChanged Staged = %v, want the stage of %s", v, cand)
+			}
+			break
+		}
 	}
 	sport, err := bobAgent.Send(prot4, port)
 	if err != nil {
@@ -260,6 +278,18 @@ func TestStagedJournalAndRestart(t *testing.T) {
 		t.Error("the restarted daemon reports a stage")
 	}
 	testnet.Expect(t, bobAgent, prot4, port, allowed)
+
+	// A stop ends the stage, and says so.
+	if err := obj(c).Call(Interface+".Stage", 0, cand, uint64(0)).Err; err != nil {
+		t.Fatal(err)
+	}
+	d2.Signal(syscall.SIGTERM)
+	if err := d2.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if log := d2.Log(); !strings.Contains(log, "stage of "+cand+" ended (the daemon stops)") {
+		t.Errorf("the stop did not end the stage:\n%s", log)
+	}
 }
 
 func grepLines(text, sub string) string {
