@@ -79,6 +79,24 @@ func TestDifferential(t *testing.T) {
 		p, prefixes := randomPolicy(t, rng, cgroupPrincipals...)
 		gen := apply(t, tp.Client, f, p, LogAll)
 		t.Logf("policy %d: %d ranges, generation %d", round, p.RangeCount(), gen)
+		// Every other round stages a candidate beside it (SPEC §8):
+		// each event must carry the candidate's verdict exactly where
+		// it differs from the live one.
+		var staged *policy.Policy
+		if round%2 == 1 {
+			var sp []netip.Prefix
+			staged, sp = randomPolicy(t, rng, cgroupPrincipals...)
+			prefixes = append(prefixes, sp...)
+			tp.Client.MustDo(t, func() error {
+				ifaces, err := Interfaces()
+				if err != nil {
+					return err
+				}
+				return f.Stage(staged, ifaces)
+			})
+		} else if _, err := f.Unstage(); err != nil {
+			t.Fatal(err)
+		}
 		for len(hot) < 16 {
 			hot = append(hot, randomDestination(rng, prefixes))
 		}
@@ -135,7 +153,7 @@ func TestDifferential(t *testing.T) {
 				t.Fatalf("probe %s %s -> %s: %v", probes[0].name, s.owner, dst, err)
 			}
 			got := nextEvents(t, events, probes[:1])
-			if len(probes) > 1 && got[0].ev.Allowed {
+			if len(probes) > 1 && (got[0].ev.Allowed || got[0].ev.Audit) {
 				// The sender gives up a datagram whose first
 				// fragment the device refused: the rest come
 				// only after an allowed one.
@@ -156,6 +174,7 @@ func TestDifferential(t *testing.T) {
 				if !s.owner.Unowned && want.Allowed != p.DecidePacket("eth0", policy.Owner{UID: s.owner.UID}, k).Allowed {
 					seen["decided by the cgroup"]++
 				}
+				seen[fmt.Sprintf("audit=%t", want.Audit)]++
 				seen[fmt.Sprintf("by-range=%t", want.Range.IsValid())]++
 				seen[fmt.Sprintf("unowned=%t", s.owner.Unowned)]++
 				seen[fmt.Sprintf("ipv6=%t", pb.dst.Unmap().Is6())]++
@@ -166,10 +185,27 @@ func TestDifferential(t *testing.T) {
 						seen["narrowed, decided by another"]++
 					}
 				}
-				if ev.Allowed != want.Allowed || got != want.Range || ev.Unowned != s.owner.Unowned {
+				if staged != nil {
+					sw := staged.DecidePacket("eth0", s.owner, k)
+					sa, la := verdictAction(sw), verdictAction(want)
+					var sr netip.Prefix
+					if r, ok := f.StagedRule(ev.StagedRule); ok {
+						sr = r.Range
+					}
+					seen[fmt.Sprintf("staged differs=%t", sa != la)]++
+					if ev.Staged != (sa != la) || (ev.Staged && (ev.StagedAction != sa || sr != sw.Range)) {
+						mismatches++
+						t.Errorf("%s %s -> %s port %d: kernel staged=%t %s range %v; staged Decide %s range %v, live %s (%s)",
+							pb.name, s.owner, pb.dst, pb.dport, ev.Staged, ev.StagedAction, sr, sa, sw.Range, la, sw.Reason)
+					}
+				} else if ev.Staged {
 					mismatches++
-					t.Errorf("%s %s -> %s port %d: kernel allowed=%t range=%v unowned=%t; Decide allowed=%t range=%v (%s)",
-						pb.name, s.owner, pb.dst, pb.dport, ev.Allowed, got, ev.Unowned, want.Allowed, want.Range, want.Reason)
+					t.Errorf("%s %s -> %s: staged verdict %s reported with nothing staged", pb.name, s.owner, pb.dst, ev.StagedAction)
+				}
+				if ev.Allowed != want.Allowed || ev.Audit != want.Audit || got != want.Range || ev.Unowned != s.owner.Unowned {
+					mismatches++
+					t.Errorf("%s %s -> %s port %d: kernel allowed=%t audit=%t range=%v unowned=%t; Decide allowed=%t audit=%t range=%v (%s)",
+						pb.name, s.owner, pb.dst, pb.dport, ev.Allowed, ev.Audit, got, ev.Unowned, want.Allowed, want.Audit, want.Range, want.Reason)
 					if mismatches > 20 {
 						t.FailNow()
 					}
@@ -181,7 +217,7 @@ func TestDifferential(t *testing.T) {
 	if n := cachedVerdicts(t, f); n < len(hot) {
 		t.Errorf("%d destinations in the verdict caches of the live policy, want at least %d", n, len(hot))
 	}
-	for _, k := range []string{"allowed=true", "allowed=false", "by-range=true", "by-range=false", "unowned=true", "ipv6=true",
+	for _, k := range []string{"allowed=true", "allowed=false", "audit=true", "staged differs=true", "staged differs=false", "by-range=true", "by-range=false", "unowned=true", "ipv6=true",
 		"udp", "tcp", "icmp", "udp fragment", "narrowed", "narrowed, decided by another", "decided by the cgroup"} {
 		if seen[k] < 50 {
 			t.Errorf("only %d probes with %s: the random policies do not exercise the kernel", seen[k], k)
@@ -308,7 +344,16 @@ func randomPolicy(t *testing.T, rng *rand.Rand, extra ...string) (*policy.Policy
 			eps = append(eps, twin)
 		}
 	}
-	return compileNarrowed(t, defaults, eps...), prefixes
+	p := compileNarrowed(t, defaults, eps...)
+	// mode: audit on a quarter of the endpoints (twins make mixes of
+	// enforcing and audit winners) and on half of the deny defaults.
+	for i := range p.Endpoints {
+		p.Endpoints[i].Audit = rng.IntN(4) == 0
+	}
+	for i := range p.Interfaces {
+		p.Interfaces[i].Audit = rng.IntN(2) == 0
+	}
+	return p, prefixes
 }
 
 // narrowRandomly gives about 40% of endpoints a proto list, a ports list
@@ -445,4 +490,15 @@ func ownCgroup(t *testing.T) string {
 	}
 	t.Fatalf("no cgroup v2 line in /proc/self/cgroup: %q", b)
 	return ""
+}
+
+// verdictAction is a reference verdict as the kernel reports it.
+func verdictAction(v policy.Verdict) Action {
+	switch {
+	case v.Allowed:
+		return ActionAllow
+	case v.Audit:
+		return ActionAudit
+	}
+	return ActionDeny
 }

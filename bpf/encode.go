@@ -155,6 +155,9 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 			if p.Default(ifc.Name) == policy.Allow {
 				v.DefaultAllow = 1
 			}
+			if p.AuditDefault(ifc.Name) {
+				v.Flags |= uint8(filterNtfIfaceFlagsNTF_IFACE_AUDIT)
+			}
 			c.Ifaces[uint32(ifc.Index)] = v
 		}
 	}
@@ -229,6 +232,9 @@ func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry
 		refs = append(refs, ref)
 		v := rangeValue(ref.id, ref.counter, ref.set, ent.Principals)
 		v.Cgroups = e.cgroupMask(ent.Principals)
+		if ent.Audit {
+			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_AUDIT)
+		}
 		if ent.Narrowed {
 			// The packet's class decides: its id is this range's
 			// number among the narrowed ones, in Owners.
@@ -288,6 +294,9 @@ func (e *encoder) addClasses(c *Contents, n uint32, iface string, classes []poli
 			used = markUsed(used, set)
 			v = rangeValue(e.rule(ent), e.counters.endpoints(w.Endpoints), set, w.Principals)
 			v.Cgroups = e.cgroupMask(w.Principals)
+			if w.Audit {
+				v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_AUDIT)
+			}
 		} else {
 			v = filterNtfRange{Flags: uint32(filterNtfRangeFlagsNTF_RANGE_DEFAULT)}
 		}

@@ -23,10 +23,19 @@ type KernelDecision struct {
 	UID        uint32 // meaningless when Unowned
 	Unowned    bool
 	Allowed    bool
-	Proto      uint8
-	Src, Dst   netip.Addr
-	Sport      uint16
-	Dport      uint16
+	// Audit: not allowed, but passed, every winner (or the interface's
+	// deny default) being in mode: audit. Never set with Allowed.
+	Audit bool
+	// Staged: a staged policy decides this packet otherwise; it would
+	// StagedAction it by its rule StagedRule (Filter.StagedRule; 0: its
+	// default).
+	Staged       bool
+	StagedAction Action
+	StagedRule   uint32
+	Proto        uint8
+	Src, Dst     netip.Addr
+	Sport        uint16
+	Dport        uint16
 }
 
 // DecisionReader reads decision events from the kernel's ring buffer.
@@ -82,9 +91,14 @@ func decodeEvent(raw *filterNtfEvent) KernelDecision {
 		UID:        raw.Uid,
 		Unowned:    raw.Unowned != 0,
 		Allowed:    raw.Allowed != 0,
+		Audit:      raw.Audit != 0,
+		Staged:     raw.Staged != 0,
 		Proto:      raw.Proto,
 		Sport:      raw.Sport,
 		Dport:      raw.Dport,
+	}
+	if e.Staged {
+		e.StagedAction, e.StagedRule = Action(raw.StagedAction), raw.StagedRule
 	}
 	if raw.Family == 4 {
 		e.Src = netip.AddrFrom4([4]byte(raw.Src[:4]))
@@ -124,14 +138,14 @@ func (f *Filter) Rule(gen, id uint32) (Rule, bool) {
 
 // Counters are the program's packet counters, summed over CPUs.
 type Counters struct {
-	Allowed, Denied, NotIP, Malformed, Unfiltered, NoPolicy, EventsLost uint64
+	Allowed, Denied, Audited, NotIP, Malformed, Unfiltered, NoPolicy, EventsLost uint64
 	// CgroupsFull counts new cgroups below a watched path that the
 	// kernel could not record (ntf_cgroups full): they match no cgroup
 	// principal.
 	CgroupsFull uint64
 }
 
-// Counters reads the counters. Allowed and Denied are the sums over the
+// Counters reads the counters. Allowed, Denied and Audited are the sums over the
 // interfaces since this Filter was opened.
 func (f *Filter) Counters() (Counters, error) {
 	var c Counters
@@ -139,12 +153,13 @@ func (f *Filter) Counters() (Counters, error) {
 	ifaces := len(f.counters.ifaceNames)
 	f.mu.Unlock()
 	for i := range ifaces {
-		v, err := readVerdicts(f.objs.NtfIfaceCounters, uint32(i))
+		v, err := f.readVerdicts(false, uint32(i))
 		if err != nil {
 			return c, fmt.Errorf("read interface counters: %w", err)
 		}
 		c.Allowed += v.Allowed
 		c.Denied += v.Denied
+		c.Audited += v.Audited
 	}
 	for idx, dst := range map[filterNtfCounter]*uint64{
 		filterNtfCounterNTF_CNT_NOT_IP:       &c.NotIP,

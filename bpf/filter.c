@@ -68,7 +68,10 @@ struct {
 	__array(values, struct owners_inner);
 } ntf_owners SEC(".maps");
 
-// [0]: the slot in force; [1]: its generation, for user space after a restart.
+// [0]: the slot in force, and the staged slot << NTF_STAGED_SLOT_SHIFT (0:
+// nothing staged): one word, so that nothing staged costs nothing more than
+// the load every packet makes anyway. [1]: the live generation, for user
+// space after a restart.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2);
@@ -129,10 +132,37 @@ struct {
 	__type(value, __u64);
 } ntf_endpoint_counters SEC(".maps");
 
+// Audited packets (mode: audit: not allowed, passed) per interface and per
+// endpoint, at [counter]. They are counted here instead of in the columns
+// above, so that allowed, denied and audited never overlap.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NTF_MAX_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} ntf_iface_audited SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NTF_MAX_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} ntf_endpoint_audited SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, NTF_RINGBUF_BYTES);
 } ntf_events SEC(".maps");
+
+// Packets a staged policy would decide otherwise, by (rules, owner, change):
+// LRU, so that a flood of owners and destinations can never fill it for
+// good; user space reads it every second while something is staged.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, NTF_STAGED_DIFFS);
+	__type(key, struct ntf_diff_key);
+	__type(value, __u64);
+} ntf_staged_diffs SEC(".maps");
 
 // Interfaces whose clsact qdisc this program's loader created (legacy attach),
 // so that detaching never removes a qdisc somebody else owns. Unused here.
@@ -172,6 +202,9 @@ const struct ntf_owner_key *unused_owner_key __attribute__((unused));
 const enum ntf_counter *unused_counter __attribute__((unused));
 const enum ntf_range_flags *unused_range_flags __attribute__((unused));
 const enum ntf_log *unused_log __attribute__((unused));
+const enum ntf_iface_flags *unused_iface_flags __attribute__((unused));
+const enum ntf_action *unused_action __attribute__((unused));
+const struct ntf_diff_key *unused_diff_key __attribute__((unused));
 const struct ntf_verdict_entry *unused_verdict_entry __attribute__((unused));
 const struct ntf_cg_step *unused_cg_step __attribute__((unused));
 const struct ntf_cg *unused_cg __attribute__((unused));
@@ -315,6 +348,7 @@ struct verdict {
 	__u32 rule;    // 0: no range matched, the interface default decided
 	__u32 counter; // endpoint counter
 	__u8 allowed;
+	__u8 audit; // the rule is in mode: audit: if not allowed, it passes
 };
 
 // found is what decide() works with: a cache entry's verdict fields, and
@@ -328,6 +362,7 @@ struct found {
 	__u8 unowned;
 	__u8 uid_allowed;
 	__u8 narrowed;
+	__u8 audit;
 	__u64 cgroups;
 };
 
@@ -366,6 +401,7 @@ static __always_inline bool lookup_range(void *ranges, const struct ntf_iface *i
 		out->cgroups = 0;
 		out->owned = ifc->default_allow;
 		out->unowned = ifc->default_allow;
+		out->audit = !!(ifc->flags & NTF_IFACE_AUDIT);
 		return true;
 	}
 	out->rule = r->rule;
@@ -374,6 +410,7 @@ static __always_inline bool lookup_range(void *ranges, const struct ntf_iface *i
 	out->owned = !!(r->flags & NTF_RANGE_EVERYONE);
 	out->owners = out->owned ? 0 : r->owners;
 	out->cgroups = out->owned ? 0 : r->cgroups;
+	out->audit = !!(r->flags & NTF_RANGE_AUDIT);
 	return true;
 }
 
@@ -868,6 +905,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 				r.unowned = e->unowned;
 				r.uid_allowed = e->uid_allowed;
 				r.cgroups = e->cgroups;
+				r.audit = e->audit;
 				barrier();
 				cached = READ_ONCE(e->seq) == seq;
 			}
@@ -894,6 +932,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 			e->owned = r.owned;
 			e->unowned = r.unowned;
 			e->narrowed = r.narrowed;
+			e->audit = r.audit;
 			e->tp = tp;
 			e->cgroups = r.cgroups;
 			e->uid = NTF_UID_UNOWNED;
@@ -905,6 +944,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 	}
 	v.rule = r.rule;
 	v.counter = r.counter;
+	v.audit = r.audit;
 	if (unowned) {
 		v.allowed = r.unowned;
 		return v;
@@ -985,18 +1025,115 @@ __attribute__((noinline)) int judge_route(struct __sk_buff *skb, struct hops *h)
 			return 0;
 		}
 		if (!v.allowed) {
-			h->v = v;
+			// An address that audit mode passes is reported unless a
+			// later one is denied for good: only that one drops.
+			if (!h->denied || !v.audit) {
+				h->v = v;
+				__builtin_memcpy(h->judged, a, 16);
+				h->judged_v4 = v4;
+			}
 			h->denied = true;
-			__builtin_memcpy(h->judged, a, 16);
-			h->judged_v4 = v4;
-			return 0;
+			if (!v.audit)
+				return 0;
 		}
 	}
 	return 0;
 }
 
+// stage is what judge_staged needs to judge a packet by a staged policy, and
+// what it found. Scalars only: it is handed to a global function.
+struct stage {
+	__u32 slot;
+	__u32 uid;
+	__u32 dst[4];
+	__u32 tp;
+	__u32 live_rule;
+	__u32 staged_rule;
+	__u8 v6;
+	__u8 unowned;
+	__u8 live_action;
+	__u8 staged_action;
+	__u8 differs; // the staged policy decides otherwise
+	__u8 emit;    // report it: the first time, then at every power of two
+};
+
+// Kept per CPU, like a source route's state, off ntf_egress's stack; only
+// packets judged while something is staged use it.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stage);
+} ntf_stage_scratch SEC(".maps");
+
+static __always_inline __u8 action_of(struct verdict v)
+{
+	return v.allowed ? NTF_ALLOW : v.audit ? NTF_AUDIT : NTF_DENY;
+}
+
+// judge_staged judges a packet by the staged policy in a->slot, beside the
+// live verdict, and counts it when the two differ. It has no way to change
+// the live verdict: it reads the packet and writes only a and the counts.
+// The staged policy is read without the per-CPU caches, which hold the live
+// one's entries: staging costs lookups, never the live policy's hit rate.
+// The destination is judged, not the addresses of a source route.
+__attribute__((noinline)) int judge_staged(struct __sk_buff *skb, struct stage *a)
+{
+	if (!a)
+		return 0;
+	struct ntf_iface ifc;
+	struct verdict v = {};
+	bool no_policy = false;
+	switch (find_iface(skb->ifindex, a->slot, 0, &ifc)) {
+	case IFACE_NO_POLICY:
+		return 0; // being written: nothing to compare with
+	case IFACE_UNFILTERED:
+		v.allowed = 1; // the candidate does not filter this interface
+		break;
+	case IFACE_OK:
+		v = decide(skb, a->slot, 0, &ifc, ifc.table * 2 + a->v6, a->dst, a->v6 ? 128 : 32, a->tp,
+			   a->unowned, &a->uid, &no_policy);
+		if (no_policy)
+			return 0;
+	}
+	a->staged_rule = v.rule;
+	a->staged_action = action_of(v);
+	if (a->staged_action == a->live_action)
+		return 0;
+	a->differs = 1;
+	if (!a->unowned && a->uid == NTF_UID_UNOWNED)
+		a->uid = socket_uid(skb);
+	struct ntf_diff_key k = {
+		.staged_rule = v.rule,
+		.live_rule = a->live_rule,
+		.uid = a->unowned ? NTF_UID_UNOWNED : a->uid,
+		.live_action = a->live_action,
+		.staged_action = a->staged_action,
+		.cgroup = a->unowned ? 0 : bpf_skb_cgroup_id(skb),
+	};
+	__u64 *n = bpf_map_lookup_elem(&ntf_staged_diffs, &k);
+	if (!n) {
+		__u64 one = 1;
+		if (!bpf_map_update_elem(&ntf_staged_diffs, &k, &one, BPF_NOEXIST)) {
+			a->emit = 1;
+			return 0;
+		}
+		// Another CPU made the entry first: count in it.
+		n = bpf_map_lookup_elem(&ntf_staged_diffs, &k);
+		if (!n)
+			return 0;
+	}
+	// Per CPU: no other writer. Reported at 1, 2, 4, 8...: a flood of
+	// one difference costs log2 of it in events, the count is exact.
+	__u64 c = *n + 1;
+	*n = c;
+	a->emit = !(c & (c - 1));
+	return 0;
+}
+
 static __always_inline void emit(struct __sk_buff *skb, const struct ntf_iface *ifc, const struct pkt *p,
-				 const __u32 *dst, bool dst_v4, struct verdict v, __u32 uid, bool unowned)
+				 const __u32 *dst, bool dst_v4, struct verdict v, __u32 uid, bool unowned,
+				 const struct stage *st)
 {
 	struct ntf_event *e = bpf_ringbuf_reserve(&ntf_events, sizeof(*e), 0);
 	if (!e) {
@@ -1016,6 +1153,11 @@ static __always_inline void emit(struct __sk_buff *skb, const struct ntf_iface *
 	e->proto = p->proto;
 	e->sport = p->sport;
 	e->dport = p->dport;
+	e->audit = !v.allowed && v.audit;
+	e->staged = st && st->differs;
+	e->staged_action = st ? st->staged_action : 0;
+	e->pad = 0;
+	e->staged_rule = st ? st->staged_rule : 0;
 	__builtin_memcpy(e->src, p->src, 16);
 	__builtin_memcpy(e->dst, dst, 16);
 	bpf_ringbuf_submit(e, 0);
@@ -1029,7 +1171,8 @@ int ntf_egress(struct __sk_buff *skb)
 	if (!slot)
 		return TC_ACT_SHOT;
 	// Every part of the policy is taken from the same slot.
-	__u32 s = *slot;
+	__u32 active = *slot;
+	__u32 s = active & ((1 << NTF_STAGED_SLOT_SHIFT) - 1);
 	__u64 *ep = bpf_map_lookup_elem(&ntf_epoch, &s);
 	__u64 epoch = ep && !ntf_nocache ? *ep : 0;
 
@@ -1083,7 +1226,9 @@ int ntf_egress(struct __sk_buff *skb)
 	const __u32 *judged = p.dst;
 	bool judged_v4 = p.family == 4;
 	struct hops *h = NULL;
-	if (v.allowed && p.route_n) {
+	// An audited destination is judged on: a route address that is
+	// denied for good still drops the packet (SPEC §1 rule 6).
+	if ((v.allowed || v.audit) && p.route_n) {
 		h = bpf_map_lookup_elem(&ntf_route_scratch, &zero);
 		if (!h || h->busy) {
 			count(NTF_CNT_MALFORMED);
@@ -1095,7 +1240,7 @@ int ntf_egress(struct __sk_buff *skb)
 		bool malformed = h->malformed;
 		no_policy |= h->no_policy;
 		uid = h->uid;
-		if (h->denied) {
+		if (h->denied && (v.allowed || !h->v.audit)) {
 			v = h->v;
 			judged = h->judged;
 			judged_v4 = h->judged_v4;
@@ -1110,17 +1255,39 @@ int ntf_egress(struct __sk_buff *skb)
 		count(NTF_CNT_NO_POLICY);
 		return TC_ACT_SHOT;
 	}
-	count_in(&ntf_iface_counters, ((ifc.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
-	count_in(&ntf_endpoint_counters, ((v.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
-	if (ifc.log == NTF_LOG_ALL || (ifc.log == NTF_LOG_DENIED && !v.allowed)) {
+	// Audit mode turns a deny into a pass, on the deny path only.
+	bool audited = !v.allowed && v.audit;
+	// A staged policy judges the packet too, after the live verdict is
+	// final and without a way to change it.
+	struct stage *st = NULL;
+	if (active >> NTF_STAGED_SLOT_SHIFT) {
+		st = bpf_map_lookup_elem(&ntf_stage_scratch, &zero);
+		if (st) {
+			*st = (struct stage){.slot = active >> NTF_STAGED_SLOT_SHIFT, .uid = uid, .tp = tp,
+					     .live_rule = v.rule, .v6 = p.family == 6, .unowned = unowned,
+					     .live_action = action_of(v)};
+			__builtin_memcpy(st->dst, p.dst, 16);
+			judge_staged(skb, st);
+			uid = st->uid; // the owner is read once
+		}
+	}
+	if (audited) {
+		count_in(&ntf_iface_audited, ifc.counter & (NTF_MAX_COUNTERS - 1));
+		count_in(&ntf_endpoint_audited, v.counter & (NTF_MAX_COUNTERS - 1));
+	} else {
+		count_in(&ntf_iface_counters, ((ifc.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+		count_in(&ntf_endpoint_counters, ((v.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+	}
+	// An audited packet is logged where a denied one would be.
+	if (ifc.log == NTF_LOG_ALL || (ifc.log == NTF_LOG_DENIED && !v.allowed) || (st && st->emit)) {
 		// Events name the owner even where the verdict did not need it.
 		if (!unowned && uid == NTF_UID_UNOWNED)
 			uid = socket_uid(skb);
-		emit(skb, &ifc, &p, judged, judged_v4, v, uid, unowned);
+		emit(skb, &ifc, &p, judged, judged_v4, v, uid, unowned, st);
 	}
 	if (h) // judged points into it until here
 		h->busy = 0;
-	return v.allowed ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+	return v.allowed || audited ? TC_ACT_UNSPEC : TC_ACT_SHOT;
 }
 
 // The kernel's cgroup and kernfs structures, as far as the tracepoints read

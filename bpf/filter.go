@@ -82,7 +82,9 @@ type Filter struct {
 	rules    map[uint32][]Rule // by generation: the live one and the one before
 	counters *counterNames
 
-	cg *cgroupTracker // cgroup principals: the tracepoints and their maps
+	cg      *cgroupTracker // cgroup principals: the tracepoints and their maps
+	cgPaths []string       // the live policy's cgroup paths
+	stage staging // a staged candidate policy (SPEC §8), beside the live one
 }
 
 // Generation is the generation of the live policy (0: none yet).
@@ -122,8 +124,15 @@ func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, e
 		return f.gen, err
 	}
 	var errs []error
-	if err := f.cg.release(paths); err != nil {
+	f.cgPaths = paths
+	if err := f.cg.release(f.watchedPaths()); err != nil {
 		errs = append(errs, err)
+	}
+	// The candidate follows the interfaces as the live policy does: a
+	// live reload keeps the stage. A candidate that cannot follow ends
+	// (StageLost says why): the live policy went live all the same.
+	if err := f.restage(ifaces); err != nil {
+		f.loseStage(err)
 	}
 	for _, ifc := range ifaces {
 		if _, ok := c.Ifaces[uint32(ifc.Index)]; ok {
@@ -193,6 +202,9 @@ func (f *Filter) Close() error {
 	}
 	if f.cg != nil {
 		f.cg.closeLinks()
+	}
+	for _, s := range f.stage.inner {
+		s.close()
 	}
 	return f.objs.Close()
 }

@@ -5,7 +5,11 @@
 
 #include "uapi.h"
 
-#define NTF_SLOTS 2
+/* Slots 0 and 1 hold the live policy and the one being written; 2 and 3 a
+ * staged candidate (SPEC §8) and the one being written. */
+#define NTF_SLOTS 4
+#define NTF_STAGED_SLOT_SHIFT 8 /* ntf_active[0]: live slot | staged slot << 8 (0: none) */
+#define NTF_STAGED_DIFFS 16384
 #define NTF_MAX_IFACES 4096
 #define NTF_MAX_EXT_HDRS 8
 /* Addresses of an IPv6 routing header that are judged; a longer route is
@@ -51,8 +55,14 @@ struct ntf_iface {
 	__u8 default_allow;
 	__u8 l2_len; /* 14 (Ethernet) or 0 (L3 device) */
 	__u8 log;    /* enum ntf_log */
-	__u8 pad;
+	__u8 flags;  /* enum ntf_iface_flags */
 	__u32 counter; /* index into ntf_iface_counters */
+};
+
+enum ntf_iface_flags {
+	/* mode: audit: packets the deny default would drop pass, and are
+	 * counted and reported as audited (SPEC §1 rule 5). */
+	NTF_IFACE_AUDIT = 1,
 };
 
 /* LPM key: prefixlen counts the 32 bits of table, then the address bits. */
@@ -71,6 +81,10 @@ enum ntf_range_flags {
 	NTF_RANGE_NARROWED = 4,
 	/* A class that no endpoint decides: the interface default does. */
 	NTF_RANGE_DEFAULT = 8,
+	/* Every endpoint of the range (or class) is in mode: audit: an owner
+	 * it does not allow passes, counted and reported as audited (SPEC §1
+	 * rule 4). */
+	NTF_RANGE_AUDIT = 16,
 };
 
 /*
@@ -155,6 +169,8 @@ struct ntf_verdict_entry {
 	__u8 uid_allowed;
 	__u8 narrowed; /* the verdict holds only for packets of transport tp */
 	__u32 tp;      /* proto << 24 | fragment << 16 | destination port */
+	__u8 audit;    /* who is not allowed passes as audited */
+	__u8 pad[3];
 	__u64 cgroups; /* the range's; asked of the socket's cgroup, never cached */
 };
 
@@ -173,6 +189,31 @@ struct ntf_event {
 	__u16 dport;
 	__u8 src[16];
 	__u8 dst[16];
+	/* Not allowed, and passed: mode: audit (allowed is 0). */
+	__u8 audit;
+	/* A staged policy decides this packet otherwise (SPEC §8): it would
+	 * staged_action it, by its rule staged_rule (0: its default). */
+	__u8 staged;
+	__u8 staged_action; /* enum ntf_action */
+	__u8 pad;
+	__u32 staged_rule;
+};
+
+enum ntf_action {
+	NTF_DENY,
+	NTF_ALLOW,
+	NTF_AUDIT, /* not allowed, passed by mode: audit */
+};
+
+/* Packets a staged policy decides otherwise than the live one, per CPU. */
+struct ntf_diff_key {
+	__u32 staged_rule; /* 0: the candidate's interface default */
+	__u32 live_rule;   /* 0: the live interface default */
+	__u32 uid;         /* NTF_UID_UNOWNED: no socket */
+	__u8 live_action;  /* enum ntf_action */
+	__u8 staged_action;
+	__u8 pad[2];
+	__u64 cgroup; /* cgroup v2 id of the socket; 0: none */
 };
 
 #endif

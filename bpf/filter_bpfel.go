@@ -28,7 +28,8 @@ type filterHops struct {
 		Rule    uint32
 		Counter uint32
 		Allowed uint8
-		_       [3]byte
+		Audit   uint8
+		_       [2]byte
 	}
 	Judged    [4]uint32
 	JudgedV4  uint8
@@ -39,6 +40,14 @@ type filterHops struct {
 	Busy      uint8
 	_         [6]byte
 }
+
+type filterNtfAction uint32
+
+const (
+	filterNtfActionNTF_DENY  filterNtfAction = 0
+	filterNtfActionNTF_ALLOW filterNtfAction = 1
+	filterNtfActionNTF_AUDIT filterNtfAction = 2
+)
 
 type filterNtfCg struct {
 	_    structs.HostLayout
@@ -65,22 +74,38 @@ const (
 	filterNtfCounterNTF_CNT_MAX          filterNtfCounter = 6
 )
 
+type filterNtfDiffKey struct {
+	_            structs.HostLayout
+	StagedRule   uint32
+	LiveRule     uint32
+	Uid          uint32
+	LiveAction   uint8
+	StagedAction uint8
+	Pad          [2]uint8
+	Cgroup       uint64
+}
+
 type filterNtfEvent struct {
-	_          structs.HostLayout
-	Ts         uint64
-	Cgroup     uint64
-	Generation uint32
-	Rule       uint32
-	Ifindex    uint32
-	Uid        uint32
-	Allowed    uint8
-	Unowned    uint8
-	Family     uint8
-	Proto      uint8
-	Sport      uint16
-	Dport      uint16
-	Src        [16]uint8
-	Dst        [16]uint8
+	_            structs.HostLayout
+	Ts           uint64
+	Cgroup       uint64
+	Generation   uint32
+	Rule         uint32
+	Ifindex      uint32
+	Uid          uint32
+	Allowed      uint8
+	Unowned      uint8
+	Family       uint8
+	Proto        uint8
+	Sport        uint16
+	Dport        uint16
+	Src          [16]uint8
+	Dst          [16]uint8
+	Audit        uint8
+	Staged       uint8
+	StagedAction uint8
+	Pad          uint8
+	StagedRule   uint32
 }
 
 type filterNtfIface struct {
@@ -90,7 +115,7 @@ type filterNtfIface struct {
 	DefaultAllow uint8
 	L2Len        uint8
 	Log          uint8
-	Pad          uint8
+	Flags        uint8
 	Counter      uint32
 }
 
@@ -101,6 +126,12 @@ type filterNtfIfaceEntry struct {
 	Epoch   uint64
 	Ifc     filterNtfIface
 }
+
+type filterNtfIfaceFlags uint32
+
+const (
+	filterNtfIfaceFlagsNTF_IFACE_AUDIT filterNtfIfaceFlags = 1
+)
 
 type filterNtfLog uint32
 
@@ -132,6 +163,7 @@ const (
 	filterNtfRangeFlagsNTF_RANGE_UNOWNED  filterNtfRangeFlags = 2
 	filterNtfRangeFlagsNTF_RANGE_NARROWED filterNtfRangeFlags = 4
 	filterNtfRangeFlagsNTF_RANGE_DEFAULT  filterNtfRangeFlags = 8
+	filterNtfRangeFlagsNTF_RANGE_AUDIT    filterNtfRangeFlags = 16
 )
 
 type filterNtfRangeKey struct {
@@ -156,6 +188,9 @@ type filterNtfVerdictEntry struct {
 	UidAllowed uint8
 	Narrowed   uint8
 	Tp         uint32
+	Audit      uint8
+	Pad        [3]uint8
+	_          [4]byte
 	Cgroups    uint64
 }
 
@@ -163,6 +198,23 @@ type filterSkAddr struct {
 	_    structs.HostLayout
 	Seq  uint64
 	Addr uint64
+}
+
+type filterStage struct {
+	_            structs.HostLayout
+	Slot         uint32
+	Uid          uint32
+	Dst          [4]uint32
+	Tp           uint32
+	LiveRule     uint32
+	StagedRule   uint32
+	V6           uint8
+	Unowned      uint8
+	LiveAction   uint8
+	StagedAction uint8
+	Differs      uint8
+	Emit         uint8
+	_            [2]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -174,9 +226,11 @@ const (
 	filterMapNtfCgroups          = "ntf_cgroups"
 	filterMapNtfClsact           = "ntf_clsact"
 	filterMapNtfCounters         = "ntf_counters"
+	filterMapNtfEndpointAudited  = "ntf_endpoint_audited"
 	filterMapNtfEndpointCounters = "ntf_endpoint_counters"
 	filterMapNtfEpoch            = "ntf_epoch"
 	filterMapNtfEvents           = "ntf_events"
+	filterMapNtfIfaceAudited     = "ntf_iface_audited"
 	filterMapNtfIfaceCache       = "ntf_iface_cache"
 	filterMapNtfIfaceCounters    = "ntf_iface_counters"
 	filterMapNtfIfaces           = "ntf_ifaces"
@@ -184,16 +238,21 @@ const (
 	filterMapNtfRanges           = "ntf_ranges"
 	filterMapNtfRouteScratch     = "ntf_route_scratch"
 	filterMapNtfSkAddr           = "ntf_sk_addr"
+	filterMapNtfStageScratch     = "ntf_stage_scratch"
+	filterMapNtfStagedDiffs      = "ntf_staged_diffs"
 	filterMapNtfVerdictCache     = "ntf_verdict_cache"
 	filterProgNtfCgroupMkdir     = "ntf_cgroup_mkdir"
 	filterProgNtfCgroupRelease   = "ntf_cgroup_release"
 	filterProgNtfEgress          = "ntf_egress"
 	filterVarNtfNocache          = "ntf_nocache"
+	filterVarUnusedAction        = "unused_action"
 	filterVarUnusedCg            = "unused_cg"
 	filterVarUnusedCgStep        = "unused_cg_step"
 	filterVarUnusedCounter       = "unused_counter"
+	filterVarUnusedDiffKey       = "unused_diff_key"
 	filterVarUnusedEvent         = "unused_event"
 	filterVarUnusedIface         = "unused_iface"
+	filterVarUnusedIfaceFlags    = "unused_iface_flags"
 	filterVarUnusedLog           = "unused_log"
 	filterVarUnusedOwnerKey      = "unused_owner_key"
 	filterVarUnusedRange         = "unused_range"
@@ -258,9 +317,11 @@ type filterMapSpecs struct {
 	NtfCgroups          *ebpf.MapSpec `ebpf:"ntf_cgroups"`
 	NtfClsact           *ebpf.MapSpec `ebpf:"ntf_clsact"`
 	NtfCounters         *ebpf.MapSpec `ebpf:"ntf_counters"`
+	NtfEndpointAudited  *ebpf.MapSpec `ebpf:"ntf_endpoint_audited"`
 	NtfEndpointCounters *ebpf.MapSpec `ebpf:"ntf_endpoint_counters"`
 	NtfEpoch            *ebpf.MapSpec `ebpf:"ntf_epoch"`
 	NtfEvents           *ebpf.MapSpec `ebpf:"ntf_events"`
+	NtfIfaceAudited     *ebpf.MapSpec `ebpf:"ntf_iface_audited"`
 	NtfIfaceCache       *ebpf.MapSpec `ebpf:"ntf_iface_cache"`
 	NtfIfaceCounters    *ebpf.MapSpec `ebpf:"ntf_iface_counters"`
 	NtfIfaces           *ebpf.MapSpec `ebpf:"ntf_ifaces"`
@@ -268,6 +329,8 @@ type filterMapSpecs struct {
 	NtfRanges           *ebpf.MapSpec `ebpf:"ntf_ranges"`
 	NtfRouteScratch     *ebpf.MapSpec `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.MapSpec `ebpf:"ntf_sk_addr"`
+	NtfStageScratch     *ebpf.MapSpec `ebpf:"ntf_stage_scratch"`
+	NtfStagedDiffs      *ebpf.MapSpec `ebpf:"ntf_staged_diffs"`
 	NtfVerdictCache     *ebpf.MapSpec `ebpf:"ntf_verdict_cache"`
 }
 
@@ -276,11 +339,14 @@ type filterMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterVariableSpecs struct {
 	NtfNocache         *ebpf.VariableSpec `ebpf:"ntf_nocache"`
+	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedCg           *ebpf.VariableSpec `ebpf:"unused_cg"`
 	UnusedCgStep       *ebpf.VariableSpec `ebpf:"unused_cg_step"`
 	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedDiffKey      *ebpf.VariableSpec `ebpf:"unused_diff_key"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedIface        *ebpf.VariableSpec `ebpf:"unused_iface"`
+	UnusedIfaceFlags   *ebpf.VariableSpec `ebpf:"unused_iface_flags"`
 	UnusedLog          *ebpf.VariableSpec `ebpf:"unused_log"`
 	UnusedOwnerKey     *ebpf.VariableSpec `ebpf:"unused_owner_key"`
 	UnusedRange        *ebpf.VariableSpec `ebpf:"unused_range"`
@@ -314,9 +380,11 @@ type filterMaps struct {
 	NtfCgroups          *ebpf.Map `ebpf:"ntf_cgroups"`
 	NtfClsact           *ebpf.Map `ebpf:"ntf_clsact"`
 	NtfCounters         *ebpf.Map `ebpf:"ntf_counters"`
+	NtfEndpointAudited  *ebpf.Map `ebpf:"ntf_endpoint_audited"`
 	NtfEndpointCounters *ebpf.Map `ebpf:"ntf_endpoint_counters"`
 	NtfEpoch            *ebpf.Map `ebpf:"ntf_epoch"`
 	NtfEvents           *ebpf.Map `ebpf:"ntf_events"`
+	NtfIfaceAudited     *ebpf.Map `ebpf:"ntf_iface_audited"`
 	NtfIfaceCache       *ebpf.Map `ebpf:"ntf_iface_cache"`
 	NtfIfaceCounters    *ebpf.Map `ebpf:"ntf_iface_counters"`
 	NtfIfaces           *ebpf.Map `ebpf:"ntf_ifaces"`
@@ -324,6 +392,8 @@ type filterMaps struct {
 	NtfRanges           *ebpf.Map `ebpf:"ntf_ranges"`
 	NtfRouteScratch     *ebpf.Map `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.Map `ebpf:"ntf_sk_addr"`
+	NtfStageScratch     *ebpf.Map `ebpf:"ntf_stage_scratch"`
+	NtfStagedDiffs      *ebpf.Map `ebpf:"ntf_staged_diffs"`
 	NtfVerdictCache     *ebpf.Map `ebpf:"ntf_verdict_cache"`
 }
 
@@ -334,9 +404,11 @@ func (m *filterMaps) Close() error {
 		m.NtfCgroups,
 		m.NtfClsact,
 		m.NtfCounters,
+		m.NtfEndpointAudited,
 		m.NtfEndpointCounters,
 		m.NtfEpoch,
 		m.NtfEvents,
+		m.NtfIfaceAudited,
 		m.NtfIfaceCache,
 		m.NtfIfaceCounters,
 		m.NtfIfaces,
@@ -344,6 +416,8 @@ func (m *filterMaps) Close() error {
 		m.NtfRanges,
 		m.NtfRouteScratch,
 		m.NtfSkAddr,
+		m.NtfStageScratch,
+		m.NtfStagedDiffs,
 		m.NtfVerdictCache,
 	)
 }
@@ -353,11 +427,14 @@ func (m *filterMaps) Close() error {
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterVariables struct {
 	NtfNocache         *ebpf.Variable `ebpf:"ntf_nocache"`
+	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedCg           *ebpf.Variable `ebpf:"unused_cg"`
 	UnusedCgStep       *ebpf.Variable `ebpf:"unused_cg_step"`
 	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedDiffKey      *ebpf.Variable `ebpf:"unused_diff_key"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 	UnusedIface        *ebpf.Variable `ebpf:"unused_iface"`
+	UnusedIfaceFlags   *ebpf.Variable `ebpf:"unused_iface_flags"`
 	UnusedLog          *ebpf.Variable `ebpf:"unused_log"`
 	UnusedOwnerKey     *ebpf.Variable `ebpf:"unused_owner_key"`
 	UnusedRange        *ebpf.Variable `ebpf:"unused_range"`

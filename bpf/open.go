@@ -68,7 +68,7 @@ func Open(opts Options) (*Filter, error) {
 	if !f.fresh {
 		err := f.readSlots()
 		if err == nil {
-			err = clearCounters(f.objs.NtfIfaceCounters, f.objs.NtfEndpointCounters)
+			err = clearCounters(f.objs.NtfIfaceCounters, f.objs.NtfEndpointCounters, f.objs.NtfIfaceAudited, f.objs.NtfEndpointAudited)
 		}
 		if err != nil {
 			f.objs.Close()
@@ -138,7 +138,14 @@ func (f *Filter) readSlots() error {
 	if err := f.objs.NtfActive.Lookup(uint32(0), &v); err != nil {
 		return fmt.Errorf("read active slot: %w", err)
 	}
-	f.slot = v % slots
+	// An earlier run's stage ends with it: nothing would report on it.
+	if v>>stagedSlotShift != 0 {
+		if err := f.objs.NtfActive.Put(uint32(0), v&(1<<stagedSlotShift-1)); err != nil {
+			return fmt.Errorf("end an earlier run's stage: %w", err)
+		}
+		f.stage.endedAtStart = true
+	}
+	f.slot = (v & (1<<stagedSlotShift - 1)) % slots
 	if err := f.objs.NtfActive.Lookup(uint32(1), &v); err != nil {
 		return fmt.Errorf("read generation: %w", err)
 	}

@@ -70,7 +70,7 @@ func (f *Filter) swap(c *Contents) error {
 	if err := f.objs.NtfActive.Put(uint32(1), c.Generation); err != nil {
 		return fmt.Errorf("record generation: %w", err)
 	}
-	if err := f.objs.NtfActive.Put(uint32(0), next); err != nil {
+	if err := f.setActive(next, f.stage.slot); err != nil {
 		return fmt.Errorf("switch to slot %d: %w", next, err)
 	}
 	f.contents[next] = c

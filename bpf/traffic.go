@@ -9,8 +9,9 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// Verdicts counts packets by outcome.
-type Verdicts struct{ Allowed, Denied uint64 }
+// Verdicts counts packets by outcome. Audited packets (mode: audit: not
+// allowed, passed) are counted there only, not as allowed or denied.
+type Verdicts struct{ Allowed, Denied, Audited uint64 }
 
 // Traffic is what the program decided, by interface and by endpoint, since
 // this Filter was opened.
@@ -83,14 +84,14 @@ func (f *Filter) Traffic() (Traffic, error) {
 	f.mu.Unlock()
 	t := Traffic{Ifaces: map[string]Verdicts{}, Endpoints: map[string]Verdicts{}}
 	for i, name := range ifaces {
-		v, err := readVerdicts(f.objs.NtfIfaceCounters, uint32(i))
+		v, err := f.readVerdicts(false, uint32(i))
 		if err != nil {
 			return t, fmt.Errorf("read counters of %s: %w", name, err)
 		}
 		t.Ifaces[name] = v
 	}
 	for i, names := range sets {
-		v, err := readVerdicts(f.objs.NtfEndpointCounters, uint32(i))
+		v, err := f.readVerdicts(true, uint32(i))
 		if err != nil {
 			return t, fmt.Errorf("read counters of endpoints %v: %w", names, err)
 		}
@@ -101,24 +102,41 @@ func (f *Filter) Traffic() (Traffic, error) {
 			sum := t.Endpoints[n]
 			sum.Allowed += v.Allowed
 			sum.Denied += v.Denied
+			sum.Audited += v.Audited
 			t.Endpoints[n] = sum
 		}
 	}
 	return t, nil
 }
 
-func readVerdicts(m *ebpf.Map, idx uint32) (Verdicts, error) {
+// readVerdicts reads the counters of interface (or, with endpoints,
+// endpoint set) number idx.
+func (f *Filter) readVerdicts(endpoints bool, idx uint32) (Verdicts, error) {
+	verdicts, audited := f.objs.NtfIfaceCounters, f.objs.NtfIfaceAudited
+	if endpoints {
+		verdicts, audited = f.objs.NtfEndpointCounters, f.objs.NtfEndpointAudited
+	}
 	var v Verdicts
 	for allowed, dst := range []*uint64{&v.Denied, &v.Allowed} {
-		var perCPU []uint64
-		if err := m.Lookup(idx*2+uint32(allowed), &perCPU); err != nil {
+		if err := sumPerCPU(verdicts, idx*2+uint32(allowed), dst); err != nil {
 			return v, err
 		}
-		for _, n := range perCPU {
-			*dst += n
-		}
+	}
+	if err := sumPerCPU(audited, idx, &v.Audited); err != nil {
+		return v, err
 	}
 	return v, nil
+}
+
+func sumPerCPU(m *ebpf.Map, idx uint32, dst *uint64) error {
+	var perCPU []uint64
+	if err := m.Lookup(idx, &perCPU); err != nil {
+		return err
+	}
+	for _, n := range perCPU {
+		*dst += n
+	}
+	return nil
 }
 
 // clearCounters zeroes the traffic counters an earlier run left: their

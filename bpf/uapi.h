@@ -41,6 +41,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_PERCPU_HASH = 10,
 	BPF_MAP_TYPE_LPM_TRIE = 11,
 	BPF_MAP_TYPE_ARRAY_OF_MAPS = 12,
 	BPF_MAP_TYPE_RINGBUF = 27,
@@ -53,6 +54,7 @@ enum {
 // Flags of bpf_map_update_elem.
 enum {
 	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
 };
 
 // The context of a raw tracepoint program: the tracepoint's arguments.

@@ -26,12 +26,19 @@ type LoggedDecision struct {
 	Iface     string
 	Endpoints []string
 	Range     netip.Prefix // invalid: the interface default decided
+	// StagedEndpoints are the staged policy's endpoints that decide
+	// otherwise, where Staged ("" : its default).
+	StagedEndpoints string
 }
 
-// Action is "allow" or "deny".
+// Action is "allow", "deny" or "audit" (not allowed, passed by mode:
+// audit), as NTF_ACTION says it.
 func (d LoggedDecision) Action() string {
-	if d.Allowed {
+	switch {
+	case d.Allowed:
 		return "allow"
+	case d.Audit:
+		return "audit"
 	}
 	return "deny"
 }
@@ -53,8 +60,13 @@ func (d LoggedDecision) Owner() string {
 // MESSAGE alone, and which service was denied is most of the story.
 func (d LoggedDecision) Message() string {
 	verb := "denied"
-	if d.Allowed {
+	switch {
+	case d.Allowed:
 		verb = "allowed"
+	case d.Audit:
+		// Enforcement would drop it: say so first, in words an
+		// administrator grepping for "denied" will not mistake.
+		verb = "audit: would deny"
 	}
 	who := d.Owner()
 	if d.Unit != "" {
@@ -64,9 +76,20 @@ func (d LoggedDecision) Message() string {
 	if len(d.Endpoints) > 0 {
 		why = "endpoint " + strings.Join(d.Endpoints, ", ")
 	}
-	return fmt.Sprintf("%s egress %s %s -> %s/%s on %s (%s)",
+	if d.Audit {
+		why += ", mode: audit, passed"
+	}
+	msg := fmt.Sprintf("%s egress %s %s -> %s/%s on %s (%s)",
 		verb, who, hostPort(d.Src, d.Sport, d.Proto), hostPort(d.Dst, d.Dport, d.Proto),
 		protoName(d.Proto), d.Iface, why)
+	if d.Staged {
+		by := "default"
+		if d.StagedEndpoints != "" {
+			by = "endpoint " + d.StagedEndpoints
+		}
+		msg += fmt.Sprintf("; the staged policy would %s it (%s)", d.StagedAction, by)
+	}
+	return msg
 }
 
 func hostPort(a netip.Addr, port uint16, proto uint8) string {
@@ -105,6 +128,11 @@ func protoName(p uint8) string {
 // DeniedMessageID marks denied decisions in the journal, so that
 // `journalctl MESSAGE_ID=...` finds them whatever the message says.
 const DeniedMessageID = "3f3fbd7373b641db84b2703fd2958c15"
+
+// AuditMessageID marks audited decisions (mode: audit: not allowed, passed),
+// so that `journalctl MESSAGE_ID=...` lists what enforcing the audited
+// rules would drop.
+const AuditMessageID = "dbb8e410b2b34860a05ce3b0a0df4558"
 
 // decisionLog turns the kernel's events into log records: enriched,
 // aggregated and held to log.rate. It runs on its own goroutine so that a
@@ -164,6 +192,8 @@ func (d *decisionLog) run() {
 			d.s.log.Error("read decision events", "err", err)
 			time.Sleep(100 * time.Millisecond) // never spin on a broken reader
 		default:
+			// Every staged event, logged or not, may be an example.
+			d.s.noteExample(ev)
 			if d.limit.add(ev, now) {
 				d.emit(ev, 1)
 			}
@@ -207,6 +237,9 @@ func (d *decisionLog) enrich(ev bpf.KernelDecision) LoggedDecision {
 	} else {
 		dec.Iface = "ifindex " + strconv.Itoa(ev.Ifindex)
 	}
+	if ev.Staged {
+		dec.StagedEndpoints = d.stagedEndpoints(ev)
+	}
 	if r, ok := d.filter.Rule(ev.Generation, ev.Rule); ok {
 		dec.Range, dec.Endpoints = r.Range, r.Endpoints
 	} else if ev.Rule != 0 {
@@ -243,8 +276,11 @@ func (d *decisionLog) userName(uid uint32) string {
 func (d *decisionLog) emit(ev bpf.KernelDecision, count uint64) {
 	dec := d.enrich(ev)
 	level := slog.LevelWarn
-	if dec.Allowed {
+	switch {
+	case dec.Allowed:
 		level = slog.LevelInfo
+	case dec.Audit:
+		level = logging.LevelNotice // PRIORITY 5: it passed
 	}
 	d.s.opts.Decisions.LogAttrs(context.Background(), level, dec.Message(), dec.fields(count)...)
 }
@@ -274,7 +310,15 @@ func (d LoggedDecision) fields(count uint64) []slog.Attr {
 		slog.String("NTF_RANGE", rng),
 		slog.Uint64("NTF_COUNT", count),
 	}
-	if !d.Allowed {
+	if d.Staged {
+		attrs = append(attrs,
+			slog.String("NTF_STAGED_ACTION", d.StagedAction.String()),
+			slog.String("NTF_STAGED_ENDPOINT", d.StagedEndpoints))
+	}
+	switch {
+	case d.Audit:
+		attrs = append([]slog.Attr{slog.String("MESSAGE_ID", AuditMessageID)}, attrs...)
+	case !d.Allowed:
 		attrs = append([]slog.Attr{slog.String("MESSAGE_ID", DeniedMessageID)}, attrs...)
 	}
 	return attrs

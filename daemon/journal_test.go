@@ -5,11 +5,13 @@ package daemon
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -253,5 +255,94 @@ func TestRingBufferDrops(t *testing.T) {
 	}
 	if logged+suppressed+lost != sent {
 		t.Errorf("logged %d + suppressed %d + lost %d != %d sent", logged, suppressed, lost, sent)
+	}
+}
+
+// mode: audit in the journal: a packet that an audited endpoint or an
+// audited deny default does not allow passes and is logged with
+// NTF_ACTION=audit, its own MESSAGE_ID and PRIORITY 5, aggregated like
+// every entry; an allowed owner's packets are not logged as audit.
+func TestJournalAudit(t *testing.T) {
+	testnet.RequireRoot(t)
+	b := newBed(t, fmt.Sprintf(`endpoints:
+  - protected:
+      iface: [eth0]
+      range: [%s/32, %s/128]
+      allow: [uid:1001]
+      mode: audit
+interfaces:
+  eth0: {default: deny, mode: audit}
+log: {decisions: denied, rate: 50}
+`, prot4, prot6))
+	j, _ := b.startJournaled(t, testnet.DaemonOptions{})
+	// Every probe passes; their entries are looked at below.
+	b.expect(t, b.bob, allowed)
+	b.expect(t, b.alice, allowed)
+	drainFor(j, 1500*time.Millisecond)
+	// A new kind of decision (bob to another port) is logged at once.
+	sport, err := b.bob.Send(prot4, port+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := j.WaitFor(t, 5*time.Second, "bob's audited packet", func(e map[string]string) bool {
+		return e["NTF_ACTION"] == "audit" && e["NTF_SPORT"] == strconv.Itoa(int(sport))
+	})
+	who := "uid=1002"
+	if u := userName(bob); u != "" {
+		who += "(" + u + ")"
+	}
+	want := map[string]string{
+		"PRIORITY":     "5",
+		"MESSAGE_ID":   AuditMessageID,
+		"MESSAGE":      "audit: would deny egress " + who + " 198.18.0.1:" + strconv.Itoa(int(sport)) + " -> 192.0.2.7:8081/udp on eth0 (endpoint protected, mode: audit, passed)",
+		"NTF_UID":      "1002",
+		"NTF_ENDPOINT": "protected",
+		"NTF_RANGE":    "192.0.2.7/32",
+		"NTF_COUNT":    "1",
+	}
+	for k, v := range want {
+		if e[k] != v {
+			t.Errorf("%s = %q, want %q", k, e[k], v)
+		}
+	}
+
+	// Aggregated like every entry.
+	const repeats = 30
+	for range repeats {
+		if _, err := b.bob.Send(prot4, port+2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// However the seconds fall, a few entries stand for every packet.
+	total, entries := 0, 0
+	for _, x := range drainFor(j, 2500*time.Millisecond) {
+		if x["NTF_ACTION"] == "audit" && x["NTF_DPORT"] == strconv.Itoa(port+2) {
+			n, _ := strconv.Atoi(x["NTF_COUNT"])
+			total += n
+			entries++
+		}
+	}
+	if total != repeats || entries > 3 {
+		t.Errorf("%d audited packets in %d entries, want %d in at most 3 (the first at once, the rest aggregated)", total, entries, repeats)
+	}
+
+	// The audited deny default: a destination outside every range.
+	outside := netip.MustParseAddr("192.0.2.99")
+	testnet.Expect(t, b.bob, outside, port, allowed)
+	e = j.WaitFor(t, 5*time.Second, "the audited default", func(e map[string]string) bool {
+		return e["NTF_ACTION"] == "audit" && e["NTF_DST"] == outside.String()
+	})
+	if e["PRIORITY"] != "5" || e["MESSAGE_ID"] != AuditMessageID || e["NTF_ENDPOINT"] != "" || !strings.HasSuffix(e["MESSAGE"], "(default, mode: audit, passed)") {
+		t.Errorf("audited default entry: %v", e)
+	}
+
+	// alice is allowed to the endpoint: nothing of hers to it is audit.
+	if _, err := b.alice.Send(prot4, port); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range drainFor(j, 1500*time.Millisecond) {
+		if x["NTF_UID"] == "1001" && x["NTF_ENDPOINT"] == "protected" {
+			t.Errorf("alice's allowed packet logged: %v", x)
+		}
 	}
 }

@@ -21,13 +21,19 @@ type aggKey struct {
 	proto            uint8
 	dport            uint16
 	gen, rule        uint32
+	audit            bool
+	// A staged policy's other verdict makes another story.
+	staged       bool
+	stagedAction bpf.Action
+	stagedRule   uint32
 }
 
 func keyOf(ev bpf.KernelDecision) aggKey {
 	k := aggKey{
-		allowed: ev.Allowed, unowned: ev.Unowned, ifindex: ev.Ifindex,
+		allowed: ev.Allowed, audit: ev.Audit, unowned: ev.Unowned, ifindex: ev.Ifindex,
 		src: ev.Src, dst: ev.Dst, proto: ev.Proto, dport: ev.Dport,
 		gen: ev.Generation, rule: ev.Rule,
+		staged: ev.Staged, stagedAction: ev.StagedAction, stagedRule: ev.StagedRule,
 	}
 	if !ev.Unowned {
 		k.uid = ev.UID

@@ -254,8 +254,8 @@ func TestMetricsListen(t *testing.T) {
 	if n := len(s.keys("net_tc_filter_interface_info")); n != 1 {
 		t.Errorf("%d interface_info series, want 1 (eth0)", n)
 	}
-	if k := s.keys("net_tc_filter_packets_total"); len(k) != 2 {
-		t.Errorf("packets_total series %v, want eth0's allow and deny", k)
+	if k := s.keys("net_tc_filter_packets_total"); len(k) != 3 {
+		t.Errorf("packets_total series %v, want eth0's allow, deny and audit", k)
 	}
 	if _, ok := s["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics")
@@ -449,5 +449,41 @@ func TestMetricsSocketActivation(t *testing.T) {
 	}
 	if strings.Contains(d2.Log(), "metrics:") {
 		t.Errorf("the daemon talks about metrics it does not serve:\n%s", d2.Log())
+	}
+}
+
+// Audited packets (mode: audit) move the audit series of their interface
+// and endpoint, and neither allow nor deny.
+func TestMetricsAudit(t *testing.T) {
+	testnet.RequireRoot(t)
+	const addr = "127.0.0.1:9965"
+	b := newBed(t, fmt.Sprintf(`endpoints:
+  - protected:
+      iface: [eth0]
+      range: [%s/32, %s/128]
+      allow: [uid:1001, uid:0]
+      mode: audit
+interfaces:
+  eth0: {default: allow}
+metrics: {listen: "%s"}
+`, prot4, prot6, addr))
+	b.start(t, testnet.DaemonOptions{})
+	series := func(s samples, metric, label, action string) float64 {
+		return s[fmt.Sprintf(`net_tc_filter_%s{action="%s",%s}`, metric, action, label)]
+	}
+	labels := map[string]string{"packets_total": `interface="eth0"`, "endpoint_packets_total": `endpoint="protected"`}
+	s := scrape(t, b.tp.Client, addr)
+	b.expect(t, b.bob, allowed) // passes: audited
+	s2 := scrape(t, b.tp.Client, addr)
+	for metric, label := range labels {
+		if got := series(s2, metric, label, "audit") - series(s, metric, label, "audit"); got < 4 {
+			t.Errorf("%s{%s} audit moved by %v after bob's TCP+UDP over IPv4+IPv6, want >= 4", metric, label, got)
+		}
+		if got := series(s2, metric, label, "deny") - series(s, metric, label, "deny"); got != 0 {
+			t.Errorf("%s{%s} deny moved by %v with only audited traffic", metric, label, got)
+		}
+	}
+	if got := series(s2, "endpoint_packets_total", `endpoint="protected"`, "allow") - series(s, "endpoint_packets_total", `endpoint="protected"`, "allow"); got != 0 {
+		t.Errorf("endpoint protected: allow moved by %v with only bob's audited traffic (the server's answers go to no endpoint)", got)
 	}
 }

@@ -156,6 +156,12 @@ type Service struct {
 	reloads chan reloadRequest
 	parsed  config.Cache // files as last parsed: a reload parses what changed
 
+	// Staging (stage.go): requests for the Run goroutine, the stage in
+	// force, and the end of its --for (stopped while none).
+	stages     chan stageRequest
+	staged     stageState
+	stageTimer *time.Timer
+
 	// Owned by the Run goroutine.
 	cfg     *config.Config // the live set's settings, without its endpoints (see policy)
 	logMode bpf.LogMode
@@ -225,11 +231,15 @@ func New(opts Options) *Service {
 	if opts.ResolveInterval <= 0 {
 		opts.ResolveInterval = DefaultResolveInterval
 	}
+	stageTimer := time.NewTimer(time.Hour)
+	stageTimer.Stop()
 	return &Service{
-		opts:    opts,
-		log:     opts.Logger,
-		reloads: make(chan reloadRequest),
-		status:  Status{State: StateStarting},
+		opts:       opts,
+		log:        opts.Logger,
+		reloads:    make(chan reloadRequest),
+		stages:     make(chan stageRequest),
+		stageTimer: stageTimer,
+		status:     Status{State: StateStarting},
 	}
 }
 
@@ -313,6 +323,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.filter = filter
 	s.mu.Unlock()
+	if filter.StagedEndedAtStart() {
+		s.log.Info("stage ended: the daemon restarted (a stage never outlives the daemon that reports on it; stage it again)")
+	}
 	if err := s.applyLoaded(cfg, p, logMode); err != nil {
 		// Whatever did attach stays: fail loudly, but never remove a
 		// filter that may be protecting something.
@@ -402,6 +415,12 @@ func (s *Service) Run(ctx context.Context) error {
 			s.syncInterfaces(nil)
 		case <-watchdog:
 			s.notify.watchdog()
+		case req := <-s.stages:
+			s.handleStage(req)
+		case <-s.stageTimer.C:
+			if _, err := s.unstage("its time ran out"); err != nil && !errors.Is(err, ErrNothingStaged) {
+				s.log.Error("end the stage", "err", err)
+			}
 		}
 	}
 }
@@ -539,12 +558,13 @@ func (s *Service) Metrics() metrics.Snapshot {
 	verdicts := func(in map[string]bpf.Verdicts) map[string]metrics.Verdicts {
 		out := make(map[string]metrics.Verdicts, len(in))
 		for k, v := range in {
-			out[k] = metrics.Verdicts{Allowed: v.Allowed, Denied: v.Denied}
+			out[k] = metrics.Verdicts{Allowed: v.Allowed, Denied: v.Denied, Audited: v.Audited}
 		}
 		return out
 	}
 	snap.IfaceTraffic = verdicts(t.Ifaces)
 	snap.EndpointTraffic = verdicts(t.Endpoints)
+	snap.StagedDifferences = s.stagedMetrics(kernel) // s.mu is held
 	return snap
 }
 
@@ -628,6 +648,7 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	}
 	_, err = s.filter.Apply(p, all, logMode)
 	s.noteCgroups(s.filter.CgroupProblem())
+	s.stageLost()
 	s.hostWarnings = p.HostWarnings(names(all))
 	// Even a partly failed apply swapped the policy in: record what is
 	// live, so status and the next change start from the truth.
@@ -958,6 +979,10 @@ func Filtered(p *policy.Policy, all []bpf.Iface) []bpf.Iface {
 func (s *Service) stop(dlog *decisionLog) error {
 	s.setState(StateStopping)
 	s.notify.stopping()
+	// A stage never outlives the daemon that reports on it.
+	if _, err := s.unstage("the daemon stops"); err != nil && !errors.Is(err, ErrNothingStaged) {
+		s.log.Warn("end the stage", "err", err)
+	}
 	dlog.close()
 	filter := s.letGo()
 	if s.cfg.OnStop == config.OnStopKeep {

@@ -117,6 +117,7 @@ type Status struct {
 	RuleCount   uint32       `json:"rule_count"`
 	Allowed     uint64       `json:"allowed"`
 	Denied      uint64       `json:"denied"`
+	Audited     uint64       `json:"audited"` // passed by mode: audit; 0 from daemons without it
 }
 
 // Status reads everything at once.
@@ -145,6 +146,11 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		st.LastReload = time.UnixMicro(int64(last))
 	}
 	// Optional: daemons before them did not have them.
+	if v, ok := m["Audited"]; ok {
+		if err := v.Store(&st.Audited); err != nil {
+			return Status{}, fmt.Errorf("status field Audited: %w", err)
+		}
+	}
 	if v, ok := m["Warnings"]; ok {
 		if err := v.Store(&st.Warnings); err != nil {
 			return Status{}, fmt.Errorf("status field Warnings: %w", err)

@@ -741,3 +741,55 @@ func TestDegradedAndWarningsShown(t *testing.T) {
 	}
 	testnet.Expect(t, b.bob, prot4, port, denied)
 }
+
+// The Audited property (and Status, and the status command) count what
+// mode: audit let pass: bob's packets to an audited endpoint pass, and
+// move Audited, not Denied.
+func TestAuditedProperty(t *testing.T) {
+	testnet.RequireRoot(t)
+	bus := testnet.StartBus(t, shippedConf)
+	b := newBed(t, bus)
+	c := conn(t, bus)
+	write(t, b.main, fmt.Sprintf(`endpoints:
+  - protected:
+      iface: [eth0]
+      range: [%s/32]
+      allow: [uid:1001]
+      mode: audit
+interfaces:
+  eth0: {default: allow}
+`, prot4))
+	if err := obj(c).Call(Interface+".Reload", 0).Err; err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	get := func(name string) uint64 {
+		v, err := obj(c).GetProperty(Interface + "." + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Value().(uint64)
+	}
+	audited, denied := get("Audited"), get("Denied")
+	testnet.Expect(t, b.bob, prot4, port, allowed)
+	deadline := time.Now().Add(5 * time.Second)
+	for get("Audited") < audited+2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := get("Audited"); got < audited+2 {
+		t.Errorf("Audited = %d after bob's TCP and UDP to the audited endpoint, was %d", got, audited)
+	}
+	if got := get("Denied"); got != denied {
+		t.Errorf("Denied moved from %d to %d with only audited traffic", denied, got)
+	}
+	var st map[string]godbus.Variant
+	if err := obj(c).Call(Interface+".Status", 0).Store(&st); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := st["Audited"]; !ok || v.Value().(uint64) < audited+2 {
+		t.Errorf("Status Audited = %v (present %v)", v, ok)
+	}
+	out, stderr, err := cli(t, bus, "status")
+	if err != nil || !strings.Contains(out, " audited (passed by mode: audit)") {
+		t.Errorf("status: %v %q\n%s", err, stderr, out)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -56,6 +57,9 @@ type Manager interface {
 	Check(owner policy.Owner, k policy.Packet, iface string) (policy.Verdict, string, error)
 	Status() daemon.Status
 	Counters() (bpf.Counters, error)
+	Stage(ctx context.Context, path string, dur time.Duration) error
+	Unstage(ctx context.Context) (daemon.StageSummary, error)
+	StageSummary() daemon.StageSummary
 }
 
 // ServerOptions configure Serve.
@@ -162,20 +166,25 @@ func serveOnce(ctx context.Context, opts ServerOptions) error {
 // object is the exported org.nettcfilter1.Manager. Its exported methods are
 // the D-Bus methods, and only those.
 type object struct {
-	opts  ServerOptions
-	conn  *godbus.Conn
-	props *prop.Properties
+	opts   ServerOptions
+	conn   *godbus.Conn
+	props  *prop.Properties
+	staged stagedProp // served beside props (stage.go)
 }
 
 func (o *object) export() error {
 	values := o.values()
 	m := map[string]*prop.Prop{}
 	for name, v := range values {
+		if name == "Staged" {
+			o.staged.value.Store(ptrTo(v.(map[string]godbus.Variant)))
+			continue
+		}
 		emit := prop.EmitTrue
 		switch name {
 		case "Version":
 			emit = prop.EmitConst
-		case "Allowed", "Denied":
+		case "Allowed", "Denied", "Audited":
 			emit = prop.EmitInvalidates // they change with every packet
 		}
 		m[name] = &prop.Prop{Value: v, Emit: emit}
@@ -185,6 +194,9 @@ func (o *object) export() error {
 		return fmt.Errorf("export properties: %w", err)
 	}
 	o.props = props
+	if err := o.exportProperties(); err != nil {
+		return err
+	}
 	if err := o.conn.Export(o, Path, Interface); err != nil {
 		return fmt.Errorf("export %s: %w", Interface, err)
 	}
@@ -260,6 +272,8 @@ func (o *object) values() map[string]any {
 		"RuleCount":   uint32(st.Ranges),
 		"Allowed":     c.Allowed,
 		"Denied":      c.Denied,
+		"Audited":     c.Audited,
+		"Staged":      stagedValue(o.opts.Manager.StageSummary()),
 	}
 }
 
@@ -274,7 +288,9 @@ func (o *object) refreshCounters() error {
 	if err != nil {
 		return nil // not loaded yet, or stopping: nothing new to say
 	}
-	return o.set(map[string]any{"Allowed": c.Allowed, "Denied": c.Denied})
+	// The stage's counts move with the traffic too: at most once a second.
+	return o.set(map[string]any{"Allowed": c.Allowed, "Denied": c.Denied, "Audited": c.Audited,
+		"Staged": stagedValue(o.opts.Manager.StageSummary())})
 }
 
 // set stores the values that changed. prop has no setter for read-only
@@ -287,6 +303,10 @@ func (o *object) set(values map[string]any) (err error) {
 		}
 	}()
 	for name, v := range values {
+		if name == "Staged" {
+			o.setStaged(v.(map[string]godbus.Variant))
+			continue
+		}
 		if !reflect.DeepEqual(o.props.GetMust(Interface, name), v) {
 			o.props.SetMust(Interface, name, v)
 		}
@@ -294,17 +314,71 @@ func (o *object) set(values map[string]any) (err error) {
 	return nil
 }
 
-// Reload is the D-Bus method. Only root may call it: the bus policy says
-// so, and so does this check, should the policy file be missing.
-func (o *object) Reload(sender godbus.Sender) (uint64, *godbus.Error) {
+// rootOnly refuses callers other than root, as the bus policy does: the
+// check holds should the policy file be missing.
+func (o *object) rootOnly(sender godbus.Sender, method, what string) *godbus.Error {
 	var uid uint32
 	err := o.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid)
 	if err != nil {
-		return 0, godbus.NewError(ErrFailed, []any{"cannot tell who is asking: " + err.Error()})
+		return godbus.NewError(ErrFailed, []any{"cannot tell who is asking: " + err.Error()})
 	}
 	if uid != 0 {
-		o.opts.Logger.Warn("D-Bus: refused Reload", "uid", uid, "sender", string(sender))
-		return 0, godbus.NewError(ErrAccessDenied, []any{fmt.Sprintf("only root may reload net-tc-filter (caller uid %d)", uid)})
+		o.opts.Logger.Warn("D-Bus: refused "+method, "uid", uid, "sender", string(sender))
+		return godbus.NewError(ErrAccessDenied, []any{fmt.Sprintf("only root may %s (caller uid %d)", what, uid)})
+	}
+	return nil
+}
+
+// Stage is the D-Bus method (SPEC §5, §8): root only. An invalid set is
+// InvalidConfig with every problem; nothing is staged then.
+func (o *object) Stage(sender godbus.Sender, path string, seconds uint64) *godbus.Error {
+	if e := o.rootOnly(sender, "Stage", "stage a policy"); e != nil {
+		return e
+	}
+	if !filepath.IsAbs(path) {
+		return godbus.NewError(errInvalidArgs, []any{fmt.Sprintf("config_path %q is not an absolute path", path)})
+	}
+	if seconds > uint64(maxStage/time.Second) {
+		return godbus.NewError(errInvalidArgs, []any{fmt.Sprintf("%d seconds is more than a stage may last (%v)", seconds, maxStage)})
+	}
+	err := o.opts.Manager.Stage(context.Background(), path, time.Duration(seconds)*time.Second)
+	var errs config.Errors
+	switch {
+	case errors.As(err, &errs):
+		return godbus.NewError(ErrInvalidConfig, []any{errs.Error()})
+	case err != nil:
+		return godbus.NewError(ErrFailed, []any{err.Error()})
+	}
+	// Staged says so by the time the caller has the answer.
+	o.setStaged(stagedValue(o.opts.Manager.StageSummary()))
+	return nil
+}
+
+// maxStage bounds --for: what fits a time.Duration, with room.
+const maxStage = 100 * 365 * 24 * time.Hour
+
+// Unstage is the D-Bus method: root only; the summary of the stage that
+// ended. With nothing staged: org.nettcfilter1.Error.NotStaged.
+func (o *object) Unstage(sender godbus.Sender) (map[string]godbus.Variant, *godbus.Error) {
+	if e := o.rootOnly(sender, "Unstage", "unstage a policy"); e != nil {
+		return nil, e
+	}
+	sum, err := o.opts.Manager.Unstage(context.Background())
+	switch {
+	case errors.Is(err, daemon.ErrNothingStaged):
+		return nil, godbus.NewError(ErrNotStaged, []any{err.Error()})
+	case err != nil:
+		return nil, godbus.NewError(ErrFailed, []any{err.Error()})
+	}
+	o.setStaged(map[string]godbus.Variant{})
+	return stagedValue(sum), nil
+}
+
+// Reload is the D-Bus method. Only root may call it: the bus policy says
+// so, and so does this check, should the policy file be missing.
+func (o *object) Reload(sender godbus.Sender) (uint64, *godbus.Error) {
+	if e := o.rootOnly(sender, "Reload", "reload net-tc-filter"); e != nil {
+		return 0, e
 	}
 	gen, err := o.opts.Manager.Reload(context.Background())
 	var errs config.Errors

@@ -101,14 +101,22 @@ func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
 		fmt.Fprintln(w, "  (no interfaces: key; filtered interfaces default to deny)")
 	}
 	for _, s := range p.Interfaces {
-		fmt.Fprintf(w, "  %-16s default %s\n", s.Pattern, s.Default)
+		mode := ""
+		if s.Audit && s.Default == policy.Deny {
+			mode = " (audit: logs what it would drop, drops nothing)"
+		}
+		fmt.Fprintf(w, "  %-16s default %s%s\n", s.Pattern, s.Default, mode)
 	}
 	fmt.Fprintln(w, "endpoints:")
 	if len(p.Endpoints) == 0 {
 		fmt.Fprintln(w, "  (none: nothing is filtered)")
 	}
 	for _, e := range p.Endpoints {
-		fmt.Fprintf(w, "  %s on %s\n", e.Name, strings.Join(e.Ifaces, ", "))
+		mode := ""
+		if e.Audit {
+			mode = " (audit: logs what it would drop, drops nothing)"
+		}
+		fmt.Fprintf(w, "  %s on %s%s\n", e.Name, strings.Join(e.Ifaces, ", "), mode)
 		fmt.Fprintf(w, "    allow: %s => %s\n", strings.Join(e.Allow, ", "), e.Principals)
 		if n := e.Narrowing(); n != "" {
 			fmt.Fprintf(w, "    only: %s\n", n)

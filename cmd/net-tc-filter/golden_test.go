@@ -197,6 +197,12 @@ func TestStatusGolden(t *testing.T) {
 			Interfaces:  []ntfdbus.Attachment{{Name: "eth0", Index: 2, Mode: "tcx"}, {Name: "ens5", Index: 3, Mode: "tcx"}},
 			RuleCount:   2, Allowed: 17, Denied: 4,
 		}},
+		{"status-audit", ntfdbus.Status{
+			Version: "1.4.0", State: "running", Generation: 4,
+			ConfigFiles: []string{"/etc/net-tc-filter/net-tc-filter.yml"},
+			Interfaces:  []ntfdbus.Attachment{{Name: "eth0", Index: 2, Mode: "tcx"}},
+			RuleCount:   1, Allowed: 17, Denied: 4, Audited: 9,
+		}},
 		// Every problem of the failed reload, the cause first: not
 		// "(and 1 more)" hiding it behind what follows from it.
 		{"status-degraded", ntfdbus.Status{

@@ -173,6 +173,9 @@ func newRoot(p parts, stdout, stderr io.Writer) *cobra.Command {
 		newStatusCmd(),
 		newReloadCmd(),
 		newExplainCmd(),
+		newStageCmd(),
+		newUnstageCmd(),
+		newStagedCmd(),
 		newDetachCmd(),
 		newVersionCmd(),
 	)

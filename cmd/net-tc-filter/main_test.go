@@ -65,6 +65,9 @@ func TestCLI(t *testing.T) {
 		"20-ghost.yml": "endpoints:\n  - wide:\n      iface: [eth0]\n      range: [169.254.0.0/16]\n      allow: [uid:1005, \"group:ntf-no-such-group\"]\n",
 		"30-x.yaml":    "endpoints: []\n",
 	})
+	audit := writeConfig(t, seed, map[string]string{"10-audit.yml": "endpoints:\n" +
+		"  - rollout: {iface: [eth0], range: [169.254.0.0/16], allow: [root], mode: audit}\n" +
+		"interfaces:\n  eth0: {default: deny, mode: audit}\n  eth9: {default: allow, mode: audit}\n"})
 	notRead := writeConfig(t, seed, map[string]string{"30-x.yaml": "endpoints: []\n", "40-bad.yml": "endpoints: [\n"})
 	emptyPins, leftPins := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(leftPins, "link_2"), nil, 0o600); err != nil {
@@ -111,6 +114,13 @@ func TestCLI(t *testing.T) {
 		{"explain a port on icmp", []string{"explain", "--config", wire, "--user", "root", "--dst", "168.63.129.16", "--proto", "icmp", "--port", "7"}, 2, nil, []string{"icmp has no ports"}},
 		{"explain an unknown protocol", []string{"explain", "--config", wire, "--user", "root", "--dst", "168.63.129.16", "--proto", "tpc", "--port", "80"}, 2, nil, []string{`--proto: proto "tpc": unknown protocol`, "did you mean tcp?"}},
 		{"explain port 65536", []string{"explain", "--config", wire, "--user", "root", "--dst", "168.63.129.16", "--proto", "tcp", "--port", "65536"}, 2, nil, []string{"--port"}},
+		{"check says which endpoints and interfaces audit", []string{"check", "--config", audit}, 0,
+			[]string{"rollout on eth0 (audit: logs what it would drop, drops nothing)\n", "eth0             default deny (audit: logs what it would drop, drops nothing)\n", "eth9             default allow\n"},
+			[]string{"warning: interface eth9: mode: audit has no effect: its default is allow"}},
+		{"explain an audited endpoint: denied, passes as audit", []string{"explain", "--config", audit, "--user", "uid:1005", "--dst", "169.254.1.1", "--iface", "eth0"}, 3,
+			[]string{"eth0: denied: uid:1005 is not allowed to 169.254.0.0/16 (endpoint rollout; allowed: root) [mode: audit: passes, logged as audit]"}, nil},
+		{"explain an audited default", []string{"explain", "--config", audit, "--user", "root", "--dst", "192.0.2.1", "--iface", "eth0"}, 3,
+			[]string{"eth0: denied: no configured range contains 192.0.2.1; default deny on eth0 [mode: audit: passes, logged as audit]"}, nil},
 		{"check with = ", []string{"check", "--config=" + good}, 0, []string{"OK: 2 endpoints, 3 ranges"}, nil},
 		{"check reports every problem at once", []string{"check", "--config", bad}, 1, nil,
 			[]string{"20-bad.yml:4: endpoint \"x\": range 10.0.0.1/8 has host bits set", `20-bad.yml:5: allow "ntf-no-such-user": unknown user`}},

@@ -130,7 +130,13 @@ func printStatus(w io.Writer, st ntfdbus.Status) {
 	}
 	list(w, "last error", lastErr)
 	fmt.Fprintf(w, "  %-12s %d ranges\n", "rules", st.RuleCount)
-	fmt.Fprintf(w, "  %-12s %d allowed, %d denied\n", "packets", st.Allowed, st.Denied)
+	audited := ""
+	if st.Audited > 0 {
+		// Only where mode: audit passed something: most hosts audit
+		// nothing, and their status stays as it was.
+		audited = fmt.Sprintf(", %d audited (passed by mode: audit)", st.Audited)
+	}
+	fmt.Fprintf(w, "  %-12s %d allowed, %d denied%s\n", "packets", st.Allowed, st.Denied, audited)
 	ifaces := []string{"none"}
 	if len(st.Interfaces) > 0 {
 		ifaces = ifaces[:0]

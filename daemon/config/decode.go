@@ -25,8 +25,9 @@ type fileSettings struct {
 // changed by a caller.
 func topKeys() []string       { return []string{"endpoints", "interfaces", "log", "on_stop", "metrics"} }
 func metricsKeys() []string   { return []string{"listen"} }
-func endpointKeys() []string  { return []string{"iface", "range", "allow", "proto", "ports"} }
-func interfaceKeys() []string { return []string{"default"} }
+func endpointKeys() []string  { return []string{"iface", "range", "allow", "proto", "ports", "mode"} }
+func interfaceKeys() []string { return []string{"default", "mode"} }
+func modes() []string         { return []string{ModeEnforce, ModeAudit} }
 func logKeys() []string       { return []string{"level", "decisions", "rate"} }
 func logLevels() []string     { return []string{"debug", "info", "warn", "error"} }
 func logDecisions() []string  { return []string{"none", "denied", "all"} }
@@ -183,12 +184,17 @@ func (p *fileParser) iface(f field) Interface {
 		return it
 	}
 	for _, g := range f.val.fields() {
-		if g.key != "default" {
+		switch g.key {
+		case "default":
+			if a, ok := p.enum(g.val, fmt.Sprintf("interface %q: default", f.key), actions()); ok {
+				it.Default = Action(a)
+			}
+		case "mode":
+			if m, ok := p.enum(g.val, fmt.Sprintf("interface %q: mode", f.key), modes()); ok {
+				it.Audit = m == ModeAudit
+			}
+		default:
 			p.unknown(g, fmt.Sprintf(" in interface %q", f.key), interfaceKeys())
-			continue
-		}
-		if a, ok := p.enum(g.val, fmt.Sprintf("interface %q: default", f.key), actions()); ok {
-			it.Default = Action(a)
 		}
 	}
 	return it
@@ -280,6 +286,10 @@ func (p *fileParser) endpointBody(ep *Endpoint, body val) {
 		case "ports":
 			ep.Ports = p.ports(ep.Name, f.val)
 			portsLine = f.line
+		case "mode":
+			if m, ok := p.enum(f.val, fmt.Sprintf("endpoint %q: mode", ep.Name), modes()); ok {
+				ep.Audit = m == ModeAudit
+			}
 		default:
 			p.unknown(f, fmt.Sprintf(" in endpoint %q", ep.Name), endpointKeys())
 		}

@@ -115,6 +115,43 @@ func TestExtendedExample(t *testing.T) {
 	}
 }
 
+// TestMode reads `mode:` on endpoints and interfaces, and a drop-in that
+// replaces an endpoint or an interfaces key takes its mode with it.
+func TestMode(t *testing.T) {
+	dir := writeSet(t, map[string]string{
+		mainName: lines(
+			"endpoints:",
+			"  - a: {iface: eth0, range: 10.0.0.0/8, allow: [], mode: audit}",
+			"  - b: {iface: eth0, range: 10.1.0.0/16, allow: [], mode: enforce}",
+			"  - c: {iface: eth0, range: 10.2.0.0/16, allow: [], mode: audit}",
+			"  - d: {iface: eth0, range: 10.3.0.0/16, allow: []}",
+			"interfaces:",
+			"  eth0: {default: deny, mode: audit}",
+			"  eth1: {default: deny, mode: audit}",
+			"  eth2: {}"),
+		"conf.d/50-x.yml": lines(
+			"endpoints:",
+			"  - c: {iface: eth0, range: 10.2.0.0/16, allow: []}",
+			"interfaces:",
+			"  eth1: {default: deny}"),
+	})
+	got := mustLoad(t, dir)
+	audit := map[string]bool{}
+	for _, e := range got.Endpoints {
+		audit[e.Name] = e.Audit
+	}
+	if want := map[string]bool{"a": true, "b": false, "c": false, "d": false}; !reflect.DeepEqual(audit, want) {
+		t.Errorf("endpoint modes (audit) = %v, want %v", audit, want)
+	}
+	ifs := map[string]bool{}
+	for k, v := range got.Interfaces {
+		ifs[k] = v.Audit
+	}
+	if want := map[string]bool{"eth0": true, "eth1": false, "eth2": false}; !reflect.DeepEqual(ifs, want) {
+		t.Errorf("interface modes (audit) = %v, want %v", ifs, want)
+	}
+}
+
 // endpointNames lists the endpoints' names with the file:line they come from.
 func endpointNames(dir string, cfg *Config) []string {
 	var out []string

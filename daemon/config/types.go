@@ -37,6 +37,12 @@ const (
 	Deny  Action = "deny"
 )
 
+// The values of `mode:` on an endpoint or an interface.
+const (
+	ModeEnforce = "enforce"
+	ModeAudit   = "audit"
+)
+
 // OnStop says whether a clean stop removes the filter.
 type OnStop string
 
@@ -82,13 +88,19 @@ type Endpoint struct {
 	// only to packets of a protocol with ports (SPEC §1 rule 2).
 	Protos []uint8
 	Ports  []PortRange
-	Pos    Pos
+	// Audit is `mode: audit`: a packet this endpoint alone would drop
+	// passes and is logged as audit (SPEC §1 rule 4).
+	Audit bool
+	Pos   Pos
 }
 
 // Interface holds the settings of one `interfaces:` key.
 type Interface struct {
 	Default Action
-	Pos     Pos
+	// Audit is `mode: audit`: packets the deny default would drop pass
+	// and are logged as audit (SPEC §1 rule 5).
+	Audit bool
+	Pos   Pos
 }
 
 // Log holds the `log:` settings.

@@ -26,7 +26,7 @@ func TestValidationErrors(t *testing.T) {
 	}, {
 		name:    "unknown endpoint key",
 		content: endpointWith("iface: eth0", "range: 10.0.0.0/8", "allow: []", "alow: [x]"),
-		want:    []want{{m(6), `unknown key "alow" in endpoint "a"; known: iface, range, allow, proto, ports`}},
+		want:    []want{{m(6), `unknown key "alow" in endpoint "a"; known: iface, range, allow, proto, ports, mode`}},
 	}, {
 		name:    "missing allow",
 		content: endpointWith("iface: eth0", "range: 10.0.0.0/8"),
@@ -207,7 +207,7 @@ func TestValidationErrors(t *testing.T) {
 		),
 		want: []want{
 			{m(2), `interface "eth0": default must be one of allow, deny, not the string "allw"`},
-			{m(3), `unknown key "defualt" in interface "eth1"; known: default`},
+			{m(3), `unknown key "defualt" in interface "eth1"; known: default, mode`},
 			{m(4), `interfaces: interface name "a/b" contains '/', ':' or whitespace`},
 			{m(5), `interface "eth2" must be a mapping like {default: deny}, not the string "deny"`},
 			{m(7), `interfaces: interface glob "eth[" is malformed`},
@@ -276,6 +276,24 @@ func TestValidationErrors(t *testing.T) {
 		want: []want{
 			{m(2), `log.rate must be between 1 and`},
 			{m(3), `a second YAML document starts here`},
+		},
+	}, {
+		name: "mode",
+		content: lines(
+			"endpoints:", // 1
+			"  - a: {iface: eth0, range: 10.0.0.0/8, allow: [], mode: audti}",  // 2
+			"  - b: {iface: eth0, range: 10.1.0.0/16, allow: [], mode: Audit}", // 3
+			"  - c: {iface: eth0, range: 10.2.0.0/16, allow: [], mode: true}",  // 4
+			"  - d: {iface: eth0, range: 10.3.0.0/16, allow: [], mode: audit}", // 5
+			"interfaces:", // 6
+			"  eth0: {default: deny, mode: enforcing}", // 7
+			"  eth1: {default: deny, mode: audit}",     // 8
+		),
+		want: []want{
+			{m(2), `endpoint "a": mode must be one of enforce, audit, not the string "audti"`},
+			{m(3), `endpoint "b": mode must be one of enforce, audit, not the string "Audit"`},
+			{m(4), `endpoint "c": mode must be one of enforce, audit, not`},
+			{m(7), `interface "eth0": mode must be one of enforce, audit, not the string "enforcing"`},
 		},
 	}, {
 		name:    "top level is a list",

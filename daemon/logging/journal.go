@@ -24,6 +24,11 @@ import (
 // not run as net-tc-filter.service.
 const SyslogIdentifier = "net-tc-filter"
 
+// LevelNotice is syslog's notice (PRIORITY 5), between info and warning:
+// slog has no name for it. The decision log gives it to audited packets,
+// which are not an error yet but what enforcement would have dropped.
+const LevelNotice = slog.LevelInfo + 2
+
 // maxFieldName is journald's limit: longer names make it drop the field.
 const maxFieldName = 64
 
@@ -49,7 +54,7 @@ func NewHandler(stderr io.Writer, level slog.Leveler) slog.Handler {
 // with the native protocol:
 //
 //   - MESSAGE is the record's message, PRIORITY follows its level (debug 7,
-//     info 6, warning 4, error 3), SYSLOG_IDENTIFIER is always
+//     info 6, LevelNotice 5, warning 4, error 3), SYSLOG_IDENTIFIER is always
 //     "net-tc-filter".
 //   - Every attribute becomes a field. A key that is already a valid journald
 //     field name (A-Z, 0-9, _, not starting with _ or a digit, at most 64
@@ -179,6 +184,8 @@ func priority(l slog.Level) journal.Priority {
 		return journal.PriErr
 	case l >= slog.LevelWarn:
 		return journal.PriWarning
+	case l >= LevelNotice:
+		return journal.PriNotice
 	case l >= slog.LevelInfo:
 		return journal.PriInfo
 	default:

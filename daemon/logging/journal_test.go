@@ -142,6 +142,14 @@ func TestJournalHandlerFields(t *testing.T) {
 		priority: journal.PriErr,
 		vars:     map[string]string{"ERR": "new"},
 	}, {
+		name: "notice: syslog priority 5",
+		log: func(l *slog.Logger) {
+			l.Log(context.Background(), LevelNotice, "audit", "NTF_ACTION", "audit")
+		},
+		message:  "audit",
+		priority: journal.PriNotice,
+		vars:     map[string]string{"NTF_ACTION": "audit"},
+	}, {
 		name:     "multi-line message",
 		log:      func(l *slog.Logger) { l.Debug("line one\nline two") },
 		message:  "line one\nline two",
@@ -224,7 +232,9 @@ func TestPriority(t *testing.T) {
 		{slog.LevelDebug, journal.PriDebug},
 		{slog.LevelInfo - 1, journal.PriDebug},
 		{slog.LevelInfo, journal.PriInfo},
-		{slog.LevelInfo + 2, journal.PriInfo},
+		{slog.LevelInfo + 1, journal.PriInfo},
+		{LevelNotice, journal.PriNotice}, // slog.LevelInfo + 2
+		{slog.LevelWarn - 1, journal.PriNotice},
 		{slog.LevelWarn, journal.PriWarning},
 		{slog.LevelError, journal.PriErr},
 		{slog.LevelError + 8, journal.PriErr},

@@ -25,9 +25,10 @@ type SourceFunc func() Snapshot
 // Metrics calls f.
 func (f SourceFunc) Metrics() Snapshot { return f() }
 
-// Verdicts counts the packets a filter let go and dropped.
+// Verdicts counts the packets a filter let go and dropped, and those that
+// mode: audit let go although the policy does not allow their owner.
 type Verdicts struct {
-	Allowed, Denied uint64
+	Allowed, Denied, Audited uint64
 }
 
 // Kernel are the filter program's counters of packets it did not judge
@@ -71,6 +72,16 @@ type Snapshot struct {
 	// count them: their series are then left out.
 	IfaceTraffic    map[string]Verdicts
 	EndpointTraffic map[string]Verdicts
+	// StagedDifferences counts, while a candidate is staged, the packets
+	// it would decide otherwise, by its endpoint that decides ("" : its
+	// default) and direction (newly_denied, newly_allowed, newly_audited,
+	// no_longer_audited); nil: nothing staged, no series.
+	StagedDifferences map[StagedKey]uint64
+}
+
+// StagedKey labels a staged difference.
+type StagedKey struct {
+	Endpoint, Direction string
 }
 
 // States are the values of net_tc_filter_state's state label, in the
@@ -90,6 +101,7 @@ type descs struct {
 	packets, endpointPackets, kernelPackets, eventsLost, suppressed, reloads *prometheus.Desc
 	generation, lastReloadTime, lastReloadDuration, lastReloadSuccess        *prometheus.Desc
 	ranges, ifaceInfo, state, buildInfo                                      *prometheus.Desc
+	stagedDifferences                                                        *prometheus.Desc
 }
 
 const ns = "net_tc_filter_"
@@ -101,8 +113,8 @@ func NewCollector(src Source, version string) *Collector {
 		return prometheus.NewDesc(ns+name, help, labels, nil)
 	}
 	return &Collector{src: src, version: version, d: descs{
-		packets:            desc("packets_total", "Packets the filter judged on an interface, by verdict.", "interface", "action"),
-		endpointPackets:    desc("endpoint_packets_total", "Packets the filter judged, by the endpoint whose range decided (\"\" for the interface default) and verdict.", "endpoint", "action"),
+		packets:            desc("packets_total", "Packets the filter judged on an interface, by verdict (allow, deny, audit: not allowed, passed by mode: audit).", "interface", "action"),
+		endpointPackets:    desc("endpoint_packets_total", "Packets the filter judged, by the endpoint whose range decided (\"\" for the interface default) and verdict (allow, deny, audit: not allowed, passed by mode: audit).", "endpoint", "action"),
 		kernelPackets:      desc("kernel_packets_total", "Packets the policy did not judge, by reason: not_ip (non-IP frames; passed), malformed (IP packets whose destination cannot be read; dropped), unfiltered (on an interface the policy no longer filters, until detached; passed), no_policy (no policy written yet; dropped).", "reason"),
 		eventsLost:         desc("events_lost_total", "Decisions the kernel could not queue for the decision log (ring buffer full)."),
 		suppressed:         desc("log_suppressed_total", "Decision log entries left out by log.rate."),
@@ -115,6 +127,7 @@ func NewCollector(src Source, version string) *Collector {
 		ifaceInfo:          desc("interface_info", "A filtered interface, with its ifindex and how the program is attached; always 1.", "interface", "ifindex", "mode"),
 		state:              desc("state", "1 for the daemon's current state, 0 for the others.", "state"),
 		buildInfo:          desc("build_info", "The daemon's version; always 1.", "version"),
+		stagedDifferences:  desc("staged_differences_total", "While a candidate is staged: packets it would decide otherwise than the live policy, by its endpoint that decides (\"\" for its interface default) and direction (newly_denied, newly_allowed, newly_audited, no_longer_audited). Since the stage began.", "endpoint", "direction"),
 	}}
 }
 
@@ -122,7 +135,7 @@ func NewCollector(src Source, version string) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.d
 	for _, x := range []*prometheus.Desc{d.packets, d.endpointPackets, d.kernelPackets, d.eventsLost, d.suppressed, d.reloads,
-		d.generation, d.lastReloadTime, d.lastReloadDuration, d.lastReloadSuccess, d.ranges, d.ifaceInfo, d.state, d.buildInfo} {
+		d.generation, d.lastReloadTime, d.lastReloadDuration, d.lastReloadSuccess, d.ranges, d.ifaceInfo, d.state, d.buildInfo, d.stagedDifferences} {
 		ch <- x
 	}
 }
@@ -141,7 +154,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for name, v := range by {
 			counter(desc, v.Allowed, name, "allow")
 			counter(desc, v.Denied, name, "deny")
+			counter(desc, v.Audited, name, "audit")
 		}
+	}
+	for k, n := range s.StagedDifferences {
+		counter(d.stagedDifferences, n, k.Endpoint, k.Direction)
 	}
 	verdicts(d.packets, s.IfaceTraffic)
 	verdicts(d.endpointPackets, s.EndpointTraffic)

@@ -34,12 +34,17 @@ func snapshot() Snapshot {
 		Kernel:        &Kernel{NotIP: 12, Malformed: 1, Unfiltered: 30, NoPolicy: 2, EventsLost: 4},
 		LogSuppressed: 9,
 		IfaceTraffic: map[string]Verdicts{
-			"eth0": {Allowed: 90, Denied: 6},
+			"eth0": {Allowed: 90, Denied: 6, Audited: 11},
 			"wg0":  {Allowed: 10, Denied: 1},
 		},
 		EndpointTraffic: map[string]Verdicts{
-			"imds": {Allowed: 5, Denied: 7},
-			"":     {Allowed: 95},
+			"imds":    {Allowed: 5, Denied: 7},
+			"":        {Allowed: 95},
+			"rollout": {Allowed: 2, Audited: 11},
+		},
+		StagedDifferences: map[StagedKey]uint64{
+			{Endpoint: "imds-v2", Direction: "newly_denied"}: 40,
+			{Endpoint: "", Direction: "newly_allowed"}:       3,
 		},
 	}
 }
@@ -48,12 +53,17 @@ const wantFull = `
 # HELP net_tc_filter_build_info The daemon's version; always 1.
 # TYPE net_tc_filter_build_info gauge
 net_tc_filter_build_info{version="1.2.3"} 1
-# HELP net_tc_filter_endpoint_packets_total Packets the filter judged, by the endpoint whose range decided ("" for the interface default) and verdict.
+# HELP net_tc_filter_endpoint_packets_total Packets the filter judged, by the endpoint whose range decided ("" for the interface default) and verdict (allow, deny, audit: not allowed, passed by mode: audit).
 # TYPE net_tc_filter_endpoint_packets_total counter
 net_tc_filter_endpoint_packets_total{action="allow",endpoint=""} 95
 net_tc_filter_endpoint_packets_total{action="allow",endpoint="imds"} 5
+net_tc_filter_endpoint_packets_total{action="allow",endpoint="rollout"} 2
+net_tc_filter_endpoint_packets_total{action="audit",endpoint=""} 0
+net_tc_filter_endpoint_packets_total{action="audit",endpoint="imds"} 0
+net_tc_filter_endpoint_packets_total{action="audit",endpoint="rollout"} 11
 net_tc_filter_endpoint_packets_total{action="deny",endpoint=""} 0
 net_tc_filter_endpoint_packets_total{action="deny",endpoint="imds"} 7
+net_tc_filter_endpoint_packets_total{action="deny",endpoint="rollout"} 0
 # HELP net_tc_filter_events_lost_total Decisions the kernel could not queue for the decision log (ring buffer full).
 # TYPE net_tc_filter_events_lost_total counter
 net_tc_filter_events_lost_total 4
@@ -82,10 +92,12 @@ net_tc_filter_last_reload_timestamp_seconds 1.7950000005e+09
 # HELP net_tc_filter_log_suppressed_total Decision log entries left out by log.rate.
 # TYPE net_tc_filter_log_suppressed_total counter
 net_tc_filter_log_suppressed_total 9
-# HELP net_tc_filter_packets_total Packets the filter judged on an interface, by verdict.
+# HELP net_tc_filter_packets_total Packets the filter judged on an interface, by verdict (allow, deny, audit: not allowed, passed by mode: audit).
 # TYPE net_tc_filter_packets_total counter
 net_tc_filter_packets_total{action="allow",interface="eth0"} 90
 net_tc_filter_packets_total{action="allow",interface="wg0"} 10
+net_tc_filter_packets_total{action="audit",interface="eth0"} 11
+net_tc_filter_packets_total{action="audit",interface="wg0"} 0
 net_tc_filter_packets_total{action="deny",interface="eth0"} 6
 net_tc_filter_packets_total{action="deny",interface="wg0"} 1
 # HELP net_tc_filter_ranges Address ranges of the live policy ((endpoint, range) pairs), by family.
@@ -96,6 +108,10 @@ net_tc_filter_ranges{family="ipv6"} 1
 # TYPE net_tc_filter_reloads_total counter
 net_tc_filter_reloads_total{result="failed"} 1
 net_tc_filter_reloads_total{result="ok"} 3
+# HELP net_tc_filter_staged_differences_total While a candidate is staged: packets it would decide otherwise than the live policy, by its endpoint that decides ("" for its interface default) and direction (newly_denied, newly_allowed, newly_audited, no_longer_audited). Since the stage began.
+# TYPE net_tc_filter_staged_differences_total counter
+net_tc_filter_staged_differences_total{direction="newly_allowed",endpoint=""} 3
+net_tc_filter_staged_differences_total{direction="newly_denied",endpoint="imds-v2"} 40
 # HELP net_tc_filter_state 1 for the daemon's current state, 0 for the others.
 # TYPE net_tc_filter_state gauge
 net_tc_filter_state{state="degraded"} 1

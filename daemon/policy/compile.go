@@ -108,14 +108,14 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, error) {
 	p := &Policy{Endpoints: make([]Endpoint, len(cfg.Endpoints))}
 	for i, e := range cfg.Endpoints {
-		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, Protos: e.Protos, Ports: e.Ports, source: e.Allow}
+		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, Protos: e.Protos, Ports: e.Ports, Audit: e.Audit, source: e.Allow}
 	}
 	for pat, s := range cfg.Interfaces {
 		def := Deny // unset means deny, as everywhere
 		if s.Default == config.Allow {
 			def = Allow
 		}
-		p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: pat, Default: def})
+		p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: pat, Default: def, Audit: s.Audit})
 	}
 	slices.SortFunc(p.Interfaces, func(a, b IfaceSetting) int { return strings.Compare(a.Pattern, b.Pattern) })
 	if errs := p.resolve(r, budget); len(errs) > 0 {
@@ -242,7 +242,7 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 	if paths := p.CgroupPaths(); len(paths) > MaxCgroupPaths {
 		errs = append(errs, p.tooManyCgroups(paths))
 	}
-	p.Warnings = append(append(p.rootWarnings(), p.familyWarnings()...), p.unitWarnings()...)
+	p.Warnings = slices.Concat(p.rootWarnings(), p.familyWarnings(), p.auditWarnings(), p.unitWarnings())
 	return errs
 }
 
@@ -405,6 +405,18 @@ func (p *Policy) familyWarnings() []string {
 		}
 		if slices.Contains(e.Protos, config.ProtoICMPv6) && !v6 {
 			warns = append(warns, fmt.Sprintf("endpoint %s: proto icmpv6 never matches its IPv4 ranges (ICMP for IPv4 is icmp)", e.Name))
+		}
+	}
+	return warns
+}
+
+// auditWarnings names interfaces whose `mode: audit` does nothing: with an
+// allow default there is no default drop to audit.
+func (p *Policy) auditWarnings() []string {
+	var warns []string
+	for _, s := range p.Interfaces {
+		if s.Audit && s.Default == Allow {
+			warns = append(warns, fmt.Sprintf("interface %s: mode: audit has no effect: its default is allow (the mode of an interface audits its deny default only; set mode: audit on endpoints to audit them)", s.Pattern))
 		}
 	}
 	return warns

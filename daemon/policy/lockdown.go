@@ -93,9 +93,16 @@ func (p *Policy) lockdownWarnings(names, pats []string) []string {
 		if !decides {
 			continue
 		}
+		dropped := "is dropped"
+		if g.set && g.setting.Audit {
+			// Nothing is dropped yet, but this is what enforcing
+			// would do: the reason to audit first.
+			why += " in mode: audit"
+			dropped = "passes now, logged as audit, and would be dropped once mode: audit is removed,"
+		}
 		warns = append(warns, fmt.Sprintf(
-			"%s filtered with default deny (%s): every destination %s that no endpoint lists is dropped for every user, root included, and for forwarded traffic: SSH, DNS and package updates too. %s To restrict only the listed ranges instead: %s",
-			subject, why, there, left, fix))
+			"%s filtered with default deny (%s): every destination %s that no endpoint lists %s for every user, root included, and for forwarded traffic: SSH, DNS and package updates too. %s To restrict only the listed ranges instead: %s",
+			subject, why, there, dropped, left, fix))
 	}
 	return warns
 }

@@ -66,6 +66,12 @@ func TestHostWarnings(t *testing.T) {
 			`interface eth0 is filtered with default deny (interfaces: "eth0" says default: deny): every destination on it ` + dropped + " " + imdsLeft +
 				` To restrict only the listed ranges instead: interfaces: {"eth0": {default: allow}} (or "*" for every interface)`,
 		}},
+		// mode: audit: nothing is dropped yet; the warning says so,
+		// and what enforcing would drop.
+		{"explicit deny in mode: audit", []config.Endpoint{imds("eth0")}, map[string]config.Interface{"eth0": {Default: config.Deny, Audit: true}}, []string{"lo", "eth0"}, []string{
+			`interface eth0 is filtered with default deny (interfaces: "eth0" says default: deny in mode: audit): every destination on it that no endpoint lists passes now, logged as audit, and would be dropped once mode: audit is removed, for every user, root included, and for forwarded traffic: SSH, DNS and package updates too. ` + imdsLeft +
+				` To restrict only the listed ranges instead: interfaces: {"eth0": {default: allow}} (or "*" for every interface)`,
+		}},
 		{"allow by name", []config.Endpoint{imds("eth0")}, map[string]config.Interface{"eth0": allowDef}, []string{"lo", "eth0"}, nil},
 		{`allow by "*"`, []config.Endpoint{imds("*")}, map[string]config.Interface{"*": allowDef}, []string{"lo", "eth0", "ens5"}, nil},
 		{`the exact key wins over "*"`, []config.Endpoint{imds("*")}, map[string]config.Interface{"*": allowDef, "ens5": deny}, []string{"lo", "eth0", "ens5"}, []string{

@@ -152,6 +152,9 @@ type Endpoint struct {
 	// protocol, every port. As config.Endpoint has them: sorted, merged.
 	Protos []uint8
 	Ports  []config.PortRange
+	// Audit is `mode: audit`: where every winner of a packet is in
+	// audit mode, a packet they do not allow passes as audit (rule 4).
+	Audit bool
 
 	// source is the allow list Principals were resolved from, for
 	// Resolve; shared with the configuration.
@@ -180,6 +183,9 @@ func (a Action) String() string {
 type IfaceSetting struct {
 	Pattern string
 	Default Action
+	// Audit is `mode: audit`: a packet the deny default would drop
+	// passes as audit (rule 5). Meaningless with an allow default.
+	Audit bool
 }
 
 // Policy is a compiled configuration set.
@@ -215,7 +221,7 @@ func (e Endpoint) equal(f Endpoint) bool {
 	return e.Name == f.Name && slices.Equal(e.Ifaces, f.Ifaces) && slices.Equal(e.Ranges, f.Ranges) &&
 		e.Principals.Equal(f.Principals) && slices.Equal(e.Allow, f.Allow) &&
 		slices.Equal(e.Protos, f.Protos) && (e.Protos == nil) == (f.Protos == nil) &&
-		slices.Equal(e.Ports, f.Ports) && (e.Ports == nil) == (f.Ports == nil)
+		slices.Equal(e.Ports, f.Ports) && (e.Ports == nil) == (f.Ports == nil) && e.Audit == f.Audit
 }
 
 // Narrowed reports whether the endpoint narrows protocols or ports: then
@@ -339,13 +345,26 @@ func (p *Policy) Default(name string) Action {
 	return Deny
 }
 
+// AuditDefault reports whether an interface's deny default is in audit
+// mode: what it would drop passes and is logged as audit (rule 5).
+func (p *Policy) AuditDefault(name string) bool {
+	s, ok := p.setting(name)
+	return ok && s.Default == Deny && s.Audit
+}
+
 func (e Endpoint) appliesTo(name string) bool {
 	return slices.ContainsFunc(e.Ifaces, func(pat string) bool { return MatchIface(pat, name) })
 }
 
 // Verdict is the verdict on one packet and why.
 type Verdict struct {
-	Allowed   bool
+	// Allowed: the policy allows the packet's owner. A packet that is
+	// not allowed is dropped, unless Audit.
+	Allowed bool
+	// Audit: not allowed, but every winner (rule 4) or the interface's
+	// deny default (rule 5) is in audit mode, so the packet passes and
+	// is logged as audit. Never set with Allowed.
+	Audit     bool
 	Filtered  bool         // false: the interface is not filtered at all
 	Range     netip.Prefix // the deciding range; invalid when the default decided
 	Endpoints []string     // endpoints that name Range
@@ -374,13 +393,19 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 	}
 	if !best.IsValid() {
 		def := p.Default(iface)
-		return Verdict{
+		d := Verdict{
 			Allowed:  def == Allow,
+			Audit:    p.AuditDefault(iface),
 			Filtered: true,
 			Reason:   fmt.Sprintf("no configured range %s %s; default %s on %s", verbFor(k), what, def, iface),
 		}
+		if d.Audit {
+			d.Reason += auditNote
+		}
+		return d
 	}
 	d := Verdict{Allowed: who.Allows(o), Filtered: true, Range: best, Endpoints: names}
+	d.Audit = !d.Allowed && w.Audit
 	verb := "is not"
 	if d.Allowed {
 		verb = "is"
@@ -391,8 +416,14 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 	}
 	d.Reason = fmt.Sprintf("%s %s allowed to %s (endpoint %s; allowed: %s)",
 		o, verb, to, strings.Join(names, ", "), who)
+	if d.Audit {
+		d.Reason += auditNote
+	}
 	return d
 }
+
+// auditNote ends the reason of a verdict that audit mode lets pass.
+const auditNote = " [mode: audit: passes, logged as audit]"
 
 // Winners is what rule 3 finds for a packet: the deciding prefix, the
 // merged principals of its winning endpoints and their names (sorted,
@@ -401,11 +432,14 @@ type Winners struct {
 	Prefix     netip.Prefix
 	Principals Principals
 	Endpoints  []string
+	// Audit: every winning endpoint is in audit mode; a mix of
+	// enforcing and audit winners enforces (rule 4).
+	Audit bool
 }
 
 // Equal reports whether two findings decide alike and name the same.
 func (w Winners) Equal(v Winners) bool {
-	return w.Prefix == v.Prefix && w.Principals.Equal(v.Principals) && slices.Equal(w.Endpoints, v.Endpoints)
+	return w.Prefix == v.Prefix && w.Principals.Equal(v.Principals) && slices.Equal(w.Endpoints, v.Endpoints) && w.Audit == v.Audit
 }
 
 // winnersAmong applies rules 2 and 3 to the endpoints of iface, among
@@ -423,11 +457,12 @@ func winnersAmong(endpoints []Endpoint, iface string, k Packet, maxBits int) Win
 			}
 			switch {
 			case !w.Prefix.IsValid() || r.Bits() > w.Prefix.Bits() || (r.Bits() == w.Prefix.Bits() && e.rank() > bestRank):
-				w = Winners{Prefix: r, Principals: e.Principals, Endpoints: []string{e.Name}}
+				w = Winners{Prefix: r, Principals: e.Principals, Endpoints: []string{e.Name}, Audit: e.Audit}
 				bestRank = e.rank()
 			case r.Bits() == w.Prefix.Bits() && e.rank() == bestRank:
 				w.Principals = w.Principals.union(e.Principals)
 				w.Endpoints = append(w.Endpoints, e.Name)
+				w.Audit = w.Audit && e.Audit
 			}
 		}
 	}
@@ -454,6 +489,9 @@ type Entry struct {
 	// decides depends on the packet's transport (Classes says what);
 	// Principals then only merge every endpoint's, for counting.
 	Narrowed bool
+	// Audit: every endpoint of Prefix is in audit mode (rule 4); for a
+	// Narrowed entry its classes' Winners say it instead.
+	Audit bool
 }
 
 // Table is what the kernel needs for one interface: its ranges and default.
@@ -474,7 +512,13 @@ func (p *Policy) TableKey(iface string) string {
 			matched = append(matched, pat)
 		}
 	}
-	return p.Default(iface).String() + "\x00" + strings.Join(matched, "\x00")
+	// The default's audit mode is the interface's, not its endpoints':
+	// interfaces that differ in it cannot share a table.
+	mode := ""
+	if p.AuditDefault(iface) {
+		mode = " audit"
+	}
+	return p.Default(iface).String() + mode + "\x00" + strings.Join(matched, "\x00")
 }
 
 // endpointPatterns lists the interface names and globs that endpoints
@@ -565,12 +609,13 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 		for i := 0; i < len(all); {
 			first := all[i]
 			e := p.Endpoints[first.endpoint]
-			ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed()}
+			ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed(), Audit: e.Audit}
 			for i++; i < len(all) && all[i].hi == first.hi && all[i].lo == first.lo && all[i].bits == first.bits; i++ {
 				e := p.Endpoints[all[i].endpoint]
 				ent.Principals = ent.Principals.union(e.Principals)
 				ent.Endpoints = append(ent.Endpoints, e.Name)
 				ent.Narrowed = ent.Narrowed || e.Narrowed()
+				ent.Audit = ent.Audit && e.Audit
 			}
 			if len(ent.Endpoints) > 1 {
 				slices.Sort(ent.Endpoints)

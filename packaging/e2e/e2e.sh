@@ -532,6 +532,91 @@ want MESSAGE_ID "$MSGID"; want SYSLOG_IDENTIFIER net-tc-filter; want PRIORITY 4
 [[ $(field NTF_COUNT) =~ ^[1-9][0-9]*$ ]] || fail "NTF_COUNT is not a positive number"
 ok "every SPEC §4 field is present with the expected values"
 
+# ---------------------------------------------------------------- 3f1. audit mode, a staged candidate
+step "f1. mode: audit in journalctl NTF_ACTION=audit; a staged candidate in NTF_STAGED_ACTION=deny"
+AUDIT_MSGID=dbb8e410b2b34860a05ce3b0a0df4558
+cursor=$(inside journalctl -q -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')
+put "$DROPIN" <<EOF
+# e2e: agent may reach $DST on eth1; the rest is audited, not dropped.
+endpoints:
+  - e2e:
+      iface: [eth1]
+      range: [$DST/32]
+      allow: [agent]
+      mode: audit
+interfaces:
+  eth1: {default: allow}
+EOF
+inside systemctl reload net-tc-filter || fail "systemctl reload failed with mode: audit"
+wait_for 30 "bob's connection to pass with mode: audit" server_up bob
+ok "bob connects: mode: audit logs what it would drop, drops nothing"
+find_audit() {
+  entry=$(inside journalctl -u net-tc-filter NTF_ACTION=audit -o json --no-pager --after-cursor="$cursor" |
+          grep -E '"NTF_USER" *: *"bob"' | grep -E "\"NTF_DST\" *: *\"$DST\"" | head -n 1) || true
+  [ -n "$entry" ]
+}
+wait_for 10 "an audit entry for bob -> $DST in journalctl -u net-tc-filter NTF_ACTION=audit" find_audit
+want NTF_ACTION audit; want MESSAGE_ID "$AUDIT_MSGID"; want PRIORITY 5; want NTF_ENDPOINT e2e
+ok "journalctl -u net-tc-filter NTF_ACTION=audit: $(field MESSAGE)"
+expect_pass agent "allowed, not audited"
+if inside journalctl -u net-tc-filter NTF_ACTION=audit -o json --no-pager --after-cursor="$cursor" | grep -qE '"NTF_USER" *: *"agent"'; then
+  fail "agent's allowed connection was logged as audit"
+fi
+ok "no audit entry for agent"
+# The counters' properties follow at most once a second.
+audited_counts() { audited=$(prop Audited); [[ $audited =~ ^t\ [1-9] ]]; }
+wait_for 5 "D-Bus Audited to count bob's audited connection" audited_counts
+ok "D-Bus Audited: $audited"
+# Enforce again: the rest of the journey expects bob dropped.
+put "$DROPIN" <<EOF
+# e2e: only agent may reach $DST on eth1; everything else on eth1 passes.
+endpoints:
+  - e2e:
+      iface: [eth1]
+      range: [$DST/32]
+      allow: [agent]
+interfaces:
+  eth1: {default: allow}
+EOF
+inside systemctl reload net-tc-filter || fail "systemctl reload failed"
+expect_drop bob "mode: audit removed"
+
+# A candidate that takes agent's access away, staged beside the live set.
+inside /usr/bin/install -d -m 0755 -o root -g root /root/candidate
+put /root/candidate/net-tc-filter.yml <<EOF
+endpoints:
+  - e2e-next:
+      iface: [eth1]
+      range: [$DST/32]
+      allow: []
+interfaces:
+  eth1: {default: allow}
+EOF
+cursor=$(inside journalctl -q -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p')
+out=$(inside net-tc-filter stage --config /root/candidate/net-tc-filter.yml --for 10m 2>&1) || fail "net-tc-filter stage failed: $out"
+ok "$(head -n 1 <<<"$out")"
+expect_pass agent "the live policy still decides"
+expect_drop bob "the live policy still decides"
+find_staged() {
+  entry=$(inside journalctl -u net-tc-filter NTF_STAGED_ACTION=deny -o json --no-pager --after-cursor="$cursor" |
+          grep -E '"NTF_USER" *: *"agent"' | head -n 1) || true
+  [ -n "$entry" ]
+}
+wait_for 10 "agent's newly denied connection in journalctl -u net-tc-filter NTF_STAGED_ACTION=deny" find_staged
+want NTF_ACTION allow; want NTF_STAGED_ACTION deny; want NTF_STAGED_ENDPOINT e2e-next
+ok "journalctl -u net-tc-filter NTF_STAGED_ACTION=deny: $(field MESSAGE)"
+out=$(inside net-tc-filter staged) || fail "net-tc-filter staged failed: $out"
+echo "$out" | indent
+grep -q '^newly denied: [1-9]' <<<"$out" || fail "staged does not count agent's newly denied packets"
+grep -q 'uid=[0-9]*(agent) .*-> endpoint e2e-next' <<<"$out" || fail "staged does not name agent and e2e-next"
+ok "net-tc-filter staged: agent's connections newly denied by e2e-next"
+if out=$(as_user bob net-tc-filter unstage 2>&1); then fail "bob may unstage: $out"; fi
+ok "unstage refused for bob"
+inside net-tc-filter unstage | indent || fail "net-tc-filter unstage failed"
+rc=0; inside net-tc-filter staged >/dev/null || rc=$?
+[ "$rc" = 3 ] || fail "staged after unstage exits $rc, want 3"
+ok "unstaged: staged exits 3"
+
 # ---------------------------------------------------------------- 3f2. metrics
 step "f2. Prometheus metrics: net-tc-filter-metrics.socket (not enabled by the package)"
 # scrape USER: GET /metrics on 127.0.0.1:9963 over bash's /dev/tcp.
