@@ -25,13 +25,14 @@ type fileSettings struct {
 // changed by a caller.
 func topKeys() []string       { return []string{"endpoints", "interfaces", "log", "on_stop", "metrics"} }
 func metricsKeys() []string   { return []string{"listen"} }
-func endpointKeys() []string  { return []string{"iface", "range", "allow", "proto", "ports"} }
-func interfaceKeys() []string { return []string{"default"} }
+func endpointKeys() []string  { return []string{"iface", "range", "allow", "proto", "ports", "deny"} }
+func interfaceKeys() []string { return []string{"default", "deny"} }
 func logKeys() []string       { return []string{"level", "decisions", "rate"} }
 func logLevels() []string     { return []string{"debug", "info", "warn", "error"} }
 func logDecisions() []string  { return []string{"none", "denied", "all"} }
 func onStops() []string       { return []string{string(OnStopDetach), string(OnStopKeep)} }
 func actions() []string       { return []string{string(Allow), string(Deny)} }
+func denyModes() []string     { return []string{string(DenyReject), string(DenyDrop)} }
 
 func (p *fileParser) unknown(f field, where string, known []string) {
 	p.at(f.line, "unknown key %q%s; known: %s", f.key, where, strings.Join(known, ", "))
@@ -183,12 +184,17 @@ func (p *fileParser) iface(f field) Interface {
 		return it
 	}
 	for _, g := range f.val.fields() {
-		if g.key != "default" {
+		switch g.key {
+		case "default":
+			if a, ok := p.enum(g.val, fmt.Sprintf("interface %q: default", f.key), actions()); ok {
+				it.Default = Action(a)
+			}
+		case "deny":
+			if d, ok := p.enum(g.val, fmt.Sprintf("interface %q: deny", f.key), denyModes()); ok {
+				it.Deny = DenyMode(d)
+			}
+		default:
 			p.unknown(g, fmt.Sprintf(" in interface %q", f.key), interfaceKeys())
-			continue
-		}
-		if a, ok := p.enum(g.val, fmt.Sprintf("interface %q: default", f.key), actions()); ok {
-			it.Default = Action(a)
 		}
 	}
 	return it
@@ -280,6 +286,10 @@ func (p *fileParser) endpointBody(ep *Endpoint, body val) {
 		case "ports":
 			ep.Ports = p.ports(ep.Name, f.val)
 			portsLine = f.line
+		case "deny":
+			if d, ok := p.enum(f.val, fmt.Sprintf("endpoint %q: deny", ep.Name), denyModes()); ok {
+				ep.Deny = DenyMode(d)
+			}
 		default:
 			p.unknown(f, fmt.Sprintf(" in endpoint %q", ep.Name), endpointKeys())
 		}

@@ -37,6 +37,18 @@ const (
 	Deny  Action = "deny"
 )
 
+// DenyMode is what happens to a denied packet of a local socket (SPEC §1
+// rule 4): answered at once with ICMP "administratively prohibited", or
+// dropped silently. Unset ("") leaves it to the interface, then to the
+// default, reject.
+type DenyMode string
+
+const (
+	DenyUnset  DenyMode = ""
+	DenyReject DenyMode = "reject"
+	DenyDrop   DenyMode = "drop"
+)
+
 // OnStop says whether a clean stop removes the filter.
 type OnStop string
 
@@ -77,13 +89,17 @@ type Endpoint struct {
 	// only to packets of a protocol with ports (SPEC §1 rule 2).
 	Protos []uint8
 	Ports  []PortRange
-	Pos    Pos
+	// Deny is the endpoint's `deny:`; DenyUnset when it says nothing.
+	Deny DenyMode
+	Pos  Pos
 }
 
 // Interface holds the settings of one `interfaces:` key.
 type Interface struct {
 	Default Action
-	Pos     Pos
+	// Deny is the interface's `deny:`; DenyUnset when it says nothing.
+	Deny DenyMode
+	Pos  Pos
 }
 
 // Log holds the `log:` settings.

@@ -108,6 +108,9 @@ type Endpoint struct {
 	// protocol, every port. As config.Endpoint has them: sorted, merged.
 	Protos []uint8
 	Ports  []config.PortRange
+	// Deny is the endpoint's `deny:` (SPEC §1 rule 4); unset leaves it
+	// to the interface.
+	Deny config.DenyMode
 
 	// source is the allow list Principals were resolved from, for
 	// Resolve; shared with the configuration.
@@ -136,6 +139,10 @@ func (a Action) String() string {
 type IfaceSetting struct {
 	Pattern string
 	Default Action
+	// Drop: `deny: drop`, denied packets are dropped without an answer
+	// where no winning endpoint says otherwise, and always for the
+	// interface default (SPEC §1 rules 4, 5).
+	Drop bool
 }
 
 // Policy is a compiled configuration set.
@@ -167,7 +174,7 @@ func (e Endpoint) equal(f Endpoint) bool {
 	return e.Name == f.Name && slices.Equal(e.Ifaces, f.Ifaces) && slices.Equal(e.Ranges, f.Ranges) &&
 		e.Principals.Equal(f.Principals) && slices.Equal(e.Allow, f.Allow) &&
 		slices.Equal(e.Protos, f.Protos) && (e.Protos == nil) == (f.Protos == nil) &&
-		slices.Equal(e.Ports, f.Ports) && (e.Ports == nil) == (f.Ports == nil)
+		slices.Equal(e.Ports, f.Ports) && (e.Ports == nil) == (f.Ports == nil) && e.Deny == f.Deny
 }
 
 // Narrowed reports whether the endpoint narrows protocols or ports: then
@@ -291,6 +298,40 @@ func (p *Policy) Default(name string) Action {
 	return Deny
 }
 
+// DropsSilently reports whether the interface says `deny: drop`: its
+// default-denied packets, and those denied by endpoints that do not set
+// `deny:`, are dropped without an answer.
+func (p *Policy) DropsSilently(name string) bool {
+	s, ok := p.setting(name)
+	return ok && s.Drop
+}
+
+// Silent resolves SPEC §1 rule 4 for a range whose winners merged to d on
+// interface name: a denied packet of a local socket is dropped without an
+// answer when a winner says drop, or when none sets deny and the interface
+// says drop.
+func (p *Policy) Silent(name string, d config.DenyMode) bool {
+	switch d {
+	case config.DenyDrop:
+		return true
+	case config.DenyReject:
+		return false
+	}
+	return p.DropsSilently(name)
+}
+
+// mergeDeny merges the `deny:` of endpoints that win together: one that
+// says drop makes the drop silent (SPEC §1 rule 4).
+func mergeDeny(a, b config.DenyMode) config.DenyMode {
+	switch {
+	case a == config.DenyDrop || b == config.DenyDrop:
+		return config.DenyDrop
+	case a == config.DenyReject || b == config.DenyReject:
+		return config.DenyReject
+	}
+	return config.DenyUnset
+}
+
 func (e Endpoint) appliesTo(name string) bool {
 	return slices.ContainsFunc(e.Ifaces, func(pat string) bool { return MatchIface(pat, name) })
 }
@@ -301,7 +342,11 @@ type Verdict struct {
 	Filtered  bool         // false: the interface is not filtered at all
 	Range     netip.Prefix // the deciding range; invalid when the default decided
 	Endpoints []string     // endpoints that name Range
-	Reason    string
+	// Reply: the packet is denied and, sent by a local socket, answered
+	// at once with ICMP "administratively prohibited" (SPEC §1 rule 4);
+	// false for allowed, unowned and `deny: drop` packets.
+	Reply  bool
+	Reason string
 }
 
 // Decide is DecidePacket for a packet whose transport is not known: only
@@ -329,10 +374,12 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 		return Verdict{
 			Allowed:  def == Allow,
 			Filtered: true,
+			Reply:    def != Allow && !o.Unowned && !p.DropsSilently(iface),
 			Reason:   fmt.Sprintf("no configured range %s %s; default %s on %s", verbFor(k), what, def, iface),
 		}
 	}
 	d := Verdict{Allowed: who.Allows(o), Filtered: true, Range: best, Endpoints: names}
+	d.Reply = !d.Allowed && !o.Unowned && !p.Silent(iface, w.Deny)
 	verb := "is not"
 	if d.Allowed {
 		verb = "is"
@@ -353,11 +400,12 @@ type Winners struct {
 	Prefix     netip.Prefix
 	Principals Principals
 	Endpoints  []string
+	Deny       config.DenyMode // the winners' `deny:`, merged (mergeDeny)
 }
 
 // Equal reports whether two findings decide alike and name the same.
 func (w Winners) Equal(v Winners) bool {
-	return w.Prefix == v.Prefix && w.Principals.Equal(v.Principals) && slices.Equal(w.Endpoints, v.Endpoints)
+	return w.Prefix == v.Prefix && w.Principals.Equal(v.Principals) && slices.Equal(w.Endpoints, v.Endpoints) && w.Deny == v.Deny
 }
 
 // winnersAmong applies rules 2 and 3 to the endpoints of iface, among
@@ -375,11 +423,12 @@ func winnersAmong(endpoints []Endpoint, iface string, k Packet, maxBits int) Win
 			}
 			switch {
 			case !w.Prefix.IsValid() || r.Bits() > w.Prefix.Bits() || (r.Bits() == w.Prefix.Bits() && e.rank() > bestRank):
-				w = Winners{Prefix: r, Principals: e.Principals, Endpoints: []string{e.Name}}
+				w = Winners{Prefix: r, Principals: e.Principals, Endpoints: []string{e.Name}, Deny: e.Deny}
 				bestRank = e.rank()
 			case r.Bits() == w.Prefix.Bits() && e.rank() == bestRank:
 				w.Principals = w.Principals.union(e.Principals)
 				w.Endpoints = append(w.Endpoints, e.Name)
+				w.Deny = mergeDeny(w.Deny, e.Deny)
 			}
 		}
 	}
@@ -406,6 +455,9 @@ type Entry struct {
 	// decides depends on the packet's transport (Classes says what);
 	// Principals then only merge every endpoint's, for counting.
 	Narrowed bool
+	// Deny is the endpoints' `deny:`, merged; Policy.Silent resolves it
+	// with the interface's. Narrowed entries: their classes' Winners say.
+	Deny config.DenyMode
 }
 
 // Table is what the kernel needs for one interface: its ranges and default.
@@ -426,7 +478,7 @@ func (p *Policy) TableKey(iface string) string {
 			matched = append(matched, pat)
 		}
 	}
-	return p.Default(iface).String() + "\x00" + strings.Join(matched, "\x00")
+	return p.Default(iface).String() + "\x00" + strconv.FormatBool(p.DropsSilently(iface)) + "\x00" + strings.Join(matched, "\x00")
 }
 
 // endpointPatterns lists the interface names and globs that endpoints
@@ -517,12 +569,13 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 		for i := 0; i < len(all); {
 			first := all[i]
 			e := p.Endpoints[first.endpoint]
-			ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed()}
+			ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed(), Deny: e.Deny}
 			for i++; i < len(all) && all[i].hi == first.hi && all[i].lo == first.lo && all[i].bits == first.bits; i++ {
 				e := p.Endpoints[all[i].endpoint]
 				ent.Principals = ent.Principals.union(e.Principals)
 				ent.Endpoints = append(ent.Endpoints, e.Name)
 				ent.Narrowed = ent.Narrowed || e.Narrowed()
+				ent.Deny = mergeDeny(ent.Deny, e.Deny)
 			}
 			if len(ent.Endpoints) > 1 {
 				slices.Sort(ent.Endpoints)

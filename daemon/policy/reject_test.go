@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package policy
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+)
+
+// rejectPolicy has, on eth0 (deny: drop) and eth1 (no deny setting), a
+// range of each `deny:` and two endpoints of one prefix that win together
+// with different settings.
+func rejectPolicy() *Policy {
+	ep := func(name, r string, d config.DenyMode, p Principals) Endpoint {
+		return Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(r)}, Principals: p, Deny: d}
+	}
+	return &Policy{
+		Endpoints: []Endpoint{
+			ep("unset", "10.1.0.0/16", config.DenyUnset, uids(1000)),
+			ep("reject", "10.2.0.0/16", config.DenyReject, uids(1000)),
+			ep("drop", "10.3.0.0/16", config.DenyDrop, uids(1000)),
+			ep("both-reject", "10.4.0.0/16", config.DenyReject, uids(1000)),
+			ep("both-drop", "10.4.0.0/16", config.DenyDrop, uids(1001)),
+			ep("unowned", "10.5.0.0/16", config.DenyReject, Principals{Unowned: true}),
+		},
+		Interfaces: []IfaceSetting{
+			{Pattern: "eth0", Default: Deny, Drop: true},
+			{Pattern: "eth1", Default: Deny},
+			{Pattern: "eth2", Default: Allow, Drop: true},
+		},
+	}
+}
+
+// TestDecideReply checks SPEC §1 rule 4's choice between answering and
+// dropping silently: the winners' deny, else the interface's; the default
+// follows the interface; unowned and allowed packets are never answered.
+func TestDecideReply(t *testing.T) {
+	p := rejectPolicy()
+	user := Owner{UID: 2000}
+	tests := []struct {
+		iface   string
+		owner   Owner
+		dst     string
+		allowed bool
+		reply   bool
+	}{
+		{"eth1", user, "10.1.0.1", false, true},  // nothing says drop: reject
+		{"eth0", user, "10.1.0.1", false, false}, // the interface says drop
+		{"eth0", user, "10.2.0.1", false, true},  // the endpoint's reject wins over the interface's drop
+		{"eth1", user, "10.3.0.1", false, false}, // the endpoint says drop
+		{"eth1", user, "10.4.0.1", false, false}, // one winner says drop
+		{"eth1", Owner{UID: 1000}, "10.4.0.1", true, false},
+		{"eth1", Owner{Unowned: true}, "10.1.0.1", false, false}, // unowned: always silent
+		{"eth1", Owner{Unowned: true}, "10.5.0.1", true, false},
+		{"eth1", user, "192.0.2.1", false, true},  // rule 5 on a reject interface
+		{"eth0", user, "192.0.2.1", false, false}, // rule 5 follows the interface's drop
+		{"eth2", user, "192.0.2.1", true, false},  // default allow
+		{"eth2", user, "10.1.0.1", false, false},  // default-allow interface with drop
+		{"eth3", user, "10.1.0.1", false, true},   // no interfaces: key at all
+		{"wlan0", user, "10.1.0.1", true, false},  // not filtered
+	}
+	for _, tt := range tests {
+		v := p.Decide(tt.iface, tt.owner, addr(tt.dst))
+		if v.Allowed != tt.allowed || v.Reply != tt.reply {
+			t.Errorf("Decide(%s, %s, %s) = allowed %v reply %v, want %v %v (%s)", tt.iface, tt.owner, tt.dst, v.Allowed, v.Reply, tt.allowed, tt.reply, v.Reason)
+		}
+	}
+}
+
+// TestTableKeyDeny checks that interfaces that differ only in their deny
+// setting do not share a kernel table: the table carries the resolved
+// silence of every range.
+func TestTableKeyDeny(t *testing.T) {
+	p := rejectPolicy()
+	if p.TableKey("eth0") == p.TableKey("eth1") {
+		t.Errorf("eth0 (deny: drop) and eth1 share table key %q", p.TableKey("eth0"))
+	}
+	if p.TableKey("eth1") != p.TableKey("eth3") {
+		t.Errorf("eth1 and eth3 (both reject, same endpoints) have table keys %q and %q", p.TableKey("eth1"), p.TableKey("eth3"))
+	}
+}
+
+// TestEntriesDeny checks that table entries carry their endpoints' merged
+// deny, and classes their winners'.
+func TestEntriesDeny(t *testing.T) {
+	p := rejectPolicy()
+	got := map[netip.Prefix]config.DenyMode{}
+	for e := range p.Entries("eth1") {
+		got[e.Prefix] = e.Deny
+	}
+	want := map[netip.Prefix]config.DenyMode{
+		pfx("10.1.0.0/16"): config.DenyUnset,
+		pfx("10.2.0.0/16"): config.DenyReject,
+		pfx("10.3.0.0/16"): config.DenyDrop,
+		pfx("10.4.0.0/16"): config.DenyDrop,
+		pfx("10.5.0.0/16"): config.DenyReject,
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("entry %s: deny %q, want %q", k, got[k], w)
+		}
+	}
+	p.Endpoints = append(p.Endpoints, Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")},
+		Protos: []uint8{config.ProtoUDP}, Ports: []config.PortRange{{Lo: 53, Hi: 53}}, Principals: Principals{Everyone: true}, Deny: config.DenyDrop})
+	for _, c := range p.Classes("eth1", pfx("10.2.0.0/16")) {
+		want := config.DenyReject
+		if c.Proto == int(config.ProtoUDP) && (c.Lo == 53 || c.Fragment) { // a fragment matches every ports list
+			want = config.DenyDrop
+		}
+		if c.Winners.Deny != want {
+			t.Errorf("class %+v: deny %q, want %q", c, c.Winners.Deny, want)
+		}
+	}
+}
