@@ -45,6 +45,9 @@ type Options struct {
 	Mode   Mode
 
 	noCache bool // benchmarks: every packet takes the uncached path
+	// Tests: replies to denied packets per second and CPU, and how many
+	// a CPU may send at once; 0: the program's own (100, 20).
+	rejectRate, rejectBurst int
 }
 
 // keptGenerations is how many policies' rules stay known, so that queued

@@ -32,6 +32,13 @@ enum ntf_counter {
 	NTF_CNT_UNFILTERED,
 	NTF_CNT_NO_POLICY,
 	NTF_CNT_EVENTS_LOST,
+	/* Denied packets of local sockets answered with ICMP "administratively
+	 * prohibited" (SPEC §1 rule 4); not answered because the per-CPU
+	 * budget was spent; not answered because the reply could not be made
+	 * (an encapsulated or odd packet): those are dropped silently. */
+	NTF_CNT_REJECTED,
+	NTF_CNT_REJECT_LIMITED,
+	NTF_CNT_REJECT_FAILED,
 	NTF_CNT_MAX,
 };
 
@@ -48,8 +55,13 @@ struct ntf_iface {
 	__u8 default_allow;
 	__u8 l2_len; /* 14 (Ethernet) or 0 (L3 device) */
 	__u8 log;    /* enum ntf_log */
-	__u8 pad;
+	__u8 flags;  /* enum ntf_iface_flags */
 	__u32 counter; /* index into ntf_iface_counters */
+};
+
+enum ntf_iface_flags {
+	/* deny: drop: default-denied packets are dropped without an answer */
+	NTF_IFACE_DROP = 2,
 };
 
 /* LPM key: prefixlen counts the 32 bits of table, then the address bits. */
@@ -68,6 +80,30 @@ enum ntf_range_flags {
 	NTF_RANGE_NARROWED = 4,
 	/* A class that no endpoint decides: the interface default does. */
 	NTF_RANGE_DEFAULT = 8,
+	/* Denied packets of local sockets are dropped without an answer
+	 * (deny: drop, resolved with the interface's by user space). */
+	NTF_RANGE_SILENT = 32,
+};
+
+/* The answer to a denied packet (SPEC §1 rule 4): an ICMPv4 error quotes
+ * the original header and 8 bytes (RFC 792), an ICMPv6 error as much as
+ * fits in the IPv6 minimum MTU (RFC 4443 §2.4(c): 1280 - 40 - 8). */
+#define NTF_REJECT_QUOTE6 1232
+
+struct ntf_reject_buf {
+	__u8 hdr[48];                        /* new IP header + ICMP header */
+	__u8 pseudo[40];                     /* IPv6 pseudo-header */
+	/* The quote, zero-padded to a word; sized for three whole pieces
+	 * of the 512 bytes bpf_csum_diff sums at a time, so that the
+	 * verifier sees every piece inside it. */
+	__u8 quote[1536];
+	__u8 mac[12];
+};
+
+/* Per-CPU token bucket of replies, in nanoseconds of credit. */
+struct ntf_bucket {
+	__u64 last;
+	__u64 credit;
 };
 
 /*
@@ -121,6 +157,8 @@ struct ntf_verdict_entry {
 	__u8 uid_allowed;
 	__u8 narrowed; /* the verdict holds only for packets of transport tp */
 	__u32 tp;      /* proto << 24 | fragment << 16 | destination port */
+	__u8 silent;   /* denied packets are not answered (deny: drop) */
+	__u8 pad[3];
 };
 
 struct ntf_event {

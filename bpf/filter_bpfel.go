@@ -28,7 +28,8 @@ type filterHops struct {
 		Rule    uint32
 		Counter uint32
 		Allowed uint8
-		_       [3]byte
+		Silent  uint8
+		_       [2]byte
 	}
 	Judged    [4]uint32
 	JudgedV4  uint8
@@ -40,15 +41,24 @@ type filterHops struct {
 	_         [6]byte
 }
 
+type filterNtfBucket struct {
+	_      structs.HostLayout
+	Last   uint64
+	Credit uint64
+}
+
 type filterNtfCounter uint32
 
 const (
-	filterNtfCounterNTF_CNT_NOT_IP      filterNtfCounter = 0
-	filterNtfCounterNTF_CNT_MALFORMED   filterNtfCounter = 1
-	filterNtfCounterNTF_CNT_UNFILTERED  filterNtfCounter = 2
-	filterNtfCounterNTF_CNT_NO_POLICY   filterNtfCounter = 3
-	filterNtfCounterNTF_CNT_EVENTS_LOST filterNtfCounter = 4
-	filterNtfCounterNTF_CNT_MAX         filterNtfCounter = 5
+	filterNtfCounterNTF_CNT_NOT_IP         filterNtfCounter = 0
+	filterNtfCounterNTF_CNT_MALFORMED      filterNtfCounter = 1
+	filterNtfCounterNTF_CNT_UNFILTERED     filterNtfCounter = 2
+	filterNtfCounterNTF_CNT_NO_POLICY      filterNtfCounter = 3
+	filterNtfCounterNTF_CNT_EVENTS_LOST    filterNtfCounter = 4
+	filterNtfCounterNTF_CNT_REJECTED       filterNtfCounter = 5
+	filterNtfCounterNTF_CNT_REJECT_LIMITED filterNtfCounter = 6
+	filterNtfCounterNTF_CNT_REJECT_FAILED  filterNtfCounter = 7
+	filterNtfCounterNTF_CNT_MAX            filterNtfCounter = 8
 )
 
 type filterNtfEvent struct {
@@ -76,7 +86,7 @@ type filterNtfIface struct {
 	DefaultAllow uint8
 	L2Len        uint8
 	Log          uint8
-	Pad          uint8
+	Flags        uint8
 	Counter      uint32
 }
 
@@ -87,6 +97,12 @@ type filterNtfIfaceEntry struct {
 	Epoch   uint64
 	Ifc     filterNtfIface
 }
+
+type filterNtfIfaceFlags uint32
+
+const (
+	filterNtfIfaceFlagsNTF_IFACE_DROP filterNtfIfaceFlags = 2
+)
 
 type filterNtfLog uint32
 
@@ -117,6 +133,7 @@ const (
 	filterNtfRangeFlagsNTF_RANGE_UNOWNED  filterNtfRangeFlags = 2
 	filterNtfRangeFlagsNTF_RANGE_NARROWED filterNtfRangeFlags = 4
 	filterNtfRangeFlagsNTF_RANGE_DEFAULT  filterNtfRangeFlags = 8
+	filterNtfRangeFlagsNTF_RANGE_SILENT   filterNtfRangeFlags = 32
 )
 
 type filterNtfRangeKey struct {
@@ -124,6 +141,14 @@ type filterNtfRangeKey struct {
 	Prefixlen uint32
 	Table     uint32
 	Addr      [16]uint8
+}
+
+type filterNtfRejectBuf struct {
+	_      structs.HostLayout
+	Hdr    [48]uint8
+	Pseudo [40]uint8
+	Quote  [1536]uint8
+	Mac    [12]uint8
 }
 
 type filterNtfVerdictEntry struct {
@@ -141,6 +166,9 @@ type filterNtfVerdictEntry struct {
 	UidAllowed uint8
 	Narrowed   uint8
 	Tp         uint32
+	Silent     uint8
+	Pad        [3]uint8
+	_          [4]byte
 }
 
 type filterSkAddr struct {
@@ -164,14 +192,20 @@ const (
 	filterMapNtfIfaces           = "ntf_ifaces"
 	filterMapNtfOwners           = "ntf_owners"
 	filterMapNtfRanges           = "ntf_ranges"
+	filterMapNtfRejectBucket     = "ntf_reject_bucket"
+	filterMapNtfRejectScratch    = "ntf_reject_scratch"
 	filterMapNtfRouteScratch     = "ntf_route_scratch"
 	filterMapNtfSkAddr           = "ntf_sk_addr"
 	filterMapNtfVerdictCache     = "ntf_verdict_cache"
 	filterProgNtfEgress          = "ntf_egress"
 	filterVarNtfNocache          = "ntf_nocache"
+	filterVarNtfRejectBurstNs    = "ntf_reject_burst_ns"
+	filterVarNtfRejectCostNs     = "ntf_reject_cost_ns"
+	filterVarUnusedBucket        = "unused_bucket"
 	filterVarUnusedCounter       = "unused_counter"
 	filterVarUnusedEvent         = "unused_event"
 	filterVarUnusedIface         = "unused_iface"
+	filterVarUnusedIfaceFlags    = "unused_iface_flags"
 	filterVarUnusedLog           = "unused_log"
 	filterVarUnusedOwnerKey      = "unused_owner_key"
 	filterVarUnusedRange         = "unused_range"
@@ -240,6 +274,8 @@ type filterMapSpecs struct {
 	NtfIfaces           *ebpf.MapSpec `ebpf:"ntf_ifaces"`
 	NtfOwners           *ebpf.MapSpec `ebpf:"ntf_owners"`
 	NtfRanges           *ebpf.MapSpec `ebpf:"ntf_ranges"`
+	NtfRejectBucket     *ebpf.MapSpec `ebpf:"ntf_reject_bucket"`
+	NtfRejectScratch    *ebpf.MapSpec `ebpf:"ntf_reject_scratch"`
 	NtfRouteScratch     *ebpf.MapSpec `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.MapSpec `ebpf:"ntf_sk_addr"`
 	NtfVerdictCache     *ebpf.MapSpec `ebpf:"ntf_verdict_cache"`
@@ -250,9 +286,13 @@ type filterMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterVariableSpecs struct {
 	NtfNocache         *ebpf.VariableSpec `ebpf:"ntf_nocache"`
+	NtfRejectBurstNs   *ebpf.VariableSpec `ebpf:"ntf_reject_burst_ns"`
+	NtfRejectCostNs    *ebpf.VariableSpec `ebpf:"ntf_reject_cost_ns"`
+	UnusedBucket       *ebpf.VariableSpec `ebpf:"unused_bucket"`
 	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedIface        *ebpf.VariableSpec `ebpf:"unused_iface"`
+	UnusedIfaceFlags   *ebpf.VariableSpec `ebpf:"unused_iface_flags"`
 	UnusedLog          *ebpf.VariableSpec `ebpf:"unused_log"`
 	UnusedOwnerKey     *ebpf.VariableSpec `ebpf:"unused_owner_key"`
 	UnusedRange        *ebpf.VariableSpec `ebpf:"unused_range"`
@@ -292,6 +332,8 @@ type filterMaps struct {
 	NtfIfaces           *ebpf.Map `ebpf:"ntf_ifaces"`
 	NtfOwners           *ebpf.Map `ebpf:"ntf_owners"`
 	NtfRanges           *ebpf.Map `ebpf:"ntf_ranges"`
+	NtfRejectBucket     *ebpf.Map `ebpf:"ntf_reject_bucket"`
+	NtfRejectScratch    *ebpf.Map `ebpf:"ntf_reject_scratch"`
 	NtfRouteScratch     *ebpf.Map `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.Map `ebpf:"ntf_sk_addr"`
 	NtfVerdictCache     *ebpf.Map `ebpf:"ntf_verdict_cache"`
@@ -310,6 +352,8 @@ func (m *filterMaps) Close() error {
 		m.NtfIfaces,
 		m.NtfOwners,
 		m.NtfRanges,
+		m.NtfRejectBucket,
+		m.NtfRejectScratch,
 		m.NtfRouteScratch,
 		m.NtfSkAddr,
 		m.NtfVerdictCache,
@@ -321,9 +365,13 @@ func (m *filterMaps) Close() error {
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterVariables struct {
 	NtfNocache         *ebpf.Variable `ebpf:"ntf_nocache"`
+	NtfRejectBurstNs   *ebpf.Variable `ebpf:"ntf_reject_burst_ns"`
+	NtfRejectCostNs    *ebpf.Variable `ebpf:"ntf_reject_cost_ns"`
+	UnusedBucket       *ebpf.Variable `ebpf:"unused_bucket"`
 	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
 	UnusedIface        *ebpf.Variable `ebpf:"unused_iface"`
+	UnusedIfaceFlags   *ebpf.Variable `ebpf:"unused_iface_flags"`
 	UnusedLog          *ebpf.Variable `ebpf:"unused_log"`
 	UnusedOwnerKey     *ebpf.Variable `ebpf:"unused_owner_key"`
 	UnusedRange        *ebpf.Variable `ebpf:"unused_range"`
