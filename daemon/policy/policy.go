@@ -320,6 +320,9 @@ func (p *Policy) Silent(name string, d config.DenyMode) bool {
 	return p.DropsSilently(name)
 }
 
+// SilentWinners is Silent for what rule 3 found on interface name.
+func (p *Policy) SilentWinners(name string, w Winners) bool { return p.Silent(name, w.Deny) }
+
 // mergeDeny merges the `deny:` of endpoints that win together: one that
 // says drop makes the drop silent (SPEC §1 rule 4).
 func mergeDeny(a, b config.DenyMode) config.DenyMode {
@@ -455,9 +458,12 @@ type Entry struct {
 	// decides depends on the packet's transport (Classes says what);
 	// Principals then only merge every endpoint's, for counting.
 	Narrowed bool
-	// Deny is the endpoints' `deny:`, merged; Policy.Silent resolves it
-	// with the interface's. Narrowed entries: their classes' Winners say.
-	Deny config.DenyMode
+	// Deny is the endpoints' `deny:`, merged; Silent is it resolved
+	// with the interface's (Policy.Silent): its denied packets of local
+	// sockets are dropped without an answer. Narrowed entries: their
+	// classes' Winners say (Policy.SilentWinners).
+	Deny   config.DenyMode
+	Silent bool
 }
 
 // Table is what the kernel needs for one interface: its ranges and default.
@@ -581,6 +587,7 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 				slices.Sort(ent.Endpoints)
 				ent.Endpoints = slices.Compact(ent.Endpoints)
 			}
+			ent.Silent = p.Silent(iface, ent.Deny)
 			if !yield(ent) {
 				return
 			}

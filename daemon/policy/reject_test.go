@@ -102,6 +102,27 @@ func TestEntriesDeny(t *testing.T) {
 			t.Errorf("entry %s: deny %q, want %q", k, got[k], w)
 		}
 	}
+	// Silent resolves each with the interface's: eth0 says drop.
+	silent := map[string]map[netip.Prefix]bool{}
+	for _, iface := range []string{"eth0", "eth1"} {
+		silent[iface] = map[netip.Prefix]bool{}
+		for e := range p.Entries(iface) {
+			silent[iface][e.Prefix] = e.Silent
+		}
+	}
+	for _, c := range []struct {
+		iface  string
+		prefix string
+		want   bool
+	}{
+		{"eth0", "10.1.0.0/16", true}, {"eth1", "10.1.0.0/16", false},
+		{"eth0", "10.2.0.0/16", false}, {"eth1", "10.3.0.0/16", true},
+		{"eth1", "10.4.0.0/16", true}, {"eth0", "10.5.0.0/16", false},
+	} {
+		if got := silent[c.iface][pfx(c.prefix)]; got != c.want {
+			t.Errorf("%s %s: Silent %v, want %v", c.iface, c.prefix, got, c.want)
+		}
+	}
 	p.Endpoints = append(p.Endpoints, Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")},
 		Protos: []uint8{config.ProtoUDP}, Ports: []config.PortRange{{Lo: 53, Hi: 53}}, Principals: Principals{Everyone: true}, Deny: config.DenyDrop})
 	for _, c := range p.Classes("eth1", pfx("10.2.0.0/16")) {
