@@ -100,7 +100,13 @@ func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
 		fmt.Fprintln(w, "  (no interfaces: key; filtered interfaces default to deny)")
 	}
 	for _, s := range p.Interfaces {
-		fmt.Fprintf(w, "  %-16s default %s\n", s.Pattern, s.Default)
+		// deny: drop only: answering is the default, and the lines of
+		// sets that do not say stay as they were.
+		drop := ""
+		if s.Drop {
+			drop = ", deny: drop (denied packets are not answered)"
+		}
+		fmt.Fprintf(w, "  %-16s default %s%s\n", s.Pattern, s.Default, drop)
 	}
 	fmt.Fprintln(w, "endpoints:")
 	if len(p.Endpoints) == 0 {
@@ -111,6 +117,12 @@ func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
 		fmt.Fprintf(w, "    allow: %s => %s\n", strings.Join(e.Allow, ", "), e.Principals)
 		if n := e.Narrowing(); n != "" {
 			fmt.Fprintf(w, "    only: %s\n", n)
+		}
+		switch e.Deny {
+		case config.DenyDrop:
+			fmt.Fprintln(w, "    deny: drop (denied packets are not answered)")
+		case config.DenyReject:
+			fmt.Fprintln(w, "    deny: reject (denied senders are told at once, whatever the interface says)")
 		}
 		for _, r := range e.Ranges {
 			fmt.Fprintf(w, "    %s\n", r)

@@ -374,12 +374,14 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 	}
 	if !best.IsValid() {
 		def := p.Default(iface)
-		return Verdict{
+		v := Verdict{
 			Allowed:  def == Allow,
 			Filtered: true,
 			Reply:    def != Allow && !o.Unowned && !p.DropsSilently(iface),
 			Reason:   fmt.Sprintf("no configured range %s %s; default %s on %s", verbFor(k), what, def, iface),
 		}
+		v.Reason += silently(v, o)
+		return v
 	}
 	d := Verdict{Allowed: who.Allows(o), Filtered: true, Range: best, Endpoints: names}
 	d.Reply = !d.Allowed && !o.Unowned && !p.Silent(iface, w.Deny)
@@ -392,8 +394,18 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 		to += " " + t
 	}
 	d.Reason = fmt.Sprintf("%s %s allowed to %s (endpoint %s; allowed: %s)",
-		o, verb, to, strings.Join(names, ", "), who)
+		o, verb, to, strings.Join(names, ", "), who) + silently(d, o)
 	return d
+}
+
+// silently is what a reason adds when `deny: drop` keeps a denied local
+// sender from being told (SPEC §1 rule 4); answering is the default, and
+// unowned packets are never answered, so neither says more.
+func silently(v Verdict, o Owner) string {
+	if v.Allowed || v.Reply || o.Unowned {
+		return ""
+	}
+	return "; dropped silently (deny: drop)"
 }
 
 // Winners is what rule 3 finds for a packet: the deciding prefix, the

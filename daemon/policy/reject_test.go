@@ -4,6 +4,7 @@ package policy
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
@@ -65,6 +66,11 @@ func TestDecideReply(t *testing.T) {
 		v := p.Decide(tt.iface, tt.owner, addr(tt.dst))
 		if v.Allowed != tt.allowed || v.Reply != tt.reply {
 			t.Errorf("Decide(%s, %s, %s) = allowed %v reply %v, want %v %v (%s)", tt.iface, tt.owner, tt.dst, v.Allowed, v.Reply, tt.allowed, tt.reply, v.Reason)
+		}
+		// The reason says so where deny: drop keeps a sender untold.
+		silent := !tt.allowed && !tt.reply && !tt.owner.Unowned && v.Filtered
+		if got := strings.HasSuffix(v.Reason, "; dropped silently (deny: drop)"); got != silent {
+			t.Errorf("Decide(%s, %s, %s): reason %q, want the deny: drop note %v", tt.iface, tt.owner, tt.dst, v.Reason, silent)
 		}
 	}
 }
