@@ -279,8 +279,8 @@ func sameAnswer(got, want netlab.Answer) bool {
 
 // answerTimeout bounds a probe that must be answered. A TCP connect
 // retries its SYN twice (1 s, then 2 s later), so a SYN nobody answers
-// ends in ETIMEDOUT after 7 s: the errno, not the time, is what tells an
-// answer.
+// ends in ETIMEDOUT after about 4 s (as before answers existed): the
+// errno, not the time, is what tells an answer.
 const answerTimeout = 10 * time.Second
 
 // TestReject sends real traffic as real users, IPv4 and IPv6, in both

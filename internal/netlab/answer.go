@@ -202,29 +202,26 @@ func queuedAnswer(dst netip.AddrPort, typ, proto int, payload []byte, timeout ti
 		}
 		return Answer{}, fmt.Errorf("sendto: %w", err)
 	}
-	deadline := start.Add(timeout)
-	for {
-		ready, err := poll(fd, unix.POLLIN|unix.POLLERR, deadline)
-		if err != nil {
-			return Answer{}, err
-		}
-		if !ready {
-			return Answer{Elapsed: time.Since(start)}, nil
-		}
-		if ans, ok, err := readErrQueue(fd); err != nil || ok {
-			ans.Elapsed = time.Since(start)
-			return ans, err
-		}
-		// Data, not an error: an echo reply (or the UDP echo).
-		buf := make([]byte, 1500)
-		if _, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT); err != nil && err != unix.EAGAIN {
-			if errno, ok := err.(syscall.Errno); ok {
-				return Answer{Errno: errno, Elapsed: time.Since(start)}, nil
-			}
-			return Answer{}, err
-		}
+	ready, err := poll(fd, unix.POLLIN|unix.POLLERR, start.Add(timeout))
+	if err != nil {
+		return Answer{}, err
+	}
+	if !ready {
 		return Answer{Elapsed: time.Since(start)}, nil
 	}
+	if ans, ok, err := readErrQueue(fd); err != nil || ok {
+		ans.Elapsed = time.Since(start)
+		return ans, err
+	}
+	// Data, not an error: an echo reply (or the UDP echo).
+	buf := make([]byte, 1500)
+	if _, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT); err != nil && err != unix.EAGAIN {
+		if errno, ok := err.(syscall.Errno); ok {
+			return Answer{Errno: errno, Elapsed: time.Since(start)}, nil
+		}
+		return Answer{}, err
+	}
+	return Answer{Elapsed: time.Since(start)}, nil
 }
 
 // readErrQueue takes one entry off the socket's error queue; ok false when
