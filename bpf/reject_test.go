@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
@@ -542,5 +543,103 @@ func testRejectFlood(t *testing.T, mode Mode) {
 	}
 	if uint64(got) != rejected {
 		t.Errorf("%d ICMP errors arrived on eth0, %d counted as sent", got, rejected)
+	}
+}
+
+// TestRejectDifferential checks the kernel's choice between answering
+// and dropping silently against the reference Decide() (Verdict.Reply):
+// random policies with overlapping ranges, narrowed endpoints and random
+// deny: settings on endpoints and on the interface, and UDP, TCP SYN and
+// ICMP echo frames to random destinations, judged by test runs (owned by
+// root, the test run's socket). Answers never go to multicast or
+// broadcast addresses, whatever the policy says.
+func TestRejectDifferential(t *testing.T) {
+	testnet.RequireRoot(t)
+	seed := uint64(time.Now().UnixNano())
+	if s := testSeed(); s != 0 {
+		seed = s
+	}
+	t.Logf("seed %d (set NTF_SEED to replay)", seed)
+	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	ns := testnet.NewNS(t, "rd")
+	ns.IP(t, "link", "add", "eth0", "type", "bridge")
+	var ifindex int
+	ns.MustDo(t, func() error {
+		ifc, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		ifindex = ifc.Index
+		return nil
+	})
+	f := openFilterOpts(t, ns, Options{Mode: ModeAuto, rejectRate: 1e9, rejectBurst: 1e6})
+	modes := []config.DenyMode{config.DenyUnset, config.DenyReject, config.DenyDrop}
+	seen := map[string]int{}
+	for round := range 4 {
+		p, prefixes := randomPolicy(t, rng)
+		for i := range p.Endpoints {
+			p.Endpoints[i].Deny = modes[rng.IntN(len(modes))]
+		}
+		// Every combination of the interface's default and deny.
+		for i := range p.Interfaces {
+			p.Interfaces[i].Default = policy.Action(round & 1)
+			p.Interfaces[i].Drop = round&2 != 0
+		}
+		apply(t, ns, f, p, LogNone)
+		mismatches := 0
+		for range 1500 {
+			dst := randomDestination(rng, prefixes).Unmap()
+			port := uint16(998 + rng.IntN(68))
+			var k policy.Packet
+			var l4 []byte
+			switch rng.IntN(3) {
+			case 0:
+				k, l4 = policy.Packet{Dst: dst, Proto: udpProto, Port: port}, udp(ptSport, port, []byte("probe"))
+			case 1:
+				k, l4 = policy.Packet{Dst: dst, Proto: tcpProto, Port: port}, ptTCP(ptSport, port)
+			default:
+				if dst.Is4() {
+					k, l4 = policy.Packet{Dst: dst, Proto: icmpProto}, icmp4(8, 0)
+				} else {
+					k, l4 = policy.Packet{Dst: dst, Proto: icmp6Proto}, icmp4(128, 0)
+				}
+			}
+			var frame []byte
+			if dst.Is4() {
+				frame = ptEth4(ipv4(ptSrc4, dst, k.Proto, l4))
+			} else {
+				frame = ptEth6(ipv6(ptSrc6, dst, k.Proto, l4))
+			}
+			d := p.DecidePacket("eth0", policy.Owner{UID: 0}, k)
+			want, what := ptPass, "allowed"
+			switch {
+			case d.Allowed:
+			case d.Reply && !dst.IsMulticast() && dst != netip.IPv4Unspecified() && dst != netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+				want, what = ptRedirect, "answered"
+			default:
+				want, what = ptDrop, "dropped silently"
+			}
+			var ret uint32
+			ns.MustDo(t, func() (err error) {
+				ret, err = f.objs.NtfEgress.Run(&ebpf.RunOptions{Data: frame, Context: ptSkbCtx{Ifindex: uint32(ifindex)}})
+				return err
+			})
+			seen[what]++
+			if ret != want {
+				mismatches++
+				if mismatches <= 5 {
+					t.Errorf("policy %d: %s: kernel %d, Decide says %s (%s)", round, k, int32(ret), what, d.Reason)
+				}
+			}
+		}
+		if mismatches > 5 {
+			t.Errorf("policy %d: %d more mismatches", round, mismatches-5)
+		}
+	}
+	t.Logf("verdicts: %v", seen)
+	for _, what := range []string{"allowed", "answered", "dropped silently"} {
+		if seen[what] < 100 {
+			t.Errorf("only %d probes %s: the test proves little", seen[what], what)
+		}
 	}
 }
