@@ -707,8 +707,8 @@ ok "systemctl status says why: the files are invalid and the last good set is en
 inside journalctl -b -u net-tc-filter --no-pager -o cat | grep -F 'enforcing the last good set' | indent ||
   fail "the journal does not say that the last good set is enforced"
 topology agent
-wait_for 10 "bob's connection to be dropped by the last good set" bob_dropped
-ok "bob is dropped (last good set, on eth1 created after the start)"
+wait_for 10 "bob's connection to be refused by the last good set" bob_rejected
+ok "bob is denied (last good set, on eth1 created after the start)"
 expect_pass agent "last good set"
 t0=$(usec)
 printf '%s\n' "$good" | put "$DROPIN"
