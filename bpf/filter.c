@@ -107,8 +107,9 @@ struct {
 volatile const __u8 ntf_nocache = 0;
 
 // Replies to denied packets, per CPU: one costs ntf_reject_cost_ns of
-// credit, which refills with time up to ntf_reject_burst_ns (the loader
-// sets both; 100 replies a second, bursts of 20, unless a test says).
+// credit, which refills with time up to ntf_reject_burst_ns: 100 replies a
+// second, bursts of 20 (the kernel's own ICMP limit is 1000 a second,
+// bursts of 50, for the host). Tests load others.
 volatile const __u64 ntf_reject_cost_ns = 10000000;
 volatile const __u64 ntf_reject_burst_ns = 200000000;
 
