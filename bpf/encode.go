@@ -158,6 +158,9 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 			if p.AuditDefault(ifc.Name) {
 				v.Flags |= uint8(filterNtfIfaceFlagsNTF_IFACE_AUDIT)
 			}
+			if p.DropsSilently(ifc.Name) {
+				v.Flags |= uint8(filterNtfIfaceFlagsNTF_IFACE_DROP)
+			}
 			c.Ifaces[uint32(ifc.Index)] = v
 		}
 	}
@@ -181,7 +184,8 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 			cl = p.Classifier(n.iface)
 			classifiers[n.iface] = cl
 		}
-		used = e.addClasses(c, uint32(i+1), n.iface, cl(n.prefix), used)
+		silent := func(w policy.Winners) bool { return p.SilentWinners(n.iface, w) }
+		used = e.addClasses(c, uint32(i+1), cl(n.prefix), silent, used)
 	}
 	slices.SortFunc(c.Ranges[start:], func(a, b rangeEntry) int { return compareRangeKeys(a.key, b.key) })
 	// In set id order, each set's uids sorted: the owners come out sorted
@@ -235,6 +239,9 @@ func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry
 		if ent.Audit {
 			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_AUDIT)
 		}
+		if ent.Silent {
+			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_SILENT)
+		}
 		if ent.Narrowed {
 			// The packet's class decides: its id is this range's
 			// number among the narrowed ones, in Owners.
@@ -281,7 +288,7 @@ func markUsed(used []bool, set uint32) []bool {
 // the table NTF_PORTS_TABLE|n of the range trie, keyed by protocol,
 // fragment and port (see filter.h): every lookup finds the "every other
 // protocol" class at least.
-func (e *encoder) addClasses(c *Contents, n uint32, iface string, classes []policy.Class, used []bool) []bool {
+func (e *encoder) addClasses(c *Contents, n uint32, classes []policy.Class, silent func(policy.Winners) bool, used []bool) []bool {
 	for _, cl := range classes {
 		var v filterNtfRange
 		if cl.Winners.Prefix.IsValid() {
@@ -296,6 +303,9 @@ func (e *encoder) addClasses(c *Contents, n uint32, iface string, classes []poli
 			v.Cgroups = e.cgroupMask(w.Principals)
 			if w.Audit {
 				v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_AUDIT)
+			}
+			if silent(w) {
+				v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_SILENT)
 			}
 		} else {
 			v = filterNtfRange{Flags: uint32(filterNtfRangeFlagsNTF_RANGE_DEFAULT)}

@@ -143,6 +143,11 @@ type Counters struct {
 	// kernel could not record (ntf_cgroups full): they match no cgroup
 	// principal.
 	CgroupsFull uint64
+	// Denied packets of local sockets that were answered with ICMP
+	// "administratively prohibited" (Rejected), or were not because the
+	// per-CPU budget of replies was spent (RejectLimited) or the reply
+	// could not be made (RejectFailed): those two are dropped silently.
+	Rejected, RejectLimited, RejectFailed uint64
 }
 
 // Counters reads the counters. Allowed, Denied and Audited are the sums over the
@@ -162,12 +167,15 @@ func (f *Filter) Counters() (Counters, error) {
 		c.Audited += v.Audited
 	}
 	for idx, dst := range map[filterNtfCounter]*uint64{
-		filterNtfCounterNTF_CNT_NOT_IP:       &c.NotIP,
-		filterNtfCounterNTF_CNT_MALFORMED:    &c.Malformed,
-		filterNtfCounterNTF_CNT_UNFILTERED:   &c.Unfiltered,
-		filterNtfCounterNTF_CNT_NO_POLICY:    &c.NoPolicy,
-		filterNtfCounterNTF_CNT_EVENTS_LOST:  &c.EventsLost,
-		filterNtfCounterNTF_CNT_CGROUPS_FULL: &c.CgroupsFull,
+		filterNtfCounterNTF_CNT_NOT_IP:         &c.NotIP,
+		filterNtfCounterNTF_CNT_MALFORMED:      &c.Malformed,
+		filterNtfCounterNTF_CNT_UNFILTERED:     &c.Unfiltered,
+		filterNtfCounterNTF_CNT_NO_POLICY:      &c.NoPolicy,
+		filterNtfCounterNTF_CNT_EVENTS_LOST:    &c.EventsLost,
+		filterNtfCounterNTF_CNT_CGROUPS_FULL:   &c.CgroupsFull,
+		filterNtfCounterNTF_CNT_REJECTED:       &c.Rejected,
+		filterNtfCounterNTF_CNT_REJECT_LIMITED: &c.RejectLimited,
+		filterNtfCounterNTF_CNT_REJECT_FAILED:  &c.RejectFailed,
 	} {
 		var perCPU []uint64
 		if err := f.objs.NtfCounters.Lookup(uint32(idx), &perCPU); err != nil {

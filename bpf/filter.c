@@ -109,6 +109,28 @@ struct {
 // Set by benchmarks to measure the uncached path.
 volatile const __u8 ntf_nocache = 0;
 
+// Replies to denied packets, per CPU: one costs ntf_reject_cost_ns of
+// credit, which refills with time up to ntf_reject_burst_ns: 100 replies a
+// second, bursts of 20 (the kernel's own ICMP limit is 1000 a second,
+// bursts of 50, for the host). Tests load others.
+volatile const __u64 ntf_reject_cost_ns = 10000000;
+volatile const __u64 ntf_reject_burst_ns = 200000000;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ntf_bucket);
+} ntf_reject_bucket SEC(".maps");
+
+// Where a reply is put together, per CPU: far more than the stack holds.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ntf_reject_buf);
+} ntf_reject_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NTF_CNT_MAX);
@@ -208,6 +230,7 @@ const struct ntf_diff_key *unused_diff_key __attribute__((unused));
 const struct ntf_verdict_entry *unused_verdict_entry __attribute__((unused));
 const struct ntf_cg_step *unused_cg_step __attribute__((unused));
 const struct ntf_cg *unused_cg __attribute__((unused));
+const struct ntf_bucket *unused_bucket __attribute__((unused));
 
 #define barrier() asm volatile("" ::: "memory")
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
@@ -349,6 +372,7 @@ struct verdict {
 	__u32 counter; // endpoint counter
 	__u8 allowed;
 	__u8 audit; // the rule is in mode: audit: if not allowed, it passes
+	__u8 silent; // denied: drop without an answer (deny: drop)
 };
 
 // found is what decide() works with: a cache entry's verdict fields, and
@@ -363,6 +387,7 @@ struct found {
 	__u8 uid_allowed;
 	__u8 narrowed;
 	__u8 audit;
+	__u8 silent;
 	__u64 cgroups;
 };
 
@@ -402,8 +427,10 @@ static __always_inline bool lookup_range(void *ranges, const struct ntf_iface *i
 		out->owned = ifc->default_allow;
 		out->unowned = ifc->default_allow;
 		out->audit = !!(ifc->flags & NTF_IFACE_AUDIT);
+		out->silent = !!(ifc->flags & NTF_IFACE_DROP);
 		return true;
 	}
+	out->silent = !!(r->flags & NTF_RANGE_SILENT);
 	out->rule = r->rule;
 	out->counter = r->counter;
 	out->unowned = !!(r->flags & NTF_RANGE_UNOWNED);
@@ -430,6 +457,8 @@ struct pkt {
 	__u32 dst[4];
 	__u32 route_off; // offset of the source route's first address
 	__u16 sport, dport;
+	__u16 l3off; // where the IP header starts
+	__u16 l4off; // where the transport header starts (not for fragments)
 	__u8 family; // 4 or 6, after IPv4-mapped destinations are unmapped
 	__u8 proto;
 	__u8 route_n;   // addresses of the source route; 0: not source routed
@@ -451,6 +480,7 @@ enum parse_result {
 static __always_inline bool load_ports(struct __sk_buff *skb, struct pkt *p, __u32 off)
 {
 	__u16 ports[2];
+	p->l4off = off;
 	switch (p->proto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
@@ -533,6 +563,7 @@ static __always_inline enum parse_result parse_ipv4(struct __sk_buff *skb, __u32
 	__u8 hdr[20] __attribute__((aligned(4)));
 	if (bpf_skb_load_bytes(skb, off, hdr, sizeof(hdr)))
 		return PARSE_MALFORMED;
+	p->l3off = off;
 	__u8 ihl = hdr[0] & 0xf;
 	if ((hdr[0] >> 4) != 4 || ihl < 5)
 		return PARSE_MALFORMED;
@@ -597,6 +628,7 @@ static __always_inline enum parse_result parse_ipv6(struct __sk_buff *skb, __u32
 		return PARSE_MALFORMED;
 	if ((hdr[0] >> 4) != 6)
 		return PARSE_MALFORMED;
+	p->l3off = off;
 	__builtin_memcpy(p->src, &hdr[8], 16);
 	__builtin_memcpy(p->dst, &hdr[24], 16);
 	p->family = v4mapped(p->dst) ? 4 : 6;
@@ -755,6 +787,7 @@ static __always_inline bool fast_ip(void *ip, void *end, struct pkt *p, bool v6)
 		p->family = v4mapped(p->dst) ? 4 : 6;
 		l4 = 40;
 	}
+	p->l4off += l4; // fast_parse set it to the IP header's offset
 	switch (p->proto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
@@ -783,6 +816,7 @@ static __always_inline bool fast_parse(struct __sk_buff *skb, const struct ntf_i
 			return false;
 		proto = eth->h_proto;
 		data = eth + 1;
+		p->l3off = p->l4off = ETH_HLEN;
 	}
 	if (proto == bpf_htons(ETH_P_IP))
 		return fast_ip(data, end, p, false);
@@ -906,6 +940,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 				r.uid_allowed = e->uid_allowed;
 				r.cgroups = e->cgroups;
 				r.audit = e->audit;
+				r.silent = e->silent;
 				barrier();
 				cached = READ_ONCE(e->seq) == seq;
 			}
@@ -933,6 +968,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 			e->unowned = r.unowned;
 			e->narrowed = r.narrowed;
 			e->audit = r.audit;
+			e->silent = r.silent;
 			e->tp = tp;
 			e->cgroups = r.cgroups;
 			e->uid = NTF_UID_UNOWNED;
@@ -945,6 +981,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 	v.rule = r.rule;
 	v.counter = r.counter;
 	v.audit = r.audit;
+	v.silent = r.silent;
 	if (unowned) {
 		v.allowed = r.unowned;
 		return v;
@@ -1163,6 +1200,220 @@ static __always_inline void emit(struct __sk_buff *skb, const struct ntf_iface *
 	bpf_ringbuf_submit(e, 0);
 }
 
+// csum_fold folds a 32-bit one's complement sum into the 16-bit checksum.
+static __always_inline __u16 csum_fold(__s64 sum)
+{
+	__u32 c = (__u32)sum;
+	c = (c & 0xffff) + (c >> 16);
+	c = (c & 0xffff) + (c >> 16);
+	return (__u16)~c;
+}
+
+// take_token spends one reply of this CPU's budget, if any is left.
+static __always_inline bool take_token(void)
+{
+	__u32 zero = 0;
+	struct ntf_bucket *b = bpf_map_lookup_elem(&ntf_reject_bucket, &zero);
+	if (!b)
+		return false;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 credit = b->credit + (now - b->last);
+	if (credit > ntf_reject_burst_ns || now < b->last)
+		credit = ntf_reject_burst_ns;
+	b->last = now;
+	if (credit < ntf_reject_cost_ns) {
+		b->credit = credit;
+		return false;
+	}
+	b->credit = credit - ntf_reject_cost_ns;
+	return true;
+}
+
+// icmp_error reports whether an ICMP (v6: ICMPv6) message of this type is
+// itself an error, which is never answered (RFC 1122 §3.2.2, RFC 4443
+// §2.4(e)).
+static __always_inline bool icmp_error(__u8 type, bool v6)
+{
+	if (v6)
+		return type < 128;
+	return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+}
+
+// v4_unicast: not 0.0.0.0, not multicast (224/4), not the limited
+// broadcast. addr is in network order.
+static __always_inline bool v4_unicast(__u32 addr)
+{
+	__u32 a = bpf_ntohl(addr);
+	return a != 0 && (a >> 28) != 0xe && a != 0xffffffff;
+}
+
+enum reject_result {
+	REJECT_SENT,    // the packet is now the reply: redirect it
+	REJECT_NOT,     // nothing to answer (or not allowed to): drop
+	REJECT_FAILED,  // the reply could not be made: drop
+	REJECT_LIMITED, // this CPU's budget of replies is spent: drop
+};
+
+// make_reject turns the denied packet into its ICMP error in place (SPEC §1
+// rule 4): the new IP and ICMP headers and the quoted start of the packet
+// are written at its IP header, behind whatever link-layer header it has
+// (Ethernet with any VLAN tags, or none on an L3 device), the packet is cut
+// or grown to fit and, on Ethernet, its MAC addresses are swapped so that
+// it arrives for this host. Cilium answers in the same way
+// (bpf/lib/icmp6.h, nodeport.h). Static and not inlined: checked once, off
+// ntf_egress's stack; its buffers are a per-CPU map entry.
+static __attribute__((noinline)) int make_reject(struct __sk_buff *skb, __u32 l2, __u32 l3, __u32 l4, __u32 meta)
+{
+	__u32 zero = 0;
+	__u8 proto = meta & 0xff;
+	bool frag = meta >> 8;
+	struct ntf_reject_buf *b = bpf_map_lookup_elem(&ntf_reject_scratch, &zero);
+	if (!b || l3 > 256 || l3 >= skb->len)
+		return REJECT_FAILED;
+	if (frag)
+		return REJECT_NOT; // the first fragment was judged and answered
+	__u8 ver = 0;
+	if (bpf_skb_load_bytes(skb, l3, &ver, 1))
+		return REJECT_FAILED;
+	bool v6 = ver >> 4 == 6;
+	if (!v6 && ver >> 4 != 4)
+		return REJECT_FAILED;
+	if (proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)) {
+		__u8 type;
+		if (bpf_skb_load_bytes(skb, l4, &type, 1) || icmp_error(type, v6))
+			return REJECT_NOT;
+	}
+	__u32 len = skb->len - l3;
+	__u32 q;
+	if (v6) {
+		q = len < NTF_REJECT_QUOTE6 ? len : NTF_REJECT_QUOTE6;
+		if (q < 40)
+			return REJECT_FAILED;
+	} else {
+		__u32 want = (ver & 0xf) * 4 + 8;
+		q = len < want ? len : want;
+		if (q < 20)
+			return REJECT_FAILED;
+	}
+	// A bound the verifier can see: q is at most NTF_REJECT_QUOTE6.
+	q &= 2047;
+	if (q > NTF_REJECT_QUOTE6)
+		return REJECT_FAILED;
+	// Zero the word the quote ends in, so that the checksum can sum whole
+	// words; the load then writes the quote's part of it.
+	__u32 pad = (q + 3) & ~3u;
+	if (pad < 4 || pad > NTF_REJECT_QUOTE6)
+		return REJECT_FAILED;
+	*(__u32 *)&b->quote[pad - 4] = 0;
+	if (bpf_skb_load_bytes(skb, l3, b->quote, q))
+		return REJECT_FAILED;
+
+	__u32 hl;
+	__s64 sum;
+	if (v6) {
+		__u8 *ip = b->hdr, *icmp = b->hdr + 40;
+		if ((b->quote[24] == 0xff) || (b->quote[8] == 0xff)) // multicast destination or source
+			return REJECT_NOT;
+		__u32 *src = (__u32 *)&b->quote[8];
+		if (!(src[0] | src[1] | src[2] | src[3])) // the unspecified source
+			return REJECT_NOT;
+		hl = 48;
+		__builtin_memset(b->hdr, 0, sizeof(b->hdr));
+		__builtin_memset(b->pseudo, 0, sizeof(b->pseudo));
+		ip[0] = 0x60;
+		*(__u16 *)&ip[4] = bpf_htons(8 + q);
+		ip[6] = IPPROTO_ICMPV6;
+		ip[7] = 64;
+		__builtin_memcpy(&ip[8], &b->quote[24], 16); // from the denied destination
+		__builtin_memcpy(&ip[24], &b->quote[8], 16); // to the sender
+		icmp[0] = 1; // destination unreachable
+		icmp[1] = 1; // communication administratively prohibited
+		// RFC 8200 §8.1: addresses, upper-layer length, next header.
+		__builtin_memcpy(b->pseudo, &ip[8], 32);
+		*(__u32 *)&b->pseudo[32] = bpf_htonl(8 + q);
+		b->pseudo[39] = IPPROTO_ICMPV6;
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)b->pseudo, 40, 0);
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)icmp, 8, sum);
+	} else {
+		__u8 *ip = b->hdr, *icmp = b->hdr + 20;
+		__u32 saddr = *(__u32 *)&b->quote[12], daddr = *(__u32 *)&b->quote[16];
+		// Non-first fragments carry no header to quote; the first was
+		// judged and answered.
+		if ((b->quote[6] & 0x1f) | b->quote[7])
+			return REJECT_NOT;
+		if (!v4_unicast(saddr) || !v4_unicast(daddr))
+			return REJECT_NOT;
+		hl = 28;
+		__builtin_memset(b->hdr, 0, 28);
+		ip[0] = 0x45;
+		ip[1] = b->quote[1] & 0xfc; // the sender's DSCP, no ECN
+		*(__u16 *)&ip[2] = bpf_htons(28 + q);
+		ip[6] = 0x40; // don't fragment
+		ip[8] = 64;
+		ip[9] = IPPROTO_ICMP;
+		*(__u32 *)&ip[12] = daddr;
+		*(__u32 *)&ip[16] = saddr;
+		*(__u16 *)&ip[10] = csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)ip, 20, 0));
+		icmp[0] = 3;  // destination unreachable
+		icmp[1] = 13; // communication administratively prohibited (RFC 1812)
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)icmp, 8, 0);
+	}
+	// Only answerable packets spend the budget; a flood of them gets
+	// a trickle of answers, the rest are dropped like any other.
+	if (!take_token())
+		return REJECT_LIMITED;
+	// The quote's sum, in pieces the helper takes (512 bytes at most).
+	if (pad > 1024) {
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)b->quote, 512, sum);
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)&b->quote[512], 512, sum);
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)&b->quote[1024], (pad - 1024) & 0x1fc, sum);
+	} else if (pad > 512) {
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)b->quote, 512, sum);
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)&b->quote[512], (pad - 512) & 0x3fc, sum);
+	} else {
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)b->quote, pad & 0x3fc, sum);
+	}
+	*(__u16 *)&b->hdr[hl - 6] = csum_fold(sum);
+
+	if (bpf_skb_change_tail(skb, l3 + hl + q, 0))
+		return REJECT_FAILED;
+	if (l2) {
+		if (bpf_skb_load_bytes(skb, 0, b->mac, 12))
+			return REJECT_FAILED;
+		__u8 *m = b->mac;
+		__u8 t[6];
+		__builtin_memcpy(t, m, 6);
+		__builtin_memcpy(m, m + 6, 6);
+		__builtin_memcpy(m + 6, t, 6);
+		if (bpf_skb_store_bytes(skb, 0, b->mac, 12, 0))
+			return REJECT_FAILED;
+	}
+	long err = v6 ? bpf_skb_store_bytes(skb, l3, b->hdr, 48, 0) : bpf_skb_store_bytes(skb, l3, b->hdr, 28, 0);
+	if (err || bpf_skb_store_bytes(skb, l3 + hl, b->quote, q, 0))
+		return REJECT_FAILED;
+	return REJECT_SENT;
+}
+
+// reject answers a denied packet of a local socket, within this CPU's
+// budget, and drops it otherwise.
+static __always_inline int reject(struct __sk_buff *skb, const struct ntf_iface *ifc, const struct pkt *p)
+{
+	switch (make_reject(skb, ifc->l2_len, p->l3off, p->l4off, (__u32)p->proto | (__u32)p->frag << 8)) {
+	case REJECT_SENT:
+		count(NTF_CNT_REJECTED);
+		// Back in through the device it was leaving by: the stack
+		// delivers it to the sending socket.
+		return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+	case REJECT_FAILED:
+		count(NTF_CNT_REJECT_FAILED);
+		break;
+	case REJECT_LIMITED:
+		count(NTF_CNT_REJECT_LIMITED);
+		break;
+	}
+	return TC_ACT_SHOT;
+}
+
 SEC("tc")
 int ntf_egress(struct __sk_buff *skb)
 {
@@ -1287,7 +1538,13 @@ int ntf_egress(struct __sk_buff *skb)
 	}
 	if (h) // judged points into it until here
 		h->busy = 0;
-	return v.allowed || audited ? TC_ACT_UNSPEC : TC_ACT_SHOT;
+	if (v.allowed || audited)
+		return TC_ACT_UNSPEC;
+	// SPEC §1 rule 4: a local sender is told at once, unless the policy
+	// says drop; forwarded packets never are.
+	if (unowned || v.silent)
+		return TC_ACT_SHOT;
+	return reject(skb, &ifc, &p);
 }
 
 // The kernel's cgroup and kernfs structures, as far as the tracepoints read

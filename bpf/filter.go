@@ -48,6 +48,9 @@ type Options struct {
 	// maxCgroups, when not 0, is the room in ntf_cgroups: tests fill it
 	// with a few cgroups instead of NTF_MAX_CGROUPS.
 	maxCgroups uint32
+	// Tests: replies to denied packets per second and CPU, and how many
+	// a CPU may send at once; 0: the program's own (100, 20).
+	rejectRate, rejectBurst int
 }
 
 // keptGenerations is how many policies' rules stay known, so that queued
@@ -84,7 +87,7 @@ type Filter struct {
 
 	cg      *cgroupTracker // cgroup principals: the tracepoints and their maps
 	cgPaths []string       // the live policy's cgroup paths
-	stage staging // a staged candidate policy (SPEC §8), beside the live one
+	stage   staging        // a staged candidate policy (SPEC §8), beside the live one
 }
 
 // Generation is the generation of the live policy (0: none yet).

@@ -39,6 +39,13 @@ enum ntf_counter {
 	/* A new cgroup below a watched path found ntf_cgroups full: its
 	 * sockets match no cgroup principal (fail closed). */
 	NTF_CNT_CGROUPS_FULL,
+	/* Denied packets of local sockets answered with ICMP "administratively
+	 * prohibited" (SPEC §1 rule 4); not answered because the per-CPU
+	 * budget was spent; not answered because the reply could not be made
+	 * (an encapsulated or odd packet): those are dropped silently. */
+	NTF_CNT_REJECTED,
+	NTF_CNT_REJECT_LIMITED,
+	NTF_CNT_REJECT_FAILED,
 	NTF_CNT_MAX,
 };
 
@@ -63,6 +70,8 @@ enum ntf_iface_flags {
 	/* mode: audit: packets the deny default would drop pass, and are
 	 * counted and reported as audited (SPEC §1 rule 5). */
 	NTF_IFACE_AUDIT = 1,
+	/* deny: drop: default-denied packets are dropped without an answer */
+	NTF_IFACE_DROP = 2,
 };
 
 /* LPM key: prefixlen counts the 32 bits of table, then the address bits. */
@@ -85,6 +94,30 @@ enum ntf_range_flags {
 	 * it does not allow passes, counted and reported as audited (SPEC §1
 	 * rule 4). */
 	NTF_RANGE_AUDIT = 16,
+	/* Denied packets of local sockets are dropped without an answer
+	 * (deny: drop, resolved with the interface's by user space). */
+	NTF_RANGE_SILENT = 32,
+};
+
+/* The answer to a denied packet (SPEC §1 rule 4): an ICMPv4 error quotes
+ * the original header and 8 bytes (RFC 792), an ICMPv6 error as much as
+ * fits in the IPv6 minimum MTU (RFC 4443 §2.4(c): 1280 - 40 - 8). */
+#define NTF_REJECT_QUOTE6 1232
+
+struct ntf_reject_buf {
+	__u8 hdr[48];                        /* new IP header + ICMP header */
+	__u8 pseudo[40];                     /* IPv6 pseudo-header */
+	/* The quote, zero-padded to a word; sized for three whole pieces
+	 * of the 512 bytes bpf_csum_diff sums at a time, so that the
+	 * verifier sees every piece inside it. */
+	__u8 quote[1536];
+	__u8 mac[12];
+};
+
+/* Per-CPU token bucket of replies, in nanoseconds of credit. */
+struct ntf_bucket {
+	__u64 last;
+	__u64 credit;
 };
 
 /*
@@ -170,7 +203,8 @@ struct ntf_verdict_entry {
 	__u8 narrowed; /* the verdict holds only for packets of transport tp */
 	__u32 tp;      /* proto << 24 | fragment << 16 | destination port */
 	__u8 audit;    /* who is not allowed passes as audited */
-	__u8 pad[3];
+	__u8 silent;   /* denied packets are not answered (deny: drop) */
+	__u8 pad[2];
 	__u64 cgroups; /* the range's; asked of the socket's cgroup, never cached */
 };
 

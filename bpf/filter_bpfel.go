@@ -29,7 +29,8 @@ type filterHops struct {
 		Counter uint32
 		Allowed uint8
 		Audit   uint8
-		_       [2]byte
+		Silent  uint8
+		_       [1]byte
 	}
 	Judged    [4]uint32
 	JudgedV4  uint8
@@ -49,6 +50,12 @@ const (
 	filterNtfActionNTF_AUDIT filterNtfAction = 2
 )
 
+type filterNtfBucket struct {
+	_      structs.HostLayout
+	Last   uint64
+	Credit uint64
+}
+
 type filterNtfCg struct {
 	_    structs.HostLayout
 	Bits uint64
@@ -65,13 +72,16 @@ type filterNtfCgStep struct {
 type filterNtfCounter uint32
 
 const (
-	filterNtfCounterNTF_CNT_NOT_IP       filterNtfCounter = 0
-	filterNtfCounterNTF_CNT_MALFORMED    filterNtfCounter = 1
-	filterNtfCounterNTF_CNT_UNFILTERED   filterNtfCounter = 2
-	filterNtfCounterNTF_CNT_NO_POLICY    filterNtfCounter = 3
-	filterNtfCounterNTF_CNT_EVENTS_LOST  filterNtfCounter = 4
-	filterNtfCounterNTF_CNT_CGROUPS_FULL filterNtfCounter = 5
-	filterNtfCounterNTF_CNT_MAX          filterNtfCounter = 6
+	filterNtfCounterNTF_CNT_NOT_IP         filterNtfCounter = 0
+	filterNtfCounterNTF_CNT_MALFORMED      filterNtfCounter = 1
+	filterNtfCounterNTF_CNT_UNFILTERED     filterNtfCounter = 2
+	filterNtfCounterNTF_CNT_NO_POLICY      filterNtfCounter = 3
+	filterNtfCounterNTF_CNT_EVENTS_LOST    filterNtfCounter = 4
+	filterNtfCounterNTF_CNT_CGROUPS_FULL   filterNtfCounter = 5
+	filterNtfCounterNTF_CNT_REJECTED       filterNtfCounter = 6
+	filterNtfCounterNTF_CNT_REJECT_LIMITED filterNtfCounter = 7
+	filterNtfCounterNTF_CNT_REJECT_FAILED  filterNtfCounter = 8
+	filterNtfCounterNTF_CNT_MAX            filterNtfCounter = 9
 )
 
 type filterNtfDiffKey struct {
@@ -131,6 +141,7 @@ type filterNtfIfaceFlags uint32
 
 const (
 	filterNtfIfaceFlagsNTF_IFACE_AUDIT filterNtfIfaceFlags = 1
+	filterNtfIfaceFlagsNTF_IFACE_DROP  filterNtfIfaceFlags = 2
 )
 
 type filterNtfLog uint32
@@ -164,6 +175,7 @@ const (
 	filterNtfRangeFlagsNTF_RANGE_NARROWED filterNtfRangeFlags = 4
 	filterNtfRangeFlagsNTF_RANGE_DEFAULT  filterNtfRangeFlags = 8
 	filterNtfRangeFlagsNTF_RANGE_AUDIT    filterNtfRangeFlags = 16
+	filterNtfRangeFlagsNTF_RANGE_SILENT   filterNtfRangeFlags = 32
 )
 
 type filterNtfRangeKey struct {
@@ -171,6 +183,14 @@ type filterNtfRangeKey struct {
 	Prefixlen uint32
 	Table     uint32
 	Addr      [16]uint8
+}
+
+type filterNtfRejectBuf struct {
+	_      structs.HostLayout
+	Hdr    [48]uint8
+	Pseudo [40]uint8
+	Quote  [1536]uint8
+	Mac    [12]uint8
 }
 
 type filterNtfVerdictEntry struct {
@@ -189,7 +209,8 @@ type filterNtfVerdictEntry struct {
 	Narrowed   uint8
 	Tp         uint32
 	Audit      uint8
-	Pad        [3]uint8
+	Silent     uint8
+	Pad        [2]uint8
 	_          [4]byte
 	Cgroups    uint64
 }
@@ -236,6 +257,8 @@ const (
 	filterMapNtfIfaces           = "ntf_ifaces"
 	filterMapNtfOwners           = "ntf_owners"
 	filterMapNtfRanges           = "ntf_ranges"
+	filterMapNtfRejectBucket     = "ntf_reject_bucket"
+	filterMapNtfRejectScratch    = "ntf_reject_scratch"
 	filterMapNtfRouteScratch     = "ntf_route_scratch"
 	filterMapNtfSkAddr           = "ntf_sk_addr"
 	filterMapNtfStageScratch     = "ntf_stage_scratch"
@@ -245,7 +268,10 @@ const (
 	filterProgNtfCgroupRelease   = "ntf_cgroup_release"
 	filterProgNtfEgress          = "ntf_egress"
 	filterVarNtfNocache          = "ntf_nocache"
+	filterVarNtfRejectBurstNs    = "ntf_reject_burst_ns"
+	filterVarNtfRejectCostNs     = "ntf_reject_cost_ns"
 	filterVarUnusedAction        = "unused_action"
+	filterVarUnusedBucket        = "unused_bucket"
 	filterVarUnusedCg            = "unused_cg"
 	filterVarUnusedCgStep        = "unused_cg_step"
 	filterVarUnusedCounter       = "unused_counter"
@@ -327,6 +353,8 @@ type filterMapSpecs struct {
 	NtfIfaces           *ebpf.MapSpec `ebpf:"ntf_ifaces"`
 	NtfOwners           *ebpf.MapSpec `ebpf:"ntf_owners"`
 	NtfRanges           *ebpf.MapSpec `ebpf:"ntf_ranges"`
+	NtfRejectBucket     *ebpf.MapSpec `ebpf:"ntf_reject_bucket"`
+	NtfRejectScratch    *ebpf.MapSpec `ebpf:"ntf_reject_scratch"`
 	NtfRouteScratch     *ebpf.MapSpec `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.MapSpec `ebpf:"ntf_sk_addr"`
 	NtfStageScratch     *ebpf.MapSpec `ebpf:"ntf_stage_scratch"`
@@ -339,7 +367,10 @@ type filterMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterVariableSpecs struct {
 	NtfNocache         *ebpf.VariableSpec `ebpf:"ntf_nocache"`
+	NtfRejectBurstNs   *ebpf.VariableSpec `ebpf:"ntf_reject_burst_ns"`
+	NtfRejectCostNs    *ebpf.VariableSpec `ebpf:"ntf_reject_cost_ns"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedBucket       *ebpf.VariableSpec `ebpf:"unused_bucket"`
 	UnusedCg           *ebpf.VariableSpec `ebpf:"unused_cg"`
 	UnusedCgStep       *ebpf.VariableSpec `ebpf:"unused_cg_step"`
 	UnusedCounter      *ebpf.VariableSpec `ebpf:"unused_counter"`
@@ -390,6 +421,8 @@ type filterMaps struct {
 	NtfIfaces           *ebpf.Map `ebpf:"ntf_ifaces"`
 	NtfOwners           *ebpf.Map `ebpf:"ntf_owners"`
 	NtfRanges           *ebpf.Map `ebpf:"ntf_ranges"`
+	NtfRejectBucket     *ebpf.Map `ebpf:"ntf_reject_bucket"`
+	NtfRejectScratch    *ebpf.Map `ebpf:"ntf_reject_scratch"`
 	NtfRouteScratch     *ebpf.Map `ebpf:"ntf_route_scratch"`
 	NtfSkAddr           *ebpf.Map `ebpf:"ntf_sk_addr"`
 	NtfStageScratch     *ebpf.Map `ebpf:"ntf_stage_scratch"`
@@ -414,6 +447,8 @@ func (m *filterMaps) Close() error {
 		m.NtfIfaces,
 		m.NtfOwners,
 		m.NtfRanges,
+		m.NtfRejectBucket,
+		m.NtfRejectScratch,
 		m.NtfRouteScratch,
 		m.NtfSkAddr,
 		m.NtfStageScratch,
@@ -427,7 +462,10 @@ func (m *filterMaps) Close() error {
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterVariables struct {
 	NtfNocache         *ebpf.Variable `ebpf:"ntf_nocache"`
+	NtfRejectBurstNs   *ebpf.Variable `ebpf:"ntf_reject_burst_ns"`
+	NtfRejectCostNs    *ebpf.Variable `ebpf:"ntf_reject_cost_ns"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
+	UnusedBucket       *ebpf.Variable `ebpf:"unused_bucket"`
 	UnusedCg           *ebpf.Variable `ebpf:"unused_cg"`
 	UnusedCgStep       *ebpf.Variable `ebpf:"unused_cg_step"`
 	UnusedCounter      *ebpf.Variable `ebpf:"unused_counter"`

@@ -69,15 +69,26 @@ func principal(t testing.TB, s string) config.Principal {
 	return config.Principal{Kind: config.PrincipalUser, Name: s, Text: s}
 }
 
-// compile builds a policy from terse endpoints and `interfaces:` defaults.
+// compile builds a policy from terse endpoints and `interfaces:` defaults
+// whose denied packets are dropped silently (deny: drop on every endpoint
+// and interfaces: key): the tests that read the verdict from the program's
+// return value predate the answers of SPEC §1 rule 4, which
+// compileDeny's policies give (reject_test.go).
 func compile(t testing.TB, defaults map[string]config.Action, eps ...ep) *policy.Policy {
+	t.Helper()
+	return compileDeny(t, config.DenyDrop, defaults, eps...)
+}
+
+// compileDeny is compile with `deny: mode` on every endpoint and
+// interfaces: key (DenyUnset: none, the default reject).
+func compileDeny(t testing.TB, mode config.DenyMode, defaults map[string]config.Action, eps ...ep) *policy.Policy {
 	t.Helper()
 	cfg := &config.Config{Interfaces: map[string]config.Interface{}}
 	for pat, a := range defaults {
-		cfg.Interfaces[pat] = config.Interface{Default: a}
+		cfg.Interfaces[pat] = config.Interface{Default: a, Deny: mode}
 	}
 	for _, e := range eps {
-		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces}
+		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces, Deny: mode}
 		for _, r := range e.ranges {
 			ce.Ranges = append(ce.Ranges, netip.MustParsePrefix(r))
 		}

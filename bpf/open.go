@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -37,6 +38,17 @@ func Open(opts Options) (*Filter, error) {
 	}
 	if opts.maxCgroups != 0 {
 		spec.Maps[filterMapNtfCgroups].MaxEntries = opts.maxCgroups
+	}
+	if opts.rejectRate > 0 {
+		// Per CPU: a reply costs 1/rate s of credit, of which a bucket
+		// holds burst replies' worth.
+		cost := uint64(time.Second) / uint64(opts.rejectRate)
+		if err := spec.Variables[filterVarNtfRejectCostNs].Set(cost); err != nil {
+			return nil, fmt.Errorf("set the reply rate: %w", err)
+		}
+		if err := spec.Variables[filterVarNtfRejectBurstNs].Set(cost * uint64(opts.rejectBurst)); err != nil {
+			return nil, fmt.Errorf("set the reply burst: %w", err)
+		}
 	}
 	f := &Filter{
 		opts:     opts,

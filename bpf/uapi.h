@@ -136,6 +136,9 @@ struct __sk_buff {
 
 #define TC_ACT_UNSPEC (-1) // tcx: TCX_NEXT, let later programs judge
 #define TC_ACT_SHOT 2
+#define TC_ACT_REDIRECT 7
+// linux/bpf.h: bpf_redirect() flags
+#define BPF_F_INGRESS (1ULL << 0)
 
 // linux/if_ether.h
 
@@ -156,11 +159,13 @@ struct ethhdr {
 
 enum {
 	IPPROTO_HOPOPTS = 0,
+	IPPROTO_ICMP = 1,
 	IPPROTO_TCP = 6,
 	IPPROTO_UDP = 17,
 	IPPROTO_ROUTING = 43,
 	IPPROTO_FRAGMENT = 44,
 	IPPROTO_AH = 51,
+	IPPROTO_ICMPV6 = 58,
 	IPPROTO_DSTOPTS = 60,
 	IPPROTO_SCTP = 132,
 	IPPROTO_UDPLITE = 136,

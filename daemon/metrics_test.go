@@ -246,6 +246,8 @@ func TestMetricsListen(t *testing.T) {
 		`net_tc_filter_kernel_packets_total{reason="not_ip"}`:     s[`net_tc_filter_kernel_packets_total{reason="not_ip"}`],
 		`net_tc_filter_kernel_packets_total{reason="unfiltered"}`: s[`net_tc_filter_kernel_packets_total{reason="unfiltered"}`],
 		`net_tc_filter_events_lost_total`:                         0,
+		`net_tc_filter_rejects_total{result="limited"}`:           0,
+		`net_tc_filter_rejects_total{result="failed"}`:            0,
 	} {
 		if got := s.get(t, key); got != want {
 			t.Errorf("%s = %v, want %v", key, got, want)
@@ -293,6 +295,12 @@ func TestMetricsListen(t *testing.T) {
 		if got := series(s3, metric, label, "deny") - series(s2, metric, label, "deny"); got < 4 {
 			t.Errorf("%s{%s} deny moved by %v after bob's TCP+UDP over IPv4+IPv6, want >= 4", metric, label, got)
 		}
+	}
+	// Bob's packets were answered (deny: reject, the default), one
+	// reply per denied packet within the budget.
+	sent := `net_tc_filter_rejects_total{result="sent"}`
+	if got := s3.get(t, sent) - s2.get(t, sent); got < 4 {
+		t.Errorf("%s moved by %v after bob's four denied probes, want >= 4", sent, got)
 	}
 
 	// SIGHUP: an ok reload and a new generation. (Other reloads may

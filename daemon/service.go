@@ -546,6 +546,7 @@ func (s *Service) Metrics() metrics.Snapshot {
 	} else {
 		snap.Kernel = &metrics.Kernel{
 			NotIP: c.NotIP, Malformed: c.Malformed, Unfiltered: c.Unfiltered, NoPolicy: c.NoPolicy, EventsLost: c.EventsLost,
+			Rejected: c.Rejected, RejectLimited: c.RejectLimited, RejectFailed: c.RejectFailed,
 		}
 	}
 	t, err := kernel.Traffic()

@@ -105,7 +105,13 @@ func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
 		if s.Audit && s.Default == policy.Deny {
 			mode = " (audit: logs what it would drop, drops nothing)"
 		}
-		fmt.Fprintf(w, "  %-16s default %s%s\n", s.Pattern, s.Default, mode)
+		// deny: drop only: answering is the default, and the lines of
+		// sets that do not say stay as they were.
+		drop := ""
+		if s.Drop {
+			drop = ", deny: drop (denied packets are not answered)"
+		}
+		fmt.Fprintf(w, "  %-16s default %s%s\n", s.Pattern, s.Default, mode+drop)
 	}
 	fmt.Fprintln(w, "endpoints:")
 	if len(p.Endpoints) == 0 {
@@ -120,6 +126,12 @@ func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
 		fmt.Fprintf(w, "    allow: %s => %s\n", strings.Join(e.Allow, ", "), e.Principals)
 		if n := e.Narrowing(); n != "" {
 			fmt.Fprintf(w, "    only: %s\n", n)
+		}
+		switch e.Deny {
+		case config.DenyDrop:
+			fmt.Fprintln(w, "    deny: drop (denied packets are not answered)")
+		case config.DenyReject:
+			fmt.Fprintln(w, "    deny: reject (denied senders are told at once, whatever the interface says)")
 		}
 		for _, r := range e.Ranges {
 			fmt.Fprintf(w, "    %s\n", r)

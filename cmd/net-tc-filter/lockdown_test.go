@@ -55,6 +55,20 @@ interfaces:
   "*": {default: allow}
 `, []string{"eth0"}},
 		{"check-lockdown-none", seed + "interfaces:\n  \"*\": {default: allow}\n", []string{"eth0"}},
+		// deny: is printed where it is set (SPEC §1 rule 4).
+		{"check-deny", `endpoints:
+  - imdsv2:
+      iface: [eth0]
+      range: [169.254.169.254/32]
+      allow: [root]
+  - wireserver:
+      iface: [eth0]
+      range: [168.63.129.16/32]
+      allow: []
+      deny: reject
+interfaces:
+  eth0: {default: allow, deny: drop}
+`, []string{"eth0"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

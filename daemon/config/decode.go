@@ -23,16 +23,19 @@ type fileSettings struct {
 
 // The key and value sets are functions so that no package state can be
 // changed by a caller.
-func topKeys() []string       { return []string{"endpoints", "interfaces", "log", "on_stop", "metrics"} }
-func metricsKeys() []string   { return []string{"listen"} }
-func endpointKeys() []string  { return []string{"iface", "range", "allow", "proto", "ports", "mode"} }
-func interfaceKeys() []string { return []string{"default", "mode"} }
+func topKeys() []string     { return []string{"endpoints", "interfaces", "log", "on_stop", "metrics"} }
+func metricsKeys() []string { return []string{"listen"} }
+func endpointKeys() []string {
+	return []string{"iface", "range", "allow", "proto", "ports", "mode", "deny"}
+}
+func interfaceKeys() []string { return []string{"default", "mode", "deny"} }
 func modes() []string         { return []string{ModeEnforce, ModeAudit} }
 func logKeys() []string       { return []string{"level", "decisions", "rate"} }
 func logLevels() []string     { return []string{"debug", "info", "warn", "error"} }
 func logDecisions() []string  { return []string{"none", "denied", "all"} }
 func onStops() []string       { return []string{string(OnStopDetach), string(OnStopKeep)} }
 func actions() []string       { return []string{string(Allow), string(Deny)} }
+func denyModes() []string     { return []string{string(DenyReject), string(DenyDrop)} }
 
 func (p *fileParser) unknown(f field, where string, known []string) {
 	p.at(f.line, "unknown key %q%s; known: %s", f.key, where, strings.Join(known, ", "))
@@ -193,6 +196,10 @@ func (p *fileParser) iface(f field) Interface {
 			if m, ok := p.enum(g.val, fmt.Sprintf("interface %q: mode", f.key), modes()); ok {
 				it.Audit = m == ModeAudit
 			}
+		case "deny":
+			if d, ok := p.enum(g.val, fmt.Sprintf("interface %q: deny", f.key), denyModes()); ok {
+				it.Deny = DenyMode(d)
+			}
 		default:
 			p.unknown(g, fmt.Sprintf(" in interface %q", f.key), interfaceKeys())
 		}
@@ -289,6 +296,10 @@ func (p *fileParser) endpointBody(ep *Endpoint, body val) {
 		case "mode":
 			if m, ok := p.enum(f.val, fmt.Sprintf("endpoint %q: mode", ep.Name), modes()); ok {
 				ep.Audit = m == ModeAudit
+			}
+		case "deny":
+			if d, ok := p.enum(f.val, fmt.Sprintf("endpoint %q: deny", ep.Name), denyModes()); ok {
+				ep.Deny = DenyMode(d)
 			}
 		default:
 			p.unknown(f, fmt.Sprintf(" in endpoint %q", ep.Name), endpointKeys())

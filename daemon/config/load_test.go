@@ -233,6 +233,37 @@ func TestMerge(t *testing.T) {
 			}
 		},
 	}, {
+		name: "deny on interfaces and endpoints",
+		files: map[string]string{
+			mainName: lines(
+				"interfaces:",
+				"  ens6: {default: deny, deny: drop}",
+				"  eth0: {deny: reject}",
+				"  eth1: {default: allow}",
+				"endpoints:",
+				"  - a: {iface: eth0, range: 10.0.0.0/8, allow: [], deny: drop}",
+				"  - b: {iface: eth0, range: 10.1.0.0/16, allow: [], deny: reject}",
+				"  - c: {iface: eth0, range: 10.2.0.0/16, allow: []}"),
+		},
+		check: func(t *testing.T, dir string, cfg *Config) {
+			main := filepath.Join(dir, mainName)
+			wantIfs := map[string]Interface{
+				"ens6": {Default: Deny, Deny: DenyDrop, Pos: Pos{File: main, Line: 2}},
+				"eth0": {Default: Deny, Deny: DenyReject, Pos: Pos{File: main, Line: 3}},
+				"eth1": {Default: Allow, Pos: Pos{File: main, Line: 4}},
+			}
+			if !reflect.DeepEqual(cfg.Interfaces, wantIfs) {
+				t.Errorf("Interfaces = %+v, want %+v", cfg.Interfaces, wantIfs)
+			}
+			var got []DenyMode
+			for _, e := range cfg.Endpoints {
+				got = append(got, e.Deny)
+			}
+			if want := []DenyMode{DenyDrop, DenyReject, DenyUnset}; !reflect.DeepEqual(got, want) {
+				t.Errorf("endpoints' deny = %q, want %q", got, want)
+			}
+		},
+	}, {
 		name: "scalars merge key by key",
 		files: map[string]string{
 			mainName:       "log: {level: warn, decisions: all, rate: 5}\non_stop: keep\n",

@@ -43,6 +43,18 @@ const (
 	ModeAudit   = "audit"
 )
 
+// DenyMode is what happens to a denied packet of a local socket (SPEC §1
+// rule 4): answered at once with ICMP "administratively prohibited", or
+// dropped silently. Unset ("") leaves it to the interface, then to the
+// default, reject.
+type DenyMode string
+
+const (
+	DenyUnset  DenyMode = ""
+	DenyReject DenyMode = "reject"
+	DenyDrop   DenyMode = "drop"
+)
+
 // OnStop says whether a clean stop removes the filter.
 type OnStop string
 
@@ -91,7 +103,9 @@ type Endpoint struct {
 	// Audit is `mode: audit`: a packet this endpoint alone would drop
 	// passes and is logged as audit (SPEC §1 rule 4).
 	Audit bool
-	Pos   Pos
+	// Deny is the endpoint's `deny:`; DenyUnset when it says nothing.
+	Deny DenyMode
+	Pos  Pos
 }
 
 // Interface holds the settings of one `interfaces:` key.
@@ -100,7 +114,9 @@ type Interface struct {
 	// Audit is `mode: audit`: packets the deny default would drop pass
 	// and are logged as audit (SPEC §1 rule 5).
 	Audit bool
-	Pos   Pos
+	// Deny is the interface's `deny:`; DenyUnset when it says nothing.
+	Deny DenyMode
+	Pos  Pos
 }
 
 // Log holds the `log:` settings.

@@ -26,7 +26,7 @@ func TestValidationErrors(t *testing.T) {
 	}, {
 		name:    "unknown endpoint key",
 		content: endpointWith("iface: eth0", "range: 10.0.0.0/8", "allow: []", "alow: [x]"),
-		want:    []want{{m(6), `unknown key "alow" in endpoint "a"; known: iface, range, allow, proto, ports, mode`}},
+		want:    []want{{m(6), `unknown key "alow" in endpoint "a"; known: iface, range, allow, proto, ports, mode, deny`}},
 	}, {
 		name:    "missing allow",
 		content: endpointWith("iface: eth0", "range: 10.0.0.0/8"),
@@ -207,11 +207,31 @@ func TestValidationErrors(t *testing.T) {
 		),
 		want: []want{
 			{m(2), `interface "eth0": default must be one of allow, deny, not the string "allw"`},
-			{m(3), `unknown key "defualt" in interface "eth1"; known: default, mode`},
+			{m(3), `unknown key "defualt" in interface "eth1"; known: default, mode, deny`},
 			{m(4), `interfaces: interface name "a/b" contains '/', ':' or whitespace`},
 			{m(5), `interface "eth2" must be a mapping like {default: deny}, not the string "deny"`},
 			{m(7), `interfaces: interface glob "eth[" is malformed`},
 			{m(8), `interface "eth4": default must be one of allow, deny, not the string "Deny"`},
+		},
+	}, {
+		name: "deny modes",
+		content: lines(
+			"interfaces:",             // 1
+			"  eth0: {deny: dorp}",    // 2
+			"  eth1: {deny: Drop}",    // 3
+			"  eth2: {deny: [drop]}",  // 4
+			"endpoints:",              // 5
+			"  - a:",                  // 6
+			"      iface: eth0",       // 7
+			"      range: 10.0.0.0/8", // 8
+			"      allow: []",         // 9
+			"      deny: silent",      // 10
+		),
+		want: []want{
+			{m(2), `interface "eth0": deny must be one of reject, drop, not the string "dorp"`},
+			{m(3), `interface "eth1": deny must be one of reject, drop, not the string "Drop"`},
+			{m(4), `interface "eth2": deny must be one of reject, drop, not a list`},
+			{m(10), `endpoint "a": deny must be one of reject, drop, not the string "silent"`},
 		},
 	}, {
 		name:    "interfaces not a mapping",

@@ -36,6 +36,10 @@ type Verdicts struct {
 type Kernel struct {
 	NotIP, Malformed, Unfiltered, NoPolicy uint64
 	EventsLost                             uint64 // decisions the ring buffer had no room for
+	// Denied packets of local sockets answered with ICMP "administratively
+	// prohibited", and those left unanswered because the per-CPU budget of
+	// replies was spent or the reply could not be made (SPEC §1 rule 4).
+	Rejected, RejectLimited, RejectFailed uint64
 }
 
 // Interface is one filtered interface.
@@ -99,6 +103,7 @@ type Collector struct {
 
 type descs struct {
 	packets, endpointPackets, kernelPackets, eventsLost, suppressed, reloads *prometheus.Desc
+	rejects                                                                  *prometheus.Desc
 	generation, lastReloadTime, lastReloadDuration, lastReloadSuccess        *prometheus.Desc
 	ranges, ifaceInfo, state, buildInfo                                      *prometheus.Desc
 	stagedDifferences                                                        *prometheus.Desc
@@ -117,6 +122,7 @@ func NewCollector(src Source, version string) *Collector {
 		endpointPackets:    desc("endpoint_packets_total", "Packets the filter judged, by the endpoint whose range decided (\"\" for the interface default) and verdict (allow, deny, audit: not allowed, passed by mode: audit).", "endpoint", "action"),
 		kernelPackets:      desc("kernel_packets_total", "Packets the policy did not judge, by reason: not_ip (non-IP frames; passed), malformed (IP packets whose destination cannot be read; dropped), unfiltered (on an interface the policy no longer filters, until detached; passed), no_policy (no policy written yet; dropped).", "reason"),
 		eventsLost:         desc("events_lost_total", "Decisions the kernel could not queue for the decision log (ring buffer full)."),
+		rejects:            desc("rejects_total", "Denied packets of local sockets, by what became of their answer (ICMP administratively prohibited, deny: reject): sent, limited (not answered: the per-CPU budget of replies was spent; dropped silently), failed (not answered: the reply could not be made; dropped silently).", "result"),
 		suppressed:         desc("log_suppressed_total", "Decision log entries left out by log.rate."),
 		reloads:            desc("reloads_total", "Reloads of the configuration set since the daemon started, by result.", "result"),
 		generation:         desc("generation", "Generation of the live policy."),
@@ -134,7 +140,7 @@ func NewCollector(src Source, version string) *Collector {
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.d
-	for _, x := range []*prometheus.Desc{d.packets, d.endpointPackets, d.kernelPackets, d.eventsLost, d.suppressed, d.reloads,
+	for _, x := range []*prometheus.Desc{d.packets, d.endpointPackets, d.kernelPackets, d.eventsLost, d.rejects, d.suppressed, d.reloads,
 		d.generation, d.lastReloadTime, d.lastReloadDuration, d.lastReloadSuccess, d.ranges, d.ifaceInfo, d.state, d.buildInfo, d.stagedDifferences} {
 		ch <- x
 	}
@@ -168,6 +174,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(d.kernelPackets, k.Unfiltered, "unfiltered")
 		counter(d.kernelPackets, k.NoPolicy, "no_policy")
 		counter(d.eventsLost, k.EventsLost)
+		counter(d.rejects, k.Rejected, "sent")
+		counter(d.rejects, k.RejectLimited, "limited")
+		counter(d.rejects, k.RejectFailed, "failed")
 	}
 	counter(d.suppressed, s.LogSuppressed)
 	counter(d.reloads, s.ReloadsOK, "ok")

@@ -31,7 +31,7 @@ func snapshot() Snapshot {
 			{Name: "eth0", Index: 2, Mode: "tcx"},
 			{Name: "wg0", Index: 5, Mode: "clsact"},
 		},
-		Kernel:        &Kernel{NotIP: 12, Malformed: 1, Unfiltered: 30, NoPolicy: 2, EventsLost: 4},
+		Kernel:        &Kernel{NotIP: 12, Malformed: 1, Unfiltered: 30, NoPolicy: 2, EventsLost: 4, Rejected: 40, RejectLimited: 800, RejectFailed: 3},
 		LogSuppressed: 9,
 		IfaceTraffic: map[string]Verdicts{
 			"eth0": {Allowed: 90, Denied: 6, Audited: 11},
@@ -104,6 +104,11 @@ net_tc_filter_packets_total{action="deny",interface="wg0"} 1
 # TYPE net_tc_filter_ranges gauge
 net_tc_filter_ranges{family="ipv4"} 3
 net_tc_filter_ranges{family="ipv6"} 1
+# HELP net_tc_filter_rejects_total Denied packets of local sockets, by what became of their answer (ICMP administratively prohibited, deny: reject): sent, limited (not answered: the per-CPU budget of replies was spent; dropped silently), failed (not answered: the reply could not be made; dropped silently).
+# TYPE net_tc_filter_rejects_total counter
+net_tc_filter_rejects_total{result="failed"} 3
+net_tc_filter_rejects_total{result="limited"} 800
+net_tc_filter_rejects_total{result="sent"} 40
 # HELP net_tc_filter_reloads_total Reloads of the configuration set since the daemon started, by result.
 # TYPE net_tc_filter_reloads_total counter
 net_tc_filter_reloads_total{result="failed"} 1
@@ -148,7 +153,7 @@ func TestCollectorUnknownLeftOut(t *testing.T) {
 		got[mf.GetName()] = true
 	}
 	for _, name := range []string{"packets_total", "endpoint_packets_total", "kernel_packets_total",
-		"events_lost_total", "last_reload_timestamp_seconds", "last_reload_duration_seconds", "last_reload_success", "interface_info"} {
+		"events_lost_total", "rejects_total", "last_reload_timestamp_seconds", "last_reload_duration_seconds", "last_reload_success", "interface_info"} {
 		if got[ns+name] {
 			t.Errorf("%s reported without data", ns+name)
 		}

@@ -108,14 +108,14 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, error) {
 	p := &Policy{Endpoints: make([]Endpoint, len(cfg.Endpoints))}
 	for i, e := range cfg.Endpoints {
-		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, Protos: e.Protos, Ports: e.Ports, Audit: e.Audit, source: e.Allow}
+		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, Protos: e.Protos, Ports: e.Ports, Audit: e.Audit, Deny: e.Deny, source: e.Allow}
 	}
 	for pat, s := range cfg.Interfaces {
 		def := Deny // unset means deny, as everywhere
 		if s.Default == config.Allow {
 			def = Allow
 		}
-		p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: pat, Default: def, Audit: s.Audit})
+		p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: pat, Default: def, Audit: s.Audit, Drop: s.Deny == config.DenyDrop})
 	}
 	slices.SortFunc(p.Interfaces, func(a, b IfaceSetting) int { return strings.Compare(a.Pattern, b.Pattern) })
 	if errs := p.resolve(r, budget); len(errs) > 0 {

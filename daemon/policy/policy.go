@@ -155,6 +155,9 @@ type Endpoint struct {
 	// Audit is `mode: audit`: where every winner of a packet is in
 	// audit mode, a packet they do not allow passes as audit (rule 4).
 	Audit bool
+	// Deny is the endpoint's `deny:` (SPEC §1 rule 4); unset leaves it
+	// to the interface.
+	Deny config.DenyMode
 
 	// source is the allow list Principals were resolved from, for
 	// Resolve; shared with the configuration.
@@ -186,6 +189,10 @@ type IfaceSetting struct {
 	// Audit is `mode: audit`: a packet the deny default would drop
 	// passes as audit (rule 5). Meaningless with an allow default.
 	Audit bool
+	// Drop: `deny: drop`, denied packets are dropped without an answer
+	// where no winning endpoint says otherwise, and always for the
+	// interface default (SPEC §1 rules 4, 5).
+	Drop bool
 }
 
 // Policy is a compiled configuration set.
@@ -221,7 +228,8 @@ func (e Endpoint) equal(f Endpoint) bool {
 	return e.Name == f.Name && slices.Equal(e.Ifaces, f.Ifaces) && slices.Equal(e.Ranges, f.Ranges) &&
 		e.Principals.Equal(f.Principals) && slices.Equal(e.Allow, f.Allow) &&
 		slices.Equal(e.Protos, f.Protos) && (e.Protos == nil) == (f.Protos == nil) &&
-		slices.Equal(e.Ports, f.Ports) && (e.Ports == nil) == (f.Ports == nil) && e.Audit == f.Audit
+		slices.Equal(e.Ports, f.Ports) && (e.Ports == nil) == (f.Ports == nil) && e.Audit == f.Audit &&
+		e.Deny == f.Deny
 }
 
 // Narrowed reports whether the endpoint narrows protocols or ports: then
@@ -352,6 +360,43 @@ func (p *Policy) AuditDefault(name string) bool {
 	return ok && s.Default == Deny && s.Audit
 }
 
+// DropsSilently reports whether the interface says `deny: drop`: its
+// default-denied packets, and those denied by endpoints that do not set
+// `deny:`, are dropped without an answer.
+func (p *Policy) DropsSilently(name string) bool {
+	s, ok := p.setting(name)
+	return ok && s.Drop
+}
+
+// Silent resolves SPEC §1 rule 4 for a range whose winners merged to d on
+// interface name: a denied packet of a local socket is dropped without an
+// answer when a winner says drop, or when none sets deny and the interface
+// says drop.
+func (p *Policy) Silent(name string, d config.DenyMode) bool {
+	switch d {
+	case config.DenyDrop:
+		return true
+	case config.DenyReject:
+		return false
+	}
+	return p.DropsSilently(name)
+}
+
+// SilentWinners is Silent for what rule 3 found on interface name.
+func (p *Policy) SilentWinners(name string, w Winners) bool { return p.Silent(name, w.Deny) }
+
+// mergeDeny merges the `deny:` of endpoints that win together: one that
+// says drop makes the drop silent (SPEC §1 rule 4).
+func mergeDeny(a, b config.DenyMode) config.DenyMode {
+	switch {
+	case a == config.DenyDrop || b == config.DenyDrop:
+		return config.DenyDrop
+	case a == config.DenyReject || b == config.DenyReject:
+		return config.DenyReject
+	}
+	return config.DenyUnset
+}
+
 func (e Endpoint) appliesTo(name string) bool {
 	return slices.ContainsFunc(e.Ifaces, func(pat string) bool { return MatchIface(pat, name) })
 }
@@ -368,7 +413,11 @@ type Verdict struct {
 	Filtered  bool         // false: the interface is not filtered at all
 	Range     netip.Prefix // the deciding range; invalid when the default decided
 	Endpoints []string     // endpoints that name Range
-	Reason    string
+	// Reply: the packet is denied and, sent by a local socket, answered
+	// at once with ICMP "administratively prohibited" (SPEC §1 rule 4);
+	// false for allowed, unowned and `deny: drop` packets.
+	Reply  bool
+	Reason string
 }
 
 // Decide is DecidePacket for a packet whose transport is not known: only
@@ -397,15 +446,18 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 			Allowed:  def == Allow,
 			Audit:    p.AuditDefault(iface),
 			Filtered: true,
+			Reply:    def != Allow && !p.AuditDefault(iface) && !o.Unowned && !p.DropsSilently(iface),
 			Reason:   fmt.Sprintf("no configured range %s %s; default %s on %s", verbFor(k), what, def, iface),
 		}
 		if d.Audit {
 			d.Reason += auditNote
 		}
+		d.Reason += silently(d, o)
 		return d
 	}
 	d := Verdict{Allowed: who.Allows(o), Filtered: true, Range: best, Endpoints: names}
 	d.Audit = !d.Allowed && w.Audit
+	d.Reply = !d.Allowed && !d.Audit && !o.Unowned && !p.Silent(iface, w.Deny)
 	verb := "is not"
 	if d.Allowed {
 		verb = "is"
@@ -415,7 +467,7 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 		to += " " + t
 	}
 	d.Reason = fmt.Sprintf("%s %s allowed to %s (endpoint %s; allowed: %s)",
-		o, verb, to, strings.Join(names, ", "), who)
+		o, verb, to, strings.Join(names, ", "), who) + silently(d, o)
 	if d.Audit {
 		d.Reason += auditNote
 	}
@@ -424,6 +476,16 @@ func (p *Policy) DecidePacket(iface string, o Owner, k Packet) Verdict {
 
 // auditNote ends the reason of a verdict that audit mode lets pass.
 const auditNote = " [mode: audit: passes, logged as audit]"
+
+// silently is what a reason adds when `deny: drop` keeps a denied local
+// sender from being told (SPEC §1 rule 4); answering is the default, and
+// unowned and audited packets are never answered, so neither says more.
+func silently(v Verdict, o Owner) string {
+	if v.Allowed || v.Audit || v.Reply || o.Unowned {
+		return ""
+	}
+	return "; dropped silently (deny: drop)"
+}
 
 // Winners is what rule 3 finds for a packet: the deciding prefix, the
 // merged principals of its winning endpoints and their names (sorted,
@@ -435,11 +497,12 @@ type Winners struct {
 	// Audit: every winning endpoint is in audit mode; a mix of
 	// enforcing and audit winners enforces (rule 4).
 	Audit bool
+	Deny  config.DenyMode // the winners' `deny:`, merged (mergeDeny)
 }
 
 // Equal reports whether two findings decide alike and name the same.
 func (w Winners) Equal(v Winners) bool {
-	return w.Prefix == v.Prefix && w.Principals.Equal(v.Principals) && slices.Equal(w.Endpoints, v.Endpoints) && w.Audit == v.Audit
+	return w.Prefix == v.Prefix && w.Principals.Equal(v.Principals) && slices.Equal(w.Endpoints, v.Endpoints) && w.Audit == v.Audit && w.Deny == v.Deny
 }
 
 // winnersAmong applies rules 2 and 3 to the endpoints of iface, among
@@ -457,12 +520,13 @@ func winnersAmong(endpoints []Endpoint, iface string, k Packet, maxBits int) Win
 			}
 			switch {
 			case !w.Prefix.IsValid() || r.Bits() > w.Prefix.Bits() || (r.Bits() == w.Prefix.Bits() && e.rank() > bestRank):
-				w = Winners{Prefix: r, Principals: e.Principals, Endpoints: []string{e.Name}, Audit: e.Audit}
+				w = Winners{Prefix: r, Principals: e.Principals, Endpoints: []string{e.Name}, Audit: e.Audit, Deny: e.Deny}
 				bestRank = e.rank()
 			case r.Bits() == w.Prefix.Bits() && e.rank() == bestRank:
 				w.Principals = w.Principals.union(e.Principals)
 				w.Endpoints = append(w.Endpoints, e.Name)
 				w.Audit = w.Audit && e.Audit
+				w.Deny = mergeDeny(w.Deny, e.Deny)
 			}
 		}
 	}
@@ -492,6 +556,12 @@ type Entry struct {
 	// Audit: every endpoint of Prefix is in audit mode (rule 4); for a
 	// Narrowed entry its classes' Winners say it instead.
 	Audit bool
+	// Deny is the endpoints' `deny:`, merged; Silent is it resolved
+	// with the interface's (Policy.Silent): its denied packets of local
+	// sockets are dropped without an answer. Narrowed entries: their
+	// classes' Winners say (Policy.SilentWinners).
+	Deny   config.DenyMode
+	Silent bool
 }
 
 // Table is what the kernel needs for one interface: its ranges and default.
@@ -518,7 +588,7 @@ func (p *Policy) TableKey(iface string) string {
 	if p.AuditDefault(iface) {
 		mode = " audit"
 	}
-	return p.Default(iface).String() + mode + "\x00" + strings.Join(matched, "\x00")
+	return p.Default(iface).String() + mode + "\x00" + strconv.FormatBool(p.DropsSilently(iface)) + "\x00" + strings.Join(matched, "\x00")
 }
 
 // endpointPatterns lists the interface names and globs that endpoints
@@ -609,18 +679,20 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 		for i := 0; i < len(all); {
 			first := all[i]
 			e := p.Endpoints[first.endpoint]
-			ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed(), Audit: e.Audit}
+			ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed(), Audit: e.Audit, Deny: e.Deny}
 			for i++; i < len(all) && all[i].hi == first.hi && all[i].lo == first.lo && all[i].bits == first.bits; i++ {
 				e := p.Endpoints[all[i].endpoint]
 				ent.Principals = ent.Principals.union(e.Principals)
 				ent.Endpoints = append(ent.Endpoints, e.Name)
 				ent.Narrowed = ent.Narrowed || e.Narrowed()
 				ent.Audit = ent.Audit && e.Audit
+				ent.Deny = mergeDeny(ent.Deny, e.Deny)
 			}
 			if len(ent.Endpoints) > 1 {
 				slices.Sort(ent.Endpoints)
 				ent.Endpoints = slices.Compact(ent.Endpoints)
 			}
+			ent.Silent = p.Silent(iface, ent.Deny)
 			if !yield(ent) {
 				return
 			}

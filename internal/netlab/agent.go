@@ -106,6 +106,11 @@ var ErrDropped = errors.New("dropped on transmit")
 // got through.
 var ErrRefused = errors.New("refused")
 
+// ErrRejected means the sender was told that its packet is administratively
+// prohibited (EHOSTUNREACH, or EACCES over IPv6): the filter refused it and
+// answered (SPEC §1 rule 4).
+var ErrRejected = errors.New("rejected")
+
 func (a *Agent) call(req string) (string, error) {
 	if _, err := fmt.Fprintln(a.in, req); err != nil {
 		return "", fmt.Errorf("agent: %w", err)
@@ -123,6 +128,8 @@ func (a *Agent) call(req string) (string, error) {
 		return "", ErrRefused
 	case resp == "dropped":
 		return "", ErrDropped
+	case resp == "rejected":
+		return "", ErrRejected
 	}
 	return "", fmt.Errorf("agent uid %d: %s", a.UID, resp)
 }
@@ -273,6 +280,8 @@ func serve(req string) string {
 		return stream(dst, ms, 100*time.Microsecond)
 	case "burst":
 		return stream(dst, ms, 0)
+	case "connecterr", "udperr", "pingerr":
+		return serveAnswer(op, dst, timeout)
 	case "tcp":
 		return result(probeTCP(dst, timeout))
 	case "udp":
@@ -324,7 +333,9 @@ func result(err error) string {
 		return "ok"
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.EACCES):
+		return "rejected"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENETUNREACH):
 		return "refused"
 	case errors.Is(err, syscall.ENOBUFS):
 		return "dropped"
