@@ -109,6 +109,12 @@ func (h *Harness) rxPackets() (int64, error) {
 
 // --- part 4 ---------------------------------------------------------------
 
+// releaseWait is how long the daemon is left alone after a load before its
+// idle RSS is taken: it keeps the memory a load freed for 10 s, for a
+// reload that follows soon, then gives it back to the kernel
+// (daemon.releaseAfter). Idle is after that.
+const releaseWait = 12 * time.Second
+
 func (h *Harness) footprint(ctx context.Context) error {
 	r := &FootprintResult{}
 	h.res.Footprint = r
@@ -141,7 +147,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 		return fmt.Errorf("daemon, %d ranges: %w", rs.N, err)
 	}
 	defer d.Stop()
-	time.Sleep(time.Second)
+	time.Sleep(releaseWait)
 	if r.Loaded, err = window(d.Pid(), idleWin, nil); err != nil {
 		return err
 	}
@@ -171,7 +177,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 		}
 	}
 	if h.opts.FootprintReloads > 0 {
-		time.Sleep(time.Second)
+		time.Sleep(releaseWait)
 		if r.AfterReloads, err = window(d.Pid(), idleWin, nil); err != nil {
 			return err
 		}
@@ -285,7 +291,7 @@ func (h *Harness) scale(ctx context.Context) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	time.Sleep(steadyWait)
+	time.Sleep(releaseWait)
 	if r.Idle, err = window(ours.D.Pid(), 3*time.Second, nil); err != nil {
 		return err
 	}
@@ -295,7 +301,7 @@ func (h *Harness) scale(ctx context.Context) (err error) {
 		return err
 	}
 	h.logf("   %d ranges: one drop-in changed, live after %.0f ms (RELOADING=1 after %.0f ms)", n, r.Reload.LiveMs, r.Reload.ReloadingMs)
-	time.Sleep(2 * time.Second)
+	time.Sleep(releaseWait)
 	if r.After, err = window(ours.D.Pid(), 3*time.Second, nil); err != nil {
 		return err
 	}
