@@ -11,7 +11,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"sync"
 )
@@ -110,7 +109,6 @@ type loader struct {
 	cached   map[string]parsedFile // by path, from the last load; nil: no cache
 	parsed   map[string]parsedFile // this load's, for the next one
 	buf      bytes.Buffer          // the file being read
-	parses   parses                // the files being parsed
 }
 
 func (l *loader) fail(path, msg string) {
@@ -152,7 +150,6 @@ func (l *loader) run(mainPath string) *Config {
 	for _, name := range l.dropIns(confDir) {
 		l.readFile(filepath.Join(confDir, name), true)
 	}
-	l.parses.wait(l)
 	cfg := merge(l.settings, l.files)
 	cfg.Sums = l.sums
 	sort.Strings(l.warnings)
@@ -256,10 +253,11 @@ func (l *loader) readFile(path string, dropIn bool) {
 		return
 	}
 	sum := sha256.Sum256(l.buf.Bytes())
+	s, errs := l.parse(path, l.buf.Bytes(), sum)
+	l.errs = append(l.errs, errs...)
 	l.files = append(l.files, path)
 	l.sums = append(l.sums, sum)
-	l.settings = append(l.settings, fileSettings{})
-	l.parse(len(l.settings)-1, path, l.buf.Bytes(), sum)
+	l.settings = append(l.settings, s)
 }
 
 // merge applies the drop-in rules: an endpoint named again replaces the
@@ -309,68 +307,16 @@ func set[T any](dst *T, v *T) {
 	}
 }
 
-// parse takes what the same contents parsed to last time for file number i
-// of the load, or has the file parsed (parses); its settings and problems
-// are the load's once parses.wait returns.
-func (l *loader) parse(i int, path string, data []byte, sum [sha256.Size]byte) {
-	if f, ok := l.cached[path]; ok && l.parsed != nil && f.sum == sum {
+// parse parses a file, or takes what the same contents parsed to last time.
+func (l *loader) parse(path string, data []byte, sum [sha256.Size]byte) (fileSettings, Errors) {
+	if l.parsed == nil {
+		return parseFile(path, data)
+	}
+	if f, ok := l.cached[path]; ok && f.sum == sum {
 		l.parsed[path] = f
-		l.settings[i] = f.settings
-		l.errs = append(l.errs, f.errs...)
-		return
+		return f.settings, f.errs
 	}
-	// data is the loader's read buffer, which the next file reuses.
-	l.parses.start(i, path, bytes.Clone(data), sum)
-}
-
-// parses parses the files of one load side by side, up to one per CPU at
-// a time. Each file is a YAML document of its own, parsed without looking
-// at the others (merge combines them), and parsing is nearly all of the
-// time a large set takes to load: 100 drop-ins of 1000 endpoints each
-// parse in about half the time on two CPUs. What each file parsed to is
-// taken in the order the files were read, so the load's result, its
-// problems and their order are the same as one file after the other.
-type parses struct {
-	jobs []*parseJob
-	sem  chan struct{}
-	wg   sync.WaitGroup
-}
-
-type parseJob struct {
-	i        int // the file's number in the load (loader.settings)
-	path     string
-	sum      [sha256.Size]byte
-	settings fileSettings
-	errs     Errors
-}
-
-// start parses data, path's contents, on a goroutine of its own once fewer
-// than GOMAXPROCS others are parsing; until then it waits, so that at most
-// that many files' bytes are held at once.
-func (ps *parses) start(i int, path string, data []byte, sum [sha256.Size]byte) {
-	if ps.sem == nil {
-		ps.sem = make(chan struct{}, runtime.GOMAXPROCS(0))
-	}
-	j := &parseJob{i: i, path: path, sum: sum}
-	ps.jobs = append(ps.jobs, j)
-	ps.sem <- struct{}{}
-	ps.wg.Add(1)
-	go func() {
-		defer func() { <-ps.sem; ps.wg.Done() }()
-		j.settings, j.errs = parseFile(path, data)
-	}()
-}
-
-// wait waits for every file started and hands what each parsed to to l,
-// in the order the files were read.
-func (ps *parses) wait(l *loader) {
-	ps.wg.Wait()
-	for _, j := range ps.jobs {
-		l.settings[j.i] = j.settings
-		l.errs = append(l.errs, j.errs...)
-		if l.parsed != nil {
-			l.parsed[j.path] = parsedFile{sum: j.sum, settings: j.settings, errs: j.errs}
-		}
-	}
-	ps.jobs = nil
+	s, errs := parseFile(path, data)
+	l.parsed[path] = parsedFile{sum: sum, settings: s, errs: errs}
+	return s, errs
 }
