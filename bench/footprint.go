@@ -110,10 +110,12 @@ func (h *Harness) rxPackets() (int64, error) {
 // --- part 4 ---------------------------------------------------------------
 
 // releaseWait is how long the daemon is left alone after a load before its
-// idle RSS is taken: it keeps the memory a load freed for 10 s, for a
-// reload that follows soon, then gives it back to the kernel
-// (daemon.releaseAfter). Idle is after that.
-const releaseWait = 12 * time.Second
+// idle RSS is taken: it keeps the memory a load freed for 10 s after the
+// load is done with, for a reload that follows soon, then gives it back to
+// the kernel (daemon.releaseAfter). After a start, done means once the idle
+// slot is written too, which takes seconds at 100 000 ranges on a busy
+// machine. Idle is after that.
+const releaseWait = 20 * time.Second
 
 func (h *Harness) footprint(ctx context.Context) error {
 	r := &FootprintResult{}
