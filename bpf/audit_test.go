@@ -25,7 +25,9 @@ func compileModes(t testing.TB, ifaces map[string]config.Interface, eps ...aep) 
 	t.Helper()
 	cfg := &config.Config{Interfaces: ifaces}
 	for _, e := range eps {
-		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces, Audit: e.audit}
+		// deny: drop, as compile's: what an enforcing endpoint denies is
+		// dropped (TC_ACT_SHOT), not answered (TestReject's part).
+		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces, Audit: e.audit, Deny: config.DenyDrop}
 		for _, r := range e.ranges {
 			ce.Ranges = append(ce.Ranges, netip.MustParsePrefix(r))
 		}

@@ -614,6 +614,8 @@ func TestRejectDifferential(t *testing.T) {
 			want, what := ptPass, "allowed"
 			switch {
 			case d.Allowed:
+			case d.Audit: // passes, never answered
+				what = "audited"
 			case d.Reply && !dst.IsMulticast() && dst != netip.IPv4Unspecified() && dst != netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 				want, what = ptRedirect, "answered"
 			default:
