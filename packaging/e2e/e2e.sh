@@ -601,7 +601,7 @@ interfaces:
   eth1: {default: allow}
 EOF
 inside systemctl reload net-tc-filter || fail "systemctl reload failed"
-expect_drop bob "mode: audit removed"
+expect_reject bob "mode: audit removed"
 
 # A candidate that takes agent's access away, staged beside the live set.
 inside /usr/bin/install -d -m 0755 -o root -g root /root/candidate
@@ -618,7 +618,7 @@ cursor=$(inside journalctl -q -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: 
 out=$(inside net-tc-filter stage --config /root/candidate/net-tc-filter.yml --for 10m 2>&1) || fail "net-tc-filter stage failed: $out"
 ok "$(head -n 1 <<<"$out")"
 expect_pass agent "the live policy still decides"
-expect_drop bob "the live policy still decides"
+expect_reject bob "the live policy still decides"
 find_staged() {
   entry=$(inside journalctl -u net-tc-filter NTF_STAGED_ACTION=deny -o json --no-pager --after-cursor="$cursor" |
           grep -E '"NTF_USER" *: *"agent"' | head -n 1) || true
@@ -719,7 +719,7 @@ EOF
 other_dropped() { ! inside systemctl start e2e-other.service 2>/dev/null; }
 wait_for 30 "e2e-other.service (user agent) to be dropped" other_dropped
 ok "e2e-other.service, run by agent, is dropped: agent's uid alone no longer passes"
-expect_drop agent "a transient unit of agent is not e2e-agent.service"
+expect_reject agent "a transient unit of agent is not e2e-agent.service"
 restarts=20 failed=0
 for i in $(seq "$restarts"); do
   inside systemctl restart e2e-agent.service 2>/dev/null || failed=$((failed + 1))
