@@ -23,24 +23,15 @@ type aep struct {
 // compileModes is compile with `mode:` on endpoints and interfaces.
 func compileModes(t testing.TB, ifaces map[string]config.Interface, eps ...aep) *policy.Policy {
 	t.Helper()
-	cfg := &config.Config{Interfaces: ifaces}
-	for _, e := range eps {
-		// deny: drop, as compile's: what an enforcing endpoint denies is
-		// dropped (TC_ACT_SHOT), not answered (TestReject's part).
-		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces, Audit: e.audit, Deny: config.DenyDrop}
-		for _, r := range e.ranges {
-			ce.Ranges = append(ce.Ranges, netip.MustParsePrefix(r))
-		}
-		for _, a := range e.allow {
-			ce.Allow = append(ce.Allow, principal(t, a))
-		}
-		cfg.Endpoints = append(cfg.Endpoints, ce)
+	plain := make([]ep, len(eps))
+	for i, e := range eps {
+		plain[i] = e.ep
 	}
-	p, err := policy.Compile(cfg, mapResolver{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	// deny: drop, as compile's: what an enforcing endpoint denies is
+	// dropped (TC_ACT_SHOT), not answered (TestReject's part).
+	return compileWith(t, ifaces, func(ce *config.Endpoint, i int) {
+		ce.Audit, ce.Deny = eps[i].audit, config.DenyDrop
+	}, plain...)
 }
 
 // auditProbe is a probe with the verdict the event must carry.

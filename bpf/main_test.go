@@ -83,18 +83,28 @@ func compile(t testing.TB, defaults map[string]config.Action, eps ...ep) *policy
 // interfaces: key (DenyUnset: none, the default reject).
 func compileDeny(t testing.TB, mode config.DenyMode, defaults map[string]config.Action, eps ...ep) *policy.Policy {
 	t.Helper()
-	cfg := &config.Config{Interfaces: map[string]config.Interface{}}
+	ifaces := map[string]config.Interface{}
 	for pat, a := range defaults {
-		cfg.Interfaces[pat] = config.Interface{Default: a, Deny: mode}
+		ifaces[pat] = config.Interface{Default: a, Deny: mode}
 	}
-	for _, e := range eps {
-		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces, Deny: mode}
+	return compileWith(t, ifaces, func(ce *config.Endpoint, _ int) { ce.Deny = mode }, eps...)
+}
+
+// compileWith compiles the endpoints eps, each made a config.Endpoint and
+// then given its settings by set (called with its index in eps), under
+// the interfaces: key ifaces.
+func compileWith(t testing.TB, ifaces map[string]config.Interface, set func(ce *config.Endpoint, i int), eps ...ep) *policy.Policy {
+	t.Helper()
+	cfg := &config.Config{Interfaces: ifaces}
+	for i, e := range eps {
+		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces}
 		for _, r := range e.ranges {
 			ce.Ranges = append(ce.Ranges, netip.MustParsePrefix(r))
 		}
 		for _, a := range e.allow {
 			ce.Allow = append(ce.Allow, principal(t, a))
 		}
+		set(&ce, i)
 		cfg.Endpoints = append(cfg.Endpoints, ce)
 	}
 	p, err := policy.Compile(cfg, mapResolver{})

@@ -443,22 +443,8 @@ func testReject(t *testing.T, mode Mode) {
 // with the endpoints' deny set to mode.
 func compileIfaceDrop(t testing.TB, mode config.DenyMode, eps ...ep) *policy.Policy {
 	t.Helper()
-	cfg := &config.Config{Interfaces: map[string]config.Interface{"eth0": {Default: config.Deny, Deny: config.DenyDrop}}}
-	for _, e := range eps {
-		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces, Deny: mode}
-		for _, r := range e.ranges {
-			ce.Ranges = append(ce.Ranges, netip.MustParsePrefix(r))
-		}
-		for _, a := range e.allow {
-			ce.Allow = append(ce.Allow, principal(t, a))
-		}
-		cfg.Endpoints = append(cfg.Endpoints, ce)
-	}
-	p, err := policy.Compile(cfg, mapResolver{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	ifaces := map[string]config.Interface{"eth0": {Default: config.Deny, Deny: config.DenyDrop}}
+	return compileWith(t, ifaces, func(ce *config.Endpoint, _ int) { ce.Deny = mode }, eps...)
 }
 
 // netstatField reads one counter of /proc/net/netstat (a header line of
