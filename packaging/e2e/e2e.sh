@@ -428,7 +428,9 @@ ok "$QS_UNDO: www-data connects again $(fmt_usec $(( $(usec) - t0 ))) s later, n
 # ---------------------------------------------------------------- 3c. drop-in, live without a command
 step "c. drop $DROPIN: live without any command (file watch)"
 gen0=$(prop Generation)
-put "$DROPIN" <<EOF
+# The journey's drop-in: steps that change it put it back as it was.
+put_e2e_dropin() {
+	put "$DROPIN" <<EOF
 # e2e: only agent may reach $DST on eth1; everything else on eth1 passes.
 endpoints:
   - e2e:
@@ -438,6 +440,8 @@ endpoints:
 interfaces:
   eth1: {default: allow}
 EOF
+}
+put_e2e_dropin
 t0=$(usec)
 bob_rejected() {
   local r; r=$(probe bob)
@@ -590,16 +594,7 @@ audited_counts() { audited=$(prop Audited); [[ $audited =~ ^t\ [1-9] ]]; }
 wait_for 5 "D-Bus Audited to count bob's audited connection" audited_counts
 ok "D-Bus Audited: $audited"
 # Enforce again: the rest of the journey expects bob dropped.
-put "$DROPIN" <<EOF
-# e2e: only agent may reach $DST on eth1; everything else on eth1 passes.
-endpoints:
-  - e2e:
-      iface: [eth1]
-      range: [$DST/32]
-      allow: [agent]
-interfaces:
-  eth1: {default: allow}
-EOF
+put_e2e_dropin
 inside systemctl reload net-tc-filter || fail "systemctl reload failed"
 expect_reject bob "mode: audit removed"
 
