@@ -1299,12 +1299,16 @@ static __attribute__((noinline)) int make_reject(struct __sk_buff *skb, __u32 l2
 	q &= 2047;
 	if (q > NTF_REJECT_QUOTE6)
 		return REJECT_FAILED;
-	// Zero the word the quote ends in, so that the checksum can sum whole
-	// words; the load then writes the quote's part of it.
-	__u32 pad = (q + 3) & ~3u;
-	if (pad < 4 || pad > NTF_REJECT_QUOTE6)
+	// Zero the word the quote ends in (the one holding byte q - 1), so
+	// that the checksum can sum whole words; the load then writes the
+	// quote's part of it. Masked rather than subtracted from a bound: the
+	// compiler tests "pad == 0" for "pad < 4", from which 6.1's verifier
+	// learns no lower bound, and pad - 4 was unbounded there.
+	__u32 last = (q - 1) & 0x7fc;
+	if (last > NTF_REJECT_QUOTE6 - 4)
 		return REJECT_FAILED;
-	*(__u32 *)&b->quote[pad - 4] = 0;
+	*(__u32 *)&b->quote[last] = 0;
+	__u32 pad = last + 4;
 	if (bpf_skb_load_bytes(skb, l3, b->quote, q))
 		return REJECT_FAILED;
 
