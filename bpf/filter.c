@@ -1309,7 +1309,14 @@ static __attribute__((noinline)) int make_reject(struct __sk_buff *skb, __u32 l2
 		return REJECT_FAILED;
 	*(__u32 *)&b->quote[last] = 0;
 	__u32 pad = last + 4;
-	if (bpf_skb_load_bytes(skb, l3, b->quote, q))
+	// The length again, bounded on the register the call takes: 6.1's
+	// verifier does not carry the bounds checked above to the compiler's
+	// copy of q, nor a lower bound from them (the size must not be 0).
+	__u32 n = ((q - 1) & 2047) + 1;
+	barrier_var(n);
+	if (n > NTF_REJECT_QUOTE6)
+		return REJECT_FAILED;
+	if (bpf_skb_load_bytes(skb, l3, b->quote, n))
 		return REJECT_FAILED;
 
 	__u32 hl;
@@ -1393,7 +1400,7 @@ static __attribute__((noinline)) int make_reject(struct __sk_buff *skb, __u32 l2
 			return REJECT_FAILED;
 	}
 	long err = v6 ? bpf_skb_store_bytes(skb, l3, b->hdr, 48, 0) : bpf_skb_store_bytes(skb, l3, b->hdr, 28, 0);
-	if (err || bpf_skb_store_bytes(skb, l3 + hl, b->quote, q, 0))
+	if (err || bpf_skb_store_bytes(skb, l3 + hl, b->quote, n, 0))
 		return REJECT_FAILED;
 	return REJECT_SENT;
 }
