@@ -1260,9 +1260,11 @@ enum reject_result {
 // (Ethernet with any VLAN tags, or none on an L3 device), the packet is cut
 // or grown to fit and, on Ethernet, its MAC addresses are swapped so that
 // it arrives for this host. Cilium answers in the same way
-// (bpf/lib/icmp6.h, nodeport.h). Static and not inlined: checked once, off
-// ntf_egress's stack; its buffers are a per-CPU map entry.
-static __attribute__((noinline)) int make_reject(struct __sk_buff *skb, __u32 l2, __u32 l3, __u32 l4, __u32 meta)
+// (bpf/lib/icmp6.h, nodeport.h). A global function, verified once rather than
+// once per way of reaching the reply (a static one is verified at each: 6.1's
+// verifier then passed its 1M-instruction limit); its buffers are a per-CPU
+// map entry, off ntf_egress's stack.
+__attribute__((noinline)) int make_reject(struct __sk_buff *skb, __u32 l2, __u32 l3, __u32 l4, __u32 meta)
 {
 	__u32 zero = 0;
 	__u8 proto = meta & 0xff;
