@@ -1005,21 +1005,48 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 	return v;
 }
 
+// query is a decision asked of decide_at, and its answer. Scalars only: it
+// is handed to a global function.
+struct query {
+	struct ntf_iface ifc;
+	__u64 epoch; // 0: no verdict cache (a staged policy's)
+	__u32 s;     // the policy's slot
+	__u32 table;
+	__u32 addr[4];
+	__u32 bits;
+	__u32 tp;
+	__u32 uid; // NTF_UID_UNOWNED until decide() asked the socket
+	bool unowned;
+	bool no_policy;   // out: the policy is incomplete, fail closed
+	struct verdict v; // out
+};
+
+// decide_at is decide() as a global function. The verifier checks it once
+// instead of once in every caller it would be inlined into (the packet's
+// destination, a source route's addresses, a staged policy), and callers go
+// on from one verdict of unknown value rather than from every path that
+// made it. Inlined three times, decide() took the program past 6.1's limit
+// of a million instructions processed.
+__attribute__((noinline)) int decide_at(struct __sk_buff *skb, struct query *q)
+{
+	if (!q)
+		return 0;
+	q->no_policy = false;
+	q->v = decide(skb, q->s, q->epoch, &q->ifc, q->table, q->addr, q->bits, q->tp, q->unowned, &q->uid,
+		      &q->no_policy);
+	return 0;
+}
+
 // hops is what judge_route needs to judge a source route and what it found.
 // Scalars only: it is handed to a global function.
 struct hops {
-	struct ntf_iface ifc;
-	__u64 epoch;
-	__u32 s;
-	__u32 uid;
-	__u32 off; // the route's first address
-	__u32 len; // bytes per address: 4 or 16
-	__u32 n;   // addresses, at most NTF_MAX_ROUTE
-	__u32 tp;  // the packet's transport, as decide() takes it
+	struct query q; // the policy, transport and owner; each address in turn
+	__u32 off;      // the route's first address
+	__u32 len;      // bytes per address: 4 or 16
+	__u32 n;        // addresses, at most NTF_MAX_ROUTE
 	struct verdict v;
 	__u32 judged[4]; // the address that was denied
 	__u8 judged_v4;
-	__u8 unowned;
 	__u8 denied;
 	__u8 malformed;
 	__u8 no_policy;
@@ -1044,29 +1071,31 @@ __attribute__((noinline)) int judge_route(struct __sk_buff *skb, struct hops *h)
 {
 	if (!h)
 		return 0;
+	struct query *q = &h->q;
 	for (__u32 i = 0; i < NTF_MAX_ROUTE && i < h->n; i++) {
-		__u32 a[4] = {};
 		__u32 off = h->off + i * h->len;
 		bool v4 = h->len == 4;
-		if (v4 ? bpf_skb_load_bytes(skb, off, a, 4) : bpf_skb_load_bytes(skb, off, a, 16)) {
+		__builtin_memset(q->addr, 0, 16);
+		if (v4 ? bpf_skb_load_bytes(skb, off, q->addr, 4) : bpf_skb_load_bytes(skb, off, q->addr, 16)) {
 			h->malformed = true;
 			return 0;
 		}
 		if (!v4)
-			v4 = v4mapped(a);
-		bool no_policy = false;
-		struct verdict v = decide(skb, h->s, h->epoch, &h->ifc, h->ifc.table * 2 + !v4, a, v4 ? 32 : 128,
-					  h->tp, h->unowned, &h->uid, &no_policy);
-		if (no_policy) {
+			v4 = v4mapped(q->addr);
+		q->table = q->ifc.table * 2 + !v4;
+		q->bits = v4 ? 32 : 128;
+		decide_at(skb, q);
+		if (q->no_policy) {
 			h->no_policy = true;
 			return 0;
 		}
+		struct verdict v = q->v;
 		if (!v.allowed) {
 			// An address that audit mode passes is reported unless a
 			// later one is denied for good: only that one drops.
 			if (!h->denied || !v.audit) {
 				h->v = v;
-				__builtin_memcpy(h->judged, a, 16);
+				__builtin_memcpy(h->judged, q->addr, 16);
 				h->judged_v4 = v4;
 			}
 			h->denied = true;
@@ -1080,16 +1109,11 @@ __attribute__((noinline)) int judge_route(struct __sk_buff *skb, struct hops *h)
 // stage is what judge_staged needs to judge a packet by a staged policy, and
 // what it found. Scalars only: it is handed to a global function.
 struct stage {
-	__u32 slot;
-	__u32 uid;
-	__u32 dst[4];
-	__u32 tp;
-	__u32 live_rule;
-	__u32 staged_rule;
+	struct query q; // the staged slot, the destination, transport and owner
+	// The live verdict (live_rule, live_action) in, the staged one out:
+	// the difference's key once both are known, off the stack.
+	struct ntf_diff_key k;
 	__u8 v6;
-	__u8 unowned;
-	__u8 live_action;
-	__u8 staged_action;
 	__u8 differs; // the staged policy decides otherwise
 	__u8 emit;    // report it: the first time, then at every power of two
 };
@@ -1118,45 +1142,44 @@ __attribute__((noinline)) int judge_staged(struct __sk_buff *skb, struct stage *
 {
 	if (!a)
 		return 0;
-	struct ntf_iface ifc;
+	struct query *q = &a->q;
 	struct verdict v = {};
-	bool no_policy = false;
-	switch (find_iface(skb->ifindex, a->slot, 0, &ifc)) {
+	switch (find_iface(skb->ifindex, q->s, 0, &q->ifc)) {
 	case IFACE_NO_POLICY:
 		return 0; // being written: nothing to compare with
 	case IFACE_UNFILTERED:
 		v.allowed = 1; // the candidate does not filter this interface
 		break;
 	case IFACE_OK:
-		v = decide(skb, a->slot, 0, &ifc, ifc.table * 2 + a->v6, a->dst, a->v6 ? 128 : 32, a->tp,
-			   a->unowned, &a->uid, &no_policy);
-		if (no_policy)
+		q->table = q->ifc.table * 2 + a->v6;
+		q->bits = a->v6 ? 128 : 32;
+		decide_at(skb, q);
+		if (q->no_policy)
 			return 0;
+		v = q->v;
 	}
-	a->staged_rule = v.rule;
-	a->staged_action = action_of(v);
-	if (a->staged_action == a->live_action)
+	struct ntf_diff_key *k = &a->k;
+	k->staged_rule = v.rule;
+	k->staged_action = action_of(v);
+	if (k->staged_action == k->live_action)
 		return 0;
 	a->differs = 1;
-	if (!a->unowned && a->uid == NTF_UID_UNOWNED)
-		a->uid = socket_uid(skb);
-	struct ntf_diff_key k = {
-		.staged_rule = v.rule,
-		.live_rule = a->live_rule,
-		.uid = a->unowned ? NTF_UID_UNOWNED : a->uid,
-		.live_action = a->live_action,
-		.staged_action = a->staged_action,
-		.cgroup = a->unowned ? 0 : bpf_skb_cgroup_id(skb),
-	};
-	__u64 *n = bpf_map_lookup_elem(&ntf_staged_diffs, &k);
+	if (!q->unowned && q->uid == NTF_UID_UNOWNED)
+		q->uid = socket_uid(skb);
+	k->uid = q->unowned ? NTF_UID_UNOWNED : q->uid;
+	k->cgroup = q->unowned ? 0 : bpf_skb_cgroup_id(skb);
+	// On the stack: 6.1's helpers take no key from a global function's
+	// argument memory.
+	struct ntf_diff_key key = *k;
+	__u64 *n = bpf_map_lookup_elem(&ntf_staged_diffs, &key);
 	if (!n) {
 		__u64 one = 1;
-		if (!bpf_map_update_elem(&ntf_staged_diffs, &k, &one, BPF_NOEXIST)) {
+		if (!bpf_map_update_elem(&ntf_staged_diffs, &key, &one, BPF_NOEXIST)) {
 			a->emit = 1;
 			return 0;
 		}
 		// Another CPU made the entry first: count in it.
-		n = bpf_map_lookup_elem(&ntf_staged_diffs, &k);
+		n = bpf_map_lookup_elem(&ntf_staged_diffs, &key);
 		if (!n)
 			return 0;
 	}
@@ -1192,9 +1215,9 @@ static __always_inline void emit(struct __sk_buff *skb, const struct ntf_iface *
 	e->dport = p->dport;
 	e->audit = !v.allowed && v.audit;
 	e->staged = st && st->differs;
-	e->staged_action = st ? st->staged_action : 0;
+	e->staged_action = st ? st->k.staged_action : 0;
 	e->pad = 0;
-	e->staged_rule = st ? st->staged_rule : 0;
+	e->staged_rule = st ? st->k.staged_rule : 0;
 	__builtin_memcpy(e->src, p->src, 16);
 	__builtin_memcpy(e->dst, dst, 16);
 	bpf_ringbuf_submit(e, 0);
@@ -1440,8 +1463,9 @@ int ntf_egress(struct __sk_buff *skb)
 	__u64 *ep = bpf_map_lookup_elem(&ntf_epoch, &s);
 	__u64 epoch = ep && !ntf_nocache ? *ep : 0;
 
-	struct ntf_iface ifc;
-	switch (find_iface(skb->ifindex, s, epoch, &ifc)) {
+	struct query q = {.epoch = epoch, .s = s, .uid = NTF_UID_UNOWNED};
+	struct ntf_iface *ifc = &q.ifc;
+	switch (find_iface(skb->ifindex, s, epoch, ifc)) {
 	case IFACE_NO_POLICY:
 		// Attached before any policy was written: fail closed.
 		count(NTF_CNT_NO_POLICY);
@@ -1456,9 +1480,9 @@ int ntf_egress(struct __sk_buff *skb)
 	}
 
 	struct pkt p = {};
-	if (!fast_parse(skb, &ifc, &p)) {
+	if (!fast_parse(skb, ifc, &p)) {
 		p = (struct pkt){};
-		switch (parse(skb, &p, ifc.l2_len)) {
+		switch (parse(skb, &p, ifc->l2_len)) {
 		case PARSE_NOT_IP:
 			count(NTF_CNT_NOT_IP);
 			return TC_ACT_UNSPEC;
@@ -1473,7 +1497,6 @@ int ntf_egress(struct __sk_buff *skb)
 	// The uid is asked for only when a range's verdict depends on it: the
 	// helper is the dearest step of the common path.
 	bool unowned = false;
-	__u32 uid = NTF_UID_UNOWNED;
 	struct bpf_sock *sk = skb->sk;
 	// No socket: forwarded, or made by the kernel without one. A TIME_WAIT
 	// socket has no owner left; the uid helper would say "nobody", which
@@ -1481,12 +1504,16 @@ int ntf_egress(struct __sk_buff *skb)
 	if (!sk || sk->state == BPF_TCP_TIME_WAIT)
 		unowned = true;
 
-	bool no_policy = false;
-	__u32 table = ifc.table * 2 + (p.family == 6);
-	__u32 bits = p.family == 6 ? 128 : 32;
+	q.table = ifc->table * 2 + (p.family == 6);
+	q.bits = p.family == 6 ? 128 : 32;
 	// Every address of a source route is judged for the same transport.
-	__u32 tp = (__u32)p.proto << 24 | (__u32)p.frag << 16 | p.dport;
-	struct verdict v = decide(skb, s, epoch, &ifc, table, p.dst, bits, tp, unowned, &uid, &no_policy);
+	q.tp = (__u32)p.proto << 24 | (__u32)p.frag << 16 | p.dport;
+	q.unowned = unowned;
+	__builtin_memcpy(q.addr, p.dst, 16);
+	decide_at(skb, &q);
+	struct verdict v = q.v;
+	bool no_policy = q.no_policy;
+	__u32 uid = q.uid;
 	const __u32 *judged = p.dst;
 	bool judged_v4 = p.family == 4;
 	struct hops *h = NULL;
@@ -1498,12 +1525,19 @@ int ntf_egress(struct __sk_buff *skb)
 			count(NTF_CNT_MALFORMED);
 			return TC_ACT_SHOT;
 		}
-		*h = (struct hops){.ifc = ifc, .epoch = epoch, .s = s, .uid = uid, .off = p.route_off,
-				   .len = p.route_len, .n = p.route_n, .tp = tp, .unowned = unowned, .busy = 1};
+		// Field by field: a compound literal is built on the stack
+		// first, which the stack cannot spare (6.1 counts every frame
+		// of the deepest call chain, rounded up to 32 bytes, in 512).
+		__builtin_memset(h, 0, sizeof(*h));
+		h->q = q;
+		h->off = p.route_off;
+		h->len = p.route_len;
+		h->n = p.route_n;
+		h->busy = 1;
 		judge_route(skb, h);
 		bool malformed = h->malformed;
 		no_policy |= h->no_policy;
-		uid = h->uid;
+		uid = h->q.uid;
 		if (h->denied && (v.allowed || !h->v.audit)) {
 			v = h->v;
 			judged = h->judged;
@@ -1527,27 +1561,32 @@ int ntf_egress(struct __sk_buff *skb)
 	if (active >> NTF_STAGED_SLOT_SHIFT) {
 		st = bpf_map_lookup_elem(&ntf_stage_scratch, &zero);
 		if (st) {
-			*st = (struct stage){.slot = active >> NTF_STAGED_SLOT_SHIFT, .uid = uid, .tp = tp,
-					     .live_rule = v.rule, .v6 = p.family == 6, .unowned = unowned,
-					     .live_action = action_of(v)};
-			__builtin_memcpy(st->dst, p.dst, 16);
+			__builtin_memset(st, 0, sizeof(*st)); // as h's above
+			st->q = q;
+			st->k.live_rule = v.rule;
+			st->k.live_action = action_of(v);
+			st->v6 = p.family == 6;
+			st->q.s = active >> NTF_STAGED_SLOT_SHIFT;
+			st->q.epoch = 0;
+			st->q.uid = uid;
+			__builtin_memcpy(st->q.addr, p.dst, 16);
 			judge_staged(skb, st);
-			uid = st->uid; // the owner is read once
+			uid = st->q.uid; // the owner is read once
 		}
 	}
 	if (audited) {
-		count_in(&ntf_iface_audited, ifc.counter & (NTF_MAX_COUNTERS - 1));
+		count_in(&ntf_iface_audited, ifc->counter & (NTF_MAX_COUNTERS - 1));
 		count_in(&ntf_endpoint_audited, v.counter & (NTF_MAX_COUNTERS - 1));
 	} else {
-		count_in(&ntf_iface_counters, ((ifc.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+		count_in(&ntf_iface_counters, ((ifc->counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
 		count_in(&ntf_endpoint_counters, ((v.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
 	}
 	// An audited packet is logged where a denied one would be.
-	if (ifc.log == NTF_LOG_ALL || (ifc.log == NTF_LOG_DENIED && !v.allowed) || (st && st->emit)) {
+	if (ifc->log == NTF_LOG_ALL || (ifc->log == NTF_LOG_DENIED && !v.allowed) || (st && st->emit)) {
 		// Events name the owner even where the verdict did not need it.
 		if (!unowned && uid == NTF_UID_UNOWNED)
 			uid = socket_uid(skb);
-		emit(skb, &ifc, &p, judged, judged_v4, v, uid, unowned, st);
+		emit(skb, ifc, &p, judged, judged_v4, v, uid, unowned, st);
 	}
 	if (h) // judged points into it until here
 		h->busy = 0;
@@ -1557,7 +1596,7 @@ int ntf_egress(struct __sk_buff *skb)
 	// says drop; forwarded packets never are.
 	if (unowned || v.silent)
 		return TC_ACT_SHOT;
-	return reject(skb, &ifc, &p);
+	return reject(skb, ifc, &p);
 }
 
 // The kernel's cgroup and kernfs structures, as far as the tracepoints read

@@ -14,16 +14,35 @@ import (
 )
 
 type filterHops struct {
-	_     structs.HostLayout
-	Ifc   filterNtfIface
-	Epoch uint64
-	S     uint32
-	Uid   uint32
-	Off   uint32
-	Len   uint32
-	N     uint32
-	Tp    uint32
-	V     struct {
+	_ structs.HostLayout
+	Q struct {
+		_        structs.HostLayout
+		Ifc      filterNtfIface
+		Epoch    uint64
+		S        uint32
+		Table    uint32
+		Addr     [4]uint32
+		Bits     uint32
+		Tp       uint32
+		Uid      uint32
+		Unowned  bool
+		NoPolicy bool
+		_        [2]byte
+		V        struct {
+			_       structs.HostLayout
+			Rule    uint32
+			Counter uint32
+			Allowed uint8
+			Audit   uint8
+			Silent  uint8
+			_       [1]byte
+		}
+		_ [4]byte
+	}
+	Off uint32
+	Len uint32
+	N   uint32
+	V   struct {
 		_       structs.HostLayout
 		Rule    uint32
 		Counter uint32
@@ -34,12 +53,11 @@ type filterHops struct {
 	}
 	Judged    [4]uint32
 	JudgedV4  uint8
-	Unowned   uint8
 	Denied    uint8
 	Malformed uint8
 	NoPolicy  uint8
 	Busy      uint8
-	_         [6]byte
+	_         [3]byte
 }
 
 type filterNtfAction uint32
@@ -222,20 +240,36 @@ type filterSkAddr struct {
 }
 
 type filterStage struct {
-	_            structs.HostLayout
-	Slot         uint32
-	Uid          uint32
-	Dst          [4]uint32
-	Tp           uint32
-	LiveRule     uint32
-	StagedRule   uint32
-	V6           uint8
-	Unowned      uint8
-	LiveAction   uint8
-	StagedAction uint8
-	Differs      uint8
-	Emit         uint8
-	_            [2]byte
+	_ structs.HostLayout
+	Q struct {
+		_        structs.HostLayout
+		Ifc      filterNtfIface
+		Epoch    uint64
+		S        uint32
+		Table    uint32
+		Addr     [4]uint32
+		Bits     uint32
+		Tp       uint32
+		Uid      uint32
+		Unowned  bool
+		NoPolicy bool
+		_        [2]byte
+		V        struct {
+			_       structs.HostLayout
+			Rule    uint32
+			Counter uint32
+			Allowed uint8
+			Audit   uint8
+			Silent  uint8
+			_       [1]byte
+		}
+		_ [4]byte
+	}
+	K       filterNtfDiffKey
+	V6      uint8
+	Differs uint8
+	Emit    uint8
+	_       [5]byte
 }
 
 // Names of all BPF objects in the ELF.
