@@ -16,39 +16,49 @@ import (
 
 // procStat is a process's CPU time so far (user + system) and its RSS.
 func procStat(pid int) (cpu time.Duration, rssKiB int64, err error) {
+	cpu, rssKiB, _, err = procStatPeak(pid)
+	return cpu, rssKiB, err
+}
+
+// procStatPeak is procStat with the process's peak RSS (VmHWM).
+func procStatPeak(pid int) (cpu time.Duration, rssKiB, peakKiB int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, 0, fmt.Errorf("daemon stat: %w", err)
+		return 0, 0, 0, fmt.Errorf("daemon stat: %w", err)
 	}
 	// Fields after the command name (which may hold spaces), from field 3.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, 0, fmt.Errorf("daemon stat: unexpected %q", b)
+		return 0, 0, 0, fmt.Errorf("daemon stat: unexpected %q", b)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("daemon stat: unexpected %q", b)
+		return 0, 0, 0, fmt.Errorf("daemon stat: unexpected %q", b)
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64) // utime, field 14
 	st, err2 := strconv.ParseInt(f[12], 10, 64) // stime, field 15
 	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("daemon stat: unexpected %q", b)
+		return 0, 0, 0, fmt.Errorf("daemon stat: unexpected %q", b)
 	}
 	const hz = 100 // USER_HZ on Linux
 	cpu = time.Duration(ut+st) * time.Second / hz
 	st2, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, fmt.Errorf("daemon status: %w", err)
+		return 0, 0, 0, fmt.Errorf("daemon status: %w", err)
 	}
 	for _, line := range strings.Split(string(st2), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			rssKiB, err = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0, 0, fmt.Errorf("daemon VmRSS %q: %w", v, err)
+		for _, f := range []struct {
+			name string
+			to   *int64
+		}{{"VmRSS:", &rssKiB}, {"VmHWM:", &peakKiB}} {
+			if v, ok := strings.CutPrefix(line, f.name); ok {
+				if *f.to, err = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64); err != nil {
+					return 0, 0, 0, fmt.Errorf("daemon %s %q: %w", f.name, v, err)
+				}
 			}
 		}
 	}
-	return cpu, rssKiB, nil
+	return cpu, rssKiB, peakKiB, nil
 }
 
 // window measures the daemon's CPU share over d and its RSS at the end.
@@ -65,12 +75,12 @@ func window(pid int, d time.Duration, during func() error) (Snapshot, error) {
 	} else {
 		time.Sleep(d)
 	}
-	c1, rss, err := procStat(pid)
+	c1, rss, peak, err := procStatPeak(pid)
 	if err != nil {
 		return Snapshot{}, err
 	}
 	el := time.Since(t0)
-	return Snapshot{RSSKiB: rss, WindowS: el.Seconds()}.withCPU(c1-c0, el), nil
+	return Snapshot{RSSKiB: rss, PeakKiB: peak, WindowS: el.Seconds()}.withCPU(c1-c0, el), nil
 }
 
 func (s Snapshot) withCPU(cpu, el time.Duration) Snapshot {
@@ -98,6 +108,14 @@ func (h *Harness) rxPackets() (int64, error) {
 }
 
 // --- part 4 ---------------------------------------------------------------
+
+// releaseWait is how long the daemon is left alone after a load before its
+// idle RSS is taken: it keeps the memory a load freed for 10 s after the
+// load is done with, for a reload that follows soon, then gives it back to
+// the kernel (daemon.releaseAfter). After a start, done means once the idle
+// slot is written too, which takes seconds at 100 000 ranges on a busy
+// machine. Idle is after that.
+const releaseWait = 20 * time.Second
 
 func (h *Harness) footprint(ctx context.Context) error {
 	r := &FootprintResult{}
@@ -131,7 +149,7 @@ func (h *Harness) footprint(ctx context.Context) error {
 		return fmt.Errorf("daemon, %d ranges: %w", rs.N, err)
 	}
 	defer d.Stop()
-	time.Sleep(time.Second)
+	time.Sleep(releaseWait)
 	if r.Loaded, err = window(d.Pid(), idleWin, nil); err != nil {
 		return err
 	}
@@ -139,6 +157,37 @@ func (h *Harness) footprint(ctx context.Context) error {
 	h.logf("   idle, %d ranges: RSS %d KiB, CPU %.2f%%", rs.N, r.Loaded.RSSKiB, r.Loaded.CPUPercent)
 	if _, err := h.check(h.main, "footprint", NameOurs, rs); err != nil {
 		return err
+	}
+	// Reloads must not leave the daemon bigger than it started: each
+	// rewrites the last drop-in (the allowed user's range granted to the
+	// denied user, then taken back), an even number, so the set the flood
+	// meets is the one checked.
+	for i := range h.opts.FootprintReloads {
+		next := rs
+		if i%2 == 0 {
+			next.AlsoAllow = h.deny.UID
+		}
+		d.Notify.Drain()
+		if _, err := d.WriteConfig(next.Ours()); err != nil {
+			return err
+		}
+		if _, err := d.WaitNotify("RELOADING=1", time.Minute); err != nil {
+			return fmt.Errorf("footprint reload %d: %w", i+1, err)
+		}
+		if _, err := d.WaitNotify("READY=1", 5*time.Minute); err != nil {
+			return fmt.Errorf("footprint reload %d: %w", i+1, err)
+		}
+	}
+	if h.opts.FootprintReloads > 0 {
+		time.Sleep(releaseWait)
+		if r.AfterReloads, err = window(d.Pid(), idleWin, nil); err != nil {
+			return err
+		}
+		r.AfterReloads.Ranges = rs.N
+		h.logf("   idle after %d reloads, %d ranges: RSS %d KiB (peak %d KiB), CPU %.2f%%", h.opts.FootprintReloads, rs.N, r.AfterReloads.RSSKiB, r.AfterReloads.PeakKiB, r.AfterReloads.CPUPercent)
+		if _, err := h.check(h.main, "after reloads", NameOurs, rs); err != nil {
+			return err
+		}
 	}
 
 	fl := &r.Flood
@@ -197,6 +246,88 @@ func (h *Harness) footprint(ctx context.Context) error {
 	// The allowed user still gets through after the flood.
 	if _, err := h.check(h.main, "after flood", NameOurs, rs); err != nil {
 		return err
+	}
+	return nil
+}
+
+// --- part 5 ---------------------------------------------------------------
+
+// scale runs the daemon alone at ScaleRanges ranges (issue 19): start to
+// live, a check of what it enforces, its RSS idle, and a one-drop-in
+// reload to live.
+func (h *Harness) scale(ctx context.Context) (err error) {
+	n := h.opts.ScaleRanges
+	if n == 0 {
+		h.res.Notes = append(h.res.Notes, "part 5 (scale) not configured")
+		return nil
+	}
+	rs := h.ruleSet(n)
+	if err := rs.validate(); err != nil {
+		return err
+	}
+	r := &ScaleResult{Ranges: n}
+	h.res.Scale = r
+	ours := &Ours{Bin: h.opts.Daemon, NS: h.main.tp.Client}
+	cold, err := ours.Apply(rs)
+	if err != nil {
+		return fmt.Errorf("start with %d ranges: %w", n, err)
+	}
+	defer func() {
+		if rerr := ours.Remove(); rerr != nil && err == nil {
+			err = fmt.Errorf("remove %s: %w", NameOurs, rerr)
+		}
+	}()
+	r.StartMs = ms(cold)
+	h.logf("   %d ranges: start to live (READY=1) %.0f ms", n, r.StartMs)
+	if _, err := h.check(h.main, "scale", NameOurs, rs); err != nil {
+		return err
+	}
+	// The first and a middle range belong to uids nobody uses: the
+	// denied user (and the allowed one) must be dropped there too.
+	for _, i := range []int{0, n / 2} {
+		if err := h.expectDropped(rs, Range(i).Addr().Next()); err != nil {
+			return err
+		}
+	}
+	r.Checked = true
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	time.Sleep(releaseWait)
+	if r.Idle, err = window(ours.D.Pid(), 3*time.Second, nil); err != nil {
+		return err
+	}
+	r.Idle.Ranges = n
+	h.logf("   %d ranges idle: RSS %d KiB (peak %d KiB), CPU %.2f%%", n, r.Idle.RSSKiB, r.Idle.PeakKiB, r.Idle.CPUPercent)
+	if r.Reload, err = h.reloadLive(ours, rs); err != nil {
+		return err
+	}
+	h.logf("   %d ranges: one drop-in changed, live after %.0f ms (RELOADING=1 after %.0f ms)", n, r.Reload.LiveMs, r.Reload.ReloadingMs)
+	time.Sleep(releaseWait)
+	if r.After, err = window(ours.D.Pid(), 3*time.Second, nil); err != nil {
+		return err
+	}
+	r.After.Ranges = n
+	h.logf("   %d ranges idle after the reload: RSS %d KiB (peak %d KiB)", n, r.After.RSSKiB, r.After.PeakKiB)
+	return nil
+}
+
+// expectDropped sends 200 datagrams from each user to dst, a protected
+// address that neither user owns: none may arrive.
+func (h *Harness) expectDropped(rs RuleSet, dst netip.Addr) error {
+	for _, u := range []User{h.allow, h.deny} {
+		h.main.probe.Reset()
+		sent, _, err := h.sendAs(h.main, u, netip.AddrPortFrom(dst, probePort), "-n", "200", "-gap", "200us")
+		if err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+		c := Check{Part: "scale " + dst.String(), Filter: NameOurs, Size: rs.N, DeniedSent: sent, DeniedGot: h.main.probe.Count()}
+		c.OK = sent > 0 && c.DeniedGot == 0
+		h.res.Correctness = append(h.res.Correctness, c)
+		if !c.OK {
+			return fmt.Errorf("%w: %s at %d ranges: %d of %s's %d datagrams to %s arrived", ErrCorrectness, NameOurs, rs.N, c.DeniedGot, u.Name, sent, dst)
+		}
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ type Options struct {
 	Log    io.Writer // progress
 	// SkipClassify leaves part 1 out (tests of the harness).
 	SkipClassify bool
-	// Parts, when set, are the only parts to run (1-4), to measure one
+	// Parts, when set, are the only parts to run (1-5), to measure one
 	// thing again; the report marks what was not measured.
 	Parts []int
 }
@@ -38,13 +38,15 @@ type Options struct {
 // QuickConfig is a smoke run: every part, small sizes, one repetition.
 func QuickConfig() Config {
 	return Config{Quick: true, Reps: 1, Seconds: 1, ThroughputSizes: []int{100}, ReloadSizes: []int{100}, ReloadReps: 1,
-		FootprintRanges: 1000, FloodSeconds: 1, ClassifyBenchtime: "1x", ClassifyCount: 1, ReloadProbeEveryMs: 1}
+		FootprintRanges: 1000, FootprintReloads: 2, FloodSeconds: 1, ScaleRanges: 20000,
+		ClassifyBenchtime: "1x", ClassifyCount: 1, ReloadProbeEveryMs: 1}
 }
 
 // FullConfig is the run.
 func FullConfig() Config {
 	return Config{Reps: 7, Seconds: 1, ThroughputSizes: []int{1, 100, 10000}, ReloadSizes: []int{100, 10000, 100000}, ReloadReps: 3,
-		FootprintRanges: 100000, FloodSeconds: 5, ClassifyBenchtime: "1s", ClassifyCount: 3, ReloadProbeEveryMs: 1}
+		FootprintRanges: 100000, FootprintReloads: 4, FloodSeconds: 5, ScaleRanges: 1000000,
+		ClassifyBenchtime: "1s", ClassifyCount: 3, ReloadProbeEveryMs: 1}
 }
 
 // steadyWait is how long after a cold load every filter is left before its
@@ -102,6 +104,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		{"2 throughput", h.throughput},
 		{"3 load and reload", h.reloads},
 		{"4 daemon footprint", h.footprint},
+		{"5 scale", h.scale},
 	}
 	for i, p := range parts {
 		if len(opts.Parts) > 0 && !slices.Contains(opts.Parts, i+1) {
@@ -257,7 +260,7 @@ func (h *Harness) check(l *lane, part, filter string, rs RuleSet) (Check, error)
 		return c, err
 	}
 	wantDenied := int64(0)
-	if filter == NameNone {
+	if isFloor(filter) {
 		wantDenied = c.DeniedSent
 	}
 	c.OK = c.AllowedSent > 0 && c.AllowedGot == c.AllowedSent && c.DeniedSent > 0 && c.DeniedGot == wantDenied
@@ -415,45 +418,11 @@ func (h *Harness) reloadOne(rep int, f Filter, n int, r *ReloadResult) (err erro
 	// only the difference), and the first reload within that moment waits
 	// for it.
 	time.Sleep(steadyWait)
-	// The probe: the denied user, every millisecond, to its future address.
-	h.reload.Reset()
-	dst := netip.AddrPortFrom(rs.Target(), reloadPort)
-	every := time.Duration(h.opts.ReloadProbeEveryMs * float64(time.Millisecond))
-	probe, err := agentCmd(h.main.tp.Client, h.deny, "send", "-dst", dst.String(), "-gap", every.String(), "-dur", "5m")
+	s, err := h.reloadLive(f, rs)
 	if err != nil {
 		return err
 	}
-	if err := probe.Start(); err != nil {
-		return fmt.Errorf("reload probe: %w", err)
-	}
-	defer func() {
-		probe.Process.Kill()
-		probe.Wait()
-	}()
-	time.Sleep(200 * time.Millisecond)
-	if got := h.reload.Count(); got != 0 {
-		return fmt.Errorf("%w: %s at %d ranges: %d probes of the denied user arrived before the reload", ErrCorrectness, f.Name(), n, got)
-	}
-	changed := rs
-	changed.AlsoAllow = h.deny.UID
-	start := time.Now()
-	cmdD, err := f.Apply(changed)
-	if err != nil {
-		return fmt.Errorf("reload %s, %d ranges: %w", f.Name(), n, err)
-	}
-	s := ReloadSample{Filter: f.Name(), Size: n, Kind: "reload", Rep: rep, CommandMs: ms(cmdD)}
-	if o, ok := f.(*Ours); ok {
-		start = o.LastChange
-		s.ReloadingMs = ms(o.LastReloading.Sub(start))
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for h.reload.Count() == 0 {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %s at %d ranges: the changed policy never let the probe through", ErrCorrectness, f.Name(), n)
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-	s.LiveMs = ms(h.reload.First().Sub(start))
+	s.Rep = rep
 	r.Samples = append(r.Samples, s)
 	extra := ""
 	if s.ReloadingMs > 0 {
@@ -462,6 +431,54 @@ func (h *Harness) reloadOne(rep int, f Filter, n int, r *ReloadResult) (err erro
 	h.logf("   rep %d %-14s %6d ranges: cold %8.1f ms, reload command %8.1f ms, live after %8.1f ms%s",
 		rep+1, f.Name(), n, ms(coldD), s.CommandMs, s.LiveMs, extra)
 	return nil
+}
+
+// reloadLive changes the live rule set rs of f so that it also allows the
+// denied user to the allowed user's range, while that user probes it
+// every ReloadProbeEveryMs: live is the time from the change to the first
+// probe through. For the daemon the change rewrites one drop-in.
+func (h *Harness) reloadLive(f Filter, rs RuleSet) (ReloadSample, error) {
+	n := rs.N
+	// The probe: the denied user, every millisecond, to its future address.
+	h.reload.Reset()
+	dst := netip.AddrPortFrom(rs.Target(), reloadPort)
+	every := time.Duration(h.opts.ReloadProbeEveryMs * float64(time.Millisecond))
+	probe, err := agentCmd(h.main.tp.Client, h.deny, "send", "-dst", dst.String(), "-gap", every.String(), "-dur", "5m")
+	if err != nil {
+		return ReloadSample{}, err
+	}
+	if err := probe.Start(); err != nil {
+		return ReloadSample{}, fmt.Errorf("reload probe: %w", err)
+	}
+	defer func() {
+		probe.Process.Kill()
+		probe.Wait()
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if got := h.reload.Count(); got != 0 {
+		return ReloadSample{}, fmt.Errorf("%w: %s at %d ranges: %d probes of the denied user arrived before the reload", ErrCorrectness, f.Name(), n, got)
+	}
+	changed := rs
+	changed.AlsoAllow = h.deny.UID
+	start := time.Now()
+	cmdD, err := f.Apply(changed)
+	if err != nil {
+		return ReloadSample{}, fmt.Errorf("reload %s, %d ranges: %w", f.Name(), n, err)
+	}
+	s := ReloadSample{Filter: f.Name(), Size: n, Kind: "reload", CommandMs: ms(cmdD)}
+	if o, ok := f.(*Ours); ok {
+		start = o.LastChange
+		s.ReloadingMs = ms(o.LastReloading.Sub(start))
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for h.reload.Count() == 0 {
+		if time.Now().After(deadline) {
+			return ReloadSample{}, fmt.Errorf("%w: %s at %d ranges: the changed policy never let the probe through", ErrCorrectness, f.Name(), n)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	s.LiveMs = ms(h.reload.First().Sub(start))
+	return s, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }

@@ -69,6 +69,17 @@ const (
 	GoalClassifyRanges = 100000
 )
 
+// Goal targets of issue 19 (scale).
+const (
+	GoalRSSMiB        = 40.0    // idle, after reloads and during a flood, at GoalRSSRanges
+	GoalRSSRanges     = 100000  //
+	GoalColdToNft     = 0.25    // cold start over nft -f of the same set, at GoalReloadRanges
+	GoalScaleRanges   = 1000000 //
+	GoalScaleStartMs  = 20000.0 // start to live at GoalScaleRanges
+	GoalScaleReloadMs = 1000.0  // one drop-in changed to live at GoalScaleRanges
+	GoalScaleRSSMiB   = 200.0   // idle at GoalScaleRanges
+)
+
 func status(pass bool) string {
 	if pass {
 		return "PASS"
@@ -177,7 +188,73 @@ func Goals(r *Results) []Goal {
 		g6.Value = fmt.Sprintf("%.1f%%", f.Flood.CPUPercent)
 		g6.Status = status(f.Flood.CPUPercent < 100)
 	}
-	return append(g, g5, g6)
+	g = append(g, g5, g6)
+	return append(g, scaleGoals(r)...)
+}
+
+func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+// scaleGoals judges issue 19's goals: memory at 100 000 ranges (part 4),
+// the cold start against nft -f in the same run (part 3), and a million
+// ranges (part 5).
+func scaleGoals(r *Results) []Goal {
+	missing := func(part int, name, target string) Goal {
+		return Goal{Part: part, Name: name, Target: target, Status: "MISSING", Value: "not measured"}
+	}
+	rssTarget := fmt.Sprintf("≤ %.0f MiB", GoalRSSMiB)
+	idle := missing(4, fmt.Sprintf("daemon RSS idle at %d ranges", GoalRSSRanges), rssTarget)
+	after := missing(4, fmt.Sprintf("daemon RSS idle at %d ranges after reloads", GoalRSSRanges), rssTarget)
+	flood := missing(4, fmt.Sprintf("daemon RSS during a flood at %d ranges", GoalRSSRanges), rssTarget)
+	if f := r.Footprint; f != nil {
+		judge := func(g *Goal, s Snapshot, ranges int) {
+			if ranges != GoalRSSRanges || s.RSSKiB == 0 {
+				return
+			}
+			g.Value = fmt.Sprintf("%.1f MiB", mib(s.RSSKiB))
+			if s.PeakKiB > 0 {
+				g.Value += fmt.Sprintf(" (peak %.1f MiB)", mib(s.PeakKiB))
+			}
+			g.Status = status(mib(s.RSSKiB) <= GoalRSSMiB)
+		}
+		judge(&idle, f.Loaded, f.Loaded.Ranges)
+		judge(&after, f.AfterReloads, f.AfterReloads.Ranges)
+		judge(&flood, Snapshot{RSSKiB: f.Flood.RSSKiB}, f.Flood.Ranges)
+	}
+	cold := missing(3, fmt.Sprintf("cold start at %d ranges (start to READY=1) over `nft -f` of the same set, same run", GoalReloadRanges), fmt.Sprintf("≤ %.2f", GoalColdToNft))
+	if rl := r.Reload; rl != nil {
+		var ours, nft float64
+		for _, row := range rl.Rows {
+			if row.Size == GoalReloadRanges && row.Filter == NameOurs {
+				ours = row.ColdMs
+			}
+			if row.Size == GoalReloadRanges && row.Filter == NameNft {
+				nft = row.ColdMs
+			}
+		}
+		if ours > 0 && nft > 0 {
+			cold.Value = fmt.Sprintf("%.2f (%.0f ms / %.0f ms)", ours/nft, ours, nft)
+			cold.Status = status(ours/nft <= GoalColdToNft)
+		}
+	}
+	start := missing(5, fmt.Sprintf("%d ranges: start to live, enforcing correctly", GoalScaleRanges), fmt.Sprintf("≤ %.0f s", GoalScaleStartMs/1000))
+	reload := missing(5, fmt.Sprintf("%d ranges: one drop-in changed to live (probe)", GoalScaleRanges), fmt.Sprintf("≤ %.0f ms", GoalScaleReloadMs))
+	rss := missing(5, fmt.Sprintf("daemon RSS idle at %d ranges", GoalScaleRanges), fmt.Sprintf("≤ %.0f MiB", GoalScaleRSSMiB))
+	if sc := r.Scale; sc != nil && sc.Ranges == GoalScaleRanges && sc.StartMs > 0 {
+		start.Value = fmt.Sprintf("%.1f s", sc.StartMs/1000)
+		if !sc.Checked {
+			start.Value += ", check failed"
+		}
+		start.Status = status(sc.Checked && sc.StartMs <= GoalScaleStartMs)
+		if sc.Reload.LiveMs > 0 {
+			reload.Value = fmt.Sprintf("%.0f ms", sc.Reload.LiveMs)
+			reload.Status = status(sc.Reload.LiveMs <= GoalScaleReloadMs)
+		}
+		if sc.Idle.RSSKiB > 0 {
+			rss.Value = fmt.Sprintf("%.1f MiB (peak %.1f MiB); after the reload %.1f MiB", mib(sc.Idle.RSSKiB), mib(sc.Idle.PeakKiB), mib(sc.After.RSSKiB))
+			rss.Status = status(mib(sc.Idle.RSSKiB) <= GoalScaleRSSMiB && mib(sc.After.RSSKiB) <= GoalScaleRSSMiB)
+		}
+	}
+	return []Goal{idle, after, flood, cold, start, reload, rss}
 }
 
 // Markdown is the report README quotes: bench/results.md.
@@ -238,7 +315,7 @@ func Markdown(r *Results) string {
 		if t.SenderCPU >= 0 {
 			pinned = fmt.Sprintf("on CPU %d; the harness, the receivers and the daemon are kept off it", t.SenderCPU)
 		}
-		p("Every filter has a lane of its own (client and server namespaces, veth), all four loaded at once. Per size, %d rounds; a round measures every lane once, starting at a different lane each round, and each figure is compared with the no-filter lane's in the same round. Senders run as the allowed user, %s.", r.Config.Reps, pinned)
+		p("Every filter has a lane of its own (client and server namespaces, veth), all loaded at once; two more lanes carry an empty tc egress program (`return TC_ACT_UNSPEC`), one attached with tcx and one with clsact + cls_bpf, the floor any tc filter pays. Per size, %d rounds; a round measures every lane once, starting at a different lane each round, and each figure is compared with the no-filter lane's in the same round. Senders run as the allowed user, %s.", r.Config.Reps, pinned)
 		p("")
 		p("- **UDP 64 B**: one sender thread, one socket per lane, writes 64-byte datagrams (one `write` each, like iperf3) through the lanes in turns of %g ms, %g s per lane per round: the machine's drift over seconds, far larger than a filter's cost, touches every lane alike. kpps counts the datagrams each socket took (the ones its filter let pass); *arrived* is the share that reached the server's socket.", t.SliceMs, r.Config.Seconds)
 		p("- **TCP**: iperf3, single stream, %g s after a first second left out (`-O 1`: slow start, buffer autotuning), one lane after another.", r.Config.Seconds)
@@ -253,6 +330,27 @@ func Markdown(r *Results) string {
 			p("| %s | %d | %.2f | %.3f | %.3f–%.3f | %.1f | %.3f | %.3f–%.3f | %.1f%% |", row.Filter, row.Size, row.TCPGbps, row.TCPRatio, tmin, tmax, row.UDPKpps, row.UDPRatio, umin, umax, 100*row.UDPArrived)
 		}
 		p("")
+		p("Cost of a 64-byte datagram above the floor (issue 23): the sender is one thread on one CPU, so its time per datagram is 1/rate; each figure is the median over the rounds of (1/rate of the lane − 1/rate of the base lane in the same round), in ns of sender CPU, and the ratio is the median of the rounds' rate ratios. net-tc-filter attaches with tcx here: read it against the empty tcx program.")
+		p("")
+		p("| filter | rules | ns above no filter | ns above empty tcx | ratio to empty tcx | ns above empty clsact | ratio to empty clsact |")
+		p("|---|---:|---:|---:|---:|---:|---:|")
+		for _, row := range t.Rows {
+			if row.Filter == NameNone {
+				continue
+			}
+			p("| %s | %d | %+.0f | %+.0f | %.3f | %+.0f | %.3f |", row.Filter, row.Size, row.AboveNone, row.AboveTCX, row.RatioTCX, row.AboveClsact, row.RatioClsact)
+		}
+		p("")
+		if len(t.ProgStats) > 0 {
+			p("The tc programs' own time per packet, from the kernel's BPF run-time statistics (`bpf_stats`: run time and run count) in one more UDP round, not counted above, with the statistics on for that round alone; it includes the statistics' own two clock reads per run, alike for every program:")
+			p("")
+			p("| program | rules | runs | ns/packet |")
+			p("|---|---:|---:|---:|")
+			for _, st := range t.ProgStats {
+				p("| %s | %d | %d | %.1f |", st.Filter, st.Size, st.Runs, st.NsPerRun)
+			}
+			p("")
+		}
 		p("net-tc-filter against each peer, round by round: a sign test calls it ahead (behind) when a coin would give that many rounds one way with a chance of at most %g (one-sided), else a tie, which the rounds do not resolve.", signTestAlpha)
 		p("")
 		p("| test | rules | peer | rounds ahead | rounds behind | verdict |")
@@ -295,10 +393,25 @@ func Markdown(r *Results) string {
 		p("|---|---:|---:|")
 		p("| idle, harmless config (no endpoints) | %.1f | %.2f |", float64(f.Idle.RSSKiB)/1024, f.Idle.CPUPercent)
 		p("| idle, %d ranges | %.1f | %.2f |", f.Loaded.Ranges, float64(f.Loaded.RSSKiB)/1024, f.Loaded.CPUPercent)
+		if f.AfterReloads.RSSKiB > 0 {
+			p("| idle, %d ranges, after %d one-drop-in reloads (peak so far %.1f MiB) | %.1f | %.2f |", f.AfterReloads.Ranges, r.Config.FootprintReloads, mib(f.AfterReloads.PeakKiB), mib(f.AfterReloads.RSSKiB), f.AfterReloads.CPUPercent)
+		}
 		p("| denied user flooding, %d ranges | %.1f | %.1f |", f.Flood.Ranges, float64(f.Flood.RSSKiB)/1024, f.Flood.CPUPercent)
 		p("")
 		p("Flood: %g s of 64-byte datagrams to %d destination ports of the protected address, %d sent (%.0f/s), %d received by the server; %d decision log lines (%.1f/s, log.rate %d) and %d other lines in %.1f s.",
 			f.Flood.Seconds, f.Flood.Ports, f.Flood.Sent, f.Flood.SentPps, f.Flood.ServerRx, f.Flood.DecisionLines, f.Flood.LinesPerSec, f.Flood.LogRate, f.Flood.OtherLines, f.Flood.LogWindowS)
+	} else {
+		p("Not run.")
+	}
+	p("")
+	p("## 5. Scale")
+	p("")
+	if sc := r.Scale; sc != nil && sc.StartMs > 0 {
+		p("The daemon alone with %d ranges (one endpoint and uid each, drop-ins of %d endpoints). *Start to live*: from starting the process to READY=1, which the daemon sends once the policy is live on the interface; then the allowed user's range is checked like every other size, and the first and a middle range must drop both users. RSS from /proc (VmRSS; peak: VmHWM).", sc.Ranges, PerDropIn)
+		p("")
+		p("| ranges | start to live | RSS idle | peak RSS | one drop-in changed → live | rename → RELOADING=1 | RSS after the reload |")
+		p("|---:|---:|---:|---:|---:|---:|---:|")
+		p("| %d | %.1f s | %.1f MiB | %.1f MiB | %.0f ms | %.0f ms | %.1f MiB |", sc.Ranges, sc.StartMs/1000, mib(sc.Idle.RSSKiB), mib(sc.After.PeakKiB), sc.Reload.LiveMs, sc.Reload.ReloadingMs, mib(sc.After.RSSKiB))
 	} else {
 		p("Not run.")
 	}

@@ -10,6 +10,7 @@ type Results struct {
 	Throughput  *ThroughputResult `json:"throughput,omitempty"`
 	Reload      *ReloadResult     `json:"reload,omitempty"`
 	Footprint   *FootprintResult  `json:"footprint,omitempty"`
+	Scale       *ScaleResult      `json:"scale,omitempty"`
 	Correctness []Check           `json:"correctness"`
 	Goals       []Goal            `json:"goals"`
 	Notes       []string          `json:"notes,omitempty"`
@@ -44,6 +45,8 @@ type Config struct {
 	ReloadSizes        []int   `json:"reload_sizes"`
 	ReloadReps         int     `json:"reload_reps"`
 	FootprintRanges    int     `json:"footprint_ranges"`
+	FootprintReloads   int     `json:"footprint_reloads"` // one-drop-in reloads before the RSS after reloads
+	ScaleRanges        int     `json:"scale_ranges"`      // part 5; 0: not run
 	FloodSeconds       float64 `json:"flood_seconds"`
 	ClassifyBenchtime  string  `json:"classify_benchtime"`
 	ClassifyCount      int     `json:"classify_count"`
@@ -83,6 +86,14 @@ type ThroughputRow struct {
 	TCPRatio   float64 `json:"tcp_ratio"`
 	UDPRatio   float64 `json:"udp64_ratio"`
 	UDPArrived float64 `json:"udp64_arrived"`
+	// Cost of a 64-byte datagram to the sender above the no-filter lane
+	// and above each empty program (issue 23's floor), in ns (medians of
+	// the rounds' differences), and the UDP ratio to each empty program.
+	AboveNone   float64 `json:"udp64_ns_above_none"`
+	AboveTCX    float64 `json:"udp64_ns_above_empty_tcx"`
+	RatioTCX    float64 `json:"udp64_ratio_to_empty_tcx"`
+	AboveClsact float64 `json:"udp64_ns_above_empty_clsact"`
+	RatioClsact float64 `json:"udp64_ratio_to_empty_clsact"`
 }
 
 // Comparison is net-tc-filter against a peer at one size in one test: the
@@ -101,8 +112,11 @@ type ThroughputResult struct {
 	SenderCPU   int                `json:"sender_cpu"` // -1: not pinned
 	SliceMs     float64            `json:"udp_slice_ms"`
 	Samples     []ThroughputSample `json:"samples"`
-	Rows        []ThroughputRow    `json:"rows"` // per size: none, iptables, nft, net-tc-filter
+	Rows        []ThroughputRow    `json:"rows"` // per size: none, iptables, nft, net-tc-filter, empty-tcx, empty-clsact
 	Comparisons []Comparison       `json:"comparisons"`
+	// ProgStats: per size, the tc programs' own ns per packet (bpf_stats)
+	// in one more round, not counted with the others.
+	ProgStats []ProgStat `json:"prog_stats,omitempty"`
 }
 
 // ReloadSample is one load (cold) or reload of one filter.
@@ -143,7 +157,8 @@ type ReloadResult struct {
 type Snapshot struct {
 	Ranges     int     `json:"ranges"`
 	RSSKiB     int64   `json:"rss_kib"`
-	CPUPercent float64 `json:"cpu_percent"` // of one core
+	PeakKiB    int64   `json:"peak_rss_kib,omitempty"` // VmHWM: the most the process held so far
+	CPUPercent float64 `json:"cpu_percent"`            // of one core
 	WindowS    float64 `json:"window_s"`
 }
 
@@ -169,7 +184,25 @@ type Flood struct {
 type FootprintResult struct {
 	Idle   Snapshot `json:"idle"`
 	Loaded Snapshot `json:"loaded"`
-	Flood  Flood    `json:"flood"`
+	// AfterReloads: idle again after Config.FootprintReloads one-drop-in
+	// reloads of the loaded set.
+	AfterReloads Snapshot `json:"after_reloads"`
+	Flood        Flood    `json:"flood"`
+}
+
+// ScaleResult is part 5: the daemon alone at ScaleRanges ranges (drop-ins
+// of PerDropIn endpoints).
+type ScaleResult struct {
+	Ranges int `json:"ranges"`
+	// StartMs: start to READY=1, which the daemon sends once the policy
+	// is live on the interface; the check follows it.
+	StartMs float64 `json:"start_to_live_ms"`
+	// Checked: the allowed user's datagrams all arrived, and the denied
+	// user's none, to the allowed user's range and to two others.
+	Checked bool         `json:"checked"`
+	Idle    Snapshot     `json:"idle"`
+	Reload  ReloadSample `json:"reload"` // one drop-in changed, to live (probe)
+	After   Snapshot     `json:"after_reload"`
 }
 
 // Check is one correctness probe: the allowed user's datagrams all arrive,

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/nettcfilter/net-tc-filter/internal/netlab"
@@ -101,13 +102,13 @@ func senderCPU() int {
 }
 
 func (h *Harness) throughput(ctx context.Context) (err error) {
-	lanes := make([]*lane, 0, 4)
+	lanes := make([]*lane, 0, 6)
 	defer func() {
 		for _, l := range lanes {
 			l.close()
 		}
 	}()
-	for range 4 {
+	for range 6 {
 		l, err := newLane()
 		if err != nil {
 			return err
@@ -115,10 +116,15 @@ func (h *Harness) throughput(ctx context.Context) (err error) {
 		lanes = append(lanes, l)
 	}
 	ours := &Ours{Bin: h.opts.Daemon, NS: lanes[3].tp.Client}
-	filters := []Filter{noFilter{}, Iptables{NS: lanes[1].tp.Client}, Nft{NS: lanes[2].tp.Client}, ours}
+	// The empty programs are the floor of each attach mode (issue 23):
+	// measured in the same rounds, every filter's cost reads against them.
+	emptyTCX, emptyClsact := &Empty{NS: lanes[4].tp.Client}, &Empty{NS: lanes[5].tp.Client, Clsact: true}
+	filters := []Filter{noFilter{}, Iptables{NS: lanes[1].tp.Client}, Nft{NS: lanes[2].tp.Client}, ours, emptyTCX, emptyClsact}
 	defer func() {
-		if rerr := ours.Remove(); rerr != nil && err == nil {
-			err = fmt.Errorf("remove %s: %w", NameOurs, rerr)
+		for _, f := range []Filter{ours, emptyTCX, emptyClsact} {
+			if rerr := f.Remove(); rerr != nil && err == nil {
+				err = fmt.Errorf("remove %s: %w", f.Name(), rerr)
+			}
 		}
 	}()
 	cpu := senderCPU()
@@ -147,6 +153,9 @@ func (h *Harness) throughput(ctx context.Context) (err error) {
 			if err := h.udpRound(rep, lanes, filters, rs, cpu, r); err != nil {
 				return err
 			}
+		}
+		if err := h.progStats(lanes, filters, rs, cpu, r); err != nil {
+			return err
 		}
 		for rep := range h.opts.Reps {
 			got := make([]string, len(filters))
@@ -224,6 +233,65 @@ func (h *Harness) udpRound(rep int, lanes []*lane, filters []Filter, rs RuleSet,
 		logged[i] = fmt.Sprintf("%s %.1f (%.0f%% arrived)", f, kpps, 100*arrived)
 	}
 	h.logf("   %6d rules, round %d, UDP 64 B kpps: %s", rs.N, rep+1, strings.Join(logged, ", "))
+	return nil
+}
+
+// progStats runs one more UDP round, not counted with the others, with the
+// kernel's BPF run-time statistics on, and records each tc program's own
+// time per packet. The statistics cost every BPF program on the machine
+// two clock reads per run while on, so they are on for this round alone.
+func (h *Harness) progStats(lanes []*lane, filters []Filter, rs RuleSet, cpu int, r *ThroughputResult) error {
+	type measured struct {
+		filter string
+		prog   *ebpf.Program
+		before *ebpf.ProgramStats
+	}
+	var progs []measured
+	defer func() {
+		for _, m := range progs {
+			m.prog.Close()
+		}
+	}()
+	for i, f := range filters {
+		prog, err := laneProgram(lanes[i], f)
+		if err != nil {
+			// The daemon attached some other way (clsact on a kernel
+			// without tcx): say so, measure the rest.
+			h.res.Notes = append(h.res.Notes, fmt.Sprintf("bpf_stats of %s at %d rules: %v", f.Name(), rs.N, err))
+			continue
+		}
+		if prog != nil {
+			progs = append(progs, measured{filter: f.Name(), prog: prog})
+		}
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		h.res.Notes = append(h.res.Notes, fmt.Sprintf("bpf_stats: %v", err))
+		return nil
+	}
+	defer stats.Close()
+	for i := range progs {
+		if progs[i].before, err = progs[i].prog.Stats(); err != nil {
+			return fmt.Errorf("bpf_stats of %s: %w", progs[i].filter, err)
+		}
+	}
+	if err := h.udpRound(0, lanes, filters, rs, cpu, &ThroughputResult{}); err != nil {
+		return err
+	}
+	var logged []string
+	for _, m := range progs {
+		after, err := m.prog.Stats()
+		if err != nil {
+			return fmt.Errorf("bpf_stats of %s: %w", m.filter, err)
+		}
+		st := ProgStat{Filter: m.filter, Size: rs.N, Runs: after.RunCount - m.before.RunCount}
+		if st.Runs > 0 {
+			st.NsPerRun = float64(after.Runtime-m.before.Runtime) / float64(st.Runs)
+		}
+		r.ProgStats = append(r.ProgStats, st)
+		logged = append(logged, fmt.Sprintf("%s %.1f ns (%d runs)", m.filter, st.NsPerRun, st.Runs))
+	}
+	h.logf("   %6d rules, bpf_stats round, tc program ns/packet: %s", rs.N, strings.Join(logged, ", "))
 	return nil
 }
 
@@ -363,7 +431,7 @@ func summarize(samples []ThroughputSample, sizes []int) (rows []ThroughputRow, c
 		return Median(xs)
 	}
 	for _, n := range sizes {
-		for _, f := range []string{NameNone, NameIptables, NameNft, NameOurs} {
+		for _, f := range []string{NameNone, NameIptables, NameNft, NameOurs, NameEmptyTCX, NameEmptyClsact} {
 			row := ThroughputRow{Filter: f, Size: n}
 			var tcp, udp, arrived []float64
 			for rep := range reps {
@@ -379,6 +447,9 @@ func summarize(samples []ThroughputSample, sizes []int) (rows []ThroughputRow, c
 			}
 			row.TCPGbps, row.TCPRatio = median(tcp), median(roundRatios(samples, f, n, "tcp"))
 			row.UDPKpps, row.UDPRatio, row.UDPArrived = median(udp), median(roundRatios(samples, f, n, "udp64")), median(arrived)
+			row.AboveNone = median(roundCosts(samples, f, NameNone, n))
+			row.AboveTCX, row.RatioTCX = median(roundCosts(samples, f, NameEmptyTCX, n)), median(roundRatiosTo(samples, f, NameEmptyTCX, n, "udp64"))
+			row.AboveClsact, row.RatioClsact = median(roundCosts(samples, f, NameEmptyClsact, n)), median(roundRatiosTo(samples, f, NameEmptyClsact, n, "udp64"))
 			rows = append(rows, row)
 		}
 		for _, test := range []string{"udp64", "tcp"} {
@@ -408,19 +479,40 @@ func summarize(samples []ThroughputSample, sizes []int) (rows []ThroughputRow, c
 // roundRatios is, for every round of one filter at one size in one test,
 // its figure over the no-filter lane's in the same round.
 func roundRatios(samples []ThroughputSample, filter string, size int, test string) []float64 {
-	none := map[int]float64{}
-	for _, s := range samples {
-		if s.Filter == NameNone && s.Size == size && s.Test == test {
-			none[s.Rep] = s.Value
-		}
-	}
+	return roundRatiosTo(samples, filter, NameNone, size, test)
+}
+
+// roundRatiosTo is, for every round of one filter at one size in one test,
+// its figure over the base lane's in the same round.
+func roundRatiosTo(samples []ThroughputSample, filter, base string, size int, test string) []float64 {
 	var r []float64
+	pairRounds(samples, filter, base, size, test, func(v, b float64) { r = append(r, v/b) })
+	return r
+}
+
+// roundCosts is, for every round of one filter at one size, what a 64-byte
+// datagram cost the sender above the base lane's in the same round, in ns:
+// one thread sends, so its time per datagram is 1/rate.
+func roundCosts(samples []ThroughputSample, filter, base string, size int) []float64 {
+	var r []float64
+	pairRounds(samples, filter, base, size, "udp64", func(kpps, baseKpps float64) { r = append(r, 1e6/kpps-1e6/baseKpps) })
+	return r
+}
+
+// pairRounds calls fn with the figures of filter and base, for every round
+// at one size in one test where both have one.
+func pairRounds(samples []ThroughputSample, filter, base string, size int, test string, fn func(v, b float64)) {
+	byRep := map[int]float64{}
 	for _, s := range samples {
-		if b := none[s.Rep]; s.Filter == filter && s.Size == size && s.Test == test && b > 0 {
-			r = append(r, s.Value/b)
+		if s.Filter == base && s.Size == size && s.Test == test {
+			byRep[s.Rep] = s.Value
 		}
 	}
-	return r
+	for _, s := range samples {
+		if b := byRep[s.Rep]; s.Filter == filter && s.Size == size && s.Test == test && b > 0 && s.Value > 0 {
+			fn(s.Value, b)
+		}
+	}
 }
 
 // Verdicts of a comparison.

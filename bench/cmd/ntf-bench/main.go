@@ -46,13 +46,13 @@ func run() int {
 	skipClassify := flag.Bool("skip-classify", false, "leave out part 1 (the BPF_PROG_TEST_RUN benchmarks)")
 	benchtime := flag.String("classify-benchtime", "", "go test -benchtime for part 1 (default 1s; -quick 1x)")
 	render := flag.String("render", "", "measure nothing: write results.md and results.svg from this results.json")
-	partsFlag := flag.String("parts", "", "comma-separated parts to run (1-4; default all)")
+	partsFlag := flag.String("parts", "", "comma-separated parts to run (1-5; default all)")
 	flag.Parse()
 	var parts []int
 	for _, f := range strings.FieldsFunc(*partsFlag, func(r rune) bool { return r == ',' }) {
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > 4 {
-			fmt.Fprintf(os.Stderr, "ntf-bench: -parts: %q is not a part (1-4)\n", f)
+		if err != nil || n < 1 || n > 5 {
+			fmt.Fprintf(os.Stderr, "ntf-bench: -parts: %q is not a part (1-5)\n", f)
 			return 2
 		}
 		parts = append(parts, n)
