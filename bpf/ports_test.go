@@ -262,7 +262,7 @@ func testEnforcePorts(t *testing.T, mode Mode) {
 			}
 			timeout := testnet.DenyTimeout
 			if pr.allowed {
-				timeout = testnet.AllowTimeout
+				timeout = netlab.Slowed(testnet.AllowTimeout)
 			}
 			err := fn(dst, pr.port, timeout)
 			switch {

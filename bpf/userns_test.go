@@ -11,6 +11,7 @@ import (
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // containerRoot is the host uid that a container's root is mapped to.
@@ -112,7 +113,7 @@ func checkOwners(t *testing.T, evs []KernelDecision, dsts []netip.Addr, uid uint
 func dialFrom(ns *testnet.NS, dst netip.AddrPort, allowed bool) error {
 	timeout := testnet.DenyTimeout
 	if allowed {
-		timeout = testnet.AllowTimeout
+		timeout = netlab.Slowed(testnet.AllowTimeout)
 	}
 	return ns.Do(func() error {
 		c, err := net.DialTimeout("tcp", dst.String(), timeout)

@@ -231,7 +231,7 @@ fail=0
 	echo "| kernel | package | attach mode (auto) | tests passed | result | wall time |"
 	echo "|---|---|---|---|---|---|"
 } >"$summary"
-details=""
+details="" why=""
 for t in "${targets[@]}"; do
 	dir=$out/$t res=$out/$t/results
 	release=$(cat "$dir/release" 2>/dev/null || echo "?")
@@ -256,6 +256,8 @@ for t in "${targets[@]}"; do
 		if [[ $(cat "$res/$pkg.rc") != 0 ]] || grep -qE '^ *--- (FAIL|SKIP)' "$log"; then
 			result=FAIL
 			notes+=" $pkg: $(grep -E '^ *--- (FAIL|SKIP)' "$log" | sed -E 's/^ *--- (FAIL|SKIP): ([^ ]*).*/\2 (\1)/' | paste -sd, -);"
+			# Why, where CI shows it: a guest's logs are gone with it.
+			why+="$release $pkg:"$'\n'"$(grep -E '^ +[A-Za-z0-9_]+\.go:[0-9]+: |^panic|^ +--- (FAIL|SKIP)' "$log" | head -n 40)"$'\n'
 		fi
 	done
 	[[ $result == pass ]] || fail=1
@@ -276,6 +278,14 @@ done
 	echo "CI subset of tests.conf (NTF_KERNELS_FULL=1, \`make kernels-full\`: all)."
 	echo
 	printf '%s' "$details"
+	if [[ -n $why ]]; then
+		echo
+		echo "What the failing tests said (the first 40 lines of each package):"
+		echo
+		echo '```'
+		printf '%s' "$why"
+		echo '```'
+	fi
 } >>"$summary"
 
 echo

@@ -67,7 +67,8 @@ func (tp *Topology) CountUDP(t testing.TB, port uint16) *atomic.Int64 {
 	return &n
 }
 
-// Timeouts for probes: an allowed probe answers in microseconds here; a
+// Timeouts for probes: an allowed probe answers in microseconds here (its
+// wait is stretched under emulation, netlab.Slowed: it must answer); a
 // denied one is waited for only as long as needed to be sure nothing came.
 const (
 	AllowTimeout = 3 * time.Second
@@ -86,7 +87,7 @@ func Expect(t testing.TB, a *Agent, dst netip.Addr, port uint16, allowed bool) {
 		fn   func(netip.Addr, uint16, time.Duration) error
 	}{{"tcp", a.TCP}, {"udp", a.UDP}} {
 		if allowed {
-			if err := probe.fn(dst, port, AllowTimeout); err != nil {
+			if err := probe.fn(dst, port, netlab.Slowed(AllowTimeout)); err != nil {
 				t.Errorf("uid %d %s to %s:%d: want allowed, got %v", a.UID, probe.name, dst, port, err)
 			}
 			continue
