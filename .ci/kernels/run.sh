@@ -266,7 +266,9 @@ for t in "${targets[@]}"; do
 	[[ -z $notes ]] || details+="- $release:$notes"$'\n'
 	times=$(awk '{printf "%s%s %ds", sep, $1, $2; sep=", "}' "$res/times.txt" 2>/dev/null || true)
 	booted=$(sed -n 's/.* \([0-9.]*\) s since boot$/\1/p' "$dir/console.log" 2>/dev/null | head -n1)
-	details+="- $release: ${times:-no times}${booted:+; the job started ${booted} s after boot}"$'\n'
+	# TestVerifierBudget's figure: how close this kernel's verifier is to refusing the program.
+	insns=$(sed -n 's/.*verifier: ntf_egress processed \([0-9]*\) insns.*/\1/p' "$res/bpf.log" 2>/dev/null | head -n1)
+	details+="- $release: ${times:-no times}${booted:+; the job started ${booted} s after boot}${insns:+; the verifier processed ${insns} instructions of ntf_egress (limit 1000000)}"$'\n'
 done
 {
 	echo
