@@ -907,6 +907,92 @@ static __always_inline bool uid_allowed(struct __sk_buff *skb, __u32 s, const st
 	return allowed;
 }
 
+// cache_holds reports whether the cache entry e, read at seq, holds the
+// destination for this policy epoch and transport: a narrowed verdict holds
+// only for its transport, one port's never answers for another's.
+static __always_inline bool cache_holds(const struct ntf_verdict_entry *e, __u32 seq, __u64 epoch, __u32 table,
+					const __u32 *addr, __u32 tp)
+{
+	return !(seq & 1) && e->epoch == epoch && e->table == table && e->dst[0] == addr[0] &&
+	       e->dst[1] == addr[1] && e->dst[2] == addr[2] && e->dst[3] == addr[3] && (!e->narrowed || e->tp == tp);
+}
+
+// cache_read looks the destination up in this CPU's verdict cache and
+// fills r from the entry when it holds the destination for this policy
+// epoch. *ep and *seq are the entry and the sequence it was read at, for
+// remembering a new answer in it (claim), found or not.
+static __always_inline bool cache_read(__u64 epoch, __u32 table, const __u32 *addr, __u32 tp, struct found *r,
+				       struct ntf_verdict_entry **ep, __u32 *seqp)
+{
+	__u32 idx = verdict_slot(table, addr);
+	struct ntf_verdict_entry *e = bpf_map_lookup_elem(&ntf_verdict_cache, &idx);
+	*ep = e;
+	if (!e)
+		return false;
+	__u32 seq = READ_ONCE(e->seq);
+	*seqp = seq;
+	barrier();
+	if (!cache_holds(e, seq, epoch, table, addr, tp))
+		return false;
+	r->rule = e->rule;
+	r->counter = e->counter;
+	r->owners = e->owners;
+	r->uid = e->uid;
+	r->owned = e->owned;
+	r->unowned = e->unowned;
+	r->uid_allowed = e->uid_allowed;
+	r->cgroups = e->cgroups;
+	r->audit = e->audit;
+	r->silent = e->silent;
+	barrier();
+	return READ_ONCE(e->seq) == seq;
+}
+
+// decide_cached is decide()'s common case, inline in ntf_egress: a cache
+// hit whose verdict needs nothing beyond the entry (the range does not
+// depend on the owner, or the owner is the uid last checked and no cgroup
+// can change its answer). Anything else returns false for decide_at,
+// which a call (and the query it takes through memory) makes ~7 ns
+// dearer per packet.
+//
+// The verdict is written to v straight from the entry, with no copy of the
+// entry on ntf_egress's stack, and counts only if the entry was not
+// rewritten meanwhile.
+static __always_inline bool decide_cached(struct __sk_buff *skb, __u64 epoch, __u32 table, const __u32 *addr,
+					  __u32 tp, bool unowned, __u32 *uid, struct verdict *v)
+{
+	if (!epoch)
+		return false;
+	__u32 idx = verdict_slot(table, addr);
+	struct ntf_verdict_entry *e = bpf_map_lookup_elem(&ntf_verdict_cache, &idx);
+	if (!e)
+		return false;
+	__u32 seq = READ_ONCE(e->seq);
+	barrier();
+	if (!cache_holds(e, seq, epoch, table, addr, tp))
+		return false;
+	v->rule = e->rule;
+	v->counter = e->counter;
+	v->audit = e->audit;
+	v->silent = e->silent;
+	if (unowned) {
+		v->allowed = e->unowned;
+	} else if (!e->owners && !e->cgroups) {
+		v->allowed = e->owned;
+	} else {
+		if (!e->owners)
+			return false; // cgroups alone: asked of the socket
+		if (*uid == NTF_UID_UNOWNED)
+			*uid = socket_uid(skb);
+		// An unknown uid is never cached, so never e->uid.
+		if (e->uid != *uid || (!e->uid_allowed && e->cgroups))
+			return false;
+		v->allowed = e->uid_allowed;
+	}
+	barrier();
+	return READ_ONCE(e->seq) == seq;
+}
+
 // decide judges a destination for an owner. The range that decides comes
 // from the per-CPU cache when it holds it for this policy epoch, else from
 // the trie; the socket's uid is only asked for when the range's verdict
@@ -919,33 +1005,7 @@ static __always_inline struct verdict decide(struct __sk_buff *skb, __u32 s, __u
 	struct found r = {};
 	struct ntf_verdict_entry *e = NULL;
 	__u32 seq = 1;
-	bool cached = false;
-	if (epoch) {
-		__u32 idx = verdict_slot(table, addr);
-		e = bpf_map_lookup_elem(&ntf_verdict_cache, &idx);
-		if (e) {
-			seq = READ_ONCE(e->seq);
-			barrier();
-			// A narrowed verdict holds only for its transport: one
-			// port's never answers for another's.
-			if (!(seq & 1) && e->epoch == epoch && e->table == table && e->dst[0] == addr[0] &&
-			    e->dst[1] == addr[1] && e->dst[2] == addr[2] && e->dst[3] == addr[3] &&
-			    (!e->narrowed || e->tp == tp)) {
-				r.rule = e->rule;
-				r.counter = e->counter;
-				r.owners = e->owners;
-				r.uid = e->uid;
-				r.owned = e->owned;
-				r.unowned = e->unowned;
-				r.uid_allowed = e->uid_allowed;
-				r.cgroups = e->cgroups;
-				r.audit = e->audit;
-				r.silent = e->silent;
-				barrier();
-				cached = READ_ONCE(e->seq) == seq;
-			}
-		}
-	}
+	bool cached = epoch && cache_read(epoch, table, addr, tp, &r, &e, &seq);
 	if (!cached) {
 		void *ranges = bpf_map_lookup_elem(&ntf_ranges, &s);
 		if (!ranges) {
@@ -1143,12 +1203,12 @@ __attribute__((noinline)) int judge_staged(struct __sk_buff *skb, struct stage *
 	if (!a)
 		return 0;
 	struct query *q = &a->q;
-	struct verdict v = {};
 	switch (find_iface(skb->ifindex, q->s, 0, &q->ifc)) {
 	case IFACE_NO_POLICY:
 		return 0; // being written: nothing to compare with
 	case IFACE_UNFILTERED:
-		v.allowed = 1; // the candidate does not filter this interface
+		// The candidate does not filter this interface.
+		q->v = (struct verdict){.allowed = 1};
 		break;
 	case IFACE_OK:
 		q->table = q->ifc.table * 2 + a->v6;
@@ -1156,11 +1216,10 @@ __attribute__((noinline)) int judge_staged(struct __sk_buff *skb, struct stage *
 		decide_at(skb, q);
 		if (q->no_policy)
 			return 0;
-		v = q->v;
 	}
 	struct ntf_diff_key *k = &a->k;
-	k->staged_rule = v.rule;
-	k->staged_action = action_of(v);
+	k->staged_rule = q->v.rule;
+	k->staged_action = action_of(q->v);
 	if (k->staged_action == k->live_action)
 		return 0;
 	a->differs = 1;
@@ -1509,8 +1568,10 @@ int ntf_egress(struct __sk_buff *skb)
 	// Every address of a source route is judged for the same transport.
 	q.tp = (__u32)p.proto << 24 | (__u32)p.frag << 16 | p.dport;
 	q.unowned = unowned;
-	__builtin_memcpy(q.addr, p.dst, 16);
-	decide_at(skb, &q);
+	if (!decide_cached(skb, epoch, q.table, p.dst, q.tp, unowned, &q.uid, &q.v)) {
+		__builtin_memcpy(q.addr, p.dst, 16);
+		decide_at(skb, &q);
+	}
 	struct verdict v = q.v;
 	bool no_policy = q.no_policy;
 	__u32 uid = q.uid;

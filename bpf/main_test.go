@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/policy"
@@ -162,4 +163,37 @@ func attachedNames(f *Filter) []string {
 func testSeed() uint64 {
 	s, _ := strconv.ParseUint(os.Getenv("NTF_SEED"), 10, 64)
 	return s
+}
+
+// settled calls read until two results 100 ms apart agree: a packet whose
+// sender's call has returned may still be judged later (one that waited
+// for neighbour resolution leaves from a softirq), so counts taken at once
+// can miss it, under emulation especially.
+func settled(t *testing.T, read func() (uint64, error)) {
+	t.Helper()
+	prev, err := read()
+	for range 50 {
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		var cur uint64
+		if cur, err = read(); err == nil && cur == prev {
+			return
+		}
+		prev = cur
+	}
+	t.Fatalf("still changing after 5 s: %d (%v)", prev, err)
+}
+
+// settledCounters reads the counters once they have settled (see settled).
+func settledCounters(t *testing.T, f *Filter) Counters {
+	t.Helper()
+	var c Counters
+	settled(t, func() (uint64, error) {
+		var err error
+		c, err = f.Counters()
+		return c.Allowed + c.Denied + c.Audited + c.Rejected + c.RejectLimited + c.RejectFailed, err
+	})
+	return c
 }

@@ -494,25 +494,24 @@ func testRejectFlood(t *testing.T, mode Mode) {
 		t.Fatal(err)
 	}
 	elapsed := time.Since(start)
-	after, err := f.Counters()
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := settledCounters(t, f)
 	denied := after.Denied - before.Denied
 	rejected := after.Rejected - before.Rejected
 	limited := after.RejectLimited - before.RejectLimited
 	cpus := uint64(runtime.NumCPU())
 	bound := cpus * (burst + uint64(rate*elapsed.Seconds()+1))
-	t.Logf("%d datagrams in %v: %d judged denied, %d answered, %d limited (bound %d)", n, elapsed, denied, rejected, limited, bound)
+	failed := after.RejectFailed - before.RejectFailed
+	t.Logf("%d datagrams in %v: %d judged denied, %d answered, %d limited, %d failed (bound %d)",
+		n, elapsed, denied, rejected, limited, failed, bound)
 	switch {
 	case denied < n/2:
 		t.Errorf("only %d of %d datagrams were judged", denied, n)
 	case rejected == 0 || rejected > bound:
 		t.Errorf("%d answers, want 1 to %d", rejected, bound)
+	case failed != 0:
+		t.Errorf("%d replies failed", failed)
 	case rejected+limited != denied:
 		t.Errorf("answered %d + limited %d != denied %d: every denied packet is one or the other", rejected, limited, denied)
-	case after.RejectFailed != before.RejectFailed:
-		t.Errorf("%d replies failed", after.RejectFailed-before.RejectFailed)
 	}
 	// What arrived back on eth0 is the replies, and nothing more.
 	got := 0
