@@ -87,14 +87,28 @@ func testUserNamespace(t *testing.T, mode Mode) {
 
 // checkOwners asserts that packets of sockets to dsts were logged, each
 // with uid as its owner and the verdict allowed. (The namespace's own
-// neighbour discovery goes out on kernel sockets made by host root.)
+// neighbour discovery goes out on kernel sockets made by host root, and
+// so may a connection's last segments: an RST or a TIME_WAIT ACK of the
+// kernel's control socket, uid 0 on 6.12, MACHINE-NOTES. Those are told
+// from a misattributed packet by coming after the connection's first,
+// which must be the socket's.)
 func checkOwners(t *testing.T, evs []KernelDecision, dsts []netip.Addr, uid uint32, allowed bool) {
 	t.Helper()
+	type conn struct {
+		src, dst     netip.Addr
+		sport, dport uint16
+	}
+	seen := map[conn]bool{}
 	owned := 0
 	for _, e := range evs {
 		if e.Unowned || !slices.Contains(dsts, e.Dst) {
 			continue
 		}
+		c := conn{e.Src, e.Dst, e.Sport, e.Dport}
+		if e.Proto == tcpProto && e.UID == 0 && uid != 0 && seen[c] {
+			continue // the kernel's reply in the socket's connection
+		}
+		seen[c] = true
 		owned++
 		if e.UID != uid {
 			t.Errorf("event %s -> %s proto %d: uid %d, want %d (the host's view)", e.Src, e.Dst, e.Proto, e.UID, uid)
