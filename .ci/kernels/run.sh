@@ -222,6 +222,17 @@ wait
 
 # The summary: one row per kernel, from each target's results.
 summary=$out/results.md
+# failing_lines prints what the failing tests of a `go test -v` log said
+# (their t.Log/t.Error lines, each after its test's name) and any panic.
+failing_lines() {
+	awk -v fails="$(sed -nE 's/^ *--- FAIL: ([^ ]*).*/\1/p' "$1" | paste -sd' ')" '
+		BEGIN { n = split(fails, a, " "); for (i = 1; i <= n; i++) failed[a[i]] = 1 }
+		/^panic/ { print; next }
+		/^=== (RUN|NAME|CONT|PAUSE) / { cur = $3; next }
+		/^ +[A-Za-z0-9_]+\.go:[0-9]+: / { if (cur in failed) print cur ":" $0 }
+	' "$1"
+}
+
 fail=0
 {
 	echo "# Kernel matrix"
@@ -257,7 +268,7 @@ for t in "${targets[@]}"; do
 			result=FAIL
 			notes+=" $pkg: $(grep -E '^ *--- (FAIL|SKIP)' "$log" | sed -E 's/^ *--- (FAIL|SKIP): ([^ ]*).*/\2 (\1)/' | paste -sd, -);"
 			# Why, where CI shows it: a guest's logs are gone with it.
-			why+="$release $pkg:"$'\n'"$(grep -E '^ +[A-Za-z0-9_]+\.go:[0-9]+: |^panic|^ +--- (FAIL|SKIP)' "$log" | head -n 40)"$'\n'
+			why+="$release $pkg:"$'\n'"$(failing_lines "$log" | head -n 40)"$'\n'
 		fi
 	done
 	[[ $result == pass ]] || fail=1
