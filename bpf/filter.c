@@ -109,6 +109,11 @@ struct {
 // Set by benchmarks to measure the uncached path.
 volatile const __u8 ntf_nocache = 0;
 
+// The key of the per-CPU scratch entries, in .rodata: a key on the stack
+// would cost judge_staged the bytes that 6.1 counts against the 512 of its
+// deepest call chain (ntf_egress, judge_staged, decide_at).
+volatile const __u32 ntf_scratch_key = 0;
+
 // Replies to denied packets, per CPU: one costs ntf_reject_cost_ns of
 // credit, which refills with time up to ntf_reject_burst_ns: 100 replies a
 // second, bursts of 20 (the kernel's own ICMP limit is 1000 a second,
@@ -1173,6 +1178,7 @@ struct stage {
 	// The live verdict (live_rule, live_action) in, the staged one out:
 	// the difference's key once both are known, off the stack.
 	struct ntf_diff_key k;
+	__u64 one; // a new count's first value, for bpf_map_update_elem
 	__u8 v6;
 	__u8 differs; // the staged policy decides otherwise
 	__u8 emit;    // report it: the first time, then at every power of two
@@ -1198,8 +1204,15 @@ static __always_inline __u8 action_of(struct verdict v)
 // The staged policy is read without the per-CPU caches, which hold the live
 // one's entries: staging costs lookups, never the live policy's hit rate.
 // The destination is judged, not the addresses of a source route.
-__attribute__((noinline)) int judge_staged(struct __sk_buff *skb, struct stage *a)
+//
+// It takes its state from this CPU's ntf_stage_scratch entry, which the
+// caller filled, rather than as an argument: 6.1's helpers take a map's key
+// and value from the stack or a map value, not from a global function's
+// argument memory, and a copy on the stack would cost the deepest call
+// chain (ntf_egress, judge_staged, decide_at) its last bytes of 512.
+__attribute__((noinline)) int judge_staged(struct __sk_buff *skb)
 {
+	struct stage *a = bpf_map_lookup_elem(&ntf_stage_scratch, (const void *)&ntf_scratch_key);
 	if (!a)
 		return 0;
 	struct query *q = &a->q;
@@ -1227,18 +1240,15 @@ __attribute__((noinline)) int judge_staged(struct __sk_buff *skb, struct stage *
 		q->uid = socket_uid(skb);
 	k->uid = q->unowned ? NTF_UID_UNOWNED : q->uid;
 	k->cgroup = q->unowned ? 0 : bpf_skb_cgroup_id(skb);
-	// On the stack: 6.1's helpers take no key from a global function's
-	// argument memory.
-	struct ntf_diff_key key = *k;
-	__u64 *n = bpf_map_lookup_elem(&ntf_staged_diffs, &key);
+	__u64 *n = bpf_map_lookup_elem(&ntf_staged_diffs, k);
 	if (!n) {
-		__u64 one = 1;
-		if (!bpf_map_update_elem(&ntf_staged_diffs, &key, &one, BPF_NOEXIST)) {
+		a->one = 1;
+		if (!bpf_map_update_elem(&ntf_staged_diffs, k, &a->one, BPF_NOEXIST)) {
 			a->emit = 1;
 			return 0;
 		}
 		// Another CPU made the entry first: count in it.
-		n = bpf_map_lookup_elem(&ntf_staged_diffs, &key);
+		n = bpf_map_lookup_elem(&ntf_staged_diffs, k);
 		if (!n)
 			return 0;
 	}
@@ -1524,16 +1534,24 @@ int ntf_egress(struct __sk_buff *skb)
 
 	struct query q = {.epoch = epoch, .s = s, .uid = NTF_UID_UNOWNED};
 	struct ntf_iface *ifc = &q.ifc;
+	bool live = true; // the live policy filters the interface
 	switch (find_iface(skb->ifindex, s, epoch, ifc)) {
 	case IFACE_NO_POLICY:
 		// Attached before any policy was written: fail closed.
 		count(NTF_CNT_NO_POLICY);
 		return TC_ACT_SHOT;
 	case IFACE_UNFILTERED:
-		// Still attached to an interface the policy no longer filters;
-		// user space detaches it next.
+		// Still attached to an interface the policy no longer filters
+		// (user space detaches it next), or attached for a staged
+		// candidate that filters it: the packet passes, and only the
+		// candidate judges it, against the live policy's pass. ifc is
+		// the candidate's from here on (its layout, its log setting).
 		count(NTF_CNT_UNFILTERED);
-		return TC_ACT_UNSPEC;
+		if (!(active >> NTF_STAGED_SLOT_SHIFT) ||
+		    find_iface(skb->ifindex, active >> NTF_STAGED_SLOT_SHIFT, 0, ifc) != IFACE_OK)
+			return TC_ACT_UNSPEC;
+		live = false;
+		break;
 	case IFACE_OK:
 		break;
 	}
@@ -1543,9 +1561,12 @@ int ntf_egress(struct __sk_buff *skb)
 		p = (struct pkt){};
 		switch (parse(skb, &p, ifc->l2_len)) {
 		case PARSE_NOT_IP:
-			count(NTF_CNT_NOT_IP);
+			if (live)
+				count(NTF_CNT_NOT_IP);
 			return TC_ACT_UNSPEC;
 		case PARSE_MALFORMED:
+			if (!live)
+				return TC_ACT_UNSPEC; // not the candidate's to drop
 			count(NTF_CNT_MALFORMED);
 			return TC_ACT_SHOT;
 		case PARSE_OK:
@@ -1568,7 +1589,9 @@ int ntf_egress(struct __sk_buff *skb)
 	// Every address of a source route is judged for the same transport.
 	q.tp = (__u32)p.proto << 24 | (__u32)p.frag << 16 | p.dport;
 	q.unowned = unowned;
-	if (!decide_cached(skb, epoch, q.table, p.dst, q.tp, unowned, &q.uid, &q.v)) {
+	if (!live) {
+		q.v.allowed = 1;
+	} else if (!decide_cached(skb, epoch, q.table, p.dst, q.tp, unowned, &q.uid, &q.v)) {
 		__builtin_memcpy(q.addr, p.dst, 16);
 		decide_at(skb, &q);
 	}
@@ -1580,7 +1603,7 @@ int ntf_egress(struct __sk_buff *skb)
 	struct hops *h = NULL;
 	// An audited destination is judged on: a route address that is
 	// denied for good still drops the packet (SPEC §1 rule 6).
-	if ((v.allowed || v.audit) && p.route_n) {
+	if (live && (v.allowed || v.audit) && p.route_n) {
 		h = bpf_map_lookup_elem(&ntf_route_scratch, &zero);
 		if (!h || h->busy) {
 			count(NTF_CNT_MALFORMED);
@@ -1631,11 +1654,13 @@ int ntf_egress(struct __sk_buff *skb)
 			st->q.epoch = 0;
 			st->q.uid = uid;
 			__builtin_memcpy(st->q.addr, p.dst, 16);
-			judge_staged(skb, st);
+			judge_staged(skb);
 			uid = st->q.uid; // the owner is read once
 		}
 	}
-	if (audited) {
+	if (!live) {
+		// Counted as unfiltered above: the live counters are not its.
+	} else if (audited) {
 		count_in(&ntf_iface_audited, ifc->counter & (NTF_MAX_COUNTERS - 1));
 		count_in(&ntf_endpoint_audited, v.counter & (NTF_MAX_COUNTERS - 1));
 	} else {

@@ -96,11 +96,15 @@ func (f *Filter) Generation() uint32 { return f.gen }
 // Mode is the attach mode in use, once something is attached.
 func (f *Filter) Mode() Mode { return f.mode }
 
-// Attachments lists the filtered interfaces.
+// Attachments lists the filtered interfaces: those the live policy
+// filters. The program is on the interfaces a staged candidate alone
+// filters too, but filters nothing there.
 func (f *Filter) Attachments() []Attachment {
 	out := make([]Attachment, 0, len(f.attached))
-	for _, a := range f.attached {
-		out = append(out, a.Attachment)
+	for idx, a := range f.attached {
+		if f.liveFilters(idx) {
+			out = append(out, a.Attachment)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Iface.Index < out[j].Iface.Index })
 	return out
@@ -137,20 +141,7 @@ func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, e
 	if err := f.restage(ifaces); err != nil {
 		f.loseStage(err)
 	}
-	for _, ifc := range ifaces {
-		if _, ok := c.Ifaces[uint32(ifc.Index)]; ok {
-			if err := f.attach(ifc); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	for idx, a := range f.attached {
-		if _, ok := c.Ifaces[uint32(idx)]; !ok {
-			if err := f.detach(a); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
+	errs = append(errs, f.follow(ifaces)...)
 	if err := f.releaseAdopted(); err != nil {
 		errs = append(errs, err)
 	}
@@ -164,6 +155,55 @@ func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, e
 		}
 	}
 	return f.gen, errors.Join(errs...)
+}
+
+// liveFilters reports whether the live policy filters the interface.
+func (f *Filter) liveFilters(idx int) bool {
+	live := f.contents[f.slot]
+	if live == nil {
+		return false
+	}
+	_, ok := live.Ifaces[uint32(idx)]
+	return ok
+}
+
+// filters reports whether the live policy or the staged candidate filters
+// the interface: the program is on it either way (the kernel judges a
+// packet there by the candidate alone when only the candidate filters it).
+func (f *Filter) filters(idx int) bool {
+	if f.liveFilters(idx) {
+		return true
+	}
+	_, ok := f.stage.ifaces[uint32(idx)]
+	return f.stage.slot != 0 && ok
+}
+
+// follow attaches the program to the interfaces among ifaces that the live
+// policy or the candidate filters, and detaches it where neither does.
+func (f *Filter) follow(ifaces []Iface) []error {
+	var errs []error
+	for _, ifc := range ifaces {
+		if f.filters(ifc.Index) {
+			if err := f.attach(ifc); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return append(errs, f.detachUnfiltered()...)
+}
+
+// detachUnfiltered detaches the program where neither the live policy nor
+// the candidate filters.
+func (f *Filter) detachUnfiltered() []error {
+	var errs []error
+	for idx, a := range f.attached {
+		if !f.filters(idx) {
+			if err := f.detach(a); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errs
 }
 
 // prepareCgroups makes the kernel track the cgroups at or below paths

@@ -266,6 +266,7 @@ type filterStage struct {
 		_ [4]byte
 	}
 	K       filterNtfDiffKey
+	One     uint64
 	V6      uint8
 	Differs uint8
 	Emit    uint8
@@ -304,6 +305,7 @@ const (
 	filterVarNtfNocache          = "ntf_nocache"
 	filterVarNtfRejectBurstNs    = "ntf_reject_burst_ns"
 	filterVarNtfRejectCostNs     = "ntf_reject_cost_ns"
+	filterVarNtfScratchKey       = "ntf_scratch_key"
 	filterVarUnusedAction        = "unused_action"
 	filterVarUnusedBucket        = "unused_bucket"
 	filterVarUnusedCg            = "unused_cg"
@@ -403,6 +405,7 @@ type filterVariableSpecs struct {
 	NtfNocache         *ebpf.VariableSpec `ebpf:"ntf_nocache"`
 	NtfRejectBurstNs   *ebpf.VariableSpec `ebpf:"ntf_reject_burst_ns"`
 	NtfRejectCostNs    *ebpf.VariableSpec `ebpf:"ntf_reject_cost_ns"`
+	NtfScratchKey      *ebpf.VariableSpec `ebpf:"ntf_scratch_key"`
 	UnusedAction       *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedBucket       *ebpf.VariableSpec `ebpf:"unused_bucket"`
 	UnusedCg           *ebpf.VariableSpec `ebpf:"unused_cg"`
@@ -498,6 +501,7 @@ type filterVariables struct {
 	NtfNocache         *ebpf.Variable `ebpf:"ntf_nocache"`
 	NtfRejectBurstNs   *ebpf.Variable `ebpf:"ntf_reject_burst_ns"`
 	NtfRejectCostNs    *ebpf.Variable `ebpf:"ntf_reject_cost_ns"`
+	NtfScratchKey      *ebpf.Variable `ebpf:"ntf_scratch_key"`
 	UnusedAction       *ebpf.Variable `ebpf:"unused_action"`
 	UnusedBucket       *ebpf.Variable `ebpf:"unused_bucket"`
 	UnusedCg           *ebpf.Variable `ebpf:"unused_cg"`

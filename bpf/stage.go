@@ -26,6 +26,7 @@ type staging struct {
 	policy *policy.Policy
 	enc    *encoder // its own ids, counters unused: the kernel does not count it
 	rules  []Rule   // by staged rule id - 1
+	ifaces map[uint32]filterNtfIface // the interfaces it filters, by index
 	inner  [2]slotMaps
 	// endedAtStart: the pins held an earlier run's stage, which Open
 	// ended (a stage never outlives the daemon that reports on it).
@@ -85,15 +86,21 @@ func (f *Filter) setActive(live, staged uint32) error {
 }
 
 // Stage puts a candidate policy beside the live one: the kernel judges
-// every packet of the interfaces the live policy filters by both, goes by
-// the live verdict only, and counts where the candidate differs (read with
-// StagedDiffs). Ifaces are the interfaces of the network namespace, as
-// Apply takes them. A candidate staged before is replaced, and the counts
-// start again.
+// every packet of the interfaces either filters by both, goes by the live
+// verdict only, and counts where the candidate differs (read with
+// StagedDiffs); where only the candidate filters, the live verdict is the
+// pass the packet gets. Ifaces are the interfaces of the network
+// namespace, as Apply takes them. A candidate staged before is replaced,
+// and the counts start again.
 func (f *Filter) Stage(p *policy.Policy, ifaces []Iface) error {
 	if err := f.stageIn(p, ifaces); err != nil {
 		return err
 	}
+	// The program leaves where only a candidate staged before filtered.
+	// Should that fail, it passes every packet there (no policy filters
+	// the interface) until the next Apply detaches it: the stage is in
+	// force, which an error here would deny.
+	f.detachUnfiltered()
 	return f.clearDiffs()
 }
 
@@ -127,6 +134,16 @@ func (f *Filter) stageIn(p *policy.Policy, ifaces []Iface) error {
 		st.enc.cgroupBits = f.cg.masks()
 	}
 	c := st.enc.encode(p, ifaces, f.gen, LogNone)
+	// The program goes on every interface the candidate filters before
+	// the candidate is in force; on one that the live policy does not
+	// filter it passes every packet until then.
+	for _, ifc := range ifaces {
+		if _, ok := c.Ifaces[uint32(ifc.Index)]; ok {
+			if err := f.attach(ifc); err != nil {
+				return errors.Join(fmt.Errorf("stage: %w", err), errors.Join(f.detachUnfiltered()...))
+			}
+		}
+	}
 	next := uint32(firstStagedSlot)
 	if st.slot == next {
 		next++
@@ -155,7 +172,7 @@ func (f *Filter) stageIn(p *policy.Policy, ifaces []Iface) error {
 		return fmt.Errorf("stage slot %d: %w", next, err)
 	}
 	f.mu.Lock()
-	st.slot, st.policy, st.rules = next, p, c.Rules
+	st.slot, st.policy, st.rules, st.ifaces = next, p, c.Rules, c.Ifaces
 	f.mu.Unlock()
 	return nil
 }
@@ -183,7 +200,7 @@ func (f *Filter) Unstage() (map[DiffKey]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	return diffs, errors.Join(f.clearDiffs(), f.cg.release(f.watchedPaths()))
+	return diffs, errors.Join(f.clearDiffs(), f.cg.release(f.watchedPaths()), errors.Join(f.detachUnfiltered()...))
 }
 
 // watchedPaths are the cgroup paths of the live and the staged policy.
@@ -205,6 +222,7 @@ func (f *Filter) loseStage(why error) {
 	f.stage.slot, f.stage.policy = 0, nil
 	f.stage.lost = why
 	f.mu.Unlock()
+	// Apply, which lost the stage, detaches where only it filtered.
 	if err := f.cg.release(f.watchedPaths()); err != nil {
 		f.mu.Lock()
 		f.stage.lost = errors.Join(f.stage.lost, err)

@@ -5,6 +5,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"runtime"
 	"testing"
 
@@ -149,6 +150,68 @@ func TestStage(t *testing.T) {
 				t.Errorf("bob's event %+v, want denied, staged allow", ev)
 			}
 		}
+	})
+
+	// An interface that only the candidate filters: the program goes on
+	// it for the stage, every packet there passes (the live policy does
+	// not filter it), and the candidate's differences are counted
+	// against that pass. Unstaging takes the program off again.
+	t.Run("candidate alone filters an interface", func(t *testing.T) {
+		if _, err := f.Unstage(); err != nil { // the one above filters eth0
+			t.Fatal(err)
+		}
+		loOnly := compile(t, map[string]config.Action{"lo": config.Allow})
+		apply(t, tp.Client, f, loOnly, LogDenied)
+		eth0 := -1
+		for _, ifc := range ifaces() {
+			if ifc.Name == "eth0" {
+				eth0 = ifc.Index
+			}
+		}
+		if _, ok := f.attached[eth0]; ok || eth0 < 0 {
+			t.Fatalf("eth0 (index %d) attached with a live policy that filters lo alone", eth0)
+		}
+		stage(t, aliceOnly)
+		if _, ok := f.attached[eth0]; !ok {
+			t.Fatal("the candidate filters eth0, the program is not on it")
+		}
+		if got := attachedNames(f); !slices.Equal(got, []string{"lo/" + string(f.Mode())}) {
+			t.Errorf("Attachments %v, want the live policy's lo alone", got)
+		}
+		drain(events)
+		testnet.Expect(t, bob, imds4, port, passes)
+		testnet.Expect(t, alice, imds4, port, passes)
+		diffs, err := f.StagedDiffs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := sumDiffs(diffs, 1002, ActionAllow, ActionDeny); n < 2 {
+			t.Errorf("bob newly denied on eth0: %d packets counted, want his TCP and UDP (%v)", n, diffs)
+		}
+		if n := sumDiffs(diffs, 1001, ActionAllow, ActionDeny); n != 0 {
+			t.Errorf("alice: %d differences counted, want none", n)
+		}
+		evs := ownEvents(t, events, 1002, imds4)
+		if len(evs) == 0 {
+			t.Error("no event for bob's packets on eth0")
+		}
+		for _, ev := range evs {
+			if !ev.Allowed || !ev.Staged || ev.StagedAction != ActionDeny || ev.Rule != 0 {
+				t.Errorf("bob's event %+v, want allowed (live: unfiltered, rule 0), staged deny", ev)
+			}
+		}
+		// A live reload keeps the program where the candidate filters.
+		apply(t, tp.Client, f, loOnly, LogDenied)
+		if _, ok := f.attached[eth0]; !ok {
+			t.Error("a live reload took the program off eth0 while the candidate filters it")
+		}
+		if _, err := f.Unstage(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := f.attached[eth0]; ok {
+			t.Error("unstaged, the program is still on eth0, which the live policy does not filter")
+		}
+		testnet.Expect(t, bob, imds4, port, passes)
 	})
 
 	// A flood of one difference: counted exactly, reported in events at
