@@ -24,8 +24,8 @@ const firstStagedSlot = slots
 type staging struct {
 	slot   uint32 // in force: firstStagedSlot or the next; 0: nothing staged
 	policy *policy.Policy
-	enc    *encoder // its own ids, counters unused: the kernel does not count it
-	rules  []Rule   // by staged rule id - 1
+	enc    *encoder                  // its own ids, counters unused: the kernel does not count it
+	rules  []Rule                    // by staged rule id - 1
 	ifaces map[uint32]filterNtfIface // the interfaces it filters, by index
 	inner  [2]slotMaps
 	// endedAtStart: the pins held an earlier run's stage, which Open

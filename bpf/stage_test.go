@@ -5,8 +5,8 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
