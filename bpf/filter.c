@@ -922,23 +922,31 @@ static __always_inline bool cache_holds(const struct ntf_verdict_entry *e, __u32
 	       e->dst[1] == addr[1] && e->dst[2] == addr[2] && e->dst[3] == addr[3] && (!e->narrowed || e->tp == tp);
 }
 
-// cache_read looks the destination up in this CPU's verdict cache and
-// fills r from the entry when it holds the destination for this policy
-// epoch. *ep and *seq are the entry and the sequence it was read at, for
-// remembering a new answer in it (claim), found or not.
-static __always_inline bool cache_read(__u64 epoch, __u32 table, const __u32 *addr, __u32 tp, struct found *r,
-				       struct ntf_verdict_entry **ep, __u32 *seqp)
+// cache_entry returns this CPU's verdict cache entry for the destination
+// (whatever it holds) and the sequence count it is read at.
+static __always_inline struct ntf_verdict_entry *cache_entry(__u32 table, const __u32 *addr, __u32 *seqp)
 {
 	__u32 idx = verdict_slot(table, addr);
 	struct ntf_verdict_entry *e = bpf_map_lookup_elem(&ntf_verdict_cache, &idx);
+	if (e) {
+		*seqp = READ_ONCE(e->seq);
+		barrier();
+	}
+	return e;
+}
+
+// cache_read fills r from this CPU's verdict cache entry for the
+// destination when it holds the destination for this policy epoch. *ep and
+// *seq are the entry and the sequence it was read at, for remembering a new
+// answer in it (claim), found or not.
+static __always_inline bool cache_read(__u64 epoch, __u32 table, const __u32 *addr, __u32 tp, struct found *r,
+				       struct ntf_verdict_entry **ep, __u32 *seqp)
+{
+	struct ntf_verdict_entry *e = cache_entry(table, addr, seqp);
 	*ep = e;
-	if (!e)
+	if (!e || !cache_holds(e, *seqp, epoch, table, addr, tp))
 		return false;
-	__u32 seq = READ_ONCE(e->seq);
-	*seqp = seq;
-	barrier();
-	if (!cache_holds(e, seq, epoch, table, addr, tp))
-		return false;
+	__u32 seq = *seqp;
 	r->rule = e->rule;
 	r->counter = e->counter;
 	r->owners = e->owners;
@@ -968,13 +976,9 @@ static __always_inline bool decide_cached(struct __sk_buff *skb, __u64 epoch, __
 {
 	if (!epoch)
 		return false;
-	__u32 idx = verdict_slot(table, addr);
-	struct ntf_verdict_entry *e = bpf_map_lookup_elem(&ntf_verdict_cache, &idx);
-	if (!e)
-		return false;
-	__u32 seq = READ_ONCE(e->seq);
-	barrier();
-	if (!cache_holds(e, seq, epoch, table, addr, tp))
+	__u32 seq;
+	struct ntf_verdict_entry *e = cache_entry(table, addr, &seq);
+	if (!e || !cache_holds(e, seq, epoch, table, addr, tp))
 		return false;
 	v->rule = e->rule;
 	v->counter = e->counter;
