@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -167,11 +168,22 @@ func TestQuickRun(t *testing.T) {
 	if sc := res.Scale; sc == nil || sc.Ranges != QuickConfig().ScaleRanges || !sc.Checked || sc.StartMs <= 0 || sc.Reload.LiveMs <= 0 || sc.Idle.RSSKiB <= 0 {
 		t.Errorf("scale %+v", sc)
 	}
+	// Per packet: both attach modes (tcx where the kernel has it), both
+	// families, both senders, each with the empty program and ours.
+	if pp := res.PerPacket; pp == nil || pp.Error != "" || (len(pp.Rows) != 8 && len(pp.Rows) != 4) {
+		t.Errorf("per packet %+v", pp)
+	} else {
+		for _, row := range pp.Rows {
+			if row.EmptyNs <= 0 || row.OursNs <= 0 || row.EmptySender <= 0 || row.OursSender <= 0 {
+				t.Errorf("per-packet row %+v", row)
+			}
+		}
+	}
 	if _, err := json.Marshal(res); err != nil {
 		t.Errorf("results do not marshal: %v", err)
 	}
 	md := Markdown(res)
-	for _, want := range []string{"## 2. Throughput", "| net-tc-filter | 100 |", "| empty-tcx | 100 |", "| empty-clsact | 100 |", "## 3. Policy load", "## 4. Daemon footprint", "## 5. Scale", "**MISSING**"} {
+	for _, want := range []string{"## 2. Throughput", "| net-tc-filter | 100 |", "| empty-tcx | 100 |", "| empty-clsact | 100 |", "Per packet on real traffic", "| clsact | ipv6 | 64 |", "## 3. Policy load", "## 4. Daemon footprint", "## 5. Scale", "**MISSING**"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
@@ -265,5 +277,47 @@ func TestScaleGoals(t *testing.T) {
 		if g := goal(scaleGoals(r), prefix); g.Status != "MISSING" {
 			t.Errorf("measured at another size, %s is %s", g.Name, g.Status)
 		}
+	}
+}
+
+// TestPerPacket: BenchmarkPerPacket's lines pair into rows of medians,
+// and the goal takes the worst row of each sender.
+func TestPerPacket(t *testing.T) {
+	line := func(name string, prog, sender float64) GoBench {
+		return GoBench{Name: "BenchmarkPerPacket/" + name, Iterations: 1000, Metrics: map[string]float64{"prog-ns/pkt": prog, "ns/op": sender}}
+	}
+	lines := []GoBench{
+		line("tcx/empty/ipv4/batch1", 80, 6000), line("tcx/empty/ipv4/batch1", 90, 6100), line("tcx/empty/ipv4/batch1", 85, 6200),
+		line("tcx/ntf/ipv4/batch1", 200, 6500), line("tcx/ntf/ipv4/batch1", 100, 6400), line("tcx/ntf/ipv4/batch1", 105, 6300),
+		line("tcx/empty/ipv4/batch64", 30, 2000), line("tcx/ntf/ipv4/batch64", 50, 2100),
+		line("clsact/empty/ipv6/batch64", 30, 2000), line("clsact/ntf/ipv6/batch64", 54.5, 2200),
+		{Name: "BenchmarkClassify/empty", Metrics: map[string]float64{"ns/pkt": 13}},
+	}
+	rows, err := PerPacket(lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PerPacketRow{
+		{Mode: "tcx", Family: "ipv4", Batch: 1, EmptyNs: 85, OursNs: 105, AboveNs: 20, EmptySender: 6100, OursSender: 6400},
+		{Mode: "tcx", Family: "ipv4", Batch: 64, EmptyNs: 30, OursNs: 50, AboveNs: 20, EmptySender: 2000, OursSender: 2100},
+		{Mode: "clsact", Family: "ipv6", Batch: 64, EmptyNs: 30, OursNs: 54.5, AboveNs: 24.5, EmptySender: 2000, OursSender: 2200},
+	}
+	if !slices.Equal(rows, want) {
+		t.Fatalf("rows\n%+v\nwant\n%+v", rows, want)
+	}
+	gs := perPacketGoals(&Results{PerPacket: &PerPacketResult{Rows: rows}})
+	if len(gs) != 2 || gs[0].Status != "PASS" || gs[0].Value != "+24.5 ns (clsact ipv6)" || gs[1].Status != "PASS" {
+		t.Errorf("goals %+v", gs)
+	}
+	rows[0].AboveNs = 25.1
+	if gs := perPacketGoals(&Results{PerPacket: &PerPacketResult{Rows: rows}}); gs[1].Status != "FAIL" {
+		t.Errorf("25.1 ns above passes: %+v", gs[1])
+	}
+	if gs := perPacketGoals(&Results{}); gs[0].Status != "MISSING" || gs[1].Status != "MISSING" {
+		t.Errorf("not measured: %+v", gs)
+	}
+	// A case without its empty program has nothing to be read against.
+	if _, err := PerPacket(lines[3:6]); err == nil {
+		t.Error("net-tc-filter without the empty program: no error")
 	}
 }

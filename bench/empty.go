@@ -9,10 +9,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
@@ -40,8 +37,7 @@ type Empty struct {
 	NS     *netlab.NS
 	Clsact bool
 
-	prog *ebpf.Program
-	tcx  link.Link
+	prog *netlab.EmptyProgram
 }
 
 func (e *Empty) Name() string {
@@ -57,70 +53,23 @@ func (e *Empty) Apply(RuleSet) (time.Duration, error) {
 		return 0, nil
 	}
 	start := time.Now()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "ntfb_empty",
-		Type: ebpf.SchedCLS,
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, -1), // TC_ACT_UNSPEC / TCX_NEXT
-			asm.Return(),
-		},
-		License: "Apache-2.0",
-	})
+	p, err := netlab.AttachEmpty(e.NS, Iface, e.Clsact)
 	if err != nil {
-		return 0, fmt.Errorf("empty program: %w", err)
+		return 0, fmt.Errorf("%s: %w", e.Name(), err)
 	}
-	err = e.NS.Do(func() error {
-		ifc, err := net.InterfaceByName(Iface)
-		if err != nil {
-			return err
-		}
-		if !e.Clsact {
-			e.tcx, err = link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: ebpf.AttachTCXEgress})
-			return err
-		}
-		qdisc := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifc.Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}}
-		if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("clsact qdisc: %w", err)
-		}
-		return netlink.FilterReplace(&netlink.BpfFilter{
-			FilterAttrs: netlink.FilterAttrs{LinkIndex: ifc.Index, Parent: netlink.HANDLE_MIN_EGRESS, Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 1},
-			Fd:          prog.FD(), Name: "ntfb_empty", DirectAction: true,
-		})
-	})
-	if err != nil {
-		prog.Close()
-		return 0, fmt.Errorf("attach %s: %w", e.Name(), err)
-	}
-	e.prog = prog
+	e.prog = p
 	return time.Since(start), nil
 }
 
 // Remove detaches the program. The clsact qdisc goes with the lane's
 // namespace.
 func (e *Empty) Remove() error {
-	var err error
-	if e.tcx != nil {
-		err = e.tcx.Close()
-		e.tcx = nil
-	}
-	if e.prog != nil {
-		err = errors.Join(err, e.prog.Close())
-		e.prog = nil
-	}
-	return err
-}
-
-// ProgID is the kernel's id of the attached program (for bpf_stats).
-func (e *Empty) ProgID() (ebpf.ProgramID, error) {
 	if e.prog == nil {
-		return 0, errors.New("not attached")
+		return nil
 	}
-	info, err := e.prog.Info()
-	if err != nil {
-		return 0, err
-	}
-	id, _ := info.ID()
-	return id, nil
+	err := e.prog.Close()
+	e.prog = nil
+	return err
 }
 
 // ProgStat is what the kernel counted of one filter's tc program during
@@ -142,7 +91,7 @@ func laneProgram(l *lane, f Filter) (*ebpf.Program, error) {
 		if f.prog == nil {
 			return nil, errors.New("empty program not attached")
 		}
-		return f.prog.Clone()
+		return f.prog.Prog.Clone()
 	case *Ours:
 		var prog *ebpf.Program
 		err := l.tp.Client.Do(func() error {

@@ -39,14 +39,14 @@ type Options struct {
 func QuickConfig() Config {
 	return Config{Quick: true, Reps: 1, Seconds: 1, ThroughputSizes: []int{100}, ReloadSizes: []int{100}, ReloadReps: 1,
 		FootprintRanges: 1000, FootprintReloads: 2, FloodSeconds: 1, ScaleRanges: 20000,
-		ClassifyBenchtime: "1x", ClassifyCount: 1, ReloadProbeEveryMs: 1}
+		ClassifyBenchtime: "1x", ClassifyCount: 1, ReloadProbeEveryMs: 1, PerPacketDatagrams: 2000, PerPacketCount: 1}
 }
 
 // FullConfig is the run.
 func FullConfig() Config {
 	return Config{Reps: 7, Seconds: 1, ThroughputSizes: []int{1, 100, 10000}, ReloadSizes: []int{100, 10000, 100000}, ReloadReps: 3,
 		FootprintRanges: 100000, FootprintReloads: 4, FloodSeconds: 5, ScaleRanges: 1000000,
-		ClassifyBenchtime: "1s", ClassifyCount: 3, ReloadProbeEveryMs: 1}
+		ClassifyBenchtime: "1s", ClassifyCount: 3, ReloadProbeEveryMs: 1, PerPacketDatagrams: 200000, PerPacketCount: 5}
 }
 
 // steadyWait is how long after a cold load every filter is left before its

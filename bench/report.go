@@ -69,6 +69,12 @@ const (
 	GoalClassifyRanges = 100000
 )
 
+// Goal targets of issue 23 (per packet on real traffic).
+const (
+	GoalPerPacketNs     = 25.0  // above the empty program of the same attach mode
+	GoalPerPacketRanges = 10000 //
+)
+
 // Goal targets of issue 19 (scale).
 const (
 	GoalRSSMiB        = 40.0    // idle, after reloads and during a flood, at GoalRSSRanges
@@ -189,7 +195,37 @@ func Goals(r *Results) []Goal {
 		g6.Status = status(f.Flood.CPUPercent < 100)
 	}
 	g = append(g, g5, g6)
+	g = append(g, perPacketGoals(r)...)
 	return append(g, scaleGoals(r)...)
+}
+
+// perPacketGoals judges issue 23's goal: on real traffic at
+// GoalPerPacketRanges ranges, the program costs at most GoalPerPacketNs
+// more than the empty program of the same attach mode, in every mode and
+// family, for each of the two senders.
+func perPacketGoals(r *Results) []Goal {
+	var g []Goal
+	for _, s := range []struct {
+		batch int
+		name  string
+	}{{64, "sendmmsg, 64 datagrams a call"}, {1, "one datagram a call, like iperf3's writes"}} {
+		goal := Goal{Part: 2, Name: fmt.Sprintf("per packet on real traffic at %d ranges above the empty program, same attach mode, IPv4 and IPv6 (%s)", GoalPerPacketRanges, s.name),
+			Target: fmt.Sprintf("≤ %.0f ns", GoalPerPacketNs), Status: "MISSING", Value: "not measured"}
+		if pp := r.PerPacket; pp != nil && pp.Error == "" {
+			worst, at := math.Inf(-1), ""
+			for _, row := range pp.Rows {
+				if row.Batch == s.batch && row.AboveNs > worst {
+					worst, at = row.AboveNs, row.Mode+" "+row.Family
+				}
+			}
+			if at != "" {
+				goal.Value = fmt.Sprintf("%+.1f ns (%s)", worst, at)
+				goal.Status = status(worst <= GoalPerPacketNs)
+			}
+		}
+		g = append(g, goal)
+	}
+	return g
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }
@@ -348,6 +384,20 @@ func Markdown(r *Results) string {
 			p("|---|---:|---:|---:|")
 			for _, st := range t.ProgStats {
 				p("| %s | %d | %d | %.1f |", st.Filter, st.Size, st.Runs, st.NsPerRun)
+			}
+			p("")
+		}
+		if pp := r.PerPacket; pp != nil {
+			p("Per packet on real traffic (issue 23): `%s` — the allowed user's 64-byte datagrams to a range of a %d-range policy, through a veth of their own, the program attached as the daemon attaches it and an empty program attached the same way; each figure the median of the runs. *program* is the program's own time per packet from `bpf_stats` (with its two clock reads); *sender* the sender's time per datagram. The sender enters the kernel once per datagram (batch 1) or once per 64 (batch 64, `sendmmsg`).", pp.Command, GoalPerPacketRanges)
+			p("")
+			if pp.Error != "" {
+				p("No result: %s.", pp.Error)
+			} else {
+				p("| attach | family | batch | empty program ns | net-tc-filter ns | above empty | sender ns, empty | sender ns, net-tc-filter |")
+				p("|---|---|---:|---:|---:|---:|---:|---:|")
+				for _, row := range pp.Rows {
+					p("| %s | %s | %d | %.1f | %.1f | %+.1f | %.0f | %.0f |", row.Mode, row.Family, row.Batch, row.EmptyNs, row.OursNs, row.AboveNs, row.EmptySender, row.OursSender)
+				}
 			}
 			p("")
 		}

@@ -8,6 +8,7 @@ type Results struct {
 	Config      Config            `json:"config"`
 	Classify    *ClassifyResult   `json:"classify,omitempty"`
 	Throughput  *ThroughputResult `json:"throughput,omitempty"`
+	PerPacket   *PerPacketResult  `json:"per_packet,omitempty"`
 	Reload      *ReloadResult     `json:"reload,omitempty"`
 	Footprint   *FootprintResult  `json:"footprint,omitempty"`
 	Scale       *ScaleResult      `json:"scale,omitempty"`
@@ -51,6 +52,8 @@ type Config struct {
 	ClassifyBenchtime  string  `json:"classify_benchtime"`
 	ClassifyCount      int     `json:"classify_count"`
 	ReloadProbeEveryMs float64 `json:"reload_probe_every_ms"`
+	PerPacketDatagrams int     `json:"per_packet_datagrams"` // per run of each BenchmarkPerPacket case
+	PerPacketCount     int     `json:"per_packet_count"`
 }
 
 // ClassifyResult is part 1: the classifier under BPF_PROG_TEST_RUN.

@@ -175,7 +175,7 @@ func (h *Harness) throughput(ctx context.Context) (err error) {
 		}
 	}
 	r.Rows, r.Comparisons = summarize(r.Samples, h.opts.ThroughputSizes)
-	return nil
+	return h.perPacket(ctx)
 }
 
 // udpRound runs the alternating sender as the allowed user over every lane

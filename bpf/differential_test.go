@@ -462,13 +462,15 @@ func cachedVerdicts(t *testing.T, f *Filter) int {
 	t.Helper()
 	n := 0
 	for i := range f.objs.NtfVerdictCache.MaxEntries() {
-		var perCPU []filterNtfVerdictEntry
+		var perCPU []filterNtfVerdictBlock
 		if err := f.objs.NtfVerdictCache.Lookup(i, &perCPU); err != nil {
 			t.Fatal(err)
 		}
-		for _, e := range perCPU {
-			if e.Epoch == f.epoch && e.Seq%2 == 0 {
-				n++
+		for _, b := range perCPU {
+			for _, e := range b.E {
+				if e.Epoch == f.epoch && e.Seq%2 == 0 {
+					n++
+				}
 			}
 		}
 	}

@@ -157,8 +157,9 @@ func (f *Filter) Counters() (Counters, error) {
 	f.mu.Lock()
 	ifaces := len(f.counters.ifaceNames)
 	f.mu.Unlock()
+	r := f.newTrafficReader()
 	for i := range ifaces {
-		v, err := f.readVerdicts(false, uint32(i))
+		v, err := r.verdicts(false, uint32(i))
 		if err != nil {
 			return c, fmt.Errorf("read interface counters: %w", err)
 		}

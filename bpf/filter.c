@@ -91,19 +91,22 @@ struct {
 
 // Direct-mapped per-CPU caches: most packets go to a few destinations from a
 // few owners, so the policy's hash and trie lookups are paid once per
-// (destination, owner) and CPU, not per packet.
+// (destination, owner) and CPU, not per packet. Their entries are kept in
+// blocks, for the reason ntf_traffic's counters are: with an element per
+// entry, every lookup first loads the entry's pointer from an array of
+// them (8 KB for the verdicts), a cache line more per packet.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NTF_IFACE_CACHE);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct ntf_iface_entry);
+	__type(value, struct ntf_iface_block);
 } ntf_iface_cache SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NTF_VERDICT_CACHE);
+	__uint(max_entries, NTF_VERDICT_CACHE / NTF_VERDICT_BLOCK);
 	__type(key, __u32);
-	__type(value, struct ntf_verdict_entry);
+	__type(value, struct ntf_verdict_block);
 } ntf_verdict_cache SEC(".maps");
 
 // Set by benchmarks to measure the uncached path.
@@ -143,21 +146,20 @@ struct {
 	__type(value, __u64);
 } ntf_counters SEC(".maps");
 
-// Allowed and denied packets per interface and per endpoint, at
-// [counter*2 + allowed]; user space knows which counter is whose.
+// Allowed and denied packets per interface and per endpoint: interface
+// counter i at [i*2 + allowed], endpoint counter j at [NTF_TRAFFIC_ENDPOINTS
+// + j*2 + allowed]; user space knows which counter is whose. They are kept
+// in blocks because a per-CPU array holds a pointer per element: with an
+// element per counter, the pointers of the two maps this replaces filled
+// 64 KB each, in vmalloc'd pages, and every packet paid address
+// translation for two of those pages besides the counters' own, after
+// each syscall's TLB flush ~60 ns (README, per packet).
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NTF_MAX_COUNTERS * 2);
+	__uint(max_entries, NTF_TRAFFIC_BLOCKS);
 	__type(key, __u32);
-	__type(value, __u64);
-} ntf_iface_counters SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NTF_MAX_COUNTERS * 2);
-	__type(key, __u32);
-	__type(value, __u64);
-} ntf_endpoint_counters SEC(".maps");
+	__type(value, struct ntf_traffic_block);
+} ntf_traffic SEC(".maps");
 
 // Audited packets (mode: audit: not allowed, passed) per interface and per
 // endpoint, at [counter]. They are counted here instead of in the columns
@@ -356,6 +358,15 @@ static __always_inline void count_in(void *map, __u32 idx)
 static __always_inline void count(__u32 idx)
 {
 	count_in(&ntf_counters, idx);
+}
+
+// count_traffic counts a packet at [idx] of ntf_traffic.
+static __always_inline void count_traffic(__u32 idx)
+{
+	__u32 block = idx / NTF_TRAFFIC_BLOCK;
+	struct ntf_traffic_block *b = bpf_map_lookup_elem(&ntf_traffic, &block);
+	if (b)
+		b->n[idx % NTF_TRAFFIC_BLOCK] += 1;
 }
 
 // claim takes a cache entry for writing when nothing wrote it since its
@@ -840,11 +851,12 @@ enum iface_result {
 // through the per-CPU cache when the slot has an epoch.
 static __always_inline enum iface_result find_iface(__u32 ifindex, __u32 s, __u64 epoch, struct ntf_iface *out)
 {
-	__u32 idx = ifindex & (NTF_IFACE_CACHE - 1);
+	__u32 zero = 0;
 	struct ntf_iface_entry *e = NULL;
 	if (epoch) {
-		e = bpf_map_lookup_elem(&ntf_iface_cache, &idx);
-		if (e) {
+		struct ntf_iface_block *b = bpf_map_lookup_elem(&ntf_iface_cache, &zero);
+		if (b) {
+			e = &b->e[ifindex & (NTF_IFACE_CACHE - 1)];
 			__u32 seq = READ_ONCE(e->seq);
 			if (!(seq & 1) && e->ifindex == ifindex && e->epoch == epoch) {
 				barrier();
@@ -927,11 +939,13 @@ static __always_inline bool cache_holds(const struct ntf_verdict_entry *e, __u32
 static __always_inline struct ntf_verdict_entry *cache_entry(__u32 table, const __u32 *addr, __u32 *seqp)
 {
 	__u32 idx = verdict_slot(table, addr);
-	struct ntf_verdict_entry *e = bpf_map_lookup_elem(&ntf_verdict_cache, &idx);
-	if (e) {
-		*seqp = READ_ONCE(e->seq);
-		barrier();
-	}
+	__u32 block = idx / NTF_VERDICT_BLOCK;
+	struct ntf_verdict_block *b = bpf_map_lookup_elem(&ntf_verdict_cache, &block);
+	if (!b)
+		return NULL;
+	struct ntf_verdict_entry *e = &b->e[idx % NTF_VERDICT_BLOCK];
+	*seqp = READ_ONCE(e->seq);
+	barrier();
 	return e;
 }
 
@@ -1668,8 +1682,8 @@ int ntf_egress(struct __sk_buff *skb)
 		count_in(&ntf_iface_audited, ifc->counter & (NTF_MAX_COUNTERS - 1));
 		count_in(&ntf_endpoint_audited, v.counter & (NTF_MAX_COUNTERS - 1));
 	} else {
-		count_in(&ntf_iface_counters, ((ifc->counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
-		count_in(&ntf_endpoint_counters, ((v.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+		count_traffic(((ifc->counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
+		count_traffic(NTF_TRAFFIC_ENDPOINTS + (((v.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed));
 	}
 	// An audited packet is logged where a denied one would be.
 	if (ifc->log == NTF_LOG_ALL || (ifc->log == NTF_LOG_DENIED && !v.allowed) || (st && st->emit)) {

@@ -16,11 +16,15 @@
  * malformed. An IPv4 source route holds at most 9. */
 #define NTF_MAX_ROUTE 16
 #define NTF_RINGBUF_BYTES (1 << 22)
-/* Per-interface and per-endpoint packet counters: [index*2 + allowed]. */
+/* Per-interface and per-endpoint packet counters (ntf_traffic). */
 #define NTF_MAX_COUNTERS 4096
+#define NTF_TRAFFIC_BLOCK 1024 /* counters per element of ntf_traffic */
+#define NTF_TRAFFIC_ENDPOINTS (NTF_MAX_COUNTERS * 2) /* ntf_traffic's first endpoint counter */
+#define NTF_TRAFFIC_BLOCKS (NTF_MAX_COUNTERS * 4 / NTF_TRAFFIC_BLOCK)
 /* Per-CPU caches in front of the policy maps; powers of two. */
 #define NTF_IFACE_CACHE 64
 #define NTF_VERDICT_CACHE 1024
+#define NTF_VERDICT_BLOCK 256 /* entries per element of ntf_verdict_cache (16 KB) */
 
 /* Owner uid reported for packets without a socket. Never a valid uid. */
 #define NTF_UID_UNOWNED 0xffffffff
@@ -63,7 +67,7 @@ struct ntf_iface {
 	__u8 l2_len; /* 14 (Ethernet) or 0 (L3 device) */
 	__u8 log;    /* enum ntf_log */
 	__u8 flags;  /* enum ntf_iface_flags */
-	__u32 counter; /* index into ntf_iface_counters */
+	__u32 counter; /* interface counter: ntf_traffic and ntf_iface_audited */
 };
 
 enum ntf_iface_flags {
@@ -134,7 +138,7 @@ struct ntf_range {
 	__u32 rule;   /* 1-based id of (table, prefix), for the decision log */
 	__u32 owners; /* owner set whose uids may pass; NARROWED: class table */
 	__u32 flags;  /* NTF_RANGE_* */
-	__u32 counter; /* index into ntf_endpoint_counters; 0: the interface default */
+	__u32 counter; /* endpoint counter (ntf_traffic, ntf_endpoint_audited); 0: the interface default */
 	/* Cgroup principals whose sockets may pass (bits of ntf_cg.bits);
 	 * 0: the socket's cgroup is never asked for. */
 	__u64 cgroups;
@@ -186,6 +190,10 @@ struct ntf_iface_entry {
 	struct ntf_iface ifc;
 };
 
+struct ntf_iface_block {
+	struct ntf_iface_entry e[NTF_IFACE_CACHE];
+};
+
 /* What decides for a destination: its range (or the default), with the last
  * owner checked against the range's owner set. */
 struct ntf_verdict_entry {
@@ -206,6 +214,14 @@ struct ntf_verdict_entry {
 	__u8 silent;   /* denied packets are not answered (deny: drop) */
 	__u8 pad[2];
 	__u64 cgroups; /* the range's; asked of the socket's cgroup, never cached */
+};
+
+struct ntf_verdict_block {
+	struct ntf_verdict_entry e[NTF_VERDICT_BLOCK];
+};
+
+struct ntf_traffic_block {
+	__u64 n[NTF_TRAFFIC_BLOCK];
 };
 
 struct ntf_event {

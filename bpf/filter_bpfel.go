@@ -147,12 +147,15 @@ type filterNtfIface struct {
 	Counter      uint32
 }
 
-type filterNtfIfaceEntry struct {
-	_       structs.HostLayout
-	Seq     uint32
-	Ifindex uint32
-	Epoch   uint64
-	Ifc     filterNtfIface
+type filterNtfIfaceBlock struct {
+	_ structs.HostLayout
+	E [64]struct {
+		_       structs.HostLayout
+		Seq     uint32
+		Ifindex uint32
+		Epoch   uint64
+		Ifc     filterNtfIface
+	}
 }
 
 type filterNtfIfaceFlags uint32
@@ -209,6 +212,16 @@ type filterNtfRejectBuf struct {
 	Pseudo [40]uint8
 	Quote  [1536]uint8
 	Mac    [12]uint8
+}
+
+type filterNtfTrafficBlock struct {
+	_ structs.HostLayout
+	N [1024]uint64
+}
+
+type filterNtfVerdictBlock struct {
+	_ structs.HostLayout
+	E [256]filterNtfVerdictEntry
 }
 
 type filterNtfVerdictEntry struct {
@@ -277,50 +290,49 @@ type filterStage struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	filterMapNtfActive           = "ntf_active"
-	filterMapNtfCgWatch          = "ntf_cg_watch"
-	filterMapNtfCgroups          = "ntf_cgroups"
-	filterMapNtfClsact           = "ntf_clsact"
-	filterMapNtfCounters         = "ntf_counters"
-	filterMapNtfEndpointAudited  = "ntf_endpoint_audited"
-	filterMapNtfEndpointCounters = "ntf_endpoint_counters"
-	filterMapNtfEpoch            = "ntf_epoch"
-	filterMapNtfEvents           = "ntf_events"
-	filterMapNtfIfaceAudited     = "ntf_iface_audited"
-	filterMapNtfIfaceCache       = "ntf_iface_cache"
-	filterMapNtfIfaceCounters    = "ntf_iface_counters"
-	filterMapNtfIfaces           = "ntf_ifaces"
-	filterMapNtfOwners           = "ntf_owners"
-	filterMapNtfRanges           = "ntf_ranges"
-	filterMapNtfRejectBucket     = "ntf_reject_bucket"
-	filterMapNtfRejectScratch    = "ntf_reject_scratch"
-	filterMapNtfRouteScratch     = "ntf_route_scratch"
-	filterMapNtfSkAddr           = "ntf_sk_addr"
-	filterMapNtfStageScratch     = "ntf_stage_scratch"
-	filterMapNtfStagedDiffs      = "ntf_staged_diffs"
-	filterMapNtfVerdictCache     = "ntf_verdict_cache"
-	filterProgNtfCgroupMkdir     = "ntf_cgroup_mkdir"
-	filterProgNtfCgroupRelease   = "ntf_cgroup_release"
-	filterProgNtfEgress          = "ntf_egress"
-	filterVarNtfNocache          = "ntf_nocache"
-	filterVarNtfRejectBurstNs    = "ntf_reject_burst_ns"
-	filterVarNtfRejectCostNs     = "ntf_reject_cost_ns"
-	filterVarNtfScratchKey       = "ntf_scratch_key"
-	filterVarUnusedAction        = "unused_action"
-	filterVarUnusedBucket        = "unused_bucket"
-	filterVarUnusedCg            = "unused_cg"
-	filterVarUnusedCgStep        = "unused_cg_step"
-	filterVarUnusedCounter       = "unused_counter"
-	filterVarUnusedDiffKey       = "unused_diff_key"
-	filterVarUnusedEvent         = "unused_event"
-	filterVarUnusedIface         = "unused_iface"
-	filterVarUnusedIfaceFlags    = "unused_iface_flags"
-	filterVarUnusedLog           = "unused_log"
-	filterVarUnusedOwnerKey      = "unused_owner_key"
-	filterVarUnusedRange         = "unused_range"
-	filterVarUnusedRangeFlags    = "unused_range_flags"
-	filterVarUnusedRangeKey      = "unused_range_key"
-	filterVarUnusedVerdictEntry  = "unused_verdict_entry"
+	filterMapNtfActive          = "ntf_active"
+	filterMapNtfCgWatch         = "ntf_cg_watch"
+	filterMapNtfCgroups         = "ntf_cgroups"
+	filterMapNtfClsact          = "ntf_clsact"
+	filterMapNtfCounters        = "ntf_counters"
+	filterMapNtfEndpointAudited = "ntf_endpoint_audited"
+	filterMapNtfEpoch           = "ntf_epoch"
+	filterMapNtfEvents          = "ntf_events"
+	filterMapNtfIfaceAudited    = "ntf_iface_audited"
+	filterMapNtfIfaceCache      = "ntf_iface_cache"
+	filterMapNtfIfaces          = "ntf_ifaces"
+	filterMapNtfOwners          = "ntf_owners"
+	filterMapNtfRanges          = "ntf_ranges"
+	filterMapNtfRejectBucket    = "ntf_reject_bucket"
+	filterMapNtfRejectScratch   = "ntf_reject_scratch"
+	filterMapNtfRouteScratch    = "ntf_route_scratch"
+	filterMapNtfSkAddr          = "ntf_sk_addr"
+	filterMapNtfStageScratch    = "ntf_stage_scratch"
+	filterMapNtfStagedDiffs     = "ntf_staged_diffs"
+	filterMapNtfTraffic         = "ntf_traffic"
+	filterMapNtfVerdictCache    = "ntf_verdict_cache"
+	filterProgNtfCgroupMkdir    = "ntf_cgroup_mkdir"
+	filterProgNtfCgroupRelease  = "ntf_cgroup_release"
+	filterProgNtfEgress         = "ntf_egress"
+	filterVarNtfNocache         = "ntf_nocache"
+	filterVarNtfRejectBurstNs   = "ntf_reject_burst_ns"
+	filterVarNtfRejectCostNs    = "ntf_reject_cost_ns"
+	filterVarNtfScratchKey      = "ntf_scratch_key"
+	filterVarUnusedAction       = "unused_action"
+	filterVarUnusedBucket       = "unused_bucket"
+	filterVarUnusedCg           = "unused_cg"
+	filterVarUnusedCgStep       = "unused_cg_step"
+	filterVarUnusedCounter      = "unused_counter"
+	filterVarUnusedDiffKey      = "unused_diff_key"
+	filterVarUnusedEvent        = "unused_event"
+	filterVarUnusedIface        = "unused_iface"
+	filterVarUnusedIfaceFlags   = "unused_iface_flags"
+	filterVarUnusedLog          = "unused_log"
+	filterVarUnusedOwnerKey     = "unused_owner_key"
+	filterVarUnusedRange        = "unused_range"
+	filterVarUnusedRangeFlags   = "unused_range_flags"
+	filterVarUnusedRangeKey     = "unused_range_key"
+	filterVarUnusedVerdictEntry = "unused_verdict_entry"
 )
 
 // loadFilter returns the embedded CollectionSpec for filter.
@@ -374,28 +386,27 @@ type filterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterMapSpecs struct {
-	NtfActive           *ebpf.MapSpec `ebpf:"ntf_active"`
-	NtfCgWatch          *ebpf.MapSpec `ebpf:"ntf_cg_watch"`
-	NtfCgroups          *ebpf.MapSpec `ebpf:"ntf_cgroups"`
-	NtfClsact           *ebpf.MapSpec `ebpf:"ntf_clsact"`
-	NtfCounters         *ebpf.MapSpec `ebpf:"ntf_counters"`
-	NtfEndpointAudited  *ebpf.MapSpec `ebpf:"ntf_endpoint_audited"`
-	NtfEndpointCounters *ebpf.MapSpec `ebpf:"ntf_endpoint_counters"`
-	NtfEpoch            *ebpf.MapSpec `ebpf:"ntf_epoch"`
-	NtfEvents           *ebpf.MapSpec `ebpf:"ntf_events"`
-	NtfIfaceAudited     *ebpf.MapSpec `ebpf:"ntf_iface_audited"`
-	NtfIfaceCache       *ebpf.MapSpec `ebpf:"ntf_iface_cache"`
-	NtfIfaceCounters    *ebpf.MapSpec `ebpf:"ntf_iface_counters"`
-	NtfIfaces           *ebpf.MapSpec `ebpf:"ntf_ifaces"`
-	NtfOwners           *ebpf.MapSpec `ebpf:"ntf_owners"`
-	NtfRanges           *ebpf.MapSpec `ebpf:"ntf_ranges"`
-	NtfRejectBucket     *ebpf.MapSpec `ebpf:"ntf_reject_bucket"`
-	NtfRejectScratch    *ebpf.MapSpec `ebpf:"ntf_reject_scratch"`
-	NtfRouteScratch     *ebpf.MapSpec `ebpf:"ntf_route_scratch"`
-	NtfSkAddr           *ebpf.MapSpec `ebpf:"ntf_sk_addr"`
-	NtfStageScratch     *ebpf.MapSpec `ebpf:"ntf_stage_scratch"`
-	NtfStagedDiffs      *ebpf.MapSpec `ebpf:"ntf_staged_diffs"`
-	NtfVerdictCache     *ebpf.MapSpec `ebpf:"ntf_verdict_cache"`
+	NtfActive          *ebpf.MapSpec `ebpf:"ntf_active"`
+	NtfCgWatch         *ebpf.MapSpec `ebpf:"ntf_cg_watch"`
+	NtfCgroups         *ebpf.MapSpec `ebpf:"ntf_cgroups"`
+	NtfClsact          *ebpf.MapSpec `ebpf:"ntf_clsact"`
+	NtfCounters        *ebpf.MapSpec `ebpf:"ntf_counters"`
+	NtfEndpointAudited *ebpf.MapSpec `ebpf:"ntf_endpoint_audited"`
+	NtfEpoch           *ebpf.MapSpec `ebpf:"ntf_epoch"`
+	NtfEvents          *ebpf.MapSpec `ebpf:"ntf_events"`
+	NtfIfaceAudited    *ebpf.MapSpec `ebpf:"ntf_iface_audited"`
+	NtfIfaceCache      *ebpf.MapSpec `ebpf:"ntf_iface_cache"`
+	NtfIfaces          *ebpf.MapSpec `ebpf:"ntf_ifaces"`
+	NtfOwners          *ebpf.MapSpec `ebpf:"ntf_owners"`
+	NtfRanges          *ebpf.MapSpec `ebpf:"ntf_ranges"`
+	NtfRejectBucket    *ebpf.MapSpec `ebpf:"ntf_reject_bucket"`
+	NtfRejectScratch   *ebpf.MapSpec `ebpf:"ntf_reject_scratch"`
+	NtfRouteScratch    *ebpf.MapSpec `ebpf:"ntf_route_scratch"`
+	NtfSkAddr          *ebpf.MapSpec `ebpf:"ntf_sk_addr"`
+	NtfStageScratch    *ebpf.MapSpec `ebpf:"ntf_stage_scratch"`
+	NtfStagedDiffs     *ebpf.MapSpec `ebpf:"ntf_staged_diffs"`
+	NtfTraffic         *ebpf.MapSpec `ebpf:"ntf_traffic"`
+	NtfVerdictCache    *ebpf.MapSpec `ebpf:"ntf_verdict_cache"`
 }
 
 // filterVariableSpecs contains global variables before they are loaded into the kernel.
@@ -443,28 +454,27 @@ func (o *filterObjects) Close() error {
 //
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterMaps struct {
-	NtfActive           *ebpf.Map `ebpf:"ntf_active"`
-	NtfCgWatch          *ebpf.Map `ebpf:"ntf_cg_watch"`
-	NtfCgroups          *ebpf.Map `ebpf:"ntf_cgroups"`
-	NtfClsact           *ebpf.Map `ebpf:"ntf_clsact"`
-	NtfCounters         *ebpf.Map `ebpf:"ntf_counters"`
-	NtfEndpointAudited  *ebpf.Map `ebpf:"ntf_endpoint_audited"`
-	NtfEndpointCounters *ebpf.Map `ebpf:"ntf_endpoint_counters"`
-	NtfEpoch            *ebpf.Map `ebpf:"ntf_epoch"`
-	NtfEvents           *ebpf.Map `ebpf:"ntf_events"`
-	NtfIfaceAudited     *ebpf.Map `ebpf:"ntf_iface_audited"`
-	NtfIfaceCache       *ebpf.Map `ebpf:"ntf_iface_cache"`
-	NtfIfaceCounters    *ebpf.Map `ebpf:"ntf_iface_counters"`
-	NtfIfaces           *ebpf.Map `ebpf:"ntf_ifaces"`
-	NtfOwners           *ebpf.Map `ebpf:"ntf_owners"`
-	NtfRanges           *ebpf.Map `ebpf:"ntf_ranges"`
-	NtfRejectBucket     *ebpf.Map `ebpf:"ntf_reject_bucket"`
-	NtfRejectScratch    *ebpf.Map `ebpf:"ntf_reject_scratch"`
-	NtfRouteScratch     *ebpf.Map `ebpf:"ntf_route_scratch"`
-	NtfSkAddr           *ebpf.Map `ebpf:"ntf_sk_addr"`
-	NtfStageScratch     *ebpf.Map `ebpf:"ntf_stage_scratch"`
-	NtfStagedDiffs      *ebpf.Map `ebpf:"ntf_staged_diffs"`
-	NtfVerdictCache     *ebpf.Map `ebpf:"ntf_verdict_cache"`
+	NtfActive          *ebpf.Map `ebpf:"ntf_active"`
+	NtfCgWatch         *ebpf.Map `ebpf:"ntf_cg_watch"`
+	NtfCgroups         *ebpf.Map `ebpf:"ntf_cgroups"`
+	NtfClsact          *ebpf.Map `ebpf:"ntf_clsact"`
+	NtfCounters        *ebpf.Map `ebpf:"ntf_counters"`
+	NtfEndpointAudited *ebpf.Map `ebpf:"ntf_endpoint_audited"`
+	NtfEpoch           *ebpf.Map `ebpf:"ntf_epoch"`
+	NtfEvents          *ebpf.Map `ebpf:"ntf_events"`
+	NtfIfaceAudited    *ebpf.Map `ebpf:"ntf_iface_audited"`
+	NtfIfaceCache      *ebpf.Map `ebpf:"ntf_iface_cache"`
+	NtfIfaces          *ebpf.Map `ebpf:"ntf_ifaces"`
+	NtfOwners          *ebpf.Map `ebpf:"ntf_owners"`
+	NtfRanges          *ebpf.Map `ebpf:"ntf_ranges"`
+	NtfRejectBucket    *ebpf.Map `ebpf:"ntf_reject_bucket"`
+	NtfRejectScratch   *ebpf.Map `ebpf:"ntf_reject_scratch"`
+	NtfRouteScratch    *ebpf.Map `ebpf:"ntf_route_scratch"`
+	NtfSkAddr          *ebpf.Map `ebpf:"ntf_sk_addr"`
+	NtfStageScratch    *ebpf.Map `ebpf:"ntf_stage_scratch"`
+	NtfStagedDiffs     *ebpf.Map `ebpf:"ntf_staged_diffs"`
+	NtfTraffic         *ebpf.Map `ebpf:"ntf_traffic"`
+	NtfVerdictCache    *ebpf.Map `ebpf:"ntf_verdict_cache"`
 }
 
 func (m *filterMaps) Close() error {
@@ -475,12 +485,10 @@ func (m *filterMaps) Close() error {
 		m.NtfClsact,
 		m.NtfCounters,
 		m.NtfEndpointAudited,
-		m.NtfEndpointCounters,
 		m.NtfEpoch,
 		m.NtfEvents,
 		m.NtfIfaceAudited,
 		m.NtfIfaceCache,
-		m.NtfIfaceCounters,
 		m.NtfIfaces,
 		m.NtfOwners,
 		m.NtfRanges,
@@ -490,6 +498,7 @@ func (m *filterMaps) Close() error {
 		m.NtfSkAddr,
 		m.NtfStageScratch,
 		m.NtfStagedDiffs,
+		m.NtfTraffic,
 		m.NtfVerdictCache,
 	)
 }

@@ -75,12 +75,14 @@ func Open(opts Options) (*Filter, error) {
 		f.objs.Close()
 		return nil, err
 	}
-	f.counters = newCounterNames(f.objs.NtfIfaceCounters.MaxEntries() / 2)
+	// ntf_traffic holds an allowed and a denied count per interface
+	// counter and per endpoint counter.
+	f.counters = newCounterNames(f.objs.NtfTraffic.MaxEntries() * uint32(len(filterNtfTrafficBlock{}.N)) / 4)
 	f.enc = newEncoder(f.counters)
 	if !f.fresh {
 		err := f.readSlots()
 		if err == nil {
-			err = clearCounters(f.objs.NtfIfaceCounters, f.objs.NtfEndpointCounters, f.objs.NtfIfaceAudited, f.objs.NtfEndpointAudited)
+			err = clearCounters(f.objs.NtfTraffic, f.objs.NtfIfaceAudited, f.objs.NtfEndpointAudited)
 		}
 		if err != nil {
 			f.objs.Close()

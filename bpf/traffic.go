@@ -83,15 +83,16 @@ func (f *Filter) Traffic() (Traffic, error) {
 	sets := f.counters.endpointSets
 	f.mu.Unlock()
 	t := Traffic{Ifaces: map[string]Verdicts{}, Endpoints: map[string]Verdicts{}}
+	r := f.newTrafficReader()
 	for i, name := range ifaces {
-		v, err := f.readVerdicts(false, uint32(i))
+		v, err := r.verdicts(false, uint32(i))
 		if err != nil {
 			return t, fmt.Errorf("read counters of %s: %w", name, err)
 		}
 		t.Ifaces[name] = v
 	}
 	for i, names := range sets {
-		v, err := f.readVerdicts(true, uint32(i))
+		v, err := r.verdicts(true, uint32(i))
 		if err != nil {
 			return t, fmt.Errorf("read counters of endpoints %v: %w", names, err)
 		}
@@ -109,23 +110,53 @@ func (f *Filter) Traffic() (Traffic, error) {
 	return t, nil
 }
 
-// readVerdicts reads the counters of interface (or, with endpoints,
-// endpoint set) number idx.
-func (f *Filter) readVerdicts(endpoints bool, idx uint32) (Verdicts, error) {
-	verdicts, audited := f.objs.NtfIfaceCounters, f.objs.NtfIfaceAudited
+// trafficReader reads the counters of interfaces and endpoint sets, each
+// block of ntf_traffic at most once.
+type trafficReader struct {
+	f      *Filter
+	blocks map[uint32][]filterNtfTrafficBlock // per CPU, by block
+}
+
+func (f *Filter) newTrafficReader() *trafficReader {
+	return &trafficReader{f: f, blocks: map[uint32][]filterNtfTrafficBlock{}}
+}
+
+// verdicts reads the counters of interface (or, with endpoints, endpoint
+// set) number idx.
+func (r *trafficReader) verdicts(endpoints bool, idx uint32) (Verdicts, error) {
+	first, audited := uint32(0), r.f.objs.NtfIfaceAudited
 	if endpoints {
-		verdicts, audited = f.objs.NtfEndpointCounters, f.objs.NtfEndpointAudited
+		first, audited = r.f.counters.max*2, r.f.objs.NtfEndpointAudited
 	}
 	var v Verdicts
 	for allowed, dst := range []*uint64{&v.Denied, &v.Allowed} {
-		if err := sumPerCPU(verdicts, idx*2+uint32(allowed), dst); err != nil {
+		n, err := r.sum(first + idx*2 + uint32(allowed))
+		if err != nil {
 			return v, err
 		}
+		*dst = n
 	}
 	if err := sumPerCPU(audited, idx, &v.Audited); err != nil {
 		return v, err
 	}
 	return v, nil
+}
+
+// sum is counter idx of ntf_traffic, summed over the CPUs.
+func (r *trafficReader) sum(idx uint32) (uint64, error) {
+	per := uint32(len(filterNtfTrafficBlock{}.N))
+	b, ok := r.blocks[idx/per]
+	if !ok {
+		if err := r.f.objs.NtfTraffic.Lookup(idx/per, &b); err != nil {
+			return 0, err
+		}
+		r.blocks[idx/per] = b
+	}
+	var n uint64
+	for _, c := range b {
+		n += c.N[idx%per]
+	}
+	return n, nil
 }
 
 func sumPerCPU(m *ebpf.Map, idx uint32, dst *uint64) error {
@@ -143,7 +174,10 @@ func sumPerCPU(m *ebpf.Map, idx uint32, dst *uint64) error {
 // indexes meant other interfaces and endpoints then.
 func clearCounters(maps ...*ebpf.Map) error {
 	for _, m := range maps {
-		zero := make([]uint64, ebpf.MustPossibleCPU())
+		zero := make([][]byte, ebpf.MustPossibleCPU())
+		for i := range zero {
+			zero[i] = make([]byte, m.ValueSize())
+		}
 		for i := range m.MaxEntries() {
 			if err := m.Put(i, zero); err != nil {
 				return fmt.Errorf("clear %s: %w", m, err)

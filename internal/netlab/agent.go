@@ -16,6 +16,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -166,6 +169,18 @@ func (a *Agent) Burst(dst netip.Addr, port uint16, n int) (int, error) {
 	return strconv.Atoi(resp)
 }
 
+// BurstBatched sends n 64-byte datagrams to dst:port as fast as the
+// socket takes them, batch (1 or 64) to a sendmmsg(2) call, and returns how
+// many it took. A batch of 1 enters the kernel once a datagram, like
+// iperf3's writes; one of 64, once for 64 datagrams.
+func (a *Agent) BurstBatched(dst netip.Addr, port uint16, n, batch int) (int, error) {
+	resp, err := a.call(fmt.Sprintf("mburst%d %s %d", batch, netip.AddrPortFrom(dst, port), n))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(resp)
+}
+
 // Pid is the agent's process id, e.g. to move it into a cgroup before it
 // opens sockets.
 func (a *Agent) Pid() int { return a.cmd.Process.Pid }
@@ -280,6 +295,10 @@ func serve(req string) string {
 		return stream(dst, ms, 100*time.Microsecond)
 	case "burst":
 		return stream(dst, ms, 0)
+	case "mburst1":
+		return burstBatched(dst, ms, 1)
+	case "mburst64":
+		return burstBatched(dst, ms, 64)
 	case "connecterr", "udperr", "pingerr":
 		return serveAnswer(op, dst, timeout)
 	case "tcp":
@@ -323,6 +342,60 @@ func stream(dst netip.AddrPort, n int, gap time.Duration) string {
 		if gap > 0 {
 			time.Sleep(gap)
 		}
+	}
+	return fmt.Sprintf("ok %d", sent)
+}
+
+// mmsghdr is struct mmsghdr of sendmmsg(2), which x/sys/unix lacks.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// burstBatched sends n 64-byte datagrams to dst from one socket, batch to
+// each sendmmsg(2) call: the kernel is entered once a batch. It returns how
+// many the kernel accepted.
+func burstBatched(dst netip.AddrPort, n, batch int) string {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+	if err != nil {
+		return "error " + err.Error()
+	}
+	defer c.Close()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return "error " + err.Error()
+	}
+	payload := make([]byte, 64)
+	iov := unix.Iovec{Base: &payload[0]}
+	iov.SetLen(len(payload))
+	msgs := make([]mmsghdr, batch)
+	for i := range msgs {
+		msgs[i].hdr.Iov = &iov
+		msgs[i].hdr.SetIovlen(1)
+	}
+	sent := 0
+	var serr error
+	err = raw.Write(func(fd uintptr) bool {
+		for sent < n {
+			batch := min(len(msgs), n-sent)
+			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(batch), 0, 0, 0)
+			if errno == unix.EAGAIN {
+				return false // wait until the socket takes more
+			}
+			if errno != 0 {
+				serr = errno
+				return true
+			}
+			sent += int(r)
+		}
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return "error " + err.Error()
 	}
 	return fmt.Sprintf("ok %d", sent)
 }
