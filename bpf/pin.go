@@ -3,6 +3,7 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -72,6 +73,20 @@ func (f *Filter) pinAll() error {
 	for name, pin := range pins {
 		if err := pinReplace(filepath.Join(f.opts.PinDir, name), pin); err != nil {
 			return fmt.Errorf("pin %s: %w", name, err)
+		}
+	}
+	// An older version's maps that this one does without (renamed,
+	// merged) go with it: nothing adopts them, and each holds kernel
+	// memory for as long as it is pinned.
+	old, err := filepath.Glob(filepath.Join(f.opts.PinDir, "ntf_*"))
+	if err != nil {
+		return err
+	}
+	for _, p := range old {
+		if _, ours := pins[filepath.Base(p)]; !ours {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove an older version's pin: %w", err)
+			}
 		}
 	}
 	return nil

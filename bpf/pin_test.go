@@ -3,6 +3,7 @@
 package bpf
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -99,6 +100,11 @@ func testReplaceStalePins(t *testing.T, mode Mode) {
 		if err := old.Pin(filepath.Join(dir, filterMapNtfActive)); err != nil {
 			return err
 		}
+		// And a map this version does without (the counters before
+		// ntf_traffic), under a name of its own.
+		if err := old.Pin(filepath.Join(dir, "ntf_iface_counters")); err != nil {
+			return err
+		}
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 			Type: ebpf.SchedCLS, License: "GPL",
 			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()},
@@ -157,6 +163,9 @@ func testReplaceStalePins(t *testing.T, mode Mode) {
 	defer pinned.Close()
 	if err := f.spec.Maps[filterMapNtfActive].Compatible(pinned); err != nil {
 		t.Errorf("the stale map is still pinned: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ntf_iface_counters")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an older version's map is still pinned: %v", err)
 	}
 }
 
