@@ -151,9 +151,10 @@ struct {
 // + j*2 + allowed]; user space knows which counter is whose. They are kept
 // in blocks because a per-CPU array holds a pointer per element: with an
 // element per counter, the pointers of the two maps this replaces filled
-// 64 KB each, in vmalloc'd pages, and every packet paid address
-// translation for two of those pages besides the counters' own, after
-// each syscall's TLB flush ~60 ns (README, per packet).
+// 64 KB each, in vmalloc'd pages, and every packet read two of those pages
+// besides the counters' own. Where the TLB is flushed at every syscall
+// (page-table isolation without PCID), each page read is a TLB miss: the
+// blocks took 55-80 ns off a packet there (README: per packet).
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, NTF_TRAFFIC_BLOCKS);
