@@ -112,9 +112,10 @@ struct {
 // Set by benchmarks to measure the uncached path.
 volatile const __u8 ntf_nocache = 0;
 
-// The key of the per-CPU scratch entries, in .rodata: a key on the stack
-// would cost judge_staged the bytes that 6.1 counts against the 512 of its
-// deepest call chain (ntf_egress, judge_staged, decide_at).
+// The key of the per-CPU scratch entries (ntf_route_scratch,
+// ntf_stage_scratch), in .rodata: a key on the stack would cost
+// judge_staged the bytes that 6.1 counts against the 512 of its deepest
+// call chain (ntf_egress, judge_staged, decide_at).
 volatile const __u32 ntf_scratch_key = 0;
 
 // Replies to denied packets, per CPU: one costs ntf_reject_cost_ns of
@@ -361,13 +362,22 @@ static __always_inline void count(__u32 idx)
 	count_in(&ntf_counters, idx);
 }
 
+// in_block is idx's place in its block of n, with the bound computed last:
+// the compiler would otherwise fold the mask into how idx was made, in a
+// form whose bounds 6.1's verifier cannot follow to the pointer.
+static __always_inline __u32 in_block(__u32 idx, __u32 n)
+{
+	barrier_var(idx);
+	return idx & (n - 1);
+}
+
 // count_traffic counts a packet at [idx] of ntf_traffic.
 static __always_inline void count_traffic(__u32 idx)
 {
 	__u32 block = idx / NTF_TRAFFIC_BLOCK;
 	struct ntf_traffic_block *b = bpf_map_lookup_elem(&ntf_traffic, &block);
 	if (b)
-		b->n[idx % NTF_TRAFFIC_BLOCK] += 1;
+		b->n[in_block(idx, NTF_TRAFFIC_BLOCK)] += 1;
 }
 
 // claim takes a cache entry for writing when nothing wrote it since its
@@ -857,7 +867,7 @@ static __always_inline enum iface_result find_iface(__u32 ifindex, __u32 s, __u6
 	if (epoch) {
 		struct ntf_iface_block *b = bpf_map_lookup_elem(&ntf_iface_cache, &zero);
 		if (b) {
-			e = &b->e[ifindex & (NTF_IFACE_CACHE - 1)];
+			e = &b->e[in_block(ifindex, NTF_IFACE_CACHE)];
 			__u32 seq = READ_ONCE(e->seq);
 			if (!(seq & 1) && e->ifindex == ifindex && e->epoch == epoch) {
 				barrier();
@@ -944,7 +954,7 @@ static __always_inline struct ntf_verdict_entry *cache_entry(__u32 table, const 
 	struct ntf_verdict_block *b = bpf_map_lookup_elem(&ntf_verdict_cache, &block);
 	if (!b)
 		return NULL;
-	struct ntf_verdict_entry *e = &b->e[idx % NTF_VERDICT_BLOCK];
+	struct ntf_verdict_entry *e = &b->e[in_block(idx, NTF_VERDICT_BLOCK)];
 	*seqp = READ_ONCE(e->seq);
 	barrier();
 	return e;
@@ -1095,9 +1105,8 @@ struct query {
 	struct ntf_iface ifc;
 	__u64 epoch; // 0: no verdict cache (a staged policy's)
 	__u32 s;     // the policy's slot
-	__u32 table;
+	__u32 table; // IPv4 tables are even, IPv6 tables odd
 	__u32 addr[4];
-	__u32 bits;
 	__u32 tp;
 	__u32 uid; // NTF_UID_UNOWNED until decide() asked the socket
 	bool unowned;
@@ -1116,7 +1125,8 @@ __attribute__((noinline)) int decide_at(struct __sk_buff *skb, struct query *q)
 	if (!q)
 		return 0;
 	q->no_policy = false;
-	q->v = decide(skb, q->s, q->epoch, &q->ifc, q->table, q->addr, q->bits, q->tp, q->unowned, &q->uid,
+	__u32 bits = q->table & 1 ? 128 : 32;
+	q->v = decide(skb, q->s, q->epoch, &q->ifc, q->table, q->addr, bits, q->tp, q->unowned, &q->uid,
 		      &q->no_policy);
 	return 0;
 }
@@ -1167,7 +1177,6 @@ __attribute__((noinline)) int judge_route(struct __sk_buff *skb, struct hops *h)
 		if (!v4)
 			v4 = v4mapped(q->addr);
 		q->table = q->ifc.table * 2 + !v4;
-		q->bits = v4 ? 32 : 128;
 		decide_at(skb, q);
 		if (q->no_policy) {
 			h->no_policy = true;
@@ -1244,7 +1253,6 @@ __attribute__((noinline)) int judge_staged(struct __sk_buff *skb)
 		break;
 	case IFACE_OK:
 		q->table = q->ifc.table * 2 + a->v6;
-		q->bits = a->v6 ? 128 : 32;
 		decide_at(skb, q);
 		if (q->no_policy)
 			return 0;
@@ -1604,7 +1612,6 @@ int ntf_egress(struct __sk_buff *skb)
 		unowned = true;
 
 	q.table = ifc->table * 2 + (p.family == 6);
-	q.bits = p.family == 6 ? 128 : 32;
 	// Every address of a source route is judged for the same transport.
 	q.tp = (__u32)p.proto << 24 | (__u32)p.frag << 16 | p.dport;
 	q.unowned = unowned;
@@ -1623,7 +1630,7 @@ int ntf_egress(struct __sk_buff *skb)
 	// An audited destination is judged on: a route address that is
 	// denied for good still drops the packet (SPEC §1 rule 6).
 	if (live && (v.allowed || v.audit) && p.route_n) {
-		h = bpf_map_lookup_elem(&ntf_route_scratch, &zero);
+		h = bpf_map_lookup_elem(&ntf_route_scratch, (const void *)&ntf_scratch_key);
 		if (!h || h->busy) {
 			count(NTF_CNT_MALFORMED);
 			return TC_ACT_SHOT;
@@ -1662,7 +1669,7 @@ int ntf_egress(struct __sk_buff *skb)
 	// final and without a way to change it.
 	struct stage *st = NULL;
 	if (active >> NTF_STAGED_SLOT_SHIFT) {
-		st = bpf_map_lookup_elem(&ntf_stage_scratch, &zero);
+		st = bpf_map_lookup_elem(&ntf_stage_scratch, (const void *)&ntf_scratch_key);
 		if (st) {
 			__builtin_memset(st, 0, sizeof(*st)); // as h's above
 			st->q = q;

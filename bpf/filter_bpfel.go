@@ -22,7 +22,6 @@ type filterHops struct {
 		S        uint32
 		Table    uint32
 		Addr     [4]uint32
-		Bits     uint32
 		Tp       uint32
 		Uid      uint32
 		Unowned  bool
@@ -37,7 +36,6 @@ type filterHops struct {
 			Silent  uint8
 			_       [1]byte
 		}
-		_ [4]byte
 	}
 	Off uint32
 	Len uint32
@@ -261,7 +259,6 @@ type filterStage struct {
 		S        uint32
 		Table    uint32
 		Addr     [4]uint32
-		Bits     uint32
 		Tp       uint32
 		Uid      uint32
 		Unowned  bool
@@ -276,7 +273,6 @@ type filterStage struct {
 			Silent  uint8
 			_       [1]byte
 		}
-		_ [4]byte
 	}
 	K       filterNtfDiffKey
 	One     uint64
