@@ -281,18 +281,10 @@ func (h *Harness) classify(ctx context.Context) error {
 		h.res.Notes = append(h.res.Notes, "part 1 (classifier) skipped by the caller")
 		return nil
 	}
-	args := []string{"test", "./bpf", "-run", "^$", "-bench", "BenchmarkClassify",
-		"-benchtime=" + h.opts.ClassifyBenchtime, "-count=" + strconv.Itoa(max(h.opts.ClassifyCount, 1))}
-	r := &ClassifyResult{Command: "go " + strings.Join(args, " ")}
+	r := &ClassifyResult{}
 	h.res.Classify = r
-	h.logf("   %s", r.Command)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = h.opts.Repo
-	out, err := netlab.Run(cmd)
-	if err != nil {
-		return fmt.Errorf("classifier benchmarks: %w", err)
-	}
-	if r.Raw, err = ParseGoBench(strings.NewReader(out)); err != nil {
+	var err error
+	if r.Raw, err = h.benchBPF(ctx, "BenchmarkClassify", h.opts.ClassifyBenchtime, h.opts.ClassifyCount, &r.Command); err != nil {
 		return err
 	}
 	if r.Floor, r.Rows, err = Classify(r.Raw); err != nil {
@@ -306,6 +298,22 @@ func (h *Harness) classify(ctx context.Context) error {
 		h.logf("   %-50s %8.1f ns/pkt  %+7.1f over the floor", row.Name, row.NsPerPkt, row.AboveFloor)
 	}
 	return nil
+}
+
+// benchBPF runs benchmarks of package bpf (`go test -bench`) in the module
+// root and parses their lines; *cmdline is the command, set before it runs
+// for the report.
+func (h *Harness) benchBPF(ctx context.Context, name, benchtime string, count int, cmdline *string) ([]GoBench, error) {
+	args := []string{"test", "./bpf", "-run", "^$", "-bench", name, "-benchtime=" + benchtime, "-count=" + strconv.Itoa(max(count, 1))}
+	*cmdline = "go " + strings.Join(args, " ")
+	h.logf("   %s", *cmdline)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = h.opts.Repo
+	out, err := netlab.Run(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return ParseGoBench(strings.NewReader(out))
 }
 
 // --- part 2 ---------------------------------------------------------------

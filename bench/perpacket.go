@@ -5,12 +5,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 // PerPacketResult is part 2's per-packet measurement (issue 23): bpf's
@@ -43,18 +40,10 @@ const perPacketBenchmark = "BenchmarkPerPacket"
 // perPacket runs BenchmarkPerPacket (its own namespaces, senders and
 // policy) and records its rows.
 func (h *Harness) perPacket(ctx context.Context) error {
-	args := []string{"test", "./bpf", "-run", "^$", "-bench", perPacketBenchmark,
-		"-benchtime=" + strconv.Itoa(h.opts.PerPacketDatagrams) + "x", "-count=" + strconv.Itoa(max(h.opts.PerPacketCount, 1))}
-	r := &PerPacketResult{Command: "go " + strings.Join(args, " ")}
+	r := &PerPacketResult{}
 	h.res.PerPacket = r
-	h.logf("   %s", r.Command)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = h.opts.Repo
-	out, err := netlab.Run(cmd)
-	if err != nil {
-		return fmt.Errorf("per-packet benchmark: %w", err)
-	}
-	if r.Raw, err = ParseGoBench(strings.NewReader(out)); err != nil {
+	var err error
+	if r.Raw, err = h.benchBPF(ctx, perPacketBenchmark, strconv.Itoa(h.opts.PerPacketDatagrams)+"x", h.opts.PerPacketCount, &r.Command); err != nil {
 		return err
 	}
 	if r.Rows, err = PerPacket(r.Raw); err != nil {
