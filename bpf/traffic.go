@@ -30,7 +30,7 @@ const OtherCounter = "(other)"
 // theirs for the life of a Filter, so that counts carry over reloads. The
 // endpoint index 0 is the interface default's.
 type counterNames struct {
-	max                   uint32 // counters per map
+	max                   uint32 // counters of each kind: interfaces, endpoint sets
 	ifaceIdx, endpointIdx map[string]uint32
 	ifaceNames            []string
 	endpointSets          [][]string
@@ -125,7 +125,7 @@ func (f *Filter) newTrafficReader() *trafficReader {
 // set) number idx.
 func (r *trafficReader) verdicts(endpoints bool, idx uint32) (Verdicts, error) {
 	first, audited := uint32(0), r.f.objs.NtfIfaceAudited
-	if endpoints {
+	if endpoints { // after the interfaces' pairs: NTF_TRAFFIC_ENDPOINTS
 		first, audited = r.f.counters.max*2, r.f.objs.NtfEndpointAudited
 	}
 	var v Verdicts
