@@ -471,7 +471,7 @@ func TestMetricsAudit(t *testing.T) {
   - protected:
       iface: [eth0]
       range: [%s/32, %s/128]
-      allow: [uid:1001, uid:0]
+      allow: [uid:1001]
       mode: audit
 interfaces:
   eth0: {default: allow}
