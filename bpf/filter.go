@@ -44,7 +44,7 @@ type Options struct {
 	PinDir string // default DefaultPinDir
 	Mode   Mode
 
-	noCache bool // benchmarks: every packet takes the uncached path
+	noCache bool // benchmarks: every packet takes the uncached path (every slot's epoch is 0)
 	// maxCgroups, when not 0, is the room in ntf_cgroups: tests fill it
 	// with a few cgroups instead of NTF_MAX_CGROUPS.
 	maxCgroups uint32

@@ -9,6 +9,8 @@
  * staged candidate (SPEC §8) and the one being written. */
 #define NTF_SLOTS 4
 #define NTF_STAGED_SLOT_SHIFT 8 /* ntf_active[0]: live slot | staged slot << 8 (0: none) */
+#define NTF_SLOT_MASK 0xff
+#define NTF_EPOCHS 2 /* ntf_active[NTF_EPOCHS + s]: the epoch of slot s */
 #define NTF_STAGED_DIFFS 16384
 #define NTF_MAX_IFACES 4096
 #define NTF_MAX_EXT_HDRS 8
@@ -196,23 +198,23 @@ struct ntf_iface_block {
 
 /* What decides for a destination: its range (or the default), with the last
  * owner checked against the range's owner set. */
+/* 64 bytes: a hit reads one cache line of it where the block is aligned. */
 struct ntf_verdict_entry {
 	__u32 seq;
-	__u32 table; /* table*2 + (IPv6) */
+	__u16 table;  /* table*2 + (IPv6); a larger one is never a hit */
+	__u8 audit;   /* who is not allowed passes as audited */
+	__u8 silent;  /* denied packets are not answered (deny: drop) */
 	__u64 epoch;
 	__u32 dst[4];
 	__u32 rule;
 	__u32 counter;
 	__u32 owners; /* owner set to check; 0: owned packets get `owned` */
 	__u32 uid;    /* last uid checked against owners; NTF_UID_UNOWNED: none */
+	__u32 tp;     /* proto << 24 | fragment << 16 | destination port */
 	__u8 owned;
 	__u8 unowned;
 	__u8 uid_allowed;
 	__u8 narrowed; /* the verdict holds only for packets of transport tp */
-	__u32 tp;      /* proto << 24 | fragment << 16 | destination port */
-	__u8 audit;    /* who is not allowed passes as audited */
-	__u8 silent;   /* denied packets are not answered (deny: drop) */
-	__u8 pad[2];
 	__u64 cgroups; /* the range's; asked of the socket's cgroup, never cached */
 };
 

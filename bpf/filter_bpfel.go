@@ -225,22 +225,20 @@ type filterNtfVerdictBlock struct {
 type filterNtfVerdictEntry struct {
 	_          structs.HostLayout
 	Seq        uint32
-	Table      uint32
+	Table      uint16
+	Audit      uint8
+	Silent     uint8
 	Epoch      uint64
 	Dst        [4]uint32
 	Rule       uint32
 	Counter    uint32
 	Owners     uint32
 	Uid        uint32
+	Tp         uint32
 	Owned      uint8
 	Unowned    uint8
 	UidAllowed uint8
 	Narrowed   uint8
-	Tp         uint32
-	Audit      uint8
-	Silent     uint8
-	Pad        [2]uint8
-	_          [4]byte
 	Cgroups    uint64
 }
 
@@ -292,7 +290,6 @@ const (
 	filterMapNtfClsact          = "ntf_clsact"
 	filterMapNtfCounters        = "ntf_counters"
 	filterMapNtfEndpointAudited = "ntf_endpoint_audited"
-	filterMapNtfEpoch           = "ntf_epoch"
 	filterMapNtfEvents          = "ntf_events"
 	filterMapNtfIfaceAudited    = "ntf_iface_audited"
 	filterMapNtfIfaceCache      = "ntf_iface_cache"
@@ -310,7 +307,6 @@ const (
 	filterProgNtfCgroupMkdir    = "ntf_cgroup_mkdir"
 	filterProgNtfCgroupRelease  = "ntf_cgroup_release"
 	filterProgNtfEgress         = "ntf_egress"
-	filterVarNtfNocache         = "ntf_nocache"
 	filterVarNtfRejectBurstNs   = "ntf_reject_burst_ns"
 	filterVarNtfRejectCostNs    = "ntf_reject_cost_ns"
 	filterVarNtfScratchKey      = "ntf_scratch_key"
@@ -388,7 +384,6 @@ type filterMapSpecs struct {
 	NtfClsact          *ebpf.MapSpec `ebpf:"ntf_clsact"`
 	NtfCounters        *ebpf.MapSpec `ebpf:"ntf_counters"`
 	NtfEndpointAudited *ebpf.MapSpec `ebpf:"ntf_endpoint_audited"`
-	NtfEpoch           *ebpf.MapSpec `ebpf:"ntf_epoch"`
 	NtfEvents          *ebpf.MapSpec `ebpf:"ntf_events"`
 	NtfIfaceAudited    *ebpf.MapSpec `ebpf:"ntf_iface_audited"`
 	NtfIfaceCache      *ebpf.MapSpec `ebpf:"ntf_iface_cache"`
@@ -409,7 +404,6 @@ type filterMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type filterVariableSpecs struct {
-	NtfNocache         *ebpf.VariableSpec `ebpf:"ntf_nocache"`
 	NtfRejectBurstNs   *ebpf.VariableSpec `ebpf:"ntf_reject_burst_ns"`
 	NtfRejectCostNs    *ebpf.VariableSpec `ebpf:"ntf_reject_cost_ns"`
 	NtfScratchKey      *ebpf.VariableSpec `ebpf:"ntf_scratch_key"`
@@ -456,7 +450,6 @@ type filterMaps struct {
 	NtfClsact          *ebpf.Map `ebpf:"ntf_clsact"`
 	NtfCounters        *ebpf.Map `ebpf:"ntf_counters"`
 	NtfEndpointAudited *ebpf.Map `ebpf:"ntf_endpoint_audited"`
-	NtfEpoch           *ebpf.Map `ebpf:"ntf_epoch"`
 	NtfEvents          *ebpf.Map `ebpf:"ntf_events"`
 	NtfIfaceAudited    *ebpf.Map `ebpf:"ntf_iface_audited"`
 	NtfIfaceCache      *ebpf.Map `ebpf:"ntf_iface_cache"`
@@ -481,7 +474,6 @@ func (m *filterMaps) Close() error {
 		m.NtfClsact,
 		m.NtfCounters,
 		m.NtfEndpointAudited,
-		m.NtfEpoch,
 		m.NtfEvents,
 		m.NtfIfaceAudited,
 		m.NtfIfaceCache,
@@ -503,7 +495,6 @@ func (m *filterMaps) Close() error {
 //
 // It can be passed to loadFilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type filterVariables struct {
-	NtfNocache         *ebpf.Variable `ebpf:"ntf_nocache"`
 	NtfRejectBurstNs   *ebpf.Variable `ebpf:"ntf_reject_burst_ns"`
 	NtfRejectCostNs    *ebpf.Variable `ebpf:"ntf_reject_cost_ns"`
 	NtfScratchKey      *ebpf.Variable `ebpf:"ntf_scratch_key"`

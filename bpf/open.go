@@ -31,11 +31,6 @@ func Open(opts Options) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load program spec: %w", err)
 	}
-	if opts.noCache {
-		if err := spec.Variables[filterVarNtfNocache].Set(uint8(1)); err != nil {
-			return nil, fmt.Errorf("turn the caches off: %w", err)
-		}
-	}
 	if opts.maxCgroups != 0 {
 		spec.Maps[filterMapNtfCgroups].MaxEntries = opts.maxCgroups
 	}
@@ -148,7 +143,7 @@ func (f *Filter) pinnedMaps() (map[string]*ebpf.Map, error) {
 
 // readSlots learns which slot is live and what the slots hold.
 func (f *Filter) readSlots() error {
-	var v uint32
+	var v uint64
 	if err := f.objs.NtfActive.Lookup(uint32(0), &v); err != nil {
 		return fmt.Errorf("read active slot: %w", err)
 	}
@@ -159,14 +154,14 @@ func (f *Filter) readSlots() error {
 		}
 		f.stage.endedAtStart = true
 	}
-	f.slot = (v & (1<<stagedSlotShift - 1)) % slots
+	f.slot = uint32(v&(1<<stagedSlotShift-1)) % slots
 	if err := f.objs.NtfActive.Lookup(uint32(1), &v); err != nil {
 		return fmt.Errorf("read generation: %w", err)
 	}
-	f.gen = v
+	f.gen = uint32(v)
 	for s := range uint32(slots) {
 		var e uint64
-		if err := f.objs.NtfEpoch.Lookup(s, &e); err != nil {
+		if err := f.objs.NtfActive.Lookup(epochKey(s), &e); err != nil {
 			return fmt.Errorf("read epoch of slot %d: %w", s, err)
 		}
 		f.epoch = max(f.epoch, e)

@@ -82,8 +82,12 @@ func (f *Filter) Staged() bool {
 
 // setActive puts the live and the staged slot in force with one write.
 func (f *Filter) setActive(live, staged uint32) error {
-	return f.objs.NtfActive.Put(uint32(0), live|staged<<stagedSlotShift)
+	return f.objs.NtfActive.Put(uint32(0), uint64(live|staged<<stagedSlotShift))
 }
+
+// epochKey is the key of ntf_active that holds the slot's epoch
+// (NTF_EPOCHS).
+func epochKey(slot uint32) uint32 { return 2 + slot }
 
 // Stage puts a candidate policy beside the live one: the kernel judges
 // every packet of the interfaces either filters by both, goes by the live

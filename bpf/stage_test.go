@@ -127,7 +127,7 @@ func TestStage(t *testing.T) {
 		if diffs, err := f.StagedDiffs(); err != nil || len(diffs) != 0 {
 			t.Errorf("after unstage: %v %v, want nothing counted", diffs, err)
 		}
-		var active uint32
+		var active uint64
 		if err := f.objs.NtfActive.Lookup(uint32(0), &active); err != nil || active>>stagedSlotShift != 0 {
 			t.Errorf("ntf_active[0] = %#x (%v), want no staged slot", active, err)
 		}
@@ -270,8 +270,8 @@ func TestLoseStage(t *testing.T) {
 	})
 	why := errors.New("no room")
 	f.loseStage(why)
-	var active uint32
-	if err := f.objs.NtfActive.Lookup(uint32(0), &active); err != nil || active != f.slot {
+	var active uint64
+	if err := f.objs.NtfActive.Lookup(uint32(0), &active); err != nil || active != uint64(f.slot) {
 		t.Errorf("ntf_active[0] = %#x (%v), want the live slot %d alone", active, err, f.slot)
 	}
 	if f.Staged() {

@@ -63,11 +63,15 @@ func (f *Filter) swap(c *Contents) error {
 	}
 	// Nothing reads this slot (see waitForReaders), so nothing can cache
 	// what it holds under the new epoch before it goes live.
-	if err := f.objs.NtfEpoch.Put(next, f.epoch+1); err != nil {
+	epoch := f.epoch + 1
+	if f.opts.noCache {
+		epoch = 0 // no caching
+	}
+	if err := f.objs.NtfActive.Put(epochKey(next), epoch); err != nil {
 		return fmt.Errorf("set epoch of slot %d: %w", next, err)
 	}
 	f.epoch++
-	if err := f.objs.NtfActive.Put(uint32(1), c.Generation); err != nil {
+	if err := f.objs.NtfActive.Put(uint32(1), uint64(c.Generation)); err != nil {
 		return fmt.Errorf("record generation: %w", err)
 	}
 	if err := f.setActive(next, f.stage.slot); err != nil {

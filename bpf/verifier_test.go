@@ -25,43 +25,32 @@ const verifierBudget = verifierLimit * 2 / 5
 
 var processedInsns = regexp.MustCompile(`processed (\d+) insns`)
 
-// TestVerifierBudget loads the kernel program as Open does, in both
-// variants of its frozen configuration (with and without the per-CPU
-// caches: the verifier prunes what a constant turns off), and reports what
+// TestVerifierBudget loads the kernel program as Open does and reports what
 // the kernel's verifier processed; the kernel matrix names the figure per
 // kernel. It fails above verifierBudget, long before the kernel refuses.
 func TestVerifierBudget(t *testing.T) {
 	testnet.RequireRoot(t)
-	for _, nocache := range []bool{false, true} {
-		t.Run("nocache="+strconv.FormatBool(nocache), func(t *testing.T) {
-			spec, err := loadFilter()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if nocache {
-				if err := spec.Variables[filterVarNtfNocache].Set(uint8(1)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-				Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats},
-			})
-			if err != nil {
-				t.Fatalf("load: %v", err)
-			}
-			defer coll.Close()
-			for name, prog := range coll.Programs {
-				m := processedInsns.FindStringSubmatch(prog.VerifierLog)
-				if m == nil {
-					t.Fatalf("%s: no instruction count in the verifier's log:\n%s", name, prog.VerifierLog)
-				}
-				n, _ := strconv.Atoi(m[1])
-				t.Logf("verifier: %s processed %d insns (%.1f%% of the limit)", name, n, 100*float64(n)/verifierLimit)
-				if n > verifierBudget {
-					t.Errorf("%s: the verifier processed %d instructions, over the budget of %d (%d%% of the kernel's limit): a kernel that prunes worse will refuse it",
-						name, n, verifierBudget, 100*verifierBudget/verifierLimit)
-				}
-			}
-		})
+	spec, err := loadFilter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats},
+	})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer coll.Close()
+	for name, prog := range coll.Programs {
+		m := processedInsns.FindStringSubmatch(prog.VerifierLog)
+		if m == nil {
+			t.Fatalf("%s: no instruction count in the verifier's log:\n%s", name, prog.VerifierLog)
+		}
+		n, _ := strconv.Atoi(m[1])
+		t.Logf("verifier: %s processed %d insns (%.1f%% of the limit)", name, n, 100*float64(n)/verifierLimit)
+		if n > verifierBudget {
+			t.Errorf("%s: the verifier processed %d instructions, over the budget of %d (%d%% of the kernel's limit): a kernel that prunes worse will refuse it",
+				name, n, verifierBudget, 100*verifierBudget/verifierLimit)
+		}
 	}
 }
