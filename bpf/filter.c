@@ -374,6 +374,14 @@ static __always_inline void count_traffic(__u32 idx)
 		b->n[in_block(idx, NTF_TRAFFIC_BLOCK)] += 1;
 }
 
+// count_verdict counts an allowed or denied packet for its interface's
+// counter and its endpoint's.
+static __always_inline void count_verdict(__u32 iface, __u32 endpoint, bool allowed)
+{
+	count_traffic(((iface & (NTF_MAX_COUNTERS - 1)) << 1) | allowed);
+	count_traffic(NTF_TRAFFIC_ENDPOINTS + (((endpoint & (NTF_MAX_COUNTERS - 1)) << 1) | allowed));
+}
+
 // claim takes a cache entry for writing when nothing wrote it since its
 // sequence count was read as seq (even). Readers skip an entry while its
 // count is odd; a nested writer that got in first makes the claim fail.
@@ -1545,6 +1553,23 @@ static __always_inline int reject(struct __sk_buff *skb, const struct ntf_iface 
 	return TC_ACT_SHOT;
 }
 
+// live_policy reads the slot in force, the staged one (0: none) and the
+// live slot's epoch (0: no caching). False: no policy was ever written.
+static __always_inline bool live_policy(__u32 *s, __u32 *staged, __u64 *epoch)
+{
+	__u32 zero = 0;
+	__u64 *word = bpf_map_lookup_elem(&ntf_active, &zero);
+	if (!word)
+		return false;
+	__u64 active = *word;
+	*s = active & NTF_SLOT_MASK;
+	*staged = (active >> NTF_STAGED_SLOT_SHIFT) & NTF_SLOT_MASK;
+	__u32 ek = NTF_EPOCHS + *s;
+	__u64 *ep = bpf_map_lookup_elem(&ntf_active, &ek);
+	*epoch = ep ? *ep : 0;
+	return true;
+}
+
 // fast_allow passes the common packet whole, with as few loads as can
 // decide it: a live policy with nothing staged, whose interface and
 // destination this CPU's caches hold, a header fast_parse reads, and a
@@ -1557,17 +1582,9 @@ static __always_inline int reject(struct __sk_buff *skb, const struct ntf_iface 
 // of them moving that state between registers and the stack).
 static __always_inline bool fast_allow(struct __sk_buff *skb, struct pkt *p)
 {
-	__u32 zero = 0;
-	__u64 *word = bpf_map_lookup_elem(&ntf_active, &zero);
-	if (!word)
-		return false;
-	__u64 active = *word;
-	if ((active >> NTF_STAGED_SLOT_SHIFT) & NTF_SLOT_MASK)
-		return false;
-	__u32 ek = NTF_EPOCHS + (active & NTF_SLOT_MASK);
-	__u64 *ep = bpf_map_lookup_elem(&ntf_active, &ek);
-	__u64 epoch = ep ? *ep : 0;
-	if (!epoch)
+	__u32 s, staged, zero = 0;
+	__u64 epoch;
+	if (!live_policy(&s, &staged, &epoch) || staged || !epoch)
 		return false;
 
 	__u32 ifindex = skb->ifindex;
@@ -1595,26 +1612,11 @@ static __always_inline bool fast_allow(struct __sk_buff *skb, struct pkt *p)
 	__u32 tp = (__u32)p->proto << 24 | (__u32)p->frag << 16 | p->dport;
 	table = table * 2 + (p->family == 6);
 
-	__u32 seq;
-	struct ntf_verdict_entry *e = cache_entry(table, p->dst, &seq);
-	if (!e || !cache_holds(e, seq, epoch, table, p->dst, tp))
+	struct verdict v = {};
+	__u32 uid = NTF_UID_UNOWNED;
+	if (!decide_cached(skb, epoch, table, p->dst, tp, unowned, &uid, &v) || !v.allowed)
 		return false;
-	__u32 counter = e->counter;
-	if (unowned) {
-		if (!e->unowned)
-			return false;
-	} else if (e->owners || e->cgroups) {
-		// Allowed by the uid the entry remembers, or not decided here.
-		if (!e->owners || !e->uid_allowed || e->uid != socket_uid(skb))
-			return false;
-	} else if (!e->owned) {
-		return false;
-	}
-	barrier();
-	if (READ_ONCE(e->seq) != seq)
-		return false;
-	count_traffic(((icounter & (NTF_MAX_COUNTERS - 1)) << 1) | 1);
-	count_traffic(NTF_TRAFFIC_ENDPOINTS + (((counter & (NTF_MAX_COUNTERS - 1)) << 1) | 1));
+	count_verdict(icounter, v.counter, true);
 	return true;
 }
 
@@ -1626,17 +1628,11 @@ int ntf_egress(struct __sk_buff *skb)
 	struct pkt p;
 	if (fast_allow(skb, &p))
 		return TC_ACT_UNSPEC;
-	__u32 zero = 0;
-	__u64 *word = bpf_map_lookup_elem(&ntf_active, &zero);
-	if (!word)
-		return TC_ACT_SHOT;
 	// Every part of the policy is taken from the same slot.
-	__u64 active = *word;
-	__u32 s = active & NTF_SLOT_MASK;
-	__u32 staged = (active >> NTF_STAGED_SLOT_SHIFT) & NTF_SLOT_MASK;
-	__u32 ek = NTF_EPOCHS + s;
-	__u64 *ep = bpf_map_lookup_elem(&ntf_active, &ek);
-	__u64 epoch = ep ? *ep : 0;
+	__u32 s, staged;
+	__u64 epoch;
+	if (!live_policy(&s, &staged, &epoch))
+		return TC_ACT_SHOT;
 
 	struct query q = {.epoch = epoch, .s = s, .uid = NTF_UID_UNOWNED};
 	struct ntf_iface *ifc = &q.ifc;
@@ -1768,8 +1764,7 @@ int ntf_egress(struct __sk_buff *skb)
 		count_in(&ntf_iface_audited, ifc->counter & (NTF_MAX_COUNTERS - 1));
 		count_in(&ntf_endpoint_audited, v.counter & (NTF_MAX_COUNTERS - 1));
 	} else {
-		count_traffic(((ifc->counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed);
-		count_traffic(NTF_TRAFFIC_ENDPOINTS + (((v.counter & (NTF_MAX_COUNTERS - 1)) << 1) | v.allowed));
+		count_verdict(ifc->counter, v.counter, v.allowed);
 	}
 	// An audited packet is logged where a denied one would be.
 	if (ifc->log == NTF_LOG_ALL || (ifc->log == NTF_LOG_DENIED && !v.allowed) || (st && st->emit)) {
