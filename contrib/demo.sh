@@ -72,12 +72,14 @@ echo "== uid 1001 (not allowed) connects to 169.254.169.254:80"
 if out=$(fetch 1001); then echo "   FAILED: uid 1001 got through: $out"; ok=1; else
   # A denied local sender is told at once (ICMP administratively
   # prohibited): connect fails with "No route to host".
-  why=$(sed -n 's/.*connect: //p' "$DIR/fetch.err" | head -n1)
+  why=$(sed -n 's/.*connect: //p' "$DIR/fetch.err" | sed -n 1p)
   echo "   blocked (${why:-connection timed out})"
 fi
 sleep 0.3
 echo "== decision log"
-grep -E "allowed egress|denied egress" "$DIR/daemon.log" | sed 's/^/   /' | head -6
+# sed reads to the end: a reader that stops early (head) could kill grep
+# with SIGPIPE, which pipefail turns into the demo's failure.
+grep -E "allowed egress|denied egress" "$DIR/daemon.log" | sed -n '1,6s/^/   /p'
 kill -INT "$DPID"; wait "$DPID" || true; DPID=
 if [ -e "$PIN" ]; then echo "pins left behind at $PIN"; ok=1; else echo "== stopped: filter detached, pins removed"; fi
 exit $ok

@@ -279,7 +279,7 @@ for t in "${targets[@]}"; do
 			result=FAIL
 			notes+=" $pkg: $(grep -E '^ *--- (FAIL|SKIP)' "$log" | sed -E 's/^ *--- (FAIL|SKIP): ([^ ]*).*/\2 (\1)/' | paste -sd, -);"
 			# Why, where CI shows it: a guest's logs are gone with it.
-			why+="$release $pkg:"$'\n'"$(failing_lines "$log" | head -n 40)"$'\n'
+			why+="$release $pkg:"$'\n'"$(failing_lines "$log" | sed -n 1,40p)"$'\n'
 		fi
 	done
 	[[ $result == pass ]] || fail=1
@@ -287,9 +287,9 @@ for t in "${targets[@]}"; do
 	echo "| $release | $package | $modes | $passed/$total | $result | $((wall / 60))m$(printf %02d $((wall % 60)))s |" >>"$summary"
 	[[ -z $notes ]] || details+="- $release:$notes"$'\n'
 	times=$(awk '{printf "%s%s %ds", sep, $1, $2; sep=", "}' "$res/times.txt" 2>/dev/null || true)
-	booted=$(sed -n 's/.* \([0-9.]*\) s since boot$/\1/p' "$dir/console.log" 2>/dev/null | head -n1 || true)
+	booted=$(sed -n 's/.* \([0-9.]*\) s since boot$/\1/p' "$dir/console.log" 2>/dev/null | sed -n 1p || true)
 	# TestVerifierBudget's figure: how close this kernel's verifier is to refusing the program.
-	insns=$(sed -n 's/.*verifier: ntf_egress processed \([0-9]*\) insns.*/\1/p' "$res/bpf.log" 2>/dev/null | head -n1 || true)
+	insns=$(sed -n 's/.*verifier: ntf_egress processed \([0-9]*\) insns.*/\1/p' "$res/bpf.log" 2>/dev/null | sed -n 1p || true)
 	details+="- $release: ${times:-no times}${booted:+; the job started ${booted} s after boot}${insns:+; the verifier processed ${insns} instructions of ntf_egress (limit 1000000)}"$'\n'
 done
 {

@@ -19,6 +19,10 @@
 # namespace (systemd-nspawn --private-network): the host's interfaces are
 # never touched. The container, its tmpfs and its cgroups are removed on exit.
 set -Eeuo pipefail
+# With pipefail, a reader that stops early (grep -q, head) fails the whole
+# pipeline when the writer is still writing: it dies of SIGPIPE, and the
+# slower the machine, the likelier. Pipelines here read to the end instead
+# (grep ... >/dev/null, sed -n 1p).
 exec </dev/null
 
 prog=${0##*/}
@@ -63,7 +67,7 @@ README=$(realpath -e -- "$README") || die_usage "no README.md at $README (NTF_E2
 QS_ADDR=169.254.169.254
 QS_YAML=$(awk '/^<!-- quickstart-dropin/ { m = 1; next } /^<!-- \/quickstart-dropin -->/ { m = 0 }
                m && /^```/ { f = !f; next } m && f' "$README")
-QS_PATH=$(sed -n 's|^Save this as `\(/etc/net-tc-filter/conf\.d/[^`]*\.yml\)`.*|\1|p' "$README" | head -n 1)
+QS_PATH=$(sed -n 's|^Save this as `\(/etc/net-tc-filter/conf\.d/[^`]*\.yml\)`.*|\1|p' "$README" | sed -n 1p)
 QS_EXPLAIN=$(grep -m 1 '^net-tc-filter explain ' "$README") || true
 QS_UNDO=$(grep -m 1 '^rm /etc/net-tc-filter/conf\.d/' "$README" | sed 's/ *#.*//') || true
 [ -n "$QS_YAML" ] || die_usage "$README: no \`\`\`yaml block between <!-- quickstart-dropin ... --> and <!-- /quickstart-dropin -->"
@@ -255,7 +259,7 @@ boot() {
   end=$(( $(usec) + 30000000 ))
   while :; do
     kill -0 "$NSPAWN_PID" 2>/dev/null || { tail -n 20 "$WORK/console.log" | indent; fail "systemd-nspawn exited"; }
-    LEADER=$(ps -o pid= --ppid "$NSPAWN_PID" | head -n 1 | tr -d ' ') || true
+    LEADER=$(ps -o pid= --ppid "$NSPAWN_PID" | sed -n '1{s/ //g;p}') || true
     if [ -n "$LEADER" ] && [ "$(cat "/proc/$LEADER/comm" 2>/dev/null)" = systemd ] &&
        [ -S "/proc/$LEADER/root/run/systemd/private" ]; then break; fi
     LEADER=
@@ -357,7 +361,7 @@ while True:
     c, _ = s.accept()
     c.close()
 "
-inside ip route get "$DST" | grep -q ' dev eth1 ' || fail "$DST is not routed through eth1"
+inside ip route get "$DST" | grep ' dev eth1 ' >/dev/null || fail "$DST is not routed through eth1"
 ok "$DST is routed through eth1"
 wait_for 10 "the server to answer $1" server_up "$1"
 }
@@ -416,7 +420,7 @@ rc=0; out=$(inside /bin/sh -c "${QS_EXPLAIN/--user www-data/--user root}" 2>&1) 
 ok "the same for --user root: exit 0: $(head -n 1 <<<"$out")"
 qs_logged() {
   inside journalctl -u net-tc-filter NTF_ACTION=deny -o json --no-pager |
-    grep -E '"NTF_USER" *: *"www-data"' | grep -qE "\"NTF_DST\" *: *\"$DST\""
+    grep -E '"NTF_USER" *: *"www-data"' | grep -E "\"NTF_DST\" *: *\"$DST\"" >/dev/null
 }
 wait_for 10 "journalctl -u net-tc-filter NTF_ACTION=deny to list www-data -> $DST" qs_logged
 ok "journalctl -u net-tc-filter NTF_ACTION=deny: $(inside journalctl -u net-tc-filter NTF_ACTION=deny -o cat --no-pager | grep -F www-data | tail -n 1)"
@@ -537,7 +541,7 @@ expect_reject bob "for the journal"
 bob_uid=$(inside id -u bob)
 find_entry() {
   entry=$(inside journalctl -u net-tc-filter NTF_ACTION=deny -o json --no-pager --after-cursor="$cursor" |
-          grep -E '"NTF_USER" *: *"bob"' | grep -E "\"NTF_DST\" *: *\"$DST\"" | head -n 1) || true
+          grep -E '"NTF_USER" *: *"bob"' | grep -E "\"NTF_DST\" *: *\"$DST\"" | sed -n 1p) || true
   [ -n "$entry" ]
 }
 wait_for 10 "a deny entry for bob -> $DST in the journal" find_entry
@@ -578,14 +582,14 @@ wait_for 30 "bob's connection to pass with mode: audit" server_up bob
 ok "bob connects: mode: audit logs what it would drop, drops nothing"
 find_audit() {
   entry=$(inside journalctl -u net-tc-filter NTF_ACTION=audit -o json --no-pager --after-cursor="$cursor" |
-          grep -E '"NTF_USER" *: *"bob"' | grep -E "\"NTF_DST\" *: *\"$DST\"" | head -n 1) || true
+          grep -E '"NTF_USER" *: *"bob"' | grep -E "\"NTF_DST\" *: *\"$DST\"" | sed -n 1p) || true
   [ -n "$entry" ]
 }
 wait_for 10 "an audit entry for bob -> $DST in journalctl -u net-tc-filter NTF_ACTION=audit" find_audit
 want NTF_ACTION audit; want MESSAGE_ID "$AUDIT_MSGID"; want PRIORITY 5; want NTF_ENDPOINT e2e
 ok "journalctl -u net-tc-filter NTF_ACTION=audit: $(field MESSAGE)"
 expect_pass agent "allowed, not audited"
-if inside journalctl -u net-tc-filter NTF_ACTION=audit -o json --no-pager --after-cursor="$cursor" | grep -qE '"NTF_USER" *: *"agent"'; then
+if inside journalctl -u net-tc-filter NTF_ACTION=audit -o json --no-pager --after-cursor="$cursor" | grep -E '"NTF_USER" *: *"agent"' >/dev/null; then
   fail "agent's allowed connection was logged as audit"
 fi
 ok "no audit entry for agent"
@@ -616,7 +620,7 @@ expect_pass agent "the live policy still decides"
 expect_reject bob "the live policy still decides"
 find_staged() {
   entry=$(inside journalctl -u net-tc-filter NTF_STAGED_ACTION=deny -o json --no-pager --after-cursor="$cursor" |
-          grep -E '"NTF_USER" *: *"agent"' | head -n 1) || true
+          grep -E '"NTF_USER" *: *"agent"' | sed -n 1p) || true
   [ -n "$entry" ]
 }
 wait_for 10 "agent's newly denied connection in journalctl -u net-tc-filter NTF_STAGED_ACTION=deny" find_staged
@@ -722,7 +726,7 @@ done
 [ "$failed" = 0 ] || fail "$failed of $restarts restarts of e2e-agent.service had their first SYN dropped (journal: $(inside journalctl -u net-tc-filter NTF_ACTION=deny -o cat --no-pager | tail -n 3))"
 ok "systemctl restart e2e-agent.service $restarts times: every run's first SYN passed (a new cgroup each time)"
 other_logged() {
-  inside journalctl -u net-tc-filter NTF_ACTION=deny NTF_UNIT=e2e-other.service -o cat --no-pager | grep -q .
+  inside journalctl -u net-tc-filter NTF_ACTION=deny NTF_UNIT=e2e-other.service -o cat --no-pager | grep . >/dev/null
 }
 wait_for 10 "a deny entry with NTF_UNIT=e2e-other.service" other_logged
 ok "journal: $(inside journalctl -u net-tc-filter NTF_ACTION=deny NTF_UNIT=e2e-other.service -o cat --no-pager | tail -n 1)"
