@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 func TestMain(m *testing.M) { testnet.Main(m) }
@@ -100,6 +101,22 @@ func (b *bed) reloaded(t *testing.T) string {
 	b.d.Notify.WaitFor(t, "RELOADING=1", 10*time.Second)
 	msg, _ := b.d.Notify.WaitFor(t, "READY=1", 10*time.Second)
 	return statusOf(msg)
+}
+
+// reloadedUntil waits for reloads until one's STATUS= contains want, or
+// says that it failed, and returns that STATUS=.
+func (b *bed) reloadedUntil(t *testing.T, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(netlab.Slowed(30 * time.Second))
+	for {
+		status := b.reloaded(t)
+		if strings.Contains(status, want) || strings.Contains(status, "failed") {
+			return status
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload to a status with %q; the last: %s", want, status)
+		}
+	}
 }
 
 func statusOf(msg string) string {
