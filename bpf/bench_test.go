@@ -7,8 +7,11 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -263,4 +266,79 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkRetained measures what the daemon keeps on the heap for a large
+// policy once it is loaded, part by part, in bytes per range: the parse
+// cache (what each file parsed to, so that a reload parses only the changed
+// file), the compiled policy (explain, D-Bus Check), and the encoder with
+// the contents of one slot (what lets a reload write only the difference).
+// The set is the one make bench loads: 100 000 ranges, one endpoint and
+// one user each, in 100 drop-ins. Memory the policy shares with the parse
+// cache counts as the policy's. Issue 19's goal is the daemon's RSS (make
+// bench, parts 4 and 5); this says whose it is, without a daemon.
+func BenchmarkRetained(b *testing.B) {
+	const n, perFile = 100_000, 1000
+	dir := b.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	mainPath := filepath.Join(dir, "net-tc-filter.yml")
+	files := map[string]string{mainPath: "interfaces:\n  lo: {default: allow}\nlog:\n  decisions: denied\n"}
+	for first := 0; first < n; first += perFile {
+		var sb strings.Builder
+		sb.WriteString("endpoints:\n")
+		for i := first; i < first+perFile; i++ {
+			r := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 14), byte(i >> 6), byte(i << 2)}), 30)
+			fmt.Fprintf(&sb, "  - r%d:\n      iface: [lo]\n      range: [%s]\n      allow: [\"uid:%d\"]\n", i, r, 300000+i)
+		}
+		files[filepath.Join(dir, "conf.d", fmt.Sprintf("%06d.yml", first/perFile))] = sb.String()
+	}
+	if err := os.Mkdir(filepath.Join(dir, "conf.d"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for path, text := range files {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	live := func() float64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return float64(m.HeapAlloc)
+	}
+	var cache, pol, enc float64
+	for b.Loop() {
+		base := live()
+		c := new(config.Cache)
+		cfg, err := c.Load(mainPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := policy.Compile(cfg, mapResolver{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Keep(cfg) // as the daemon does once the policy is live
+		// cfg is dead from here: the daemon keeps the policy, which
+		// points into its endpoints. c is dead after the KeepAlive.
+		withCache := live()
+		runtime.KeepAlive(c)
+		policyOnly := live()
+		e := newEncoder(newCounterNames(4096))
+		contents := e.encode(p, []Iface{{Name: "lo", Index: 1}}, 1, LogNone)
+		withEncoder := live()
+		if len(contents.Ranges) != n {
+			b.Fatalf("encoded %d ranges, want %d", len(contents.Ranges), n)
+		}
+		runtime.KeepAlive(p)
+		runtime.KeepAlive(e)
+		runtime.KeepAlive(contents)
+		cache, pol, enc = (withCache-policyOnly)/n, (policyOnly-base)/n, (withEncoder-policyOnly)/n
+	}
+	b.ReportMetric(cache, "cache-B/range")
+	b.ReportMetric(pol, "policy-B/range")
+	b.ReportMetric(enc, "encoder-B/range")
+	b.ReportMetric(cache+pol+enc, "B/range")
 }

@@ -5,7 +5,9 @@ package bpf
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"iter"
 	"maps"
 	"net/netip"
@@ -78,11 +80,22 @@ type encoder struct {
 	ids         uint32            // bumped when the ids are given out afresh
 	ifaceTables map[string]uint32 // interface name → its table's id, as last encoded
 	nextTable   uint32
-	rules       map[ruleKey]uint32
-	ruleList    []Rule               // by id-1; appended to until the ids are compacted
-	sets        map[string]uint32    // allow list (policy.Principals.Key) → owner set id
-	setList     []policy.Principals  // by id-1
-	prev        map[uint32][]ruleRef // by table id: its rules as last encoded
+	ruleList    []Rule // by id-1; appended to until the ids are compacted
+	// classRules are the ids of the rules that win classes of narrowed
+	// ranges, by range and endpoints. A table's rules need no such map:
+	// addTable finds an unchanged entry's id in the table's last encoding,
+	// and at 100 000 ranges the map would be a fifth of the encoder.
+	classRules map[ruleKey]uint32
+	// An owner set is an allow list's uids: the kernel finds the rest of
+	// the list (everyone, unowned, cgroups) in the range's value, so
+	// lists with the same uids share a set. sets finds a list's set by
+	// the hash of its uids: the id of the list with that hash, or with a
+	// hash after it where a collision put it (open addressing; setList
+	// says which is equal).
+	sets    map[uint64]uint32
+	hash    func(uids []uint32) uint64
+	setList [][]uint32           // by id-1
+	prev    map[uint32][]ruleRef // by table id: its rules as last encoded
 	// cgroupBits is the bit of each watched cgroup path (cgroupTracker);
 	// a path without one matches nothing.
 	cgroupBits map[string]uint64
@@ -94,7 +107,7 @@ type ruleKey struct {
 }
 
 func newEncoder(counters *counterNames) *encoder {
-	e := &encoder{counters: counters}
+	e := &encoder{counters: counters, hash: hashUIDs(maphash.MakeSeed())}
 	e.reset()
 	return e
 }
@@ -103,9 +116,9 @@ func (e *encoder) reset() {
 	e.ids++
 	e.ifaceTables = map[string]uint32{}
 	e.nextTable = 0
-	e.rules = map[ruleKey]uint32{}
+	e.classRules = map[ruleKey]uint32{}
 	e.ruleList = nil
-	e.sets = map[string]uint32{}
+	e.sets = map[uint64]uint32{}
 	e.setList = nil
 	e.prev = nil
 }
@@ -192,7 +205,7 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	// by key.
 	for id, ok := range used {
 		if ok {
-			for _, uid := range e.setList[id-1].UIDs {
+			for _, uid := range e.setList[id-1] {
 				c.Owners = append(c.Owners, filterNtfOwnerKey{Set: uint32(id), Uid: uid})
 			}
 		}
@@ -225,13 +238,13 @@ func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry
 		if j < len(prev) && e.ruleList[prev[j].id-1].is(ent) {
 			ref = prev[j]
 		} else {
-			ref = ruleRef{id: e.rule(ent), counter: e.counters.endpoints(ent.Endpoints)}
+			ref = ruleRef{id: e.newRule(ent), counter: e.counters.endpoints(ent.Endpoints)}
 		}
 		switch {
 		case len(ent.Principals.UIDs) == 0:
 			ref.set = 0
-		case ref.set == 0 || !e.setList[ref.set-1].Equal(ent.Principals):
-			ref.set = e.set(ent.Principals)
+		case ref.set == 0 || !slices.Equal(e.setList[ref.set-1], ent.Principals.UIDs):
+			ref.set = e.set(ent.Principals.UIDs)
 		}
 		refs = append(refs, ref)
 		v := rangeValue(ref.id, ref.counter, ref.set, ent.Principals)
@@ -296,10 +309,10 @@ func (e *encoder) addClasses(c *Contents, n uint32, classes []policy.Class, sile
 			ent := policy.Entry{Prefix: w.Prefix, Endpoints: w.Endpoints, Principals: w.Principals}
 			var set uint32
 			if len(w.Principals.UIDs) > 0 {
-				set = e.set(w.Principals)
+				set = e.set(w.Principals.UIDs)
 			}
 			used = markUsed(used, set)
-			v = rangeValue(e.rule(ent), e.counters.endpoints(w.Endpoints), set, w.Principals)
+			v = rangeValue(e.classRule(ent), e.counters.endpoints(w.Endpoints), set, w.Principals)
 			v.Cgroups = e.cgroupMask(w.Principals)
 			if w.Audit {
 				v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_AUDIT)
@@ -385,16 +398,36 @@ func (e *encoder) cgroupMask(p policy.Principals) uint64 {
 	return m
 }
 
-// set gives an allow list its owner set id; an equal list keeps it.
-func (e *encoder) set(p policy.Principals) uint32 {
-	key := p.Key()
-	id, ok := e.sets[key]
-	if !ok {
-		e.setList = append(e.setList, p)
-		id = uint32(len(e.setList))
-		e.sets[key] = id
+// set gives a uid list its owner set id; an equal list keeps it.
+func (e *encoder) set(uids []uint32) uint32 {
+	h := e.hash(uids)
+	for {
+		id, ok := e.sets[h]
+		if !ok {
+			e.setList = append(e.setList, uids)
+			id = uint32(len(e.setList))
+			e.sets[h] = id
+			return id
+		}
+		if slices.Equal(e.setList[id-1], uids) {
+			return id
+		}
+		h++
 	}
-	return id
+}
+
+// hashUIDs is the hash of owner sets under seed.
+func hashUIDs(seed maphash.Seed) func([]uint32) uint64 {
+	return func(uids []uint32) uint64 {
+		var h maphash.Hash
+		h.SetSeed(seed)
+		var b [4]byte
+		for _, u := range uids {
+			binary.LittleEndian.PutUint32(b[:], u)
+			h.Write(b[:])
+		}
+		return h.Sum64()
+	}
 }
 
 func endpointsKey(names []string) string {
@@ -404,15 +437,21 @@ func endpointsKey(names []string) string {
 	return strings.Join(names, "\x00")
 }
 
-// rule gives a (range, endpoints) pair its id; the same pair keeps it.
-func (e *encoder) rule(ent policy.Entry) uint32 {
+// newRule gives a (range, endpoints) pair a new id.
+func (e *encoder) newRule(ent policy.Entry) uint32 {
+	e.ruleList = append(e.ruleList, Rule{Range: ent.Prefix, Endpoints: ent.Endpoints})
+	return uint32(len(e.ruleList))
+}
+
+// classRule gives the winner of a class its id; the same pair keeps it,
+// so that an unchanged class is encoded the same.
+func (e *encoder) classRule(ent policy.Entry) uint32 {
 	k := ruleKey{prefix: ent.Prefix, endpoints: endpointsKey(ent.Endpoints)}
-	if id, ok := e.rules[k]; ok {
+	if id, ok := e.classRules[k]; ok {
 		return id
 	}
-	e.ruleList = append(e.ruleList, Rule{Range: ent.Prefix, Endpoints: ent.Endpoints})
-	id := uint32(len(e.ruleList))
-	e.rules[k] = id
+	id := e.newRule(ent)
+	e.classRules[k] = id
 	return id
 }
 

@@ -215,9 +215,13 @@ func (p *fileParser) endpoints(v val) []Endpoint {
 		p.at(v.line, `endpoints must be a list of "- name: {iface, range, allow}" items, not %s`, describe(v.v))
 		return nil
 	}
-	var out []Endpoint
-	first := make(map[string]int)
-	for _, item := range v.items() {
+	// Sized once: the parse cache keeps this slice for as long as the file
+	// is unchanged, and append's spare capacity would stay with it (a
+	// fifth of the cache at 100 000 endpoints).
+	items := v.items()
+	out := make([]Endpoint, 0, len(items))
+	first := make(map[string]int, len(items))
+	for _, item := range items {
 		ep, ok := p.endpoint(item)
 		if !ok {
 			continue

@@ -11,8 +11,10 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
+	"weak"
 )
 
 // Load reads the configuration set: mainPath, then <dir of mainPath>/conf.d/*.yml
@@ -57,6 +59,11 @@ func loadPartial(mainPath string, owner uint32) (*Config, Errors) {
 type Cache struct {
 	mu    sync.Mutex
 	files map[string]parsedFile
+	// last is the configuration the last load returned, and runs where
+	// each file's endpoints begin in it (see merge), for Keep. Weak: a
+	// configuration nobody took must not live on in the cache.
+	last weak.Pointer[Config]
+	runs map[string]int
 }
 
 type parsedFile struct {
@@ -90,8 +97,50 @@ func (c *Cache) loadPartial(mainPath string, owner uint32) (*Config, Errors) {
 	l.errs.Sort(l.order)
 	if c != nil {
 		c.files = l.parsed // forget the files that are gone
+		c.last, c.runs = weak.Make(cfg), map[string]int{}
+		for i, path := range l.files {
+			c.runs[path] = l.runs[i]
+		}
 	}
 	return cfg, l.errs
+}
+
+// Keep makes the cache hold the endpoints of cfg, which its last load
+// returned and which is now in force, instead of the arrays the files
+// parsed to: each file's endpoints become the run of cfg.Endpoints that
+// holds them. A policy compiled from cfg points into cfg.Endpoints, so a
+// large set then keeps each endpoint once rather than once in the cache
+// and again in the policy. Until Keep, the cache holds what the policy in
+// force points into, or the files' own arrays: a load that failed, or
+// that the caller did not take, adds no copy that lives on. A cfg other
+// than the last load's changes nothing. The caller must not modify cfg's
+// endpoints, as it must not modify anything the cache returns.
+func (c *Cache) Keep(cfg *Config) {
+	if c == nil || cfg == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last.Value() != cfg {
+		return
+	}
+	for path, at := range c.runs {
+		f, ok := c.files[path]
+		eps := f.settings.endpoints
+		// A file's endpoints are a run of cfg's unless it replaced an
+		// earlier file's endpoint (at < 0) or a later file replaced
+		// one of its: then it keeps its own array.
+		if !ok || len(eps) == 0 || at < 0 || at+len(eps) > len(cfg.Endpoints) {
+			continue
+		}
+		run := cfg.Endpoints[at : at+len(eps) : at+len(eps)]
+		if !slices.EqualFunc(run, eps, func(a, b Endpoint) bool { return a.Name == b.Name && a.Pos == b.Pos }) {
+			continue
+		}
+		f.settings.endpoints = run
+		c.files[path] = f
+	}
+	c.last, c.runs = weak.Pointer[Config]{}, nil
 }
 
 // loader collects the problems of one Load; every step keeps going after
@@ -106,6 +155,7 @@ type loader struct {
 	files    []string // every file read
 	sums     [][sha256.Size]byte
 	settings []fileSettings
+	runs     []int                 // by file, where merge put its first endpoint
 	cached   map[string]parsedFile // by path, from the last load; nil: no cache
 	parsed   map[string]parsedFile // this load's, for the next one
 	buf      bytes.Buffer          // the file being read
@@ -150,7 +200,8 @@ func (l *loader) run(mainPath string) *Config {
 	for _, name := range l.dropIns(confDir) {
 		l.readFile(filepath.Join(confDir, name), true)
 	}
-	cfg := merge(l.settings, l.files)
+	cfg, runs := merge(l.settings, l.files)
+	l.runs = runs
 	cfg.Sums = l.sums
 	sort.Strings(l.warnings)
 	cfg.Warnings = l.warnings
@@ -262,9 +313,12 @@ func (l *loader) readFile(path string, dropIn bool) {
 
 // merge applies the drop-in rules: an endpoint named again replaces the
 // earlier one whole but keeps its place in the order; interfaces merge key
-// by key; each scalar takes the last value set.
-func merge(files []fileSettings, paths []string) *Config {
-	cfg := &Config{
+// by key; each scalar takes the last value set. runs[i] is the index in
+// cfg.Endpoints where the endpoints of files[i] begin if they were all
+// appended there, -1 if one of them replaced an earlier one (a later file
+// may still replace one of the run's: see Cache.Keep).
+func merge(files []fileSettings, paths []string) (cfg *Config, runs []int) {
+	cfg = &Config{
 		Interfaces: make(map[string]Interface),
 		Log:        Log{Level: DefaultLogLevel, Decisions: DefaultLogDecisions, Rate: DefaultLogRate},
 		OnStop:     DefaultOnStop,
@@ -278,10 +332,13 @@ func merge(files []fileSettings, paths []string) *Config {
 	}
 	cfg.Endpoints = make([]Endpoint, 0, n)
 	index := make(map[string]int, n)
-	for _, f := range files {
+	runs = make([]int, len(files))
+	for k, f := range files {
+		runs[k] = len(cfg.Endpoints)
 		for _, ep := range f.endpoints {
 			if i, ok := index[ep.Name]; ok {
 				cfg.Endpoints[i] = ep
+				runs[k] = -1
 				continue
 			}
 			index[ep.Name] = len(cfg.Endpoints)
@@ -290,7 +347,7 @@ func merge(files []fileSettings, paths []string) *Config {
 		maps.Copy(cfg.Interfaces, f.interfaces)
 		mergeScalars(cfg, f)
 	}
-	return cfg
+	return cfg, runs
 }
 
 func mergeScalars(cfg *Config, f fileSettings) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -574,4 +575,86 @@ func TestCache(t *testing.T) {
 	if _, ok := c.files[dropIn]; ok {
 		t.Errorf("the removed drop-in is still cached")
 	}
+}
+
+// TestCacheKeep: after Keep, the cache holds each file's endpoints as the
+// run of the kept configuration's that holds them (one copy for the cache
+// and the policy that points into them), except a file whose endpoints
+// are not such a run; a configuration other than the last load's changes
+// nothing, one nobody kept is not held; and cached loads still equal
+// fresh ones after every change.
+func TestCacheKeep(t *testing.T) {
+	dir := writeSet(t, map[string]string{
+		mainName: "endpoints:\n" + epA,
+		// c is replaced by 20-c.yml: 10-b.yml's endpoints are not a run.
+		"conf.d/10-b.yml": "endpoints:\n" + epB + "  - c: {iface: eth1, range: 10.2.0.0/16, allow: [bob]}\n",
+		"conf.d/20-c.yml": "endpoints:\n  - c: {iface: eth2, range: 10.3.0.0/16, allow: [carol]}\n  - d: {iface: eth2, range: 10.4.0.0/16, allow: []}\n",
+		"conf.d/30-e.yml": "endpoints:\n  - e: {iface: eth3, range: 10.5.0.0/16, allow: [erin]}\n  - f: {iface: eth3, range: 10.6.0.0/16, allow: [frank]}\n",
+	})
+	main := filepath.Join(dir, mainName)
+	path := func(name string) string { return filepath.Join(dir, "conf.d", name) }
+	owner := uint32(os.Getuid())
+	var c Cache
+	load := func(step string) *Config {
+		t.Helper()
+		got, gotErrs := c.loadPartial(main, owner)
+		want, wantErrs := loadPartial(main, owner)
+		if len(wantErrs) > 0 || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotErrs, wantErrs) {
+			t.Fatalf("%s: cached load\n  %+v %v\nfresh load\n  %+v %v", step, got, gotErrs, want, wantErrs)
+		}
+		return got
+	}
+	// in reports whether the cache holds file's endpoints as cfg's,
+	// from index at.
+	in := func(cfg *Config, file string, at int) bool {
+		eps := c.files[file].settings.endpoints
+		return len(eps) > 0 && &eps[0] == &cfg.Endpoints[at]
+	}
+	first := load("first load") // a b c d e f, c as 20-c.yml has it
+	if in(first, main, 0) {
+		t.Fatalf("the cache holds the configuration's endpoints before Keep")
+	}
+	c.Keep(first)
+	if !in(first, main, 0) || !in(first, path("30-e.yml"), 4) {
+		t.Errorf("after Keep, the cache does not hold the runs of the kept configuration")
+	}
+	if in(first, path("10-b.yml"), 1) || in(first, path("20-c.yml"), 3) {
+		t.Errorf("the cache holds a run for a file whose endpoints are not one")
+	}
+
+	// A load nobody keeps: the cache goes on holding the kept one's, and
+	// does not hold on to the new configuration.
+	func() {
+		second := load("unchanged")
+		c.Keep(first) // stale: not the last load's
+		if !in(first, main, 0) || in(second, main, 0) {
+			t.Errorf("Keep of an earlier load's configuration changed the cache")
+		}
+	}()
+	runtime.GC()
+	if c.last.Value() != nil {
+		t.Errorf("the cache holds a configuration nobody kept")
+	}
+
+	// Every kind of change after Keep reads as a fresh load does.
+	if err := os.WriteFile(path("30-e.yml"), []byte("endpoints:\n  - e: {iface: eth3, range: 10.5.0.0/16, allow: [eve]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third := load("30-e.yml changed")
+	c.Keep(third)
+	if !in(third, main, 0) || !in(third, path("30-e.yml"), 4) {
+		t.Errorf("the cache does not hold the runs of the configuration kept last")
+	}
+	if err := os.Remove(path("20-c.yml")); err != nil {
+		t.Fatal(err)
+	}
+	fourth := load("20-c.yml removed: 10-b.yml's c is back") // a b c e
+	c.Keep(fourth)
+	if !in(fourth, path("10-b.yml"), 1) {
+		t.Errorf("10-b.yml's endpoints, a run now, are not held as one")
+	}
+	if err := os.WriteFile(main, []byte("endpoints:\n"+epA+"  - e: {iface: eth9, range: 10.9.0.0/16, allow: [root]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load("main file names e, which 30-e.yml replaces")
 }

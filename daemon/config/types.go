@@ -64,7 +64,7 @@ const (
 )
 
 // PrincipalKind tells the forms a principal can be written in.
-type PrincipalKind int
+type PrincipalKind uint8
 
 const (
 	PrincipalUser     PrincipalKind = iota // "alice": resolved through NSS
@@ -78,12 +78,14 @@ const (
 
 // Principal is one entry of an endpoint's allow list, as written.
 type Principal struct {
+	// Kind and UID come first and are small, so that they share a word:
+	// a large set holds one Principal per allow-list entry.
 	Kind PrincipalKind
+	UID  uint32 // PrincipalUID
 	// Name is the user or group name (PrincipalUser, PrincipalGroup), the
 	// unit name (PrincipalUnit) or the clean absolute cgroup path below
 	// the cgroup2 mount (PrincipalCgroup).
 	Name string
-	UID  uint32 // PrincipalUID
 	Text string // exactly as written, for messages
 	Pos  Pos
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
 
 // auditPolicy has an audited endpoint, an enforcing and an audited
@@ -15,13 +17,13 @@ import (
 func auditPolicy() *Policy {
 	return &Policy{
 		Endpoints: []Endpoint{
-			{Name: "imds-rollout", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}, Principals: uids(1001), Audit: true},
-			{Name: "mix-enforce", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: uids(1001)},
-			{Name: "mix-audit", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: uids(1003), Audit: true},
-			{Name: "both-a", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Principals: uids(1001), Audit: true},
-			{Name: "both-b", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Principals: uids(1003), Audit: true},
+			{Endpoint: &config.Endpoint{Name: "imds-rollout", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}, Audit: true}, Principals: uids(1001)},
+			{Endpoint: &config.Endpoint{Name: "mix-enforce", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: uids(1001)},
+			{Endpoint: &config.Endpoint{Name: "mix-audit", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: uids(1003)},
+			{Endpoint: &config.Endpoint{Name: "both-a", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: uids(1001)},
+			{Endpoint: &config.Endpoint{Name: "both-b", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: uids(1003)},
 			// A longer enforcing prefix inside an audited one decides alone.
-			{Name: "inner", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.128/25")}, Principals: uids(1001)},
+			{Endpoint: &config.Endpoint{Name: "inner", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.128/25")}}, Principals: uids(1001)},
 		},
 		Interfaces: []IfaceSetting{
 			{Pattern: "eth0", Default: Deny},
@@ -81,8 +83,8 @@ func TestEntriesAudit(t *testing.T) {
 		}
 	}
 	q := &Policy{Endpoints: []Endpoint{
-		{Name: "dns", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{17}, Principals: Principals{Everyone: true}},
-		{Name: "rest", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: uids(0), Audit: true},
+		{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{17}}, Principals: Principals{Everyone: true}},
+		{Endpoint: &config.Endpoint{Name: "rest", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: uids(0)},
 	}}
 	classes := q.Classes("eth0", pfx("10.0.0.0/8"))
 	i := slices.IndexFunc(classes, func(c Class) bool { return c.Proto == ProtoOther })
@@ -99,7 +101,7 @@ func TestEntriesAudit(t *testing.T) {
 // default but different modes must not share a table.
 func TestTableKeyAuditMode(t *testing.T) {
 	p := &Policy{
-		Endpoints:  []Endpoint{{Name: "a", Ifaces: []string{"*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}},
+		Endpoints:  []Endpoint{{Endpoint: &config.Endpoint{Name: "a", Ifaces: []string{"*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}}},
 		Interfaces: []IfaceSetting{{Pattern: "eth0", Default: Deny}, {Pattern: "eth1", Default: Deny, Audit: true}, {Pattern: "eth2", Default: Deny}},
 	}
 	if p.TableKey("eth0") == p.TableKey("eth1") {

@@ -79,9 +79,12 @@ func (p *Policy) Classifier(iface string) func(q netip.Prefix) []Class {
 				if !ok {
 					j = len(cands)
 					at[i] = j
-					c := p.Endpoints[i]
-					c.Ranges = nil
-					cands = append(cands, c)
+					// A copy with only the ranges that contain
+					// q: the configured endpoint is shared and
+					// never modified.
+					e := *p.Endpoints[i].Endpoint
+					e.Ranges = nil
+					cands = append(cands, Endpoint{Endpoint: &e, Principals: p.Endpoints[i].Principals})
 				}
 				cands[j].Ranges = append(cands[j].Ranges, r)
 			}

@@ -61,7 +61,7 @@ func randomPortsPolicy(r *rand.Rand) *Policy {
 	protoU := []uint8{config.ProtoTCP, config.ProtoUDP, config.ProtoICMP, config.ProtoICMPv6, config.ProtoSCTP, config.ProtoUDPLite, 47}
 	p := &Policy{Interfaces: []IfaceSetting{{Pattern: "eth0", Default: Action(r.IntN(2))}}}
 	for i := range 1 + r.IntN(8) {
-		e := Endpoint{Name: fmt.Sprintf("e%d", i), Ifaces: []string{"eth0"}, Principals: Principals{UIDs: []uint32{uint32(r.IntN(4))}, Everyone: r.IntN(8) == 0}}
+		e := Endpoint{Endpoint: &config.Endpoint{Name: fmt.Sprintf("e%d", i), Ifaces: []string{"eth0"}}, Principals: Principals{UIDs: []uint32{uint32(r.IntN(4))}, Everyone: r.IntN(8) == 0}}
 		for range 1 + r.IntN(2) {
 			e.Ranges = append(e.Ranges, netip.MustParsePrefix(prefixes[r.IntN(len(prefixes))]))
 		}
@@ -134,4 +134,40 @@ func TestClassesAgreeWithDecide(t *testing.T) {
 		t.Fatalf("only %d narrowed prefixes in the random policies", narrowed)
 	}
 	t.Logf("%d packets, %d narrowed prefixes", n, narrowed)
+}
+
+// TestClassifierLeavesPolicy: classifying a policy's ranges changes
+// nothing in it. Its configured endpoints are shared with the
+// configuration and the parse cache: a candidate endpoint cut down to the
+// ranges that contain a prefix must be a copy (the daemon's D-Bus Check
+// once answered from endpoints whose ranges the encoder's classifying had
+// cut).
+func TestClassifierLeavesPolicy(t *testing.T) {
+	policy := func() *Policy {
+		p := portsPolicy()
+		// Endpoints of more than one range, one narrowed: a prefix's
+		// candidates hold only some of their ranges.
+		p.Endpoints = append(p.Endpoints,
+			Endpoint{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.8.0.0/16"), pfx("fd00::/8")},
+				Protos: protos(udp), Ports: ports(port(53))}, Principals: Principals{Everyone: true}},
+			Endpoint{Endpoint: &config.Endpoint{Name: "wide", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/16")}}, Principals: uids(1)})
+		return p
+	}
+	p, want := policy(), policy()
+	for _, iface := range []string{"eth0", "eth1"} {
+		classify := p.Classifier(iface)
+		for _, e := range want.Endpoints {
+			for _, r := range e.Ranges {
+				classify(r)
+			}
+		}
+	}
+	if !p.Equal(want) {
+		for i := range p.Endpoints {
+			if got := p.Endpoints[i].Ranges; !slices.Equal(got, want.Endpoints[i].Ranges) {
+				t.Errorf("endpoint %s: ranges %v after classifying, %v before", p.Endpoints[i].Name, got, want.Endpoints[i].Ranges)
+			}
+		}
+		t.Fatal("classifying changed the policy")
+	}
 }

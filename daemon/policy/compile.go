@@ -107,8 +107,10 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 // compile is Compile with budget for NSS.
 func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, error) {
 	p := &Policy{Endpoints: make([]Endpoint, len(cfg.Endpoints))}
-	for i, e := range cfg.Endpoints {
-		p.Endpoints[i] = Endpoint{Name: e.Name, Ifaces: e.Ifaces, Ranges: e.Ranges, Protos: e.Protos, Ports: e.Ports, Audit: e.Audit, Deny: e.Deny, source: e.Allow}
+	// The policy points into the configuration's endpoints, which
+	// config.Cache keeps as well: one copy of each for all three.
+	for i := range cfg.Endpoints {
+		p.Endpoints[i] = Endpoint{Endpoint: &cfg.Endpoints[i]}
 	}
 	for pat, s := range cfg.Interfaces {
 		def := Deny // unset means deny, as everywhere
@@ -159,7 +161,7 @@ func LookupUser(r Resolver, name string) (uint32, error) {
 // may change.
 func (p *Policy) Named() bool {
 	for _, e := range p.Endpoints {
-		for _, pr := range e.source {
+		for _, pr := range e.Allow {
 			// A unit's cgroup path can change too (Slice=, a unit
 			// installed later).
 			if pr.Kind == config.PrincipalUser || pr.Kind == config.PrincipalGroup || pr.Kind == config.PrincipalUnit {
@@ -180,17 +182,16 @@ func (p *Policy) UnresolvedErrors() config.Errors {
 	return errs
 }
 
-// resolve fills the endpoints' Allow and Principals from their source
-// allow lists, Unresolved and Warnings; it returns the principals no
+// resolve fills the endpoints' Principals from their allow lists as
+// written, and Unresolved and Warnings; it returns the principals no
 // resolver can make sense of. NSS has budget for all of the names.
 func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 	n := 0
 	for _, e := range p.Endpoints {
-		n += len(e.source)
+		n += len(e.Allow)
 	}
-	// One array each for every endpoint's allow list and uids; each
-	// endpoint's part is clipped, so that an append copies.
-	texts := make([]string, 0, n)
+	// One array for every endpoint's uids; each endpoint's part is
+	// clipped, so that an append copies.
 	uids := make([]uint32, 0, n)
 	var scratch []uint32
 	units := newUnitMemo(r) // before r is wrapped: r may be a UnitResolver
@@ -202,11 +203,9 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 	p.Units = nil
 	for i := range p.Endpoints {
 		pe := &p.Endpoints[i]
-		pe.Allow, pe.Principals = nil, Principals{}
-		start := len(texts)
+		pe.Principals = Principals{}
 		scratch = scratch[:0]
-		for _, pr := range pe.source {
-			texts = append(texts, pr.Text)
+		for _, pr := range pe.Allow {
 			var err error
 			switch pr.Kind {
 			case config.PrincipalCgroup:
@@ -223,9 +222,6 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 			case err != nil:
 				errs = append(errs, config.Error{Pos: pr.Pos, Msg: err.Error()})
 			}
-		}
-		if len(texts) > start {
-			pe.Allow = texts[start:len(texts):len(texts)]
 		}
 		if len(pe.Principals.Cgroups) > 1 {
 			slices.Sort(pe.Principals.Cgroups)

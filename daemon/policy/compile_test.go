@@ -160,8 +160,8 @@ func TestCompilePrincipals(t *testing.T) {
 				!slices.Equal(e.Ranges, []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}) {
 				t.Errorf("endpoint = %+v, want name ep, ifaces [eth0 wg*], the two ranges", e)
 			}
-			if !slices.Equal(e.Allow, tt.allow) {
-				t.Errorf("Allow = %q, want %q (as written)", e.Allow, tt.allow)
+			if !slices.Equal(e.AllowList(), tt.allow) {
+				t.Errorf("AllowList() = %q, want %q (as written)", e.AllowList(), tt.allow)
 			}
 		})
 	}
@@ -408,7 +408,7 @@ func TestResolve(t *testing.T) {
 			if !slices.Equal(names, tt.unresolved) {
 				t.Errorf("unresolved = %q, want %q", names, tt.unresolved)
 			}
-			if !slices.Equal(q.Endpoints[0].Allow, p.Endpoints[0].Allow) || !equalPrincipals(q.Endpoints[1].Principals, p.Endpoints[1].Principals) {
+			if !slices.Equal(q.Endpoints[0].AllowList(), p.Endpoints[0].AllowList()) || !equalPrincipals(q.Endpoints[1].Principals, p.Endpoints[1].Principals) {
 				t.Errorf("resolved again: %+v, want the same allow lists", q.Endpoints)
 			}
 			if q.Equal(p) {
@@ -441,7 +441,7 @@ func TestResolve(t *testing.T) {
 	}
 	// A policy not made by Compile has no names to resolve: its uids
 	// stay.
-	hand := &Policy{Endpoints: []Endpoint{{Name: "x", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: uids(1)}}}
+	hand := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: uids(1)}}}
 	if got := hand.Resolve(resolverError{}); got != hand {
 		t.Errorf("Resolve of a hand-made policy: %+v", got)
 	}

@@ -136,8 +136,8 @@ func (p *Policy) reachable(pats []string) (text string, decides bool) {
 			continue
 		}
 		who := "no one"
-		if len(e.Allow) > 0 {
-			who = strings.Join(e.Allow, ", ")
+		if allow := e.AllowList(); len(allow) > 0 {
+			who = strings.Join(allow, ", ")
 		}
 		what := rangeList(e)
 		if e.Narrowed() {

@@ -97,24 +97,6 @@ func (p Principals) union(q Principals) Principals {
 	return u
 }
 
-// Key identifies equal principal sets, so that the encoder can share them.
-func (p Principals) Key() string {
-	b := make([]byte, 0, 12+11*len(p.UIDs))
-	b = strconv.AppendBool(b, p.Everyone)
-	b = append(b, '/')
-	b = strconv.AppendBool(b, p.Unowned)
-	for _, u := range p.UIDs {
-		b = append(b, ',')
-		b = strconv.AppendUint(b, uint64(u), 10)
-	}
-	// A path never holds NUL: the cgroups cannot run into the uids.
-	for _, c := range p.Cgroups {
-		b = append(b, 0)
-		b = append(b, c...)
-	}
-	return string(b)
-}
-
 func (p Principals) String() string {
 	var parts []string
 	if p.Everyone {
@@ -143,25 +125,27 @@ func (p Principals) Equal(q Principals) bool {
 
 // Endpoint is a configured endpoint with its principals resolved.
 type Endpoint struct {
-	Name       string
-	Ifaces     []string
-	Ranges     []netip.Prefix
+	// Endpoint is the endpoint as configured: its name, interfaces,
+	// ranges, narrowing, mode, deny and allow list as written. It is
+	// shared with the configuration it was compiled from, and with that
+	// configuration's parse cache (config.Cache), and never modified: a
+	// large set holds each endpoint once, not once per layer.
+	*config.Endpoint
 	Principals Principals
-	Allow      []string // the allow list as written, for explanations
-	// Protos and Ports narrow the endpoint (SPEC §1 rule 2); nil: every
-	// protocol, every port. As config.Endpoint has them: sorted, merged.
-	Protos []uint8
-	Ports  []config.PortRange
-	// Audit is `mode: audit`: where every winner of a packet is in
-	// audit mode, a packet they do not allow passes as audit (rule 4).
-	Audit bool
-	// Deny is the endpoint's `deny:` (SPEC §1 rule 4); unset leaves it
-	// to the interface.
-	Deny config.DenyMode
+}
 
-	// source is the allow list Principals were resolved from, for
-	// Resolve; shared with the configuration.
-	source []config.Principal
+// AllowList is the allow list as written, for explanations. It is made
+// on each call rather than kept: at 100 000 endpoints a kept copy would
+// be 4 MB that only explanations read.
+func (e Endpoint) AllowList() []string {
+	if len(e.Allow) == 0 {
+		return nil
+	}
+	out := make([]string, len(e.Allow))
+	for i, pr := range e.Allow {
+		out[i] = pr.Text
+	}
+	return out
 }
 
 // Action is what a filtered interface does with a destination outside
@@ -224,9 +208,17 @@ func (p *Policy) Equal(q *Policy) bool {
 		slices.Equal(p.Warnings, q.Warnings)
 }
 
+// equal leaves out where the endpoint is written: moving it in its file
+// changes nothing the kernel or an explanation knows.
 func (e Endpoint) equal(f Endpoint) bool {
+	if !e.Principals.Equal(f.Principals) {
+		return false
+	}
+	if e.Endpoint == f.Endpoint {
+		return true
+	}
 	return e.Name == f.Name && slices.Equal(e.Ifaces, f.Ifaces) && slices.Equal(e.Ranges, f.Ranges) &&
-		e.Principals.Equal(f.Principals) && slices.Equal(e.Allow, f.Allow) &&
+		slices.EqualFunc(e.Allow, f.Allow, func(a, b config.Principal) bool { return a.Text == b.Text }) &&
 		slices.Equal(e.Protos, f.Protos) && (e.Protos == nil) == (f.Protos == nil) &&
 		slices.Equal(e.Ports, f.Ports) && (e.Ports == nil) == (f.Ports == nil) && e.Audit == f.Audit &&
 		e.Deny == f.Deny

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
 
 var (
@@ -72,8 +74,8 @@ func TestMatchIface(t *testing.T) {
 func TestFilteredAndDefault(t *testing.T) {
 	p := &Policy{
 		Endpoints: []Endpoint{
-			{Name: "wg", Ifaces: []string{"wg*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: uids(1)},
-			{Name: "tun", Ifaces: []string{"tun0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: uids(1)},
+			{Endpoint: &config.Endpoint{Name: "wg", Ifaces: []string{"wg*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: uids(1)},
+			{Endpoint: &config.Endpoint{Name: "tun", Ifaces: []string{"tun0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: uids(1)},
 		},
 		// sorted by pattern, as Compile leaves them
 		Interfaces: []IfaceSetting{
@@ -150,11 +152,11 @@ func TestFilteredAndDefault(t *testing.T) {
 	if !l.Filtered("lo") || l.Default("lo") != Allow {
 		t.Errorf("lo named: Filtered=%v Default=%q, want true allow", l.Filtered("lo"), l.Default("lo"))
 	}
-	le := &Policy{Endpoints: []Endpoint{{Name: "x", Ifaces: []string{"*", "lo"}}}}
+	le := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Ifaces: []string{"*", "lo"}}}}}
 	if !le.Filtered("lo") {
 		t.Errorf("endpoint naming lo: lo not filtered")
 	}
-	star := &Policy{Endpoints: []Endpoint{{Name: "x", Ifaces: []string{"*"}}}}
+	star := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Ifaces: []string{"*"}}}}}
 	if star.Filtered("lo") || !star.Filtered("eth0") {
 		t.Errorf("endpoint iface *: Filtered(lo)=%v Filtered(eth0)=%v, want false true", star.Filtered("lo"), star.Filtered("eth0"))
 	}
@@ -164,16 +166,16 @@ func TestFilteredAndDefault(t *testing.T) {
 func decidePolicy() *Policy {
 	return &Policy{
 		Endpoints: []Endpoint{
-			{Name: "imds-wide", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.0.0/16"), pfx("fd00:ec2::/32")}, Principals: Principals{Everyone: true}},
-			{Name: "imds", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}, Principals: uids(1000)},
-			{Name: "imds-extra", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}, Principals: uids(1001, 1002)},
-			{Name: "v6all", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("::/0")}, Principals: uids(2000)},
-			{Name: "fwd", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: Principals{Unowned: true}},
-			{Name: "wg", Ifaces: []string{"wg0"}, Ranges: []netip.Prefix{pfx("0.0.0.0/0")}, Principals: uids(3000)},
-			{Name: "any", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Principals: Principals{Everyone: true}},
-			{Name: "nobody-user", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("198.51.100.0/24")}, Principals: uids(65534)},
-			{Name: "root-ll", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fe80::/10")}, Principals: uids(0)},
-			{Name: "all-kinds", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("203.0.113.0/24")}, Principals: Principals{Everyone: true, Unowned: true}},
+			{Endpoint: &config.Endpoint{Name: "imds-wide", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.0.0/16"), pfx("fd00:ec2::/32")}}, Principals: Principals{Everyone: true}},
+			{Endpoint: &config.Endpoint{Name: "imds", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}}, Principals: uids(1000)},
+			{Endpoint: &config.Endpoint{Name: "imds-extra", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}}, Principals: uids(1001, 1002)},
+			{Endpoint: &config.Endpoint{Name: "v6all", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("::/0")}}, Principals: uids(2000)},
+			{Endpoint: &config.Endpoint{Name: "fwd", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: Principals{Unowned: true}},
+			{Endpoint: &config.Endpoint{Name: "wg", Ifaces: []string{"wg0"}, Ranges: []netip.Prefix{pfx("0.0.0.0/0")}}, Principals: uids(3000)},
+			{Endpoint: &config.Endpoint{Name: "any", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}}, Principals: Principals{Everyone: true}},
+			{Endpoint: &config.Endpoint{Name: "nobody-user", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("198.51.100.0/24")}}, Principals: uids(65534)},
+			{Endpoint: &config.Endpoint{Name: "root-ll", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fe80::/10")}}, Principals: uids(0)},
+			{Endpoint: &config.Endpoint{Name: "all-kinds", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("203.0.113.0/24")}}, Principals: Principals{Everyone: true, Unowned: true}},
 		},
 		Interfaces: []IfaceSetting{
 			{Pattern: "eth0", Default: Deny},
@@ -303,10 +305,10 @@ func TestDecideSamePrefixMerge(t *testing.T) {
 	// Three endpoints name the same prefix, in no particular order; one names
 	// it twice. Principals merge, every endpoint is named once, sorted.
 	p := &Policy{Endpoints: []Endpoint{
-		{Name: "zeta", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/64"), pfx("fd00::/64")}, Principals: uids(7)},
-		{Name: "alpha", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("fd00::/64")}, Principals: Principals{Unowned: true}},
-		{Name: "mid", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/64")}, Principals: uids(3, 7)},
-		{Name: "other", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/63")}, Principals: uids(9)},
+		{Endpoint: &config.Endpoint{Name: "zeta", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/64"), pfx("fd00::/64")}}, Principals: uids(7)},
+		{Endpoint: &config.Endpoint{Name: "alpha", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("fd00::/64")}}, Principals: Principals{Unowned: true}},
+		{Endpoint: &config.Endpoint{Name: "mid", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/64")}}, Principals: uids(3, 7)},
+		{Endpoint: &config.Endpoint{Name: "other", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/63")}}, Principals: uids(9)},
 	}}
 	want := []string{"alpha", "mid", "zeta"}
 	for _, tt := range []struct {
@@ -361,10 +363,10 @@ func equalTables(a, b Table) bool {
 func tablePolicy() *Policy {
 	return &Policy{
 		Endpoints: []Endpoint{
-			{Name: "b", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/8"), pfx("10.0.0.0/8"), pfx("10.0.0.0/8")}, Principals: uids(3, 7)},
-			{Name: "a", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.1/32"), pfx("10.0.0.0/16"), pfx("10.0.0.0/8")}, Principals: Principals{Unowned: true, UIDs: []uint32{5, 7}}},
-			{Name: "c", Ifaces: []string{"wg0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: Principals{Everyone: true}},
-			{Name: "d", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("2001:db8::/32"), pfx("9.0.0.0/8")}, Principals: Principals{Everyone: true}},
+			{Endpoint: &config.Endpoint{Name: "b", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/8"), pfx("10.0.0.0/8"), pfx("10.0.0.0/8")}}, Principals: uids(3, 7)},
+			{Endpoint: &config.Endpoint{Name: "a", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.1/32"), pfx("10.0.0.0/16"), pfx("10.0.0.0/8")}}, Principals: Principals{Unowned: true, UIDs: []uint32{5, 7}}},
+			{Endpoint: &config.Endpoint{Name: "c", Ifaces: []string{"wg0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: Principals{Everyone: true}},
+			{Endpoint: &config.Endpoint{Name: "d", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("2001:db8::/32"), pfx("9.0.0.0/8")}}, Principals: Principals{Everyone: true}},
 		},
 		Interfaces: []IfaceSetting{
 			{Pattern: "eth0", Default: Allow},
@@ -488,7 +490,7 @@ func TestPrincipalsAllows(t *testing.T) {
 	}
 }
 
-func TestPrincipalsKeyString(t *testing.T) {
+func TestPrincipalsString(t *testing.T) {
 	tests := []struct {
 		p   Principals
 		str string
@@ -503,27 +505,10 @@ func TestPrincipalsKeyString(t *testing.T) {
 		{Principals{Unowned: true, UIDs: []uint32{5}}, "unowned uid:5"},
 		{Principals{Everyone: true, Unowned: true, UIDs: []uint32{65534}}, "* unowned uid:65534"},
 	}
-	keys := map[string]Principals{}
 	for _, tt := range tests {
 		if got := tt.p.String(); got != tt.str {
 			t.Errorf("%#v.String() = %q, want %q", tt.p, got, tt.str)
 		}
-		k := tt.p.Key()
-		if k == "" {
-			t.Errorf("%v.Key() is empty", tt.p)
-		}
-		if q, dup := keys[k]; dup {
-			t.Errorf("%v and %v share the key %q", q, tt.p, k)
-		}
-		keys[k] = tt.p
-		// an equal value built separately has the same key
-		cp := Principals{Everyone: tt.p.Everyone, Unowned: tt.p.Unowned, UIDs: slices.Clone(tt.p.UIDs)}
-		if cp.Key() != k {
-			t.Errorf("equal principals have keys %q and %q", k, cp.Key())
-		}
-	}
-	if (Principals{UIDs: []uint32{}}).Key() != (Principals{}).Key() {
-		t.Errorf("nil and empty UIDs have different keys")
 	}
 }
 
@@ -574,10 +559,10 @@ func TestRangeCount(t *testing.T) {
 // interface is enforced with the other's ranges and principals.
 func TestTableKeyOddEndpointNames(t *testing.T) {
 	p := &Policy{Endpoints: []Endpoint{
-		{Name: "a,b:false/false,1,2|fd00::/8=c", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: Principals{Everyone: true}},
-		{Name: "a", Ifaces: []string{"eth1"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: uids(1, 2)},
-		{Name: "b", Ifaces: []string{"eth1"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Principals: uids(1, 2)},
-		{Name: "c", Ifaces: []string{"eth1"}, Ranges: []netip.Prefix{pfx("fd00::/8")}, Principals: Principals{Everyone: true}},
+		{Endpoint: &config.Endpoint{Name: "a,b:false/false,1,2|fd00::/8=c", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: Principals{Everyone: true}},
+		{Endpoint: &config.Endpoint{Name: "a", Ifaces: []string{"eth1"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: uids(1, 2)},
+		{Endpoint: &config.Endpoint{Name: "b", Ifaces: []string{"eth1"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: uids(1, 2)},
+		{Endpoint: &config.Endpoint{Name: "c", Ifaces: []string{"eth1"}, Ranges: []netip.Prefix{pfx("fd00::/8")}}, Principals: Principals{Everyone: true}},
 	}}
 	t0, _ := p.Table("eth0")
 	t1, _ := p.Table("eth1")

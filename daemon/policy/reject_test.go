@@ -15,7 +15,7 @@ import (
 // with different settings.
 func rejectPolicy() *Policy {
 	ep := func(name, r string, d config.DenyMode, p Principals) Endpoint {
-		return Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(r)}, Principals: p, Deny: d}
+		return Endpoint{Endpoint: &config.Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(r)}, Deny: d}, Principals: p}
 	}
 	return &Policy{
 		Endpoints: []Endpoint{
@@ -129,8 +129,8 @@ func TestEntriesDeny(t *testing.T) {
 			t.Errorf("%s %s: Silent %v, want %v", c.iface, c.prefix, got, c.want)
 		}
 	}
-	p.Endpoints = append(p.Endpoints, Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")},
-		Protos: []uint8{config.ProtoUDP}, Ports: []config.PortRange{{Lo: 53, Hi: 53}}, Principals: Principals{Everyone: true}, Deny: config.DenyDrop})
+	p.Endpoints = append(p.Endpoints, Endpoint{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")},
+		Protos: []uint8{config.ProtoUDP}, Ports: []config.PortRange{{Lo: 53, Hi: 53}}, Deny: config.DenyDrop}, Principals: Principals{Everyone: true}})
 	for _, c := range p.Classes("eth1", pfx("10.2.0.0/16")) {
 		want := config.DenyReject
 		if c.Proto == int(config.ProtoUDP) && (c.Lo == 53 || c.Fragment) { // a fragment matches every ports list
@@ -147,8 +147,8 @@ func TestEntriesDeny(t *testing.T) {
 // to be dropped silently: the sender's connection goes through.
 func TestAuditedNeverAnswered(t *testing.T) {
 	p := rejectPolicy()
-	p.Endpoints = append(p.Endpoints, Endpoint{Name: "audited", Ifaces: []string{"eth*"},
-		Ranges: []netip.Prefix{pfx("10.6.0.0/16")}, Principals: uids(1000), Deny: config.DenyReject, Audit: true})
+	p.Endpoints = append(p.Endpoints, Endpoint{Endpoint: &config.Endpoint{Name: "audited", Ifaces: []string{"eth*"},
+		Ranges: []netip.Prefix{pfx("10.6.0.0/16")}, Deny: config.DenyReject, Audit: true}, Principals: uids(1000)})
 	p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: "eth4", Default: Deny, Audit: true})
 	user := Owner{UID: 2000}
 	for _, tt := range []struct {
