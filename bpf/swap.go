@@ -91,20 +91,29 @@ func (f *Filter) swap(c *Contents) error {
 	return nil
 }
 
-// Mirror writes the live policy into the idle slot as well when this
-// process does not know what the idle slot holds (after a start, or after
-// adopting an earlier run's pins), so that the next swap writes only the
-// difference instead of a whole policy.
+// Mirror writes the live policy into the idle slot as well: the whole of
+// it when this process does not know what the idle slot holds (after a
+// start, or after adopting an earlier run's pins), and otherwise, after a
+// swap, the difference between the policy before it and the live one.
+// The next swap then writes only its own difference, and this process
+// keeps one copy of the slots' contents instead of one per slot (at
+// 100 000 ranges ~6 MB). The idle slot is written only once no program
+// can still be reading it, as in a swap, and goes live again only with a
+// new epoch: nothing cached from what it held before can be served.
 func (f *Filter) Mirror() error {
 	live, idle := f.contents[f.slot], 1-f.slot
-	if live == nil || f.contents[idle] != nil {
+	old := f.contents[idle]
+	if live == nil || old == live {
 		return nil
 	}
 	if err := f.waitForReaders(idle); err != nil {
 		return err
 	}
-	if err := f.replace(idle, live); err != nil {
-		return err
+	f.contents[idle] = nil // unknown until written whole
+	if old == nil || old.ids != live.ids || !f.fits(idle, live) || f.update(idle, old, live) != nil {
+		if err := f.replace(idle, live); err != nil {
+			return err
+		}
 	}
 	f.contents[idle] = live
 	return nil

@@ -75,7 +75,25 @@ func TestSwapInPlace(t *testing.T) {
 		if f.inner[f.slot].ranges == before {
 			inPlace++
 		}
-		checkSlot(t, f, p, gen, rng)
+		checkSlot(t, f, f.slot, p, gen, rng)
+		// Every other step, as the daemon after each swap: Mirror
+		// writes the difference into the idle slot, in place, and
+		// both slots then hold the live policy (one copy of it here);
+		// the next swap diffs against it.
+		if step%2 == 1 {
+			idle := 1 - f.slot
+			before := f.inner[idle].ranges
+			if err := f.Mirror(); err != nil {
+				t.Fatal(err)
+			}
+			if f.inner[idle].ranges != before {
+				t.Errorf("step %d: Mirror replaced the idle slot's maps instead of writing the difference", step)
+			}
+			if f.contents[idle] != f.contents[f.slot] {
+				t.Fatalf("step %d: after Mirror the slots hold different contents", step)
+			}
+			checkSlot(t, f, idle, p, gen, rng)
+		}
 	}
 	if inPlace != 40 {
 		t.Errorf("only %d of 40 swaps wrote the idle slot in place", inPlace)
@@ -89,15 +107,15 @@ func randomRange(rng *rand.Rand) string {
 	return jitter(rng, bases6[rng.IntN(len(bases6))], 16+rng.IntN(113)).String()
 }
 
-// checkSlot compares the live slot's maps with the policy.
-func checkSlot(t *testing.T, f *Filter, p *policy.Policy, gen uint32, rng *rand.Rand) {
+// checkSlot compares a slot's maps with the policy.
+func checkSlot(t *testing.T, f *Filter, slot uint32, p *policy.Policy, gen uint32, rng *rand.Rand) {
 	t.Helper()
-	sm := f.inner[f.slot]
+	sm := f.inner[slot]
 	want := newEncoder(newCounterNames(4096)).encode(p, []Iface{{Name: "lo", Index: 1}}, gen, LogNone)
 
 	ranges := dump[filterNtfRangeKey, filterNtfRange](t, sm.ranges)
 	held := map[filterNtfRangeKey]filterNtfRange{}
-	for _, r := range f.contents[f.slot].Ranges {
+	for _, r := range f.contents[slot].Ranges {
 		held[r.key] = r.val
 	}
 	if !maps.Equal(held, ranges) {
@@ -143,7 +161,7 @@ func checkSlot(t *testing.T, f *Filter, p *policy.Policy, gen uint32, rng *rand.
 			d := p.Decide("lo", o, dst)
 			var got bool
 			var v filterNtfRange
-			err := sm.ranges.Lookup(rangeKey(f.contents[f.slot].Ifaces[1].Table, netip.PrefixFrom(dst.Unmap(), dst.Unmap().BitLen())), &v)
+			err := sm.ranges.Lookup(rangeKey(f.contents[slot].Ifaces[1].Table, netip.PrefixFrom(dst.Unmap(), dst.Unmap().BitLen())), &v)
 			switch {
 			case errors.Is(err, ebpf.ErrKeyNotExist):
 				got = false // lo's default is deny

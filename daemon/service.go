@@ -349,9 +349,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	// Enforcing already; now give the idle slot the same policy, so that
 	// the first reload writes only what changed.
-	if err := s.filter.Mirror(); err != nil {
-		s.log.Warn("prepare the idle policy slot; the next reload writes it whole", "err", err)
-	}
+	s.mirror()
 	release := time.NewTimer(releaseAfter)
 	defer release.Stop()
 	collect(release)
@@ -379,6 +377,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// the watchdog, reloads and interfaces must not wait for a hung NSS.
 	res := newResolutions(s.opts.Resolver)
 	for {
+		gen := s.filter.Generation()
 		select {
 		case <-ctx.Done():
 			return s.stop(dlog)
@@ -428,6 +427,19 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-release.C:
 			giveBack()
 		}
+		// A swap made the live policy the one the idle slot does not
+		// hold: bring the idle slot up to it now that the change is
+		// live (READY=1 is sent), so that the reload never waited for it.
+		if s.filter.Generation() != gen {
+			s.mirror()
+		}
+	}
+}
+
+// mirror gives the idle policy slot the live policy (Filter.Mirror).
+func (s *Service) mirror() {
+	if err := s.filter.Mirror(); err != nil {
+		s.log.Warn("prepare the idle policy slot; the next reload writes it whole", "err", err)
 	}
 }
 
