@@ -46,20 +46,11 @@ func (s slotMaps) close() {
 // swap writes a policy into the idle slot and makes it live. A slot is only
 // written after a grace period since it was last live, so no running program
 // can see it half-written; the flip is one word, so every packet is judged
-// by one whole policy. The idle slot still holds the policy before the live
-// one: where this process wrote it and it has room, only the difference is
-// written.
+// by one whole policy.
 func (f *Filter) swap(c *Contents) error {
 	next := 1 - f.slot
-	if err := f.waitForReaders(next); err != nil {
+	if err := f.write(next, c); err != nil {
 		return err
-	}
-	old := f.contents[next]
-	f.contents[next] = nil // unknown until written whole
-	if old == nil || old.ids != c.ids || !f.fits(next, c) || f.update(next, old, c) != nil {
-		if err := f.replace(next, c); err != nil {
-			return err
-		}
 	}
 	// Nothing reads this slot (see waitForReaders), so nothing can cache
 	// what it holds under the new epoch before it goes live.
@@ -77,7 +68,6 @@ func (f *Filter) swap(c *Contents) error {
 	if err := f.setActive(next, f.stage.slot); err != nil {
 		return fmt.Errorf("switch to slot %d: %w", next, err)
 	}
-	f.contents[next] = c
 	f.slot, f.gen = next, c.Generation
 
 	f.mu.Lock()
@@ -102,20 +92,27 @@ func (f *Filter) swap(c *Contents) error {
 // new epoch: nothing cached from what it held before can be served.
 func (f *Filter) Mirror() error {
 	live, idle := f.contents[f.slot], 1-f.slot
-	old := f.contents[idle]
-	if live == nil || old == live {
+	if live == nil || f.contents[idle] == live {
 		return nil
 	}
-	if err := f.waitForReaders(idle); err != nil {
+	return f.write(idle, live)
+}
+
+// write makes a slot that is not live hold c, once no program can still be
+// reading it: only the difference from what it holds, where this process
+// wrote that and the slot's maps have room, or else new maps filled whole.
+func (f *Filter) write(slot uint32, c *Contents) error {
+	if err := f.waitForReaders(slot); err != nil {
 		return err
 	}
-	f.contents[idle] = nil // unknown until written whole
-	if old == nil || old.ids != live.ids || !f.fits(idle, live) || f.update(idle, old, live) != nil {
-		if err := f.replace(idle, live); err != nil {
+	old := f.contents[slot]
+	f.contents[slot] = nil // unknown until written whole
+	if old == nil || old.ids != c.ids || !f.fits(slot, c) || f.update(slot, old, c) != nil {
+		if err := f.replace(slot, c); err != nil {
 			return err
 		}
 	}
-	f.contents[idle] = live
+	f.contents[slot] = c
 	return nil
 }
 
