@@ -320,9 +320,9 @@ func BenchmarkRetained(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c.Keep(cfg) // as the daemon does once the policy is live
 		// cfg is dead from here: the daemon keeps the policy, which
-		// points into its endpoints. c is dead after the KeepAlive.
+		// points into the endpoints the cache holds. c is dead after
+		// the KeepAlive.
 		withCache := live()
 		runtime.KeepAlive(c)
 		policyOnly := live()

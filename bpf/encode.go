@@ -185,7 +185,7 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	e.prev = map[uint32][]ruleRef{}
 	var narrowed []narrowedRange
 	for _, id := range slices.Sorted(maps.Keys(tables)) {
-		e.prev[id], used, narrowed = e.addTable(c, id, p.Entries(tables[id]), used, prev[id], narrowed)
+		e.prev[id], used, narrowed = e.addTable(c, id, p.Entries(tables[id]), p.EntryBound(tables[id]), used, prev[id], narrowed)
 	}
 	// The classes of narrowed ranges, behind every table (their table ids
 	// have the top bit set), sorted by key like the rest.
@@ -221,14 +221,19 @@ type ruleRef struct {
 	set     uint32 // its owner set; 0: none
 }
 
-// addTable encodes the entries of a table and returns its rules, and the owner
-// sets in use so far. prev, the same table's rules last time, is walked
-// alongside: entries that did not change find their ids without a lookup,
-// which on large policies is most of a reload's encoding time.
-func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry], used []bool, prev []ruleRef, narrowed []narrowedRange) ([]ruleRef, []bool, []narrowedRange) {
-	// Sized for the same table as last time: reloads mostly change little.
-	refs := make([]ruleRef, 0, len(prev))
-	c.Ranges = slices.Grow(c.Ranges, len(prev))
+// addTable encodes the entries of a table (at most bound) and returns its
+// rules, and the owner sets in use so far. prev, the same table's rules
+// last time, is walked alongside: entries that did not change find their
+// ids without a lookup, which on large policies is most of a reload's
+// encoding time.
+func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry], bound int, used []bool, prev []ruleRef, narrowed []narrowedRange) ([]ruleRef, []bool, []narrowedRange) {
+	// Sized once: growing a million entries step by step copies them
+	// again and again, into fresh pages each time.
+	refs := make([]ruleRef, 0, bound)
+	c.Ranges = slices.Grow(c.Ranges, bound)
+	if len(prev) == 0 {
+		e.ruleList = slices.Grow(e.ruleList, bound) // every entry is a new rule
+	}
 	j := 0
 	for ent := range entries {
 		for j < len(prev) && policy.ComparePrefix(e.ruleList[prev[j].id-1].Range, ent.Prefix) < 0 {

@@ -106,7 +106,7 @@ func compileWith(t testing.TB, ifaces map[string]config.Interface, set func(ce *
 			ce.Allow = append(ce.Allow, principal(t, a))
 		}
 		set(&ce, i)
-		cfg.Endpoints = append(cfg.Endpoints, ce)
+		cfg.Endpoints = append(cfg.Endpoints, &ce)
 	}
 	p, err := policy.Compile(cfg, mapResolver{})
 	if err != nil {

@@ -711,11 +711,9 @@ func (s *Service) apply(cfg *config.Config, p *policy.Policy, logMode bpf.LogMod
 	// Even a partly failed apply swapped the policy in: record what is
 	// live, so status and the next change start from the truth.
 	// The settings only: the endpoints are p's to read (it points into
-	// them), and the parse cache keeps them from now on, rather than a
-	// copy of its own (Keep; a cfg the cache did not return is ignored).
+	// them, as does the parse cache).
 	kept := *cfg
 	kept.Endpoints = nil
-	s.parsed.Keep(cfg)
 	s.cfg, s.logMode = &kept, logMode
 	s.rate.Store(int64(cfg.Log.Rate))
 	// Counting 100 000 ranges takes a while: once a policy, and not

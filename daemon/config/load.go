@@ -7,14 +7,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"sync"
-	"weak"
 )
 
 // Load reads the configuration set: mainPath, then <dir of mainPath>/conf.d/*.yml
@@ -59,11 +58,6 @@ func loadPartial(mainPath string, owner uint32) (*Config, Errors) {
 type Cache struct {
 	mu    sync.Mutex
 	files map[string]parsedFile
-	// last is the configuration the last load returned, and runs where
-	// each file's endpoints begin in it (see merge), for Keep. Weak: a
-	// configuration nobody took must not live on in the cache.
-	last weak.Pointer[Config]
-	runs map[string]int
 }
 
 type parsedFile struct {
@@ -97,50 +91,8 @@ func (c *Cache) loadPartial(mainPath string, owner uint32) (*Config, Errors) {
 	l.errs.Sort(l.order)
 	if c != nil {
 		c.files = l.parsed // forget the files that are gone
-		c.last, c.runs = weak.Make(cfg), map[string]int{}
-		for i, path := range l.files {
-			c.runs[path] = l.runs[i]
-		}
 	}
 	return cfg, l.errs
-}
-
-// Keep makes the cache hold the endpoints of cfg, which its last load
-// returned and which is now in force, instead of the arrays the files
-// parsed to: each file's endpoints become the run of cfg.Endpoints that
-// holds them. A policy compiled from cfg points into cfg.Endpoints, so a
-// large set then keeps each endpoint once rather than once in the cache
-// and again in the policy. Until Keep, the cache holds what the policy in
-// force points into, or the files' own arrays: a load that failed, or
-// that the caller did not take, adds no copy that lives on. A cfg other
-// than the last load's changes nothing. The caller must not modify cfg's
-// endpoints, as it must not modify anything the cache returns.
-func (c *Cache) Keep(cfg *Config) {
-	if c == nil || cfg == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.last.Value() != cfg {
-		return
-	}
-	for path, at := range c.runs {
-		f, ok := c.files[path]
-		eps := f.settings.endpoints
-		// A file's endpoints are a run of cfg's unless it replaced an
-		// earlier file's endpoint (at < 0) or a later file replaced
-		// one of its: then it keeps its own array.
-		if !ok || len(eps) == 0 || at < 0 || at+len(eps) > len(cfg.Endpoints) {
-			continue
-		}
-		run := cfg.Endpoints[at : at+len(eps) : at+len(eps)]
-		if !slices.EqualFunc(run, eps, func(a, b Endpoint) bool { return a.Name == b.Name && a.Pos == b.Pos }) {
-			continue
-		}
-		f.settings.endpoints = run
-		c.files[path] = f
-	}
-	c.last, c.runs = weak.Pointer[Config]{}, nil
 }
 
 // loader collects the problems of one Load; every step keeps going after
@@ -155,7 +107,6 @@ type loader struct {
 	files    []string // every file read
 	sums     [][sha256.Size]byte
 	settings []fileSettings
-	runs     []int                 // by file, where merge put its first endpoint
 	cached   map[string]parsedFile // by path, from the last load; nil: no cache
 	parsed   map[string]parsedFile // this load's, for the next one
 	buf      bytes.Buffer          // the file being read
@@ -200,8 +151,7 @@ func (l *loader) run(mainPath string) *Config {
 	for _, name := range l.dropIns(confDir) {
 		l.readFile(filepath.Join(confDir, name), true)
 	}
-	cfg, runs := merge(l.settings, l.files)
-	l.runs = runs
+	cfg := merge(l.settings, l.files)
 	cfg.Sums = l.sums
 	sort.Strings(l.warnings)
 	cfg.Warnings = l.warnings
@@ -313,41 +263,77 @@ func (l *loader) readFile(path string, dropIn bool) {
 
 // merge applies the drop-in rules: an endpoint named again replaces the
 // earlier one whole but keeps its place in the order; interfaces merge key
-// by key; each scalar takes the last value set. runs[i] is the index in
-// cfg.Endpoints where the endpoints of files[i] begin if they were all
-// appended there, -1 if one of them replaced an earlier one (a later file
-// may still replace one of the run's: see Cache.Keep).
-func merge(files []fileSettings, paths []string) (cfg *Config, runs []int) {
-	cfg = &Config{
+// by key; each scalar takes the last value set. The endpoints are not
+// copied: cfg points into what each file parsed to.
+func merge(files []fileSettings, paths []string) *Config {
+	cfg := &Config{
 		Interfaces: make(map[string]Interface),
 		Log:        Log{Level: DefaultLogLevel, Decisions: DefaultLogDecisions, Rate: DefaultLogRate},
 		OnStop:     DefaultOnStop,
 		Files:      paths,
 	}
-	// Sized up front: large sets have 100 000 endpoints, and growing the
-	// slice and the index step by step costs more than the rest of a merge.
 	n := 0
 	for _, f := range files {
 		n += len(f.endpoints)
 	}
-	cfg.Endpoints = make([]Endpoint, 0, n)
-	index := make(map[string]int, n)
-	runs = make([]int, len(files))
-	for k, f := range files {
-		runs[k] = len(cfg.Endpoints)
-		for _, ep := range f.endpoints {
-			if i, ok := index[ep.Name]; ok {
-				cfg.Endpoints[i] = ep
-				runs[k] = -1
+	cfg.Endpoints = make([]*Endpoint, 0, n)
+	index := newNameIndex(n)
+	for _, f := range files {
+		for i := range f.endpoints {
+			ep := &f.endpoints[i]
+			if at, ok := index.add(ep.Name, len(cfg.Endpoints), cfg.Endpoints); !ok {
+				cfg.Endpoints[at] = ep
 				continue
 			}
-			index[ep.Name] = len(cfg.Endpoints)
 			cfg.Endpoints = append(cfg.Endpoints, ep)
 		}
 		maps.Copy(cfg.Interfaces, f.interfaces)
 		mergeScalars(cfg, f)
 	}
-	return cfg, runs
+	return cfg
+}
+
+// nameIndex finds an endpoint's position in a merge by its name. A merge
+// of 1 000 000 endpoints runs on every reload, and a map of strings that
+// size costs more than the rest of the merge (its memory is fresh pages
+// each time): this is an open-addressed table of 8-byte slots that holds
+// 32 bits of each name's hash and its position, and compares names only
+// when those bits match.
+type nameIndex struct {
+	seed  maphash.Seed
+	slots []nameSlot
+	mask  uint64
+}
+
+type nameSlot struct {
+	tag uint32 // the hash's top 32 bits
+	at  uint32 // position + 1; 0: empty
+}
+
+func newNameIndex(n int) *nameIndex {
+	size := 16
+	for size < 2*n {
+		size *= 2
+	}
+	return &nameIndex{seed: maphash.MakeSeed(), slots: make([]nameSlot, size), mask: uint64(size - 1)}
+}
+
+// add records that name is at position at of eps, unless an endpoint of
+// that name is in eps already: then it returns that one's position and
+// false.
+func (x *nameIndex) add(name string, at int, eps []*Endpoint) (int, bool) {
+	h := maphash.String(x.seed, name)
+	tag := uint32(h >> 32)
+	for i := h & x.mask; ; i = (i + 1) & x.mask {
+		s := &x.slots[i]
+		if s.at == 0 {
+			*s = nameSlot{tag: tag, at: uint32(at) + 1}
+			return at, true
+		}
+		if s.tag == tag && eps[s.at-1].Name == name {
+			return int(s.at - 1), false
+		}
+	}
 }
 
 func mergeScalars(cfg *Config, f fileSettings) {

@@ -4,10 +4,12 @@ package config
 
 import (
 	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,7 +30,7 @@ func TestSeedParsesUnchanged(t *testing.T) {
 	main := filepath.Join(dir, mainName)
 	got := mustLoad(t, dir)
 	want := &Config{
-		Endpoints: []Endpoint{{
+		Endpoints: []*Endpoint{{
 			Name:   "imdsv2",
 			Ifaces: []string{"eth0"},
 			Ranges: prefixes("169.254.169.254/32", "fd00:ec2::254/128"),
@@ -577,16 +579,15 @@ func TestCache(t *testing.T) {
 	}
 }
 
-// TestCacheKeep: after Keep, the cache holds each file's endpoints as the
-// run of the kept configuration's that holds them (one copy for the cache
-// and the policy that points into them), except a file whose endpoints
-// are not such a run; a configuration other than the last load's changes
-// nothing, one nobody kept is not held; and cached loads still equal
-// fresh ones after every change.
-func TestCacheKeep(t *testing.T) {
+// TestCacheShares: a cached load points into what each file parsed to,
+// so an unchanged file's endpoints are the very objects of the last load
+// (nothing is copied on a reload of a large set), a changed file's are
+// new, an endpoint named again is the later file's; and every cached load
+// equals a fresh one.
+func TestCacheShares(t *testing.T) {
 	dir := writeSet(t, map[string]string{
 		mainName: "endpoints:\n" + epA,
-		// c is replaced by 20-c.yml: 10-b.yml's endpoints are not a run.
+		// c is replaced by 20-c.yml's.
 		"conf.d/10-b.yml": "endpoints:\n" + epB + "  - c: {iface: eth1, range: 10.2.0.0/16, allow: [bob]}\n",
 		"conf.d/20-c.yml": "endpoints:\n  - c: {iface: eth2, range: 10.3.0.0/16, allow: [carol]}\n  - d: {iface: eth2, range: 10.4.0.0/16, allow: []}\n",
 		"conf.d/30-e.yml": "endpoints:\n  - e: {iface: eth3, range: 10.5.0.0/16, allow: [erin]}\n  - f: {iface: eth3, range: 10.6.0.0/16, allow: [frank]}\n",
@@ -604,57 +605,97 @@ func TestCacheKeep(t *testing.T) {
 		}
 		return got
 	}
-	// in reports whether the cache holds file's endpoints as cfg's,
-	// from index at.
-	in := func(cfg *Config, file string, at int) bool {
-		eps := c.files[file].settings.endpoints
-		return len(eps) > 0 && &eps[0] == &cfg.Endpoints[at]
+	// from says which file's parsed endpoint each of cfg's is, as
+	// "file:index", "?" for none the cache holds.
+	from := func(cfg *Config) []string {
+		var out []string
+		for _, ep := range cfg.Endpoints {
+			where := "?"
+			for p, f := range c.files {
+				for i := range f.settings.endpoints {
+					if &f.settings.endpoints[i] == ep {
+						where = fmt.Sprintf("%s:%d", filepath.Base(p), i)
+					}
+				}
+			}
+			out = append(out, where)
+		}
+		return out
 	}
 	first := load("first load") // a b c d e f, c as 20-c.yml has it
-	if in(first, main, 0) {
-		t.Fatalf("the cache holds the configuration's endpoints before Keep")
+	want := []string{mainName + ":0", "10-b.yml:0", "20-c.yml:0", "20-c.yml:1", "30-e.yml:0", "30-e.yml:1"}
+	if got := from(first); !slices.Equal(got, want) {
+		t.Fatalf("endpoints from %v, want %v", got, want)
 	}
-	c.Keep(first)
-	if !in(first, main, 0) || !in(first, path("30-e.yml"), 4) {
-		t.Errorf("after Keep, the cache does not hold the runs of the kept configuration")
-	}
-	if in(first, path("10-b.yml"), 1) || in(first, path("20-c.yml"), 3) {
-		t.Errorf("the cache holds a run for a file whose endpoints are not one")
-	}
-
-	// A load nobody keeps: the cache goes on holding the kept one's, and
-	// does not hold on to the new configuration.
-	func() {
-		second := load("unchanged")
-		c.Keep(first) // stale: not the last load's
-		if !in(first, main, 0) || in(second, main, 0) {
-			t.Errorf("Keep of an earlier load's configuration changed the cache")
+	second := load("unchanged")
+	for i := range second.Endpoints {
+		if second.Endpoints[i] != first.Endpoints[i] {
+			t.Errorf("unchanged set: endpoint %s is a new object", second.Endpoints[i].Name)
 		}
-	}()
-	runtime.GC()
-	if c.last.Value() != nil {
-		t.Errorf("the cache holds a configuration nobody kept")
 	}
-
-	// Every kind of change after Keep reads as a fresh load does.
 	if err := os.WriteFile(path("30-e.yml"), []byte("endpoints:\n  - e: {iface: eth3, range: 10.5.0.0/16, allow: [eve]}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	third := load("30-e.yml changed")
-	c.Keep(third)
-	if !in(third, main, 0) || !in(third, path("30-e.yml"), 4) {
-		t.Errorf("the cache does not hold the runs of the configuration kept last")
+	third := load("30-e.yml changed") // a b c d e
+	if third.Endpoints[4] == first.Endpoints[4] || first.Endpoints[4].Allow[0].Name != "erin" {
+		t.Errorf("30-e.yml changed: e is the old object, or the old object changed (allow %v)", first.Endpoints[4].Allow)
+	}
+	for i := range 4 {
+		if third.Endpoints[i] != first.Endpoints[i] {
+			t.Errorf("30-e.yml changed: endpoint %s of an unchanged file is a new object", third.Endpoints[i].Name)
+		}
 	}
 	if err := os.Remove(path("20-c.yml")); err != nil {
 		t.Fatal(err)
 	}
 	fourth := load("20-c.yml removed: 10-b.yml's c is back") // a b c e
-	c.Keep(fourth)
-	if !in(fourth, path("10-b.yml"), 1) {
-		t.Errorf("10-b.yml's endpoints, a run now, are not held as one")
+	want = []string{mainName + ":0", "10-b.yml:0", "10-b.yml:1", "30-e.yml:0"}
+	if got := from(fourth); !slices.Equal(got, want) {
+		t.Errorf("endpoints from %v, want %v", got, want)
 	}
 	if err := os.WriteFile(main, []byte("endpoints:\n"+epA+"  - e: {iface: eth9, range: 10.9.0.0/16, allow: [root]}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	load("main file names e, which 30-e.yml replaces")
+	fifth := load("main file names e, which 30-e.yml replaces") // a e b c
+	want = []string{mainName + ":0", "30-e.yml:0", "10-b.yml:0", "10-b.yml:1"}
+	if got := from(fifth); !slices.Equal(got, want) {
+		t.Errorf("endpoints from %v, want %v", got, want)
+	}
+}
+
+// TestMergeNames: the merge's name index against the obvious map, on
+// sets with many names given again, in files large and small (the index
+// is sized by the number of endpoints, so small sets wrap around its end).
+func TestMergeNames(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, size := range []int{1, 2, 7, 100, 5000} {
+		for round := range 20 {
+			var files []fileSettings
+			for range 1 + rnd.IntN(5) {
+				var f fileSettings
+				for range rnd.IntN(size + 1) {
+					// Names from a pool smaller than the set: many repeat.
+					f.endpoints = append(f.endpoints, Endpoint{Name: fmt.Sprintf("e%d", rnd.IntN(size)), Pos: Pos{Line: rnd.IntN(1000)}})
+				}
+				files = append(files, f)
+			}
+			got := merge(files, nil)
+			var want []*Endpoint
+			at := map[string]int{}
+			for _, f := range files {
+				for i := range f.endpoints {
+					ep := &f.endpoints[i]
+					if j, ok := at[ep.Name]; ok {
+						want[j] = ep
+						continue
+					}
+					at[ep.Name] = len(want)
+					want = append(want, ep)
+				}
+			}
+			if !slices.Equal(got.Endpoints, want) {
+				t.Fatalf("size %d round %d: merged %d endpoints, want %d (or other objects)", size, round, len(got.Endpoints), len(want))
+			}
+		}
+	}
 }

@@ -138,7 +138,12 @@ type Metrics struct {
 
 // Config is the merged configuration set.
 type Config struct {
-	Endpoints  []Endpoint           // in order of first appearance
+	// Endpoints are in order of first appearance. They point into what
+	// the files parsed to, which config.Cache keeps for the next load:
+	// an unchanged file's endpoints are the same objects load after load,
+	// and a set of 1 000 000 is not copied on every reload. Never modify
+	// one.
+	Endpoints  []*Endpoint
 	Interfaces map[string]Interface // key: interface name or glob
 	Log        Log
 	OnStop     OnStop

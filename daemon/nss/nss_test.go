@@ -194,7 +194,7 @@ const mainFile = "/etc/net-tc-filter/net-tc-filter.yml"
 
 func nssConfig(group, user string) *config.Config {
 	return &config.Config{
-		Endpoints: []config.Endpoint{{
+		Endpoints: []*config.Endpoint{{
 			Name:   "imds",
 			Ifaces: []string{"eth0"},
 			Ranges: []netip.Prefix{netip.MustParsePrefix("169.254.169.254/32")},

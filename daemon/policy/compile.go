@@ -108,9 +108,9 @@ func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
 func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, error) {
 	p := &Policy{Endpoints: make([]Endpoint, len(cfg.Endpoints))}
 	// The policy points into the configuration's endpoints, which
-	// config.Cache keeps as well: one copy of each for all three.
-	for i := range cfg.Endpoints {
-		p.Endpoints[i] = Endpoint{Endpoint: &cfg.Endpoints[i]}
+	// config.Cache keeps as well: one copy of each for both.
+	for i, ep := range cfg.Endpoints {
+		p.Endpoints[i] = Endpoint{Endpoint: ep}
 	}
 	for pat, s := range cfg.Interfaces {
 		def := Deny // unset means deny, as everywhere

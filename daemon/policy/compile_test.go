@@ -55,7 +55,7 @@ func TestCompileReservedUID(t *testing.T) {
 		users:  map[string]uint32{"odd": 4294967294, "none": 4294967295, "alice": 1000},
 		groups: map[string][]uint32{"g": {1000, 4294967294}},
 	}
-	cfg := &config.Config{Endpoints: []config.Endpoint{{Name: "e", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+	cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 		Allow: []config.Principal{pr("odd", mainFile, 3), pr("none", mainFile, 4), pr("group:g", mainFile, 5)}}},
 		Files: []string{mainFile}}
 	p, err := Compile(cfg, r)
@@ -135,7 +135,7 @@ func TestCompilePrincipals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := &config.Config{
-				Endpoints: []config.Endpoint{{
+				Endpoints: []*config.Endpoint{{
 					Name:   "ep",
 					Ifaces: []string{"eth0", "wg*"},
 					Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")},
@@ -170,7 +170,7 @@ func TestCompilePrincipals(t *testing.T) {
 func TestCompileStructure(t *testing.T) {
 	mk := func() *config.Config {
 		return &config.Config{
-			Endpoints: []config.Endpoint{
+			Endpoints: []*config.Endpoint{
 				{Name: "second-first", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(mainFile, 3, "alice")},
 				{Name: "a-later", Ifaces: []string{"*"}, Ranges: []netip.Prefix{pfx("fe80::/10"), pfx("ff02::/16")}, Allow: allow(mainFile, 9, "uid:0")},
 			},
@@ -232,7 +232,7 @@ func TestCompileStructure(t *testing.T) {
 // which principal and why, one line each.
 func TestCompileUnresolved(t *testing.T) {
 	cfg := &config.Config{
-		Endpoints: []config.Endpoint{
+		Endpoints: []*config.Endpoint{
 			// from the drop-in, but first in the list
 			{Name: "dropped", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Pos: config.Pos{File: dropFile, Line: 2},
 				Allow: []config.Principal{
@@ -321,7 +321,7 @@ func (resolverError) Group(string) ([]uint32, error) { return nil, errors.New("n
 // same, and says which it is.
 func TestCompileResolverFailure(t *testing.T) {
 	cfg := &config.Config{
-		Endpoints: []config.Endpoint{{Name: "ep", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+		Endpoints: []*config.Endpoint{{Name: "ep", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 			Allow: []config.Principal{pr("alice", mainFile, 3), pr("uid:1", mainFile, 4), pr("group:g", mainFile, 5), pr("*", mainFile, 6)}}},
 		Files: []string{mainFile},
 	}
@@ -360,7 +360,7 @@ func TestCompileResolverFailure(t *testing.T) {
 // without any file event (LDAP, SSSD), a user deleted, a group created.
 func TestResolve(t *testing.T) {
 	cfg := &config.Config{
-		Endpoints: []config.Endpoint{
+		Endpoints: []*config.Endpoint{
 			{Name: "imds", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")},
 				Allow: allow(mainFile, 3, "alice", "carol", "group:readers", "uid:7")},
 			{Name: "plain", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(mainFile, 9, "uid:5", "*")},
@@ -448,12 +448,12 @@ func TestResolve(t *testing.T) {
 }
 
 func TestCompileRootWarnings(t *testing.T) {
-	imds := func(iface string, who ...string) config.Endpoint {
-		return config.Endpoint{Name: "imds-" + iface, Ifaces: []string{iface},
+	imds := func(iface string, who ...string) *config.Endpoint {
+		return &config.Endpoint{Name: "imds-" + iface, Ifaces: []string{iface},
 			Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}, Allow: allow(mainFile, 3, who...)}
 	}
-	nd := func(iface string, ranges []string, who ...string) config.Endpoint {
-		e := config.Endpoint{Name: "nd-" + iface, Ifaces: []string{iface}, Allow: allow(mainFile, 10, who...)}
+	nd := func(iface string, ranges []string, who ...string) *config.Endpoint {
+		e := &config.Endpoint{Name: "nd-" + iface, Ifaces: []string{iface}, Allow: allow(mainFile, 10, who...)}
 		for _, r := range ranges {
 			e.Ranges = append(e.Ranges, pfx(r))
 		}
@@ -469,47 +469,47 @@ func TestCompileRootWarnings(t *testing.T) {
 	both := []string{"ff02::1:ff00:1", "fe80::1"}
 	tests := []struct {
 		name      string
-		endpoints []config.Endpoint
+		endpoints []*config.Endpoint
 		ifaces    map[string]config.Interface
 		want      []want
 	}{
-		{"explicit deny, root not allowed", []config.Endpoint{imds("eth0", "alice")},
+		{"explicit deny, root not allowed", []*config.Endpoint{imds("eth0", "alice")},
 			map[string]config.Interface{"eth0": deny}, []want{{"eth0", both}}},
-		{"implicit deny, root not allowed", []config.Endpoint{imds("eth0", "alice")},
+		{"implicit deny, root not allowed", []*config.Endpoint{imds("eth0", "alice")},
 			nil, []want{{"eth0", both}}},
-		{"allow default", []config.Endpoint{imds("eth0", "alice")},
+		{"allow default", []*config.Endpoint{imds("eth0", "alice")},
 			map[string]config.Interface{"eth0": allowDef}, nil},
-		{"allow default via glob", []config.Endpoint{imds("eth0", "alice")},
+		{"allow default via glob", []*config.Endpoint{imds("eth0", "alice")},
 			map[string]config.Interface{"eth*": allowDef}, nil},
-		{"root allowed to fe80::/10 and ff02::/16 by uid", []config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "uid:0")},
+		{"root allowed to fe80::/10 and ff02::/16 by uid", []*config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "uid:0")},
 			map[string]config.Interface{"eth0": deny}, nil},
-		{"root allowed by name", []config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "root")},
+		{"root allowed by name", []*config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "root")},
 			map[string]config.Interface{"eth0": deny}, nil},
-		{"root allowed by group", []config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "group:wheel")},
+		{"root allowed by group", []*config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "group:wheel")},
 			map[string]config.Interface{"eth0": deny}, nil},
-		{"root allowed by *", []config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "*")},
+		{"root allowed by *", []*config.Endpoint{imds("eth0", "alice"), nd("eth0", ll, "*")},
 			map[string]config.Interface{"eth0": deny}, nil},
-		{"root allowed to ::/0", []config.Endpoint{imds("eth0", "alice"), nd("eth0", []string{"::/0"}, "uid:0")},
+		{"root allowed to ::/0", []*config.Endpoint{imds("eth0", "alice"), nd("eth0", []string{"::/0"}, "uid:0")},
 			map[string]config.Interface{"eth0": deny}, nil},
-		{"root allowed through a glob endpoint", []config.Endpoint{imds("eth0", "alice"), nd("eth*", ll, "uid:0")},
+		{"root allowed through a glob endpoint", []*config.Endpoint{imds("eth0", "alice"), nd("eth*", ll, "uid:0")},
 			map[string]config.Interface{"eth0": deny}, nil},
-		{"only fe80::/10", []config.Endpoint{nd("eth0", []string{"fe80::/10"}, "uid:0")},
+		{"only fe80::/10", []*config.Endpoint{nd("eth0", []string{"fe80::/10"}, "uid:0")},
 			nil, []want{{"eth0", []string{"ff02::1:ff00:1"}}}},
-		{"only ff02::/16", []config.Endpoint{nd("eth0", []string{"ff02::/16"}, "uid:0")},
+		{"only ff02::/16", []*config.Endpoint{nd("eth0", []string{"ff02::/16"}, "uid:0")},
 			nil, []want{{"eth0", []string{"fe80::1"}}}},
-		{"unowned is not root", []config.Endpoint{nd("eth0", ll, "unowned")},
+		{"unowned is not root", []*config.Endpoint{nd("eth0", ll, "unowned")},
 			nil, []want{{"eth0", both}}},
-		{"carve-out inside fe80::/10 without root", []config.Endpoint{
+		{"carve-out inside fe80::/10 without root", []*config.Endpoint{
 			nd("eth0", ll, "uid:0"),
 			{Name: "carve", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fe80::/64")}, Allow: allow(mainFile, 20, "alice")}},
 			nil, []want{{"eth0", []string{"fe80::1"}}}},
-		{"root allowed on eth0 only", []config.Endpoint{nd("eth0", ll, "uid:0"), imds("eth1", "alice")},
+		{"root allowed on eth0 only", []*config.Endpoint{nd("eth0", ll, "uid:0"), imds("eth1", "alice")},
 			nil, []want{{"eth1", both}}},
-		{"two deny interfaces", []config.Endpoint{imds("eth0", "alice"), imds("eth1", "bob")},
+		{"two deny interfaces", []*config.Endpoint{imds("eth0", "alice"), imds("eth1", "bob")},
 			map[string]config.Interface{"eth0": deny, "eth1": deny, "eth2": allowDef}, []want{{"eth0", both}, {"eth1", both}}},
-		{"deny glob key with nothing for root", []config.Endpoint{nd("eth0", ll, "uid:0")},
+		{"deny glob key with nothing for root", []*config.Endpoint{nd("eth0", ll, "uid:0")},
 			map[string]config.Interface{"*": deny}, []want{{"*", both}}},
-		{"deny glob key, allow everywhere else", []config.Endpoint{nd("eth0", ll, "uid:0")},
+		{"deny glob key, allow everywhere else", []*config.Endpoint{nd("eth0", ll, "uid:0")},
 			map[string]config.Interface{"*": allowDef, "eth0": deny}, nil},
 		{"no endpoints, no interfaces", nil, nil, nil},
 	}

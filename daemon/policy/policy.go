@@ -628,13 +628,7 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 		endpoint int32
 		rng      int32 // the index of the prefix in the endpoint's ranges
 	}
-	n := 0
-	for _, e := range p.Endpoints {
-		if e.appliesTo(iface) {
-			n += len(e.Ranges)
-		}
-	}
-	all := make([]named, 0, n)
+	all := make([]named, 0, p.EntryBound(iface))
 	for i, e := range p.Endpoints {
 		if !e.appliesTo(iface) {
 			continue
@@ -690,6 +684,20 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 			}
 		}
 	}
+}
+
+// EntryBound is the number of (endpoint, range) pairs on an interface: no
+// fewer than the entries of its table, and as many where no two endpoints
+// name the same range. The encoder sizes its arrays by it once, rather
+// than growing them step by step through a million entries.
+func (p *Policy) EntryBound(iface string) int {
+	n := 0
+	for _, e := range p.Endpoints {
+		if e.appliesTo(iface) {
+			n += len(e.Ranges)
+		}
+	}
+	return n
 }
 
 // RangeCount is the number of distinct (endpoint, range) pairs.

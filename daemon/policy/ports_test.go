@@ -222,7 +222,7 @@ func TestParseDestination(t *testing.T) {
 // TestFamilyWarnings: icmp on IPv6-only ranges (and icmpv6 on IPv4-only
 // ones) matches nothing; Compile says so.
 func TestFamilyWarnings(t *testing.T) {
-	cfg := &config.Config{Endpoints: []config.Endpoint{
+	cfg := &config.Config{Endpoints: []*config.Endpoint{
 		{Name: "v6-icmp", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("fd00::/64")}, Protos: []uint8{icmp}},
 		{Name: "v4-icmpv6", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{icmpv6, tcp}},
 		{Name: "both", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/64")}, Protos: []uint8{icmp, icmpv6}},

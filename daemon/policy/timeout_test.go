@@ -105,7 +105,7 @@ func TestCompileHungResolver(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := &config.Config{
-				Endpoints: []config.Endpoint{
+				Endpoints: []*config.Endpoint{
 					{Name: "a", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 						Allow: allow(mainFile, 3, "alice", "group:readers", "uid:7", "bob")},
 					// The same names again: asked once, one answer for both.
@@ -175,7 +175,7 @@ func TestCompileDefaultBudget(t *testing.T) {
 		t.Skip("waits LookupBudget")
 	}
 	cfg := &config.Config{
-		Endpoints: []config.Endpoint{{Name: "a", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+		Endpoints: []*config.Endpoint{{Name: "a", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 			Allow: allow(mainFile, 3, "alice")}},
 		Files: []string{mainFile},
 	}
