@@ -89,16 +89,22 @@ type encoder struct {
 	// An owner set is an allow list's uids: the kernel finds the rest of
 	// the list (everyone, unowned, cgroups) in the range's value, so
 	// lists with the same uids share a set. sets finds a list's set by
-	// the hash of its uids: the id of the list with that hash, or with a
-	// hash after it where a collision put it (open addressing; setList
-	// says which is equal).
-	sets    map[uint64]uint32
+	// the hash of its uids: an open-addressed table of set ids, at most
+	// half full, each slot with 32 bits of its list's hash (setList says
+	// which list is equal). A map of a million hashes took three times
+	// the memory, and most of a large set's first encoding.
+	sets    []setSlot
 	hash    func(uids []uint32) uint64
 	setList [][]uint32           // by id-1
 	prev    map[uint32][]ruleRef // by table id: its rules as last encoded
 	// cgroupBits is the bit of each watched cgroup path (cgroupTracker);
 	// a path without one matches nothing.
 	cgroupBits map[string]uint64
+}
+
+type setSlot struct {
+	tag uint32 // the top 32 bits of the list's hash
+	id  uint32 // 0: empty
 }
 
 type ruleKey struct {
@@ -118,7 +124,7 @@ func (e *encoder) reset() {
 	e.nextTable = 0
 	e.classRules = map[ruleKey]uint32{}
 	e.ruleList = nil
-	e.sets = map[uint64]uint32{}
+	e.sets = nil
 	e.setList = nil
 	e.prev = nil
 }
@@ -130,7 +136,7 @@ func (e *encoder) reset() {
 // only given back by a compaction, when they outnumber the live ones.
 func (e *encoder) encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents {
 	c := e.encodeOnce(p, ifaces, gen, log)
-	if len(e.ruleList) > 2*len(c.Ranges)+4096 || len(e.sets) > 2*len(c.Owners)+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
+	if len(e.ruleList) > 2*len(c.Ranges)+4096 || len(e.setList) > 2*len(c.Owners)+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
 		e.reset()
 		c = e.encodeOnce(p, ifaces, gen, log)
 	}
@@ -405,19 +411,46 @@ func (e *encoder) cgroupMask(p policy.Principals) uint64 {
 
 // set gives a uid list its owner set id; an equal list keeps it.
 func (e *encoder) set(uids []uint32) uint32 {
+	if 2*(len(e.setList)+1) > len(e.sets) {
+		e.growSets()
+	}
 	h := e.hash(uids)
-	for {
-		id, ok := e.sets[h]
-		if !ok {
-			e.setList = append(e.setList, uids)
-			id = uint32(len(e.setList))
-			e.sets[h] = id
-			return id
+	id, slot := e.findSet(h, uids)
+	if id == 0 {
+		e.setList = append(e.setList, uids)
+		id = uint32(len(e.setList))
+		*slot = setSlot{tag: uint32(h >> 32), id: id}
+	}
+	return id
+}
+
+// findSet returns the id of the set of uids, whose hash is h, or 0 and
+// the empty slot where it belongs.
+func (e *encoder) findSet(h uint64, uids []uint32) (uint32, *setSlot) {
+	mask := uint64(len(e.sets) - 1)
+	tag := uint32(h >> 32)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &e.sets[i]
+		if s.id == 0 {
+			return 0, s
 		}
-		if slices.Equal(e.setList[id-1], uids) {
-			return id
+		if s.tag == tag && slices.Equal(e.setList[s.id-1], uids) {
+			return s.id, nil
 		}
-		h++
+	}
+}
+
+// growSets doubles the table of set ids, or makes it.
+func (e *encoder) growSets() {
+	size := 16
+	for size < 4*(len(e.setList)+1) {
+		size *= 2
+	}
+	e.sets = make([]setSlot, size)
+	for i, uids := range e.setList {
+		h := e.hash(uids)
+		_, slot := e.findSet(h, uids)
+		*slot = setSlot{tag: uint32(h >> 32), id: uint32(i + 1)}
 	}
 }
 

@@ -11,6 +11,52 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
 
+// TestOwnerSetTable: thousands of lists through the table of set ids, as
+// it grows, with hashes that spread and hashes that collide: an equal
+// list always finds its id, a different one never does, and the table is
+// never more than half full.
+func TestOwnerSetTable(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		hash func([]uint32) uint64
+	}{
+		{"maphash", nil},
+		// Three hashes in all; the top bits (the slots' tags) equal.
+		{"few hashes", func(u []uint32) uint64 { return uint64(u[0] % 3) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEncoder(newCounterNames(16))
+			if tt.hash != nil {
+				e.hash = tt.hash
+			}
+			n := 3000
+			if tt.hash != nil {
+				n = 300 // every lookup walks a third of the lists
+			}
+			list := func(i int) []uint32 { return []uint32{uint32(i), uint32(i * 7)} }
+			ids := map[uint32]int{}
+			for i := range n {
+				id := e.set(list(i))
+				if j, dup := ids[id]; dup {
+					t.Fatalf("lists %d and %d share set %d", j, i, id)
+				}
+				ids[id] = i
+				if 2*len(e.setList) > len(e.sets) {
+					t.Fatalf("%d sets in a table of %d", len(e.setList), len(e.sets))
+				}
+			}
+			for i := range n {
+				if id := e.set(slices.Clone(list(i))); ids[id] != i {
+					t.Fatalf("list %d again: set %d, which is list %d's", i, id, ids[id])
+				}
+			}
+			if len(e.setList) != n {
+				t.Errorf("%d sets for %d lists", len(e.setList), n)
+			}
+		})
+	}
+}
+
 // TestOwnerSets: allow lists with the same uids share one owner set, what
 // else they allow (everyone, cgroups) being the range's; lists with other
 // uids get sets of their own, also when every list's hash collides (the

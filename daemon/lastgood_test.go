@@ -14,22 +14,33 @@ import (
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 	"github.com/nettcfilter/net-tc-filter/daemon/lastgood"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+	"github.com/nettcfilter/net-tc-filter/internal/netlab"
 )
 
 const brokenYAML = "endpoints: [\n"
 
-// latest is the last good set the daemons of b saved in dir.
-func (b *bed) latest(t *testing.T, dir string) lastgood.Set {
+// saved waits until the last good set the daemons of b saved in dir has
+// main as its main file, and returns it. The daemon saves a set once it
+// has sent READY=1, so the set that just went live may not be saved yet.
+func (b *bed) saved(t *testing.T, dir, main string) lastgood.Set {
 	t.Helper()
 	store, err := lastgood.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := store.Latest(b.main)
-	if err != nil {
-		t.Fatalf("no last good set in %s: %v", dir, err)
+	deadline := time.Now().Add(netlab.Slowed(10 * time.Second))
+	for {
+		set, err := store.Latest(b.main)
+		switch {
+		case err == nil && fileText(t, set.Main) == main:
+			return set
+		case time.Now().After(deadline) && err != nil:
+			t.Fatalf("no last good set in %s: %v", dir, err)
+		case time.Now().After(deadline):
+			t.Fatalf("the saved main file is not the one that went live:\n%s", fileText(t, set.Main))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return set
 }
 
 func fileText(t *testing.T, path string) string {
@@ -78,9 +89,7 @@ func TestLastGoodAfterReboot(t *testing.T) {
 	state := t.TempDir() // root's, mode 0700, as systemd makes it
 	d := b.start(t, testnet.DaemonOptions{StateDir: state})
 	b.expect(t, b.bob, denied)
-	if set := b.latest(t, state); fileText(t, set.Main) != good {
-		t.Fatalf("the saved main file is not the one that went live:\n%s", fileText(t, set.Main))
-	}
+	b.saved(t, state, good)
 
 	// A clean stop with on_stop: detach leaves nothing pinned, as a
 	// reboot does.
@@ -127,9 +136,7 @@ func TestLastGoodAfterReboot(t *testing.T) {
 		return strings.Contains(st, "for 2 users") && !strings.Contains(st, "failed")
 	})
 	b.expect(t, b.bob, allowed)
-	if set := b.latest(t, state); fileText(t, set.Main) != both {
-		t.Errorf("the saved main file is not the one that went live:\n%s", fileText(t, set.Main))
-	}
+	b.saved(t, state, both)
 }
 
 // With a filter still pinned (a crash, a restart) and broken files, the
@@ -137,9 +144,11 @@ func TestLastGoodAfterReboot(t *testing.T) {
 // restart loop that leaves the pins without a daemon.
 func TestLastGoodWithPins(t *testing.T) {
 	testnet.RequireRoot(t)
-	b := newBed(t, policyYAML([]string{"uid:1001"}, ""))
+	good := policyYAML([]string{"uid:1001"}, "")
+	b := newBed(t, good)
 	state := t.TempDir() // root's, mode 0700, as systemd makes it
 	d := b.start(t, testnet.DaemonOptions{StateDir: state})
+	b.saved(t, state, good) // right after READY=1
 	d.Kill()
 	writeFile(t, b.main, brokenYAML)
 	d = b.start(t, testnet.DaemonOptions{StateDir: state})
@@ -184,7 +193,7 @@ func TestUnsafeStateDir(t *testing.T) {
 			b := newBed(t, good)
 			state := t.TempDir() // root's, mode 0700, as systemd makes it
 			d := b.start(t, testnet.DaemonOptions{StateDir: state})
-			saved := b.latest(t, state)
+			saved := b.saved(t, state, good)
 			if err := tc.harm(state); err != nil {
 				t.Fatal(err)
 			}

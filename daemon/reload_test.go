@@ -184,7 +184,7 @@ func TestInvalidReloadKeepsPolicy(t *testing.T) {
 
 			os.RemoveAll(filepath.Join(b.dir, "conf.d"))
 			writeFile(t, b.main, policyYAML([]string{"uid:1001", "uid:1002"}, ""))
-			if status := b.reloaded(t); strings.Contains(status, "failed") {
+			if status := b.reloadedUntil(t, "for 2 users"); strings.Contains(status, "failed") {
 				t.Errorf("fixed set still reported as failed: %q", status)
 			}
 			b.expect(t, b.bob, allowed)

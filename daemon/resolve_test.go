@@ -102,7 +102,11 @@ func runInProcess(t *testing.T, yml string, r policy.Resolver, interval time.Dur
 	var logs testnet.SyncBuffer
 	svc := New(Options{
 		ConfigPath: main, PinDir: testnet.PinDir(t), Resolver: r, ResolveInterval: interval,
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// Not the host's /etc/passwd and /etc/group: other tests change
+		// them, and a reload that starts could meet a hang of r that
+		// the test meant for the periodic resolution.
+		AccountFiles: []string{},
+		Logger:       slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -167,6 +167,10 @@ type Service struct {
 	// Owned by the Run goroutine.
 	cfg     *config.Config // the live set's settings, without its endpoints (see policy)
 	logMode bpf.LogMode
+	// unsaved is a set that went live and is not saved as the last good
+	// set yet: that waits until READY=1 is sent (a large set's copy takes
+	// a second or more, which no start or reload should wait for).
+	unsaved *config.Config
 	// fallback says what is enforced instead of the files while the start
 	// fell back on the last good set ("the last good set of <time>"); ""
 	// once the files went live.
@@ -334,7 +338,6 @@ func (s *Service) Run(ctx context.Context) error {
 		s.letGo().Close()
 		return fmt.Errorf("apply policy: %w", err)
 	}
-	s.saveLastGood(cfg)
 	dlog, err := s.startDecisionLog()
 	if err != nil {
 		s.letGo().Close()
@@ -348,8 +351,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("tell systemd we are ready", "err", err)
 	}
 	// Enforcing already; now give the idle slot the same policy, so that
-	// the first reload writes only what changed.
+	// the first reload writes only what changed, and keep the set.
 	s.mirror()
+	s.saveLastGood(cfg)
 	release := time.NewTimer(releaseAfter)
 	defer release.Stop()
 	collect(release)
@@ -432,6 +436,10 @@ func (s *Service) Run(ctx context.Context) error {
 		// live (READY=1 is sent), so that the reload never waited for it.
 		if s.filter.Generation() != gen {
 			s.mirror()
+		}
+		if s.unsaved != nil {
+			s.saveLastGood(s.unsaved)
+			s.unsaved = nil
 		}
 	}
 }
@@ -664,7 +672,7 @@ func (s *Service) reloadOnce(origin reloadOrigin, why string) (uint32, error) {
 	s.setState(StateRunning)
 	s.log.Info("reloaded: "+s.summary(), "why", why, "generation", s.filter.Generation(),
 		"load", loaded.Sub(began).Round(time.Millisecond), "apply", time.Since(loaded).Round(time.Millisecond), "files", cfg.Files)
-	s.saveLastGood(cfg)
+	s.unsaved = cfg // once READY=1 is sent (Run)
 	return s.filter.Generation(), nil
 }
 
