@@ -191,7 +191,8 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	e.prev = map[uint32][]ruleRef{}
 	var narrowed []narrowedRange
 	for _, id := range slices.Sorted(maps.Keys(tables)) {
-		e.prev[id], used, narrowed = e.addTable(c, id, p.Entries(tables[id]), p.EntryBound(tables[id]), used, prev[id], narrowed)
+		entries, bound := p.BoundedEntries(tables[id])
+		e.prev[id], used, narrowed = e.addTable(c, id, entries, bound, used, prev[id], narrowed)
 	}
 	// The classes of narrowed ranges, behind every table (their table ids
 	// have the top bit set), sorted by key like the rest.

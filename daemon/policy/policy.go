@@ -618,6 +618,15 @@ func (p *Policy) Table(iface string) (Table, bool) {
 // making the table: the encoder lays them out as they come, and a large
 // table is megabytes that a reload would allocate only to drop.
 func (p *Policy) Entries(iface string) iter.Seq[Entry] {
+	entries, _ := p.BoundedEntries(iface)
+	return entries
+}
+
+// BoundedEntries is Entries, and the number of (endpoint, range) pairs they
+// are made of: no fewer than the entries, and as many where no two
+// endpoints name the same range. The encoder sizes its arrays by it once,
+// rather than growing them step by step through a million entries.
+func (p *Policy) BoundedEntries(iface string) (iter.Seq[Entry], int) {
 	// Every (range, endpoint) pair, sorted by prefix: endpoints naming the
 	// same prefix end up side by side and merge. The sort key is made of
 	// integers: comparing netip values is several times slower, and large
@@ -628,7 +637,13 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 		endpoint int32
 		rng      int32 // the index of the prefix in the endpoint's ranges
 	}
-	all := make([]named, 0, p.EntryBound(iface))
+	n := 0
+	for _, e := range p.Endpoints {
+		if e.appliesTo(iface) {
+			n += len(e.Ranges)
+		}
+	}
+	all := make([]named, 0, n)
 	for i, e := range p.Endpoints {
 		if !e.appliesTo(iface) {
 			continue
@@ -683,21 +698,7 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 				return
 			}
 		}
-	}
-}
-
-// EntryBound is the number of (endpoint, range) pairs on an interface: no
-// fewer than the entries of its table, and as many where no two endpoints
-// name the same range. The encoder sizes its arrays by it once, rather
-// than growing them step by step through a million entries.
-func (p *Policy) EntryBound(iface string) int {
-	n := 0
-	for _, e := range p.Endpoints {
-		if e.appliesTo(iface) {
-			n += len(e.Ranges)
-		}
-	}
-	return n
+	}, n
 }
 
 // RangeCount is the number of distinct (endpoint, range) pairs.
