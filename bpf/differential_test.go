@@ -541,18 +541,14 @@ func usable(a netip.Addr) bool {
 // to the live policy.
 func cachedVerdicts(t *testing.T, f *Filter) int {
 	t.Helper()
+	entries, err := verdictCache(f.objs.NtfVerdictCache)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := 0
-	for i := range f.objs.NtfVerdictCache.MaxEntries() {
-		var perCPU []filterNtfVerdictBlock
-		if err := f.objs.NtfVerdictCache.Lookup(i, &perCPU); err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range perCPU {
-			for _, e := range b.E {
-				if e.Epoch == f.epoch && e.Seq%2 == 0 {
-					n++
-				}
-			}
+	for _, e := range entries {
+		if e.Epoch == f.epoch && e.Seq%2 == 0 {
+			n++
 		}
 	}
 	return n

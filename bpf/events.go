@@ -157,7 +157,10 @@ func (f *Filter) Counters() (Counters, error) {
 	f.mu.Lock()
 	ifaces := len(f.counters.ifaceNames)
 	f.mu.Unlock()
-	r := f.newTrafficReader()
+	r, err := f.readTraffic(ifaces, 0)
+	if err != nil {
+		return c, err
+	}
 	for i := range ifaces {
 		v, err := r.verdicts(false, uint32(i))
 		if err != nil {

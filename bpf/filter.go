@@ -85,6 +85,12 @@ type Filter struct {
 	rules    map[uint32][]Rule // by generation: the live one and the one before
 	counters *counterNames
 
+	// The first epoch of this Filter: the verdict caches' counts of
+	// earlier epochs are an earlier run's (readTraffic).
+	countBase   uint64
+	trafficMu   sync.Mutex        // one readTraffic at a time
+	allowedSeen map[uint32]uint64 // the last allowed counts readTraffic returned
+
 	cg      *cgroupTracker // cgroup principals: the tracepoints and their maps
 	cgPaths []string       // the live policy's cgroup paths
 	stage   staging        // a staged candidate policy (SPEC §8), beside the live one

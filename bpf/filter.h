@@ -11,6 +11,9 @@
 #define NTF_STAGED_SLOT_SHIFT 8 /* ntf_active[0]: live slot | staged slot << 8 (0: none) */
 #define NTF_SLOT_MASK 0xff
 #define NTF_EPOCHS 2 /* ntf_active[NTF_EPOCHS + s]: the epoch of slot s */
+/* ntf_active[NTF_COUNT_BASE]: the first epoch of the run whose counter
+ * indexes ntf_traffic's counts are under (see struct ntf_verdict_entry). */
+#define NTF_COUNT_BASE (NTF_EPOCHS + NTF_SLOTS)
 #define NTF_STAGED_DIFFS 16384
 #define NTF_MAX_IFACES 4096
 #define NTF_MAX_EXT_HDRS 8
@@ -23,10 +26,10 @@
 #define NTF_TRAFFIC_BLOCK 1024 /* counters per element of ntf_traffic */
 #define NTF_TRAFFIC_ENDPOINTS (NTF_MAX_COUNTERS * 2) /* ntf_traffic's first endpoint counter */
 #define NTF_TRAFFIC_BLOCKS (NTF_MAX_COUNTERS * 4 / NTF_TRAFFIC_BLOCK)
-/* Per-CPU caches in front of the policy maps; powers of two. */
+_Static_assert(NTF_MAX_COUNTERS <= 0x10000, "a verdict cache entry holds counter indexes in 16 bits");
+/* Caches in front of the policy maps: entries per CPU, powers of two. */
 #define NTF_IFACE_CACHE 64
 #define NTF_VERDICT_CACHE 1024
-#define NTF_VERDICT_BLOCK 256 /* entries per element of ntf_verdict_cache (16 KB) */
 
 /* Owner uid reported for packets without a socket. Never a valid uid. */
 #define NTF_UID_UNOWNED 0xffffffff
@@ -192,34 +195,53 @@ struct ntf_iface_entry {
 	struct ntf_iface ifc;
 };
 
-struct ntf_iface_block {
-	struct ntf_iface_entry e[NTF_IFACE_CACHE];
-};
 
 /* What decides for a destination: its range (or the default), with the last
  * owner checked against the range's owner set. */
-/* 64 bytes: a hit reads one cache line of it where the block is aligned. */
+enum ntf_verdict_flags {
+	NTF_VERDICT_OWNED = 1,       /* allowed for every owner */
+	NTF_VERDICT_UNOWNED = 2,     /* allowed without a socket */
+	NTF_VERDICT_UID_ALLOWED = 4, /* uid is in the owner set */
+	NTF_VERDICT_NARROWED = 8,    /* the verdict holds only for packets of transport tp */
+	NTF_VERDICT_AUDIT = 16,      /* who is not allowed passes as audited */
+	NTF_VERDICT_SILENT = 32,     /* denied packets are not answered (deny: drop) */
+	NTF_VERDICT_CGROUPS = 64,    /* the range has cgroup principals: ntf_verdict_cgroups */
+	/* Of the interface whose packet filled the entry (ifindex), for
+	 * fast_allow: it has an Ethernet header, its packets are not all
+	 * logged. */
+	NTF_VERDICT_ETHER = 128,
+	NTF_VERDICT_FAST = 256,
+};
+
+/* Allowed packets an entry counts before they go to ntf_traffic. */
+#define NTF_VERDICT_HITS_MAX 0x7fffffff
+
+/* 64 bytes, one cache line: the cache's values start on a page. */
 struct ntf_verdict_entry {
 	__u32 seq;
-	__u16 table;  /* table*2 + (IPv6); a larger one is never a hit */
-	__u8 audit;   /* who is not allowed passes as audited */
-	__u8 silent;  /* denied packets are not answered (deny: drop) */
+	__u32 ifindex; /* the interface whose packet filled the entry */
 	__u64 epoch;
 	__u32 dst[4];
 	__u32 rule;
-	__u32 counter;
+	__u32 tp;     /* proto << 24 | fragment << 16 | destination port */
 	__u32 owners; /* owner set to check; 0: owned packets get `owned` */
 	__u32 uid;    /* last uid checked against owners; NTF_UID_UNOWNED: none */
-	__u32 tp;     /* proto << 24 | fragment << 16 | destination port */
-	__u8 owned;
-	__u8 unowned;
-	__u8 uid_allowed;
-	__u8 narrowed; /* the verdict holds only for packets of transport tp */
-	__u64 cgroups; /* the range's; asked of the socket's cgroup, never cached */
-};
-
-struct ntf_verdict_block {
-	struct ntf_verdict_entry e[NTF_VERDICT_BLOCK];
+	__u16 table;  /* table*2 + (IPv6); a larger one is never a hit */
+	__u16 flags;  /* enum ntf_verdict_flags */
+	__u32 pad;
+	/*
+	 * The packets fast_allow allowed by this entry and counted here rather
+	 * than in ntf_traffic (a line fewer per packet): `hits` of them, for
+	 * the endpoint counter `counter` and the interface counter `icounter`.
+	 * They go to ntf_traffic when the entry is given to another
+	 * destination or epoch, unless the entry is an earlier run's (epoch
+	 * below ntf_active's NTF_COUNT_BASE: its counter indexes meant other
+	 * names). One 8-byte word, which user space reads whole (and after
+	 * the epoch) to add it to what it reads of ntf_traffic.
+	 */
+	__u16 counter;
+	__u16 icounter;
+	__u32 hits;
 };
 
 struct ntf_traffic_block {

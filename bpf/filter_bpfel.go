@@ -145,15 +145,12 @@ type filterNtfIface struct {
 	Counter      uint32
 }
 
-type filterNtfIfaceBlock struct {
-	_ structs.HostLayout
-	E [64]struct {
-		_       structs.HostLayout
-		Seq     uint32
-		Ifindex uint32
-		Epoch   uint64
-		Ifc     filterNtfIface
-	}
+type filterNtfIfaceEntry struct {
+	_       structs.HostLayout
+	Seq     uint32
+	Ifindex uint32
+	Epoch   uint64
+	Ifc     filterNtfIface
 }
 
 type filterNtfIfaceFlags uint32
@@ -217,29 +214,22 @@ type filterNtfTrafficBlock struct {
 	N [1024]uint64
 }
 
-type filterNtfVerdictBlock struct {
-	_ structs.HostLayout
-	E [256]filterNtfVerdictEntry
-}
-
 type filterNtfVerdictEntry struct {
-	_          structs.HostLayout
-	Seq        uint32
-	Table      uint16
-	Audit      uint8
-	Silent     uint8
-	Epoch      uint64
-	Dst        [4]uint32
-	Rule       uint32
-	Counter    uint32
-	Owners     uint32
-	Uid        uint32
-	Tp         uint32
-	Owned      uint8
-	Unowned    uint8
-	UidAllowed uint8
-	Narrowed   uint8
-	Cgroups    uint64
+	_        structs.HostLayout
+	Seq      uint32
+	Ifindex  uint32
+	Epoch    uint64
+	Dst      [4]uint32
+	Rule     uint32
+	Tp       uint32
+	Owners   uint32
+	Uid      uint32
+	Table    uint16
+	Flags    uint16
+	Pad      uint32
+	Counter  uint16
+	Icounter uint16
+	Hits     uint32
 }
 
 type filterSkAddr struct {
@@ -304,6 +294,7 @@ const (
 	filterMapNtfStagedDiffs     = "ntf_staged_diffs"
 	filterMapNtfTraffic         = "ntf_traffic"
 	filterMapNtfVerdictCache    = "ntf_verdict_cache"
+	filterMapNtfVerdictCgroups  = "ntf_verdict_cgroups"
 	filterProgNtfCgroupMkdir    = "ntf_cgroup_mkdir"
 	filterProgNtfCgroupRelease  = "ntf_cgroup_release"
 	filterProgNtfEgress         = "ntf_egress"
@@ -398,6 +389,7 @@ type filterMapSpecs struct {
 	NtfStagedDiffs     *ebpf.MapSpec `ebpf:"ntf_staged_diffs"`
 	NtfTraffic         *ebpf.MapSpec `ebpf:"ntf_traffic"`
 	NtfVerdictCache    *ebpf.MapSpec `ebpf:"ntf_verdict_cache"`
+	NtfVerdictCgroups  *ebpf.MapSpec `ebpf:"ntf_verdict_cgroups"`
 }
 
 // filterVariableSpecs contains global variables before they are loaded into the kernel.
@@ -464,6 +456,7 @@ type filterMaps struct {
 	NtfStagedDiffs     *ebpf.Map `ebpf:"ntf_staged_diffs"`
 	NtfTraffic         *ebpf.Map `ebpf:"ntf_traffic"`
 	NtfVerdictCache    *ebpf.Map `ebpf:"ntf_verdict_cache"`
+	NtfVerdictCgroups  *ebpf.Map `ebpf:"ntf_verdict_cgroups"`
 }
 
 func (m *filterMaps) Close() error {
@@ -488,6 +481,7 @@ func (m *filterMaps) Close() error {
 		m.NtfStagedDiffs,
 		m.NtfTraffic,
 		m.NtfVerdictCache,
+		m.NtfVerdictCgroups,
 	)
 }
 

@@ -129,6 +129,14 @@ func openFilter(t testing.TB, ns *testnet.NS, mode Mode) *Filter {
 	return f
 }
 
+// addTun adds a tun device (an L3 device, down) to ns and returns its
+// ifindex.
+func addTun(t testing.TB, ns *testnet.NS, name string) int {
+	t.Helper()
+	ns.IP(t, "tuntap", "add", "dev", name, "mode", "tun")
+	return ns.Index(t, name)
+}
+
 func testPinDir() string {
 	b := make([]byte, 4)
 	rand.Read(b)

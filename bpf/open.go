@@ -34,6 +34,14 @@ func Open(opts Options) (*Filter, error) {
 	if opts.maxCgroups != 0 {
 		spec.Maps[filterMapNtfCgroups].MaxEntries = opts.maxCgroups
 	}
+	// The caches hold a section of entries for each CPU (filter.c).
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count the CPUs: %w", err)
+	}
+	for _, name := range []string{filterMapNtfIfaceCache, filterMapNtfVerdictCache, filterMapNtfVerdictCgroups} {
+		spec.Maps[name].MaxEntries *= uint32(cpus)
+	}
 	if opts.rejectRate > 0 {
 		// Per CPU: a reply costs 1/rate s of credit, of which a bucket
 		// holds burst replies' worth.
@@ -74,15 +82,24 @@ func Open(opts Options) (*Filter, error) {
 	// counter and per endpoint counter.
 	f.counters = newCounterNames(f.objs.NtfTraffic.MaxEntries() * uint32(len(filterNtfTrafficBlock{}.N)) / 4)
 	f.enc = newEncoder(f.counters)
+	err = nil
 	if !f.fresh {
-		err := f.readSlots()
-		if err == nil {
-			err = clearCounters(f.objs.NtfTraffic, f.objs.NtfIfaceAudited, f.objs.NtfEndpointAudited)
+		err = f.readSlots()
+	}
+	if err == nil {
+		// Before the counters are cleared: from here on, what the verdict
+		// caches counted under an earlier run's indexes is dropped.
+		f.countBase = f.epoch + 1
+		if err = f.objs.NtfActive.Put(uint32(countBaseKey), f.countBase); err != nil {
+			err = fmt.Errorf("set the counters' first epoch: %w", err)
 		}
-		if err != nil {
-			f.objs.Close()
-			return nil, err
-		}
+	}
+	if err == nil && !f.fresh {
+		err = clearCounters(f.objs.NtfTraffic, f.objs.NtfIfaceAudited, f.objs.NtfEndpointAudited)
+	}
+	if err != nil {
+		f.objs.Close()
+		return nil, err
 	}
 	if err := f.adoptLinks(); err != nil {
 		f.Close()

@@ -87,7 +87,7 @@ func testReplaceStalePins(t *testing.T, mode Mode) {
 
 	// The "old version": a map named like ours with another layout, and a
 	// pass-everything program on eth0.
-	idx := eth0Index(t, tp.Client)
+	idx := tp.Client.Index(t, "eth0")
 	tp.Client.MustDo(t, func() error {
 		if err := ensurePinDir(dir); err != nil {
 			return err
@@ -169,25 +169,10 @@ func testReplaceStalePins(t *testing.T, mode Mode) {
 	}
 }
 
-// eth0Index is the ifindex of eth0 in ns.
-func eth0Index(t *testing.T, ns *testnet.NS) int {
-	t.Helper()
-	var idx int
-	ns.MustDo(t, func() error {
-		l, err := netlink.LinkByName("eth0")
-		if err != nil {
-			return err
-		}
-		idx = l.Attrs().Index
-		return nil
-	})
-	return idx
-}
-
 // programsOnEth0 counts the programs on eth0's egress hook for a mode.
 func programsOnEth0(t *testing.T, ns *testnet.NS, mode Mode) int {
 	t.Helper()
-	idx := eth0Index(t, ns)
+	idx := ns.Index(t, "eth0")
 	n := 0
 	ns.MustDo(t, func() (err error) {
 		if mode == ModeClsact {

@@ -138,16 +138,7 @@ func icmp4(typ, code byte) []byte { return []byte{typ, code, 0, 0, 0, 0, 0, 1} }
 func TestRejectFrames(t *testing.T) {
 	testnet.RequireRoot(t)
 	ns := testnet.NewNS(t, "rj")
-	ns.IP(t, "tuntap", "add", "dev", "tun0", "mode", "tun")
-	var tunIdx int
-	ns.MustDo(t, func() error {
-		ifc, err := net.InterfaceByName("tun0")
-		if err != nil {
-			return err
-		}
-		tunIdx = ifc.Index
-		return nil
-	})
+	tunIdx := addTun(t, ns, "tun0")
 	// No limit worth the name: this test is about the replies' bytes.
 	f := openFilterOpts(t, ns, Options{Mode: ModeAuto, rejectRate: 1e9, rejectBurst: 1e6})
 	ifaces := []string{"lo", "tun0"}

@@ -89,6 +89,11 @@ func (f *Filter) setActive(live, staged uint32) error {
 // (NTF_EPOCHS).
 func epochKey(slot uint32) uint32 { return 2 + slot }
 
+// countBaseKey is the key of ntf_active that holds the first epoch of the
+// run that reads ntf_traffic (NTF_COUNT_BASE: after the epochs of the
+// kernel's four slots).
+const countBaseKey = 2 + 4
+
 // Stage puts a candidate policy beside the live one: the kernel judges
 // every packet of the interfaces either filters by both, goes by the live
 // verdict only, and counts where the candidate differs (read with

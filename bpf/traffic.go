@@ -5,8 +5,11 @@ package bpf
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Verdicts counts packets by outcome. Audited packets (mode: audit: not
@@ -83,7 +86,10 @@ func (f *Filter) Traffic() (Traffic, error) {
 	sets := f.counters.endpointSets
 	f.mu.Unlock()
 	t := Traffic{Ifaces: map[string]Verdicts{}, Endpoints: map[string]Verdicts{}}
-	r := f.newTrafficReader()
+	r, err := f.readTraffic(len(ifaces), len(sets))
+	if err != nil {
+		return t, err
+	}
 	for i, name := range ifaces {
 		v, err := r.verdicts(false, uint32(i))
 		if err != nil {
@@ -110,53 +116,128 @@ func (f *Filter) Traffic() (Traffic, error) {
 	return t, nil
 }
 
-// trafficReader reads the counters of interfaces and endpoint sets, each
-// block of ntf_traffic at most once.
-type trafficReader struct {
+// trafficCounts is what one read found in ntf_traffic and the verdict
+// caches, by counter index (NTF_TRAFFIC_ENDPOINTS).
+type trafficCounts struct {
 	f      *Filter
-	blocks map[uint32][]filterNtfTrafficBlock // per CPU, by block
+	blocks map[uint32]*[len(filterNtfTrafficBlock{}.N)]uint64 // summed over the CPUs
 }
 
-func (f *Filter) newTrafficReader() *trafficReader {
-	return &trafficReader{f: f, blocks: map[uint32][]filterNtfTrafficBlock{}}
+// readTraffic reads the counters of the first ifaces interfaces and sets
+// endpoint sets: the blocks of ntf_traffic that hold them, then the allowed
+// packets that the verdict cache entries counted and have not moved there
+// yet (struct ntf_verdict_entry), in that order, so that a packet moving
+// meanwhile is missed by this read rather than counted twice. What a read
+// missed is never less than what an earlier read returned: each allowed
+// count is at least its last value.
+func (f *Filter) readTraffic(ifaces, sets int) (*trafficCounts, error) {
+	f.trafficMu.Lock()
+	defer f.trafficMu.Unlock()
+	r := &trafficCounts{f: f, blocks: map[uint32]*[len(filterNtfTrafficBlock{}.N)]uint64{}}
+	per := uint32(len(filterNtfTrafficBlock{}.N))
+	endpoints := f.counters.max * 2
+	for _, span := range [][2]uint32{{0, uint32(ifaces) * 2}, {endpoints, endpoints + uint32(sets)*2}} {
+		for b := span[0] / per; b*per < span[1]; b++ {
+			var perCPU []filterNtfTrafficBlock
+			if err := f.objs.NtfTraffic.Lookup(b, &perCPU); err != nil {
+				return nil, fmt.Errorf("read traffic counters: %w", err)
+			}
+			sum := new([len(filterNtfTrafficBlock{}.N)]uint64)
+			for _, c := range perCPU {
+				for i, n := range c.N {
+					sum[i] += n
+				}
+			}
+			r.blocks[b] = sum
+		}
+	}
+	// Everything read above is read before the entries (a read-modify-write
+	// is a full barrier on every architecture Go runs on).
+	atomic.AddUint32(new(uint32), 0)
+	if err := f.cacheHits(func(icounter, counter uint32, hits uint64) {
+		r.add(icounter*2+1, hits)
+		r.add(endpoints+counter*2+1, hits)
+	}); err != nil {
+		return nil, err
+	}
+	if f.allowedSeen == nil {
+		f.allowedSeen = map[uint32]uint64{}
+	}
+	for b, sum := range r.blocks {
+		for i := 1; i < len(sum); i += 2 { // allowed counts are odd
+			idx := b*per + uint32(i)
+			sum[i] = max(sum[i], f.allowedSeen[idx])
+			if sum[i] != 0 {
+				f.allowedSeen[idx] = sum[i]
+			}
+		}
+	}
+	return r, nil
 }
 
-// verdicts reads the counters of interface (or, with endpoints, endpoint
-// set) number idx.
-func (r *trafficReader) verdicts(endpoints bool, idx uint32) (Verdicts, error) {
+// The words of struct ntf_verdict_entry that cacheHits reads.
+var (
+	entryEpoch  = unsafe.Offsetof(filterNtfVerdictEntry{}.Epoch)
+	entryCounts = unsafe.Offsetof(filterNtfVerdictEntry{}.Counter) // counter, icounter, hits
+)
+
+// cacheHits calls fn with what each verdict cache entry of this run's
+// epochs counted. The cache is read through a mapping of it, each word with
+// one load: a syscall's copy may tear a word that the program changes
+// meanwhile. The epoch is read first: an entry's epoch is only ever
+// replaced by a later one, with its count taken first (flush_hits), so the
+// count read after an epoch of this run is this run's.
+func (f *Filter) cacheHits(fn func(icounter, counter uint32, hits uint64)) error {
+	m := f.objs.NtfVerdictCache
+	size := int(m.MaxEntries()) * int(m.ValueSize())
+	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("map the verdict cache: %w", err)
+	}
+	defer unix.Munmap(mem)
+	for off := 0; off < size; off += int(m.ValueSize()) {
+		if atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[off+int(entryEpoch)]))) < f.countBase {
+			continue
+		}
+		// Little-endian (bpfel): counter, icounter, then hits above them.
+		w := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[off+int(entryCounts)])))
+		if hits := w >> 32; hits != 0 {
+			fn(uint32(w>>16&0xffff), uint32(w&0xffff), hits)
+		}
+	}
+	return nil
+}
+
+// add adds n to counter idx where this read holds it: an index beyond
+// what the read was asked for is not reported.
+func (r *trafficCounts) add(idx uint32, n uint64) {
+	per := uint32(len(filterNtfTrafficBlock{}.N))
+	if sum, ok := r.blocks[idx/per]; ok {
+		sum[idx%per] += n
+	}
+}
+
+// verdicts is what was read for interface (or, with endpoints, endpoint
+// set) number idx, with its audited count.
+func (r *trafficCounts) verdicts(endpoints bool, idx uint32) (Verdicts, error) {
 	first, audited := uint32(0), r.f.objs.NtfIfaceAudited
 	if endpoints { // after the interfaces' pairs: NTF_TRAFFIC_ENDPOINTS
 		first, audited = r.f.counters.max*2, r.f.objs.NtfEndpointAudited
 	}
+	per := uint32(len(filterNtfTrafficBlock{}.N))
 	var v Verdicts
 	for allowed, dst := range []*uint64{&v.Denied, &v.Allowed} {
-		n, err := r.sum(first + idx*2 + uint32(allowed))
-		if err != nil {
-			return v, err
+		i := first + idx*2 + uint32(allowed)
+		sum, ok := r.blocks[i/per]
+		if !ok {
+			return v, fmt.Errorf("counter %d was not read", i)
 		}
-		*dst = n
+		*dst = sum[i%per]
 	}
 	if err := sumPerCPU(audited, idx, &v.Audited); err != nil {
 		return v, err
 	}
 	return v, nil
-}
-
-// sum is counter idx of ntf_traffic, summed over the CPUs.
-func (r *trafficReader) sum(idx uint32) (uint64, error) {
-	per := uint32(len(filterNtfTrafficBlock{}.N))
-	b, ok := r.blocks[idx/per]
-	if !ok {
-		if err := r.f.objs.NtfTraffic.Lookup(idx/per, &b); err != nil {
-			return 0, err
-		}
-		r.blocks[idx/per] = b
-	}
-	var n uint64
-	for _, c := range b {
-		n += c.N[idx%per]
-	}
-	return n, nil
 }
 
 func sumPerCPU(m *ebpf.Map, idx uint32, dst *uint64) error {

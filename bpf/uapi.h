@@ -49,6 +49,7 @@ enum bpf_map_type {
 
 enum {
 	BPF_F_NO_PREALLOC = (1U << 0),
+	BPF_F_MMAPABLE = (1U << 10),
 };
 
 // Flags of bpf_map_update_elem.

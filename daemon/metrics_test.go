@@ -195,20 +195,6 @@ func replaceFile(t *testing.T, path, content string) {
 	}
 }
 
-func ifindex(t *testing.T, ns *testnet.NS, name string) int {
-	t.Helper()
-	var idx int
-	ns.MustDo(t, func() error {
-		ifc, err := net.InterfaceByName(name)
-		if err != nil {
-			return err
-		}
-		idx = ifc.Index
-		return nil
-	})
-	return idx
-}
-
 // metrics.listen: the daemon serves /metrics on the configured address in
 // its network namespace, and the numbers follow what happens: real
 // traffic from real uids moves the kernel's verdict counters, SIGHUP
@@ -228,7 +214,7 @@ func TestMetricsListen(t *testing.T) {
 	mkdir(t, filepath.Join(b.dir, "conf.d"))
 	d := b.start(t, testnet.DaemonOptions{})
 	gen, mode := genMode(t, statusOf(d.Ready))
-	eth0 := fmt.Sprintf(`net_tc_filter_interface_info{ifindex="%d",interface="eth0",mode="%s"}`, ifindex(t, b.tp.Client, "eth0"), mode)
+	eth0 := fmt.Sprintf(`net_tc_filter_interface_info{ifindex="%d",interface="eth0",mode="%s"}`, b.tp.Client.Index(t, "eth0"), mode)
 
 	s := scrape(t, b.tp.Client, addr1)
 	for key, want := range map[string]float64{
@@ -431,7 +417,7 @@ func TestMetricsSocketActivation(t *testing.T) {
 	for key, want := range map[string]float64{
 		`net_tc_filter_generation`:             gen,
 		`net_tc_filter_state{state="running"}`: 1,
-		fmt.Sprintf(`net_tc_filter_interface_info{ifindex="%d",interface="eth0",mode="%s"}`, ifindex(t, b.tp.Client, "eth0"), mode): 1,
+		fmt.Sprintf(`net_tc_filter_interface_info{ifindex="%d",interface="eth0",mode="%s"}`, b.tp.Client.Index(t, "eth0"), mode): 1,
 	} {
 		if got := s.get(t, key); got != want {
 			t.Errorf("%s = %v, want %v", key, got, want)

@@ -11,6 +11,7 @@ package testnet
 
 import (
 	"io"
+	"net"
 	"os"
 	"testing"
 
@@ -80,6 +81,21 @@ func (n *NS) MustDo(t testing.TB, fn func() error) {
 	if err := n.Do(fn); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Index is the ifindex of the namespace's interface name.
+func (n *NS) Index(t testing.TB, name string) int {
+	t.Helper()
+	var idx int
+	n.MustDo(t, func() error {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return err
+		}
+		idx = ifc.Index
+		return nil
+	})
+	return idx
 }
 
 // Rename renames an interface of the namespace (see netlab.NS.Rename).
