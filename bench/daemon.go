@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nettcfilter/net-tc-filter/internal/netlab"
@@ -150,6 +151,32 @@ func (d *Daemon) Log() ([]byte, error) {
 		return nil, fmt.Errorf("daemon log: %w", err)
 	}
 	return b, nil
+}
+
+// maxInOneSecond is the most lines of b containing any of subs that one
+// second holds, by the time= stamp each line of the daemon's log starts
+// with (in order).
+func maxInOneSecond(b []byte, subs ...string) (int, error) {
+	var times []time.Time
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if !slices.ContainsFunc(subs, func(s string) bool { return bytes.Contains(line, []byte(s)) }) {
+			continue
+		}
+		stamp, _, _ := bytes.Cut(bytes.TrimPrefix(line, []byte("time=")), []byte(" "))
+		t, err := time.Parse(time.RFC3339Nano, string(stamp))
+		if err != nil {
+			return 0, fmt.Errorf("daemon log line without a time: %q", line)
+		}
+		times = append(times, t)
+	}
+	most := 0
+	for i, j := 0, 0; j < len(times); j++ {
+		for times[j].Sub(times[i]) >= time.Second {
+			i++
+		}
+		most = max(most, j-i+1)
+	}
+	return most, nil
 }
 
 // countLines counts lines of b that contain any of subs.

@@ -228,6 +228,9 @@ func (h *Harness) footprint(ctx context.Context) error {
 	newLog := logAfter[min(len(logBefore), len(logAfter)):]
 	fl.DecisionLines = countLines(newLog, "denied egress", "allowed egress")
 	fl.LinesPerSec = float64(fl.DecisionLines) / fl.LogWindowS
+	if fl.MaxLinesInSecond, err = maxInOneSecond(newLog, "denied egress", "allowed egress"); err != nil {
+		return err
+	}
 	var warn []string
 	for _, line := range strings.Split(string(newLog), "\n") {
 		if line != "" && !strings.Contains(line, "denied egress") && !strings.Contains(line, "allowed egress") {

@@ -185,12 +185,16 @@ func Goals(r *Results) []Goal {
 	g = append(g, g4)
 
 	// 4: under a flood the rate limit holds and the daemon stays under one core.
-	g5 := Goal{Part: 4, Name: "decision log lines per second during a flood", Target: fmt.Sprintf("≤ log.rate (%d)", LogRate),
+	g5 := Goal{Part: 4, Name: "decision log lines in any one second during a flood", Target: fmt.Sprintf("≤ log.rate (%d)", LogRate),
 		Status: "MISSING", Value: "not measured"}
 	g6 := Goal{Part: 4, Name: "daemon CPU during a flood", Target: "< 100% (one core)", Status: "MISSING", Value: "not measured"}
 	if f := r.Footprint; f != nil && f.Flood.Sent > 0 {
-		g5.Value = fmt.Sprintf("%.1f/s (%d lines in %.1f s)", f.Flood.LinesPerSec, f.Flood.DecisionLines, f.Flood.LogWindowS)
-		g5.Status = status(f.Flood.LinesPerSec <= float64(LogRate))
+		g5.Value = fmt.Sprintf("at most %d in one second (%.1f/s on average: %d lines in %.1f s)", f.Flood.MaxLinesInSecond, f.Flood.LinesPerSec, f.Flood.DecisionLines, f.Flood.LogWindowS)
+		g5.Status = status(f.Flood.MaxLinesInSecond <= LogRate)
+		if f.Flood.MaxLinesInSecond == 0 && f.Flood.DecisionLines > 0 { // a run from before the figure
+			g5.Value = fmt.Sprintf("%.1f/s on average (%d lines in %.1f s)", f.Flood.LinesPerSec, f.Flood.DecisionLines, f.Flood.LogWindowS)
+			g5.Status = status(f.Flood.LinesPerSec <= float64(LogRate))
+		}
 		g6.Value = fmt.Sprintf("%.1f%%", f.Flood.CPUPercent)
 		g6.Status = status(f.Flood.CPUPercent < 100)
 	}
@@ -448,8 +452,8 @@ func Markdown(r *Results) string {
 		}
 		p("| denied user flooding, %d ranges | %.1f | %.1f |", f.Flood.Ranges, float64(f.Flood.RSSKiB)/1024, f.Flood.CPUPercent)
 		p("")
-		p("Flood: %g s of 64-byte datagrams to %d destination ports of the protected address, %d sent (%.0f/s), %d received by the server; %d decision log lines (%.1f/s, log.rate %d) and %d other lines in %.1f s.",
-			f.Flood.Seconds, f.Flood.Ports, f.Flood.Sent, f.Flood.SentPps, f.Flood.ServerRx, f.Flood.DecisionLines, f.Flood.LinesPerSec, f.Flood.LogRate, f.Flood.OtherLines, f.Flood.LogWindowS)
+		p("Flood: %g s of 64-byte datagrams to %d destination ports of the protected address, %d sent (%.0f/s), %d received by the server; %d decision log lines (%.1f/s, at most %d in one second, log.rate %d) and %d other lines in %.1f s.",
+			f.Flood.Seconds, f.Flood.Ports, f.Flood.Sent, f.Flood.SentPps, f.Flood.ServerRx, f.Flood.DecisionLines, f.Flood.LinesPerSec, f.Flood.MaxLinesInSecond, f.Flood.LogRate, f.Flood.OtherLines, f.Flood.LogWindowS)
 	} else {
 		p("Not run.")
 	}

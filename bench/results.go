@@ -178,9 +178,12 @@ type Flood struct {
 	DecisionLines int     `json:"decision_lines"`
 	OtherLines    int     `json:"other_lines"`
 	LinesPerSec   float64 `json:"decision_lines_per_s"`
-	LogWindowS    float64 `json:"log_window_s"`
-	LogRate       int     `json:"log_rate"`
-	Warnings      string  `json:"warnings,omitempty"` // the accounting lines (suppressed, lost)
+	// The most decision lines any one second of the log holds (by their
+	// time= stamps): what log.rate bounds.
+	MaxLinesInSecond int     `json:"decision_lines_max_in_1s"`
+	LogWindowS       float64 `json:"log_window_s"`
+	LogRate          int     `json:"log_rate"`
+	Warnings         string  `json:"warnings,omitempty"` // the accounting lines (suppressed, lost)
 }
 
 // FootprintResult is part 4.

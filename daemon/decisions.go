@@ -158,7 +158,7 @@ func (s *Service) startDecisionLog() (*decisionLog, error) {
 		filter: s.filter,
 		events: events,
 		users:  map[uint32]string{},
-		limit:  newLimiter(s.cfg.Log.Rate, time.Now()),
+		limit:  newLimiter(s.cfg.Log.Rate),
 		done:   make(chan struct{}),
 	}
 	if d.units, err = logging.NewUnits(); err != nil {

@@ -55,16 +55,18 @@ type summary struct {
 // does not fit is counted as suppressed.
 const maxKeys = 8192
 
-// limiter holds the decision log to `rate` lines per second (a token
-// bucket with one second of burst). The first decision of a kind is logged
-// at once; identical ones that follow within the second, and all of a kind
-// that was already seen the second before, are summed into one line with
-// their count at the end of the second. What the budget cannot take is
-// counted, never silently lost. Not safe for concurrent use.
+// limiter holds the decision log to `rate` lines in any one second ("at
+// most", as log.rate says): a line is logged only if the rate-th line
+// before it is a second old. (A token bucket would let a quiet log's full
+// bucket and a second's refill through together: twice the rate in one
+// second.) The first decision of a kind is logged at once; identical ones
+// that follow within the second, and all of a kind that was already seen
+// the second before, are summed into one line with their count at the end
+// of the second. What the budget cannot take is counted, never silently
+// lost. Not safe for concurrent use.
 type limiter struct {
 	rate   int
-	tokens float64
-	last   time.Time
+	recent []time.Time // when the lines of the last second were logged, oldest first
 	window map[aggKey]*pending
 	order  []aggKey
 	hot    map[aggKey]bool // kinds seen in the previous second
@@ -72,30 +74,29 @@ type limiter struct {
 	suppressed uint64
 }
 
-func newLimiter(rate int, now time.Time) *limiter {
+func newLimiter(rate int) *limiter {
 	return &limiter{
 		rate:   max(rate, 1),
-		tokens: float64(max(rate, 1)),
-		last:   now,
 		window: map[aggKey]*pending{},
 		hot:    map[aggKey]bool{},
 	}
 }
 
-func (l *limiter) setRate(rate int) {
-	l.rate = max(rate, 1)
-	l.tokens = min(l.tokens, float64(l.rate))
-}
+func (l *limiter) setRate(rate int) { l.rate = max(rate, 1) }
 
+// take reports whether a line may be logged at now, and counts it. Only
+// the last second's lines are kept: at most what was logged in a second,
+// whatever the rate.
 func (l *limiter) take(now time.Time) bool {
-	if d := now.Sub(l.last); d > 0 {
-		l.tokens = min(float64(l.rate), l.tokens+d.Seconds()*float64(l.rate))
-		l.last = now
+	old := 0
+	for old < len(l.recent) && now.Sub(l.recent[old]) >= time.Second {
+		old++
 	}
-	if l.tokens < 1 {
+	l.recent = l.recent[old:]
+	if len(l.recent) >= l.rate {
 		return false
 	}
-	l.tokens--
+	l.recent = append(l.recent, now)
 	return true
 }
 

@@ -51,14 +51,19 @@ func TestLimiter(t *testing.T) {
 			{at: 4 * time.Second, flush: true},
 			{at: 4100 * time.Millisecond, ev: bob("192.0.2.7", 3), now: true},
 		}},
-		{"the rate holds; the rest is counted", 2, []step{
+		{"the rate holds in any one second; the rest is counted", 2, []step{
 			{ev: bob("192.0.2.1", 1), now: true},
-			{ev: bob("192.0.2.2", 1), now: true},
-			{ev: bob("192.0.2.3", 1)},
-			{ev: bob("192.0.2.3", 2)},
-			{ev: bob("192.0.2.4", 1)},
-			// Half a second refills one token: the first summary gets it.
-			{at: 500 * time.Millisecond, flush: true, sums: []uint64{2}, supp: 1},
+			{at: 600 * time.Millisecond, ev: bob("192.0.2.2", 1), now: true},
+			// Two lines in the last second: a third waits, even after a
+			// quiet log (no burst on top of the rate).
+			{at: 700 * time.Millisecond, ev: bob("192.0.2.3", 1)},
+			{at: 700 * time.Millisecond, ev: bob("192.0.2.3", 2)},
+			{at: 800 * time.Millisecond, ev: bob("192.0.2.4", 1)},
+			// The first line is a second old: one more fits, the first
+			// summary's; the second summary's must wait for 1.6 s.
+			{at: time.Second, flush: true, sums: []uint64{2}, supp: 1},
+			{at: 1500 * time.Millisecond, ev: bob("192.0.2.5", 1)},
+			{at: 1600 * time.Millisecond, ev: bob("192.0.2.6", 1), now: true},
 		}},
 		{"unowned decisions are one kind whatever the uid field says", 10, []step{
 			{ev: bpf.KernelDecision{Unowned: true, UID: 0xffffffff, Dst: netip.MustParseAddr("192.0.2.7")}, now: true},
@@ -67,7 +72,7 @@ func TestLimiter(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newLimiter(tc.rate, t0)
+			l := newLimiter(tc.rate)
 			for i, s := range tc.steps {
 				now := t0.Add(s.at)
 				if !s.flush {
@@ -99,7 +104,7 @@ func TestLimiter(t *testing.T) {
 // vanishes: what does not fit is counted.
 func TestLimiterBounded(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	l := newLimiter(50, t0)
+	l := newLimiter(50)
 	logged := 0
 	const n = 3 * maxKeys
 	for i := range n {
@@ -111,14 +116,36 @@ func TestLimiterBounded(t *testing.T) {
 	if len(l.window) > maxKeys {
 		t.Errorf("%d kinds held, bound is %d", len(l.window), maxKeys)
 	}
+	if logged != 50 {
+		t.Errorf("%d logged at once at rate 50", logged)
+	}
+	// Within the second, nothing more; a second later, 50 more.
+	if l.take(t0.Add(999 * time.Millisecond)) {
+		t.Error("a 51st line within the second at rate 50")
+	}
 	sums, supp := l.flush(t0.Add(time.Second))
+	if len(sums) != 50 {
+		t.Errorf("%d summaries a second later at rate 50, want 50", len(sums))
+	}
 	for _, s := range sums {
 		logged += int(s.count)
 	}
-	if logged > 100 {
-		t.Errorf("%d logged in one second at rate 50", logged)
-	}
 	if logged+int(supp) != n {
 		t.Errorf("logged %d + suppressed %d != %d", logged, supp, n)
+	}
+}
+
+// Whatever log.rate allows (up to 2^31-1 a second), the limiter keeps the
+// times of one second's lines only.
+func TestLimiterKeepsOneSecond(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	l := newLimiter(1<<31 - 1)
+	for i := range 10_000 { // 1000 lines a second for 10 s
+		if !l.take(t0.Add(time.Duration(i) * time.Millisecond)) {
+			t.Fatalf("line %d refused far below the rate", i)
+		}
+	}
+	if len(l.recent) != 1000 {
+		t.Errorf("%d line times kept, want the last second's 1000", len(l.recent))
 	}
 }
