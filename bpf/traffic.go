@@ -127,9 +127,9 @@ type trafficCounts struct {
 // endpoint sets: the blocks of ntf_traffic that hold them, then the allowed
 // packets that the verdict cache entries counted and have not moved there
 // yet (struct ntf_verdict_entry), in that order, so that a packet moving
-// meanwhile is missed by this read rather than counted twice. What a read
-// missed is never less than what an earlier read returned: each allowed
-// count is at least its last value.
+// meanwhile is missed by this read rather than counted twice; so that the
+// counts never go back, each allowed count is at least what the last read
+// returned.
 func (f *Filter) readTraffic(ifaces, sets int) (*trafficCounts, error) {
 	f.trafficMu.Lock()
 	defer f.trafficMu.Unlock()
