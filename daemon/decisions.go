@@ -195,12 +195,14 @@ func (d *decisionLog) run() {
 			// Every staged event, logged or not, may be an example.
 			d.s.noteExample(ev)
 			if d.limit.add(ev, now) {
-				d.emit(ev, 1)
+				d.limit.wrote(d.emit(ev, 1))
 			}
 		}
 		if !now.Before(next) {
 			d.tick(now)
-			next = now.Add(time.Second)
+			// A second after the summaries went out, when the rate
+			// has room for as many again.
+			next = time.Now().Add(time.Second)
 		}
 	}
 }
@@ -209,10 +211,7 @@ func (d *decisionLog) run() {
 // what the rate limit and the kernel's ring buffer left out.
 func (d *decisionLog) tick(now time.Time) {
 	d.limit.setRate(int(d.s.rate.Load()))
-	sums, suppressed := d.limit.flush(now)
-	for _, sum := range sums {
-		d.emit(sum.ev, sum.count)
-	}
+	suppressed := d.limit.flush(now, func(sum summary) time.Time { return d.emit(sum.ev, sum.count) })
 	if suppressed > 0 {
 		d.s.suppressed.Add(suppressed)
 		d.s.log.Warn(fmt.Sprintf("decision log over log.rate (%d/s): %d decisions not logged", d.limit.rate, suppressed),
@@ -273,7 +272,8 @@ func (d *decisionLog) userName(uid uint32) string {
 	return name
 }
 
-func (d *decisionLog) emit(ev bpf.KernelDecision, count uint64) {
+// emit logs a decision and returns when the line went out.
+func (d *decisionLog) emit(ev bpf.KernelDecision, count uint64) time.Time {
 	dec := d.enrich(ev)
 	level := slog.LevelWarn
 	switch {
@@ -283,6 +283,7 @@ func (d *decisionLog) emit(ev bpf.KernelDecision, count uint64) {
 		level = logging.LevelNotice // PRIORITY 5: it passed
 	}
 	d.s.opts.Decisions.LogAttrs(context.Background(), level, dec.Message(), dec.fields(count)...)
+	return time.Now()
 }
 
 // fields are the journal fields of SPEC §4.

@@ -86,7 +86,8 @@ func (l *limiter) setRate(rate int) { l.rate = max(rate, 1) }
 
 // take reports whether a line may be logged at now, and counts it. Only
 // the last second's lines are kept: at most what was logged in a second,
-// whatever the rate.
+// whatever the rate. The line's time is now until wrote says when it went
+// out.
 func (l *limiter) take(now time.Time) bool {
 	old := 0
 	for old < len(l.recent) && now.Sub(l.recent[old]) >= time.Second {
@@ -98,6 +99,15 @@ func (l *limiter) take(now time.Time) bool {
 	}
 	l.recent = append(l.recent, now)
 	return true
+}
+
+// wrote records when the line take let through went out (its time stamp,
+// after the sender's name and unit were looked up): the rate holds for the
+// lines as their readers see them.
+func (l *limiter) wrote(t time.Time) {
+	if n := len(l.recent); n > 0 && t.After(l.recent[n-1]) {
+		l.recent[n-1] = t
+	}
 }
 
 // add counts a decision and reports whether to log it now (with count 1).
@@ -121,10 +131,10 @@ func (l *limiter) add(ev bpf.KernelDecision, now time.Time) bool {
 	return false
 }
 
-// flush ends the second: it returns the summaries to log, in the order the
-// kinds first appeared, and how many decisions were suppressed.
-func (l *limiter) flush(now time.Time) ([]summary, uint64) {
-	var out []summary
+// flush ends the second: it logs the summaries with emit, which returns
+// when the line went out, in the order the kinds first appeared and as far
+// as the rate allows, and returns how many decisions were suppressed.
+func (l *limiter) flush(now time.Time, emit func(summary) time.Time) uint64 {
 	clear(l.hot)
 	for _, k := range l.order {
 		p := l.window[k]
@@ -133,7 +143,8 @@ func (l *limiter) flush(now time.Time) ([]summary, uint64) {
 			continue
 		}
 		if l.take(now) {
-			out = append(out, summary{p.ev, p.count})
+			now = emit(summary{p.ev, p.count})
+			l.wrote(now)
 		} else {
 			l.suppressed += p.count
 		}
@@ -142,5 +153,5 @@ func (l *limiter) flush(now time.Time) ([]summary, uint64) {
 	l.order = l.order[:0]
 	suppressed := l.suppressed
 	l.suppressed = 0
-	return out, suppressed
+	return suppressed
 }

@@ -81,11 +81,11 @@ func TestLimiter(t *testing.T) {
 					}
 					continue
 				}
-				sums, supp := l.flush(now)
 				var counts []uint64
-				for _, x := range sums {
+				supp := l.flush(now, func(x summary) time.Time {
 					counts = append(counts, x.count)
-				}
+					return now
+				})
 				if len(counts) != len(s.sums) || supp != s.supp {
 					t.Errorf("step %d: summaries %v suppressed %d, want %v and %d", i, counts, supp, s.sums, s.supp)
 					continue
@@ -123,12 +123,14 @@ func TestLimiterBounded(t *testing.T) {
 	if l.take(t0.Add(999 * time.Millisecond)) {
 		t.Error("a 51st line within the second at rate 50")
 	}
-	sums, supp := l.flush(t0.Add(time.Second))
-	if len(sums) != 50 {
-		t.Errorf("%d summaries a second later at rate 50, want 50", len(sums))
-	}
-	for _, s := range sums {
+	sums := 0
+	supp := l.flush(t0.Add(time.Second), func(s summary) time.Time {
+		sums++
 		logged += int(s.count)
+		return t0.Add(time.Second)
+	})
+	if sums != 50 {
+		t.Errorf("%d summaries a second later at rate 50, want 50", sums)
 	}
 	if logged+int(supp) != n {
 		t.Errorf("logged %d + suppressed %d != %d", logged, supp, n)
@@ -147,5 +149,44 @@ func TestLimiterKeepsOneSecond(t *testing.T) {
 	}
 	if len(l.recent) != 1000 {
 		t.Errorf("%d line times kept, want the last second's 1000", len(l.recent))
+	}
+}
+
+// The rate holds for lines as they went out: a line's second starts when it
+// was written (after its sender's name was looked up), not when it was let
+// through.
+func TestLimiterCountsFromTheWrite(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	l := newLimiter(2)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	for i, step := range []struct {
+		take, wrote time.Duration
+		want        bool
+	}{
+		{0, 300 * time.Millisecond, true},
+		{100 * time.Millisecond, 400 * time.Millisecond, true},
+		{1100 * time.Millisecond, 0, false}, // the first line went out 0.8 s ago
+		{1300 * time.Millisecond, 1300 * time.Millisecond, true},
+		{1350 * time.Millisecond, 0, false},
+		{1400 * time.Millisecond, 1400 * time.Millisecond, true},
+	} {
+		if got := l.take(at(step.take)); got != step.want {
+			t.Errorf("step %d: take = %v, want %v", i, got, step.want)
+		}
+		if step.want {
+			l.wrote(at(step.wrote))
+		}
+	}
+	// Summaries at the end of a second are written one after another.
+	l = newLimiter(2)
+	l.add(ev(1002, "192.0.2.1", 1), t0)
+	l.add(ev(1002, "192.0.2.2", 1), t0)
+	l.add(ev(1002, "192.0.2.3", 1), t0)
+	l.add(ev(1002, "192.0.2.3", 2), t0)
+	l.add(ev(1002, "192.0.2.4", 1), t0)
+	l.add(ev(1002, "192.0.2.4", 2), t0)
+	l.flush(at(time.Second), func(summary) time.Time { return at(1200 * time.Millisecond) })
+	if l.take(at(2100 * time.Millisecond)) {
+		t.Error("a line 0.9 s after the last summaries went out at rate 2")
 	}
 }
