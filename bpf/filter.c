@@ -393,40 +393,26 @@ static __always_inline __u32 in_block(__u32 idx, __u32 n)
 	return idx & (n - 1);
 }
 
-// count_traffic counts a packet at [idx] of ntf_traffic.
-static __always_inline void count_traffic(__u32 idx)
-{
-	__u32 block = idx / NTF_TRAFFIC_BLOCK;
-	struct ntf_traffic_block *b = bpf_map_lookup_elem(&ntf_traffic, &block);
-	if (b)
-		b->n[in_block(idx, NTF_TRAFFIC_BLOCK)] += 1;
-}
-
-static __always_inline __u32 iface_traffic(__u32 iface, bool allowed)
-{
-	return ((iface & (NTF_MAX_COUNTERS - 1)) << 1) | allowed;
-}
-
-static __always_inline __u32 endpoint_traffic(__u32 endpoint, bool allowed)
-{
-	return NTF_TRAFFIC_ENDPOINTS + (((endpoint & (NTF_MAX_COUNTERS - 1)) << 1) | allowed);
-}
-
-// count_verdict counts an allowed or denied packet for its interface's
-// counter and its endpoint's.
-static __always_inline void count_verdict(__u32 iface, __u32 endpoint, bool allowed)
-{
-	count_traffic(iface_traffic(iface, allowed));
-	count_traffic(endpoint_traffic(endpoint, allowed));
-}
-
-// add_traffic adds n packets at [idx] of ntf_traffic.
-static __always_inline void add_traffic(__u32 idx, __u32 n)
+// count_traffic adds n packets at [idx] of ntf_traffic.
+static __always_inline void count_traffic(__u32 idx, __u32 n)
 {
 	__u32 block = idx / NTF_TRAFFIC_BLOCK;
 	struct ntf_traffic_block *b = bpf_map_lookup_elem(&ntf_traffic, &block);
 	if (b)
 		b->n[in_block(idx, NTF_TRAFFIC_BLOCK)] += n;
+}
+
+// count_verdicts counts n allowed or denied packets for their interface's
+// counter and their endpoint's.
+static __always_inline void count_verdicts(__u32 iface, __u32 endpoint, bool allowed, __u32 n)
+{
+	count_traffic(((iface & (NTF_MAX_COUNTERS - 1)) << 1) | allowed, n);
+	count_traffic(NTF_TRAFFIC_ENDPOINTS + (((endpoint & (NTF_MAX_COUNTERS - 1)) << 1) | allowed), n);
+}
+
+static __always_inline void count_verdict(__u32 iface, __u32 endpoint, bool allowed)
+{
+	count_verdicts(iface, endpoint, allowed, 1);
 }
 
 // claim takes a cache entry for writing when nothing wrote it since its
@@ -1116,8 +1102,7 @@ static __always_inline void flush_hits(struct ntf_verdict_entry *e)
 	__u64 *base = bpf_map_lookup_elem(&ntf_active, &bk);
 	if (!base || e->epoch < *base)
 		return; // an earlier run's: its counter indexes meant others
-	add_traffic(iface_traffic(e->icounter, true), n);
-	add_traffic(endpoint_traffic(e->counter, true), n);
+	count_verdicts(e->icounter, e->counter, true, n);
 }
 
 // decide judges a destination for an owner. The range that decides comes

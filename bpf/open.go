@@ -80,7 +80,7 @@ func Open(opts Options) (*Filter, error) {
 	}
 	// ntf_traffic holds an allowed and a denied count per interface
 	// counter and per endpoint counter.
-	f.counters = newCounterNames(f.objs.NtfTraffic.MaxEntries() * uint32(len(filterNtfTrafficBlock{}.N)) / 4)
+	f.counters = newCounterNames(f.objs.NtfTraffic.MaxEntries() * trafficPerBlock / 4)
 	f.enc = newEncoder(f.counters)
 	err = nil
 	if !f.fresh {

@@ -116,11 +116,18 @@ func (f *Filter) Traffic() (Traffic, error) {
 	return t, nil
 }
 
+// trafficPerBlock is how many counters an element of ntf_traffic holds
+// (NTF_TRAFFIC_BLOCK).
+const trafficPerBlock = uint32(len(filterNtfTrafficBlock{}.N))
+
+// trafficBlockSum is a block of ntf_traffic summed over the CPUs.
+type trafficBlockSum [trafficPerBlock]uint64
+
 // trafficCounts is what one read found in ntf_traffic and the verdict
 // caches, by counter index (NTF_TRAFFIC_ENDPOINTS).
 type trafficCounts struct {
 	f      *Filter
-	blocks map[uint32]*[len(filterNtfTrafficBlock{}.N)]uint64 // summed over the CPUs
+	blocks map[uint32]*trafficBlockSum
 }
 
 // readTraffic reads the counters of the first ifaces interfaces and sets
@@ -133,16 +140,15 @@ type trafficCounts struct {
 func (f *Filter) readTraffic(ifaces, sets int) (*trafficCounts, error) {
 	f.trafficMu.Lock()
 	defer f.trafficMu.Unlock()
-	r := &trafficCounts{f: f, blocks: map[uint32]*[len(filterNtfTrafficBlock{}.N)]uint64{}}
-	per := uint32(len(filterNtfTrafficBlock{}.N))
+	r := &trafficCounts{f: f, blocks: map[uint32]*trafficBlockSum{}}
 	endpoints := f.counters.max * 2
 	for _, span := range [][2]uint32{{0, uint32(ifaces) * 2}, {endpoints, endpoints + uint32(sets)*2}} {
-		for b := span[0] / per; b*per < span[1]; b++ {
+		for b := span[0] / trafficPerBlock; b*trafficPerBlock < span[1]; b++ {
 			var perCPU []filterNtfTrafficBlock
 			if err := f.objs.NtfTraffic.Lookup(b, &perCPU); err != nil {
 				return nil, fmt.Errorf("read traffic counters: %w", err)
 			}
-			sum := new([len(filterNtfTrafficBlock{}.N)]uint64)
+			sum := new(trafficBlockSum)
 			for _, c := range perCPU {
 				for i, n := range c.N {
 					sum[i] += n
@@ -165,7 +171,7 @@ func (f *Filter) readTraffic(ifaces, sets int) (*trafficCounts, error) {
 	}
 	for b, sum := range r.blocks {
 		for i := 1; i < len(sum); i += 2 { // allowed counts are odd
-			idx := b*per + uint32(i)
+			idx := b*trafficPerBlock + uint32(i)
 			sum[i] = max(sum[i], f.allowedSeen[idx])
 			if sum[i] != 0 {
 				f.allowedSeen[idx] = sum[i]
@@ -211,9 +217,8 @@ func (f *Filter) cacheHits(fn func(icounter, counter uint32, hits uint64)) error
 // add adds n to counter idx where this read holds it: an index beyond
 // what the read was asked for is not reported.
 func (r *trafficCounts) add(idx uint32, n uint64) {
-	per := uint32(len(filterNtfTrafficBlock{}.N))
-	if sum, ok := r.blocks[idx/per]; ok {
-		sum[idx%per] += n
+	if sum, ok := r.blocks[idx/trafficPerBlock]; ok {
+		sum[idx%trafficPerBlock] += n
 	}
 }
 
@@ -224,15 +229,14 @@ func (r *trafficCounts) verdicts(endpoints bool, idx uint32) (Verdicts, error) {
 	if endpoints { // after the interfaces' pairs: NTF_TRAFFIC_ENDPOINTS
 		first, audited = r.f.counters.max*2, r.f.objs.NtfEndpointAudited
 	}
-	per := uint32(len(filterNtfTrafficBlock{}.N))
 	var v Verdicts
 	for allowed, dst := range []*uint64{&v.Denied, &v.Allowed} {
 		i := first + idx*2 + uint32(allowed)
-		sum, ok := r.blocks[i/per]
+		sum, ok := r.blocks[i/trafficPerBlock]
 		if !ok {
 			return v, fmt.Errorf("counter %d was not read", i)
 		}
-		*dst = sum[i%per]
+		*dst = sum[i%trafficPerBlock]
 	}
 	if err := sumPerCPU(audited, idx, &v.Audited); err != nil {
 		return v, err
