@@ -210,12 +210,22 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	slices.SortFunc(c.Ranges[start:], func(a, b rangeEntry) int { return compareRangeKeys(a.key, b.key) })
 	// In set id order, each set's uids sorted: the owners come out sorted
 	// by key.
+	n := 0
+	for id, ok := range used {
+		if ok {
+			n += len(e.setList[id-1])
+		}
+	}
+	c.Owners = slices.Grow(c.Owners, n)
 	for id, ok := range used {
 		if ok {
 			for _, uid := range e.setList[id-1] {
 				c.Owners = append(c.Owners, filterNtfOwnerKey{Set: uint32(id), Uid: uid})
 			}
 		}
+	}
+	if spare := cap(e.setList) - len(e.setList); spare > len(e.setList)/4+64 {
+		e.setList = append([][]uint32(nil), e.setList...) // kept until the next encode
 	}
 	c.Rules = e.ruleList
 	return c
@@ -240,6 +250,13 @@ func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry
 	c.Ranges = slices.Grow(c.Ranges, bound)
 	if len(prev) == 0 {
 		e.ruleList = slices.Grow(e.ruleList, bound) // every entry is a new rule
+	}
+	if len(e.setList) == 0 {
+		// A fresh encoder: as many sets as entries at most. Grown by
+		// append's quarters, 100 000 sets would allocate the list five
+		// times over, each step in fresh pages; the spare room goes
+		// once the policy is encoded (encodeOnce).
+		e.setList = make([][]uint32, 0, bound)
 	}
 	j := 0
 	for ent := range entries {

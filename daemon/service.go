@@ -309,23 +309,37 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
+	// The program is loaded (and verified) while the files are read: a
+	// large set's start waits for both, which need nothing of each other.
+	// Opening changes nothing the pinned filter enforces, so a set that
+	// turns out invalid leaves it as it was.
+	opened := make(chan openResult, 1)
+	go func() {
+		f, err := bpf.Open(bpf.Options{PinDir: s.opts.PinDir, Mode: s.opts.Mode})
+		opened <- openResult{f, err}
+	}()
 	cfg, p, err := s.loadAtStart()
+	o := <-opened
 	if err != nil {
+		if o.filter != nil {
+			o.filter.Close()
+		}
 		s.notify.status("configuration invalid; not started (the pinned filter, if any, stays)")
 		return fmt.Errorf("configuration:\n%w", err)
 	}
+	if o.err != nil {
+		return o.err
+	}
+	filter := o.filter
 	logMode, err := bpf.ParseLogMode(cfg.Log.Decisions)
 	if err != nil {
+		filter.Close()
 		return err
 	}
 	// Subscribe before listing, so that an interface created in between
 	// is not missed.
 	links := linkEvents(ctx, s.log)
 
-	filter, err := bpf.Open(bpf.Options{PinDir: s.opts.PinDir, Mode: s.opts.Mode})
-	if err != nil {
-		return err
-	}
 	s.mu.Lock()
 	s.filter = filter
 	s.mu.Unlock()
@@ -442,6 +456,12 @@ func (s *Service) Run(ctx context.Context) error {
 			s.unsaved = nil
 		}
 	}
+}
+
+// openResult is what bpf.Open gave.
+type openResult struct {
+	filter *bpf.Filter
+	err    error
 }
 
 // mirror gives the idle policy slot the live policy (Filter.Mirror).

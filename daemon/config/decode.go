@@ -339,7 +339,7 @@ func (p *fileParser) str(v val, ep, key string) (string, bool) {
 
 // nonEmpty checks a required list that must name at least one thing.
 func (p *fileParser) nonEmpty(ep, key string, v val, what string) bool {
-	if l, isList := v.v.([]any); v.v == nil || (isList && len(l) == 0) {
+	if v.empty() {
 		p.at(v.line, "endpoint %q: %s is empty; name at least one %s", ep, key, what)
 		return false
 	}

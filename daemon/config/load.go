@@ -110,6 +110,7 @@ type loader struct {
 	cached   map[string]parsedFile // by path, from the last load; nil: no cache
 	parsed   map[string]parsedFile // this load's, for the next one
 	buf      bytes.Buffer          // the file being read
+	fast     fastParser            // the files' fast path, one for all
 }
 
 func (l *loader) fail(path, msg string) {
@@ -353,13 +354,13 @@ func set[T any](dst *T, v *T) {
 // parse parses a file, or takes what the same contents parsed to last time.
 func (l *loader) parse(path string, data []byte, sum [sha256.Size]byte) (fileSettings, Errors) {
 	if l.parsed == nil {
-		return parseFile(path, data)
+		return parseFile(path, data, &l.fast)
 	}
 	if f, ok := l.cached[path]; ok && f.sum == sum {
 		l.parsed[path] = f
 		return f.settings, f.errs
 	}
-	s, errs := parseFile(path, data)
+	s, errs := parseFile(path, data, &l.fast)
 	l.parsed[path] = parsedFile{sum: sum, settings: s, errs: errs}
 	return s, errs
 }

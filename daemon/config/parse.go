@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,32 +27,51 @@ func (p *fileParser) at(line int, format string, args ...any) {
 
 func (p *fileParser) pos(line int) Pos { return Pos{File: p.file, Line: line} }
 
-// parseFile turns one file's bytes into its settings. The file is parsed
-// once, into a yaml.v3 node tree; the values are decoded from that tree
-// (yaml.v3's own rules for tags, merges and aliases, as yaml.Unmarshal
-// would apply them) and the tree gives every problem its line.
+// parseFile turns one file's bytes into its settings. A file in the plain
+// subset of YAML that configurations are written in is read by fastParse;
+// any other is parsed once, into a yaml.v3 node tree, the values are
+// decoded from that tree (yaml.v3's own rules for tags, merges and
+// aliases, as yaml.Unmarshal would apply them) and the tree gives every
+// problem its line. Both give the walk the same values and lines.
 //
 // Each file is a document of its own, merged with the others by SPEC's
 // rules (merge in load.go), so no generic configuration layer sits between
-// the tree and those rules.
-func parseFile(file string, data []byte) (fileSettings, Errors) {
+// the tree and those rules. fast is the fast path's parser, which a loader
+// reuses for all of its files; nil: a new one.
+func parseFile(file string, data []byte, fast *fastParser) (fileSettings, Errors) {
 	p := &fileParser{file: file}
 	// The YAML library names no line for bytes it cannot read.
 	if line, msg, ok := checkText(data); !ok {
 		p.at(line, "%s", msg)
 		return fileSettings{}, p.errs
 	}
+	if fast == nil {
+		fast = new(fastParser)
+	}
+	root, ok := fast.parse(data)
+	if !ok {
+		root, ok = p.decode(data)
+	}
+	if !ok {
+		return fileSettings{}, p.errs
+	}
+	return p.top(root), p.errs
+}
+
+// decode parses data with yaml.v3: the top-level mapping's values, with
+// the node tree for their lines. ok is false for a file with no settings
+// (problems, if any, are reported).
+func (p *fileParser) decode(data []byte) (val, bool) {
 	doc, root, ok := p.tree(data)
 	if !ok || root == nil {
-		return fileSettings{}, p.errs
+		return val{}, false
 	}
 	var m map[string]any
 	if err := doc.Decode(&m); err != nil {
 		p.yamlError(err, data, root)
-		return fileSettings{}, p.errs
+		return val{}, false
 	}
-	s := p.top(newVal(m, root, 1))
-	return s, p.errs
+	return newVal(m, root, 1), true
 }
 
 // tree parses data into a node tree and returns its document node and its
@@ -200,8 +220,12 @@ func asMap(v any) (map[string]any, bool) {
 	return nil, false
 }
 
-// fields lists a mapping's keys in the order they are written.
+// fields lists a mapping's keys in the order they are written (a line's
+// by name).
 func (v val) fields() []field {
+	if fm, ok := v.v.(fastMap); ok {
+		return slices.Clip([]field(fm))
+	}
 	m, _ := asMap(v.v)
 	out := make([]field, 0, len(m))
 	for k, x := range m {
@@ -257,6 +281,9 @@ func findMerged(n *yamlv3.Node, key string) (k, v *yamlv3.Node) {
 
 // items lists a sequence's elements.
 func (v val) items() []val {
+	if fs, ok := v.v.(fastSeq); ok {
+		return slices.Clip([]val(fs))
+	}
 	s, _ := v.v.([]any)
 	out := make([]val, len(s))
 	for i, x := range s {
@@ -271,20 +298,39 @@ func (v val) items() []val {
 
 // list accepts a list or a single scalar standing for a one-element list.
 func (v val) list() []val {
-	if _, ok := v.v.([]any); ok {
+	if v.isList() {
 		return v.items()
 	}
 	return []val{v}
 }
 
 func (v val) isList() bool {
-	_, ok := v.v.([]any)
-	return ok
+	switch v.v.(type) {
+	case []any, fastSeq:
+		return true
+	}
+	return false
 }
 
 func (v val) isMap() bool {
+	if _, ok := v.v.(fastMap); ok {
+		return true
+	}
 	_, ok := asMap(v.v)
 	return ok
+}
+
+// empty reports whether v is nothing or an empty list.
+func (v val) empty() bool {
+	switch x := v.v.(type) {
+	case nil:
+		return true
+	case []any:
+		return len(x) == 0
+	case fastSeq:
+		return len(x) == 0
+	}
+	return false
 }
 
 // describe names a decoded value's type for messages.
@@ -298,8 +344,10 @@ func describe(v any) string {
 		return fmt.Sprintf("the boolean %v", x)
 	case int, int64, uint64, float64:
 		return fmt.Sprintf("the number %v", x)
-	case []any:
+	case []any, fastSeq:
 		return "a list"
+	case fastMap:
+		return "a mapping"
 	}
 	if _, ok := asMap(v); ok {
 		return "a mapping"

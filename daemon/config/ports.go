@@ -216,7 +216,7 @@ func FormatNarrowing(protos []uint8, ports []PortRange) string {
 }
 
 func (p *fileParser) protos(ep string, v val) []uint8 {
-	if l, isList := v.v.([]any); v.v == nil || (isList && len(l) == 0) {
+	if v.empty() {
 		p.at(v.line, "endpoint %q: empty proto list: remove proto to cover every protocol, or name one (tcp, udp, ...)", ep)
 		return nil
 	}
@@ -250,7 +250,7 @@ func (p *fileParser) protos(ep string, v val) []uint8 {
 }
 
 func (p *fileParser) ports(ep string, v val) []PortRange {
-	if l, isList := v.v.([]any); v.v == nil || (isList && len(l) == 0) {
+	if v.empty() {
 		p.at(v.line, "endpoint %q: empty ports list: remove ports to cover every port, or name one (80, \"8000-8100\")", ep)
 		return nil
 	}

@@ -21,6 +21,11 @@ func checkText(data []byte) (line int, msg string, ok bool) {
 		return 1, "the file is UTF-16 (it starts with a UTF-16 byte order mark); write it as UTF-8", false
 	}
 	for i := 0; i < len(data); {
+		// Printable ASCII, the bulk of every file, needs no more look.
+		if c := data[i]; c >= 0x20 && c < 0x7f || c == '\n' || c == '\t' {
+			i++
+			continue
+		}
 		r, size := rune(data[i]), 1
 		if r >= utf8.RuneSelf {
 			r, size = utf8.DecodeRune(data[i:])

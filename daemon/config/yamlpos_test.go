@@ -36,7 +36,7 @@ func TestYAMLProblemLines(t *testing.T) {
 		{"x: 1\ny: !!binary \"%%%\"\n", 2, "!!binary value contains invalid base64 data"},
 	}
 	for _, tt := range tests {
-		_, errs := parseFile("f.yml", []byte(tt.in))
+		_, errs := parseFile("f.yml", []byte(tt.in), nil)
 		if len(errs) != 1 || errs[0].Pos.Line != tt.line || !strings.Contains(errs[0].Msg, tt.msg) {
 			t.Errorf("%q: errors %v, want one at line %d saying %q", tt.in, errs, tt.line, tt.msg)
 		}
