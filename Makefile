@@ -108,7 +108,8 @@ bench: deps bench-deps build
 	./build/ntf-bench -daemon ./net-tc-filter -repo . -out bench $(BENCHFLAGS)
 
 # Fuzzing (issue 15): the configuration loader (any bytes: a valid set or
-# positioned errors, never a panic) and the packet parser (BPF_PROG_TEST_RUN
+# positioned errors, never a panic), its fast YAML path (whatever it reads,
+# read as yaml.v3 reads it) and the packet parser (BPF_PROG_TEST_RUN
 # against a Go reference parser), FUZZTIME each. What they find is kept in
 # testdata/fuzz/ and replayed by every `go test`; `make test` runs a short
 # pass. A new input is minimised for 10 s at most: the parser's default
@@ -118,6 +119,7 @@ FUZZTIME ?= 2m
 fuzz: go-version deps
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./daemon/config
+	$(GO) test -run '^$$' -fuzz '^FuzzFastYAML$$' -fuzztime $(FUZZTIME) ./daemon/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./bpf
 
 demo: deps build
