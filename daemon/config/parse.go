@@ -28,11 +28,12 @@ func (p *fileParser) at(line int, format string, args ...any) {
 func (p *fileParser) pos(line int) Pos { return Pos{File: p.file, Line: line} }
 
 // parseFile turns one file's bytes into its settings. A file in the plain
-// subset of YAML that configurations are written in is read by fastParse;
-// any other is parsed once, into a yaml.v3 node tree, the values are
-// decoded from that tree (yaml.v3's own rules for tags, merges and
-// aliases, as yaml.Unmarshal would apply them) and the tree gives every
-// problem its line. Both give the walk the same values and lines.
+// subset of YAML that configurations are written in is read by the fast
+// path (fastParser.parse); any other is parsed once, into a yaml.v3 node
+// tree, the values are decoded from that tree (yaml.v3's own rules for
+// tags, merges and aliases, as yaml.Unmarshal would apply them) and the
+// tree gives every problem its line. Both give the walk the same values
+// and lines.
 //
 // Each file is a document of its own, merged with the others by SPEC's
 // rules (merge in load.go), so no generic configuration layer sits between
