@@ -22,7 +22,7 @@ var fastAccepted = []string{
 	"endpoints:\n- a:\n    iface: eth0\n    range: 10.0.0.0/8\n    allow: [alice, \"uid:0\", 'group:adm']\n- b: {iface: [eth1], range: [\"fd00::/8\", 10.1.0.0/16], allow: []}\n",
 	"# head\n\nendpoints:   # trailing\n  - a:\n      iface:\n        - eth0   # why\n        - \"veth*\"\n      range:\n      - 10.0.0.0/8\n      allow: [x] # c\n      proto: [tcp, 17]\n      ports: [80, \"8000-8100\", 1024-2048]\n",
 	"interfaces:\n  \"*\": {default: deny, mode: audit, deny: drop}\n  'eth0': {default: allow}\nmetrics: {listen: \"[::1]:9963\"}\n",
-	"log: {rate: 0}\n",                                          // refused by the walk, at the same line
+	"log: {rate: 0}\n", // refused by the walk, at the same line
 	"log:\n  rate: 12:30\n  level: yes\n  decisions: True\n", // strings and a boolean, each refused
 	"endpoints:\n  - a: {iface: [], range: [1.2.3, a], allow: [y, n, \"~x\"]}\n  - b:\n      range: a#b\n",
 	"endpoints:\n  - a: [1, 2]\n  - b: {}\n  - c: x\n  - [a]\n  - - nested\n",
