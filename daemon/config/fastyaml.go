@@ -279,7 +279,9 @@ func (p *fastParser) mapping(indent int) (val, bool) {
 				return val{}, false
 			}
 		} else {
-			if v, ok = p.inlineValue(rest, l.num); !ok || p.continues(indent) {
+			// A line indented under it would continue the scalar
+			// (or be an error): the loop refuses it next.
+			if v, ok = p.inlineValue(rest, l.num); !ok {
 				return val{}, false
 			}
 		}
@@ -289,13 +291,6 @@ func (p *fastParser) mapping(indent int) (val, bool) {
 		return val{}, false
 	}
 	return val{v: p.keepFields(start), line: first}, true
-}
-
-// continues reports whether the next line would continue a scalar that
-// ended a line of a block at indent (a multi-line plain scalar), or is
-// indented under it for no reason: yaml.v3 reads those as it reads them.
-func (p *fastParser) continues(indent int) bool {
-	return p.i < len(p.lines) && p.lines[p.i].indent > indent
 }
 
 func (p *fastParser) sequence(indent int) (val, bool) {
@@ -335,10 +330,7 @@ func (p *fastParser) sequence(indent int) (val, bool) {
 		if !ok {
 			return val{}, false
 		}
-		p.i++
-		if p.continues(indent) {
-			return val{}, false
-		}
+		p.i++ // a line indented under it is refused next, as above
 		p.items = append(p.items, v)
 	}
 	return val{v: p.keepItems(start), line: first}, true
