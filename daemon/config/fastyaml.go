@@ -418,17 +418,12 @@ func (p *fastParser) inlineValue(text string, line int) (val, bool) {
 		}
 		return val{v: p.own(s), line: line}, true
 	}
-	end := len(text)
-	for i := 1; i < len(text); i++ {
-		if text[i] == '#' && text[i-1] == ' ' {
-			end = i
-			break
-		}
-		if text[i] == ':' && (i+1 == len(text) || text[i+1] == ' ') {
-			return val{}, false // a mapping where a scalar was expected
-		}
+	// Up to a comment; plainScalar refuses a ": " (a mapping where a
+	// scalar was expected).
+	if i := strings.Index(text, " #"); i >= 0 {
+		text = text[:i]
 	}
-	s := strings.TrimRight(text[:end], " ")
+	s := strings.TrimRight(text, " ")
 	v, ok := plainScalar(s, false)
 	if !ok {
 		return val{}, false
@@ -545,9 +540,6 @@ func flowKey(text string, i int) (string, int, bool) {
 	default:
 		j := i
 		for j < len(text) && !flowStop(text[j]) && text[j] != ':' && text[j] != ' ' {
-			if text[j] == '?' {
-				return "", 0, false // ends a plain scalar in a flow
-			}
 			j++
 		}
 		key = text[i:j]
@@ -581,13 +573,10 @@ func (p *fastParser) flowItem(text string, i, line int) (val, int, bool) {
 		}
 		return val{v: p.own(s), line: line}, i + n, true
 	}
+	// A ':' inside a scalar is one, as in fd00::1/128; plainScalar refuses
+	// "a: b" and "a:", a pair for yaml.v3 to read.
 	j := i
 	for j < len(text) && !flowStop(text[j]) {
-		// A ':' inside a scalar, as in fd00::1/128; "a: b" would be a
-		// pair, yaml.v3's to read.
-		if text[j] == ':' && (j+1 == len(text) || text[j+1] == ' ' || flowStop(text[j+1])) || text[j] == '?' {
-			return val{}, 0, false
-		}
 		j++
 	}
 	s := strings.TrimRight(text[i:j], " ")
@@ -628,7 +617,7 @@ func plainScalar(s string, flow bool) (any, bool) {
 			if i+1 == len(s) || s[i+1] == ' ' {
 				return nil, false
 			}
-		case ',', '[', ']', '{', '}':
+		case ',', '[', ']', '{', '}', '?': // '?' ends a scalar in a flow
 			if flow {
 				return nil, false
 			}
