@@ -30,7 +30,7 @@ import (
 //
 // `go test ./bpf` runs the seeds (the frames of TestParse's tables) and
 // testdata/fuzz/FuzzParse; `go test -run '^$' -fuzz '^FuzzParse$'
-// -fuzztime 60s -fuzzminimizetime 10s ./bpf` searches for more (every run
+// -fuzztime 60000x -fuzzminimizetime 10s ./bpf` searches for more (every run
 // costs a system call and a ring buffer read, so the default minute of
 // minimizing each new input would stall the search).
 func FuzzParse(f *testing.F) {
