@@ -12,8 +12,10 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // Load reads the configuration set: mainPath, then <dir of mainPath>/conf.d/*.yml
@@ -81,7 +83,13 @@ func (c *Cache) LoadPartial(mainPath string) (*Config, Errors) {
 }
 
 func (c *Cache) loadPartial(mainPath string, owner uint32) (*Config, Errors) {
-	l := &loader{owner: owner}
+	return c.loadReaders(mainPath, owner, 0)
+}
+
+// loadReaders is loadPartial with the number of goroutines that read
+// drop-ins (0: as many as CPUs, up to maxReaders), for tests.
+func (c *Cache) loadReaders(mainPath string, owner uint32, readers int) (*Config, Errors) {
+	l := &loader{owner: owner, readers: readers}
 	if c != nil {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -109,8 +117,8 @@ type loader struct {
 	settings []fileSettings
 	cached   map[string]parsedFile // by path, from the last load; nil: no cache
 	parsed   map[string]parsedFile // this load's, for the next one
-	buf      bytes.Buffer          // the file being read
-	fast     fastParser            // the files' fast path, one for all
+	reader   fileReader            // the main file's, and a drop-in reader's
+	readers  int                   // goroutines reading drop-ins; 0: as many as CPUs, up to maxReaders
 }
 
 func (l *loader) fail(path, msg string) {
@@ -148,10 +156,9 @@ func (l *loader) run(mainPath string) *Config {
 	// The main file's directory as named, not only where a symlinked main
 	// file leads: conf.d is found there.
 	l.checkDir(filepath.Dir(mainPath))
-	l.readFile(mainPath, false)
-	for _, name := range l.dropIns(confDir) {
-		l.readFile(filepath.Join(confDir, name), true)
-	}
+	l.reader = fileReader{owner: l.owner, cached: l.cached}
+	l.apply(mainPath, l.reader.read(mainPath, false))
+	l.readDropIns(confDir, l.dropIns(confDir))
 	cfg := merge(l.settings, l.files)
 	cfg.Sums = l.sums
 	sort.Strings(l.warnings)
@@ -219,47 +226,141 @@ func (l *loader) dropIns(dir string) []string {
 	return names
 }
 
-// readFile reads and parses a file of the set. A file that is itself
+// readDropIns reads the drop-ins, on as many goroutines as there are
+// CPUs to run them (at most maxReaders): each file's checks, read and
+// parse need nothing from another's, and a large set's start is mostly
+// these. What each found is applied in the files' order, so the result,
+// its errors and their order are those of reading one file after another.
+func (l *loader) readDropIns(dir string, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	paths := make([]string, len(names))
+	for i, name := range names {
+		paths[i] = filepath.Join(dir, name)
+	}
+	workers := l.readers
+	if workers == 0 {
+		workers = min(runtime.GOMAXPROCS(0), maxReaders)
+	}
+	workers = min(workers, len(paths))
+	if workers <= 1 {
+		for _, path := range paths {
+			l.apply(path, l.reader.read(path, true))
+		}
+		return
+	}
+	found := make([]fileRead, len(paths))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		r := &l.reader
+		if w > 0 {
+			r = &fileReader{owner: l.owner, cached: l.cached}
+		}
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(paths); i = int(next.Add(1) - 1) {
+				found[i] = r.read(paths[i], true)
+			}
+		})
+	}
+	wg.Wait()
+	for i, path := range paths {
+		l.apply(path, found[i])
+	}
+}
+
+// maxReaders bounds the goroutines that read a set's drop-ins: past a few
+// the walks' system calls contend on the same directories' locks.
+const maxReaders = 4
+
+// fileReader reads files of a set: one for each goroutine that reads,
+// with its own buffer and parser memory, and only reads of the loader's
+// state (the cache of the last load).
+type fileReader struct {
+	owner  uint32
+	cached map[string]parsedFile // by path, from the last load
+	buf    bytes.Buffer          // the file being read
+	fast   fastParser            // reused from one file to the next
+}
+
+// fileRead is what reading one file found, for the loader to apply.
+type fileRead struct {
+	problems []problem // on its way, reported whatever is found at the end
+	warning  string    // not read, and named in a warning
+	opened   bool      // passed the checks
+	fail     string    // refused or unreadable
+	parsed   *parsedFile
+}
+
+// read checks, reads and parses a file of the set. A file that is itself
 // refused is not read at all: its content means nothing until it is safe.
-// The problems on its way are reported whatever is found at the end.
 // A drop-in entry that is itself a directory or a named pipe called x.yml
 // is not read and named in a warning: only root could have put it in
 // conf.d, and it never held a deny. A drop-in that is a symlink leading to
 // one (or nowhere) is an error: it is meant to be read, and what it leads
 // to can be swapped for something unreadable by whoever owns that, so
 // silently skipping it could silently lose a deny.
-func (l *loader) readFile(path string, dropIn bool) {
-	o, err := walkOpen(path, l.owner, false)
-	l.report(o.problems)
+func (r *fileReader) read(path string, dropIn bool) fileRead {
+	o, err := walkOpen(path, r.owner, false)
+	out := fileRead{problems: o.problems}
 	var ke *kindError
 	if dropIn && errors.As(err, &ke) && !ke.viaSymlink {
-		l.warnings = append(l.warnings, notRead(path, ke.mode))
-		return
+		out.warning = notRead(path, ke.mode)
+		return out
 	}
 	if ke != nil && ke.viaSymlink {
-		l.fail(path, fmt.Sprintf("cannot read: a symlink to a %s, not to a regular file; a drop-in it should lead to is lost, and with it maybe a deny — point it at the file, or remove it", kindName(ke.mode)))
-		return
+		out.fail = fmt.Sprintf("cannot read: a symlink to a %s, not to a regular file; a drop-in it should lead to is lost, and with it maybe a deny — point it at the file, or remove it", kindName(ke.mode))
+		return out
 	}
 	if err != nil {
-		l.fail(path, ioProblem(err))
-		return
+		out.fail = ioProblem(err)
+		return out
 	}
-	l.place(path)
+	out.opened = true
 	if o.f == nil {
-		return
+		return out
 	}
 	defer o.f.Close()
-	l.buf.Reset()
-	if _, err := l.buf.ReadFrom(o.f); err != nil {
-		l.fail(path, ioProblem(fmt.Errorf("reading: %w", err)))
+	r.buf.Reset()
+	if _, err := r.buf.ReadFrom(o.f); err != nil {
+		out.fail = ioProblem(fmt.Errorf("reading: %w", err))
+		return out
+	}
+	sum := sha256.Sum256(r.buf.Bytes())
+	if f, ok := r.cached[path]; ok && f.sum == sum {
+		out.parsed = &f
+		return out
+	}
+	s, errs := parseFile(path, r.buf.Bytes(), &r.fast)
+	out.parsed = &parsedFile{sum: sum, settings: s, errs: errs}
+	return out
+}
+
+// apply takes what reading a file found into the load.
+func (l *loader) apply(path string, r fileRead) {
+	l.report(r.problems)
+	if r.warning != "" {
+		l.warnings = append(l.warnings, r.warning)
 		return
 	}
-	sum := sha256.Sum256(l.buf.Bytes())
-	s, errs := l.parse(path, l.buf.Bytes(), sum)
-	l.errs = append(l.errs, errs...)
+	if r.opened {
+		l.place(path)
+	}
+	if r.fail != "" {
+		l.fail(path, r.fail)
+		return
+	}
+	if r.parsed == nil {
+		return
+	}
+	if l.parsed != nil {
+		l.parsed[path] = *r.parsed
+	}
+	l.errs = append(l.errs, r.parsed.errs...)
 	l.files = append(l.files, path)
-	l.sums = append(l.sums, sum)
-	l.settings = append(l.settings, s)
+	l.sums = append(l.sums, r.parsed.sum)
+	l.settings = append(l.settings, r.parsed.settings)
 }
 
 // merge applies the drop-in rules: an endpoint named again replaces the
@@ -349,18 +450,4 @@ func set[T any](dst *T, v *T) {
 	if v != nil {
 		*dst = *v
 	}
-}
-
-// parse parses a file, or takes what the same contents parsed to last time.
-func (l *loader) parse(path string, data []byte, sum [sha256.Size]byte) (fileSettings, Errors) {
-	if l.parsed == nil {
-		return parseFile(path, data, &l.fast)
-	}
-	if f, ok := l.cached[path]; ok && f.sum == sum {
-		l.parsed[path] = f
-		return f.settings, f.errs
-	}
-	s, errs := parseFile(path, data, &l.fast)
-	l.parsed[path] = parsedFile{sum: sum, settings: s, errs: errs}
-	return s, errs
 }
