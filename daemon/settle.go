@@ -60,7 +60,18 @@ func loadSettled(path string, r policy.Resolver, cache *config.Cache) (*config.C
 			return nil, nil, err
 		}
 		before, began := stamps(path), time.Now()
-		cfg, p, err := load(path, r, cache)
+		cfg, errs := cache.LoadPartial(path)
+		// Changed while read (a file renamed into place after the
+		// watcher's signal): read again at once, rather than first
+		// compile a version that is not the one meant, which at a
+		// million ranges takes as long as the reading.
+		if !maps.Equal(before, stamps(path)) {
+			continue
+		}
+		cfg, p, err := compileLoaded(cfg, errs, r)
+		if err != nil {
+			cfg, p = nil, nil // as load returns an invalid set
+		}
 		time.Sleep(settleTime - time.Since(began))
 		if !maps.Equal(before, stamps(path)) {
 			continue
