@@ -95,8 +95,11 @@ type encoder struct {
 	// the memory, and most of a large set's first encoding.
 	sets    []setSlot
 	hash    func(uids []uint32) uint64
-	setList [][]uint32           // by id-1
-	prev    map[uint32][]ruleRef // by table id: its rules as last encoded
+	setList [][]uint32 // by id-1
+	// last is the policy as last encoded, in the same ids: its ranges,
+	// sorted by key as the next encoding's are, say what each entry was
+	// (its rule, counter and owner set) without a table of their own.
+	last *Contents
 	// cgroupBits is the bit of each watched cgroup path (cgroupTracker);
 	// a path without one matches nothing.
 	cgroupBits map[string]uint64
@@ -126,7 +129,7 @@ func (e *encoder) reset() {
 	e.ruleList = nil
 	e.sets = nil
 	e.setList = nil
-	e.prev = nil
+	e.last = nil
 }
 
 // encode lays out a policy for the given interfaces. Interfaces that the
@@ -186,13 +189,15 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	// Tables in id order, each sorted by prefix (IPv4 first): the ranges
 	// come out sorted by key, which lets a swap diff two policies in one
 	// pass.
-	var used []bool // by owner set id
-	prev := e.prev
-	e.prev = map[uint32][]ruleRef{}
+	used := make([]bool, 0, len(e.setList)+1) // by owner set id; a set added on the way grows it
+	var last []rangeEntry
+	if e.last != nil {
+		last = e.last.Ranges
+	}
 	var narrowed []narrowedRange
 	for _, id := range slices.Sorted(maps.Keys(tables)) {
 		entries, bound := p.BoundedEntries(tables[id])
-		e.prev[id], used, narrowed = e.addTable(c, id, entries, bound, used, prev[id], narrowed)
+		last, used, narrowed = e.addTable(c, id, entries, bound, used, last, narrowed)
 	}
 	// The classes of narrowed ranges, behind every table (their table ids
 	// have the top bit set), sorted by key like the rest.
@@ -228,27 +233,22 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 		e.setList = append([][]uint32(nil), e.setList...) // kept until the next encode
 	}
 	c.Rules = e.ruleList
+	e.last = c
 	return c
 }
 
-// ruleRef is a rule of a table as last encoded, in the table's order.
-type ruleRef struct {
-	id      uint32 // its range and endpoints: ruleList[id-1]
-	counter uint32 // its endpoints' counter
-	set     uint32 // its owner set; 0: none
-}
-
-// addTable encodes the entries of a table (at most bound) and returns its
-// rules, and the owner sets in use so far. prev, the same table's rules
-// last time, is walked alongside: entries that did not change find their
-// ids without a lookup, which on large policies is most of a reload's
+// addTable encodes the entries of a table (at most bound), and returns
+// what is left of the last encoding's ranges after the table's, and the
+// owner sets in use so far. The last encoding is walked alongside: an
+// entry that did not change finds its rule, counter and owner set there
+// without a lookup, which on large policies is most of a reload's
 // encoding time.
-func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry], bound int, used []bool, prev []ruleRef, narrowed []narrowedRange) ([]ruleRef, []bool, []narrowedRange) {
+func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry], bound int, used []bool, last []rangeEntry, narrowed []narrowedRange) ([]rangeEntry, []bool, []narrowedRange) {
 	// Sized once: growing a million entries step by step copies them
 	// again and again, into fresh pages each time.
-	refs := make([]ruleRef, 0, bound)
 	c.Ranges = slices.Grow(c.Ranges, bound)
-	if len(prev) == 0 {
+	fresh := len(last) == 0 || last[0].key.Table/2 > id
+	if fresh {
 		e.ruleList = slices.Grow(e.ruleList, bound) // every entry is a new rule
 	}
 	if len(e.setList) == 0 {
@@ -258,25 +258,35 @@ func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry
 		// once the policy is encoded (encodeOnce).
 		e.setList = make([][]uint32, 0, bound)
 	}
-	j := 0
 	for ent := range entries {
-		for j < len(prev) && policy.ComparePrefix(e.ruleList[prev[j].id-1].Range, ent.Prefix) < 0 {
-			j++
+		key := rangeKey(id, ent.Prefix)
+		for len(last) > 0 && compareRangeKeys(last[0].key, key) < 0 {
+			last = last[1:]
 		}
-		var ref ruleRef
-		if j < len(prev) && e.ruleList[prev[j].id-1].is(ent) {
-			ref = prev[j]
+		var rule, counter, set uint32
+		if len(last) > 0 && last[0].key == key && e.ruleList[last[0].val.Rule-1].is(ent) {
+			was := last[0].val
+			rule, counter = was.Rule, was.Counter
+			if was.Flags&uint32(filterNtfRangeFlagsNTF_RANGE_NARROWED) == 0 {
+				set = was.Owners // a narrowed range's is its number
+			}
 		} else {
-			ref = ruleRef{id: e.newRule(ent), counter: e.counters.endpoints(ent.Endpoints)}
+			// The entries' name lists are slices of one array as
+			// large as the policy: a rule added to a table encoded
+			// before keeps a copy of its own, or every reload that
+			// adds one would keep another such array alive.
+			if !fresh {
+				ent.Endpoints = slices.Clone(ent.Endpoints)
+			}
+			rule, counter = e.newRule(ent), e.counters.endpoints(ent.Endpoints)
 		}
 		switch {
 		case len(ent.Principals.UIDs) == 0:
-			ref.set = 0
-		case ref.set == 0 || !slices.Equal(e.setList[ref.set-1], ent.Principals.UIDs):
-			ref.set = e.set(ent.Principals.UIDs)
+			set = 0
+		case set == 0 || !slices.Equal(e.setList[set-1], ent.Principals.UIDs):
+			set = e.set(ent.Principals.UIDs)
 		}
-		refs = append(refs, ref)
-		v := rangeValue(ref.id, ref.counter, ref.set, ent.Principals)
+		v := rangeValue(rule, counter, set, ent.Principals)
 		v.Cgroups = e.cgroupMask(ent.Principals)
 		if ent.Audit {
 			v.Flags |= uint32(filterNtfRangeFlagsNTF_RANGE_AUDIT)
@@ -288,13 +298,17 @@ func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry
 			// The packet's class decides: its id is this range's
 			// number among the narrowed ones, in Owners.
 			narrowed = append(narrowed, narrowedRange{iface: c.tableIface[id], prefix: ent.Prefix})
-			v = filterNtfRange{Rule: ref.id, Counter: ref.counter, Owners: uint32(len(narrowed)), Flags: uint32(filterNtfRangeFlagsNTF_RANGE_NARROWED)}
+			v = filterNtfRange{Rule: rule, Counter: counter, Owners: uint32(len(narrowed)), Flags: uint32(filterNtfRangeFlagsNTF_RANGE_NARROWED)}
 		} else {
-			used = markUsed(used, ref.set)
+			used = markUsed(used, set)
 		}
-		c.Ranges = append(c.Ranges, rangeEntry{key: rangeKey(id, ent.Prefix), val: v})
+		c.Ranges = append(c.Ranges, rangeEntry{key: key, val: v})
 	}
-	return refs, used, narrowed
+	// The rest of this table's last ranges were left out this time.
+	for len(last) > 0 && last[0].key.Table/2 <= id {
+		last = last[1:]
+	}
+	return last, used, narrowed
 }
 
 // narrowedRange is a range whose verdict depends on the packet's
@@ -506,6 +520,7 @@ func (e *encoder) classRule(ent policy.Entry) uint32 {
 	if id, ok := e.classRules[k]; ok {
 		return id
 	}
+	ent.Endpoints = slices.Clone(ent.Endpoints) // see addTable
 	id := e.newRule(ent)
 	e.classRules[k] = id
 	return id

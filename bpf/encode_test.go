@@ -3,12 +3,16 @@
 package bpf
 
 import (
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/policy"
 )
 
 // TestOwnerSetTable: thousands of lists through the table of set ids, as
@@ -131,5 +135,130 @@ func TestOwnerSets(t *testing.T) {
 				t.Errorf("after the reload: sets %v, want d to share a's %d and a and f to keep theirs (%v before)", second, first["a"], first)
 			}
 		})
+	}
+}
+
+// TestEncodeKeepsIDs edits a policy of two tables, IPv4 and IPv6, step by
+// step as reloads do, encoding each with the same encoder: every entry
+// whose range, endpoints and owners did not change is encoded exactly as
+// before (its rule id, counter and owner set kept), so that a swap writes
+// only what changed; every rule id names its range and endpoints.
+func TestEncodeKeepsIDs(t *testing.T) {
+	seed := rand.Uint64()
+	if s := testSeed(); s != 0 {
+		seed = s
+	}
+	t.Logf("seed %d (set NTF_SEED to replay)", seed)
+	rng := rand.New(rand.NewPCG(seed, 11))
+	defaults := map[string]config.Action{"lo": config.Deny, "eth0": config.Allow}
+	ifaces := []Iface{{Name: "lo", Index: 1}, {Name: "eth0", Index: 2}}
+	who := []string{"uid:0", "uid:1001", "uid:1002", "*", "unowned"}
+	where := [][]string{{"lo"}, {"eth0"}, {"lo", "eth0"}}
+	var eps []ep
+	for i := range 40 {
+		e := ep{name: fmt.Sprintf("e%02d", i), ifaces: where[rng.IntN(3)], allow: []string{who[rng.IntN(len(who))]}}
+		for range 1 + rng.IntN(4) {
+			e.ranges = append(e.ranges, randomRange(rng))
+		}
+		eps = append(eps, e)
+	}
+	enc := newEncoder(newCounterNames(4096))
+	// What an entry stands for, apart from its ids.
+	meaning := func(c *Contents, r rangeEntry) string {
+		rule := c.Rules[r.val.Rule-1]
+		if !rule.is(policy.Entry{Prefix: rule.Range, Endpoints: rule.Endpoints}) || rangeKey(r.key.Table/2, rule.Range) != r.key {
+			t.Fatalf("rule %d (%v) does not name the range of key %+v", r.val.Rule, rule, r.key)
+		}
+		var uids []uint32
+		if r.val.Owners != 0 {
+			uids = enc.setList[r.val.Owners-1]
+		}
+		return fmt.Sprint(rule.Range, rule.Endpoints, uids, r.val.Flags)
+	}
+	last := enc.encode(compile(t, defaults, eps...), ifaces, 1, LogNone)
+	kept, changed := 0, 0
+	for step := range 60 {
+		switch step % 4 {
+		case 0:
+			e := &eps[rng.IntN(len(eps))]
+			e.ranges = append(slices.Clip(e.ranges), randomRange(rng))
+		case 1:
+			if e := &eps[rng.IntN(len(eps))]; len(e.ranges) > 1 {
+				e.ranges = e.ranges[1:]
+			}
+		case 2:
+			eps[rng.IntN(len(eps))].allow = []string{who[rng.IntN(len(who))], who[rng.IntN(len(who))]}
+		case 3:
+			eps[rng.IntN(len(eps))].ifaces = where[rng.IntN(3)]
+		}
+		c := enc.encode(compile(t, defaults, eps...), ifaces, uint32(step+2), LogNone)
+		if c.ids != last.ids {
+			last = c // compacted: ids given out afresh
+			continue
+		}
+		before := map[filterNtfRangeKey]rangeEntry{}
+		for _, r := range last.Ranges {
+			before[r.key] = r
+		}
+		for _, r := range c.Ranges {
+			was, ok := before[r.key]
+			if !ok || meaning(last, was) != meaning(c, r) {
+				changed++
+				continue
+			}
+			if was.val != r.val {
+				t.Fatalf("step %d: %+v unchanged, but encoded %+v, was %+v", step, r.key, r.val, was.val)
+			}
+			kept++
+		}
+		last = c
+	}
+	t.Logf("%d entries kept, %d changed", kept, changed)
+	if kept == 0 || changed == 0 {
+		t.Errorf("%d entries kept, %d changed: the edits did not exercise both", kept, changed)
+	}
+}
+
+// TestNewRulesKeepNoPolicyArray: the entries of a table name their
+// endpoints through slices of one array the size of the policy; a rule
+// that a reload adds must not keep that reload's whole array alive.
+// Ten reloads, each adding an endpoint to 100 000, would otherwise keep
+// ten arrays of 1.6 MB.
+func TestNewRulesKeepNoPolicyArray(t *testing.T) {
+	const n = 100_000
+	defaults := map[string]config.Action{"lo": config.Deny}
+	ifaces := []Iface{{Name: "lo", Index: 1}}
+	eps := make([]ep, n, n+11)
+	for i := range eps {
+		eps[i] = ep{name: fmt.Sprintf("r%d", i), ifaces: []string{"lo"},
+			ranges: []string{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 14), byte(i >> 6), byte(i << 2)}), 30).String()},
+			allow:  []string{"uid:1"}}
+	}
+	e := newEncoder(newCounterNames(16))
+	e.encode(compile(t, defaults, eps...), ifaces, 1, LogNone)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	reload := func(i int) {
+		eps = append(eps, ep{name: fmt.Sprintf("new%d", i), ifaces: []string{"lo"}, ranges: []string{fmt.Sprintf("192.168.%d.0/24", i)}, allow: []string{"uid:2"}})
+		e.encode(compile(t, defaults, eps...), ifaces, uint32(i+2), LogNone)
+	}
+	// After the first, the start's rule list has grown once.
+	reload(0)
+	before := heap()
+	for i := 1; i <= 10; i++ {
+		reload(i)
+	}
+	// The policies compiled are garbage; the encoder's last encoding,
+	// its rule list and sets stay.
+	grew := int64(heap()) - int64(before)
+	runtime.KeepAlive(e)
+	runtime.KeepAlive(eps)
+	t.Logf("the heap grew %.1f MB", float64(grew)/(1<<20))
+	if grew > 6<<20 {
+		t.Errorf("ten reloads that each add a rule kept %.1f MB more", float64(grew)/(1<<20))
 	}
 }

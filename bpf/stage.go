@@ -204,6 +204,7 @@ func (f *Filter) Unstage() (map[DiffKey]uint64, error) {
 	}
 	f.mu.Lock()
 	st.slot, st.policy = 0, nil
+	st.enc = nil // with its last encoding: a next stage starts afresh
 	f.mu.Unlock()
 	diffs, err := f.StagedDiffs()
 	if err != nil {
@@ -228,7 +229,7 @@ func (f *Filter) loseStage(why error) {
 		why = errors.Join(why, err)
 	}
 	f.mu.Lock()
-	f.stage.slot, f.stage.policy = 0, nil
+	f.stage.slot, f.stage.policy, f.stage.enc = 0, nil, nil
 	f.stage.lost = why
 	f.mu.Unlock()
 	// Apply, which lost the stage, detaches where only it filtered.

@@ -4,6 +4,7 @@ package bpf
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -75,7 +76,7 @@ func (c *counterNames) endpoints(names []string) uint32 {
 		return c.max - 1
 	}
 	c.endpointIdx[key] = i
-	c.endpointSets = append(c.endpointSets, names)
+	c.endpointSets = append(c.endpointSets, slices.Clone(names)) // names may be a slice of a policy-sized array
 	return i
 }
 
