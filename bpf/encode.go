@@ -68,6 +68,26 @@ type Contents struct {
 	Rules      []Rule            // Rules[i] is rule id i+1
 	ids        uint32            // the encoder's id space: contents of one space can be diffed
 	tableIface map[uint32]string // table id → an interface with that table
+	// delta, while Ranges is nil: the ranges as a change to another
+	// encoding's (delta.go), until Mirror applies it.
+	delta *rangeDelta
+}
+
+// entries are the ranges: while they are a change to another encoding's,
+// laid out in fresh memory.
+func (c *Contents) entries() []rangeEntry {
+	if c.Ranges == nil && c.delta != nil {
+		return c.delta.applied()
+	}
+	return c.Ranges
+}
+
+// rangeCount is the number of ranges.
+func (c *Contents) rangeCount() int {
+	if c.Ranges == nil && c.delta != nil {
+		return c.delta.n
+	}
+	return len(c.Ranges)
 }
 
 // encoder lays out policies in the kernel's layout. It keeps the ids it
@@ -138,15 +158,25 @@ func (e *encoder) reset() {
 // owner set. Ids of rules, tables and sets that no policy uses any more are
 // only given back by a compaction, when they outnumber the live ones.
 func (e *encoder) encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents {
-	c := e.encodeOnce(p, ifaces, gen, log)
-	if len(e.ruleList) > 2*len(c.Ranges)+4096 || len(e.setList) > 2*len(c.Owners)+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
+	return e.encodeAs(p, ifaces, gen, log, false)
+}
+
+// encodeChange is encode with the ranges as a change to the last
+// encoding's (Contents.delta), where there is one to change.
+func (e *encoder) encodeChange(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents {
+	return e.encodeAs(p, ifaces, gen, log, true)
+}
+
+func (e *encoder) encodeAs(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode, change bool) *Contents {
+	c := e.encodeOnce(p, ifaces, gen, log, change)
+	if len(e.ruleList) > 2*c.rangeCount()+4096 || len(e.setList) > 2*len(c.Owners)+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
 		e.reset()
-		c = e.encodeOnce(p, ifaces, gen, log)
+		c = e.encodeOnce(p, ifaces, gen, log, false)
 	}
 	return c
 }
 
-func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents {
+func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode, change bool) *Contents {
 	c := &Contents{Generation: gen, Ifaces: map[uint32]filterNtfIface{}, ids: e.ids, tableIface: map[uint32]string{}}
 	// Interfaces with equal tables share one. A table keeps the id it had
 	// for its interfaces, so that a changed policy changes only what
@@ -194,14 +224,29 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	if e.last != nil {
 		last = e.last.Ranges
 	}
+	var sink rangeSink
+	var list *rangeList
+	var differ *rangeDiffer
+	if change && e.last != nil && e.last.Ranges != nil {
+		differ = &rangeDiffer{base: last, d: rangeDelta{base: e.last}}
+		sink = differ
+	} else {
+		list = &rangeList{}
+		sink = list
+	}
 	var narrowed []narrowedRange
 	for _, id := range slices.Sorted(maps.Keys(tables)) {
 		entries, bound := p.BoundedEntries(tables[id])
-		last, used, narrowed = e.addTable(c, id, entries, bound, used, last, narrowed)
+		if list != nil {
+			// Sized once: growing a million entries step by step
+			// copies them again and again, into fresh pages each time.
+			list.entries = slices.Grow(list.entries, bound)
+		}
+		last, used, narrowed = e.addTable(sink, c, id, entries, bound, used, last, narrowed)
 	}
 	// The classes of narrowed ranges, behind every table (their table ids
 	// have the top bit set), sorted by key like the rest.
-	start := len(c.Ranges)
+	var classes []rangeEntry
 	classifiers := map[string]func(netip.Prefix) []policy.Class{}
 	for i, n := range narrowed {
 		cl, ok := classifiers[n.iface]
@@ -210,9 +255,18 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 			classifiers[n.iface] = cl
 		}
 		silent := func(w policy.Winners) bool { return p.SilentWinners(n.iface, w) }
-		used = e.addClasses(c, uint32(i+1), cl(n.prefix), silent, used)
+		classes, used = e.addClasses(classes, uint32(i+1), cl(n.prefix), silent, used)
 	}
-	slices.SortFunc(c.Ranges[start:], func(a, b rangeEntry) int { return compareRangeKeys(a.key, b.key) })
+	slices.SortFunc(classes, func(a, b rangeEntry) int { return compareRangeKeys(a.key, b.key) })
+	for _, r := range classes {
+		sink.add(r)
+	}
+	if list != nil {
+		c.Ranges = list.entries
+	} else {
+		d := differ.finish()
+		c.delta = &d
+	}
 	// In set id order, each set's uids sorted: the owners come out sorted
 	// by key.
 	n := 0
@@ -243,10 +297,7 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 // entry that did not change finds its rule, counter and owner set there
 // without a lookup, which on large policies is most of a reload's
 // encoding time.
-func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry], bound int, used []bool, last []rangeEntry, narrowed []narrowedRange) ([]rangeEntry, []bool, []narrowedRange) {
-	// Sized once: growing a million entries step by step copies them
-	// again and again, into fresh pages each time.
-	c.Ranges = slices.Grow(c.Ranges, bound)
+func (e *encoder) addTable(sink rangeSink, c *Contents, id uint32, entries iter.Seq[policy.Entry], bound int, used []bool, last []rangeEntry, narrowed []narrowedRange) ([]rangeEntry, []bool, []narrowedRange) {
 	fresh := len(last) == 0 || last[0].key.Table/2 > id
 	if fresh {
 		e.ruleList = slices.Grow(e.ruleList, bound) // every entry is a new rule
@@ -302,7 +353,7 @@ func (e *encoder) addTable(c *Contents, id uint32, entries iter.Seq[policy.Entry
 		} else {
 			used = markUsed(used, set)
 		}
-		c.Ranges = append(c.Ranges, rangeEntry{key: key, val: v})
+		sink.add(rangeEntry{key: key, val: v})
 	}
 	// The rest of this table's last ranges were left out this time.
 	for len(last) > 0 && last[0].key.Table/2 <= id {
@@ -344,7 +395,7 @@ func markUsed(used []bool, set uint32) []bool {
 // the table NTF_PORTS_TABLE|n of the range trie, keyed by protocol,
 // fragment and port (see filter.h): every lookup finds the "every other
 // protocol" class at least.
-func (e *encoder) addClasses(c *Contents, n uint32, classes []policy.Class, silent func(policy.Winners) bool, used []bool) []bool {
+func (e *encoder) addClasses(out []rangeEntry, n uint32, classes []policy.Class, silent func(policy.Winners) bool, used []bool) ([]rangeEntry, []bool) {
 	for _, cl := range classes {
 		var v filterNtfRange
 		if cl.Winners.Prefix.IsValid() {
@@ -367,10 +418,10 @@ func (e *encoder) addClasses(c *Contents, n uint32, classes []policy.Class, sile
 			v = filterNtfRange{Flags: uint32(filterNtfRangeFlagsNTF_RANGE_DEFAULT)}
 		}
 		for _, k := range classKeys(n, cl) {
-			c.Ranges = append(c.Ranges, rangeEntry{key: k, val: v})
+			out = append(out, rangeEntry{key: k, val: v})
 		}
 	}
-	return used
+	return out, used
 }
 
 // portsTable is the table id of narrowed range n's classes.

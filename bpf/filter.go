@@ -125,15 +125,28 @@ func (f *Filter) Apply(p *policy.Policy, ifaces []Iface, log LogMode) (uint32, e
 	if err := f.prepareCgroups(paths); err != nil {
 		return f.gen, err
 	}
+	// The last policy must be in both slots, its ranges laid out, before
+	// the next is encoded as a change to it (the daemon's Mirror after
+	// each reload has done this already). Should this Mirror fail, the
+	// idle slot is written whole, and that write reports.
+	if live := f.contents[f.slot]; live != nil && live.delta != nil {
+		_ = f.Mirror()
+	}
 	f.mu.Lock()
 	f.enc.cgroupBits = f.cg.masks()
 	if f.cg.links == nil {
 		// Not tracked: no cgroup can be known to be at or below them.
 		f.enc.cgroupBits = nil
 	}
-	c := f.enc.encode(p, ifaces, f.gen+1, log)
+	change := f.contents[0] != nil && f.contents[0] == f.contents[1] && f.contents[0] == f.enc.last
+	c := f.enc.encodeAs(p, ifaces, f.gen+1, log, change)
 	f.mu.Unlock()
 	if err := f.swap(c); err != nil {
+		if c.delta != nil {
+			f.mu.Lock()
+			f.enc.last = c.delta.base // still what is live
+			f.mu.Unlock()
+		}
 		return f.gen, err
 	}
 	var errs []error

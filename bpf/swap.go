@@ -90,12 +90,20 @@ func (f *Filter) swap(c *Contents) error {
 // 100 000 ranges ~6 MB). The idle slot is written only once no program
 // can still be reading it, as in a swap, and goes live again only with a
 // new epoch: nothing cached from what it held before can be served.
+//
+// A live policy encoded as a change to the one before (Contents.delta) is
+// written as that change here too, and its ranges are then laid out in
+// the memory of the one before, which no slot holds any more.
 func (f *Filter) Mirror() error {
 	live, idle := f.contents[f.slot], 1-f.slot
 	if live == nil || f.contents[idle] == live {
 		return nil
 	}
-	return f.write(idle, live)
+	err := f.write(idle, live)
+	if live.delta != nil {
+		live.Ranges, live.delta = live.delta.applyInPlace(), nil
+	}
+	return err
 }
 
 // write makes a slot that is not live hold c, once no program can still be
@@ -107,7 +115,7 @@ func (f *Filter) write(slot uint32, c *Contents) error {
 	}
 	old := f.contents[slot]
 	f.contents[slot] = nil // unknown until written whole
-	if old == nil || old.ids != c.ids || !f.fits(slot, c) || f.update(slot, old, c) != nil {
+	if old == nil || old.delta != nil || old.ids != c.ids || !f.fits(slot, c) || f.update(slot, old, c) != nil {
 		if err := f.replace(slot, c); err != nil {
 			return err
 		}
@@ -142,7 +150,7 @@ func (f *Filter) fits(slot uint32, c *Contents) bool {
 	sm := f.inner[slot]
 	return sm.ifaces != nil && sm.ranges != nil && sm.owners != nil &&
 		int(sm.ifaces.MaxEntries()) >= len(c.Ifaces) &&
-		int(sm.ranges.MaxEntries()) >= len(c.Ranges) &&
+		int(sm.ranges.MaxEntries()) >= c.rangeCount() &&
 		int(sm.owners.MaxEntries()) >= len(c.Owners)
 }
 
@@ -159,7 +167,7 @@ func (f *Filter) update(slot uint32, old, c *Contents) error {
 	if err := syncMap(sm.ifaces, ifaces(old.Ifaces), ifaces(c.Ifaces), compareKeys[uint32, filterNtfIface](cmp.Compare[uint32]), entry[uint32, filterNtfIface].kv); err != nil {
 		return fmt.Errorf("update interface map: %w", err)
 	}
-	if err := syncMap(sm.ranges, old.Ranges, c.Ranges, compareKeys[filterNtfRangeKey, filterNtfRange](compareRangeKeys), rangeEntry.kv); err != nil {
+	if err := f.updateRanges(sm.ranges, old, c); err != nil {
 		return fmt.Errorf("update range map: %w", err)
 	}
 	compareOwners := func(a, b filterNtfOwnerKey) int {
@@ -170,6 +178,20 @@ func (f *Filter) update(slot uint32, old, c *Contents) error {
 		return fmt.Errorf("update owner map: %w", err)
 	}
 	return nil
+}
+
+// updateRanges rewrites a range trie that holds old's so that it holds c's.
+func (f *Filter) updateRanges(m *ebpf.Map, old, c *Contents) error {
+	if c.delta != nil && c.delta.base == old {
+		gone, keys, vals := c.delta.changes()
+		for _, k := range gone {
+			if err := m.Delete(k); err != nil {
+				return err
+			}
+		}
+		return putAll(m, keys, vals)
+	}
+	return syncMap(m, old.Ranges, c.entries(), compareKeys[filterNtfRangeKey, filterNtfRange](compareRangeKeys), rangeEntry.kv)
 }
 
 // entry is a map entry as user space keeps it.
@@ -262,7 +284,7 @@ func (f *Filter) build(c *Contents) (slotMaps, error) {
 	if sm.ifaces, err = newInner(filterMapNtfIfaces, ifaces); err != nil {
 		return sm, fmt.Errorf("create interface map: %w", err)
 	}
-	ranges := func(uint32) int { return max(2*len(c.Ranges), 1024) }
+	ranges := func(uint32) int { return max(2*c.rangeCount(), 1024) }
 	if sm.ranges, err = newInner(filterMapNtfRanges, ranges); err != nil {
 		sm.close()
 		return sm, fmt.Errorf("create range map: %w", err)
@@ -278,9 +300,10 @@ func (f *Filter) build(c *Contents) (slotMaps, error) {
 			return sm, fmt.Errorf("fill interface map: %w", err)
 		}
 	}
-	keys := make([]filterNtfRangeKey, len(c.Ranges))
-	vals := make([]filterNtfRange, len(c.Ranges))
-	for i, r := range c.Ranges {
+	entries := c.entries()
+	keys := make([]filterNtfRangeKey, len(entries))
+	vals := make([]filterNtfRange, len(entries))
+	for i, r := range entries {
 		keys[i], vals[i] = r.key, r.val
 	}
 	if err := putAll(sm.ranges, keys, vals); err != nil {

@@ -50,7 +50,7 @@ func TestSwapInPlace(t *testing.T) {
 	if err := f.Mirror(); err != nil {
 		t.Fatal(err)
 	}
-	inPlace := 0
+	inPlace, changes := 0, 0
 	for step := range 40 {
 		switch step % 4 {
 		case 0: // a range more
@@ -75,6 +75,11 @@ func TestSwapInPlace(t *testing.T) {
 		if f.inner[f.slot].ranges == before {
 			inPlace++
 		}
+		// Encoded as a change to the last policy (Apply mirrors it first
+		// when the daemon has not), until Mirror lays it out.
+		if f.contents[f.slot].delta != nil {
+			changes++
+		}
 		checkSlot(t, f, f.slot, p, gen, rng)
 		// Every other step, as the daemon after each swap: Mirror
 		// writes the difference into the idle slot, in place, and
@@ -95,8 +100,52 @@ func TestSwapInPlace(t *testing.T) {
 			checkSlot(t, f, idle, p, gen, rng)
 		}
 	}
-	if inPlace != 40 {
-		t.Errorf("only %d of 40 swaps wrote the idle slot in place", inPlace)
+	if inPlace != 40 || changes != 40 {
+		t.Errorf("%d of 40 swaps wrote the idle slot in place, %d were encoded as a change", inPlace, changes)
+	}
+}
+
+// TestSwapChangeOutgrowsMaps: a change that no longer fits the slots' maps
+// (which are sized for twice the policy they were made for) is written
+// into new maps whole, in both slots, and the policy is what Decide says
+// at every step; then changes go back to being written in place.
+func TestSwapChangeOutgrowsMaps(t *testing.T) {
+	testnet.RequireRoot(t)
+	rng := rand.New(rand.NewPCG(testSeed(), 5))
+	ns := testnet.NewNS(t, "g")
+	f := openFilter(t, ns, ModeAuto)
+	defaults := map[string]config.Action{"lo": config.Deny}
+	eps := []ep{{name: "a", ifaces: []string{"lo"}, ranges: []string{"10.0.0.0/24"}, allow: []string{"uid:1001"}}}
+	p := compile(t, defaults, eps...)
+	apply(t, ns, f, p, LogNone)
+	if err := f.Mirror(); err != nil {
+		t.Fatal(err)
+	}
+	for step, more := range []int{3000, 1, 0} {
+		var ranges []string
+		for i := range more {
+			ranges = append(ranges, fmt.Sprintf("10.%d.%d.0/24", 1+i/256, i%256))
+		}
+		eps = append(eps, ep{name: fmt.Sprintf("s%d", step), ifaces: []string{"lo"}, ranges: append(ranges, fmt.Sprintf("192.0.2.%d/32", step)), allow: []string{"uid:1002"}})
+		p := compile(t, defaults, eps...)
+		before := f.inner[1-f.slot].ranges
+		gen := apply(t, ns, f, p, LogNone)
+		if f.contents[f.slot].delta == nil {
+			t.Errorf("step %d: not encoded as a change", step)
+		}
+		if grown := f.inner[f.slot].ranges != before; grown != (step == 0) {
+			t.Errorf("step %d: new maps %t, want %t", step, grown, step == 0)
+		}
+		checkSlot(t, f, f.slot, p, gen, rng)
+		idle := 1 - f.slot
+		if err := f.Mirror(); err != nil {
+			t.Fatal(err)
+		}
+		if f.contents[idle] != f.contents[f.slot] || f.contents[f.slot].delta != nil || f.contents[f.slot].Ranges == nil {
+			t.Fatalf("step %d: after Mirror the slots do not hold one laid-out policy", step)
+		}
+		checkSlot(t, f, idle, p, gen, rng)
+		checkSlot(t, f, f.slot, p, gen, rng)
 	}
 }
 
@@ -115,7 +164,7 @@ func checkSlot(t *testing.T, f *Filter, slot uint32, p *policy.Policy, gen uint3
 
 	ranges := dump[filterNtfRangeKey, filterNtfRange](t, sm.ranges)
 	held := map[filterNtfRangeKey]filterNtfRange{}
-	for _, r := range f.contents[slot].Ranges {
+	for _, r := range f.contents[slot].entries() {
 		held[r.key] = r.val
 	}
 	if !maps.Equal(held, ranges) {
