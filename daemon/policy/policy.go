@@ -628,47 +628,43 @@ func (p *Policy) Entries(iface string) iter.Seq[Entry] {
 // rather than growing them step by step through a million entries.
 func (p *Policy) BoundedEntries(iface string) (iter.Seq[Entry], int) {
 	// Every (range, endpoint) pair, sorted by prefix: endpoints naming the
-	// same prefix end up side by side and merge. The sort key is made of
-	// integers: comparing netip values is several times slower, and large
-	// policies have 100 000 ranges.
-	type named struct {
-		hi, lo   uint64 // the address, IPv4 as IPv4-mapped IPv6
-		bits     int32  // IPv4: -128 + bits, so that IPv4 sorts first
-		endpoint int32
-		rng      int32 // the index of the prefix in the endpoint's ranges
-	}
-	n := 0
+	// same prefix end up side by side and merge. IPv4 and IPv6 apart,
+	// IPv4 first, the sort keys made of integers: comparing netip values
+	// is several times slower, and a key of 16 bytes rather than 32 is
+	// 16 MB less of fresh memory at a million IPv4 ranges.
+	n4, n6 := 0, 0
 	for _, e := range p.Endpoints {
 		if e.appliesTo(iface) {
-			n += len(e.Ranges)
+			for _, r := range e.Ranges {
+				if r.Addr().Is4() {
+					n4++
+				} else {
+					n6++
+				}
+			}
 		}
 	}
-	all := make([]named, 0, n)
+	v4, v6 := make([]pair4, 0, n4), make([]pair6, 0, n6)
 	for i, e := range p.Endpoints {
 		if !e.appliesTo(iface) {
 			continue
 		}
 		for j, r := range e.Ranges {
-			a := r.Addr().As16()
-			k := named{hi: binary.BigEndian.Uint64(a[:8]), lo: binary.BigEndian.Uint64(a[8:]), bits: int32(r.Bits()), endpoint: int32(i), rng: int32(j)}
+			ref := pairRef{endpoint: int32(i), rng: int32(j)}
 			if r.Addr().Is4() {
-				k.bits -= 128
+				a := r.Addr().As4()
+				v4 = append(v4, pair4{addr: binary.BigEndian.Uint32(a[:]), bits: int32(r.Bits()), pairRef: ref})
+			} else {
+				a := r.Addr().As16()
+				v6 = append(v6, pair6{hi: binary.BigEndian.Uint64(a[:8]), lo: binary.BigEndian.Uint64(a[8:]), bits: int32(r.Bits()), pairRef: ref})
 			}
-			all = append(all, k)
 		}
 	}
-	slices.SortFunc(all, func(a, b named) int {
-		switch {
-		case a.bits < 0 != (b.bits < 0):
-			return cmp.Compare(a.bits, b.bits)
-		case a.hi != b.hi:
-			return cmp.Compare(a.hi, b.hi)
-		case a.lo != b.lo:
-			return cmp.Compare(a.lo, b.lo)
-		case a.bits != b.bits:
-			return cmp.Compare(a.bits, b.bits)
-		}
-		return cmp.Compare(a.endpoint, b.endpoint)
+	slices.SortFunc(v4, func(a, b pair4) int {
+		return cmp.Or(cmp.Compare(a.addr, b.addr), cmp.Compare(a.bits, b.bits), cmp.Compare(a.endpoint, b.endpoint))
+	})
+	slices.SortFunc(v6, func(a, b pair6) int {
+		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo), cmp.Compare(a.bits, b.bits), cmp.Compare(a.endpoint, b.endpoint))
 	})
 	// The one-name lists of the entries of one endpoint are slices of one
 	// array; clipped, so that appending to one copies.
@@ -677,28 +673,67 @@ func (p *Policy) BoundedEntries(iface string) (iter.Seq[Entry], int) {
 		names[i] = e.Name
 	}
 	return func(yield func(Entry) bool) {
-		for i := 0; i < len(all); {
-			first := all[i]
-			e := p.Endpoints[first.endpoint]
-			ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed(), Audit: e.Audit, Deny: e.Deny}
-			for i++; i < len(all) && all[i].hi == first.hi && all[i].lo == first.lo && all[i].bits == first.bits; i++ {
-				e := p.Endpoints[all[i].endpoint]
-				ent.Principals = ent.Principals.union(e.Principals)
-				ent.Endpoints = append(ent.Endpoints, e.Name)
-				ent.Narrowed = ent.Narrowed || e.Narrowed()
-				ent.Audit = ent.Audit && e.Audit
-				ent.Deny = mergeDeny(ent.Deny, e.Deny)
+		for i := 0; i < len(v4); {
+			j := i + 1
+			for j < len(v4) && v4[j].addr == v4[i].addr && v4[j].bits == v4[i].bits {
+				j++
 			}
-			if len(ent.Endpoints) > 1 {
-				slices.Sort(ent.Endpoints)
-				ent.Endpoints = slices.Compact(ent.Endpoints)
-			}
-			ent.Silent = p.Silent(iface, ent.Deny)
-			if !yield(ent) {
+			if !yield(mergeEntry(p, iface, names, v4[i:j])) {
 				return
 			}
+			i = j
 		}
-	}, n
+		for i := 0; i < len(v6); {
+			j := i + 1
+			for j < len(v6) && v6[j].hi == v6[i].hi && v6[j].lo == v6[i].lo && v6[j].bits == v6[i].bits {
+				j++
+			}
+			if !yield(mergeEntry(p, iface, names, v6[i:j])) {
+				return
+			}
+			i = j
+		}
+	}, n4 + n6
+}
+
+// pairRef is an (endpoint, range) pair: the indexes of the endpoint in
+// the policy and of the range in the endpoint's.
+type pairRef struct{ endpoint, rng int32 }
+
+func (r pairRef) ref() pairRef { return r }
+
+// pair4 and pair6 are the sort keys of a pair of an IPv4 or IPv6 range.
+type pair4 struct {
+	addr uint32
+	bits int32
+	pairRef
+}
+
+type pair6 struct {
+	hi, lo uint64
+	bits   int32
+	pairRef
+}
+
+// mergeEntry makes the entry of the pairs of one prefix.
+func mergeEntry[T interface{ ref() pairRef }](p *Policy, iface string, names []string, pairs []T) Entry {
+	first := pairs[0].ref()
+	e := p.Endpoints[first.endpoint]
+	ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed(), Audit: e.Audit, Deny: e.Deny}
+	for _, pr := range pairs[1:] {
+		e := p.Endpoints[pr.ref().endpoint]
+		ent.Principals = ent.Principals.union(e.Principals)
+		ent.Endpoints = append(ent.Endpoints, e.Name)
+		ent.Narrowed = ent.Narrowed || e.Narrowed()
+		ent.Audit = ent.Audit && e.Audit
+		ent.Deny = mergeDeny(ent.Deny, e.Deny)
+	}
+	if len(ent.Endpoints) > 1 {
+		slices.Sort(ent.Endpoints)
+		ent.Endpoints = slices.Compact(ent.Endpoints)
+	}
+	ent.Silent = p.Silent(iface, ent.Deny)
+	return ent
 }
 
 // RangeCount is the number of distinct (endpoint, range) pairs.
