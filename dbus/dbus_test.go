@@ -668,15 +668,37 @@ func TestDegradedAndWarningsShown(t *testing.T) {
 	write(t, filepath.Join(confd, "50-x.yaml"), policyYAML("uid:1002"))
 	write(t, b.main, policyYAML("uid:1001, group:ntft-no-such-group"))
 	c := conn(t, bus)
+	sub := conn(t, bus)
+	if err := sub.AddMatchSignal(godbus.WithMatchSender(BusName), godbus.WithMatchMember("PropertiesChanged")); err != nil {
+		t.Fatal(err)
+	}
+	signals := make(chan *godbus.Signal, 64)
+	sub.Signal(signals)
 	if err := obj(c).Call(Interface+".Reload", 0).Err; err != nil {
 		t.Fatalf("Reload with a name that does not resolve: %v", err)
 	}
 	if v, _ := waitState(c, "degraded", 5*time.Second); v.Value() != "degraded" {
 		t.Errorf("State = %v, want degraded", v)
 	}
+	why := "group:ntft-no-such-group (" + b.main + ":5) does not exist"
 	v, err := obj(c).GetProperty(Interface + ".LastError")
-	if s, _ := v.Value().(string); err != nil || !strings.Contains(s, "group:ntft-no-such-group ("+b.main+":5) does not exist") {
+	if s, _ := v.Value().(string); err != nil || !strings.Contains(s, why) {
 		t.Errorf("LastError = %v (%v)", v, err)
+	}
+	// Whoever sees the state change has been told why already: the
+	// properties that say so change first (a slow guest once read
+	// "degraded" and an empty LastError in between).
+	for toldWhy := false; ; {
+		props, _ := waitSignal(t, signals, "").Body[1].(map[string]godbus.Variant)
+		if e, ok := props["LastError"]; ok {
+			toldWhy = strings.Contains(fmt.Sprint(e.Value()), why)
+		}
+		if st, ok := props["State"]; ok && st.Value() == "degraded" {
+			if !toldWhy {
+				t.Error("PropertiesChanged said degraded before it said why")
+			}
+			break
+		}
 	}
 	testnet.Expect(t, b.alice, prot4, port, allowed)
 	testnet.Expect(t, b.bob, prot4, port, denied)

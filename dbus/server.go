@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,7 +177,15 @@ type object struct {
 func (o *object) export() error {
 	values := o.values()
 	m := map[string]*prop.Prop{}
-	for name, v := range values {
+	// State last: a client that sees the new state (waits for
+	// "degraded", say) then reads the properties that say why, and finds
+	// them set already, and a subscriber has their signals first.
+	names := slices.Sorted(maps.Keys(values))
+	if i := slices.Index(names, "State"); i >= 0 {
+		names = append(slices.Delete(names, i, i+1), "State")
+	}
+	for _, name := range names {
+		v := values[name]
 		if name == "Staged" {
 			o.staged.value.Store(ptrTo(v.(map[string]godbus.Variant)))
 			continue
@@ -302,7 +312,15 @@ func (o *object) set(values map[string]any) (err error) {
 			err = fmt.Errorf("update properties: %v", r)
 		}
 	}()
-	for name, v := range values {
+	// State last: a client that sees the new state (waits for
+	// "degraded", say) then reads the properties that say why, and finds
+	// them set already, and a subscriber has their signals first.
+	names := slices.Sorted(maps.Keys(values))
+	if i := slices.Index(names, "State"); i >= 0 {
+		names = append(slices.Delete(names, i, i+1), "State")
+	}
+	for _, name := range names {
+		v := values[name]
 		if name == "Staged" {
 			o.setStaged(v.(map[string]godbus.Variant))
 			continue
