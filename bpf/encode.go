@@ -298,8 +298,7 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 // without a lookup, which on large policies is most of a reload's
 // encoding time.
 func (e *encoder) addTable(sink rangeSink, c *Contents, id uint32, entries iter.Seq[policy.Entry], bound int, used []bool, last []rangeEntry, narrowed []narrowedRange) ([]rangeEntry, []bool, []narrowedRange) {
-	fresh := len(last) == 0 || last[0].key.Table/2 > id
-	if fresh {
+	if len(last) == 0 || last[0].key.Table/2 > id {
 		e.ruleList = slices.Grow(e.ruleList, bound) // every entry is a new rule
 	}
 	if len(e.setList) == 0 {
@@ -322,13 +321,6 @@ func (e *encoder) addTable(sink rangeSink, c *Contents, id uint32, entries iter.
 				set = was.Owners // a narrowed range's is its number
 			}
 		} else {
-			// The entries' name lists are slices of one array as
-			// large as the policy: a rule added to a table encoded
-			// before keeps a copy of its own, or every reload that
-			// adds one would keep another such array alive.
-			if !fresh {
-				ent.Endpoints = slices.Clone(ent.Endpoints)
-			}
 			rule, counter = e.newRule(ent), e.counters.endpoints(ent.Endpoints)
 		}
 		switch {
@@ -571,7 +563,6 @@ func (e *encoder) classRule(ent policy.Entry) uint32 {
 	if id, ok := e.classRules[k]; ok {
 		return id
 	}
-	ent.Endpoints = slices.Clone(ent.Endpoints) // see addTable
 	id := e.newRule(ent)
 	e.classRules[k] = id
 	return id

@@ -219,12 +219,12 @@ func TestEncodeKeepsIDs(t *testing.T) {
 	}
 }
 
-// TestNewRulesKeepNoPolicyArray: the entries of a table name their
-// endpoints through slices of one array the size of the policy; a rule
-// that a reload adds must not keep that reload's whole array alive.
-// Ten reloads, each adding an endpoint to 100 000, would otherwise keep
-// ten arrays of 1.6 MB.
-func TestNewRulesKeepNoPolicyArray(t *testing.T) {
+// TestReloadsAddingRulesKeepNoMemory: ten reloads, each adding an endpoint
+// to 100 000, keep no more memory than the one before them. A rule keeps
+// the list of its endpoints' names: when the entries' lists were slices of
+// one array as large as the policy, each reload's new rule kept that
+// reload's array of 1.6 MB alive.
+func TestReloadsAddingRulesKeepNoMemory(t *testing.T) {
 	const n = 100_000
 	defaults := map[string]config.Action{"lo": config.Deny}
 	ifaces := []Iface{{Name: "lo", Index: 1}}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
@@ -666,19 +667,13 @@ func (p *Policy) BoundedEntries(iface string) (iter.Seq[Entry], int) {
 	slices.SortFunc(v6, func(a, b pair6) int {
 		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo), cmp.Compare(a.bits, b.bits), cmp.Compare(a.endpoint, b.endpoint))
 	})
-	// The one-name lists of the entries of one endpoint are slices of one
-	// array; clipped, so that appending to one copies.
-	names := make([]string, len(p.Endpoints))
-	for i, e := range p.Endpoints {
-		names[i] = e.Name
-	}
 	return func(yield func(Entry) bool) {
 		for i := 0; i < len(v4); {
 			j := i + 1
 			for j < len(v4) && v4[j].addr == v4[i].addr && v4[j].bits == v4[i].bits {
 				j++
 			}
-			if !yield(mergeEntry(p, iface, names, v4[i:j])) {
+			if !yield(mergeEntry(p, iface, v4[i:j])) {
 				return
 			}
 			i = j
@@ -688,7 +683,7 @@ func (p *Policy) BoundedEntries(iface string) (iter.Seq[Entry], int) {
 			for j < len(v6) && v6[j].hi == v6[i].hi && v6[j].lo == v6[i].lo && v6[j].bits == v6[i].bits {
 				j++
 			}
-			if !yield(mergeEntry(p, iface, names, v6[i:j])) {
+			if !yield(mergeEntry(p, iface, v6[i:j])) {
 				return
 			}
 			i = j
@@ -716,10 +711,15 @@ type pair6 struct {
 }
 
 // mergeEntry makes the entry of the pairs of one prefix.
-func mergeEntry[T interface{ ref() pairRef }](p *Policy, iface string, names []string, pairs []T) Entry {
+func mergeEntry[T interface{ ref() pairRef }](p *Policy, iface string, pairs []T) Entry {
 	first := pairs[0].ref()
 	e := p.Endpoints[first.endpoint]
-	ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: names[first.endpoint : first.endpoint+1 : first.endpoint+1], Principals: e.Principals, Narrowed: e.Narrowed(), Audit: e.Audit, Deny: e.Deny}
+	// An endpoint's own entry names it with its name as a list of one: a
+	// view of the configured endpoint's field, which is never modified
+	// and lives as long as the endpoint. A million entries would
+	// otherwise each need a list, or all share an array of 16 MB made
+	// again on every reload. Its capacity is one: appending copies.
+	ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: unsafe.Slice(&e.Name, 1), Principals: e.Principals, Narrowed: e.Narrowed(), Audit: e.Audit, Deny: e.Deny}
 	for _, pr := range pairs[1:] {
 		e := p.Endpoints[pr.ref().endpoint]
 		ent.Principals = ent.Principals.union(e.Principals)
