@@ -265,6 +265,21 @@ func BenchmarkEncode(b *testing.B) {
 				i++
 			}
 		})
+		// As a reload encodes: a change to the last policy, laid out in
+		// its memory once written (Mirror).
+		b.Run(fmt.Sprintf("as-change/ranges=%d", n), func(b *testing.B) {
+			e := newEncoder(newCounterNames(4096))
+			e.encode(p, ifaces, 0, LogNone)
+			i := 1
+			for b.Loop() {
+				c := e.encodeChange([]*policy.Policy{p, q}[i%2], ifaces, uint32(i), LogNone)
+				if c.delta == nil {
+					b.Fatal("not encoded as a change")
+				}
+				c.layOut()
+				i++
+			}
+		})
 	}
 }
 

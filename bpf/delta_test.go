@@ -55,7 +55,7 @@ func TestRangeDelta(t *testing.T) {
 		slices.SortFunc(want, func(a, b rangeEntry) int { return compareRangeKeys(a.key, b.key) })
 		name := fmt.Sprintf("round %d (%d → %d ranges)", round, len(base), len(want))
 
-		d := &rangeDiffer{base: base}
+		d := &differ[rangeEntry]{base: base, compare: compareRanges}
 		for _, r := range want {
 			d.add(r)
 		}
@@ -65,7 +65,7 @@ func TestRangeDelta(t *testing.T) {
 		}
 		// The writes are the difference: every key gone is deleted, every
 		// new or changed entry put, nothing else.
-		gone, keys, vals := delta.changes()
+		goneEntries, put := delta.writes()
 		wantGone, wantPut := 0, 0
 		old := map[filterNtfRangeKey]filterNtfRange{}
 		for _, r := range base {
@@ -83,33 +83,29 @@ func TestRangeDelta(t *testing.T) {
 				wantGone++
 			}
 		}
-		if len(gone) != wantGone || len(keys) != wantPut || len(vals) != wantPut {
-			t.Fatalf("%s: %d deletes and %d puts, want %d and %d", name, len(gone), len(keys), wantGone, wantPut)
+		if len(goneEntries) != wantGone || len(put) != wantPut {
+			t.Fatalf("%s: %d deletes and %d puts, want %d and %d", name, len(goneEntries), len(put), wantGone, wantPut)
 		}
-		for _, k := range gone {
-			if now[k] {
-				t.Fatalf("%s: deletes %+v, which stays", name, k)
+		for _, r := range goneEntries {
+			if now[r.key] {
+				t.Fatalf("%s: deletes %+v, which stays", name, r.key)
 			}
 		}
 
-		delta.base = &Contents{Ranges: base}
-		if got := delta.applied(); !slices.Equal(got, want) {
+		kept := slices.Clone(base)
+		if got := delta.applied(base); !slices.Equal(got, want) {
 			t.Fatalf("%s: applied\n%v\nwant\n%v", name, got, want)
 		}
-		if len(base) > 0 && !slices.Equal(delta.base.Ranges, base) {
+		if !slices.Equal(base, kept) {
 			t.Fatalf("%s: applied() changed the base", name)
 		}
 		// In place, with no room to spare, some, or plenty.
 		spare := []int{0, rng.IntN(4), len(want)}[rng.IntN(3)]
 		own := make([]rangeEntry, len(base), len(base)+spare)
 		copy(own, base)
-		delta.base = &Contents{Ranges: own}
-		got := delta.applyInPlace()
+		got := delta.applyInPlace(own)
 		if !slices.Equal(got, want) {
 			t.Fatalf("%s, %d spare: in place\n%v\nwant\n%v", name, spare, got, want)
-		}
-		if delta.base.Ranges != nil {
-			t.Fatalf("%s: the base still has its ranges", name)
 		}
 		if len(want) <= cap(own) && len(want) > 0 && &got[0] != &own[:1][0] {
 			t.Fatalf("%s: laid out in fresh memory though the base had room", name)

@@ -68,26 +68,43 @@ type Contents struct {
 	Rules      []Rule            // Rules[i] is rule id i+1
 	ids        uint32            // the encoder's id space: contents of one space can be diffed
 	tableIface map[uint32]string // table id → an interface with that table
-	// delta, while Ranges is nil: the ranges as a change to another
-	// encoding's (delta.go), until Mirror applies it.
-	delta *rangeDelta
+	// delta, while Ranges and Owners are nil: they are a change to
+	// another encoding's (delta.go), until Mirror applies it.
+	delta *contentsChange
 }
 
 // entries are the ranges: while they are a change to another encoding's,
 // laid out in fresh memory.
 func (c *Contents) entries() []rangeEntry {
-	if c.Ranges == nil && c.delta != nil {
-		return c.delta.applied()
+	if c.delta != nil {
+		return c.delta.ranges.applied(c.delta.base.Ranges)
 	}
 	return c.Ranges
 }
 
 // rangeCount is the number of ranges.
 func (c *Contents) rangeCount() int {
-	if c.Ranges == nil && c.delta != nil {
-		return c.delta.n
+	if c.delta != nil {
+		return c.delta.ranges.n
 	}
 	return len(c.Ranges)
+}
+
+// owners are the owner sets' members: while they are a change to another
+// encoding's, laid out in fresh memory.
+func (c *Contents) owners() []filterNtfOwnerKey {
+	if c.delta != nil {
+		return c.delta.owners.applied(c.delta.base.Owners)
+	}
+	return c.Owners
+}
+
+// ownerCount is the number of owner sets' members.
+func (c *Contents) ownerCount() int {
+	if c.delta != nil {
+		return c.delta.owners.n
+	}
+	return len(c.Owners)
 }
 
 // encoder lays out policies in the kernel's layout. It keeps the ids it
@@ -169,7 +186,7 @@ func (e *encoder) encodeChange(p *policy.Policy, ifaces []Iface, gen uint32, log
 
 func (e *encoder) encodeAs(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode, change bool) *Contents {
 	c := e.encodeOnce(p, ifaces, gen, log, change)
-	if len(e.ruleList) > 2*c.rangeCount()+4096 || len(e.setList) > 2*len(c.Owners)+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
+	if len(e.ruleList) > 2*c.rangeCount()+4096 || len(e.setList) > 2*c.ownerCount()+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
 		e.reset()
 		c = e.encodeOnce(p, ifaces, gen, log, false)
 	}
@@ -226,10 +243,11 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	}
 	var sink rangeSink
 	var list *rangeList
-	var differ *rangeDiffer
-	if change && e.last != nil && e.last.Ranges != nil {
-		differ = &rangeDiffer{base: last, d: rangeDelta{base: e.last}}
-		sink = differ
+	var rangeDiffer *differ[rangeEntry]
+	change = change && e.last != nil && e.last.delta == nil
+	if change {
+		rangeDiffer = &differ[rangeEntry]{base: last, compare: compareRanges}
+		sink = rangeDiffer
 	} else {
 		list = &rangeList{}
 		sink = list
@@ -257,29 +275,36 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 		silent := func(w policy.Winners) bool { return p.SilentWinners(n.iface, w) }
 		classes, used = e.addClasses(classes, uint32(i+1), cl(n.prefix), silent, used)
 	}
-	slices.SortFunc(classes, func(a, b rangeEntry) int { return compareRangeKeys(a.key, b.key) })
+	slices.SortFunc(classes, compareRanges)
 	for _, r := range classes {
 		sink.add(r)
 	}
-	if list != nil {
-		c.Ranges = list.entries
-	} else {
-		d := differ.finish()
-		c.delta = &d
-	}
 	// In set id order, each set's uids sorted: the owners come out sorted
 	// by key.
-	n := 0
-	for id, ok := range used {
-		if ok {
-			n += len(e.setList[id-1])
+	if change {
+		owners := &differ[filterNtfOwnerKey]{base: e.last.Owners, compare: compareOwners}
+		for id, ok := range used {
+			if ok {
+				for _, uid := range e.setList[id-1] {
+					owners.add(filterNtfOwnerKey{Set: uint32(id), Uid: uid})
+				}
+			}
 		}
-	}
-	c.Owners = slices.Grow(c.Owners, n)
-	for id, ok := range used {
-		if ok {
-			for _, uid := range e.setList[id-1] {
-				c.Owners = append(c.Owners, filterNtfOwnerKey{Set: uint32(id), Uid: uid})
+		c.delta = &contentsChange{base: e.last, ranges: rangeDiffer.finish(), owners: owners.finish()}
+	} else {
+		c.Ranges = list.entries
+		n := 0
+		for id, ok := range used {
+			if ok {
+				n += len(e.setList[id-1])
+			}
+		}
+		c.Owners = make([]filterNtfOwnerKey, 0, n)
+		for id, ok := range used {
+			if ok {
+				for _, uid := range e.setList[id-1] {
+					c.Owners = append(c.Owners, filterNtfOwnerKey{Set: uint32(id), Uid: uid})
+				}
 			}
 		}
 	}
@@ -572,6 +597,11 @@ func (e *encoder) classRule(ent policy.Entry) uint32 {
 // address, then prefix length.
 func compareRangeKeys(a, b filterNtfRangeKey) int {
 	return cmp.Or(cmp.Compare(a.Table, b.Table), bytes.Compare(a.Addr[:], b.Addr[:]), cmp.Compare(a.Prefixlen, b.Prefixlen))
+}
+
+// compareOwners orders owner set members by set, then uid.
+func compareOwners(a, b filterNtfOwnerKey) int {
+	return cmp.Or(cmp.Compare(a.Set, b.Set), cmp.Compare(a.Uid, b.Uid))
 }
 
 // rangeKey places a prefix in its table: IPv4 in table*2, IPv6 in table*2+1,

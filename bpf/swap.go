@@ -100,9 +100,7 @@ func (f *Filter) Mirror() error {
 		return nil
 	}
 	err := f.write(idle, live)
-	if live.delta != nil {
-		live.Ranges, live.delta = live.delta.applyInPlace(), nil
-	}
+	live.layOut() // no slot holds the policy before it any more
 	return err
 }
 
@@ -151,7 +149,7 @@ func (f *Filter) fits(slot uint32, c *Contents) bool {
 	return sm.ifaces != nil && sm.ranges != nil && sm.owners != nil &&
 		int(sm.ifaces.MaxEntries()) >= len(c.Ifaces) &&
 		int(sm.ranges.MaxEntries()) >= c.rangeCount() &&
-		int(sm.owners.MaxEntries()) >= len(c.Owners)
+		int(sm.owners.MaxEntries()) >= c.ownerCount()
 }
 
 // update rewrites a slot that holds old so that it holds c.
@@ -170,11 +168,7 @@ func (f *Filter) update(slot uint32, old, c *Contents) error {
 	if err := f.updateRanges(sm.ranges, old, c); err != nil {
 		return fmt.Errorf("update range map: %w", err)
 	}
-	compareOwners := func(a, b filterNtfOwnerKey) int {
-		return cmp.Or(cmp.Compare(a.Set, b.Set), cmp.Compare(a.Uid, b.Uid))
-	}
-	member := func(o filterNtfOwnerKey) (filterNtfOwnerKey, uint8) { return o, 1 }
-	if err := syncMap(sm.owners, old.Owners, c.Owners, compareOwners, member); err != nil {
+	if err := f.updateOwners(sm.owners, old, c); err != nil {
 		return fmt.Errorf("update owner map: %w", err)
 	}
 	return nil
@@ -183,15 +177,38 @@ func (f *Filter) update(slot uint32, old, c *Contents) error {
 // updateRanges rewrites a range trie that holds old's so that it holds c's.
 func (f *Filter) updateRanges(m *ebpf.Map, old, c *Contents) error {
 	if c.delta != nil && c.delta.base == old {
-		gone, keys, vals := c.delta.changes()
-		for _, k := range gone {
-			if err := m.Delete(k); err != nil {
-				return err
-			}
-		}
-		return putAll(m, keys, vals)
+		return writeChange(m, c.delta.ranges, rangeEntry.kv)
 	}
-	return syncMap(m, old.Ranges, c.entries(), compareKeys[filterNtfRangeKey, filterNtfRange](compareRangeKeys), rangeEntry.kv)
+	return syncMap(m, old.Ranges, c.entries(), compareRanges, rangeEntry.kv)
+}
+
+// updateOwners rewrites an owner map that holds old's members so that it
+// holds c's.
+func (f *Filter) updateOwners(m *ebpf.Map, old, c *Contents) error {
+	if c.delta != nil && c.delta.base == old {
+		return writeChange(m, c.delta.owners, member)
+	}
+	return syncMap(m, old.Owners, c.owners(), compareOwners, member)
+}
+
+// member is an owner set member as a map entry.
+func member(o filterNtfOwnerKey) (filterNtfOwnerKey, uint8) { return o, 1 }
+
+// writeChange makes a map that holds a change's base hold the changed
+// entries: it deletes and writes only what the change says.
+func writeChange[E any, K, V any](m *ebpf.Map, c change[E], kv func(E) (K, V)) error {
+	gone, put := c.writes()
+	for _, e := range gone {
+		k, _ := kv(e)
+		if err := m.Delete(k); err != nil {
+			return err
+		}
+	}
+	keys, vals := make([]K, len(put)), make([]V, len(put))
+	for i, e := range put {
+		keys[i], vals[i] = kv(e)
+	}
+	return putAll(m, keys, vals)
 }
 
 // entry is a map entry as user space keeps it.
@@ -289,7 +306,7 @@ func (f *Filter) build(c *Contents) (slotMaps, error) {
 		sm.close()
 		return sm, fmt.Errorf("create range map: %w", err)
 	}
-	owners := func(uint32) int { return len(c.Owners) + len(c.Owners)/4 + 64 }
+	owners := func(uint32) int { return c.ownerCount() + c.ownerCount()/4 + 64 }
 	if sm.owners, err = newInner(filterMapNtfOwners, owners); err != nil {
 		sm.close()
 		return sm, fmt.Errorf("create owner map: %w", err)
@@ -310,11 +327,12 @@ func (f *Filter) build(c *Contents) (slotMaps, error) {
 		sm.close()
 		return sm, fmt.Errorf("fill range map: %w", err)
 	}
-	ones := make([]uint8, len(c.Owners))
+	members := c.owners()
+	ones := make([]uint8, len(members))
 	for i := range ones {
 		ones[i] = 1
 	}
-	if err := putAll(sm.owners, c.Owners, ones); err != nil {
+	if err := putAll(sm.owners, members, ones); err != nil {
 		sm.close()
 		return sm, fmt.Errorf("fill owner map: %w", err)
 	}

@@ -203,6 +203,15 @@ func checkSlot(t *testing.T, f *Filter, slot uint32, p *policy.Policy, gen uint3
 	if len(owners) != len(want.Owners) {
 		t.Fatalf("generation %d: %d owner entries in the kernel, want %d", gen, len(owners), len(want.Owners))
 	}
+	members := f.contents[slot].owners()
+	for _, o := range members {
+		if owners[o] != 1 {
+			t.Fatalf("generation %d: owner %+v is not in the kernel", gen, o)
+		}
+	}
+	if len(members) != len(owners) {
+		t.Fatalf("generation %d: %d owner entries in the kernel, the slot should hold %d", gen, len(owners), len(members))
+	}
 	// Longest-prefix lookups from user space against Decide().
 	for range 300 {
 		dst := randomDestinationOf(rng, tbl)

@@ -112,6 +112,7 @@ func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, err
 	for i, ep := range cfg.Endpoints {
 		p.Endpoints[i] = Endpoint{Endpoint: ep}
 	}
+	p.patterns = patternsOf(p.Endpoints)
 	for pat, s := range cfg.Interfaces {
 		def := Deny // unset means deny, as everywhere
 		if s.Default == config.Allow {
@@ -142,7 +143,7 @@ func (p *Policy) resolveWithin(r Resolver, budget time.Duration) *Policy {
 	if !p.Named() {
 		return p
 	}
-	q := &Policy{Endpoints: slices.Clone(p.Endpoints), Interfaces: p.Interfaces}
+	q := &Policy{Endpoints: slices.Clone(p.Endpoints), Interfaces: p.Interfaces, patterns: p.patterns}
 	// Compile has refused any principal resolve would refuse.
 	q.resolve(r, budget)
 	return q

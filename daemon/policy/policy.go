@@ -192,6 +192,11 @@ type Policy struct {
 	// each was resolved to, sorted by name; a unit that did not resolve
 	// is in Unresolved instead.
 	Units []Unit
+	// patterns are the interface names and globs the endpoints name,
+	// each once, sorted: found once at compile time, where every
+	// question about an interface (is it filtered, which table) would
+	// otherwise walk all of a large set's endpoints again.
+	patterns []string
 }
 
 // Equal reports whether two policies are the same, warnings included.
@@ -335,7 +340,8 @@ func (p *Policy) Filtered(name string) bool {
 	if _, ok := p.setting(name); ok {
 		return true
 	}
-	return slices.ContainsFunc(p.Endpoints, func(e Endpoint) bool { return e.appliesTo(name) })
+	// An endpoint applies where one of its patterns matches.
+	return slices.ContainsFunc(p.endpointPatterns(), func(pat string) bool { return MatchIface(pat, name) })
 }
 
 // Default is the action for destinations outside every range of an interface.
@@ -587,9 +593,16 @@ func (p *Policy) TableKey(iface string) string {
 // endpointPatterns lists the interface names and globs that endpoints
 // name, each once, sorted. Large sets name the same few 100 000 times.
 func (p *Policy) endpointPatterns() []string {
+	if p.patterns != nil {
+		return slices.Clone(p.patterns) // the caller's to change
+	}
+	return patternsOf(p.Endpoints)
+}
+
+func patternsOf(endpoints []Endpoint) []string {
 	seen := map[string]bool{}
-	var pats []string
-	for _, e := range p.Endpoints {
+	pats := []string{} // not nil: known to be none
+	for _, e := range endpoints {
 		for _, pat := range e.Ifaces {
 			if !seen[pat] {
 				seen[pat] = true
