@@ -178,8 +178,8 @@ func (e *encoder) encode(p *policy.Policy, ifaces []Iface, gen uint32, log LogMo
 	return e.encodeAs(p, ifaces, gen, log, false)
 }
 
-// encodeChange is encode with the ranges as a change to the last
-// encoding's (Contents.delta), where there is one to change.
+// encodeChange is encode with the ranges and owners as a change to the
+// last encoding's (Contents.delta), where that is laid out to change.
 func (e *encoder) encodeChange(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode) *Contents {
 	return e.encodeAs(p, ifaces, gen, log, true)
 }
