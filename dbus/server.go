@@ -177,15 +177,7 @@ type object struct {
 func (o *object) export() error {
 	values := o.values()
 	m := map[string]*prop.Prop{}
-	// State last: a client that sees the new state (waits for
-	// "degraded", say) then reads the properties that say why, and finds
-	// them set already, and a subscriber has their signals first.
-	names := slices.Sorted(maps.Keys(values))
-	if i := slices.Index(names, "State"); i >= 0 {
-		names = append(slices.Delete(names, i, i+1), "State")
-	}
-	for _, name := range names {
-		v := values[name]
+	for name, v := range values {
 		if name == "Staged" {
 			o.staged.value.Store(ptrTo(v.(map[string]godbus.Variant)))
 			continue
