@@ -4,7 +4,6 @@ package bpf
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -15,12 +14,7 @@ import (
 // base's own memory whatever its spare room, and the map writes the change
 // needs are exactly the difference.
 func TestRangeDelta(t *testing.T) {
-	seed := rand.Uint64()
-	if s := testSeed(); s != 0 {
-		seed = s
-	}
-	t.Logf("seed %d (set NTF_SEED to replay)", seed)
-	rng := rand.New(rand.NewPCG(seed, 3))
+	rng := seededRand(t)
 	entryAt := func(i int, val uint32) rangeEntry {
 		k := filterNtfRangeKey{Prefixlen: 64, Table: uint32(i >> 16)}
 		k.Addr[0], k.Addr[1] = uint8(i>>8), uint8(i)

@@ -30,12 +30,7 @@ import (
 // program's fast path (fast_allow): there a probe Decide allows must pass
 // without an event and be counted as allowed.
 func TestDifferential(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (set NTF_SEED to replay)", seed)
-	if s := testSeed(); s != 0 {
-		seed = s
-	}
-	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	rng := seededRand(t)
 
 	tp := testnet.NewTopology(t, testnet.Options{Container: true})
 	type sender struct {

@@ -5,7 +5,6 @@ package bpf
 import (
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -144,12 +143,7 @@ func TestOwnerSets(t *testing.T) {
 // before (its rule id, counter and owner set kept), so that a swap writes
 // only what changed; every rule id names its range and endpoints.
 func TestEncodeKeepsIDs(t *testing.T) {
-	seed := rand.Uint64()
-	if s := testSeed(); s != 0 {
-		seed = s
-	}
-	t.Logf("seed %d (set NTF_SEED to replay)", seed)
-	rng := rand.New(rand.NewPCG(seed, 11))
+	rng := seededRand(t)
 	defaults := map[string]config.Action{"lo": config.Deny, "eth0": config.Allow}
 	ifaces := []Iface{{Name: "lo", Index: 1}, {Name: "eth0", Index: 2}}
 	who := []string{"uid:0", "uid:1001", "uid:1002", "*", "unowned"}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -167,10 +168,22 @@ func attachedNames(f *Filter) []string {
 	return names
 }
 
-// testSeed replays a differential run: NTF_SEED=<seed from the log>.
+// testSeed replays a randomised run: NTF_SEED=<seed from the log>.
 func testSeed() uint64 {
 	s, _ := strconv.ParseUint(os.Getenv("NTF_SEED"), 10, 64)
 	return s
+}
+
+// seededRand is a randomised test's source: a fresh seed each run, or
+// NTF_SEED's, logged either way so that a failure can be replayed.
+func seededRand(t testing.TB) *mrand.Rand {
+	t.Helper()
+	seed := mrand.Uint64()
+	if s := testSeed(); s != 0 {
+		seed = s
+	}
+	t.Logf("seed %d (set NTF_SEED to replay)", seed)
+	return mrand.New(mrand.NewPCG(seed, seed>>1))
 }
 
 // settled calls read until two results 100 ms apart agree: a packet whose

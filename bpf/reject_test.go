@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
@@ -562,12 +561,7 @@ func testRejectFlood(t *testing.T, mode Mode) {
 // broadcast addresses, whatever the policy says.
 func TestRejectDifferential(t *testing.T) {
 	testnet.RequireRoot(t)
-	seed := uint64(time.Now().UnixNano())
-	if s := testSeed(); s != 0 {
-		seed = s
-	}
-	t.Logf("seed %d (set NTF_SEED to replay)", seed)
-	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	rng := seededRand(t)
 	ns := testnet.NewNS(t, "rd")
 	ns.IP(t, "link", "add", "eth0", "type", "bridge")
 	var ifindex int

@@ -25,12 +25,7 @@ import (
 // endpoints, and longest-prefix answers equal to Decide().
 func TestSwapInPlace(t *testing.T) {
 	testnet.RequireRoot(t)
-	seed := rand.Uint64()
-	if s := testSeed(); s != 0 {
-		seed = s
-	}
-	t.Logf("seed %d (set NTF_SEED to replay)", seed)
-	rng := rand.New(rand.NewPCG(seed, 7))
+	rng := seededRand(t)
 	ns := testnet.NewNS(t, "w")
 	f := openFilter(t, ns, ModeAuto)
 	defaults := map[string]config.Action{"lo": config.Deny}
@@ -111,7 +106,7 @@ func TestSwapInPlace(t *testing.T) {
 // at every step; then changes go back to being written in place.
 func TestSwapChangeOutgrowsMaps(t *testing.T) {
 	testnet.RequireRoot(t)
-	rng := rand.New(rand.NewPCG(testSeed(), 5))
+	rng := seededRand(t)
 	ns := testnet.NewNS(t, "g")
 	f := openFilter(t, ns, ModeAuto)
 	defaults := map[string]config.Action{"lo": config.Deny}
