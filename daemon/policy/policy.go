@@ -372,13 +372,18 @@ func (p *Policy) DropsSilently(name string) bool {
 // answer when a winner says drop, or when none sets deny and the interface
 // says drop.
 func (p *Policy) Silent(name string, d config.DenyMode) bool {
+	return silent(d, p.DropsSilently(name))
+}
+
+// silent is Silent with the interface's `deny:` already looked up.
+func silent(d config.DenyMode, ifaceDrops bool) bool {
 	switch d {
 	case config.DenyDrop:
 		return true
 	case config.DenyReject:
 		return false
 	}
-	return p.DropsSilently(name)
+	return ifaceDrops
 }
 
 // SilentWinners is Silent for what rule 3 found on interface name.
@@ -680,13 +685,14 @@ func (p *Policy) BoundedEntries(iface string) (iter.Seq[Entry], int) {
 	slices.SortFunc(v6, func(a, b pair6) int {
 		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo), cmp.Compare(a.bits, b.bits), cmp.Compare(a.endpoint, b.endpoint))
 	})
+	drops := p.DropsSilently(iface) // once, not for each of a million entries
 	return func(yield func(Entry) bool) {
 		for i := 0; i < len(v4); {
 			j := i + 1
 			for j < len(v4) && v4[j].addr == v4[i].addr && v4[j].bits == v4[i].bits {
 				j++
 			}
-			if !yield(mergeEntry(p, iface, v4[i:j])) {
+			if !yield(mergeEntry(p, drops, v4[i:j])) {
 				return
 			}
 			i = j
@@ -696,7 +702,7 @@ func (p *Policy) BoundedEntries(iface string) (iter.Seq[Entry], int) {
 			for j < len(v6) && v6[j].hi == v6[i].hi && v6[j].lo == v6[i].lo && v6[j].bits == v6[i].bits {
 				j++
 			}
-			if !yield(mergeEntry(p, iface, v6[i:j])) {
+			if !yield(mergeEntry(p, drops, v6[i:j])) {
 				return
 			}
 			i = j
@@ -723,8 +729,9 @@ type pair6 struct {
 	pairRef
 }
 
-// mergeEntry makes the entry of the pairs of one prefix.
-func mergeEntry[T interface{ ref() pairRef }](p *Policy, iface string, pairs []T) Entry {
+// mergeEntry makes the entry of the pairs of one prefix, on an interface
+// whose `deny:` is drop or not.
+func mergeEntry[T interface{ ref() pairRef }](p *Policy, ifaceDrops bool, pairs []T) Entry {
 	first := pairs[0].ref()
 	e := p.Endpoints[first.endpoint]
 	// An endpoint's own entry names it with its name as a list of one: a
@@ -745,7 +752,7 @@ func mergeEntry[T interface{ ref() pairRef }](p *Policy, iface string, pairs []T
 		slices.Sort(ent.Endpoints)
 		ent.Endpoints = slices.Compact(ent.Endpoints)
 	}
-	ent.Silent = p.Silent(iface, ent.Deny)
+	ent.Silent = silent(ent.Deny, ifaceDrops)
 	return ent
 }
 
