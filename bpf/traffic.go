@@ -76,7 +76,9 @@ func (c *counterNames) endpoints(names []string) uint32 {
 		return c.max - 1
 	}
 	c.endpointIdx[key] = i
-	c.endpointSets = append(c.endpointSets, slices.Clone(names)) // names may be a slice of a policy-sized array
+	// A copy: names may view a configured endpoint's name (policy.Entry), which
+	// the counter, kept as long as the daemon runs, would keep alive.
+	c.endpointSets = append(c.endpointSets, slices.Clone(names))
 	return i
 }
 
