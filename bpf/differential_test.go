@@ -83,6 +83,11 @@ func TestDifferential(t *testing.T) {
 			log = LogDenied
 		}
 		gen := apply(t, tp.Client, f, p, log)
+		// After the first, each policy goes live as a change to the
+		// one before, as the daemon's reloads do (Mirror, below).
+		if round > 0 && f.contents[f.slot].delta == nil {
+			t.Errorf("round %d: not swapped in as a change to the last policy", round)
+		}
 		// Quiet rounds: the probes Decide allows, and the events read
 		// past while waiting for others, none of which may be theirs.
 		var passed []diffProbe
@@ -240,6 +245,11 @@ func TestDifferential(t *testing.T) {
 		}
 		if quiet {
 			checkPassed(t, f, events, before, passed, skipped, gen)
+		}
+		// As the daemon after each reload: the idle slot gets the
+		// change too, and the next policy is encoded against this one.
+		if err := f.Mirror(); err != nil {
+			t.Fatal(err)
 		}
 	}
 	t.Logf("probes: %v", seen)
