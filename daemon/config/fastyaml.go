@@ -529,6 +529,7 @@ func flowKey(text string, i int) (string, int, bool) {
 	if i >= len(text) {
 		return "", 0, false
 	}
+	start := i
 	var key string
 	switch text[i] {
 	case '"', '\'':
@@ -549,6 +550,11 @@ func flowKey(text string, i int) (string, int, bool) {
 		i = j
 	}
 	if i+1 >= len(text) || text[i] != ':' || text[i+1] != ' ' {
+		return "", 0, false
+	}
+	// libyaml looks no further than 1024 characters for a key's ':', in a
+	// flow as in a block (blockKey).
+	if i-start > 1000 {
 		return "", 0, false
 	}
 	return key, i + 1, true

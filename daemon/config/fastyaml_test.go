@@ -85,6 +85,7 @@ var fastDeclined = []string{
 	"? a\n: b\n",
 	"a: [b?c]\n",
 	strings.Repeat("k", 1001) + ": v\n",
+	"a: {" + strings.Repeat("k", 1001) + ": v}\n", // the same in a flow
 }
 
 // benchShaped is a drop-in in the shape make bench generates.
