@@ -131,11 +131,11 @@ func (s *Store) check() error {
 
 // Save keeps a set that went live: mainPath and the files that were read
 // with it (files[0] is mainPath; the others are its drop-ins), sums[i]
-// being the SHA-256 of files[i] as the loader read it. The files are read
-// again to be copied, and a copy whose bytes are not the ones loaded is
-// refused, keeping the saved set: a new version written since the load
-// was never validated, and saving it could leave a start with broken
-// files and no fallback. verify is called last, with the copy's main file,
+// being the SHA-256 of files[i] as the loader read it. A file the saved
+// set does not hold as loaded is read again to be copied, and a copy whose
+// bytes are not the ones loaded is refused, keeping the saved set: a new
+// version written since the load was never validated, and saving it could
+// leave a start with broken files and no fallback. verify is called last, with the copy's main file,
 // for the caller's own checks. Nothing is written when the saved set
 // already holds the same contents; saved says whether a new set was made.
 func (s *Store) Save(mainPath string, files []string, sums [][sha256.Size]byte, now time.Time, verify func(savedMain string) error) (set Set, saved bool, err error) {
@@ -149,20 +149,25 @@ func (s *Store) Save(mainPath string, files []string, sums [][sha256.Size]byte, 
 	if len(sums) != len(files) {
 		return Set{}, false, fmt.Errorf("%d checksums for %d files", len(sums), len(files))
 	}
-	contents := make([][]byte, len(files))
 	m := meta{Version: version, From: mainPath, Saved: now.UTC(), Files: make([]File, len(files))}
-	for i, f := range files {
-		if contents[i], err = os.ReadFile(f); err != nil {
-			return Set{}, false, err
-		}
-		sum := sha256.Sum256(contents[i])
-		if sum != sums[i] {
-			return Set{}, false, fmt.Errorf("%s changed since it was loaded: a version that was never validated is not saved", f)
-		}
-		m.Files[i] = File{Name: names[i], SHA256: hex.EncodeToString(sum[:])}
+	for i := range files {
+		m.Files[i] = File{Name: names[i], SHA256: hex.EncodeToString(sums[i][:])}
 	}
-	if old, err := s.Latest(mainPath); err == nil && slices.Equal(old.Files, m.Files) {
-		return old, false, nil
+	// A file the current set holds with the same name and the contents
+	// that were loaded is linked into the new set rather than read, written
+	// and synced again: a reload of one drop-in of a thousand copies one
+	// file, and what is linked is the version loaded, whatever the file
+	// holds by now. Latest has checked the current set's files against
+	// their checksums; a damaged set lends nothing.
+	var same map[File]string
+	if old, err := s.Latest(mainPath); err == nil {
+		if slices.Equal(old.Files, m.Files) {
+			return old, false, nil
+		}
+		same = make(map[File]string, len(old.Files))
+		for i, p := range old.Paths() {
+			same[old.Files[i]] = p
+		}
 	}
 
 	dir, err := os.MkdirTemp(s.dir, setPrefix+now.UTC().Format("20060102T150405Z")+"-")
@@ -175,7 +180,7 @@ func (s *Store) Save(mainPath string, files []string, sums [][sha256.Size]byte, 
 			os.RemoveAll(dir)
 		}
 	}()
-	if err := writeSet(dir, m, contents); err != nil {
+	if err := writeSet(dir, m, files, same); err != nil {
 		return Set{}, false, fmt.Errorf("write %s: %w", dir, err)
 	}
 	set = m.set(dir)
@@ -207,9 +212,12 @@ func savedNames(mainPath string, files []string) ([]string, error) {
 	return names, nil
 }
 
-// writeSet writes a set's files and description into dir, each synced to
-// disk before the set can become current.
-func writeSet(dir string, m meta, contents [][]byte) error {
+// writeSet writes a set's files (copies of files, which must still hold
+// the bytes m's checksums say) and description into dir, each synced to
+// disk before the set can become current. A file of same (the saved copy
+// of a file of m, by name and checksum) is linked instead: saved files are
+// never written once made, and its data was synced when it was.
+func writeSet(dir string, m meta, files []string, same map[File]string) error {
 	cdir := filepath.Join(dir, configDir)
 	for _, d := range []string{cdir, filepath.Join(cdir, config.DropInDirName)} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -217,7 +225,19 @@ func writeSet(dir string, m meta, contents [][]byte) error {
 		}
 	}
 	for i, f := range m.Files {
-		if err := writeSynced(filepath.Join(cdir, f.Name), contents[i]); err != nil {
+		path := filepath.Join(cdir, f.Name)
+		if from, ok := same[f]; ok && os.Link(from, path) == nil {
+			continue
+		}
+		data, err := os.ReadFile(files[i])
+		if err != nil {
+			return err
+		}
+		// Read again to be copied: it must still be what was loaded.
+		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != f.SHA256 {
+			return fmt.Errorf("%s changed since it was loaded: a version that was never validated is not saved", files[i])
+		}
+		if err := writeSynced(path, data); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -176,6 +177,73 @@ func TestSaveReplaces(t *testing.T) {
 	}
 }
 
+// A new set links the files the current set holds with the same name and
+// contents, and writes the others: a reload of one drop-in of many copies
+// one file. A current set that no longer matches its checksums lends
+// nothing: every file is written from what was loaded.
+func TestSaveLinksUnchanged(t *testing.T) {
+	mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"}, [2]string{"20-b.yml", "b: 1\n"}, [2]string{"30-c.yml", "c: 1\n"})
+	s := stateDir(t)
+	inodes := func(set Set) []uint64 {
+		t.Helper()
+		var out []uint64
+		for _, p := range set.Paths() {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fi.Sys().(*syscall.Stat_t).Ino)
+		}
+		return out
+	}
+	first, _, err := s.Save(mainPath, files, sumsOf(t, files), when, accept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := inodes(first)
+
+	write(t, files[2], "b: 2\n")
+	second, saved, err := s.Save(mainPath, files, sumsOf(t, files), when.Add(time.Hour), accept)
+	if err != nil || !saved {
+		t.Fatalf("saved %v, %v", saved, err)
+	}
+	after := inodes(second)
+	for i, p := range second.Paths() {
+		if read(t, p) != read(t, files[i]) {
+			t.Errorf("%s differs from %s", p, files[i])
+		}
+		if linked := after[i] == before[i]; linked != (i != 2) {
+			t.Errorf("%s: linked from the set before %v, want %v", p, linked, i != 2)
+		}
+		fi, _ := os.Stat(p)
+		if n := fi.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+			t.Errorf("%s has %d links once the set before is removed, want 1", p, n)
+		}
+	}
+
+	// Damage the current set: the next save links nothing, and the
+	// damaged bytes are nowhere in it.
+	if err := os.WriteFile(second.Paths()[1], []byte("a: 666\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write(t, files[3], "c: 2\n")
+	third, saved, err := s.Save(mainPath, files, sumsOf(t, files), when.Add(2*time.Hour), accept)
+	if err != nil || !saved {
+		t.Fatalf("saved %v, %v", saved, err)
+	}
+	for i, ino := range inodes(third) {
+		if ino == after[i] {
+			t.Errorf("%s linked from a set that fails its checksums", third.Paths()[i])
+		}
+		if read(t, third.Paths()[i]) != read(t, files[i]) {
+			t.Errorf("%s differs from %s", third.Paths()[i], files[i])
+		}
+	}
+	if _, err := s.Latest(mainPath); err != nil {
+		t.Errorf("Latest after the save: %v", err)
+	}
+}
+
 // A copy that does not load to what is live (the files changed after they
 // were read) never replaces the saved set; nor does a crash in the middle
 // of a save, which leaves a half-written set and a stray link behind.
@@ -218,9 +286,11 @@ func TestSaveKeepsPreviousOnFailure(t *testing.T) {
 	}
 }
 
-// The set saved is the one loaded: a whole new version written between the
-// load and the save (a drop-in, or the main file) was never validated, and
-// saving it could leave a start with broken files without a fallback.
+// A file changed since it was loaded is saved as it was loaded or not at
+// all. The main file below is held by the saved set as loaded: its saved
+// copy is linked, and the new version is nowhere in the new set. The
+// drop-in was loaded in a version the saved set does not hold: it must be
+// read again, and the version read is refused, keeping the set before.
 func TestSaveOnlyWhatWasLoaded(t *testing.T) {
 	for _, changed := range []int{0, 1} {
 		t.Run(fmt.Sprint("file ", changed), func(t *testing.T) {
@@ -232,11 +302,25 @@ func TestSaveOnlyWhatWasLoaded(t *testing.T) {
 			}
 			write(t, files[1], "a: 2\n")
 			loaded := sumsOf(t, files)
+			want := []string{read(t, files[0]), read(t, files[1])}
 			write(t, files[changed], "broken: [\n")
-			_, saved, err := s.Save(mainPath, files, loaded, when.Add(time.Hour), func(string) error {
-				t.Error("verify called for a copy that is not what was loaded")
+			set, saved, err := s.Save(mainPath, files, loaded, when.Add(time.Hour), func(string) error {
+				if changed == 1 {
+					t.Error("verify called for a copy that is not what was loaded")
+				}
 				return nil
 			})
+			if changed == 0 {
+				if !saved || err != nil {
+					t.Fatalf("Save with the main file changed: saved %v, %v; its loaded version is in the saved set", saved, err)
+				}
+				for i, p := range set.Paths() {
+					if got := read(t, p); got != want[i] {
+						t.Errorf("%s saved as %q, loaded as %q", p, got, want[i])
+					}
+				}
+				return
+			}
 			if saved || err == nil || !strings.Contains(err.Error(), files[changed]+" changed since it was loaded") {
 				t.Errorf("Save of a version not loaded: saved %v, %v", saved, err)
 			}
@@ -506,5 +590,21 @@ func TestSaveNames(t *testing.T) {
 	}
 	if !s.Contains(filepath.Join(s.dir, "set-x", "config", "a.yml")) || s.Contains(mainPath) || s.Contains(s.dir+"-other/a.yml") {
 		t.Errorf("Contains is wrong about what lies in %s", s.dir)
+	}
+}
+
+// A file is read twice by a save: once to check it against what was
+// loaded, once to be copied. A version written in between is never copied.
+func TestSaveNeverCopiesALaterVersion(t *testing.T) {
+	mainPath, files := configSet(t, "main: 1\n", [2]string{"10-a.yml", "a: 1\n"})
+	sums := sumsOf(t, files)
+	m := meta{Version: version, From: mainPath, Files: []File{
+		{Name: "net-tc-filter.yml", SHA256: fmt.Sprintf("%x", sums[0])},
+		{Name: "conf.d/10-a.yml", SHA256: fmt.Sprintf("%x", sums[1])},
+	}}
+	write(t, files[1], "a: 2\n") // after the check, before the copy
+	err := writeSet(t.TempDir(), m, files, nil)
+	if err == nil || !strings.Contains(err.Error(), "changed since it was loaded") {
+		t.Errorf("writeSet of a file changed since its check: %v", err)
 	}
 }
