@@ -216,12 +216,8 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 			default:
 				err = resolve(&pe.Principals, &scratch, pr, r)
 			}
-			var lookup *lookupError
-			switch {
-			case errors.As(err, &lookup):
-				p.Unresolved = append(p.Unresolved, Unresolved{Pos: pr.Pos, Principal: pr.Text, Err: lookup.err})
-			case err != nil:
-				errs = append(errs, config.Error{Pos: pr.Pos, Msg: err.Error()})
+			if err != nil {
+				p.noteResolveError(&errs, pr, err)
 			}
 		}
 		if len(pe.Principals.Cgroups) > 1 {
@@ -314,6 +310,19 @@ func ask[T any](m *memo, known map[string]answer[T], name string, lookup func(st
 	return a.v, a.err
 }
 
+// noteResolveError records why pr did not resolve: a name NSS did not
+// find (or answer) in Unresolved, anything else in errs. Apart from the
+// loop of resolve so that the loop allocates nothing per principal (the
+// target errors.As is given escapes).
+func (p *Policy) noteResolveError(errs *config.Errors, pr config.Principal, err error) {
+	var lookup *lookupError
+	if errors.As(err, &lookup) {
+		p.Unresolved = append(p.Unresolved, Unresolved{Pos: pr.Pos, Principal: pr.Text, Err: lookup.err})
+		return
+	}
+	*errs = append(*errs, config.Error{Pos: pr.Pos, Msg: err.Error()})
+}
+
 func resolve(into *Principals, uids *[]uint32, pr config.Principal, r Resolver) error {
 	switch pr.Kind {
 	case config.PrincipalEveryone:
@@ -392,6 +401,9 @@ func (p *Policy) rootWarnings() []string {
 func (p *Policy) familyWarnings() []string {
 	var warns []string
 	for _, e := range p.Endpoints {
+		if len(e.Protos) == 0 {
+			continue
+		}
 		v4, v6 := false, false
 		for _, r := range e.Ranges {
 			v4 = v4 || r.Addr().Is4()

@@ -4,6 +4,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -196,6 +197,11 @@ func (p *Policy) unmatchedWarnings(names, pats []string) []string {
 	matched := make(map[string]bool, len(pats))
 	for _, pat := range pats {
 		matched[pat] = slices.ContainsFunc(names, func(n string) bool { return MatchIface(pat, n) })
+	}
+	// The endpoints are walked only to name those of an unmatched
+	// pattern: after every reload of a large set, where all match.
+	if !slices.Contains(slices.Collect(maps.Values(matched)), false) {
+		return nil
 	}
 	type naming struct {
 		nowhere, elsewhere []string // endpoint names

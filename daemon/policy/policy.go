@@ -607,7 +607,15 @@ func (p *Policy) endpointPatterns() []string {
 func patternsOf(endpoints []Endpoint) []string {
 	seen := map[string]bool{}
 	pats := []string{} // not nil: known to be none
+	var last []string
 	for _, e := range endpoints {
+		// Neighbours mostly name the same interfaces (a drop-in of a
+		// thousand endpoints for one interface): comparing with the
+		// last list costs less than a map lookup per endpoint.
+		if slices.Equal(e.Ifaces, last) {
+			continue
+		}
+		last = e.Ifaces
 		for _, pat := range e.Ifaces {
 			if !seen[pat] {
 				seen[pat] = true
