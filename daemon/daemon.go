@@ -58,12 +58,13 @@ func load(path string, r policy.Resolver, cache *config.Cache) (*config.Config, 
 // loadPartial is load that returns, with an error, what could be read.
 func loadPartial(path string, r policy.Resolver, cache *config.Cache) (*config.Config, *policy.Policy, error) {
 	cfg, errs := cache.LoadPartial(path)
-	return compileLoaded(cfg, errs, r)
+	return compileLoaded(cfg, errs, r, nil)
 }
 
-// compileLoaded compiles what a load read, with the loader's problems.
-func compileLoaded(cfg *config.Config, errs config.Errors, r policy.Resolver) (*config.Config, *policy.Policy, error) {
-	p, err := policy.Compile(cfg, r)
+// compileLoaded compiles what a load read, with the loader's problems,
+// after prev (policy.CompileAfter).
+func compileLoaded(cfg *config.Config, errs config.Errors, r policy.Resolver, prev *policy.Policy) (*config.Config, *policy.Policy, error) {
+	p, err := policy.CompileAfter(cfg, r, prev)
 	var compileErrs config.Errors
 	if errors.As(err, &compileErrs) {
 		errs = append(errs, compileErrs...)

@@ -34,7 +34,7 @@ const DefaultStateDir = "/var/lib/net-tc-filter"
 // interfaces and reports is better than a restart loop that leaves the
 // pins alone until systemd gives up.
 func (s *Service) loadAtStart() (*config.Config, *policy.Policy, error) {
-	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed)
+	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed, nil)
 	if err == nil || s.opts.StateDir == "" {
 		return cfg, p, err
 	}

@@ -663,7 +663,7 @@ func errText(err error) string {
 
 func (s *Service) reloadOnce(origin reloadOrigin, why string) (uint32, error) {
 	began := time.Now()
-	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed)
+	cfg, p, err := loadSettled(s.opts.ConfigPath, s.opts.Resolver, &s.parsed, s.policy)
 	loaded := time.Now()
 	var logMode bpf.LogMode
 	if err == nil {

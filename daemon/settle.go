@@ -53,8 +53,10 @@ var (
 	errWriting = errors.New("open for writing (a write is in progress); the running policy stays, and the set is read once the file is closed")
 )
 
-// loadSettled is load, repeated until the files stand still.
-func loadSettled(path string, r policy.Resolver, cache *config.Cache) (*config.Config, *policy.Policy, error) {
+// loadSettled is load, repeated until the files stand still. prev is the
+// policy compiled before (nil at a start): what it resolved of endpoints
+// the cache hands out again is kept (policy.CompileAfter).
+func loadSettled(path string, r policy.Resolver, cache *config.Cache, prev *policy.Policy) (*config.Config, *policy.Policy, error) {
 	for range settleTries {
 		if err := awaitWriters(path); err != nil {
 			return nil, nil, err
@@ -68,7 +70,7 @@ func loadSettled(path string, r policy.Resolver, cache *config.Cache) (*config.C
 		if !maps.Equal(before, stamps(path)) {
 			continue
 		}
-		cfg, p, err := compileLoaded(cfg, errs, r)
+		cfg, p, err := compileLoaded(cfg, errs, r, prev)
 		if err != nil {
 			cfg, p = nil, nil // as load returns an invalid set
 		}

@@ -17,13 +17,13 @@ import (
 func auditPolicy() *Policy {
 	return &Policy{
 		Endpoints: []Endpoint{
-			{Endpoint: &config.Endpoint{Name: "imds-rollout", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}, Audit: true}, Principals: uids(1001)},
-			{Endpoint: &config.Endpoint{Name: "mix-enforce", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: uids(1001)},
-			{Endpoint: &config.Endpoint{Name: "mix-audit", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: uids(1003)},
-			{Endpoint: &config.Endpoint{Name: "both-a", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: uids(1001)},
-			{Endpoint: &config.Endpoint{Name: "both-b", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: uids(1003)},
+			{Endpoint: &config.Endpoint{Name: "imds-rollout", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}, Audit: true}, Principals: allowing(1001)},
+			{Endpoint: &config.Endpoint{Name: "mix-enforce", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1001)},
+			{Endpoint: &config.Endpoint{Name: "mix-audit", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: allowing(1003)},
+			{Endpoint: &config.Endpoint{Name: "both-a", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: allowing(1001)},
+			{Endpoint: &config.Endpoint{Name: "both-b", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: allowing(1003)},
 			// A longer enforcing prefix inside an audited one decides alone.
-			{Endpoint: &config.Endpoint{Name: "inner", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.128/25")}}, Principals: uids(1001)},
+			{Endpoint: &config.Endpoint{Name: "inner", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.128/25")}}, Principals: allowing(1001)},
 		},
 		Interfaces: []IfaceSetting{
 			{Pattern: "eth0", Default: Deny},
@@ -83,8 +83,8 @@ func TestEntriesAudit(t *testing.T) {
 		}
 	}
 	q := &Policy{Endpoints: []Endpoint{
-		{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{17}}, Principals: Principals{Everyone: true}},
-		{Endpoint: &config.Endpoint{Name: "rest", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: uids(0)},
+		{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{17}}, Principals: &Principals{Everyone: true}},
+		{Endpoint: &config.Endpoint{Name: "rest", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: allowing(0)},
 	}}
 	classes := q.Classes("eth0", pfx("10.0.0.0/8"))
 	i := slices.IndexFunc(classes, func(c Class) bool { return c.Proto == ProtoOther })

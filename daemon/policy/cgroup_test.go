@@ -83,7 +83,7 @@ func TestCompileCgroupPrincipals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := p.Endpoints[0].Principals; !equalPrincipals(got, tt.want) {
+			if got := p.Endpoints[0].Principals; !equalPrincipals(*got, tt.want) {
 				t.Errorf("principals %+v, want %+v", got, tt.want)
 			}
 			var names []string
@@ -138,7 +138,7 @@ func TestCompileUnits(t *testing.T) {
 				t.Errorf("unresolved %q (%v) does not say why", u, u.ConfigError())
 			}
 		}
-		if got := p.Endpoints[0].Principals; !equalPrincipals(got, uids(1001)) {
+		if got := p.Endpoints[0].Principals; !equalPrincipals(*got, uids(1001)) {
 			t.Errorf("principals %+v, want bob's uid only", got)
 		}
 		if p.Decide("eth0", Owner{UID: 0, Cgroup: "/system.slice/agent.service"}, netip.MustParseAddr("10.1.1.1")).Allowed {

@@ -101,11 +101,23 @@ func (u Unresolved) String() string {
 // of them: what it allocates per endpoint is what the garbage collector
 // then spends the reload's time on.
 func Compile(cfg *config.Config, r Resolver) (*Policy, error) {
-	return compile(cfg, r, LookupBudget)
+	return compile(cfg, r, LookupBudget, nil)
 }
 
-// compile is Compile with budget for NSS.
-func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, error) {
+// CompileAfter is Compile for a set that follows the one prev was compiled
+// from (prev may be nil). An endpoint prev compiled from the same
+// configured endpoint — the parse cache hands out the same one while its
+// file is unchanged — keeps prev's principals when its allow list names
+// no user, group or unit, whose resolution could have changed since: at
+// a million endpoints, a reload of one drop-in then resolves and allocates
+// the principals of that drop-in only. The result is the one Compile
+// gives.
+func CompileAfter(cfg *config.Config, r Resolver, prev *Policy) (*Policy, error) {
+	return compile(cfg, r, LookupBudget, prev)
+}
+
+// compile is CompileAfter with budget for NSS.
+func compile(cfg *config.Config, r Resolver, budget time.Duration, prev *Policy) (*Policy, error) {
 	p := &Policy{Endpoints: make([]Endpoint, len(cfg.Endpoints))}
 	// The policy points into the configuration's endpoints, which
 	// config.Cache keeps as well: one copy of each for both.
@@ -121,7 +133,7 @@ func compile(cfg *config.Config, r Resolver, budget time.Duration) (*Policy, err
 		p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: pat, Default: def, Audit: s.Audit, Drop: s.Deny == config.DenyDrop})
 	}
 	slices.SortFunc(p.Interfaces, func(a, b IfaceSetting) int { return strings.Compare(a.Pattern, b.Pattern) })
-	if errs := p.resolve(r, budget); len(errs) > 0 {
+	if errs := p.resolve(r, budget, prev); len(errs) > 0 {
 		errs.Sort(cfg.Files)
 		return nil, errs
 	}
@@ -145,7 +157,7 @@ func (p *Policy) resolveWithin(r Resolver, budget time.Duration) *Policy {
 	}
 	q := &Policy{Endpoints: slices.Clone(p.Endpoints), Interfaces: p.Interfaces, patterns: p.patterns}
 	// Compile has refused any principal resolve would refuse.
-	q.resolve(r, budget)
+	q.resolve(r, budget, p)
 	return q
 }
 
@@ -185,14 +197,26 @@ func (p *Policy) UnresolvedErrors() config.Errors {
 
 // resolve fills the endpoints' Principals from their allow lists as
 // written, and Unresolved and Warnings; it returns the principals no
-// resolver can make sense of. NSS has budget for all of the names.
-func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
-	n := 0
-	for _, e := range p.Endpoints {
-		n += len(e.Allow)
+// resolver can make sense of. NSS has budget for all of the names. An
+// endpoint prev compiled from the same configured endpoint keeps prev's
+// principals when resolving its allow list asks no resolver.
+func (p *Policy) resolve(r Resolver, budget time.Duration, prev *Policy) config.Errors {
+	kept := newKeeper(prev)
+	n, fresh := 0, 0
+	for i := range p.Endpoints {
+		pe := &p.Endpoints[i]
+		pe.Principals = nil
+		if literal(pe.Allow) {
+			pe.Principals = kept.principals(i, pe.Endpoint)
+		}
+		if pe.Principals == nil {
+			n += len(pe.Allow)
+			fresh++
+		}
 	}
-	// One array for every endpoint's uids; each endpoint's part is
-	// clipped, so that an append copies.
+	// One array for the new principals and one for their uids; each
+	// endpoint's part of the uids is clipped, so that an append copies.
+	made := make([]Principals, 0, fresh)
 	uids := make([]uint32, 0, n)
 	var scratch []uint32
 	units := newUnitMemo(r) // before r is wrapped: r may be a UnitResolver
@@ -204,32 +228,37 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 	p.Units = nil
 	for i := range p.Endpoints {
 		pe := &p.Endpoints[i]
-		pe.Principals = Principals{}
+		if pe.Principals != nil {
+			continue
+		}
+		made = append(made, Principals{})
+		into := &made[len(made)-1]
 		scratch = scratch[:0]
 		for _, pr := range pe.Allow {
 			var err error
 			switch pr.Kind {
 			case config.PrincipalCgroup:
-				pe.Principals.Cgroups = append(pe.Principals.Cgroups, pr.Name)
+				into.Cgroups = append(into.Cgroups, pr.Name)
 			case config.PrincipalUnit:
-				err = units.resolve(&pe.Principals, pr.Name)
+				err = units.resolve(into, pr.Name)
 			default:
-				err = resolve(&pe.Principals, &scratch, pr, r)
+				err = resolve(into, &scratch, pr, r)
 			}
 			if err != nil {
 				p.noteResolveError(&errs, pr, err)
 			}
 		}
-		if len(pe.Principals.Cgroups) > 1 {
-			slices.Sort(pe.Principals.Cgroups)
-			pe.Principals.Cgroups = slices.Compact(pe.Principals.Cgroups)
+		if len(into.Cgroups) > 1 {
+			slices.Sort(into.Cgroups)
+			into.Cgroups = slices.Compact(into.Cgroups)
 		}
 		if len(scratch) > 0 {
 			slices.Sort(scratch)
 			start := len(uids)
 			uids = append(uids, slices.Compact(scratch)...)
-			pe.Principals.UIDs = uids[start:len(uids):len(uids)]
+			into.UIDs = uids[start:len(uids):len(uids)]
 		}
+		pe.Principals = into
 	}
 	p.Units = units.list()
 	if paths := p.CgroupPaths(); len(paths) > MaxCgroupPaths {
@@ -237,6 +266,66 @@ func (p *Policy) resolve(r Resolver, budget time.Duration) config.Errors {
 	}
 	p.Warnings = slices.Concat(p.rootWarnings(), p.familyWarnings(), p.auditWarnings(), p.unitWarnings())
 	return errs
+}
+
+// literal reports whether an allow list resolves without a resolver: uids,
+// "*", "unowned" and cgroup paths, which mean the same at every
+// compilation.
+func literal(allow []config.Principal) bool {
+	for _, pr := range allow {
+		switch pr.Kind {
+		case config.PrincipalUID, config.PrincipalEveryone, config.PrincipalUnowned, config.PrincipalCgroup:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// keeper finds, for the endpoints of a new compilation in order, the
+// principals an earlier one (prev) compiled from the same configured
+// endpoint. A reload's endpoints are mostly prev's, in prev's order, with
+// a changed drop-in's in the middle: the endpoint at i is looked for at
+// i+shift in prev, shift being where the last one was found, and a
+// drop-in's first endpoint where prev had that drop-in's first endpoint,
+// which finds the shift again after a drop-in that grew or shrank. It
+// only ever answers with principals compiled from the very endpoint
+// asked about; one it does not find is resolved again.
+type keeper struct {
+	prev  []Endpoint
+	first map[string]int // a file's first endpoint in prev
+	shift int
+}
+
+func newKeeper(prev *Policy) *keeper {
+	k := &keeper{}
+	if prev == nil {
+		return k
+	}
+	k.prev, k.first = prev.Endpoints, map[string]int{}
+	for i, e := range prev.Endpoints {
+		if i == 0 || e.Pos.File != prev.Endpoints[i-1].Pos.File {
+			if _, ok := k.first[e.Pos.File]; !ok {
+				k.first[e.Pos.File] = i
+			}
+		}
+	}
+	return k
+}
+
+// principals are prev's principals of ep, the i-th endpoint, or nil.
+func (k *keeper) principals(i int, ep *config.Endpoint) *Principals {
+	if k.prev == nil {
+		return nil
+	}
+	if j := i + k.shift; j >= 0 && j < len(k.prev) && k.prev[j].Endpoint == ep {
+		return k.prev[j].Principals
+	}
+	if j, ok := k.first[ep.Pos.File]; ok && k.prev[j].Endpoint == ep {
+		k.shift = j - i
+		return k.prev[j].Principals
+	}
+	return nil
 }
 
 // lookupError is a name NSS did not resolve, as opposed to a principal

@@ -62,7 +62,7 @@ func TestCompileReservedUID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := p.Endpoints[0].Principals, uids(1000); !equalPrincipals(got, want) {
+	if got, want := p.Endpoints[0].Principals, uids(1000); !equalPrincipals(*got, want) {
 		t.Errorf("principals %v, want %v", got, want)
 	}
 	if len(p.Unresolved) != 2 {
@@ -153,7 +153,7 @@ func TestCompilePrincipals(t *testing.T) {
 				t.Fatalf("got %d endpoints, want 1", len(p.Endpoints))
 			}
 			e := p.Endpoints[0]
-			if !equalPrincipals(e.Principals, tt.want) {
+			if !equalPrincipals(*e.Principals, tt.want) {
 				t.Errorf("principals = %#v (%v), want %#v (%v)", e.Principals, e.Principals, tt.want, tt.want)
 			}
 			if e.Name != "ep" || !slices.Equal(e.Ifaces, []string{"eth0", "wg*"}) ||
@@ -259,7 +259,7 @@ func TestCompileUnresolved(t *testing.T) {
 	}
 	// Each endpoint keeps what resolves, and nothing for the rest.
 	for i, want := range []Principals{uids(1000), uids(5), uids(1000, 1001, 1002, 1003), {}} {
-		if got := p.Endpoints[i].Principals; !equalPrincipals(got, want) {
+		if got := p.Endpoints[i].Principals; !equalPrincipals(*got, want) {
 			t.Errorf("%s: principals %v, want %v", p.Endpoints[i].Name, got, want)
 		}
 	}
@@ -329,7 +329,7 @@ func TestCompileResolverFailure(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
 	}
-	if got := p.Endpoints[0].Principals; !equalPrincipals(got, Principals{Everyone: true, UIDs: []uint32{1}}) {
+	if got := p.Endpoints[0].Principals; !equalPrincipals(*got, Principals{Everyone: true, UIDs: []uint32{1}}) {
 		t.Errorf("principals = %v, want * and uid:1", got)
 	}
 	if len(p.Unresolved) != 2 || p.Unresolved[0].Pos.Line != 3 || p.Unresolved[1].Pos.Line != 5 {
@@ -373,7 +373,7 @@ func TestResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.Endpoints[0].Principals; !equalPrincipals(got, uids(7, 1000, 1005)) || len(p.Unresolved) != 1 {
+	if got := p.Endpoints[0].Principals; !equalPrincipals(*got, uids(7, 1000, 1005)) || len(p.Unresolved) != 1 {
 		t.Fatalf("compiled: %v, unresolved %v", got, p.Unresolved)
 	}
 	if again := p.Resolve(r); !again.Equal(p) || len(again.Unresolved) != 1 {
@@ -398,7 +398,7 @@ func TestResolve(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q := p.Resolve(fakeResolver{users: tt.users, groups: tt.groups})
-			if got := q.Endpoints[0].Principals; !equalPrincipals(got, tt.want) {
+			if got := q.Endpoints[0].Principals; !equalPrincipals(*got, tt.want) {
 				t.Errorf("principals = %v, want %v", got, tt.want)
 			}
 			var names []string
@@ -408,14 +408,14 @@ func TestResolve(t *testing.T) {
 			if !slices.Equal(names, tt.unresolved) {
 				t.Errorf("unresolved = %q, want %q", names, tt.unresolved)
 			}
-			if !slices.Equal(q.Endpoints[0].AllowList(), p.Endpoints[0].AllowList()) || !equalPrincipals(q.Endpoints[1].Principals, p.Endpoints[1].Principals) {
+			if !slices.Equal(q.Endpoints[0].AllowList(), p.Endpoints[0].AllowList()) || !equalPrincipals(*q.Endpoints[1].Principals, *p.Endpoints[1].Principals) {
 				t.Errorf("resolved again: %+v, want the same allow lists", q.Endpoints)
 			}
 			if q.Equal(p) {
 				t.Error("the new uids compare equal to the old")
 			}
 			// p is live in the daemon while q is made: untouched.
-			if got := p.Endpoints[0].Principals; !equalPrincipals(got, uids(7, 1000, 1005)) || len(p.Unresolved) != 1 {
+			if got := p.Endpoints[0].Principals; !equalPrincipals(*got, uids(7, 1000, 1005)) || len(p.Unresolved) != 1 {
 				t.Errorf("Resolve changed the policy it started from: %v %v", got, p.Unresolved)
 			}
 		})
@@ -423,7 +423,7 @@ func TestResolve(t *testing.T) {
 
 	// NSS down: names match no one, for that reason.
 	q := p.Resolve(resolverError{})
-	if got := q.Endpoints[0].Principals; !equalPrincipals(got, uids(7)) || len(q.Unresolved) != 3 || q.Unresolved[0].Missing() {
+	if got := q.Endpoints[0].Principals; !equalPrincipals(*got, uids(7)) || len(q.Unresolved) != 3 || q.Unresolved[0].Missing() {
 		t.Errorf("NSS down: %v, unresolved %+v", got, q.Unresolved)
 	}
 
@@ -441,7 +441,7 @@ func TestResolve(t *testing.T) {
 	}
 	// A policy not made by Compile has no names to resolve: its uids
 	// stay.
-	hand := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: uids(1)}}}
+	hand := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1)}}}
 	if got := hand.Resolve(resolverError{}); got != hand {
 		t.Errorf("Resolve of a hand-made policy: %+v", got)
 	}

@@ -132,7 +132,12 @@ type Endpoint struct {
 	// configuration's parse cache (config.Cache), and never modified: a
 	// large set holds each endpoint once, not once per layer.
 	*config.Endpoint
-	Principals Principals
+	// Principals is the allow list resolved; never nil once compiled.
+	// Shared, never modified: a compilation that follows another keeps
+	// the one before's for an endpoint whose allow list names no one a
+	// resolver answers for (CompileAfter), so that a reload of one
+	// drop-in allocates principals for that drop-in only.
+	Principals *Principals
 }
 
 // AllowList is the allow list as written, for explanations. It is made
@@ -217,7 +222,7 @@ func (p *Policy) Equal(q *Policy) bool {
 // equal leaves out where the endpoint is written: moving it in its file
 // changes nothing the kernel or an explanation knows.
 func (e Endpoint) equal(f Endpoint) bool {
-	if !e.Principals.Equal(f.Principals) {
+	if e.Principals != f.Principals && !e.Principals.Equal(*f.Principals) {
 		return false
 	}
 	if e.Endpoint == f.Endpoint {
@@ -524,10 +529,10 @@ func winnersAmong(endpoints []Endpoint, iface string, k Packet, maxBits int) Win
 			}
 			switch {
 			case !w.Prefix.IsValid() || r.Bits() > w.Prefix.Bits() || (r.Bits() == w.Prefix.Bits() && e.rank() > bestRank):
-				w = Winners{Prefix: r, Principals: e.Principals, Endpoints: []string{e.Name}, Audit: e.Audit, Deny: e.Deny}
+				w = Winners{Prefix: r, Principals: *e.Principals, Endpoints: []string{e.Name}, Audit: e.Audit, Deny: e.Deny}
 				bestRank = e.rank()
 			case r.Bits() == w.Prefix.Bits() && e.rank() == bestRank:
-				w.Principals = w.Principals.union(e.Principals)
+				w.Principals = w.Principals.union(*e.Principals)
 				w.Endpoints = append(w.Endpoints, e.Name)
 				w.Audit = w.Audit && e.Audit
 				w.Deny = mergeDeny(w.Deny, e.Deny)
@@ -747,10 +752,10 @@ func mergeEntry[T interface{ ref() pairRef }](p *Policy, ifaceDrops bool, pairs 
 	// and lives as long as the endpoint. A million entries would
 	// otherwise each need a list, or all share an array of 16 MB made
 	// again on every reload. Its capacity is one: appending copies.
-	ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: unsafe.Slice(&e.Name, 1), Principals: e.Principals, Narrowed: e.Narrowed(), Audit: e.Audit, Deny: e.Deny}
+	ent := Entry{Prefix: e.Ranges[first.rng], Endpoints: unsafe.Slice(&e.Name, 1), Principals: *e.Principals, Narrowed: e.Narrowed(), Audit: e.Audit, Deny: e.Deny}
 	for _, pr := range pairs[1:] {
 		e := p.Endpoints[pr.ref().endpoint]
-		ent.Principals = ent.Principals.union(e.Principals)
+		ent.Principals = ent.Principals.union(*e.Principals)
 		ent.Endpoints = append(ent.Endpoints, e.Name)
 		ent.Narrowed = ent.Narrowed || e.Narrowed()
 		ent.Audit = ent.Audit && e.Audit

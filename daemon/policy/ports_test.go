@@ -28,7 +28,7 @@ func protos(ps ...uint8) []uint8                      { return ps }
 // portsPolicy is SPEC §2's WireServer example and one prefix per tie-break.
 func portsPolicy() *Policy {
 	ep := func(name, rng string, pr []uint8, po []config.PortRange, who Principals) Endpoint {
-		return Endpoint{Endpoint: &config.Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(rng)}, Protos: pr, Ports: po}, Principals: who}
+		return Endpoint{Endpoint: &config.Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(rng)}, Protos: pr, Ports: po}, Principals: &who}
 	}
 	everyone := Principals{Everyone: true}
 	return &Policy{

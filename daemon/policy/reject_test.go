@@ -15,7 +15,7 @@ import (
 // with different settings.
 func rejectPolicy() *Policy {
 	ep := func(name, r string, d config.DenyMode, p Principals) Endpoint {
-		return Endpoint{Endpoint: &config.Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(r)}, Deny: d}, Principals: p}
+		return Endpoint{Endpoint: &config.Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(r)}, Deny: d}, Principals: &p}
 	}
 	return &Policy{
 		Endpoints: []Endpoint{
@@ -130,7 +130,7 @@ func TestEntriesDeny(t *testing.T) {
 		}
 	}
 	p.Endpoints = append(p.Endpoints, Endpoint{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")},
-		Protos: []uint8{config.ProtoUDP}, Ports: []config.PortRange{{Lo: 53, Hi: 53}}, Deny: config.DenyDrop}, Principals: Principals{Everyone: true}})
+		Protos: []uint8{config.ProtoUDP}, Ports: []config.PortRange{{Lo: 53, Hi: 53}}, Deny: config.DenyDrop}, Principals: &Principals{Everyone: true}})
 	for _, c := range p.Classes("eth1", pfx("10.2.0.0/16")) {
 		want := config.DenyReject
 		if c.Proto == int(config.ProtoUDP) && (c.Lo == 53 || c.Fragment) { // a fragment matches every ports list
@@ -148,7 +148,7 @@ func TestEntriesDeny(t *testing.T) {
 func TestAuditedNeverAnswered(t *testing.T) {
 	p := rejectPolicy()
 	p.Endpoints = append(p.Endpoints, Endpoint{Endpoint: &config.Endpoint{Name: "audited", Ifaces: []string{"eth*"},
-		Ranges: []netip.Prefix{pfx("10.6.0.0/16")}, Deny: config.DenyReject, Audit: true}, Principals: uids(1000)})
+		Ranges: []netip.Prefix{pfx("10.6.0.0/16")}, Deny: config.DenyReject, Audit: true}, Principals: allowing(1000)})
 	p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: "eth4", Default: Deny, Audit: true})
 	user := Owner{UID: 2000}
 	for _, tt := range []struct {

@@ -116,7 +116,7 @@ func TestCompileHungResolver(t *testing.T) {
 			}
 			r := newHungResolver(t, tt.hang...)
 			began := time.Now()
-			p, err := compile(cfg, r, budget)
+			p, err := compile(cfg, r, budget, nil)
 			took := time.Since(began)
 			if err != nil {
 				t.Fatal(err)
@@ -126,7 +126,7 @@ func TestCompileHungResolver(t *testing.T) {
 			if took > budget+5*time.Second {
 				t.Errorf("compile took %s with a %s budget", took, budget)
 			}
-			if got := p.Endpoints[0].Principals; !equalPrincipals(got, tt.want) {
+			if got := p.Endpoints[0].Principals; !equalPrincipals(*got, tt.want) {
 				t.Errorf("principals = %v, want %v", got, tt.want)
 			}
 			var got []string
@@ -161,7 +161,7 @@ func TestCompileHungResolver(t *testing.T) {
 			if took := time.Since(began); took > budget+5*time.Second {
 				t.Errorf("Resolve took %s with a %s budget", took, budget)
 			}
-			if got := q.Endpoints[0].Principals; !equalPrincipals(got, tt.want) || len(q.Unresolved) != len(p.Unresolved) {
+			if got := q.Endpoints[0].Principals; !equalPrincipals(*got, tt.want) || len(q.Unresolved) != len(p.Unresolved) {
 				t.Errorf("resolved again: %v, unresolved %v", got, q.Unresolved)
 			}
 		})
