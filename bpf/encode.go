@@ -132,7 +132,7 @@ type encoder struct {
 	// the memory, and most of a large set's first encoding.
 	sets    []setSlot
 	hash    func(uids []uint32) uint64
-	setList [][]uint32 // by id-1
+	setList blocks[[]uint32] // by id-1
 	// last is the policy as last encoded, in the same ids: its ranges,
 	// sorted by key as the next encoding's are, say what each entry was
 	// (its rule, counter and owner set) without a table of their own.
@@ -165,7 +165,7 @@ func (e *encoder) reset() {
 	e.classRules = map[ruleKey]uint32{}
 	e.ruleList = nil
 	e.sets = nil
-	e.setList = nil
+	e.setList = blocks[[]uint32]{}
 	e.last = nil
 }
 
@@ -186,7 +186,7 @@ func (e *encoder) encodeChange(p *policy.Policy, ifaces []Iface, gen uint32, log
 
 func (e *encoder) encodeAs(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode, change bool) *Contents {
 	c := e.encodeOnce(p, ifaces, gen, log, change)
-	if len(e.ruleList) > 2*c.rangeCount()+4096 || len(e.setList) > 2*c.ownerCount()+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
+	if len(e.ruleList) > 2*c.rangeCount()+4096 || e.setList.len() > 2*c.ownerCount()+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
 		e.reset()
 		c = e.encodeOnce(p, ifaces, gen, log, false)
 	}
@@ -236,7 +236,7 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 	// Tables in id order, each sorted by prefix (IPv4 first): the ranges
 	// come out sorted by key, which lets a swap diff two policies in one
 	// pass.
-	used := make([]bool, 0, len(e.setList)+1) // by owner set id; a set added on the way grows it
+	used := make([]bool, 0, e.setList.len()+1) // by owner set id; a set added on the way grows it
 	var last []rangeEntry
 	if e.last != nil {
 		last = e.last.Ranges
@@ -285,7 +285,7 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 		owners := &differ[filterNtfOwnerKey]{base: e.last.Owners, compare: compareOwners}
 		for id, ok := range used {
 			if ok {
-				for _, uid := range e.setList[id-1] {
+				for _, uid := range e.setList.at(id - 1) {
 					owners.add(filterNtfOwnerKey{Set: uint32(id), Uid: uid})
 				}
 			}
@@ -296,20 +296,17 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 		n := 0
 		for id, ok := range used {
 			if ok {
-				n += len(e.setList[id-1])
+				n += len(e.setList.at(id - 1))
 			}
 		}
 		c.Owners = make([]filterNtfOwnerKey, 0, n)
 		for id, ok := range used {
 			if ok {
-				for _, uid := range e.setList[id-1] {
+				for _, uid := range e.setList.at(id - 1) {
 					c.Owners = append(c.Owners, filterNtfOwnerKey{Set: uint32(id), Uid: uid})
 				}
 			}
 		}
-	}
-	if spare := cap(e.setList) - len(e.setList); spare > len(e.setList)/4+64 {
-		e.setList = append([][]uint32(nil), e.setList...) // kept until the next encode
 	}
 	c.Rules = e.ruleList
 	e.last = c
@@ -325,13 +322,6 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 func (e *encoder) addTable(sink rangeSink, c *Contents, id uint32, entries iter.Seq[policy.Entry], bound int, used []bool, last []rangeEntry, narrowed []narrowedRange) ([]rangeEntry, []bool, []narrowedRange) {
 	if len(last) == 0 || last[0].key.Table/2 > id {
 		e.ruleList = slices.Grow(e.ruleList, bound) // every entry is a new rule
-	}
-	if len(e.setList) == 0 {
-		// A fresh encoder: as many sets as entries at most. Grown by
-		// append's quarters, 100 000 sets would allocate the list five
-		// times over, each step in fresh pages; the spare room goes
-		// once the policy is encoded (encodeOnce).
-		e.setList = make([][]uint32, 0, bound)
 	}
 	for ent := range entries {
 		key := rangeKey(id, ent.Prefix)
@@ -351,7 +341,7 @@ func (e *encoder) addTable(sink rangeSink, c *Contents, id uint32, entries iter.
 		switch {
 		case len(ent.Principals.UIDs) == 0:
 			set = 0
-		case set == 0 || !slices.Equal(e.setList[set-1], ent.Principals.UIDs):
+		case set == 0 || !slices.Equal(e.setList.at(int(set)-1), ent.Principals.UIDs):
 			set = e.set(ent.Principals.UIDs)
 		}
 		v := rangeValue(rule, counter, set, ent.Principals)
@@ -511,14 +501,14 @@ func (e *encoder) cgroupMask(p policy.Principals) uint64 {
 
 // set gives a uid list its owner set id; an equal list keeps it.
 func (e *encoder) set(uids []uint32) uint32 {
-	if 2*(len(e.setList)+1) > len(e.sets) {
+	if 2*(e.setList.len()+1) > len(e.sets) {
 		e.growSets()
 	}
 	h := e.hash(uids)
 	id, slot := e.findSet(h, uids)
 	if id == 0 {
-		e.setList = append(e.setList, uids)
-		id = uint32(len(e.setList))
+		e.setList.append(uids)
+		id = uint32(e.setList.len())
 		*slot = setSlot{tag: uint32(h >> 32), id: id}
 	}
 	return id
@@ -534,7 +524,7 @@ func (e *encoder) findSet(h uint64, uids []uint32) (uint32, *setSlot) {
 		if s.id == 0 {
 			return 0, s
 		}
-		if s.tag == tag && slices.Equal(e.setList[s.id-1], uids) {
+		if s.tag == tag && slices.Equal(e.setList.at(int(s.id)-1), uids) {
 			return s.id, nil
 		}
 	}
@@ -543,11 +533,11 @@ func (e *encoder) findSet(h uint64, uids []uint32) (uint32, *setSlot) {
 // growSets doubles the table of set ids, or makes it.
 func (e *encoder) growSets() {
 	size := 16
-	for size < 4*(len(e.setList)+1) {
+	for size < 4*(e.setList.len()+1) {
 		size *= 2
 	}
 	e.sets = make([]setSlot, size)
-	for i, uids := range e.setList {
+	for i, uids := range e.setList.all() {
 		h := e.hash(uids)
 		_, slot := e.findSet(h, uids)
 		*slot = setSlot{tag: uint32(h >> 32), id: uint32(i + 1)}
@@ -622,3 +612,44 @@ func rangeKey(table uint32, p netip.Prefix) filterNtfRangeKey {
 // ntfPortsTable is NTF_PORTS_TABLE (filter.h): the top bit of a class
 // table's id.
 const ntfPortsTable = 0x80000000
+
+// blocks is an append-only list kept in blocks of blockLen: it grows by a
+// block, never by copying what it holds. The encoder's owner sets are a
+// million at a million ranges; as one slice, the reload that added one set
+// after a start (which sized it exactly) copied all of them, 24 MB, into
+// fresh pages, and append's growth by quarters allocated it five times
+// over on the way to a million.
+type blocks[T any] struct {
+	b [][]T
+	n int
+}
+
+const blockLen = 4096
+
+func (l *blocks[T]) append(v T) {
+	if l.n%blockLen == 0 {
+		l.b = append(l.b, make([]T, 0, blockLen))
+	}
+	last := &l.b[len(l.b)-1]
+	*last = append(*last, v)
+	l.n++
+}
+
+func (l *blocks[T]) at(i int) T { return l.b[i/blockLen][i%blockLen] }
+
+func (l *blocks[T]) len() int { return l.n }
+
+// all yields the elements with their indexes, in order.
+func (l *blocks[T]) all() iter.Seq2[int, T] {
+	return func(yield func(int, T) bool) {
+		i := 0
+		for _, b := range l.b {
+			for _, v := range b {
+				if !yield(i, v) {
+					return
+				}
+				i++
+			}
+		}
+	}
+}
