@@ -60,6 +60,7 @@ func loadPartial(mainPath string, owner uint32) (*Config, Errors) {
 type Cache struct {
 	mu    sync.Mutex
 	files map[string]parsedFile
+	names nameCount // the names of the set merged last
 }
 
 type parsedFile struct {
@@ -93,7 +94,7 @@ func (c *Cache) loadReaders(mainPath string, owner uint32, readers int) (*Config
 	if c != nil {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		l.cached, l.parsed = c.files, map[string]parsedFile{}
+		l.cached, l.parsed, l.names = c.files, map[string]parsedFile{}, &c.names
 	}
 	cfg := l.run(mainPath)
 	l.errs.Sort(l.order)
@@ -117,6 +118,7 @@ type loader struct {
 	settings []fileSettings
 	cached   map[string]parsedFile // by path, from the last load; nil: no cache
 	parsed   map[string]parsedFile // this load's, for the next one
+	names    *nameCount            // the cache's; nil: no cache
 	reader   fileReader            // the main file's, and a drop-in reader's
 	readers  int                   // goroutines reading drop-ins; 0: as many as CPUs, up to maxReaders
 }
@@ -159,7 +161,7 @@ func (l *loader) run(mainPath string) *Config {
 	l.reader = fileReader{owner: l.owner, cached: l.cached}
 	l.apply(mainPath, l.reader.read(mainPath, false))
 	l.readDropIns(confDir, l.dropIns(confDir))
-	cfg := merge(l.settings, l.files)
+	cfg := merge(l.settings, l.files, l.names)
 	cfg.Sums = l.sums
 	sort.Strings(l.warnings)
 	cfg.Warnings = l.warnings
@@ -366,8 +368,11 @@ func (l *loader) apply(path string, r fileRead) {
 // merge applies the drop-in rules: an endpoint named again replaces the
 // earlier one whole but keeps its place in the order; interfaces merge key
 // by key; each scalar takes the last value set. The endpoints are not
-// copied: cfg points into what each file parsed to.
-func merge(files []fileSettings, paths []string) *Config {
+// copied: cfg points into what each file parsed to. names (nil without a
+// cache) counts the names of the last merge: when it finds no name given
+// twice, the endpoints are the files' in order, and no index of a million
+// names is made.
+func merge(files []fileSettings, paths []string, names *nameCount) *Config {
 	cfg := &Config{
 		Interfaces: make(map[string]Interface),
 		Log:        Log{Level: DefaultLogLevel, Decisions: DefaultLogDecisions, Rate: DefaultLogRate},
@@ -379,16 +384,26 @@ func merge(files []fileSettings, paths []string) *Config {
 		n += len(f.endpoints)
 	}
 	cfg.Endpoints = make([]*Endpoint, 0, n)
-	index := newNameIndex(n)
-	for _, f := range files {
-		for i := range f.endpoints {
-			ep := &f.endpoints[i]
-			if at, ok := index.add(ep.Name, len(cfg.Endpoints), cfg.Endpoints); !ok {
-				cfg.Endpoints[at] = ep
-				continue
+	if names != nil && names.update(files, paths) {
+		for _, f := range files {
+			for i := range f.endpoints {
+				cfg.Endpoints = append(cfg.Endpoints, &f.endpoints[i])
 			}
-			cfg.Endpoints = append(cfg.Endpoints, ep)
 		}
+	} else {
+		index := newNameIndex(n)
+		for _, f := range files {
+			for i := range f.endpoints {
+				ep := &f.endpoints[i]
+				if at, ok := index.add(ep.Name, len(cfg.Endpoints), cfg.Endpoints); !ok {
+					cfg.Endpoints[at] = ep
+					continue
+				}
+				cfg.Endpoints = append(cfg.Endpoints, ep)
+			}
+		}
+	}
+	for _, f := range files {
 		maps.Copy(cfg.Interfaces, f.interfaces)
 		mergeScalars(cfg, f)
 	}

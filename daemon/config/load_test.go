@@ -663,38 +663,77 @@ func TestCacheShares(t *testing.T) {
 	}
 }
 
-// TestMergeNames: the merge's name index against the obvious map, on
-// sets with many names given again, in files large and small (the index
-// is sized by the number of endpoints, so small sets wrap around its end).
+// TestMergeNames: the merge against the obvious map, on sets with many
+// names given again and sets where every name is new, in files large and
+// small (the index is sized by the number of endpoints, so small sets wrap
+// around its end), merged fresh and as a cache merges them: with the names
+// counted since the last merge, through rounds that change some files,
+// keep the others, add and remove files.
 func TestMergeNames(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for _, size := range []int{1, 2, 7, 100, 5000} {
-		for round := range 20 {
-			var files []fileSettings
-			for range 1 + rnd.IntN(5) {
+		for _, pool := range []int{size, 1000 * size} {
+			var counted nameCount
+			type file struct {
+				path string
+				f    fileSettings
+			}
+			var set []file
+			newFile := func(path string) file {
 				var f fileSettings
 				for range rnd.IntN(size + 1) {
-					// Names from a pool smaller than the set: many repeat.
-					f.endpoints = append(f.endpoints, Endpoint{Name: fmt.Sprintf("e%d", rnd.IntN(size)), Pos: Pos{Line: rnd.IntN(1000)}})
+					// From a pool as small as the set, many names repeat;
+					// from one a thousand times larger, few do.
+					f.endpoints = append(f.endpoints, Endpoint{Name: fmt.Sprintf("e%d", rnd.IntN(pool)), Pos: Pos{Line: rnd.IntN(1000)}})
 				}
-				files = append(files, f)
+				return file{path, f}
 			}
-			got := merge(files, nil)
-			var want []*Endpoint
-			at := map[string]int{}
-			for _, f := range files {
-				for i := range f.endpoints {
-					ep := &f.endpoints[i]
-					if j, ok := at[ep.Name]; ok {
-						want[j] = ep
-						continue
+			for round := range 40 {
+				switch k := rnd.IntN(len(set) + 1); {
+				case k == len(set) || len(set) < 2:
+					set = append(set, newFile(fmt.Sprintf("r%d", round)))
+				case rnd.IntN(4) == 0:
+					set = slices.Delete(set, k, k+1)
+				case rnd.IntN(3) == 0:
+					// unchanged: the same endpoints again
+				default:
+					set[k] = newFile(set[k].path)
+				}
+				var files []fileSettings
+				var paths []string
+				for _, f := range set {
+					files, paths = append(files, f.f), append(paths, f.path)
+				}
+				var want []*Endpoint
+				at := map[string]int{}
+				for _, f := range files {
+					for i := range f.endpoints {
+						ep := &f.endpoints[i]
+						if j, ok := at[ep.Name]; ok {
+							want[j] = ep
+							continue
+						}
+						at[ep.Name] = len(want)
+						want = append(want, ep)
 					}
-					at[ep.Name] = len(want)
-					want = append(want, ep)
 				}
-			}
-			if !slices.Equal(got.Endpoints, want) {
-				t.Fatalf("size %d round %d: merged %d endpoints, want %d (or other objects)", size, round, len(got.Endpoints), len(want))
+				if got := merge(files, paths, nil); !slices.Equal(got.Endpoints, want) {
+					t.Fatalf("size %d round %d: merged %d endpoints, want %d (or other objects)", size, round, len(got.Endpoints), len(want))
+				}
+				if got := merge(files, paths, &counted); !slices.Equal(got.Endpoints, want) {
+					t.Fatalf("size %d, pool %d, round %d, names counted: merged %d endpoints, want %d (or other objects)", size, pool, round, len(got.Endpoints), len(want))
+				}
+				total := 0
+				for _, f := range files {
+					total += len(f.endpoints)
+				}
+				n := counted.n
+				for _, k := range counted.extra {
+					n += k
+				}
+				if n != total || (len(at) == total) != (len(counted.extra) == 0) {
+					t.Fatalf("size %d, pool %d, round %d: %d names counted (%d twice or more) for %d endpoints of %d names", size, pool, round, counted.n, len(counted.extra), total, len(at))
+				}
 			}
 		}
 	}
