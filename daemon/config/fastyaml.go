@@ -368,8 +368,7 @@ func blockKey(text string) (key, rest string, ok bool) {
 			return "", "", false
 		}
 	}
-	// libyaml looks no further than 1024 characters for a key's ':'.
-	if end > 1000 {
+	if end > maxKeyLen {
 		return "", "", false
 	}
 	rest = text[end+1:]
@@ -525,6 +524,11 @@ func skipSpaces(text string, i int) int {
 }
 
 // flowKey reads "key:" followed by a space in a flow mapping.
+// maxKeyLen bounds the keys the fast path reads, in a block (blockKey) as
+// in a flow (flowKey): libyaml looks no further than 1024 characters for a
+// key's ':', and a longer key goes to yaml.v3 to be refused.
+const maxKeyLen = 1000
+
 func flowKey(text string, i int) (string, int, bool) {
 	if i >= len(text) {
 		return "", 0, false
@@ -552,9 +556,7 @@ func flowKey(text string, i int) (string, int, bool) {
 	if i+1 >= len(text) || text[i] != ':' || text[i+1] != ' ' {
 		return "", 0, false
 	}
-	// libyaml looks no further than 1024 characters for a key's ':', in a
-	// flow as in a block (blockKey).
-	if i-start > 1000 {
+	if i-start > maxKeyLen {
 		return "", 0, false
 	}
 	return key, i + 1, true
