@@ -293,24 +293,30 @@ func literal(allow []config.Principal) bool {
 // asked about; one it does not find is resolved again.
 type keeper struct {
 	prev  []Endpoint
-	first map[string]int // a file's first endpoint in prev
+	first map[string]int // a file's first endpoint in prev; nil until a miss
 	shift int
 }
 
 func newKeeper(prev *Policy) *keeper {
 	k := &keeper{}
-	if prev == nil {
-		return k
+	if prev != nil {
+		k.prev = prev.Endpoints
 	}
-	k.prev, k.first = prev.Endpoints, map[string]int{}
-	for i, e := range prev.Endpoints {
-		if i == 0 || e.Pos.File != prev.Endpoints[i-1].Pos.File {
+	return k
+}
+
+// indexFiles finds each file's first endpoint in prev: when one is first
+// looked for, as a reload that changed nothing (names resolved again)
+// never does.
+func (k *keeper) indexFiles() {
+	k.first = map[string]int{}
+	for i, e := range k.prev {
+		if i == 0 || e.Pos.File != k.prev[i-1].Pos.File {
 			if _, ok := k.first[e.Pos.File]; !ok {
 				k.first[e.Pos.File] = i
 			}
 		}
 	}
-	return k
 }
 
 // principals are prev's principals of ep, the i-th endpoint, or nil.
@@ -320,6 +326,9 @@ func (k *keeper) principals(i int, ep *config.Endpoint) *Principals {
 	}
 	if j := i + k.shift; j >= 0 && j < len(k.prev) && k.prev[j].Endpoint == ep {
 		return k.prev[j].Principals
+	}
+	if k.first == nil {
+		k.indexFiles()
 	}
 	if j, ok := k.first[ep.Pos.File]; ok && k.prev[j].Endpoint == ep {
 		k.shift = j - i

@@ -4,7 +4,6 @@ package policy
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 )
@@ -195,12 +194,14 @@ func list(items []string, what string) string {
 // filter elsewhere or nowhere at all.
 func (p *Policy) unmatchedWarnings(names, pats []string) []string {
 	matched := make(map[string]bool, len(pats))
+	all := true
 	for _, pat := range pats {
 		matched[pat] = slices.ContainsFunc(names, func(n string) bool { return MatchIface(pat, n) })
+		all = all && matched[pat]
 	}
 	// The endpoints are walked only to name those of an unmatched
 	// pattern: after every reload of a large set, where all match.
-	if !slices.Contains(slices.Collect(maps.Values(matched)), false) {
+	if all {
 		return nil
 	}
 	type naming struct {
