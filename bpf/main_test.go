@@ -64,11 +64,11 @@ func principal(t testing.TB, s string) config.Principal {
 		}
 		return config.Principal{Kind: config.PrincipalUID, UID: uint32(n), Text: s}
 	case strings.HasPrefix(s, "group:"):
-		return config.Principal{Kind: config.PrincipalGroup, Name: s[6:], Text: s}
+		return config.Principal{Kind: config.PrincipalGroup, Text: s}
 	case strings.HasPrefix(s, "cgroup:"):
-		return config.Principal{Kind: config.PrincipalCgroup, Name: s[7:], Text: s}
+		return config.Principal{Kind: config.PrincipalCgroup, Text: s}
 	}
-	return config.Principal{Kind: config.PrincipalUser, Name: s, Text: s}
+	return config.Principal{Kind: config.PrincipalUser, Text: s}
 }
 
 // compile builds a policy from terse endpoints and `interfaces:` defaults

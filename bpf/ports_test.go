@@ -31,26 +31,31 @@ func compileNarrowed(t testing.TB, defaults map[string]config.Action, eps ...nep
 	}
 	p := compile(t, defaults, plain...)
 	for i, e := range eps {
+		if e.proto == "" && e.ports == "" {
+			continue
+		}
+		n := new(config.Narrowing)
 		if e.proto != "" {
-			p.Endpoints[i].Protos = []uint8{}
+			n.Protos = []uint8{}
 			for _, s := range strings.Split(e.proto, ",") {
-				n, err := config.ParseProto(s)
+				proto, err := config.ParseProto(s)
 				if err != nil {
 					t.Fatal(err)
 				}
-				p.Endpoints[i].Protos = append(p.Endpoints[i].Protos, n)
+				n.Protos = append(n.Protos, proto)
 			}
 		}
 		if e.ports != "" {
-			p.Endpoints[i].Ports = []config.PortRange{}
+			n.Ports = []config.PortRange{}
 			for _, s := range strings.Split(e.ports, ",") {
 				r, err := config.ParsePort(s)
 				if err != nil {
 					t.Fatal(err)
 				}
-				p.Endpoints[i].Ports = append(p.Endpoints[i].Ports, r)
+				n.Ports = append(n.Ports, r)
 			}
 		}
+		p.Endpoints[i].Narrow = n
 	}
 	return p
 }

@@ -35,7 +35,7 @@ func logLevels() []string     { return []string{"debug", "info", "warn", "error"
 func logDecisions() []string  { return []string{"none", "denied", "all"} }
 func onStops() []string       { return []string{string(OnStopDetach), string(OnStopKeep)} }
 func actions() []string       { return []string{string(Allow), string(Deny)} }
-func denyModes() []string     { return []string{string(DenyReject), string(DenyDrop)} }
+func denyModes() []string     { return []string{DenyReject.String(), DenyDrop.String()} }
 
 func (p *fileParser) unknown(f field, where string, known []string) {
 	p.at(f.line, "unknown key %q%s; known: %s", f.key, where, strings.Join(known, ", "))
@@ -198,7 +198,7 @@ func (p *fileParser) iface(f field) Interface {
 			}
 		case "deny":
 			if d, ok := p.enum(g.val, fmt.Sprintf("interface %q: deny", f.key), denyModes()); ok {
-				it.Deny = DenyMode(d)
+				it.Deny = parseDeny(d)
 			}
 		default:
 			p.unknown(g, fmt.Sprintf(" in interface %q", f.key), interfaceKeys())
@@ -293,9 +293,13 @@ func (p *fileParser) endpointBody(ep *Endpoint, body val) {
 		case "allow":
 			ep.Allow = p.allow(ep.Name, f.val)
 		case "proto":
-			ep.Protos = p.protos(ep.Name, f.val)
+			if protos := p.protos(ep.Name, f.val); protos != nil {
+				ep.narrowing().Protos = protos
+			}
 		case "ports":
-			ep.Ports = p.ports(ep.Name, f.val)
+			if ports := p.ports(ep.Name, f.val); ports != nil {
+				ep.narrowing().Ports = ports
+			}
 			portsLine = f.line
 		case "mode":
 			if m, ok := p.enum(f.val, fmt.Sprintf("endpoint %q: mode", ep.Name), modes()); ok {
@@ -303,7 +307,7 @@ func (p *fileParser) endpointBody(ep *Endpoint, body val) {
 			}
 		case "deny":
 			if d, ok := p.enum(f.val, fmt.Sprintf("endpoint %q: deny", ep.Name), denyModes()); ok {
-				ep.Deny = DenyMode(d)
+				ep.Deny = parseDeny(d)
 			}
 		default:
 			p.unknown(f, fmt.Sprintf(" in endpoint %q", ep.Name), endpointKeys())
@@ -368,6 +372,11 @@ func (p *fileParser) ifaces(ep string, v val) []string {
 		first[s] = it.line
 		out = append(out, s)
 	}
+	out = slices.Clip(out) // shared: an append must copy
+	if len(out) > 0 && slices.Equal(out, p.lastIfaces) {
+		return p.lastIfaces
+	}
+	p.lastIfaces = out
 	return out
 }
 
@@ -429,9 +438,9 @@ func (p *fileParser) allow(ep string, v val) []Principal {
 		if !ok {
 			continue
 		}
-		k := key{pr.Kind, pr.Name, pr.UID}
+		k := key{pr.Kind, pr.Name(), pr.UID}
 		if f, dup := first[k]; dup {
-			p.at(it.line, "endpoint %q: duplicate allow entry %q (same as %q at line %d)", ep, pr.Text, f.Text, f.Pos.Line)
+			p.at(it.line, "endpoint %q: duplicate allow entry %q (same as %q at line %d)", ep, pr.Text, f.Text, f.Line)
 			continue
 		}
 		first[k] = pr
@@ -455,6 +464,6 @@ func (p *fileParser) principal(ep string, v val) (Principal, bool) {
 		p.at(v.line, "endpoint %q: %v", ep, err)
 		return Principal{}, false
 	}
-	pr.Pos = p.pos(v.line)
+	pr.Line = int32(v.line)
 	return pr, true
 }

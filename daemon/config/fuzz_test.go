@@ -133,11 +133,11 @@ func checkValid(t *testing.T, cfg *Config, files []string) {
 		}
 		for _, p := range ep.Allow {
 			q, err := parsePrincipal(p.Text)
-			if err != nil || q.Kind != p.Kind || q.Name != p.Name || q.UID != p.UID {
+			if err != nil || q.Kind != p.Kind || q.Name() != p.Name() || q.UID != p.UID {
 				t.Errorf("endpoint %q: principal %+v does not read back (%+v, %v)", ep.Name, p, q, err)
 			}
-			if !slices.Contains(files, p.Pos.File) || p.Pos.Line < 1 {
-				t.Errorf("endpoint %q: principal %q at %s", ep.Name, p.Text, p.Pos)
+			if !slices.Contains(files, ep.Pos.File) || p.Line < 1 {
+				t.Errorf("endpoint %q: principal %q at %s", ep.Name, p.Text, p.Pos(ep))
 			}
 		}
 	}

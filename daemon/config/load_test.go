@@ -35,8 +35,7 @@ func TestSeedParsesUnchanged(t *testing.T) {
 			Ifaces: []string{"eth0"},
 			Ranges: prefixes("169.254.169.254/32", "fd00:ec2::254/128"),
 			Allow: []Principal{{
-				Kind: PrincipalUser, Name: "testuser", Text: "testuser",
-				Pos: Pos{File: main, Line: 6},
+				Kind: PrincipalUser, Text: "testuser", Line: 6,
 			}},
 			Pos: Pos{File: main, Line: 2},
 		}},
@@ -418,20 +417,24 @@ func TestPrincipals(t *testing.T) {
 		"        - unowned",            // 11
 		"        - nobody",             // 12
 	)})
-	main := filepath.Join(dir, mainName)
 	got := mustLoad(t, dir).Endpoints[0].Allow
-	at := func(l int) Pos { return Pos{File: main, Line: l} }
 	want := []Principal{
-		{Kind: PrincipalUser, Name: "alice", Text: "alice", Pos: at(6)},
-		{Kind: PrincipalUID, UID: 0, Text: "uid:0", Pos: at(7)},
-		{Kind: PrincipalUID, UID: 4294967293, Text: "uid:4294967293", Pos: at(8)},
-		{Kind: PrincipalGroup, Name: "imds-readers", Text: "group:imds-readers", Pos: at(9)},
-		{Kind: PrincipalEveryone, Text: "*", Pos: at(10)},
-		{Kind: PrincipalUnowned, Text: "unowned", Pos: at(11)},
-		{Kind: PrincipalUser, Name: "nobody", Text: "nobody", Pos: at(12)},
+		{Kind: PrincipalUser, Text: "alice", Line: 6},
+		{Kind: PrincipalUID, UID: 0, Text: "uid:0", Line: 7},
+		{Kind: PrincipalUID, UID: 4294967293, Text: "uid:4294967293", Line: 8},
+		{Kind: PrincipalGroup, Text: "group:imds-readers", Line: 9},
+		{Kind: PrincipalEveryone, Text: "*", Line: 10},
+		{Kind: PrincipalUnowned, Text: "unowned", Line: 11},
+		{Kind: PrincipalUser, Text: "nobody", Line: 12},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("allow =\n%+v\nwant\n%+v", got, want)
+	}
+	names := []string{"alice", "", "", "imds-readers", "", "", "nobody"}
+	for i, pr := range got {
+		if i < len(names) && pr.Name() != names[i] {
+			t.Errorf("%q: Name %q, want %q", pr.Text, pr.Name(), names[i])
+		}
 	}
 }
 
@@ -446,7 +449,7 @@ func TestValidForms(t *testing.T) {
 		check: func(t *testing.T, cfg *Config) {
 			ep := cfg.Endpoints[0]
 			if !reflect.DeepEqual(ep.Ifaces, []string{"eth0.100"}) || !reflect.DeepEqual(ep.Ranges, prefixes("10.0.0.0/8")) ||
-				len(ep.Allow) != 1 || ep.Allow[0].Name != "alice" || ep.Allow[0].Pos.Line != 5 {
+				len(ep.Allow) != 1 || ep.Allow[0].Name() != "alice" || ep.Allow[0].Line != 5 {
 				t.Errorf("endpoint = %+v", ep)
 			}
 		},
@@ -506,7 +509,7 @@ func TestAliases(t *testing.T) {
 	if !reflect.DeepEqual(b.Ifaces, []string{"eth0"}) || !reflect.DeepEqual(b.Ranges, prefixes("10.1.0.0/16")) || len(b.Allow) != 2 {
 		t.Errorf("b = %+v, want eth0 (merged), 10.1.0.0/16 (own), two principals", b)
 	}
-	if c.Allow[1].Text != "uid:0" || c.Allow[1].Pos.Line != 5 {
+	if c.Allow[1].Text != "uid:0" || c.Allow[1].Line != 5 {
 		t.Errorf("c's uid:0 = %+v, want it positioned at the anchor, line 5", c.Allow[1])
 	}
 
@@ -579,6 +582,40 @@ func TestCache(t *testing.T) {
 	}
 }
 
+// TestIfacesShared: consecutive endpoints that name the same interfaces
+// share one list (the parse cache keeps every endpoint's), and a list
+// that differs in any way is its own, on both parsers' paths.
+func TestIfacesShared(t *testing.T) {
+	doc := "endpoints:\n" +
+		"  - a: {iface: [eth0, wg0], range: 10.0.0.1, allow: []}\n" +
+		"  - b: {iface: [eth0, wg0], range: 10.0.0.2, allow: []}\n" +
+		"  - c: {iface: [wg0, eth0], range: 10.0.0.3, allow: []}\n" +
+		"  - d: {iface: [wg0], range: 10.0.0.4, allow: []}\n" +
+		"  - e: {iface: [wg0, eth1], range: 10.0.0.5, allow: []}\n" +
+		"  - f: {iface: [wg0, eth1], range: 10.0.0.6, allow: []}\n"
+	for _, text := range []string{doc, doc + "x: &a 1\n"} { // an anchor: not the fast path
+		fs, errs := parseFile("a.yml", []byte(text), nil)
+		if len(errs) > 1 || len(fs.endpoints) != 6 {
+			t.Fatalf("parsed %d endpoints: %v", len(fs.endpoints), errs)
+		}
+		shared := func(i, j int) bool { return &fs.endpoints[i].Ifaces[0] == &fs.endpoints[j].Ifaces[0] }
+		want := []string{"eth0", "wg0", "eth0", "wg0", "wg0", "eth0", "wg0", "wg0", "eth1", "wg0", "eth1"}
+		var got []string
+		for _, ep := range fs.endpoints {
+			got = append(got, ep.Ifaces...)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("interfaces %q, want %q", got, want)
+		}
+		if !shared(0, 1) || !shared(4, 5) {
+			t.Error("equal consecutive lists not shared")
+		}
+		if shared(1, 2) || shared(2, 3) || shared(3, 4) {
+			t.Error("different lists share")
+		}
+	}
+}
+
 // TestCacheShares: a cached load points into what each file parsed to,
 // so an unchanged file's endpoints are the very objects of the last load
 // (nothing is copied on a reload of a large set), a changed file's are
@@ -637,7 +674,7 @@ func TestCacheShares(t *testing.T) {
 		t.Fatal(err)
 	}
 	third := load("30-e.yml changed") // a b c d e
-	if third.Endpoints[4] == first.Endpoints[4] || first.Endpoints[4].Allow[0].Name != "erin" {
+	if third.Endpoints[4] == first.Endpoints[4] || first.Endpoints[4].Allow[0].Name() != "erin" {
 		t.Errorf("30-e.yml changed: e is the old object, or the old object changed (allow %v)", first.Endpoints[4].Allow)
 	}
 	for i := range 4 {

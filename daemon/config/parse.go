@@ -19,6 +19,10 @@ import (
 type fileParser struct {
 	file string
 	errs Errors
+	// lastIfaces is the last endpoint's interface list, which the next one
+	// shares when it lists the same: a file of many endpoints mostly
+	// names one interface list, and the parse cache keeps every list.
+	lastIfaces []string
 }
 
 func (p *fileParser) at(line int, format string, args ...any) {

@@ -284,10 +284,10 @@ func (p *fileParser) ports(ep string, v val) []PortRange {
 // narrowing checks what proto and ports say together: ports are only
 // for protocols that have them.
 func (p *fileParser) narrowing(ep *Endpoint, portsLine int) {
-	if ep.Ports == nil || ep.Protos == nil {
+	if ep.Ports() == nil || ep.Protos() == nil {
 		return
 	}
-	for _, n := range ep.Protos {
+	for _, n := range ep.Protos() {
 		if !HasPorts(n) {
 			p.at(portsLine, "endpoint %q: ports on protocol %s, which has no ports (only tcp, udp, udplite and sctp do); put it in an endpoint of its own", ep.Name, ProtoName(n))
 		}

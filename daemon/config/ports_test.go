@@ -128,13 +128,16 @@ func TestPortsParse(t *testing.T) {
 			body := slices.Concat([]string{"iface: eth0", "range: 10.0.0.0/8", "allow: []"}, tt.body)
 			cfg := mustLoad(t, writeSet(t, map[string]string{mainName: endpointWith(body...)}))
 			e := cfg.Endpoints[0]
-			if !slices.Equal(e.Protos, tt.protos) || (e.Protos == nil) != (tt.protos == nil) {
-				t.Errorf("Protos = %#v, want %#v", e.Protos, tt.protos)
+			if !slices.Equal(e.Protos(), tt.protos) || (e.Protos() == nil) != (tt.protos == nil) {
+				t.Errorf("Protos = %#v, want %#v", e.Protos(), tt.protos)
 			}
-			if !slices.Equal(e.Ports, tt.ports) || (e.Ports == nil) != (tt.ports == nil) {
-				t.Errorf("Ports = %#v, want %#v", e.Ports, tt.ports)
+			if !slices.Equal(e.Ports(), tt.ports) || (e.Ports() == nil) != (tt.ports == nil) {
+				t.Errorf("Ports = %#v, want %#v", e.Ports(), tt.ports)
 			}
-			if got := FormatNarrowing(e.Protos, e.Ports); got != tt.text {
+			if (e.Narrow != nil) != (tt.protos != nil || tt.ports != nil) {
+				t.Errorf("Narrow = %#v: made for an endpoint that narrows nothing, or missing", e.Narrow)
+			}
+			if got := FormatNarrowing(e.Protos(), e.Ports()); got != tt.text {
 				t.Errorf("FormatNarrowing = %q, want %q", got, tt.text)
 			}
 		})

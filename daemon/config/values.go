@@ -156,26 +156,26 @@ func parsePrincipal(s string) (Principal, error) {
 		if err := checkAccountName("group", name); err != nil {
 			return p, err
 		}
-		p.Kind, p.Name = PrincipalGroup, name
+		p.Kind = PrincipalGroup
 	case strings.HasPrefix(s, "unit:"):
 		name := strings.TrimPrefix(s, "unit:")
 		if err := CheckUnitName(name); err != nil {
 			return p, err
 		}
-		p.Kind, p.Name = PrincipalUnit, name
+		p.Kind = PrincipalUnit
 	case strings.HasPrefix(s, "cgroup:"):
 		dir := strings.TrimPrefix(s, "cgroup:")
 		if err := CheckCgroupPath(dir); err != nil {
 			return p, err
 		}
-		p.Kind, p.Name = PrincipalCgroup, dir
+		p.Kind = PrincipalCgroup
 	case strings.Contains(s, ":"):
 		return p, fmt.Errorf("allow entry %q has an unknown form; use %s", s, principalForms)
 	default:
 		if err := checkUserName(s); err != nil {
 			return p, err
 		}
-		p.Kind, p.Name = PrincipalUser, s
+		p.Kind = PrincipalUser
 	}
 	return p, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestParseRange(t *testing.T) {
@@ -91,16 +92,17 @@ func TestParsePrincipal(t *testing.T) {
 	tests := []struct {
 		in   string
 		want Principal
+		name string // its Name
 		err  string
 	}{
-		{in: "alice", want: Principal{Kind: PrincipalUser, Name: "alice"}},
-		{in: "svc-agent.1", want: Principal{Kind: PrincipalUser, Name: "svc-agent.1"}},
-		{in: "nobody", want: Principal{Kind: PrincipalUser, Name: "nobody"}},
+		{in: "alice", want: Principal{Kind: PrincipalUser}, name: "alice"},
+		{in: "svc-agent.1", want: Principal{Kind: PrincipalUser}, name: "svc-agent.1"},
+		{in: "nobody", want: Principal{Kind: PrincipalUser}, name: "nobody"},
 		{in: "uid:0", want: Principal{Kind: PrincipalUID, UID: 0}},
 		{in: "uid:1005", want: Principal{Kind: PrincipalUID, UID: 1005}},
 		{in: "uid:4294967293", want: Principal{Kind: PrincipalUID, UID: 4294967293}},
 		{in: "uid:4294967294", err: "uid 4294967294 is reserved: net-tc-filter uses it for an owner it could not read"},
-		{in: "group:imds-readers", want: Principal{Kind: PrincipalGroup, Name: "imds-readers"}},
+		{in: "group:imds-readers", want: Principal{Kind: PrincipalGroup}, name: "imds-readers"},
 		{in: "*", want: Principal{Kind: PrincipalEveryone}},
 		{in: "unowned", want: Principal{Kind: PrincipalUnowned}},
 		{in: "uid:4294967295", err: "out of range"},
@@ -118,13 +120,13 @@ func TestParsePrincipal(t *testing.T) {
 		{in: "al ice", err: "contains whitespace"},
 		{in: "1005", err: "write uid:1005"},
 		{in: "ali\x00ce", err: "unprintable"},
-		{in: "**", want: Principal{Kind: PrincipalUser, Name: "**"}},
-		{in: "unit:amazon-ssm-agent.service", want: Principal{Kind: PrincipalUnit, Name: "amazon-ssm-agent.service"}},
-		{in: "unit:user-1000.slice", want: Principal{Kind: PrincipalUnit, Name: "user-1000.slice"}},
-		{in: "unit:-.slice", want: Principal{Kind: PrincipalUnit, Name: "-.slice"}},
-		{in: "unit:session-3.scope", want: Principal{Kind: PrincipalUnit, Name: "session-3.scope"}},
-		{in: `unit:getty@tty1.service`, want: Principal{Kind: PrincipalUnit, Name: "getty@tty1.service"}},
-		{in: `unit:dev-disk-by\x2duuid.swap`, want: Principal{Kind: PrincipalUnit, Name: `dev-disk-by\x2duuid.swap`}},
+		{in: "**", want: Principal{Kind: PrincipalUser}, name: "**"},
+		{in: "unit:amazon-ssm-agent.service", want: Principal{Kind: PrincipalUnit}, name: "amazon-ssm-agent.service"},
+		{in: "unit:user-1000.slice", want: Principal{Kind: PrincipalUnit}, name: "user-1000.slice"},
+		{in: "unit:-.slice", want: Principal{Kind: PrincipalUnit}, name: "-.slice"},
+		{in: "unit:session-3.scope", want: Principal{Kind: PrincipalUnit}, name: "session-3.scope"},
+		{in: `unit:getty@tty1.service`, want: Principal{Kind: PrincipalUnit}, name: "getty@tty1.service"},
+		{in: `unit:dev-disk-by\x2duuid.swap`, want: Principal{Kind: PrincipalUnit}, name: `dev-disk-by\x2duuid.swap`},
 		{in: "unit:", err: "empty unit name"},
 		{in: "unit:foo", err: `unit name "foo" has no type suffix (.service, .scope, .slice, .socket, .mount, .swap)`},
 		{in: "unit:.service", err: "has no type suffix"},
@@ -136,9 +138,9 @@ func TestParsePrincipal(t *testing.T) {
 		{in: "unit:a--b.slice", err: "empty part between dashes"},
 		{in: "unit:-a.slice", err: "empty part between dashes"},
 		{in: "unit:" + strings.Repeat("a", 250) + ".service", err: "systemd allows at most 255"},
-		{in: "cgroup:/", want: Principal{Kind: PrincipalCgroup, Name: "/"}},
-		{in: "cgroup:/system.slice/foo.service", want: Principal{Kind: PrincipalCgroup, Name: "/system.slice/foo.service"}},
-		{in: "cgroup:/kubepods.slice/pod 1", want: Principal{Kind: PrincipalCgroup, Name: "/kubepods.slice/pod 1"}},
+		{in: "cgroup:/", want: Principal{Kind: PrincipalCgroup}, name: "/"},
+		{in: "cgroup:/system.slice/foo.service", want: Principal{Kind: PrincipalCgroup}, name: "/system.slice/foo.service"},
+		{in: "cgroup:/kubepods.slice/pod 1", want: Principal{Kind: PrincipalCgroup}, name: "/kubepods.slice/pod 1"},
 		{in: "cgroup:", err: "empty cgroup path"},
 		{in: "cgroup:system.slice", err: `cgroup path "system.slice" must be absolute: /system.slice`},
 		{in: "cgroup:/a/../b", err: `cgroup path "/a/../b" must be clean: write "/b"`},
@@ -158,6 +160,9 @@ func TestParsePrincipal(t *testing.T) {
 		tt.want.Text = tt.in
 		if err != nil || got != tt.want {
 			t.Errorf("parsePrincipal(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+		if got.Name() != tt.name {
+			t.Errorf("parsePrincipal(%q).Name() = %q, want %q", tt.in, got.Name(), tt.name)
 		}
 	}
 }
@@ -187,5 +192,17 @@ func TestSplitYAMLLine(t *testing.T) {
 		if line, msg := splitYAMLLine(tt.in); line != tt.line || msg != tt.msg {
 			t.Errorf("splitYAMLLine(%q) = %d, %q; want %d, %q", tt.in, line, msg, tt.line, tt.msg)
 		}
+	}
+}
+
+// TestSizes: the parse cache keeps an Endpoint and a Principal for every
+// endpoint and allow entry of the set, a million of each at the scale
+// issue 19 measures; a field added to either costs that much again.
+func TestSizes(t *testing.T) {
+	if n := unsafe.Sizeof(Principal{}); n != 32 {
+		t.Errorf("Principal is %d bytes, want 32", n)
+	}
+	if n := unsafe.Sizeof(Endpoint{}); n != 128 {
+		t.Errorf("Endpoint is %d bytes, want 128", n)
 	}
 }

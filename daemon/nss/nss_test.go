@@ -196,12 +196,13 @@ func nssConfig(group, user string) *config.Config {
 	return &config.Config{
 		Endpoints: []*config.Endpoint{{
 			Name:   "imds",
+			Pos:    config.Pos{File: mainFile, Line: 2},
 			Ifaces: []string{"eth0"},
 			Ranges: []netip.Prefix{netip.MustParsePrefix("169.254.169.254/32")},
 			Allow: []config.Principal{
-				{Kind: config.PrincipalGroup, Name: group, Text: "group:" + group, Pos: config.Pos{File: mainFile, Line: 5}},
-				{Kind: config.PrincipalUser, Name: user, Text: user, Pos: config.Pos{File: mainFile, Line: 6}},
-				{Kind: config.PrincipalUID, UID: 0, Text: "uid:0", Pos: config.Pos{File: mainFile, Line: 7}},
+				{Kind: config.PrincipalGroup, Text: "group:" + group, Line: 5},
+				{Kind: config.PrincipalUser, Text: user, Line: 6},
+				{Kind: config.PrincipalUID, UID: 0, Text: "uid:0", Line: 7},
 			},
 		}},
 		Files: []string{mainFile},

@@ -44,7 +44,7 @@ func afterEndpoint(file, name string, n int, allow ...string) *config.Endpoint {
 	ep := &config.Endpoint{Name: name, Pos: config.Pos{File: file, Line: n}, Ifaces: []string{"eth0"},
 		Ranges: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(n >> 8), byte(n), 0}), 24)}}
 	for _, a := range allow {
-		ep.Allow = append(ep.Allow, pr(a, file, n))
+		ep.Allow = append(ep.Allow, pr(a, n))
 	}
 	return ep
 }

@@ -83,7 +83,7 @@ func TestEntriesAudit(t *testing.T) {
 		}
 	}
 	q := &Policy{Endpoints: []Endpoint{
-		{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{17}}, Principals: &Principals{Everyone: true}},
+		{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Narrow: &config.Narrowing{Protos: []uint8{17}}}, Principals: &Principals{Everyone: true}},
 		{Endpoint: &config.Endpoint{Name: "rest", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: allowing(0)},
 	}}
 	classes := q.Classes("eth0", pfx("10.0.0.0/8"))

@@ -98,15 +98,15 @@ func classesAmong(cands []Endpoint, iface string, q netip.Prefix) []Class {
 	protos := map[int]bool{}
 	var bounds []int // ports where an interval starts
 	for _, e := range cands {
-		for _, n := range e.Protos {
+		for _, n := range e.Protos() {
 			protos[int(n)] = true
 		}
-		if e.Ports != nil && e.Protos == nil {
+		if e.Ports() != nil && e.Protos() == nil {
 			for _, n := range []uint8{config.ProtoTCP, config.ProtoUDP, config.ProtoSCTP, config.ProtoUDPLite} {
 				protos[int(n)] = true
 			}
 		}
-		for _, r := range e.Ports {
+		for _, r := range e.Ports() {
 			bounds = append(bounds, int(r.Lo), int(r.Hi)+1)
 		}
 	}

@@ -66,24 +66,27 @@ func randomPortsPolicy(r *rand.Rand) *Policy {
 			e.Ranges = append(e.Ranges, netip.MustParsePrefix(prefixes[r.IntN(len(prefixes))]))
 		}
 		withPorts := r.IntN(3) == 0
+		var pr []uint8
+		var po []config.PortRange
 		if r.IntN(2) == 0 {
 			for _, n := range protoU {
 				if r.IntN(3) == 0 && (!withPorts || config.HasPorts(n)) {
-					e.Protos = append(e.Protos, n)
+					pr = append(pr, n)
 				}
 			}
-			if len(e.Protos) == 0 {
-				e.Protos = []uint8{config.ProtoTCP}
+			if len(pr) == 0 {
+				pr = []uint8{config.ProtoTCP}
 			}
-			slices.Sort(e.Protos)
+			slices.Sort(pr)
 		}
 		if withPorts {
 			for range 1 + r.IntN(3) {
 				lo := uint16(1000 + r.IntN(20))
-				e.Ports = append(e.Ports, config.PortRange{Lo: lo, Hi: lo + uint16(r.IntN(3))*uint16(r.IntN(4))})
+				po = append(po, config.PortRange{Lo: lo, Hi: lo + uint16(r.IntN(3))*uint16(r.IntN(4))})
 			}
-			slices.SortFunc(e.Ports, func(a, b config.PortRange) int { return int(a.Lo) - int(b.Lo) })
+			slices.SortFunc(po, func(a, b config.PortRange) int { return int(a.Lo) - int(b.Lo) })
 		}
+		e.Narrow = narrow(pr, po)
 		p.Endpoints = append(p.Endpoints, e)
 	}
 	return p
@@ -149,7 +152,7 @@ func TestClassifierLeavesPolicy(t *testing.T) {
 		// candidates hold only some of their ranges.
 		p.Endpoints = append(p.Endpoints,
 			Endpoint{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.8.0.0/16"), pfx("fd00::/8")},
-				Protos: protos(udp), Ports: ports(port(53))}, Principals: &Principals{Everyone: true}},
+				Narrow: narrow(protos(udp), ports(port(53)))}, Principals: &Principals{Everyone: true}},
 			Endpoint{Endpoint: &config.Endpoint{Name: "wide", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/16")}}, Principals: allowing(1)})
 		return p
 	}

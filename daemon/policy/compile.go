@@ -238,14 +238,14 @@ func (p *Policy) resolve(r Resolver, budget time.Duration, prev *Policy) config.
 			var err error
 			switch pr.Kind {
 			case config.PrincipalCgroup:
-				into.Cgroups = append(into.Cgroups, pr.Name)
+				into.Cgroups = append(into.Cgroups, pr.Name())
 			case config.PrincipalUnit:
-				err = units.resolve(into, pr.Name)
+				err = units.resolve(into, pr.Name())
 			default:
 				err = resolve(into, &scratch, pr, r)
 			}
 			if err != nil {
-				p.noteResolveError(&errs, pr, err)
+				p.noteResolveError(&errs, pr.Pos(pe.Endpoint), pr, err)
 			}
 		}
 		if len(into.Cgroups) > 1 {
@@ -412,13 +412,13 @@ func ask[T any](m *memo, known map[string]answer[T], name string, lookup func(st
 // find (or answer) in Unresolved, anything else in errs. Apart from the
 // loop of resolve so that the loop allocates nothing per principal (the
 // target errors.As is given escapes).
-func (p *Policy) noteResolveError(errs *config.Errors, pr config.Principal, err error) {
+func (p *Policy) noteResolveError(errs *config.Errors, at config.Pos, pr config.Principal, err error) {
 	var lookup *lookupError
 	if errors.As(err, &lookup) {
-		p.Unresolved = append(p.Unresolved, Unresolved{Pos: pr.Pos, Principal: pr.Text, Err: lookup.err})
+		p.Unresolved = append(p.Unresolved, Unresolved{Pos: at, Principal: pr.Text, Err: lookup.err})
 		return
 	}
-	*errs = append(*errs, config.Error{Pos: pr.Pos, Msg: err.Error()})
+	*errs = append(*errs, config.Error{Pos: at, Msg: err.Error()})
 }
 
 func resolve(into *Principals, uids *[]uint32, pr config.Principal, r Resolver) error {
@@ -430,7 +430,7 @@ func resolve(into *Principals, uids *[]uint32, pr config.Principal, r Resolver) 
 	case config.PrincipalUID:
 		*uids = append(*uids, pr.UID)
 	case config.PrincipalUser:
-		uid, err := r.User(pr.Name)
+		uid, err := r.User(pr.Name())
 		if err != nil {
 			return &lookupError{err}
 		}
@@ -441,7 +441,7 @@ func resolve(into *Principals, uids *[]uint32, pr config.Principal, r Resolver) 
 		}
 		*uids = append(*uids, uid)
 	case config.PrincipalGroup:
-		members, err := r.Group(pr.Name)
+		members, err := r.Group(pr.Name())
 		if err != nil {
 			return &lookupError{err}
 		}
@@ -499,7 +499,7 @@ func (p *Policy) rootWarnings() []string {
 func (p *Policy) familyWarnings() []string {
 	var warns []string
 	for _, e := range p.Endpoints {
-		if len(e.Protos) == 0 {
+		if len(e.Protos()) == 0 {
 			continue
 		}
 		v4, v6 := false, false
@@ -507,10 +507,10 @@ func (p *Policy) familyWarnings() []string {
 			v4 = v4 || r.Addr().Is4()
 			v6 = v6 || !r.Addr().Is4()
 		}
-		if slices.Contains(e.Protos, config.ProtoICMP) && !v4 {
+		if slices.Contains(e.Protos(), config.ProtoICMP) && !v4 {
 			warns = append(warns, fmt.Sprintf("endpoint %s: proto icmp never matches its IPv6 ranges (ICMP for IPv6 is icmpv6)", e.Name))
 		}
-		if slices.Contains(e.Protos, config.ProtoICMPv6) && !v6 {
+		if slices.Contains(e.Protos(), config.ProtoICMPv6) && !v6 {
 			warns = append(warns, fmt.Sprintf("endpoint %s: proto icmpv6 never matches its IPv4 ranges (ICMP for IPv4 is icmp)", e.Name))
 		}
 	}

@@ -56,7 +56,7 @@ func TestCompileReservedUID(t *testing.T) {
 		groups: map[string][]uint32{"g": {1000, 4294967294}},
 	}
 	cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
-		Allow: []config.Principal{pr("odd", mainFile, 3), pr("none", mainFile, 4), pr("group:g", mainFile, 5)}}},
+		Allow: []config.Principal{pr("odd", 3), pr("none", 4), pr("group:g", 5)}}},
 		Files: []string{mainFile}}
 	p, err := Compile(cfg, r)
 	if err != nil {
@@ -75,9 +75,10 @@ const (
 	dropFile = "/etc/net-tc-filter/conf.d/10-extra.yml"
 )
 
-// pr builds a principal as the config parser would.
-func pr(text, file string, line int) config.Principal {
-	p := config.Principal{Text: text, Pos: config.Pos{File: file, Line: line}}
+// pr builds a principal as the config parser would: an allow entry
+// written at line of its endpoint's file.
+func pr(text string, line int) config.Principal {
+	p := config.Principal{Text: text, Line: int32(line)}
 	switch {
 	case text == "*":
 		p.Kind = config.PrincipalEveryone
@@ -90,21 +91,21 @@ func pr(text, file string, line int) config.Principal {
 		}
 		p.Kind, p.UID = config.PrincipalUID, u
 	case strings.HasPrefix(text, "group:"):
-		p.Kind, p.Name = config.PrincipalGroup, strings.TrimPrefix(text, "group:")
+		p.Kind = config.PrincipalGroup
 	case strings.HasPrefix(text, "unit:"):
-		p.Kind, p.Name = config.PrincipalUnit, strings.TrimPrefix(text, "unit:")
+		p.Kind = config.PrincipalUnit
 	case strings.HasPrefix(text, "cgroup:"):
-		p.Kind, p.Name = config.PrincipalCgroup, strings.TrimPrefix(text, "cgroup:")
+		p.Kind = config.PrincipalCgroup
 	default:
-		p.Kind, p.Name = config.PrincipalUser, text
+		p.Kind = config.PrincipalUser
 	}
 	return p
 }
 
-func allow(file string, line int, texts ...string) []config.Principal {
+func allow(line int, texts ...string) []config.Principal {
 	var ps []config.Principal
 	for i, s := range texts {
-		ps = append(ps, pr(s, file, line+i))
+		ps = append(ps, pr(s, line+i))
 	}
 	return ps
 }
@@ -139,7 +140,7 @@ func TestCompilePrincipals(t *testing.T) {
 					Name:   "ep",
 					Ifaces: []string{"eth0", "wg*"},
 					Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")},
-					Allow:  allow(mainFile, 5, tt.allow...),
+					Allow:  allow(5, tt.allow...),
 					Pos:    config.Pos{File: mainFile, Line: 2},
 				}},
 				Interfaces: map[string]config.Interface{"eth0": {Default: config.Allow}},
@@ -171,8 +172,8 @@ func TestCompileStructure(t *testing.T) {
 	mk := func() *config.Config {
 		return &config.Config{
 			Endpoints: []*config.Endpoint{
-				{Name: "second-first", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(mainFile, 3, "alice")},
-				{Name: "a-later", Ifaces: []string{"*"}, Ranges: []netip.Prefix{pfx("fe80::/10"), pfx("ff02::/16")}, Allow: allow(mainFile, 9, "uid:0")},
+				{Name: "second-first", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(3, "alice")},
+				{Name: "a-later", Ifaces: []string{"*"}, Ranges: []netip.Prefix{pfx("fe80::/10"), pfx("ff02::/16")}, Allow: allow(9, "uid:0")},
 			},
 			Interfaces: map[string]config.Interface{
 				"eth0": {Default: config.Allow},
@@ -236,20 +237,20 @@ func TestCompileUnresolved(t *testing.T) {
 			// from the drop-in, but first in the list
 			{Name: "dropped", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Pos: config.Pos{File: dropFile, Line: 2},
 				Allow: []config.Principal{
-					pr("alice", dropFile, 4),
-					pr("ghost", dropFile, 6),
-					pr("group:nogroup", dropFile, 5),
+					pr("alice", 4),
+					pr("ghost", 6),
+					pr("group:nogroup", 5),
 				}},
 			{Name: "main-a", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.1.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 8},
 				Allow: []config.Principal{
-					pr("group:missing", mainFile, 12),
-					pr("uid:5", mainFile, 11),
-					pr("phantom", mainFile, 10),
+					pr("group:missing", 12),
+					pr("uid:5", 11),
+					pr("phantom", 10),
 				}},
 			{Name: "main-b", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 18},
-				Allow: []config.Principal{pr("bob", mainFile, 20), pr("group:imds-readers", mainFile, 21)}},
+				Allow: []config.Principal{pr("bob", 20), pr("group:imds-readers", 21)}},
 			{Name: "only-ghosts", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.3.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 24},
-				Allow: []config.Principal{pr("ghost", mainFile, 26)}},
+				Allow: []config.Principal{pr("ghost", 26)}},
 		},
 		Files: []string{mainFile, dropFile},
 	}
@@ -322,7 +323,7 @@ func (resolverError) Group(string) ([]uint32, error) { return nil, errors.New("n
 func TestCompileResolverFailure(t *testing.T) {
 	cfg := &config.Config{
 		Endpoints: []*config.Endpoint{{Name: "ep", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
-			Allow: []config.Principal{pr("alice", mainFile, 3), pr("uid:1", mainFile, 4), pr("group:g", mainFile, 5), pr("*", mainFile, 6)}}},
+			Allow: []config.Principal{pr("alice", 3), pr("uid:1", 4), pr("group:g", 5), pr("*", 6)}}},
 		Files: []string{mainFile},
 	}
 	p, err := Compile(cfg, resolverError{})
@@ -348,7 +349,7 @@ func TestCompileResolverFailure(t *testing.T) {
 	}
 
 	// A principal kind the compiler does not know is an error, not a no-op.
-	cfg.Endpoints[0].Allow = []config.Principal{{Kind: config.PrincipalKind(99), Text: "weird", Pos: config.Pos{File: mainFile, Line: 7}}}
+	cfg.Endpoints[0].Allow = []config.Principal{{Kind: config.PrincipalKind(99), Text: "weird", Line: 7}}
 	_, err = Compile(cfg, testResolver())
 	var errs config.Errors
 	if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Pos.Line != 7 {
@@ -362,8 +363,8 @@ func TestResolve(t *testing.T) {
 	cfg := &config.Config{
 		Endpoints: []*config.Endpoint{
 			{Name: "imds", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")},
-				Allow: allow(mainFile, 3, "alice", "carol", "group:readers", "uid:7")},
-			{Name: "plain", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(mainFile, 9, "uid:5", "*")},
+				Allow: allow(3, "alice", "carol", "group:readers", "uid:7")},
+			{Name: "plain", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(9, "uid:5", "*")},
 		},
 		Interfaces: map[string]config.Interface{"eth0": {Default: config.Allow}},
 		Files:      []string{mainFile},
@@ -450,10 +451,10 @@ func TestResolve(t *testing.T) {
 func TestCompileRootWarnings(t *testing.T) {
 	imds := func(iface string, who ...string) *config.Endpoint {
 		return &config.Endpoint{Name: "imds-" + iface, Ifaces: []string{iface},
-			Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}, Allow: allow(mainFile, 3, who...)}
+			Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}, Allow: allow(3, who...)}
 	}
 	nd := func(iface string, ranges []string, who ...string) *config.Endpoint {
-		e := &config.Endpoint{Name: "nd-" + iface, Ifaces: []string{iface}, Allow: allow(mainFile, 10, who...)}
+		e := &config.Endpoint{Name: "nd-" + iface, Ifaces: []string{iface}, Allow: allow(10, who...)}
 		for _, r := range ranges {
 			e.Ranges = append(e.Ranges, pfx(r))
 		}
@@ -501,7 +502,7 @@ func TestCompileRootWarnings(t *testing.T) {
 			nil, []want{{"eth0", both}}},
 		{"carve-out inside fe80::/10 without root", []*config.Endpoint{
 			nd("eth0", ll, "uid:0"),
-			{Name: "carve", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fe80::/64")}, Allow: allow(mainFile, 20, "alice")}},
+			{Name: "carve", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fe80::/64")}, Allow: allow(20, "alice")}},
 			nil, []want{{"eth0", []string{"fe80::1"}}}},
 		{"root allowed on eth0 only", []*config.Endpoint{nd("eth0", ll, "uid:0"), imds("eth1", "alice")},
 			nil, []want{{"eth1", both}}},

@@ -19,15 +19,14 @@ import (
 // that the endpoint protects nothing there.
 func TestHostWarnings(t *testing.T) {
 	endpoint := func(name string, ifaces []string, ranges []string, who ...string) *config.Endpoint {
-		e := &config.Endpoint{Name: name, Ifaces: ifaces, Allow: allow(mainFile, 3, who...)}
+		e := &config.Endpoint{Name: name, Ifaces: ifaces, Allow: allow(3, who...)}
 		for _, r := range ranges {
 			e.Ranges = append(e.Ranges, pfx(r))
 		}
 		return e
 	}
 	narrowed := func(e *config.Endpoint, port uint16) *config.Endpoint {
-		e.Protos = []uint8{6, 17} // sorted, as config has them
-		e.Ports = []config.PortRange{{Lo: port, Hi: port}}
+		e.Narrow = &config.Narrowing{Protos: []uint8{6, 17}, Ports: []config.PortRange{{Lo: port, Hi: port}}} // sorted, as config has them
 		return e
 	}
 	imdsRanges := []string{"169.254.169.254/32", "fd00:ec2::254/128"}
@@ -173,7 +172,7 @@ func TestHostWarnings(t *testing.T) {
 // interfaces handed in is not kept or changed.
 func TestHostWarningsLeavesHostAlone(t *testing.T) {
 	p, err := Compile(&config.Config{Endpoints: []*config.Endpoint{{Name: "x", Ifaces: []string{"*"},
-		Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(mainFile, 3, "alice")}}, Files: []string{mainFile}}, testResolver())
+		Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(3, "alice")}}, Files: []string{mainFile}}, testResolver())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +186,7 @@ func TestHostWarningsLeavesHostAlone(t *testing.T) {
 // One range stays, several stay; several endpoints filter elsewhere.
 func TestHostWarningsGrammar(t *testing.T) {
 	e := func(name string, ifaces ...string) *config.Endpoint {
-		return &config.Endpoint{Name: name, Ifaces: ifaces, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(mainFile, 3, "alice")}
+		return &config.Endpoint{Name: name, Ifaces: ifaces, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(3, "alice")}
 	}
 	p, err := Compile(&config.Config{Endpoints: []*config.Endpoint{e("one", "ens5"), e("x", "eth0", "wg0"), e("y", "eth0", "wg0")},
 		Interfaces: map[string]config.Interface{"*": {Default: config.Allow}}, Files: []string{mainFile}}, testResolver())
@@ -239,7 +238,7 @@ func TestHostWarningsAgreeWithFiltered(t *testing.T) {
 	for _, pats := range patterns {
 		for _, ifaces := range keys {
 			p, err := Compile(&config.Config{Endpoints: []*config.Endpoint{{Name: "x", Ifaces: pats,
-				Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(mainFile, 3, "alice")}},
+				Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(3, "alice")}},
 				Interfaces: ifaces, Files: []string{mainFile}}, testResolver())
 			if err != nil {
 				t.Fatal(err)

@@ -230,18 +230,18 @@ func (e Endpoint) equal(f Endpoint) bool {
 	}
 	return e.Name == f.Name && slices.Equal(e.Ifaces, f.Ifaces) && slices.Equal(e.Ranges, f.Ranges) &&
 		slices.EqualFunc(e.Allow, f.Allow, func(a, b config.Principal) bool { return a.Text == b.Text }) &&
-		slices.Equal(e.Protos, f.Protos) && (e.Protos == nil) == (f.Protos == nil) &&
-		slices.Equal(e.Ports, f.Ports) && (e.Ports == nil) == (f.Ports == nil) && e.Audit == f.Audit &&
+		slices.Equal(e.Protos(), f.Protos()) && (e.Protos() == nil) == (f.Protos() == nil) &&
+		slices.Equal(e.Ports(), f.Ports()) && (e.Ports() == nil) == (f.Ports() == nil) && e.Audit == f.Audit &&
 		e.Deny == f.Deny
 }
 
 // Narrowed reports whether the endpoint narrows protocols or ports: then
 // it applies to some packets to its ranges and not to others.
-func (e Endpoint) Narrowed() bool { return e.Protos != nil || e.Ports != nil }
+func (e Endpoint) Narrowed() bool { return e.Protos() != nil || e.Ports() != nil }
 
 // Narrowing spells the endpoint's proto and ports as `check` prints them
 // ("tcp/80,8000-8100"); "" when it narrows neither.
-func (e Endpoint) Narrowing() string { return config.FormatNarrowing(e.Protos, e.Ports) }
+func (e Endpoint) Narrowing() string { return config.FormatNarrowing(e.Protos(), e.Ports()) }
 
 // Packet is what the decision rule reads of a packet besides its owner and
 // interface.
@@ -278,10 +278,10 @@ func (k Packet) String() string {
 // no ports list; a non-first fragment matches every ports list of its
 // protocol.
 func (e Endpoint) applies(k Packet) bool {
-	if e.Protos != nil && !slices.Contains(e.Protos, k.Proto) {
+	if e.Protos() != nil && !slices.Contains(e.Protos(), k.Proto) {
 		return false
 	}
-	if e.Ports == nil {
+	if e.Ports() == nil {
 		return true
 	}
 	if !config.HasPorts(k.Proto) {
@@ -290,17 +290,17 @@ func (e Endpoint) applies(k Packet) bool {
 	if k.Fragment {
 		return true
 	}
-	return k.Port != 0 && slices.ContainsFunc(e.Ports, func(r config.PortRange) bool { return r.Lo <= k.Port && k.Port <= r.Hi })
+	return k.Port != 0 && slices.ContainsFunc(e.Ports(), func(r config.PortRange) bool { return r.Lo <= k.Port && k.Port <= r.Hi })
 }
 
 // rank orders the endpoints of one prefix by rule 3's tie-break: those
 // that narrow ports, then those that narrow proto, then the rest.
 func (e Endpoint) rank() int {
 	r := 0
-	if e.Ports != nil {
+	if e.Ports() != nil {
 		r += 2
 	}
-	if e.Protos != nil {
+	if e.Protos() != nil {
 		r++
 	}
 	return r

@@ -25,10 +25,18 @@ func port(n uint16) config.PortRange                  { return config.PortRange{
 func span(lo, hi uint16) config.PortRange             { return config.PortRange{Lo: lo, Hi: hi} }
 func protos(ps ...uint8) []uint8                      { return ps }
 
+// narrow is an endpoint's proto and ports, nil when it has neither.
+func narrow(pr []uint8, po []config.PortRange) *config.Narrowing {
+	if pr == nil && po == nil {
+		return nil
+	}
+	return &config.Narrowing{Protos: pr, Ports: po}
+}
+
 // portsPolicy is SPEC §2's WireServer example and one prefix per tie-break.
 func portsPolicy() *Policy {
 	ep := func(name, rng string, pr []uint8, po []config.PortRange, who Principals) Endpoint {
-		return Endpoint{Endpoint: &config.Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(rng)}, Protos: pr, Ports: po}, Principals: &who}
+		return Endpoint{Endpoint: &config.Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(rng)}, Narrow: narrow(pr, po)}, Principals: &who}
 	}
 	everyone := Principals{Everyone: true}
 	return &Policy{
@@ -155,10 +163,10 @@ func TestPolicyEqualNarrowing(t *testing.T) {
 		name   string
 		change func(*Policy)
 	}{
-		{"a port", func(p *Policy) { p.Endpoints[1].Ports = ports(port(81)) }},
-		{"a protocol", func(p *Policy) { p.Endpoints[0].Protos = protos(udp) }},
-		{"ports removed", func(p *Policy) { p.Endpoints[0].Ports = nil }},
-		{"proto [] is not no proto", func(p *Policy) { p.Endpoints[2].Protos = []uint8{} }},
+		{"a port", func(p *Policy) { e := p.Endpoints[1]; e.Narrow = narrow(e.Protos(), ports(port(81))) }},
+		{"a protocol", func(p *Policy) { e := p.Endpoints[0]; e.Narrow = narrow(protos(udp), e.Ports()) }},
+		{"ports removed", func(p *Policy) { e := p.Endpoints[0]; e.Narrow = narrow(e.Protos(), nil) }},
+		{"proto [] is not no proto", func(p *Policy) { e := p.Endpoints[2]; e.Narrow = narrow([]uint8{}, e.Ports()) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a, b := base(), base()
@@ -223,10 +231,10 @@ func TestParseDestination(t *testing.T) {
 // ones) matches nothing; Compile says so.
 func TestFamilyWarnings(t *testing.T) {
 	cfg := &config.Config{Endpoints: []*config.Endpoint{
-		{Name: "v6-icmp", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("fd00::/64")}, Protos: []uint8{icmp}},
-		{Name: "v4-icmpv6", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{icmpv6, tcp}},
-		{Name: "both", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/64")}, Protos: []uint8{icmp, icmpv6}},
-		{Name: "right", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Protos: []uint8{icmp}},
+		{Name: "v6-icmp", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("fd00::/64")}, Narrow: &config.Narrowing{Protos: []uint8{icmp}}},
+		{Name: "v4-icmpv6", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Narrow: &config.Narrowing{Protos: []uint8{icmpv6, tcp}}},
+		{Name: "both", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/64")}, Narrow: &config.Narrowing{Protos: []uint8{icmp, icmpv6}}},
+		{Name: "right", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Narrow: &config.Narrowing{Protos: []uint8{icmp}}},
 	}, Interfaces: map[string]config.Interface{"lo": {Default: config.Allow}}}
 	p, err := Compile(cfg, nil)
 	if err != nil {

@@ -130,7 +130,7 @@ func TestEntriesDeny(t *testing.T) {
 		}
 	}
 	p.Endpoints = append(p.Endpoints, Endpoint{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")},
-		Protos: []uint8{config.ProtoUDP}, Ports: []config.PortRange{{Lo: 53, Hi: 53}}, Deny: config.DenyDrop}, Principals: &Principals{Everyone: true}})
+		Narrow: &config.Narrowing{Protos: []uint8{config.ProtoUDP}, Ports: []config.PortRange{{Lo: 53, Hi: 53}}}, Deny: config.DenyDrop}, Principals: &Principals{Everyone: true}})
 	for _, c := range p.Classes("eth1", pfx("10.2.0.0/16")) {
 		want := config.DenyReject
 		if c.Proto == int(config.ProtoUDP) && (c.Lo == 53 || c.Fragment) { // a fragment matches every ports list

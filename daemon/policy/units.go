@@ -111,8 +111,8 @@ func (p *Policy) tooManyCgroups(paths []string) config.Error {
 	over := paths[MaxCgroupPaths]
 	for _, e := range p.Endpoints {
 		for _, pr := range e.Allow {
-			if (pr.Kind == config.PrincipalCgroup && pr.Name == over) || (pr.Kind == config.PrincipalUnit && slices.ContainsFunc(p.Units, func(u Unit) bool { return u.Name == pr.Name && u.Path == over })) {
-				return config.Error{Pos: pr.Pos, Msg: fmt.Sprintf("allow %q: the policy names %d distinct cgroup paths (unit: and cgroup:); at most %d are supported", pr.Text, len(paths), MaxCgroupPaths)}
+			if (pr.Kind == config.PrincipalCgroup && pr.Name() == over) || (pr.Kind == config.PrincipalUnit && slices.ContainsFunc(p.Units, func(u Unit) bool { return u.Name == pr.Name() && u.Path == over })) {
+				return config.Error{Pos: pr.Pos(e.Endpoint), Msg: fmt.Sprintf("allow %q: the policy names %d distinct cgroup paths (unit: and cgroup:); at most %d are supported", pr.Text, len(paths), MaxCgroupPaths)}
 			}
 		}
 	}
