@@ -52,9 +52,72 @@ type Rule struct {
 	Endpoints []string
 }
 
-// is reports whether an entry is the rule's range of the rule's endpoints.
-func (r Rule) is(ent policy.Entry) bool {
-	return r.Range == ent.Prefix && slices.Equal(r.Endpoints, ent.Endpoints)
+// rules are an id space's rules, by id-1. A large set has a rule for
+// each range, and most rules are one endpoint's range: such a rule is kept
+// as pointers to that range and name in the configuration (the entry's
+// Configured and Endpoints), 16 bytes rather than a Rule's 56. The others
+// (several endpoints winning together, classes of narrowed ranges) are
+// kept whole. The configuration never changes once parsed, so a rule of
+// an earlier generation still reads as it did. An encoding that keeps a
+// rule for an equal endpoint of a file parsed again points the rule at
+// it (keep): the earlier parse is then garbage, not held for as long as
+// the id lives. Generations share the list, so it is read and written
+// under the Filter's lock.
+type rules struct {
+	refs  []ruleRef
+	whole map[uint32]Rule // by id, where refs[id-1] is nil
+}
+
+type ruleRef struct {
+	rng  *netip.Prefix
+	name *string
+}
+
+func (r *rules) len() int { return len(r.refs) }
+
+// get is rule id.
+func (r *rules) get(id uint32) (Rule, bool) {
+	if id == 0 || int(id) > len(r.refs) {
+		return Rule{}, false
+	}
+	ref := r.refs[id-1]
+	if ref.rng == nil {
+		w, ok := r.whole[id]
+		return w, ok
+	}
+	return Rule{Range: *ref.rng, Endpoints: []string{*ref.name}}, true
+}
+
+// add gives an entry's (range, endpoints) pair the next id.
+func (r *rules) add(ent policy.Entry) uint32 {
+	if ent.Configured != nil {
+		r.refs = append(r.refs, ruleRef{rng: ent.Configured, name: &ent.Endpoints[0]})
+		return uint32(len(r.refs))
+	}
+	r.refs = append(r.refs, ruleRef{})
+	id := uint32(len(r.refs))
+	if r.whole == nil {
+		r.whole = map[uint32]Rule{}
+	}
+	r.whole[id] = Rule{Range: ent.Prefix, Endpoints: ent.Endpoints}
+	return id
+}
+
+// keep reports whether rule id is an entry's range of the entry's
+// endpoints, and if so points it at the entry's.
+func (r *rules) keep(id uint32, ent policy.Entry) bool {
+	ref := &r.refs[id-1]
+	if ref.rng == nil {
+		w := r.whole[id]
+		return w.Range == ent.Prefix && slices.Equal(w.Endpoints, ent.Endpoints)
+	}
+	if *ref.rng != ent.Prefix || len(ent.Endpoints) != 1 || ent.Endpoints[0] != *ref.name {
+		return false
+	}
+	if ent.Configured != nil {
+		*ref = ruleRef{rng: ent.Configured, name: &ent.Endpoints[0]}
+	}
+	return true
 }
 
 type rangeEntry = entry[filterNtfRangeKey, filterNtfRange]
@@ -65,7 +128,7 @@ type Contents struct {
 	Ifaces     map[uint32]filterNtfIface
 	Ranges     []rangeEntry
 	Owners     []filterNtfOwnerKey
-	Rules      []Rule            // Rules[i] is rule id i+1
+	Rules      rules
 	ids        uint32            // the encoder's id space: contents of one space can be diffed
 	tableIface map[uint32]string // table id → an interface with that table
 	// delta, while Ranges and Owners are nil: they are a change to
@@ -117,7 +180,7 @@ type encoder struct {
 	ids         uint32            // bumped when the ids are given out afresh
 	ifaceTables map[string]uint32 // interface name → its table's id, as last encoded
 	nextTable   uint32
-	ruleList    []Rule // by id-1; appended to until the ids are compacted
+	ruleList    rules // appended to until the ids are compacted
 	// classRules are the ids of the rules that win classes of narrowed
 	// ranges, by range and endpoints. A table's rules need no such map:
 	// addTable finds an unchanged entry's id in the table's last encoding,
@@ -163,7 +226,7 @@ func (e *encoder) reset() {
 	e.ifaceTables = map[string]uint32{}
 	e.nextTable = 0
 	e.classRules = map[ruleKey]uint32{}
-	e.ruleList = nil
+	e.ruleList = rules{}
 	e.sets = nil
 	e.setList = blocks[[]uint32]{}
 	e.last = nil
@@ -186,7 +249,7 @@ func (e *encoder) encodeChange(p *policy.Policy, ifaces []Iface, gen uint32, log
 
 func (e *encoder) encodeAs(p *policy.Policy, ifaces []Iface, gen uint32, log LogMode, change bool) *Contents {
 	c := e.encodeOnce(p, ifaces, gen, log, change)
-	if len(e.ruleList) > 2*c.rangeCount()+4096 || e.setList.len() > 2*c.ownerCount()+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
+	if e.ruleList.len() > 2*c.rangeCount()+4096 || e.setList.len() > 2*c.ownerCount()+4096 || int(e.nextTable) > 2*len(c.Ifaces)+64 {
 		e.reset()
 		c = e.encodeOnce(p, ifaces, gen, log, false)
 	}
@@ -321,7 +384,7 @@ func (e *encoder) encodeOnce(p *policy.Policy, ifaces []Iface, gen uint32, log L
 // encoding time.
 func (e *encoder) addTable(sink rangeSink, c *Contents, id uint32, entries iter.Seq[policy.Entry], bound int, used []bool, last []rangeEntry, narrowed []narrowedRange) ([]rangeEntry, []bool, []narrowedRange) {
 	if len(last) == 0 || last[0].key.Table/2 > id {
-		e.ruleList = slices.Grow(e.ruleList, bound) // every entry is a new rule
+		e.ruleList.refs = slices.Grow(e.ruleList.refs, bound) // every entry is a new rule
 	}
 	for ent := range entries {
 		key := rangeKey(id, ent.Prefix)
@@ -329,7 +392,7 @@ func (e *encoder) addTable(sink rangeSink, c *Contents, id uint32, entries iter.
 			last = last[1:]
 		}
 		var rule, counter, set uint32
-		if len(last) > 0 && last[0].key == key && e.ruleList[last[0].val.Rule-1].is(ent) {
+		if len(last) > 0 && last[0].key == key && e.ruleList.keep(last[0].val.Rule, ent) {
 			was := last[0].val
 			rule, counter = was.Rule, was.Counter
 			if was.Flags&uint32(filterNtfRangeFlagsNTF_RANGE_NARROWED) == 0 {
@@ -566,10 +629,7 @@ func endpointsKey(names []string) string {
 }
 
 // newRule gives a (range, endpoints) pair a new id.
-func (e *encoder) newRule(ent policy.Entry) uint32 {
-	e.ruleList = append(e.ruleList, Rule{Range: ent.Prefix, Endpoints: ent.Endpoints})
-	return uint32(len(e.ruleList))
-}
+func (e *encoder) newRule(ent policy.Entry) uint32 { return e.ruleList.add(ent) }
 
 // classRule gives the winner of a class its id; the same pair keeps it,
 // so that an unchanged class is encoded the same.

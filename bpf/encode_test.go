@@ -159,8 +159,8 @@ func TestEncodeKeepsIDs(t *testing.T) {
 	enc := newEncoder(newCounterNames(4096))
 	// What an entry stands for, apart from its ids.
 	meaning := func(c *Contents, r rangeEntry) string {
-		rule := c.Rules[r.val.Rule-1]
-		if !rule.is(policy.Entry{Prefix: rule.Range, Endpoints: rule.Endpoints}) || rangeKey(r.key.Table/2, rule.Range) != r.key {
+		rule, ok := c.Rules.get(r.val.Rule)
+		if !ok || !c.Rules.keep(r.val.Rule, policy.Entry{Prefix: rule.Range, Endpoints: rule.Endpoints}) || rangeKey(r.key.Table/2, rule.Range) != r.key {
 			t.Fatalf("rule %d (%v) does not name the range of key %+v", r.val.Rule, rule, r.key)
 		}
 		var uids []uint32
@@ -254,5 +254,60 @@ func TestReloadsAddingRulesKeepNoMemory(t *testing.T) {
 	t.Logf("the heap grew %.1f MB", float64(grew)/(1<<20))
 	if grew > 6<<20 {
 		t.Errorf("ten reloads that each add a rule kept %.1f MB more", float64(grew)/(1<<20))
+	}
+}
+
+// TestRulesFollowTheLiveEndpoints: a rule that is one endpoint's range is
+// kept as that endpoint, and an encoding of the same set parsed again
+// (new endpoint objects, equal) keeps the rule's id but points it at the
+// new endpoint, so that the old parse is not held for as long as the id
+// lives; a rule an earlier generation gave out still reads as it did.
+// Ranges of several endpoints are kept whole.
+func TestRulesFollowTheLiveEndpoints(t *testing.T) {
+	defaults := map[string]config.Action{"lo": config.Deny}
+	ifaces := []Iface{{Name: "lo", Index: 1}}
+	eps := []ep{
+		{"a", []string{"lo"}, []string{"10.0.0.0/8", "fd00::/64"}, []string{"alice"}},
+		{"b", []string{"lo"}, []string{"10.1.0.0/16"}, []string{"bob"}},
+		{"c", []string{"lo"}, []string{"10.1.0.0/16", "10.2.0.0/16"}, nil},
+	}
+	e := newEncoder(newCounterNames(16))
+	read := func(c *Contents) map[filterNtfRangeKey]string {
+		t.Helper()
+		out := map[filterNtfRangeKey]string{}
+		for _, r := range c.Ranges {
+			rule, ok := c.Rules.get(r.val.Rule)
+			if !ok || rangeKey(r.key.Table/2, rule.Range) != r.key {
+				t.Fatalf("rule %d (%v) does not name the range of key %+v", r.val.Rule, rule, r.key)
+			}
+			out[r.key] = fmt.Sprint(r.val.Rule, rule.Range, rule.Endpoints)
+		}
+		return out
+	}
+	p1 := compile(t, defaults, eps...)
+	c1 := e.encode(p1, ifaces, 1, LogNone)
+	first := read(c1)
+	if len(first) != 4 || len(c1.Rules.whole) != 1 {
+		t.Fatalf("%d ranges, %d rules kept whole (want 4, 1: 10.1.0.0/16 of b and c): %v", len(first), len(c1.Rules.whole), first)
+	}
+	p2 := compile(t, defaults, eps...)
+	c2 := e.encode(p2, ifaces, 2, LogNone)
+	if got := read(c2); !maps.Equal(got, first) {
+		t.Errorf("the same set parsed again encodes\n%v\nwant the same ids and rules\n%v", got, first)
+	}
+	if got := read(c1); !maps.Equal(got, first) {
+		t.Errorf("generation 1's rules now read\n%v\nwant\n%v", got, first)
+	}
+	names, ranges := map[*string]bool{}, map[*netip.Prefix]bool{}
+	for _, pe := range p2.Endpoints {
+		names[&pe.Name] = true
+		for i := range pe.Ranges {
+			ranges[&pe.Ranges[i]] = true
+		}
+	}
+	for id, ref := range c2.Rules.refs {
+		if ref.rng != nil && (!names[ref.name] || !ranges[ref.rng]) {
+			t.Errorf("rule %d still points at %q of the earlier parse", id+1, *ref.name)
+		}
 	}
 }

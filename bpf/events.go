@@ -130,10 +130,10 @@ func (f *Filter) Rule(gen, id uint32) (Rule, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rules, ok := f.rules[gen]
-	if !ok || id == 0 || int(id) > len(rules) {
+	if !ok {
 		return Rule{}, false
 	}
-	return rules[id-1], true
+	return rules.get(id)
 }
 
 // Counters are the program's packet counters, summed over CPUs.

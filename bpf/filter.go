@@ -82,7 +82,7 @@ type Filter struct {
 	contents [slots]*Contents // what the slots hold, where this process wrote them
 
 	mu       sync.Mutex
-	rules    map[uint32][]Rule // by generation: the live one and the one before
+	rules    map[uint32]rules // by generation: the live one and the one before
 	counters *counterNames
 
 	// The first epoch of this Filter: the verdict caches' counts of

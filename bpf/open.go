@@ -59,7 +59,7 @@ func Open(opts Options) (*Filter, error) {
 		mode:     opts.Mode,
 		attached: map[int]*attachment{},
 		adopted:  map[int]link.Link{},
-		rules:    map[uint32][]Rule{},
+		rules:    map[uint32]rules{},
 	}
 	replacements, err := f.pinnedMaps()
 	if err != nil {

@@ -25,7 +25,7 @@ type staging struct {
 	slot   uint32 // in force: firstStagedSlot or the next; 0: nothing staged
 	policy *policy.Policy
 	enc    *encoder                  // its own ids, counters unused: the kernel does not count it
-	rules  []Rule                    // by staged rule id - 1
+	rules  rules                     // by staged rule id
 	ifaces map[uint32]filterNtfIface // the interfaces it filters, by index
 	inner  [2]slotMaps
 	// endedAtStart: the pins held an earlier run's stage, which Open
@@ -142,7 +142,9 @@ func (f *Filter) stageIn(p *policy.Policy, ifaces []Iface) error {
 	if f.cg.links != nil {
 		st.enc.cgroupBits = f.cg.masks()
 	}
+	f.mu.Lock() // the rules StagedRule reads
 	c := st.enc.encode(p, ifaces, f.gen, LogNone)
+	f.mu.Unlock()
 	// The program goes on every interface the candidate filters before
 	// the candidate is in force; on one that the live policy does not
 	// filter it passes every packet until then.
@@ -254,10 +256,7 @@ func (f *Filter) StageLost() error {
 func (f *Filter) StagedRule(id uint32) (Rule, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if id == 0 || int(id) > len(f.stage.rules) {
-		return Rule{}, false
-	}
-	return f.stage.rules[id-1], true
+	return f.stage.rules.get(id)
 }
 
 // StagedDiffs reads the counts of packets the staged policy decides

@@ -571,6 +571,12 @@ type Entry struct {
 	// classes' Winners say (Policy.SilentWinners).
 	Deny   config.DenyMode
 	Silent bool
+	// Configured is the configured range that Prefix is, when one
+	// endpoint alone makes the entry: Endpoints is then a view of its
+	// name. Both point into the configuration, which never changes once
+	// parsed, for a caller that keeps what an entry stands for (nil when
+	// several endpoints make the entry).
+	Configured *netip.Prefix
 }
 
 // Table is what the kernel needs for one interface: its ranges and default.
@@ -764,6 +770,9 @@ func mergeEntry[T interface{ ref() pairRef }](p *Policy, ifaceDrops bool, pairs 
 	if len(ent.Endpoints) > 1 {
 		slices.Sort(ent.Endpoints)
 		ent.Endpoints = slices.Compact(ent.Endpoints)
+	}
+	if len(pairs) == 1 {
+		ent.Configured = &e.Ranges[first.rng]
 	}
 	ent.Silent = silent(ent.Deny, ifaceDrops)
 	return ent
