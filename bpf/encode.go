@@ -399,7 +399,7 @@ func (e *encoder) addTable(sink rangeSink, c *Contents, id uint32, entries iter.
 				set = was.Owners // a narrowed range's is its number
 			}
 		} else {
-			rule, counter = e.newRule(ent), e.counters.endpoints(ent.Endpoints)
+			rule, counter = e.ruleList.add(ent), e.counters.endpoints(ent.Endpoints)
 		}
 		switch {
 		case len(ent.Principals.UIDs) == 0:
@@ -628,9 +628,6 @@ func endpointsKey(names []string) string {
 	return strings.Join(names, "\x00")
 }
 
-// newRule gives a (range, endpoints) pair a new id.
-func (e *encoder) newRule(ent policy.Entry) uint32 { return e.ruleList.add(ent) }
-
 // classRule gives the winner of a class its id; the same pair keeps it,
 // so that an unchanged class is encoded the same.
 func (e *encoder) classRule(ent policy.Entry) uint32 {
@@ -638,7 +635,7 @@ func (e *encoder) classRule(ent policy.Entry) uint32 {
 	if id, ok := e.classRules[k]; ok {
 		return id
 	}
-	id := e.newRule(ent)
+	id := e.ruleList.add(ent)
 	e.classRules[k] = id
 	return id
 }

@@ -523,12 +523,12 @@ func skipSpaces(text string, i int) int {
 	return i
 }
 
-// flowKey reads "key:" followed by a space in a flow mapping.
 // maxKeyLen bounds the keys the fast path reads, in a block (blockKey) as
 // in a flow (flowKey): libyaml looks no further than 1024 characters for a
 // key's ':', and a longer key goes to yaml.v3 to be refused.
 const maxKeyLen = 1000
 
+// flowKey reads "key:" followed by a space in a flow mapping.
 func flowKey(text string, i int) (string, int, bool) {
 	if i >= len(text) {
 		return "", 0, false
