@@ -4,7 +4,10 @@ package daemon
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +25,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/nettcfilter/net-tc-filter/bpf"
 	"github.com/nettcfilter/net-tc-filter/daemon/metrics"
 	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
 )
@@ -481,5 +485,32 @@ metrics: {listen: "%s"}
 	}
 	if got := series(s2, "endpoint_packets_total", `endpoint="protected"`, "allow") - series(s, "endpoint_packets_total", `endpoint="protected"`, "allow"); got != 0 {
 		t.Errorf("endpoint protected: allow moved by %v with only bob's audited traffic (the server's answers go to no endpoint)", got)
+	}
+}
+
+// A reload's outcome is counted before the step that moves the metrics
+// listener runs: the first scrape of a new address must not report the
+// reload before it as the last one. A failed reload moves nothing.
+func TestReloadSettledAfterCounted(t *testing.T) {
+	s := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s.filter = new(bpf.Filter)
+	var seen []metrics.Snapshot
+	settled := func() { seen = append(seen, s.Metrics()) }
+
+	fail := errors.New("a broken drop-in")
+	if err := s.asReload(func() (bool, error) { return true, fail }, settled); err != fail {
+		t.Fatalf("asReload returned %v, want %v", err, fail)
+	}
+	if len(seen) != 0 {
+		t.Fatalf("settled ran after a failed reload")
+	}
+	if err := s.asReload(func() (bool, error) { return true, nil }, settled); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 {
+		t.Fatalf("settled ran %d times after one good reload", len(seen))
+	}
+	if m := seen[0]; m.ReloadsOK != 1 || m.ReloadsFailed != 1 || !m.LastReload.OK {
+		t.Errorf("settled saw ok %d, failed %d, last ok %v: want the good reload counted", m.ReloadsOK, m.ReloadsFailed, m.LastReload.OK)
 	}
 }

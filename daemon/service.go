@@ -538,25 +538,28 @@ func (s *Service) reload(origin reloadOrigin, why string) (uint32, error) {
 		before := s.filter.Generation()
 		var err error
 		gen, err = s.reloadOnce(origin, why)
-		if err == nil {
-			s.listenMetrics()
-		}
 		// A watcher's reload that changed nothing is not news.
 		return origin == requested || gen != before, err
-	})
+	}, s.listenMetrics)
 	return gen, err
 }
 
 // asReload runs change as systemd and the D-Bus object see a reload:
 // RELOADING=1, then READY=1 with the new STATUS=; the outcome is counted
 // for the metrics and told to the observer when it failed or is news.
-func (s *Service) asReload(change func() (news bool, err error)) error {
+// settled, if not nil, runs after a successful change once its outcome is
+// counted and before READY=1: a metrics listener it moves must not answer
+// a scrape with the outcome of the reload before.
+func (s *Service) asReload(change func() (news bool, err error), settled func()) error {
 	s.notify.reloading()
 	s.setState(StateReloading)
 	defer func() { s.notify.ready(s.summary()) }()
 	began := time.Now()
 	news, err := change()
 	s.recordReload(began, err)
+	if err == nil && settled != nil {
+		settled()
+	}
 	if news || err != nil {
 		s.emit(Change{Reload: true, Generation: s.filter.Generation(), Err: errText(err)})
 	}
@@ -849,7 +852,7 @@ func (s *Service) resolvedAgain(q *policy.Policy, why string) {
 			s.log.Info("user and group names resolved again: "+s.summary(), "why", why, "generation", s.filter.Generation())
 		}
 		return true, err
-	})
+	}, nil)
 }
 
 // noteUnresolved records the names of the live policy that do not resolve,
