@@ -99,7 +99,7 @@ func compileWith(t testing.TB, ifaces map[string]config.Interface, set func(ce *
 	t.Helper()
 	cfg := &config.Config{Interfaces: ifaces}
 	for i, e := range eps {
-		ce := config.Endpoint{Name: e.name, Ifaces: e.ifaces}
+		ce := config.Endpoint{Name: e.name, Site: &config.Site{Ifaces: e.ifaces}}
 		for _, r := range e.ranges {
 			ce.Ranges = append(ce.Ranges, netip.MustParsePrefix(r))
 		}

@@ -14,7 +14,7 @@ import (
 // endpoints and groups name them.
 func TestSizeOf(t *testing.T) {
 	ep := func(name string, ranges []string, uids ...uint32) *config.Endpoint {
-		e := &config.Endpoint{Name: name, Ifaces: []string{"eth0"}}
+		e := &config.Endpoint{Name: name, Site: &config.Site{Ifaces: []string{"eth0"}}}
 		for _, r := range ranges {
 			e.Ranges = append(e.Ranges, netip.MustParsePrefix(r))
 		}

@@ -127,7 +127,7 @@ func printPolicy(w io.Writer, cfg *config.Config, p *policy.Policy) {
 		if e.Audit {
 			mode = " (audit: logs what it would drop, drops nothing)"
 		}
-		fmt.Fprintf(w, "  %s on %s%s\n", e.Name, strings.Join(e.Ifaces, ", "), mode)
+		fmt.Fprintf(w, "  %s on %s%s\n", e.Name, strings.Join(e.Ifaces(), ", "), mode)
 		fmt.Fprintf(w, "    allow: %s => %s\n", strings.Join(e.AllowList(), ", "), e.Principals)
 		if n := e.Narrowing(); n != "" {
 			fmt.Fprintf(w, "    only: %s\n", n)

@@ -227,10 +227,10 @@ func (p *fileParser) endpoints(v val) []Endpoint {
 			continue
 		}
 		if line, dup := first[ep.Name]; dup {
-			p.at(ep.Pos.Line, "duplicate endpoint %q (first at line %d); only a later file may replace an endpoint", ep.Name, line)
+			p.at(int(ep.Line), "duplicate endpoint %q (first at line %d); only a later file may replace an endpoint", ep.Name, line)
 			continue
 		}
-		first[ep.Name] = ep.Pos.Line
+		first[ep.Name] = int(ep.Line)
 		out = append(out, ep)
 	}
 	return out
@@ -253,8 +253,8 @@ func (p *fileParser) endpoint(item val) (Endpoint, bool) {
 	if err := checkEndpointName(name.key); err != nil {
 		p.at(name.line, "%v", err)
 	}
-	ep := Endpoint{Name: name.key, Pos: p.pos(name.line)}
-	p.endpointBody(&ep, name.val)
+	ep := Endpoint{Name: name.key, Line: int32(name.line)}
+	ep.Site = p.site(p.endpointBody(&ep, name.val))
 	return ep, true
 }
 
@@ -272,14 +272,15 @@ func (p *fileParser) severalNames(item val, fields []field) {
 	p.at(item.line, `endpoints item has several names (%s); write one "- name:" item per endpoint`, strings.Join(keys, ", "))
 }
 
-func (p *fileParser) endpointBody(ep *Endpoint, body val) {
+// endpointBody reads the settings of ep, and returns its interfaces.
+func (p *fileParser) endpointBody(ep *Endpoint, body val) (ifaces []string) {
 	if body.v == nil {
-		p.at(ep.Pos.Line, "endpoint %q has no settings; it needs iface, range and allow, indented under its name", ep.Name)
-		return
+		p.at(int(ep.Line), "endpoint %q has no settings; it needs iface, range and allow, indented under its name", ep.Name)
+		return nil
 	}
 	if !body.isMap() {
 		p.at(body.line, "endpoint %q must be a mapping of iface, range and allow, not %s", ep.Name, describe(body.v))
-		return
+		return nil
 	}
 	seen := make(map[string]bool)
 	portsLine := 0
@@ -287,7 +288,7 @@ func (p *fileParser) endpointBody(ep *Endpoint, body val) {
 		seen[f.key] = true
 		switch f.key {
 		case "iface":
-			ep.Ifaces = p.ifaces(ep.Name, f.val)
+			ifaces = p.ifaces(ep.Name, f.val)
 		case "range":
 			ep.Ranges = p.ranges(ep.Name, f.val)
 		case "allow":
@@ -315,17 +316,18 @@ func (p *fileParser) endpointBody(ep *Endpoint, body val) {
 	}
 	p.missing(ep, seen)
 	p.narrowing(ep, portsLine)
+	return ifaces
 }
 
 func (p *fileParser) missing(ep *Endpoint, seen map[string]bool) {
 	if !seen["iface"] {
-		p.at(ep.Pos.Line, "endpoint %q: missing iface (the interfaces, names or globs, it applies to)", ep.Name)
+		p.at(int(ep.Line), "endpoint %q: missing iface (the interfaces, names or globs, it applies to)", ep.Name)
 	}
 	if !seen["range"] {
-		p.at(ep.Pos.Line, "endpoint %q: missing range (the addresses or CIDR prefixes it guards)", ep.Name)
+		p.at(int(ep.Line), "endpoint %q: missing range (the addresses or CIDR prefixes it guards)", ep.Name)
 	}
 	if !seen["allow"] {
-		p.at(ep.Pos.Line, "endpoint %q: missing allow; write allow: [] to deny everyone", ep.Name)
+		p.at(int(ep.Line), "endpoint %q: missing allow; write allow: [] to deny everyone", ep.Name)
 	}
 }
 
@@ -372,12 +374,17 @@ func (p *fileParser) ifaces(ep string, v val) []string {
 		first[s] = it.line
 		out = append(out, s)
 	}
-	out = slices.Clip(out) // shared: an append must copy
-	if len(out) > 0 && slices.Equal(out, p.lastIfaces) {
-		return p.lastIfaces
+	return slices.Clip(out) // shared: an append must copy
+}
+
+// site is the Site of the file's next endpoint, which applies to ifaces:
+// the last one's when it names the same.
+func (p *fileParser) site(ifaces []string) *Site {
+	if p.lastSite != nil && slices.Equal(ifaces, p.lastSite.Ifaces) {
+		return p.lastSite
 	}
-	p.lastIfaces = out
-	return out
+	p.lastSite = &Site{File: p.file, Ifaces: ifaces}
+	return p.lastSite
 }
 
 func (p *fileParser) ranges(ep string, v val) []netip.Prefix {

@@ -115,13 +115,13 @@ func checkValid(t *testing.T, cfg *Config, files []string) {
 			t.Errorf("endpoint name %q: %v (or seen twice)", ep.Name, err)
 		}
 		names[ep.Name] = true
-		if !slices.Contains(files, ep.Pos.File) || ep.Pos.Line < 1 {
-			t.Errorf("endpoint %q at %s", ep.Name, ep.Pos)
+		if !slices.Contains(files, ep.Pos().File) || ep.Pos().Line < 1 {
+			t.Errorf("endpoint %q at %s", ep.Name, ep.Pos())
 		}
-		if len(ep.Ifaces) == 0 || len(ep.Ranges) == 0 || ep.Allow == nil {
-			t.Errorf("endpoint %q: ifaces %q ranges %v allow %v: a valid endpoint has all three", ep.Name, ep.Ifaces, ep.Ranges, ep.Allow)
+		if len(ep.Ifaces()) == 0 || len(ep.Ranges) == 0 || ep.Allow == nil {
+			t.Errorf("endpoint %q: ifaces %q ranges %v allow %v: a valid endpoint has all three", ep.Name, ep.Ifaces(), ep.Ranges, ep.Allow)
 		}
-		for _, i := range ep.Ifaces {
+		for _, i := range ep.Ifaces() {
 			if err := checkIface(i); err != nil {
 				t.Errorf("endpoint %q: iface %q: %v", ep.Name, i, err)
 			}
@@ -136,7 +136,7 @@ func checkValid(t *testing.T, cfg *Config, files []string) {
 			if err != nil || q.Kind != p.Kind || q.Name() != p.Name() || q.UID != p.UID {
 				t.Errorf("endpoint %q: principal %+v does not read back (%+v, %v)", ep.Name, p, q, err)
 			}
-			if !slices.Contains(files, ep.Pos.File) || p.Line < 1 {
+			if !slices.Contains(files, ep.Pos().File) || p.Line < 1 {
 				t.Errorf("endpoint %q: principal %q at %s", ep.Name, p.Text, p.Pos(ep))
 			}
 		}

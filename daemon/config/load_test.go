@@ -32,12 +32,12 @@ func TestSeedParsesUnchanged(t *testing.T) {
 	want := &Config{
 		Endpoints: []*Endpoint{{
 			Name:   "imdsv2",
-			Ifaces: []string{"eth0"},
+			Site:   &Site{File: main, Ifaces: []string{"eth0"}},
 			Ranges: prefixes("169.254.169.254/32", "fd00:ec2::254/128"),
 			Allow: []Principal{{
 				Kind: PrincipalUser, Text: "testuser", Line: 6,
 			}},
-			Pos: Pos{File: main, Line: 2},
+			Line: 2,
 		}},
 		Interfaces: map[string]Interface{},
 		Log:        Log{Level: "info", Decisions: "denied", Rate: 50},
@@ -158,8 +158,8 @@ func TestMode(t *testing.T) {
 func endpointNames(dir string, cfg *Config) []string {
 	var out []string
 	for _, ep := range cfg.Endpoints {
-		rel, _ := filepath.Rel(dir, ep.Pos.File)
-		out = append(out, ep.Name+"@"+Pos{File: rel, Line: ep.Pos.Line}.String())
+		rel, _ := filepath.Rel(dir, ep.Pos().File)
+		out = append(out, ep.Name+"@"+Pos{File: rel, Line: ep.Pos().Line}.String())
 	}
 	return out
 }
@@ -192,7 +192,7 @@ func TestMerge(t *testing.T) {
 				t.Errorf("endpoints = %v, want %v", names, wantNames)
 			}
 			a := cfg.Endpoints[0]
-			if !reflect.DeepEqual(a.Ifaces, []string{"wg0"}) || !reflect.DeepEqual(a.Ranges, prefixes("192.0.2.0/24")) || len(a.Allow) != 0 {
+			if !reflect.DeepEqual(a.Ifaces(), []string{"wg0"}) || !reflect.DeepEqual(a.Ranges, prefixes("192.0.2.0/24")) || len(a.Allow) != 0 {
 				t.Errorf("a = %+v, want the drop-in's a only (wg0, 192.0.2.0/24, nobody)", a)
 			}
 		},
@@ -448,7 +448,7 @@ func TestValidForms(t *testing.T) {
 		content: "endpoints:\n  - a:\n      iface: eth0.100\n      range: 10.0.0.0/8\n      allow: alice\n",
 		check: func(t *testing.T, cfg *Config) {
 			ep := cfg.Endpoints[0]
-			if !reflect.DeepEqual(ep.Ifaces, []string{"eth0.100"}) || !reflect.DeepEqual(ep.Ranges, prefixes("10.0.0.0/8")) ||
+			if !reflect.DeepEqual(ep.Ifaces(), []string{"eth0.100"}) || !reflect.DeepEqual(ep.Ranges, prefixes("10.0.0.0/8")) ||
 				len(ep.Allow) != 1 || ep.Allow[0].Name() != "alice" || ep.Allow[0].Line != 5 {
 				t.Errorf("endpoint = %+v", ep)
 			}
@@ -458,7 +458,7 @@ func TestValidForms(t *testing.T) {
 		content: "endpoints:\n  - a: {iface: [eth0, \"veth*\", \"*\"], range: [10.0.0.0/8], allow: []}\n",
 		check: func(t *testing.T, cfg *Config) {
 			ep := cfg.Endpoints[0]
-			if ep.Allow == nil || len(ep.Allow) != 0 || !reflect.DeepEqual(ep.Ifaces, []string{"eth0", "veth*", "*"}) {
+			if ep.Allow == nil || len(ep.Allow) != 0 || !reflect.DeepEqual(ep.Ifaces(), []string{"eth0", "veth*", "*"}) {
 				t.Errorf("endpoint = %+v, want empty non-nil Allow and three ifaces", ep)
 			}
 		},
@@ -506,7 +506,7 @@ func TestAliases(t *testing.T) {
 		t.Fatalf("endpoints = %+v, want a, b, c", cfg.Endpoints)
 	}
 	b, c := cfg.Endpoints[1], cfg.Endpoints[2]
-	if !reflect.DeepEqual(b.Ifaces, []string{"eth0"}) || !reflect.DeepEqual(b.Ranges, prefixes("10.1.0.0/16")) || len(b.Allow) != 2 {
+	if !reflect.DeepEqual(b.Ifaces(), []string{"eth0"}) || !reflect.DeepEqual(b.Ranges, prefixes("10.1.0.0/16")) || len(b.Allow) != 2 {
 		t.Errorf("b = %+v, want eth0 (merged), 10.1.0.0/16 (own), two principals", b)
 	}
 	if c.Allow[1].Text != "uid:0" || c.Allow[1].Line != 5 {
@@ -583,8 +583,9 @@ func TestCache(t *testing.T) {
 }
 
 // TestIfacesShared: consecutive endpoints that name the same interfaces
-// share one list (the parse cache keeps every endpoint's), and a list
-// that differs in any way is its own, on both parsers' paths.
+// share one Site, their list and file (the parse cache keeps every
+// endpoint), and a list that differs in any way is its own, on both
+// parsers' paths.
 func TestIfacesShared(t *testing.T) {
 	doc := "endpoints:\n" +
 		"  - a: {iface: [eth0, wg0], range: 10.0.0.1, allow: []}\n" +
@@ -598,11 +599,14 @@ func TestIfacesShared(t *testing.T) {
 		if len(errs) > 1 || len(fs.endpoints) != 6 {
 			t.Fatalf("parsed %d endpoints: %v", len(fs.endpoints), errs)
 		}
-		shared := func(i, j int) bool { return &fs.endpoints[i].Ifaces[0] == &fs.endpoints[j].Ifaces[0] }
+		shared := func(i, j int) bool { return fs.endpoints[i].Site == fs.endpoints[j].Site }
 		want := []string{"eth0", "wg0", "eth0", "wg0", "wg0", "eth0", "wg0", "wg0", "eth1", "wg0", "eth1"}
 		var got []string
-		for _, ep := range fs.endpoints {
-			got = append(got, ep.Ifaces...)
+		for i, ep := range fs.endpoints {
+			got = append(got, ep.Ifaces()...)
+			if pos := ep.Pos(); pos != (Pos{File: "a.yml", Line: i + 2}) {
+				t.Errorf("endpoint %s at %s", ep.Name, pos)
+			}
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("interfaces %q, want %q", got, want)
@@ -721,7 +725,7 @@ func TestMergeNames(t *testing.T) {
 				for range rnd.IntN(size + 1) {
 					// From a pool as small as the set, many names repeat;
 					// from one a thousand times larger, few do.
-					f.endpoints = append(f.endpoints, Endpoint{Name: fmt.Sprintf("e%d", rnd.IntN(pool)), Pos: Pos{Line: rnd.IntN(1000)}})
+					f.endpoints = append(f.endpoints, Endpoint{Name: fmt.Sprintf("e%d", rnd.IntN(pool)), Site: &Site{}, Line: int32(rnd.IntN(1000))})
 				}
 				return file{path, f}
 			}

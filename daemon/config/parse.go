@@ -19,10 +19,11 @@ import (
 type fileParser struct {
 	file string
 	errs Errors
-	// lastIfaces is the last endpoint's interface list, which the next one
-	// shares when it lists the same: a file of many endpoints mostly
-	// names one interface list, and the parse cache keeps every list.
-	lastIfaces []string
+	// lastSite is the last endpoint's file and interface list, which the
+	// next one shares when it lists the same: a file of many endpoints
+	// mostly names one interface list, and the parse cache keeps every
+	// endpoint.
+	lastSite *Site
 }
 
 func (p *fileParser) at(line int, format string, args ...any) {

@@ -202,7 +202,7 @@ func TestSizes(t *testing.T) {
 	if n := unsafe.Sizeof(Principal{}); n != 32 {
 		t.Errorf("Principal is %d bytes, want 32", n)
 	}
-	if n := unsafe.Sizeof(Endpoint{}); n != 128 {
-		t.Errorf("Endpoint is %d bytes, want 128", n)
+	if n := unsafe.Sizeof(Endpoint{}); n != 88 {
+		t.Errorf("Endpoint is %d bytes, want 88", n)
 	}
 }

@@ -196,8 +196,8 @@ func nssConfig(group, user string) *config.Config {
 	return &config.Config{
 		Endpoints: []*config.Endpoint{{
 			Name:   "imds",
-			Pos:    config.Pos{File: mainFile, Line: 2},
-			Ifaces: []string{"eth0"},
+			Line:   2,
+			Site:   &config.Site{File: mainFile, Ifaces: []string{"eth0"}},
 			Ranges: []netip.Prefix{netip.MustParsePrefix("169.254.169.254/32")},
 			Allow: []config.Principal{
 				{Kind: config.PrincipalGroup, Text: "group:" + group, Line: 5},

@@ -41,7 +41,7 @@ func mergeDropIns(files ...dropIn) *config.Config {
 }
 
 func afterEndpoint(file, name string, n int, allow ...string) *config.Endpoint {
-	ep := &config.Endpoint{Name: name, Pos: config.Pos{File: file, Line: n}, Ifaces: []string{"eth0"},
+	ep := &config.Endpoint{Name: name, Line: int32(n), Site: &config.Site{File: file, Ifaces: []string{"eth0"}},
 		Ranges: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(n >> 8), byte(n), 0}), 24)}}
 	for _, a := range allow {
 		ep.Allow = append(ep.Allow, pr(a, n))

@@ -17,13 +17,13 @@ import (
 func auditPolicy() *Policy {
 	return &Policy{
 		Endpoints: []Endpoint{
-			{Endpoint: &config.Endpoint{Name: "imds-rollout", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}, Audit: true}, Principals: allowing(1001)},
-			{Endpoint: &config.Endpoint{Name: "mix-enforce", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1001)},
-			{Endpoint: &config.Endpoint{Name: "mix-audit", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: allowing(1003)},
-			{Endpoint: &config.Endpoint{Name: "both-a", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: allowing(1001)},
-			{Endpoint: &config.Endpoint{Name: "both-b", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: allowing(1003)},
+			{Endpoint: &config.Endpoint{Name: "imds-rollout", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}, Audit: true}, Principals: allowing(1001)},
+			{Endpoint: &config.Endpoint{Name: "mix-enforce", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1001)},
+			{Endpoint: &config.Endpoint{Name: "mix-audit", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: allowing(1003)},
+			{Endpoint: &config.Endpoint{Name: "both-a", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: allowing(1001)},
+			{Endpoint: &config.Endpoint{Name: "both-b", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Audit: true}, Principals: allowing(1003)},
 			// A longer enforcing prefix inside an audited one decides alone.
-			{Endpoint: &config.Endpoint{Name: "inner", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.128/25")}}, Principals: allowing(1001)},
+			{Endpoint: &config.Endpoint{Name: "inner", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("192.0.2.128/25")}}, Principals: allowing(1001)},
 		},
 		Interfaces: []IfaceSetting{
 			{Pattern: "eth0", Default: Deny},
@@ -83,8 +83,8 @@ func TestEntriesAudit(t *testing.T) {
 		}
 	}
 	q := &Policy{Endpoints: []Endpoint{
-		{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Narrow: &config.Narrowing{Protos: []uint8{17}}}, Principals: &Principals{Everyone: true}},
-		{Endpoint: &config.Endpoint{Name: "rest", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: allowing(0)},
+		{Endpoint: &config.Endpoint{Name: "dns", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Narrow: &config.Narrowing{Protos: []uint8{17}}}, Principals: &Principals{Everyone: true}},
+		{Endpoint: &config.Endpoint{Name: "rest", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Audit: true}, Principals: allowing(0)},
 	}}
 	classes := q.Classes("eth0", pfx("10.0.0.0/8"))
 	i := slices.IndexFunc(classes, func(c Class) bool { return c.Proto == ProtoOther })
@@ -101,7 +101,7 @@ func TestEntriesAudit(t *testing.T) {
 // default but different modes must not share a table.
 func TestTableKeyAuditMode(t *testing.T) {
 	p := &Policy{
-		Endpoints:  []Endpoint{{Endpoint: &config.Endpoint{Name: "a", Ifaces: []string{"*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}}},
+		Endpoints:  []Endpoint{{Endpoint: &config.Endpoint{Name: "a", Site: &config.Site{Ifaces: []string{"*"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}}},
 		Interfaces: []IfaceSetting{{Pattern: "eth0", Default: Deny}, {Pattern: "eth1", Default: Deny, Audit: true}, {Pattern: "eth2", Default: Deny}},
 	}
 	if p.TableKey("eth0") == p.TableKey("eth1") {

@@ -77,7 +77,7 @@ func TestCompileCgroupPrincipals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+			cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 				Allow: allow(3, tt.allow...)}}, Files: []string{mainFile}}
 			p, err := Compile(cfg, testUnits())
 			if err != nil {
@@ -104,7 +104,7 @@ func TestCompileCgroupPrincipals(t *testing.T) {
 // systemd will put it and listed as absent; without systemd, unit:
 // matches no one and says why, while the rest of the list still applies.
 func TestCompileUnits(t *testing.T) {
-	cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+	cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 		Allow: allow(3, "unit:agent.service", "unit:later.service", "bob")}}, Files: []string{mainFile}}
 	p, err := Compile(cfg, testUnits())
 	if err != nil {
@@ -150,10 +150,10 @@ func TestCompileUnits(t *testing.T) {
 func TestDecideCgroups(t *testing.T) {
 	cfg := &config.Config{
 		Endpoints: []*config.Endpoint{
-			{Name: "imds", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}, Allow: allow(3, "unit:agent.service", "alice")},
-			{Name: "wide", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(5, "cgroup:/T/a")},
-			{Name: "narrow", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.1.0.0/16")}, Allow: allow(6, "cgroup:/T")},
-			{Name: "all", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")}, Allow: allow(7, "cgroup:/")},
+			{Name: "imds", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}, Allow: allow(3, "unit:agent.service", "alice")},
+			{Name: "wide", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(5, "cgroup:/T/a")},
+			{Name: "narrow", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.1.0.0/16")}, Allow: allow(6, "cgroup:/T")},
+			{Name: "all", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")}, Allow: allow(7, "cgroup:/")},
 		},
 		Interfaces: map[string]config.Interface{"eth0": {Default: config.Allow}},
 		Files:      []string{mainFile},
@@ -205,7 +205,7 @@ func TestCompileTooManyCgroups(t *testing.T) {
 		for i := range n {
 			texts = append(texts, fmt.Sprintf("cgroup:/c%03d", i))
 		}
-		cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+		cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 			Allow: allow(3, texts...)}}, Files: []string{mainFile}}
 		_, err := Compile(cfg, testUnits())
 		if n == MaxCgroupPaths {

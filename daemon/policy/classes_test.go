@@ -61,7 +61,7 @@ func randomPortsPolicy(r *rand.Rand) *Policy {
 	protoU := []uint8{config.ProtoTCP, config.ProtoUDP, config.ProtoICMP, config.ProtoICMPv6, config.ProtoSCTP, config.ProtoUDPLite, 47}
 	p := &Policy{Interfaces: []IfaceSetting{{Pattern: "eth0", Default: Action(r.IntN(2))}}}
 	for i := range 1 + r.IntN(8) {
-		e := Endpoint{Endpoint: &config.Endpoint{Name: fmt.Sprintf("e%d", i), Ifaces: []string{"eth0"}}, Principals: &Principals{UIDs: []uint32{uint32(r.IntN(4))}, Everyone: r.IntN(8) == 0}}
+		e := Endpoint{Endpoint: &config.Endpoint{Name: fmt.Sprintf("e%d", i), Site: &config.Site{Ifaces: []string{"eth0"}}}, Principals: &Principals{UIDs: []uint32{uint32(r.IntN(4))}, Everyone: r.IntN(8) == 0}}
 		for range 1 + r.IntN(2) {
 			e.Ranges = append(e.Ranges, netip.MustParsePrefix(prefixes[r.IntN(len(prefixes))]))
 		}
@@ -151,9 +151,9 @@ func TestClassifierLeavesPolicy(t *testing.T) {
 		// Endpoints of more than one range, one narrowed: a prefix's
 		// candidates hold only some of their ranges.
 		p.Endpoints = append(p.Endpoints,
-			Endpoint{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.8.0.0/16"), pfx("fd00::/8")},
+			Endpoint{Endpoint: &config.Endpoint{Name: "dns", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("10.8.0.0/16"), pfx("fd00::/8")},
 				Narrow: narrow(protos(udp), ports(port(53)))}, Principals: &Principals{Everyone: true}},
-			Endpoint{Endpoint: &config.Endpoint{Name: "wide", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/16")}}, Principals: allowing(1)})
+			Endpoint{Endpoint: &config.Endpoint{Name: "wide", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/16")}}, Principals: allowing(1)})
 		return p
 	}
 	p, want := policy(), policy()

@@ -311,9 +311,9 @@ func newKeeper(prev *Policy) *keeper {
 func (k *keeper) indexFiles() {
 	k.first = map[string]int{}
 	for i, e := range k.prev {
-		if i == 0 || e.Pos.File != k.prev[i-1].Pos.File {
-			if _, ok := k.first[e.Pos.File]; !ok {
-				k.first[e.Pos.File] = i
+		if i == 0 || e.Pos().File != k.prev[i-1].Pos().File {
+			if _, ok := k.first[e.Pos().File]; !ok {
+				k.first[e.Pos().File] = i
 			}
 		}
 	}
@@ -330,7 +330,7 @@ func (k *keeper) principals(i int, ep *config.Endpoint) *Principals {
 	if k.first == nil {
 		k.indexFiles()
 	}
-	if j, ok := k.first[ep.Pos.File]; ok && k.prev[j].Endpoint == ep {
+	if j, ok := k.first[ep.Pos().File]; ok && k.prev[j].Endpoint == ep {
 		k.shift = j - i
 		return k.prev[j].Principals
 	}

@@ -55,7 +55,7 @@ func TestCompileReservedUID(t *testing.T) {
 		users:  map[string]uint32{"odd": 4294967294, "none": 4294967295, "alice": 1000},
 		groups: map[string][]uint32{"g": {1000, 4294967294}},
 	}
-	cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+	cfg := &config.Config{Endpoints: []*config.Endpoint{{Name: "e", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 		Allow: []config.Principal{pr("odd", 3), pr("none", 4), pr("group:g", 5)}}},
 		Files: []string{mainFile}}
 	p, err := Compile(cfg, r)
@@ -138,10 +138,10 @@ func TestCompilePrincipals(t *testing.T) {
 			cfg := &config.Config{
 				Endpoints: []*config.Endpoint{{
 					Name:   "ep",
-					Ifaces: []string{"eth0", "wg*"},
+					Site:   &config.Site{File: mainFile, Ifaces: []string{"eth0", "wg*"}},
 					Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")},
 					Allow:  allow(5, tt.allow...),
-					Pos:    config.Pos{File: mainFile, Line: 2},
+					Line:   2,
 				}},
 				Interfaces: map[string]config.Interface{"eth0": {Default: config.Allow}},
 				Files:      []string{mainFile},
@@ -157,7 +157,7 @@ func TestCompilePrincipals(t *testing.T) {
 			if !equalPrincipals(*e.Principals, tt.want) {
 				t.Errorf("principals = %#v (%v), want %#v (%v)", e.Principals, e.Principals, tt.want, tt.want)
 			}
-			if e.Name != "ep" || !slices.Equal(e.Ifaces, []string{"eth0", "wg*"}) ||
+			if e.Name != "ep" || !slices.Equal(e.Ifaces(), []string{"eth0", "wg*"}) ||
 				!slices.Equal(e.Ranges, []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}) {
 				t.Errorf("endpoint = %+v, want name ep, ifaces [eth0 wg*], the two ranges", e)
 			}
@@ -172,8 +172,8 @@ func TestCompileStructure(t *testing.T) {
 	mk := func() *config.Config {
 		return &config.Config{
 			Endpoints: []*config.Endpoint{
-				{Name: "second-first", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(3, "alice")},
-				{Name: "a-later", Ifaces: []string{"*"}, Ranges: []netip.Prefix{pfx("fe80::/10"), pfx("ff02::/16")}, Allow: allow(9, "uid:0")},
+				{Name: "second-first", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(3, "alice")},
+				{Name: "a-later", Site: &config.Site{Ifaces: []string{"*"}}, Ranges: []netip.Prefix{pfx("fe80::/10"), pfx("ff02::/16")}, Allow: allow(9, "uid:0")},
 			},
 			Interfaces: map[string]config.Interface{
 				"eth0": {Default: config.Allow},
@@ -235,21 +235,21 @@ func TestCompileUnresolved(t *testing.T) {
 	cfg := &config.Config{
 		Endpoints: []*config.Endpoint{
 			// from the drop-in, but first in the list
-			{Name: "dropped", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Pos: config.Pos{File: dropFile, Line: 2},
+			{Name: "dropped", Site: &config.Site{File: dropFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Line: 2,
 				Allow: []config.Principal{
 					pr("alice", 4),
 					pr("ghost", 6),
 					pr("group:nogroup", 5),
 				}},
-			{Name: "main-a", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.1.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 8},
+			{Name: "main-a", Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.1.0.0/16")}, Line: 8,
 				Allow: []config.Principal{
 					pr("group:missing", 12),
 					pr("uid:5", 11),
 					pr("phantom", 10),
 				}},
-			{Name: "main-b", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 18},
+			{Name: "main-b", Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")}, Line: 18,
 				Allow: []config.Principal{pr("bob", 20), pr("group:imds-readers", 21)}},
-			{Name: "only-ghosts", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.3.0.0/16")}, Pos: config.Pos{File: mainFile, Line: 24},
+			{Name: "only-ghosts", Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.3.0.0/16")}, Line: 24,
 				Allow: []config.Principal{pr("ghost", 26)}},
 		},
 		Files: []string{mainFile, dropFile},
@@ -322,7 +322,7 @@ func (resolverError) Group(string) ([]uint32, error) { return nil, errors.New("n
 // same, and says which it is.
 func TestCompileResolverFailure(t *testing.T) {
 	cfg := &config.Config{
-		Endpoints: []*config.Endpoint{{Name: "ep", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+		Endpoints: []*config.Endpoint{{Name: "ep", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 			Allow: []config.Principal{pr("alice", 3), pr("uid:1", 4), pr("group:g", 5), pr("*", 6)}}},
 		Files: []string{mainFile},
 	}
@@ -362,9 +362,9 @@ func TestCompileResolverFailure(t *testing.T) {
 func TestResolve(t *testing.T) {
 	cfg := &config.Config{
 		Endpoints: []*config.Endpoint{
-			{Name: "imds", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")},
+			{Name: "imds", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")},
 				Allow: allow(3, "alice", "carol", "group:readers", "uid:7")},
-			{Name: "plain", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(9, "uid:5", "*")},
+			{Name: "plain", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Allow: allow(9, "uid:5", "*")},
 		},
 		Interfaces: map[string]config.Interface{"eth0": {Default: config.Allow}},
 		Files:      []string{mainFile},
@@ -442,7 +442,7 @@ func TestResolve(t *testing.T) {
 	}
 	// A policy not made by Compile has no names to resolve: its uids
 	// stay.
-	hand := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1)}}}
+	hand := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1)}}}
 	if got := hand.Resolve(resolverError{}); got != hand {
 		t.Errorf("Resolve of a hand-made policy: %+v", got)
 	}
@@ -450,11 +450,11 @@ func TestResolve(t *testing.T) {
 
 func TestCompileRootWarnings(t *testing.T) {
 	imds := func(iface string, who ...string) *config.Endpoint {
-		return &config.Endpoint{Name: "imds-" + iface, Ifaces: []string{iface},
+		return &config.Endpoint{Name: "imds-" + iface, Site: &config.Site{Ifaces: []string{iface}},
 			Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}, Allow: allow(3, who...)}
 	}
 	nd := func(iface string, ranges []string, who ...string) *config.Endpoint {
-		e := &config.Endpoint{Name: "nd-" + iface, Ifaces: []string{iface}, Allow: allow(10, who...)}
+		e := &config.Endpoint{Name: "nd-" + iface, Site: &config.Site{Ifaces: []string{iface}}, Allow: allow(10, who...)}
 		for _, r := range ranges {
 			e.Ranges = append(e.Ranges, pfx(r))
 		}
@@ -502,7 +502,7 @@ func TestCompileRootWarnings(t *testing.T) {
 			nil, []want{{"eth0", both}}},
 		{"carve-out inside fe80::/10 without root", []*config.Endpoint{
 			nd("eth0", ll, "uid:0"),
-			{Name: "carve", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fe80::/64")}, Allow: allow(20, "alice")}},
+			{Name: "carve", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("fe80::/64")}, Allow: allow(20, "alice")}},
 			nil, []want{{"eth0", []string{"fe80::1"}}}},
 		{"root allowed on eth0 only", []*config.Endpoint{nd("eth0", ll, "uid:0"), imds("eth1", "alice")},
 			nil, []want{{"eth1", both}}},

@@ -118,7 +118,7 @@ func (p *Policy) reachable(pats []string) (text string, decides bool) {
 	has4, has6 := false, false
 	all4, all6 := false, false
 	for _, e := range p.Endpoints {
-		if !slices.ContainsFunc(e.Ifaces, func(pat string) bool { return slices.Contains(pats, pat) }) {
+		if !slices.ContainsFunc(e.Ifaces(), func(pat string) bool { return slices.Contains(pats, pat) }) {
 			continue
 		}
 		for _, r := range e.Ranges {
@@ -210,8 +210,8 @@ func (p *Policy) unmatchedWarnings(names, pats []string) []string {
 	}
 	byPat := map[string]*naming{}
 	for _, e := range p.Endpoints {
-		somewhere := slices.ContainsFunc(e.Ifaces, func(pat string) bool { return matched[pat] })
-		for _, pat := range e.Ifaces {
+		somewhere := slices.ContainsFunc(e.Ifaces(), func(pat string) bool { return matched[pat] })
+		for _, pat := range e.Ifaces() {
 			if matched[pat] {
 				continue
 			}

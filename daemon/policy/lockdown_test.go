@@ -19,7 +19,7 @@ import (
 // that the endpoint protects nothing there.
 func TestHostWarnings(t *testing.T) {
 	endpoint := func(name string, ifaces []string, ranges []string, who ...string) *config.Endpoint {
-		e := &config.Endpoint{Name: name, Ifaces: ifaces, Allow: allow(3, who...)}
+		e := &config.Endpoint{Name: name, Site: &config.Site{Ifaces: ifaces}, Allow: allow(3, who...)}
 		for _, r := range ranges {
 			e.Ranges = append(e.Ranges, pfx(r))
 		}
@@ -171,7 +171,7 @@ func TestHostWarnings(t *testing.T) {
 // The warnings are computed from the policy alone: the list of host
 // interfaces handed in is not kept or changed.
 func TestHostWarningsLeavesHostAlone(t *testing.T) {
-	p, err := Compile(&config.Config{Endpoints: []*config.Endpoint{{Name: "x", Ifaces: []string{"*"},
+	p, err := Compile(&config.Config{Endpoints: []*config.Endpoint{{Name: "x", Site: &config.Site{Ifaces: []string{"*"}},
 		Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(3, "alice")}}, Files: []string{mainFile}}, testResolver())
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +186,7 @@ func TestHostWarningsLeavesHostAlone(t *testing.T) {
 // One range stays, several stay; several endpoints filter elsewhere.
 func TestHostWarningsGrammar(t *testing.T) {
 	e := func(name string, ifaces ...string) *config.Endpoint {
-		return &config.Endpoint{Name: name, Ifaces: ifaces, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(3, "alice")}
+		return &config.Endpoint{Name: name, Site: &config.Site{Ifaces: ifaces}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(3, "alice")}
 	}
 	p, err := Compile(&config.Config{Endpoints: []*config.Endpoint{e("one", "ens5"), e("x", "eth0", "wg0"), e("y", "eth0", "wg0")},
 		Interfaces: map[string]config.Interface{"*": {Default: config.Allow}}, Files: []string{mainFile}}, testResolver())
@@ -237,7 +237,7 @@ func TestHostWarningsAgreeWithFiltered(t *testing.T) {
 	}
 	for _, pats := range patterns {
 		for _, ifaces := range keys {
-			p, err := Compile(&config.Config{Endpoints: []*config.Endpoint{{Name: "x", Ifaces: pats,
+			p, err := Compile(&config.Config{Endpoints: []*config.Endpoint{{Name: "x", Site: &config.Site{Ifaces: pats},
 				Ranges: []netip.Prefix{pfx("192.0.2.0/24")}, Allow: allow(3, "alice")}},
 				Interfaces: ifaces, Files: []string{mainFile}}, testResolver())
 			if err != nil {

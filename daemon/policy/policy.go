@@ -228,7 +228,7 @@ func (e Endpoint) equal(f Endpoint) bool {
 	if e.Endpoint == f.Endpoint {
 		return true
 	}
-	return e.Name == f.Name && slices.Equal(e.Ifaces, f.Ifaces) && slices.Equal(e.Ranges, f.Ranges) &&
+	return e.Name == f.Name && slices.Equal(e.Ifaces(), f.Ifaces()) && slices.Equal(e.Ranges, f.Ranges) &&
 		slices.EqualFunc(e.Allow, f.Allow, func(a, b config.Principal) bool { return a.Text == b.Text }) &&
 		slices.Equal(e.Protos(), f.Protos()) && (e.Protos() == nil) == (f.Protos() == nil) &&
 		slices.Equal(e.Ports(), f.Ports()) && (e.Ports() == nil) == (f.Ports() == nil) && e.Audit == f.Audit &&
@@ -407,7 +407,7 @@ func mergeDeny(a, b config.DenyMode) config.DenyMode {
 }
 
 func (e Endpoint) appliesTo(name string) bool {
-	return slices.ContainsFunc(e.Ifaces, func(pat string) bool { return MatchIface(pat, name) })
+	return slices.ContainsFunc(e.Ifaces(), func(pat string) bool { return MatchIface(pat, name) })
 }
 
 // Verdict is the verdict on one packet and why.
@@ -623,11 +623,11 @@ func patternsOf(endpoints []Endpoint) []string {
 		// Neighbours mostly name the same interfaces (a drop-in of a
 		// thousand endpoints for one interface): comparing with the
 		// last list costs less than a map lookup per endpoint.
-		if slices.Equal(e.Ifaces, last) {
+		if slices.Equal(e.Ifaces(), last) {
 			continue
 		}
-		last = e.Ifaces
-		for _, pat := range e.Ifaces {
+		last = e.Ifaces()
+		for _, pat := range e.Ifaces() {
 			if !seen[pat] {
 				seen[pat] = true
 				pats = append(pats, pat)

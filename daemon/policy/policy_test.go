@@ -77,8 +77,8 @@ func TestMatchIface(t *testing.T) {
 func TestFilteredAndDefault(t *testing.T) {
 	p := &Policy{
 		Endpoints: []Endpoint{
-			{Endpoint: &config.Endpoint{Name: "wg", Ifaces: []string{"wg*"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1)},
-			{Endpoint: &config.Endpoint{Name: "tun", Ifaces: []string{"tun0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1)},
+			{Endpoint: &config.Endpoint{Name: "wg", Site: &config.Site{Ifaces: []string{"wg*"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1)},
+			{Endpoint: &config.Endpoint{Name: "tun", Site: &config.Site{Ifaces: []string{"tun0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1)},
 		},
 		// sorted by pattern, as Compile leaves them
 		Interfaces: []IfaceSetting{
@@ -155,11 +155,11 @@ func TestFilteredAndDefault(t *testing.T) {
 	if !l.Filtered("lo") || l.Default("lo") != Allow {
 		t.Errorf("lo named: Filtered=%v Default=%q, want true allow", l.Filtered("lo"), l.Default("lo"))
 	}
-	le := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Ifaces: []string{"*", "lo"}}}}}
+	le := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Site: &config.Site{Ifaces: []string{"*", "lo"}}}}}}
 	if !le.Filtered("lo") {
 		t.Errorf("endpoint naming lo: lo not filtered")
 	}
-	star := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Ifaces: []string{"*"}}}}}
+	star := &Policy{Endpoints: []Endpoint{{Endpoint: &config.Endpoint{Name: "x", Site: &config.Site{Ifaces: []string{"*"}}}}}}
 	if star.Filtered("lo") || !star.Filtered("eth0") {
 		t.Errorf("endpoint iface *: Filtered(lo)=%v Filtered(eth0)=%v, want false true", star.Filtered("lo"), star.Filtered("eth0"))
 	}
@@ -169,16 +169,16 @@ func TestFilteredAndDefault(t *testing.T) {
 func decidePolicy() *Policy {
 	return &Policy{
 		Endpoints: []Endpoint{
-			{Endpoint: &config.Endpoint{Name: "imds-wide", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.0.0/16"), pfx("fd00:ec2::/32")}}, Principals: &Principals{Everyone: true}},
-			{Endpoint: &config.Endpoint{Name: "imds", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}}, Principals: allowing(1000)},
-			{Endpoint: &config.Endpoint{Name: "imds-extra", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}}, Principals: allowing(1001, 1002)},
-			{Endpoint: &config.Endpoint{Name: "v6all", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("::/0")}}, Principals: allowing(2000)},
-			{Endpoint: &config.Endpoint{Name: "fwd", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: &Principals{Unowned: true}},
-			{Endpoint: &config.Endpoint{Name: "wg", Ifaces: []string{"wg0"}, Ranges: []netip.Prefix{pfx("0.0.0.0/0")}}, Principals: allowing(3000)},
-			{Endpoint: &config.Endpoint{Name: "any", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}}, Principals: &Principals{Everyone: true}},
-			{Endpoint: &config.Endpoint{Name: "nobody-user", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("198.51.100.0/24")}}, Principals: allowing(65534)},
-			{Endpoint: &config.Endpoint{Name: "root-ll", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fe80::/10")}}, Principals: allowing(0)},
-			{Endpoint: &config.Endpoint{Name: "all-kinds", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("203.0.113.0/24")}}, Principals: &Principals{Everyone: true, Unowned: true}},
+			{Endpoint: &config.Endpoint{Name: "imds-wide", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("169.254.0.0/16"), pfx("fd00:ec2::/32")}}, Principals: &Principals{Everyone: true}},
+			{Endpoint: &config.Endpoint{Name: "imds", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("169.254.169.254/32"), pfx("fd00:ec2::254/128")}}, Principals: allowing(1000)},
+			{Endpoint: &config.Endpoint{Name: "imds-extra", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("169.254.169.254/32")}}, Principals: allowing(1001, 1002)},
+			{Endpoint: &config.Endpoint{Name: "v6all", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("::/0")}}, Principals: allowing(2000)},
+			{Endpoint: &config.Endpoint{Name: "fwd", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: &Principals{Unowned: true}},
+			{Endpoint: &config.Endpoint{Name: "wg", Site: &config.Site{Ifaces: []string{"wg0"}}, Ranges: []netip.Prefix{pfx("0.0.0.0/0")}}, Principals: allowing(3000)},
+			{Endpoint: &config.Endpoint{Name: "any", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("192.0.2.0/24")}}, Principals: &Principals{Everyone: true}},
+			{Endpoint: &config.Endpoint{Name: "nobody-user", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("198.51.100.0/24")}}, Principals: allowing(65534)},
+			{Endpoint: &config.Endpoint{Name: "root-ll", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("fe80::/10")}}, Principals: allowing(0)},
+			{Endpoint: &config.Endpoint{Name: "all-kinds", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("203.0.113.0/24")}}, Principals: &Principals{Everyone: true, Unowned: true}},
 		},
 		Interfaces: []IfaceSetting{
 			{Pattern: "eth0", Default: Deny},
@@ -308,10 +308,10 @@ func TestDecideSamePrefixMerge(t *testing.T) {
 	// Three endpoints name the same prefix, in no particular order; one names
 	// it twice. Principals merge, every endpoint is named once, sorted.
 	p := &Policy{Endpoints: []Endpoint{
-		{Endpoint: &config.Endpoint{Name: "zeta", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/64"), pfx("fd00::/64")}}, Principals: allowing(7)},
-		{Endpoint: &config.Endpoint{Name: "alpha", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("fd00::/64")}}, Principals: &Principals{Unowned: true}},
-		{Endpoint: &config.Endpoint{Name: "mid", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/64")}}, Principals: allowing(3, 7)},
-		{Endpoint: &config.Endpoint{Name: "other", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/63")}}, Principals: allowing(9)},
+		{Endpoint: &config.Endpoint{Name: "zeta", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("fd00::/64"), pfx("fd00::/64")}}, Principals: allowing(7)},
+		{Endpoint: &config.Endpoint{Name: "alpha", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("fd00::/64")}}, Principals: &Principals{Unowned: true}},
+		{Endpoint: &config.Endpoint{Name: "mid", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("fd00::/64")}}, Principals: allowing(3, 7)},
+		{Endpoint: &config.Endpoint{Name: "other", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("fd00::/63")}}, Principals: allowing(9)},
 	}}
 	want := []string{"alpha", "mid", "zeta"}
 	for _, tt := range []struct {
@@ -366,10 +366,10 @@ func equalTables(a, b Table) bool {
 func tablePolicy() *Policy {
 	return &Policy{
 		Endpoints: []Endpoint{
-			{Endpoint: &config.Endpoint{Name: "b", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("fd00::/8"), pfx("10.0.0.0/8"), pfx("10.0.0.0/8")}}, Principals: allowing(3, 7)},
-			{Endpoint: &config.Endpoint{Name: "a", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("192.0.2.1/32"), pfx("10.0.0.0/16"), pfx("10.0.0.0/8")}}, Principals: &Principals{Unowned: true, UIDs: []uint32{5, 7}}},
-			{Endpoint: &config.Endpoint{Name: "c", Ifaces: []string{"wg0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: &Principals{Everyone: true}},
-			{Endpoint: &config.Endpoint{Name: "d", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("2001:db8::/32"), pfx("9.0.0.0/8")}}, Principals: &Principals{Everyone: true}},
+			{Endpoint: &config.Endpoint{Name: "b", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("fd00::/8"), pfx("10.0.0.0/8"), pfx("10.0.0.0/8")}}, Principals: allowing(3, 7)},
+			{Endpoint: &config.Endpoint{Name: "a", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("192.0.2.1/32"), pfx("10.0.0.0/16"), pfx("10.0.0.0/8")}}, Principals: &Principals{Unowned: true, UIDs: []uint32{5, 7}}},
+			{Endpoint: &config.Endpoint{Name: "c", Site: &config.Site{Ifaces: []string{"wg0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: &Principals{Everyone: true}},
+			{Endpoint: &config.Endpoint{Name: "d", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("2001:db8::/32"), pfx("9.0.0.0/8")}}, Principals: &Principals{Everyone: true}},
 		},
 		Interfaces: []IfaceSetting{
 			{Pattern: "eth0", Default: Allow},
@@ -562,10 +562,10 @@ func TestRangeCount(t *testing.T) {
 // interface is enforced with the other's ranges and principals.
 func TestTableKeyOddEndpointNames(t *testing.T) {
 	p := &Policy{Endpoints: []Endpoint{
-		{Endpoint: &config.Endpoint{Name: "a,b:false/false,1,2|fd00::/8=c", Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: &Principals{Everyone: true}},
-		{Endpoint: &config.Endpoint{Name: "a", Ifaces: []string{"eth1"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1, 2)},
-		{Endpoint: &config.Endpoint{Name: "b", Ifaces: []string{"eth1"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1, 2)},
-		{Endpoint: &config.Endpoint{Name: "c", Ifaces: []string{"eth1"}, Ranges: []netip.Prefix{pfx("fd00::/8")}}, Principals: &Principals{Everyone: true}},
+		{Endpoint: &config.Endpoint{Name: "a,b:false/false,1,2|fd00::/8=c", Site: &config.Site{Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: &Principals{Everyone: true}},
+		{Endpoint: &config.Endpoint{Name: "a", Site: &config.Site{Ifaces: []string{"eth1"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1, 2)},
+		{Endpoint: &config.Endpoint{Name: "b", Site: &config.Site{Ifaces: []string{"eth1"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}}, Principals: allowing(1, 2)},
+		{Endpoint: &config.Endpoint{Name: "c", Site: &config.Site{Ifaces: []string{"eth1"}}, Ranges: []netip.Prefix{pfx("fd00::/8")}}, Principals: &Principals{Everyone: true}},
 	}}
 	t0, _ := p.Table("eth0")
 	t1, _ := p.Table("eth1")

@@ -36,7 +36,7 @@ func narrow(pr []uint8, po []config.PortRange) *config.Narrowing {
 // portsPolicy is SPEC §2's WireServer example and one prefix per tie-break.
 func portsPolicy() *Policy {
 	ep := func(name, rng string, pr []uint8, po []config.PortRange, who Principals) Endpoint {
-		return Endpoint{Endpoint: &config.Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(rng)}, Narrow: narrow(pr, po)}, Principals: &who}
+		return Endpoint{Endpoint: &config.Endpoint{Name: name, Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx(rng)}, Narrow: narrow(pr, po)}, Principals: &who}
 	}
 	everyone := Principals{Everyone: true}
 	return &Policy{
@@ -231,10 +231,10 @@ func TestParseDestination(t *testing.T) {
 // ones) matches nothing; Compile says so.
 func TestFamilyWarnings(t *testing.T) {
 	cfg := &config.Config{Endpoints: []*config.Endpoint{
-		{Name: "v6-icmp", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("fd00::/64")}, Narrow: &config.Narrowing{Protos: []uint8{icmp}}},
-		{Name: "v4-icmpv6", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Narrow: &config.Narrowing{Protos: []uint8{icmpv6, tcp}}},
-		{Name: "both", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/64")}, Narrow: &config.Narrowing{Protos: []uint8{icmp, icmpv6}}},
-		{Name: "right", Ifaces: []string{"lo"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Narrow: &config.Narrowing{Protos: []uint8{icmp}}},
+		{Name: "v6-icmp", Site: &config.Site{Ifaces: []string{"lo"}}, Ranges: []netip.Prefix{pfx("fd00::/64")}, Narrow: &config.Narrowing{Protos: []uint8{icmp}}},
+		{Name: "v4-icmpv6", Site: &config.Site{Ifaces: []string{"lo"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Narrow: &config.Narrowing{Protos: []uint8{icmpv6, tcp}}},
+		{Name: "both", Site: &config.Site{Ifaces: []string{"lo"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8"), pfx("fd00::/64")}, Narrow: &config.Narrowing{Protos: []uint8{icmp, icmpv6}}},
+		{Name: "right", Site: &config.Site{Ifaces: []string{"lo"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")}, Narrow: &config.Narrowing{Protos: []uint8{icmp}}},
 	}, Interfaces: map[string]config.Interface{"lo": {Default: config.Allow}}}
 	p, err := Compile(cfg, nil)
 	if err != nil {

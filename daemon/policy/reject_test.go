@@ -15,7 +15,7 @@ import (
 // with different settings.
 func rejectPolicy() *Policy {
 	ep := func(name, r string, d config.DenyMode, p Principals) Endpoint {
-		return Endpoint{Endpoint: &config.Endpoint{Name: name, Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx(r)}, Deny: d}, Principals: &p}
+		return Endpoint{Endpoint: &config.Endpoint{Name: name, Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx(r)}, Deny: d}, Principals: &p}
 	}
 	return &Policy{
 		Endpoints: []Endpoint{
@@ -129,7 +129,7 @@ func TestEntriesDeny(t *testing.T) {
 			t.Errorf("%s %s: Silent %v, want %v", c.iface, c.prefix, got, c.want)
 		}
 	}
-	p.Endpoints = append(p.Endpoints, Endpoint{Endpoint: &config.Endpoint{Name: "dns", Ifaces: []string{"eth*"}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")},
+	p.Endpoints = append(p.Endpoints, Endpoint{Endpoint: &config.Endpoint{Name: "dns", Site: &config.Site{Ifaces: []string{"eth*"}}, Ranges: []netip.Prefix{pfx("10.2.0.0/16")},
 		Narrow: &config.Narrowing{Protos: []uint8{config.ProtoUDP}, Ports: []config.PortRange{{Lo: 53, Hi: 53}}}, Deny: config.DenyDrop}, Principals: &Principals{Everyone: true}})
 	for _, c := range p.Classes("eth1", pfx("10.2.0.0/16")) {
 		want := config.DenyReject
@@ -147,7 +147,7 @@ func TestEntriesDeny(t *testing.T) {
 // to be dropped silently: the sender's connection goes through.
 func TestAuditedNeverAnswered(t *testing.T) {
 	p := rejectPolicy()
-	p.Endpoints = append(p.Endpoints, Endpoint{Endpoint: &config.Endpoint{Name: "audited", Ifaces: []string{"eth*"},
+	p.Endpoints = append(p.Endpoints, Endpoint{Endpoint: &config.Endpoint{Name: "audited", Site: &config.Site{Ifaces: []string{"eth*"}},
 		Ranges: []netip.Prefix{pfx("10.6.0.0/16")}, Deny: config.DenyReject, Audit: true}, Principals: allowing(1000)})
 	p.Interfaces = append(p.Interfaces, IfaceSetting{Pattern: "eth4", Default: Deny, Audit: true})
 	user := Owner{UID: 2000}

@@ -106,10 +106,10 @@ func TestCompileHungResolver(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := &config.Config{
 				Endpoints: []*config.Endpoint{
-					{Name: "a", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+					{Name: "a", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 						Allow: allow(3, "alice", "group:readers", "uid:7", "bob")},
 					// The same names again: asked once, one answer for both.
-					{Name: "b", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.1.0.0/16")},
+					{Name: "b", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.1.0.0/16")},
 						Allow: allow(9, "bob", "alice")},
 				},
 				Files: []string{mainFile},
@@ -175,7 +175,7 @@ func TestCompileDefaultBudget(t *testing.T) {
 		t.Skip("waits LookupBudget")
 	}
 	cfg := &config.Config{
-		Endpoints: []*config.Endpoint{{Name: "a", Pos: config.Pos{File: mainFile, Line: 2}, Ifaces: []string{"eth0"}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
+		Endpoints: []*config.Endpoint{{Name: "a", Line: 2, Site: &config.Site{File: mainFile, Ifaces: []string{"eth0"}}, Ranges: []netip.Prefix{pfx("10.0.0.0/8")},
 			Allow: allow(3, "alice")}},
 		Files: []string{mainFile},
 	}
