@@ -190,9 +190,10 @@ type encoder struct {
 	// the list (everyone, unowned, cgroups) in the range's value, so
 	// lists with the same uids share a set. sets finds a list's set by
 	// the hash of its uids: an open-addressed table of set ids, at most
-	// half full, each slot with 32 bits of its list's hash (setList says
-	// which list is equal). A map of a million hashes took three times
-	// the memory, and most of a large set's first encoding.
+	// three quarters full, each slot with 32 bits of its list's hash
+	// (setList says which list is equal). A map of a million hashes took
+	// three times the memory, and most of a large set's first encoding;
+	// a table kept at most half full took 32 bytes a set at a million.
 	sets    []setSlot
 	hash    func(uids []uint32) uint64
 	setList blocks[[]uint32] // by id-1
@@ -564,7 +565,7 @@ func (e *encoder) cgroupMask(p policy.Principals) uint64 {
 
 // set gives a uid list its owner set id; an equal list keeps it.
 func (e *encoder) set(uids []uint32) uint32 {
-	if 2*(e.setList.len()+1) > len(e.sets) {
+	if 4*(e.setList.len()+1) > 3*len(e.sets) {
 		e.growSets()
 	}
 	h := e.hash(uids)
@@ -593,10 +594,10 @@ func (e *encoder) findSet(h uint64, uids []uint32) (uint32, *setSlot) {
 	}
 }
 
-// growSets doubles the table of set ids, or makes it.
+// growSets makes the table of set ids at most half full, doubling it.
 func (e *encoder) growSets() {
 	size := 16
-	for size < 4*(e.setList.len()+1) {
+	for size < 2*(e.setList.len()+1) {
 		size *= 2
 	}
 	e.sets = make([]setSlot, size)
