@@ -557,7 +557,7 @@ func (e *encoder) cgroupMask(p policy.Principals) uint64 {
 	if p.Everyone {
 		return 0 // everyone passes anyway
 	}
-	for _, c := range p.Cgroups {
+	for _, c := range p.Cgroups() {
 		m |= e.cgroupBits[c]
 	}
 	return m

@@ -69,11 +69,11 @@ func TestCompileCgroupPrincipals(t *testing.T) {
 		want  Principals
 		units []string // names in Policy.Units
 	}{
-		{"cgroup", []string{"cgroup:/a/b"}, Principals{Cgroups: []string{"/a/b"}}, nil},
+		{"cgroup", []string{"cgroup:/a/b"}, withCgroups(Principals{}, "/a/b"), nil},
 		{"cgroups sorted, unique", []string{"cgroup:/b", "cgroup:/a", "unit:x.service", "cgroup:/system.slice/x.service"},
-			Principals{Cgroups: []string{"/a", "/b", "/system.slice/x.service"}}, []string{"x.service"}},
-		{"unit of a slice", []string{"unit:user-1000.slice"}, Principals{Cgroups: []string{"/user.slice/user-1000.slice"}}, []string{"user-1000.slice"}},
-		{"with uids", []string{"alice", "unit:agent.service"}, Principals{UIDs: []uint32{1000}, Cgroups: []string{"/system.slice/agent.service"}}, []string{"agent.service"}},
+			withCgroups(Principals{}, "/a", "/b", "/system.slice/x.service"), []string{"x.service"}},
+		{"unit of a slice", []string{"unit:user-1000.slice"}, withCgroups(Principals{}, "/user.slice/user-1000.slice"), []string{"user-1000.slice"}},
+		{"with uids", []string{"alice", "unit:agent.service"}, withCgroups(Principals{UIDs: []uint32{1000}}, "/system.slice/agent.service"), []string{"agent.service"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

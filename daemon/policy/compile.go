@@ -234,13 +234,14 @@ func (p *Policy) resolve(r Resolver, budget time.Duration, prev *Policy) config.
 		made = append(made, Principals{})
 		into := &made[len(made)-1]
 		scratch = scratch[:0]
+		var cgroups []string
 		for _, pr := range pe.Allow {
 			var err error
 			switch pr.Kind {
 			case config.PrincipalCgroup:
-				into.Cgroups = append(into.Cgroups, pr.Name())
+				cgroups = append(cgroups, pr.Name())
 			case config.PrincipalUnit:
-				err = units.resolve(into, pr.Name())
+				err = units.resolve(&cgroups, pr.Name())
 			default:
 				err = resolve(into, &scratch, pr, r)
 			}
@@ -248,10 +249,7 @@ func (p *Policy) resolve(r Resolver, budget time.Duration, prev *Policy) config.
 				p.noteResolveError(&errs, pr.Pos(pe.Endpoint), pr, err)
 			}
 		}
-		if len(into.Cgroups) > 1 {
-			slices.Sort(into.Cgroups)
-			into.Cgroups = slices.Compact(into.Cgroups)
-		}
+		into.setCgroups(cgroups)
 		if len(scratch) > 0 {
 			slices.Sort(scratch)
 			start := len(uids)

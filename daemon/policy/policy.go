@@ -46,14 +46,36 @@ func (o Owner) String() string {
 }
 
 // Principals is a resolved allow list.
+//
+// A large set holds one per endpoint, so it is 40 bytes: the cgroup
+// paths, which most allow lists do not name, are behind a pointer.
 type Principals struct {
-	Everyone bool     // "*": every socket owner
-	Unowned  bool     // packets without a socket
-	UIDs     []uint32 // sorted, unique
-	// Cgroups are the cgroup v2 paths (cgroup: as written, unit: as
-	// resolved) whose sockets, and those of every cgroup below, may
-	// pass: clean, absolute, sorted, unique.
-	Cgroups []string
+	UIDs []uint32 // sorted, unique
+	// cgroups (Cgroups) is nil when the list names no cgroup.
+	cgroups  *[]string
+	Everyone bool // "*": every socket owner
+	Unowned  bool // packets without a socket
+}
+
+// Cgroups are the cgroup v2 paths (cgroup: as written, unit: as resolved)
+// whose sockets, and those of every cgroup below, may pass: clean,
+// absolute, sorted, unique.
+func (p Principals) Cgroups() []string {
+	if p.cgroups == nil {
+		return nil
+	}
+	return *p.cgroups
+}
+
+// setCgroups sets the cgroup paths, sorting them and leaving out repeats.
+func (p *Principals) setCgroups(paths []string) {
+	if len(paths) == 0 {
+		p.cgroups = nil
+		return
+	}
+	slices.Sort(paths)
+	paths = slices.Clip(slices.Compact(paths))
+	p.cgroups = &paths
 }
 
 // Allows reports whether the owner may pass.
@@ -67,7 +89,7 @@ func (p Principals) Allows(o Owner) bool {
 	if _, found := slices.BinarySearch(p.UIDs, o.UID); found {
 		return true
 	}
-	return slices.ContainsFunc(p.Cgroups, func(c string) bool { return CgroupUnder(o.Cgroup, c) })
+	return slices.ContainsFunc(p.Cgroups(), func(c string) bool { return CgroupUnder(o.Cgroup, c) })
 }
 
 // CgroupUnder reports whether cgroup path x is dir or below it. An unknown
@@ -90,11 +112,7 @@ func (p Principals) union(q Principals) Principals {
 		Unowned:  p.Unowned || q.Unowned,
 		UIDs:     slices.Compact(uids),
 	}
-	if len(p.Cgroups)+len(q.Cgroups) > 0 {
-		cgs := slices.Concat(p.Cgroups, q.Cgroups)
-		slices.Sort(cgs)
-		u.Cgroups = slices.Compact(cgs)
-	}
+	u.setCgroups(slices.Concat(p.Cgroups(), q.Cgroups()))
 	return u
 }
 
@@ -109,7 +127,7 @@ func (p Principals) String() string {
 	for _, u := range p.UIDs {
 		parts = append(parts, fmt.Sprintf("uid:%d", u))
 	}
-	for _, c := range p.Cgroups {
+	for _, c := range p.Cgroups() {
 		parts = append(parts, "cgroup:"+c)
 	}
 	if len(parts) == 0 {
@@ -121,7 +139,7 @@ func (p Principals) String() string {
 // Equal reports whether two allow lists are the same.
 func (p Principals) Equal(q Principals) bool {
 	return p.Everyone == q.Everyone && p.Unowned == q.Unowned && slices.Equal(p.UIDs, q.UIDs) &&
-		slices.Equal(p.Cgroups, q.Cgroups)
+		slices.Equal(p.Cgroups(), q.Cgroups())
 }
 
 // Endpoint is a configured endpoint with its principals resolved.

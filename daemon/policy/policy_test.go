@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/nettcfilter/net-tc-filter/daemon/config"
 )
@@ -20,6 +21,35 @@ func uids(u ...uint32) Principals { return Principals{UIDs: u} }
 
 // allowing is uids for an endpoint, which holds its principals by pointer.
 func allowing(u ...uint32) *Principals { return &Principals{UIDs: u} }
+
+// withCgroups is p allowing the cgroup paths as well.
+func withCgroups(p Principals, paths ...string) Principals {
+	p.setCgroups(paths)
+	return p
+}
+
+// TestPrincipalsSize: a compiled policy keeps one Principals per endpoint
+// whose allow list needed resolving, a million at the scale issue 19
+// measures; a field added costs that much again.
+func TestPrincipalsSize(t *testing.T) {
+	if n := unsafe.Sizeof(Principals{}); n != 40 {
+		t.Errorf("Principals is %d bytes, want 40", n)
+	}
+}
+
+// The cgroup paths are kept sorted and unique, nil when there are none,
+// and a list that names none says so with nil.
+func TestSetCgroups(t *testing.T) {
+	var p Principals
+	p.setCgroups([]string{"/b", "/a", "/b"})
+	if got := p.Cgroups(); !slices.Equal(got, []string{"/a", "/b"}) {
+		t.Errorf("Cgroups() = %q", got)
+	}
+	p.setCgroups(nil)
+	if p.Cgroups() != nil || p.cgroups != nil {
+		t.Errorf("no paths: Cgroups() = %q", p.Cgroups())
+	}
+}
 
 func TestMatchIface(t *testing.T) {
 	tests := []struct {
@@ -347,7 +377,7 @@ func TestDecideSamePrefixMerge(t *testing.T) {
 }
 
 func equalPrincipals(a, b Principals) bool {
-	return a.Everyone == b.Everyone && a.Unowned == b.Unowned && slices.Equal(a.UIDs, b.UIDs) && slices.Equal(a.Cgroups, b.Cgroups)
+	return a.Everyone == b.Everyone && a.Unowned == b.Unowned && slices.Equal(a.UIDs, b.UIDs) && slices.Equal(a.Cgroups(), b.Cgroups())
 }
 
 func equalTables(a, b Table) bool {

@@ -50,7 +50,7 @@ func newUnitMemo(r Resolver) *unitMemo {
 	return &unitMemo{r: u, known: map[string]answer[UnitCgroup]{}}
 }
 
-func (m *unitMemo) resolve(into *Principals, name string) error {
+func (m *unitMemo) resolve(cgroups *[]string, name string) error {
 	a, ok := m.known[name]
 	if !ok {
 		if m.r == nil {
@@ -63,7 +63,7 @@ func (m *unitMemo) resolve(into *Principals, name string) error {
 	if a.err != nil {
 		return &lookupError{a.err}
 	}
-	into.Cgroups = append(into.Cgroups, a.v.Path)
+	*cgroups = append(*cgroups, a.v.Path)
 	return nil
 }
 
@@ -99,7 +99,7 @@ const MaxCgroupPaths = 64
 func (p *Policy) CgroupPaths() []string {
 	var out []string
 	for _, e := range p.Endpoints {
-		out = append(out, e.Principals.Cgroups...)
+		out = append(out, e.Principals.Cgroups()...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
