@@ -196,7 +196,7 @@ type encoder struct {
 	// a table kept at most half full took 32 bytes a set at a million.
 	sets    []setSlot
 	hash    func(uids []uint32) uint64
-	setList blocks[[]uint32] // by id-1
+	setList uidSets // by id-1
 	// last is the policy as last encoded, in the same ids: its ranges,
 	// sorted by key as the next encoding's are, say what each entry was
 	// (its rule, counter and owner set) without a table of their own.
@@ -229,7 +229,7 @@ func (e *encoder) reset() {
 	e.classRules = map[ruleKey]uint32{}
 	e.ruleList = rules{}
 	e.sets = nil
-	e.setList = blocks[[]uint32]{}
+	e.setList = uidSets{}
 	e.last = nil
 }
 
@@ -601,7 +601,8 @@ func (e *encoder) growSets() {
 		size *= 2
 	}
 	e.sets = make([]setSlot, size)
-	for i, uids := range e.setList.all() {
+	for i := range e.setList.len() {
+		uids := e.setList.at(i)
 		h := e.hash(uids)
 		_, slot := e.findSet(h, uids)
 		*slot = setSlot{tag: uint32(h >> 32), id: uint32(i + 1)}
@@ -671,6 +672,58 @@ func rangeKey(table uint32, p netip.Prefix) filterNtfRangeKey {
 // table's id.
 const ntfPortsTable = 0x80000000
 
+// uidSets holds the owner sets' uid lists, by id-1, each copied into a
+// chunk of uids where it stays until the encoder is reset: 8 bytes and
+// its uids a set, where a slice of the policy's uids was 24 bytes (a
+// million sets at a million ranges) and held the policy's array. Nothing
+// is copied again as sets are added (see blocks); a long list, or one
+// past what an offset can reach, is a slice of its own.
+type uidSets struct {
+	refs   blocks[setRef]
+	chunks [][]uint32 // each of uidChunk, filled in turn
+	long   [][]uint32
+}
+
+// setRef is where a set's uids are: at is their offset in the chunks, one
+// chunk after the other, or with setLong the index of their slice in long.
+type setRef struct{ at, n uint32 }
+
+const (
+	uidChunk = 1 << 16
+	setLong  = 1 << 31
+)
+
+func (s *uidSets) append(uids []uint32) {
+	n := len(uids)
+	last := len(s.chunks) - 1
+	if last < 0 || len(s.chunks[last])+n > uidChunk {
+		last++
+	}
+	if n > uidChunk/8 || last*uidChunk >= setLong {
+		s.long = append(s.long, slices.Clip(slices.Clone(uids)))
+		s.refs.append(setRef{at: setLong | uint32(len(s.long)-1), n: uint32(n)})
+		return
+	}
+	if last == len(s.chunks) {
+		s.chunks = append(s.chunks, make([]uint32, 0, uidChunk))
+	}
+	at := last*uidChunk + len(s.chunks[last])
+	s.chunks[last] = append(s.chunks[last], uids...)
+	s.refs.append(setRef{at: uint32(at), n: uint32(n)})
+}
+
+// at is set i's uids; an append to them copies.
+func (s *uidSets) at(i int) []uint32 {
+	r := s.refs.at(i)
+	if r.at&setLong != 0 {
+		return s.long[r.at&^setLong]
+	}
+	c, off := s.chunks[r.at/uidChunk], r.at%uidChunk
+	return c[off : off+r.n : off+r.n]
+}
+
+func (s *uidSets) len() int { return s.refs.len() }
+
 // blocks is an append-only list kept in blocks of blockLen: it grows by a
 // block, never by copying what it holds. The encoder's owner sets are a
 // million at a million ranges; as one slice, the reload that added one set
@@ -696,18 +749,3 @@ func (l *blocks[T]) append(v T) {
 func (l *blocks[T]) at(i int) T { return l.b[i/blockLen][i%blockLen] }
 
 func (l *blocks[T]) len() int { return l.n }
-
-// all yields the elements with their indexes, in order.
-func (l *blocks[T]) all() iter.Seq2[int, T] {
-	return func(yield func(int, T) bool) {
-		i := 0
-		for _, b := range l.b {
-			for _, v := range b {
-				if !yield(i, v) {
-					return
-				}
-				i++
-			}
-		}
-	}
-}

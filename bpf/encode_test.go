@@ -5,6 +5,7 @@ package bpf
 import (
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -310,5 +311,56 @@ func TestRulesFollowTheLiveEndpoints(t *testing.T) {
 		if ref.rng != nil && (!names[ref.name] || !ranges[ref.rng]) {
 			t.Errorf("rule %d still points at %q of the earlier parse", id+1, *ref.name)
 		}
+	}
+}
+
+// TestUIDSets: owner sets' uids come back as they went in, however long,
+// across chunks; each is a copy (the policy's array is not held), and an
+// append to one copies rather than writing over the next.
+func TestUIDSets(t *testing.T) {
+	var s uidSets
+	r := rand.New(rand.NewPCG(1, 2))
+	var want [][]uint32
+	for i := range 40_000 {
+		n := 1 + r.IntN(8)
+		switch {
+		case i%1000 == 0:
+			n = uidChunk/8 + 1 // a long list: a slice of its own
+		case i%997 == 0:
+			n = uidChunk / 8 // the longest that goes in a chunk
+		}
+		uids := make([]uint32, n)
+		for j := range uids {
+			uids[j] = r.Uint32()
+		}
+		s.append(uids)
+		want = append(want, slices.Clone(uids))
+		uids[0]++ // the caller's array is its own
+	}
+	if s.len() != len(want) {
+		t.Fatalf("%d sets, want %d", s.len(), len(want))
+	}
+	for i, w := range want {
+		got := s.at(i)
+		if !slices.Equal(got, w) {
+			t.Fatalf("set %d (%d uids): not the %d uids put in", i, len(got), len(w))
+		}
+		if cap(got) != len(got) {
+			t.Fatalf("set %d: cap %d, len %d: an append would write over the next", i, cap(got), len(got))
+		}
+	}
+	if len(s.long) != 40 {
+		t.Errorf("%d long lists, want 40", len(s.long))
+	}
+	// Chunks are filled: at most the longest list that goes in one is
+	// left unused at the end of each.
+	total := 0
+	for _, w := range want {
+		if len(w) <= uidChunk/8 {
+			total += len(w)
+		}
+	}
+	if len(s.chunks) > total/(uidChunk-uidChunk/8)+1 {
+		t.Errorf("%d chunks for %d uids", len(s.chunks), total)
 	}
 }
