@@ -139,7 +139,8 @@ type Endpoint struct {
 	// slices saves a large set 40 bytes an endpoint.
 	Narrow *Narrowing
 	// Site is the endpoint's file and interfaces, shared with the
-	// endpoints before it in the file that name the same interfaces.
+	// endpoints next to it in the file that name the same interfaces
+	// (a run of them; an endpoint between with other interfaces ends it).
 	Site *Site
 	Line int32 // of the endpoint's name in Site.File
 	// Audit is `mode: audit`: a packet this endpoint alone would drop
