@@ -228,6 +228,10 @@ func (n *NS) ServeUDP(port uint16, fn func(pc net.PacketConn, b []byte, from net
 	if err != nil {
 		return nil, fmt.Errorf("udp server on port %d: %w", port, err)
 	}
+	if err := forceReadBuffer(pc, udpReadBuffer); err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("udp server on port %d: %w", port, err)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
