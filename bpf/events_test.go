@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package bpf
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nettcfilter/net-tc-filter/daemon/config"
+	"github.com/nettcfilter/net-tc-filter/daemon/testnet"
+)
+
+// A flood of denials is a flood of events that the daemon reads one by
+// one: reading one must leave no garbage, or the daemon's heap grows for
+// as long as the flood lasts. Each read here is of a real event, queued
+// by the program for a denied packet.
+func TestReadAllocatesNothing(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.NewNS(t, "ev")
+	f := openFilter(t, ns, ModeAuto)
+	events, err := f.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Close() })
+	apply(t, ns, f, compileDeny(t, config.DenyDrop, map[string]config.Action{"lo": config.Deny},
+		ep{"imds", []string{"lo"}, []string{"169.254.169.254/32"}, []string{"alice"}}), LogDenied)
+	drain(events)
+
+	const reads = 200
+	runFrames(t, ns, f, 0, ptEth4(ptUDP4(ptMD4)), reads+1, ptDrop) // AllocsPerRun reads once more to warm up
+	var got KernelDecision
+	allocs := testing.AllocsPerRun(reads, func() {
+		events.SetDeadline(time.Now().Add(10 * time.Second)) // queued already: only a guard against a hang)
+		if got, err = events.Read(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got.Dst != ptMD4 || got.Allowed || got.Dport != ptDport {
+		t.Fatalf("last event %+v: want a denial to %s port %d", got, ptMD4, ptDport)
+	}
+	if allocs != 0 {
+		t.Errorf("reading an event allocates %.1f times", allocs)
+	}
+}
