@@ -67,18 +67,22 @@ const maxKeys = 8192
 type limiter struct {
 	rate   int
 	recent []time.Time // when the lines of the last second were logged, oldest first
-	window map[aggKey]*pending
-	order  []aggKey
-	hot    map[aggKey]bool // kinds seen in the previous second
+	// The kinds of this second, in the order they first appeared, and
+	// their places in it. Both are emptied, not made again, each second:
+	// in a flood of distinct decisions the log must not allocate for
+	// every kind of every second (its garbage is the daemon's RSS).
+	window   []pending
+	windowAt map[aggKey]int
+	hot      map[aggKey]bool // kinds seen in the previous second
 	// decisions dropped since the last flush, for want of budget or room
 	suppressed uint64
 }
 
 func newLimiter(rate int) *limiter {
 	return &limiter{
-		rate:   max(rate, 1),
-		window: map[aggKey]*pending{},
-		hot:    map[aggKey]bool{},
+		rate:     max(rate, 1),
+		windowAt: map[aggKey]int{},
+		hot:      map[aggKey]bool{},
 	}
 }
 
@@ -93,7 +97,9 @@ func (l *limiter) take(now time.Time) bool {
 	for old < len(l.recent) && now.Sub(l.recent[old]) >= time.Second {
 		old++
 	}
-	l.recent = l.recent[old:]
+	// Moved down, not resliced: appending past a resliced front would
+	// make a new array every few lines.
+	l.recent = l.recent[:copy(l.recent, l.recent[old:])]
 	if len(l.recent) >= l.rate {
 		return false
 	}
@@ -113,21 +119,20 @@ func (l *limiter) wrote(t time.Time) {
 // add counts a decision and reports whether to log it now (with count 1).
 func (l *limiter) add(ev bpf.KernelDecision, now time.Time) bool {
 	k := keyOf(ev)
-	if p, ok := l.window[k]; ok {
-		p.count++
+	if i, ok := l.windowAt[k]; ok {
+		l.window[i].count++
 		return false
 	}
 	if len(l.window) >= maxKeys {
 		l.suppressed++
 		return false
 	}
-	p := &pending{ev: ev}
-	l.window[k] = p
-	l.order = append(l.order, k)
+	l.windowAt[k] = len(l.window)
+	l.window = append(l.window, pending{ev: ev})
 	if !l.hot[k] && l.take(now) {
 		return true
 	}
-	p.count = 1
+	l.window[len(l.window)-1].count = 1
 	return false
 }
 
@@ -136,9 +141,9 @@ func (l *limiter) add(ev bpf.KernelDecision, now time.Time) bool {
 // as the rate allows, and returns how many decisions were suppressed.
 func (l *limiter) flush(now time.Time, emit func(summary) time.Time) uint64 {
 	clear(l.hot)
-	for _, k := range l.order {
-		p := l.window[k]
-		l.hot[k] = true
+	for i := range l.window {
+		p := &l.window[i]
+		l.hot[keyOf(p.ev)] = true
 		if p.count == 0 {
 			continue
 		}
@@ -149,8 +154,8 @@ func (l *limiter) flush(now time.Time, emit func(summary) time.Time) uint64 {
 			l.suppressed += p.count
 		}
 	}
-	clear(l.window)
-	l.order = l.order[:0]
+	clear(l.windowAt)
+	l.window = l.window[:0]
 	suppressed := l.suppressed
 	l.suppressed = 0
 	return suppressed

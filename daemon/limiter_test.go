@@ -113,7 +113,7 @@ func TestLimiterBounded(t *testing.T) {
 			logged++
 		}
 	}
-	if len(l.window) > maxKeys {
+	if len(l.window) > maxKeys || len(l.windowAt) > maxKeys {
 		t.Errorf("%d kinds held, bound is %d", len(l.window), maxKeys)
 	}
 	if logged != 50 {
@@ -188,5 +188,34 @@ func TestLimiterCountsFromTheWrite(t *testing.T) {
 	l.flush(at(time.Second), func(summary) time.Time { return at(1200 * time.Millisecond) })
 	if l.take(at(2100 * time.Millisecond)) {
 		t.Error("a line 0.9 s after the last summaries went out at rate 2")
+	}
+}
+
+// A flood of distinct decisions (the bench's: 4096 ports of one address)
+// goes on for many seconds; once its first second has sized the limiter,
+// the seconds after it allocate nothing, or the daemon's heap would grow
+// for as long as the flood lasts.
+func TestLimiterFloodAllocatesNothing(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	l := newLimiter(50)
+	evs := make([]bpf.KernelDecision, 4096)
+	for i := range evs {
+		evs[i] = ev(1002, "169.254.169.254", 40000)
+		evs[i].Dport = uint16(i)
+	}
+	sec := 0
+	second := func() {
+		now := t0.Add(time.Duration(sec) * time.Second)
+		for range 3 {
+			for _, e := range evs {
+				l.add(e, now)
+			}
+		}
+		sec++
+		l.flush(t0.Add(time.Duration(sec)*time.Second), func(summary) time.Time { return now })
+	}
+	second() // sizes the window, its index and the kinds of the second before
+	if allocs := testing.AllocsPerRun(5, second); allocs != 0 {
+		t.Errorf("a second of the flood allocates %.0f times", allocs)
 	}
 }
