@@ -230,8 +230,8 @@ func TestRingBufferDrops(t *testing.T) {
 	b := newBed(t, policyYAML([]string{"uid:1001"}, "")+"log: {decisions: denied, rate: 50}\n")
 	j, d := b.startJournaled(t, testnet.DaemonOptions{})
 	d.Signal(syscall.SIGSTOP)
-	// 4 MiB of ring buffer holds about 52,000 decisions.
-	const flood = 100000
+	// 1 MiB of ring buffer holds about 11,900 decisions.
+	const flood = 30000
 	sent, err := b.bob.Burst(prot4, port, flood)
 	if err != nil {
 		t.Fatal(err)
