@@ -65,8 +65,14 @@ const maxKeys = 8192
 // of the second. What the budget cannot take is counted, never silently
 // lost. Not safe for concurrent use.
 type limiter struct {
-	rate   int
-	recent []time.Time // when the lines of the last second were logged, oldest first
+	rate int
+	// When the lines of the last second were logged, oldest first:
+	// times[head:]. Expired times are skipped, and moved out only when
+	// the array is full and half of it is expired, so that a line costs
+	// no copy of the second's times and, once the array has grown to
+	// twice a second's lines, no allocation.
+	times []time.Time
+	head  int
 	// The kinds of this second, in the order they first appeared, and
 	// their places in it. Both are emptied, not made again, each second:
 	// in a flood of distinct decisions the log must not allocate for
@@ -93,17 +99,17 @@ func (l *limiter) setRate(rate int) { l.rate = max(rate, 1) }
 // whatever the rate. The line's time is now until wrote says when it went
 // out.
 func (l *limiter) take(now time.Time) bool {
-	old := 0
-	for old < len(l.recent) && now.Sub(l.recent[old]) >= time.Second {
-		old++
+	for l.head < len(l.times) && now.Sub(l.times[l.head]) >= time.Second {
+		l.head++
 	}
-	// Moved down, not resliced: appending past a resliced front would
-	// make a new array every few lines.
-	l.recent = l.recent[:copy(l.recent, l.recent[old:])]
-	if len(l.recent) >= l.rate {
+	if len(l.times)-l.head >= l.rate {
 		return false
 	}
-	l.recent = append(l.recent, now)
+	if len(l.times) == cap(l.times) && l.head >= len(l.times)/2 {
+		l.times = l.times[:copy(l.times, l.times[l.head:])]
+		l.head = 0
+	}
+	l.times = append(l.times, now)
 	return true
 }
 
@@ -111,8 +117,8 @@ func (l *limiter) take(now time.Time) bool {
 // after the sender's name and unit were looked up): the rate holds for the
 // lines as their readers see them.
 func (l *limiter) wrote(t time.Time) {
-	if n := len(l.recent); n > 0 && t.After(l.recent[n-1]) {
-		l.recent[n-1] = t
+	if n := len(l.times); n > l.head && t.After(l.times[n-1]) {
+		l.times[n-1] = t
 	}
 }
 

@@ -147,8 +147,19 @@ func TestLimiterKeepsOneSecond(t *testing.T) {
 			t.Fatalf("line %d refused far below the rate", i)
 		}
 	}
-	if len(l.recent) != 1000 {
-		t.Errorf("%d line times kept, want the last second's 1000", len(l.recent))
+	if n := len(l.times) - l.head; n != 1000 {
+		t.Errorf("%d line times kept, want the last second's 1000", n)
+	}
+	if cap(l.times) > 4*1000 {
+		t.Errorf("%d line times' room for a second's 1000", cap(l.times))
+	}
+	// Grown to its second's lines, it allocates no more.
+	i := 10_000
+	if allocs := testing.AllocsPerRun(1000, func() {
+		l.take(t0.Add(time.Duration(i) * time.Millisecond))
+		i++
+	}); allocs != 0 {
+		t.Errorf("a line allocates %.2f times", allocs)
 	}
 }
 
