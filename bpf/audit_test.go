@@ -72,11 +72,7 @@ func testAudit(t *testing.T, mode Mode) {
 		"bob":   testnet.StartAgent(t, tp.Client, 1002),
 	}
 	f := openFilter(t, tp.Client, mode)
-	events, err := f.Events()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
+	events := openEvents(t, f)
 	eth0 := []string{"eth0"}
 	imds := []string{"169.254.169.254/32", "fd00:ec2::254/128"}
 
@@ -196,11 +192,7 @@ func TestAuditSourceRoute(t *testing.T) {
 	testnet.RequireRoot(t)
 	ns := testnet.NewNS(t, "a")
 	f := openFilter(t, ns, ModeAuto)
-	events, err := f.Events()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
+	events := openEvents(t, f)
 	lo := []string{"lo"}
 	p := compileModes(t, map[string]config.Interface{"lo": {Default: config.Allow}},
 		aep{ep{"md", lo, []string{"169.254.169.254/32"}, []string{"alice"}}, true},

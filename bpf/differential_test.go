@@ -61,11 +61,7 @@ func TestDifferential(t *testing.T) {
 	// ICMP echoes from unprivileged ping sockets, as any user sends them.
 	tp.Client.Exec(t, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
 	f := openFilter(t, tp.Client, ModeAuto)
-	events, err := f.Events()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
+	events := openEvents(t, f)
 
 	const policies, probesPerPolicy = 5, 2000
 	// What the probes exercised, so that a vacuous run fails.

@@ -15,23 +15,14 @@ import (
 // as long as the flood lasts. Each read here is of a real event, queued
 // by the program for a denied packet.
 func TestReadAllocatesNothing(t *testing.T) {
-	testnet.RequireRoot(t)
-	ns := testnet.NewNS(t, "ev")
-	f := openFilter(t, ns, ModeAuto)
-	events, err := f.Events()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
-	apply(t, ns, f, compileDeny(t, config.DenyDrop, map[string]config.Action{"lo": config.Deny},
-		ep{"imds", []string{"lo"}, []string{"169.254.169.254/32"}, []string{"alice"}}), LogDenied)
-	drain(events)
+	ns, f, events := denyingLo(t)
 
 	const reads = 200
 	runFrames(t, ns, f, 0, ptEth4(ptUDP4(ptMD4)), reads+1, ptDrop) // AllocsPerRun reads once more to warm up
 	var got KernelDecision
+	var err error
 	allocs := testing.AllocsPerRun(reads, func() {
-		events.SetDeadline(time.Now().Add(10 * time.Second)) // queued already: only a guard against a hang)
+		events.SetDeadline(time.Now().Add(10 * time.Second)) // queued already: only a guard against a hang
 		if got, err = events.Read(); err != nil {
 			t.Fatal(err)
 		}
@@ -50,17 +41,7 @@ func TestReadAllocatesNothing(t *testing.T) {
 // It must still hold a tenth of a second of the bench's flood (110 000
 // denials a second) with no decision lost.
 func TestRingHoldsATenthOfAFlood(t *testing.T) {
-	testnet.RequireRoot(t)
-	ns := testnet.NewNS(t, "ev")
-	f := openFilter(t, ns, ModeAuto)
-	events, err := f.Events()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
-	apply(t, ns, f, compileDeny(t, config.DenyDrop, map[string]config.Action{"lo": config.Deny},
-		ep{"imds", []string{"lo"}, []string{"169.254.169.254/32"}, []string{"alice"}}), LogDenied)
-	drain(events)
+	ns, f, events := denyingLo(t)
 	before, err := f.Counters()
 	if err != nil {
 		t.Fatal(err)
@@ -86,4 +67,19 @@ func TestRingHoldsATenthOfAFlood(t *testing.T) {
 	if n != burst {
 		t.Errorf("read %d events of %d", n, burst)
 	}
+}
+
+// denyingLo is a filter on lo of a namespace of its own that drops and
+// logs (LogDenied) the test runs' packets to ptMD4, and its decision
+// reader, with nothing queued yet.
+func denyingLo(t *testing.T) (*testnet.NS, *Filter, *DecisionReader) {
+	t.Helper()
+	testnet.RequireRoot(t)
+	ns := testnet.NewNS(t, "ev")
+	f := openFilter(t, ns, ModeAuto)
+	events := openEvents(t, f)
+	apply(t, ns, f, compileDeny(t, config.DenyDrop, map[string]config.Action{"lo": config.Deny},
+		ep{"imds", []string{"lo"}, []string{"169.254.169.254/32"}, []string{"alice"}}), LogDenied)
+	drain(events)
+	return ns, f, events
 }

@@ -49,11 +49,7 @@ func FuzzParse(f *testing.F) {
 		return nil
 	})
 	fl := openFilter(f, ns, ModeAuto)
-	events, err := fl.Events()
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { events.Close() })
+	events := openEvents(f, fl)
 	ifaces := []string{"lo", "tun0"}
 	p := compile(f, map[string]config.Action{"lo": config.Allow, "tun0": config.Allow},
 		ep{"protected", ifaces, []string{fzLow4.String(), fzLow6.String()}, []string{"alice"}})

@@ -130,6 +130,17 @@ func openFilter(t testing.TB, ns *testnet.NS, mode Mode) *Filter {
 	return f
 }
 
+// openEvents opens f's decision reader, closed when the test ends.
+func openEvents(t testing.TB, f *Filter) *DecisionReader {
+	t.Helper()
+	events, err := f.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Close() })
+	return events
+}
+
 // addTun adds a tun device (an L3 device, down) to ns and returns its
 // ifindex.
 func addTun(t testing.TB, ns *testnet.NS, name string) int {

@@ -63,11 +63,7 @@ func TestParse(t *testing.T) {
 	})
 
 	f := openFilter(t, ns, ModeAuto)
-	events, err := f.Events()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
+	events := openEvents(t, f)
 
 	ifaces := []string{"lo", "tun0"}
 	eps := []ep{

@@ -185,11 +185,7 @@ func TestParsePorts(t *testing.T) {
 		return err
 	})
 	f := openFilter(t, ns, ModeAuto)
-	events, err := f.Events()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
+	events := openEvents(t, f)
 	r := &ptRunner{ns: ns, f: f, events: events}
 	p := compileNarrowed(t, map[string]config.Action{"lo": config.Deny}, portsPolicyEndpoints()...)
 	r.gen = apply(t, ns, f, p, LogAll)

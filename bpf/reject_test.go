@@ -352,11 +352,7 @@ func testReject(t *testing.T, mode Mode) {
 
 	// Forwarded packets have no socket to tell: never answered.
 	t.Run("forwarded", func(t *testing.T) {
-		events, err := f.Events()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer events.Close()
+		events := openEvents(t, f)
 		apply(t, tp.Client, f, compileDeny(t, config.DenyUnset, deny, imds), LogDenied)
 		defer apply(t, tp.Client, f, compileDeny(t, config.DenyUnset, deny, imds), LogNone)
 		before := settledCounters(t, f)

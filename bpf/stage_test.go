@@ -41,11 +41,7 @@ func TestStage(t *testing.T) {
 	alice := testnet.StartAgent(t, tp.Client, 1001)
 	bob := testnet.StartAgent(t, tp.Client, 1002)
 	f := openFilter(t, tp.Client, ModeAuto)
-	events, err := f.Events()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
+	events := openEvents(t, f)
 	allow := map[string]config.Action{"eth0": config.Allow}
 	imds := []string{"169.254.169.254/32", "fd00:ec2::254/128"}
 	both := compile(t, allow, ep{"imds", []string{"eth0"}, imds, []string{"alice", "bob"}})

@@ -32,11 +32,7 @@ func testUserNamespace(t *testing.T, mode Mode) {
 	tp.ServeTCP(t, port)
 	tp.ServeUDPEcho(t, port)
 	f := openFilter(t, tp.Client, mode)
-	events, err := f.Events()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
+	events := openEvents(t, f)
 	r := &ptRunner{events: events}
 	seen := map[conn]bool{}
 	deny := map[string]config.Action{"eth0": config.Deny}
